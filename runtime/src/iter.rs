@@ -1,0 +1,179 @@
+//! Iteration over a trie: depth-first, entries of a node before its children.
+//!
+//! The iterator carries a fixed stack of child-slice cursors ([`MAX_DEPTH`]
+//! deep), so it never allocates; the inner loop is a slice iterator over one
+//! node's inline entries.
+
+use core::iter::FusedIterator;
+use core::slice;
+
+use crate::raw::NodeRef;
+use crate::trie::MAX_DEPTH;
+
+/// Walks every entry under one node, in trie order.
+pub(crate) struct RawIter<'a, K, V> {
+    entries: slice::Iter<'a, (K, V)>,
+    stack: [slice::Iter<'a, NodeRef<K, V>>; MAX_DEPTH],
+    depth: usize,
+}
+
+impl<'a, K, V> RawIter<'a, K, V> {
+    pub(crate) fn new(root: Option<&'a NodeRef<K, V>>) -> Self {
+        let mut it = Self { entries: [].iter(), stack: core::array::from_fn(|_| [].iter()), depth: 0 };
+        if let Some(root) = root {
+            it.enter(root);
+        }
+        it
+    }
+
+    #[inline]
+    fn enter(&mut self, node: &'a NodeRef<K, V>) {
+        self.entries = node.entries().iter();
+        self.stack[self.depth] = node.children().iter();
+        self.depth += 1;
+    }
+
+    /// Moves to the next node that has entries left; false at the end.
+    #[cold]
+    fn next_node(&mut self) -> bool {
+        while self.depth > 0 {
+            if let Some(child) = self.stack[self.depth - 1].next() {
+                self.enter(child);
+                if let Some(next) = self.stack[self.depth - 1].as_slice().first() {
+                    next.prefetch();
+                }
+                return true;
+            }
+            self.depth -= 1;
+        }
+        false
+    }
+}
+
+impl<'a, K, V> Iterator for RawIter<'a, K, V> {
+    type Item = &'a (K, V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.entries.next() {
+                return Some(entry);
+            }
+            if !self.next_node() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<K, V> FusedIterator for RawIter<'_, K, V> {}
+
+/// An iterator over a snapshot's entries, as `(&K, &V)`, in unspecified order.
+///
+/// Created by [`View::iter`](crate::View::iter). Allocates nothing; its length
+/// is known exactly.
+pub struct Iter<'a, K, V> {
+    inner: RawIter<'a, K, V>,
+    remaining: usize,
+}
+
+impl<'a, K, V> Iter<'a, K, V> {
+    pub(crate) fn new(root: Option<&'a NodeRef<K, V>>, len: usize) -> Self {
+        Self { inner: RawIter::new(root), remaining: len }
+    }
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let (k, v) = self.inner.next()?;
+        self.remaining -= 1;
+        Some((k, v))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
+impl<K, V> FusedIterator for Iter<'_, K, V> {}
+
+impl<K, V> Clone for RawIter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Self { entries: self.entries.clone(), stack: self.stack.clone(), depth: self.depth }
+    }
+}
+
+impl<K, V> Clone for Iter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), remaining: self.remaining }
+    }
+}
+
+impl<K: core::fmt::Debug, V: core::fmt::Debug> core::fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+macro_rules! projection {
+    ($(#[$doc:meta])* $name:ident, $item:ty, |$k:ident, $v:ident| $proj:expr) => {
+        $(#[$doc])*
+        pub struct $name<'a, K, V> {
+            inner: Iter<'a, K, V>,
+        }
+
+        impl<'a, K, V> $name<'a, K, V> {
+            pub(crate) fn new(inner: Iter<'a, K, V>) -> Self {
+                Self { inner }
+            }
+        }
+
+        impl<'a, K, V> Iterator for $name<'a, K, V> {
+            type Item = $item;
+
+            #[inline]
+            fn next(&mut self) -> Option<Self::Item> {
+                let ($k, $v) = self.inner.next()?;
+                let _ = (&$k, &$v);
+                Some($proj)
+            }
+
+            #[inline]
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.inner.size_hint()
+            }
+        }
+
+        impl<K, V> ExactSizeIterator for $name<'_, K, V> {}
+        impl<K, V> FusedIterator for $name<'_, K, V> {}
+
+        impl<K, V> Clone for $name<'_, K, V> {
+            fn clone(&self) -> Self {
+                Self { inner: self.inner.clone() }
+            }
+        }
+
+        impl<'a, K, V> core::fmt::Debug for $name<'a, K, V>
+        where
+            $item: core::fmt::Debug,
+        {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list().entries(self.clone()).finish()
+            }
+        }
+    };
+}
+
+projection!(
+    /// An iterator over a snapshot's keys. Created by [`View::keys`](crate::View::keys).
+    Keys, &'a K, |k, v| k
+);
+projection!(
+    /// An iterator over a snapshot's values. Created by [`View::values`](crate::View::values).
+    Values, &'a V, |k, v| v
+);

@@ -1,0 +1,82 @@
+//! A concurrent hash map with O(1) point-in-time snapshot views.
+//!
+//! Services share maps between threads: routing tables, hot-reloaded config,
+//! feature flags, label caches. [`SnapMap`] gives their readers a consistent
+//! view for free: [`SnapMap::snapshot`] is one reference-count increment,
+//! takes no lock, copies nothing and allocates nothing, and the [`Snapshot`]
+//! it returns can be held, iterated and sent across threads while writers go
+//! on. Two snapshots diff in O(changes) ([`View::diff`]).
+//!
+//! ```
+//! use snapview::{Change, SnapMap};
+//!
+//! let routes = SnapMap::<String, u16>::builder().name("routes").build();
+//! routes.insert("/api".to_string(), 8080);
+//! let before = routes.snapshot();
+//! routes.update(|tx| {
+//!     tx.insert("/static".to_string(), 8081);
+//!     tx.remove("/api");
+//! });
+//! assert_eq!(before.get("/api"), Some(&8080)); // a snapshot never changes
+//! let now = routes.snapshot();
+//! assert_eq!(now.version(), 2);
+//! assert_eq!(before.diff(&now).count(), 2); // /api removed, /static added
+//! assert!(before.diff(&now).any(|c| matches!(c, Change::Added(k, 8081) if k == "/static")));
+//! ```
+//!
+//! # Consistency
+//!
+//! - A [`Snapshot`] (or [`ReadGuard`]) is exactly the map after one published
+//!   version: every write published before it, none after, never part of a
+//!   batch. It stays unchanged for as long as it is held, whatever writers do.
+//! - Every write publishes at most one version: [`SnapMap::insert`],
+//!   [`SnapMap::remove`] of a present key, and [`SnapMap::update`] with at least
+//!   one effective write each publish exactly one; a write that changes
+//!   nothing (removing an absent key, an empty batch) publishes none.
+//!   [`View::version`] counts published versions from 0.
+//! - Versions are totally ordered (writers take turns). A snapshot taken after
+//!   a write call returned sees that write, on any thread: publication is a
+//!   release store that the snapshot's load acquires.
+//! - Iteration ([`View::iter`]) walks one version only and returns exactly
+//!   [`View::len`] entries, whatever writers do meanwhile.
+//! - If user code panics during a write (`Hash`, `Eq`, `Clone`, or the
+//!   [`update`](SnapMap::update) closure), nothing is published: the map stays
+//!   at its last version and the next writer proceeds normally.
+//!
+//! # Costs
+//!
+//! Reads: `snapshot()` is one atomic increment; [`SnapMap::read`] is cheaper
+//! still for short reads; `get` walks at most 11 levels of a 64-way trie (4
+//! for a million keys, the top ones cached); iteration walks each node's inline
+//! entries as a slice. Writes copy the path from the root to the changed slot
+//! (entries on it are cloned, children shared), then swap one pointer. A
+//! batch copies each node once and then mutates its copy in place. An old
+//! version's memory is freed by whoever drops its last snapshot, and costs
+//! only what that version did not share. See `docs/design.md` for invariants
+//! and memory orders.
+//!
+//! # Features
+//!
+//! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map).
+//!   Requires the `serde` crate.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod diff;
+mod iter;
+mod map;
+mod raw;
+mod sync;
+mod trie;
+mod tx;
+mod view;
+
+pub use diff::{Change, Diff};
+pub use iter::{Iter, Keys, Values};
+pub use map::{DEFAULT_NAME, SnapMap, SnapMapBuilder};
+pub use tx::Tx;
+pub use view::{ReadGuard, Snapshot, View};
+
+/// The default hasher: foldhash's fast hasher, seeded at random per map so
+/// that an attacker who picks keys cannot aim them at one slot.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;

@@ -1,0 +1,223 @@
+//! The map: one published version behind an atomic pointer, and a writer lock.
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::DefaultHashBuilder;
+use crate::tx::Tx;
+use crate::view::{Meta, ReadGuard, Snapshot, View};
+
+/// The name a map gets when its builder is given none.
+pub const DEFAULT_NAME: &str = "snapmap";
+
+/// A concurrent hash map whose readers take O(1) point-in-time [`Snapshot`]s.
+///
+/// Readers never lock and never wait: [`snapshot`](Self::snapshot) is one
+/// reference-count increment, and what it returns never changes. Writers
+/// ([`insert`](Self::insert), [`remove`](Self::remove), [`update`](Self::update))
+/// take turns on a mutex, copy the trie path they touch, and publish the new
+/// version with one atomic pointer swap; they never wait for readers.
+///
+/// Keys need `Hash + Eq + Clone` and values `Clone`, because a write copies the
+/// nodes on its path, entries included: wrap large values in an `Arc`.
+pub struct SnapMap<K, V, S = DefaultHashBuilder> {
+    current: ArcSwap<View<K, V, S>>,
+    /// The writers' copy of the current version, and their turn-taking.
+    ///
+    /// A panic while it is held leaves it untouched (it is replaced only after
+    /// a publish succeeded), so poisoning is ignored.
+    writer: Mutex<Arc<View<K, V, S>>>,
+    meta: Arc<Meta>,
+}
+
+fn next_map_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Relaxed: only uniqueness matters, nothing is published through it.
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
+    /// An empty map with the default hasher (foldhash, randomly seeded per map).
+    pub fn new() -> Self {
+        Self::with_hasher(DefaultHashBuilder::default())
+    }
+
+    /// A builder, to name the map or choose its hasher.
+    pub fn builder() -> SnapMapBuilder<K, V, DefaultHashBuilder> {
+        SnapMapBuilder { name: None, hasher: DefaultHashBuilder::default(), _map: PhantomData }
+    }
+}
+
+impl<K, V, S> SnapMap<K, V, S> {
+    /// An empty map with this hasher and the default name.
+    pub fn with_hasher(hasher: S) -> Self {
+        Self::from_parts(DEFAULT_NAME.into(), hasher)
+    }
+
+    fn from_parts(name: Box<str>, hasher: S) -> Self {
+        let meta = Arc::new(Meta { id: next_map_id(), name });
+        let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
+        Self { current: ArcSwap::new(Arc::clone(&first)), writer: Mutex::new(first), meta }
+    }
+
+    /// The current version, owned: O(1), allocation-free, never changes.
+    #[inline]
+    pub fn snapshot(&self) -> Snapshot<K, V, S> {
+        Snapshot::from_arc(self.current.load_full())
+    }
+
+    /// The current version, borrowed for a short read: cheaper than
+    /// [`snapshot`](Self::snapshot); see [`ReadGuard`].
+    #[inline]
+    pub fn read(&self) -> ReadGuard<K, V, S> {
+        ReadGuard::new(self.current.load())
+    }
+
+    /// The current version number: 0 when created, +1 per published write or batch.
+    pub fn version(&self) -> u64 {
+        self.current.load().version()
+    }
+
+    /// The number of entries in the current version.
+    pub fn len(&self) -> usize {
+        self.current.load().len()
+    }
+
+    /// Whether the current version is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The map's name (see [`SnapMapBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Arc<View<K, V, S>>> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K, V, S> SnapMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Inserts or replaces, publishing a new version; returns the value replaced.
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        self.update(|tx| tx.insert(key, value))
+    }
+
+    /// Removes `key`, publishing a new version if it was present; returns its value.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.update(|tx| tx.remove(key))
+    }
+
+    /// Removes every entry, publishing a new version if there were any.
+    pub fn clear(&self) {
+        self.update(|tx| tx.clear());
+    }
+
+    /// Runs a batch of writes and publishes them as one version: all or nothing.
+    ///
+    /// The closure gets a [`Tx`] that reads its own writes. Readers see either
+    /// the version before or the version after, never part of the batch. If
+    /// the closure (or a `Hash`, `Eq`, `Clone` it calls into) panics, nothing
+    /// is published and the map stays at its last version, usable by the next
+    /// writer. A batch that changes nothing publishes nothing.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
+        let mut current = self.lock_writer();
+        let base = &**current;
+        let mut tx = Tx::new(base.root().cloned(), base.len(), base.hasher());
+        let result = f(&mut tx);
+        if let Some((root, len)) = tx.into_changes() {
+            let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
+            let next = Arc::new(next);
+            self.current.store(Arc::clone(&next));
+            *current = next;
+        }
+        result
+    }
+}
+
+impl<K, V, S: Default> Default for SnapMap<K, V, S> {
+    fn default() -> Self {
+        Self::with_hasher(S::default())
+    }
+}
+
+impl<K, V, S> fmt::Debug for SnapMap<K, V, S>
+where
+    K: fmt::Debug,
+    V: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let view = self.current.load();
+        f.debug_struct("SnapMap")
+            .field("name", &view.name())
+            .field("version", &view.version())
+            .field("entries", &**view)
+            .finish()
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for SnapMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = Self::default();
+        map.extend(iter);
+        map
+    }
+}
+
+/// Inserts everything as one batch (one version).
+impl<K, V, S> Extend<(K, V)> for SnapMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        self.update(|tx| tx.extend(iter));
+    }
+}
+
+/// Configures a [`SnapMap`]: its name (which labels its telemetry) and hasher.
+pub struct SnapMapBuilder<K, V, S> {
+    name: Option<Box<str>>,
+    hasher: S,
+    _map: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V, S> SnapMapBuilder<K, V, S> {
+    /// Names the map; instrumentation labels its spans and metrics with it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Uses this hasher instead of the default.
+    pub fn hasher<S2>(self, hasher: S2) -> SnapMapBuilder<K, V, S2> {
+        SnapMapBuilder { name: self.name, hasher, _map: PhantomData }
+    }
+
+    /// The empty map.
+    pub fn build(self) -> SnapMap<K, V, S> {
+        SnapMap::from_parts(self.name.unwrap_or_else(|| DEFAULT_NAME.into()), self.hasher)
+    }
+}

@@ -1,0 +1,348 @@
+//! Making nodes ([`Builder`]), taking them apart ([`Drain`]), and the
+//! copy-on-write step that joins the two ([`rebuild`]).
+//!
+//! Panic safety rests on one rule: user code (`Clone`) runs only while reading
+//! a *shared* node, which nothing here changes; a node owned alone is only
+//! ever moved from, which runs no user code. A `Builder` dropped half-way
+//! drops what it was given, and a `Drain` dropped half-way drops what it did
+//! not hand out, so an unwinding panic neither leaks nor double-drops.
+
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ptr::{self, NonNull};
+
+use super::node::{Header, NodeRef};
+
+/// Fills a freshly allocated node, then hands it out as a [`NodeRef`].
+///
+/// Entries and children are pushed in slot order, each array on its own
+/// cursor, so the two may be filled in any interleaving.
+pub(crate) struct Builder<K, V> {
+    ptr: NonNull<Header>,
+    entries: usize,
+    children: usize,
+    entries_done: usize,
+    children_done: usize,
+    _owns: PhantomData<(K, V)>,
+}
+
+impl<K, V> Builder<K, V> {
+    /// A trie node with these bitmaps, hence `popcount` entries and children.
+    pub(crate) fn trie(datamap: u64, nodemap: u64) -> Self {
+        debug_assert_eq!(datamap & nodemap, 0, "a slot holds an entry or a node, not both");
+        Self::new(datamap, nodemap, datamap.count_ones() as usize, nodemap.count_ones() as usize)
+    }
+
+    /// A collision node: `len` entries whose hashes are all equal, no bitmaps.
+    pub(crate) fn collision(len: usize) -> Self {
+        Self::new(0, 0, len, 0)
+    }
+
+    fn new(datamap: u64, nodemap: u64, entries: usize, children: usize) -> Self {
+        Self {
+            ptr: NodeRef::<K, V>::allocate(datamap, nodemap, entries, children),
+            entries,
+            children,
+            entries_done: 0,
+            children_done: 0,
+            _owns: PhantomData,
+        }
+    }
+
+    /// Appends the next entry (in slot order).
+    #[inline]
+    pub(crate) fn push_entry(&mut self, entry: (K, V)) {
+        assert!(self.entries_done < self.entries, "snapview bug: too many entries for the node");
+        // SAFETY: slot `entries_done` is inside the entry array (just checked,
+        // N1) and not yet initialised, so writing does not overwrite a value.
+        unsafe { NodeRef::<K, V>::entries_base(self.ptr).add(self.entries_done).write(entry) };
+        self.entries_done += 1;
+    }
+
+    /// Appends the next child (in slot order).
+    #[inline]
+    pub(crate) fn push_child(&mut self, child: NodeRef<K, V>) {
+        assert!(self.children_done < self.children, "snapview bug: too many children for the node");
+        // SAFETY: as in `push_entry`, for the child array.
+        unsafe { NodeRef::<K, V>::children_base(self.ptr, self.entries).add(self.children_done).write(child) };
+        self.children_done += 1;
+    }
+
+    /// Moves the next `n` entries of `from` into this node.
+    pub(crate) fn take_entries(&mut self, from: &mut Drain<K, V>, n: usize)
+    where
+        K: Clone,
+        V: Clone,
+    {
+        for _ in 0..n {
+            self.push_entry(from.next_entry());
+        }
+    }
+
+    /// Moves the next `n` children of `from` into this node.
+    pub(crate) fn take_children(&mut self, from: &mut Drain<K, V>, n: usize) {
+        for _ in 0..n {
+            self.push_child(from.next_child());
+        }
+    }
+
+    /// The finished node; panics if a slot was left empty.
+    pub(crate) fn finish(self) -> NodeRef<K, V> {
+        assert!(
+            self.entries_done == self.entries && self.children_done == self.children,
+            "snapview bug: node finished with empty slots"
+        );
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `allocate` made the pointer for NodeRef<K, V>, every slot is
+        // now initialised (just checked), and the Builder's one reference is
+        // handed over (ManuallyDrop: its Drop will not run).
+        unsafe { NodeRef::from_raw(this.ptr) }
+    }
+}
+
+impl<K, V> Drop for Builder<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: 1. only this Builder knows the pointer, so nothing else can
+        //    reach the node;
+        // 2. exactly `entries_done` entries and `children_done` children were
+        //    written, so those are what we drop, each once;
+        // 3. deallocation uses the counts the node was allocated with (N1).
+        unsafe {
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                NodeRef::<K, V>::entries_base(self.ptr),
+                self.entries_done,
+            ));
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                NodeRef::<K, V>::children_base(self.ptr, self.entries),
+                self.children_done,
+            ));
+            NodeRef::<K, V>::deallocate(self.ptr, self.entries, self.children);
+        }
+    }
+}
+
+/// Hands out a node's entries and children one by one, in slot order, each
+/// array on its own cursor: moved out if the node was owned alone, cloned if it
+/// is shared (so a shared node is never changed).
+pub(crate) struct Drain<K, V> {
+    node: ManuallyDrop<NodeRef<K, V>>,
+    moving: bool,
+    entries: usize,
+    children: usize,
+    next_entry: usize,
+    next_child: usize,
+}
+
+impl<K, V> Drain<K, V> {
+    /// Takes `node` apart: by moves if it is the only reference, else by clones.
+    pub(crate) fn new(node: NodeRef<K, V>) -> Self {
+        let moving = node.is_unique();
+        if !moving {
+            node.prefetch_children();
+        }
+        let (entries, children) = node.counts();
+        Self { node: ManuallyDrop::new(node), moving, entries, children, next_entry: 0, next_child: 0 }
+    }
+
+    /// Whether entries are moved (true) or cloned (false).
+    pub(crate) fn is_moving(&self) -> bool {
+        self.moving
+    }
+
+    /// How many entries are left to hand out.
+    pub(crate) fn entries_left(&self) -> usize {
+        self.entries - self.next_entry
+    }
+
+    /// How many children are left to hand out.
+    pub(crate) fn children_left(&self) -> usize {
+        self.children - self.next_child
+    }
+
+    /// The next entry; in cloning mode, a `Clone` that panics leaves the node untouched.
+    #[inline]
+    pub(crate) fn next_entry(&mut self) -> (K, V)
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let i = self.next_entry;
+        assert!(i < self.entries, "snapview bug: drained past the last entry");
+        let entry = if self.moving {
+            // SAFETY: 1. in moving mode this Drain holds the only reference
+            //    (checked in `new`), so nothing else reads the slot;
+            // 2. slot `i` is initialised (N2) and is read exactly once, since
+            //    the cursor moves past it and Drop skips it.
+            unsafe { ptr::read(NodeRef::<K, V>::entries_base(self.node.as_ptr()).add(i)) }
+        } else {
+            let (k, v) = &self.node.entries()[i];
+            (k.clone(), v.clone())
+        };
+        self.next_entry = i + 1;
+        entry
+    }
+
+    /// The next child.
+    #[inline]
+    pub(crate) fn next_child(&mut self) -> NodeRef<K, V> {
+        let i = self.next_child;
+        assert!(i < self.children, "snapview bug: drained past the last child");
+        let child = if self.moving {
+            // SAFETY: as in `next_entry`, for the child array.
+            unsafe { ptr::read(NodeRef::<K, V>::children_base(self.node.as_ptr(), self.entries).add(i)) }
+        } else {
+            self.node.children()[i].clone()
+        };
+        self.next_child = i + 1;
+        child
+    }
+}
+
+impl<K, V> Drop for Drain<K, V> {
+    fn drop(&mut self) {
+        if !self.moving {
+            // SAFETY: `node` is never used again after this.
+            unsafe { ManuallyDrop::drop(&mut self.node) };
+            return;
+        }
+        let ptr = self.node.as_ptr();
+        // SAFETY: 1. moving mode: this Drain holds the only reference;
+        // 2. the slots past each cursor are initialised and were not handed out,
+        //    so dropping them drops each value once; those before the cursors
+        //    now belong to whoever took them;
+        // 3. `free_node` with zero counts only deallocates, with the node's
+        //    real layout, since it is called with the header's counts below.
+        unsafe {
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                NodeRef::<K, V>::entries_base(ptr).add(self.next_entry),
+                self.entries - self.next_entry,
+            ));
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                NodeRef::<K, V>::children_base(ptr, self.entries).add(self.next_child),
+                self.children - self.next_child,
+            ));
+            NodeRef::<K, V>::deallocate(ptr, self.entries, self.children);
+        }
+    }
+}
+
+/// A copy of `node` sharing its children: entries cloned, children's counts
+/// incremented. If a `Clone` panics, `node` is unchanged and the partial copy freed.
+pub(super) fn shallow_copy<K: Clone, V: Clone>(node: &NodeRef<K, V>) -> NodeRef<K, V> {
+    let mut from = Drain::new(node.clone());
+    let (entries, children) = (from.entries_left(), from.children_left());
+    let mut to = Builder::new(node.datamap(), node.nodemap(), entries, children);
+    to.take_entries(&mut from, entries);
+    to.take_children(&mut from, children);
+    to.finish()
+}
+
+/// Replaces `*slot` by the node `f` builds from it.
+///
+/// If `*slot` is owned alone, `f` gets a moving [`Drain`] and no copy is made;
+/// otherwise `f` gets a cloning one and `*slot` stays untouched until `f`
+/// returns, so a panicking `Clone` leaves it as it was.
+///
+/// In moving mode `f` must not run user code (it only moves values, which
+/// cannot panic): `*slot` is being taken apart, and a panic there would leave
+/// it half-moved, so the process aborts instead.
+pub(crate) fn rebuild<K, V>(slot: &mut NodeRef<K, V>, f: impl FnOnce(&mut Drain<K, V>) -> NodeRef<K, V>)
+where
+    K: Clone,
+    V: Clone,
+{
+    if !slot.is_unique() {
+        let mut from = Drain::new(slot.clone());
+        let new = f(&mut from);
+        drop(from);
+        *slot = new;
+        return;
+    }
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+    let guard = AbortOnUnwind;
+    // SAFETY: 1. the bitwise copy takes over the only reference (checked just
+    //    above), and `*slot` is overwritten below without being dropped, so the
+    //    count stays right;
+    // 2. between the read and the write `*slot` must not be used or dropped:
+    //    `f` cannot reach it (we hold `&mut`), and if `f` panicked the guard
+    //    aborts before unwinding could drop the stale `*slot`.
+    unsafe {
+        let old = ptr::read(slot);
+        let mut from = Drain::new(old);
+        debug_assert!(from.is_moving());
+        let new = f(&mut from);
+        drop(from);
+        ptr::write(slot, new);
+    }
+    core::mem::forget(guard);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    fn leaf(entries: &[(u32, Rc<()>)]) -> NodeRef<u32, Rc<()>> {
+        let mut b = Builder::collision(entries.len());
+        for e in entries {
+            b.push_entry(e.clone());
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn abandoned_builder_drops_what_it_was_given() {
+        let token = Rc::new(());
+        let mut b = Builder::<u32, Rc<()>>::collision(3);
+        b.push_entry((1, token.clone()));
+        b.push_entry((2, token.clone()));
+        assert_eq!(Rc::strong_count(&token), 3);
+        drop(b);
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn moving_drain_moves_and_drops_the_rest_once() {
+        let token = Rc::new(());
+        let node = leaf(&[(1, token.clone()), (2, token.clone()), (3, token.clone())]);
+        assert_eq!(Rc::strong_count(&token), 4);
+        let mut d = Drain::new(node);
+        assert!(d.is_moving());
+        let (k, v) = d.next_entry();
+        assert_eq!(k, 1);
+        assert_eq!(Rc::strong_count(&token), 4, "a move does not clone");
+        drop(v);
+        drop(d);
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn cloning_drain_leaves_a_shared_node_alone() {
+        let token = Rc::new(());
+        let node = leaf(&[(1, token.clone()), (2, token.clone())]);
+        let keep = node.clone();
+        let mut d = Drain::new(node);
+        assert!(!d.is_moving());
+        let e = d.next_entry();
+        assert_eq!(Rc::strong_count(&token), 4);
+        drop((e, d));
+        assert_eq!(keep.entries().len(), 2);
+        assert_eq!(Rc::strong_count(&token), 3);
+    }
+
+    #[test]
+    fn make_mut_copies_a_shared_node_and_not_a_unique_one() {
+        let mut a = leaf(&[(1, Rc::new(()))]);
+        let before = a.entries().as_ptr();
+        a.make_mut().0[0].0 = 7;
+        assert_eq!(a.entries().as_ptr(), before, "unique: mutated in place");
+        let b = a.clone();
+        a.make_mut().0[0].0 = 8;
+        assert_eq!((a.entries()[0].0, b.entries()[0].0), (8, 7));
+    }
+}

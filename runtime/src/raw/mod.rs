@@ -1,0 +1,14 @@
+//! Every `unsafe` line of the crate lives in this module.
+//!
+//! It owns the memory of trie nodes: their exact-size layout, their reference
+//! counts, building a node ([`Builder`]), taking one apart ([`Drain`]), and
+//! copy-on-write access ([`NodeRef::make_mut`], [`rebuild`]). What it hands out
+//! is safe: shared slices for readers, mutable slices only for a node that is
+//! provably unshared. The trie algorithms in `crate::trie` are written against
+//! this interface in safe code.
+
+mod build;
+mod node;
+
+pub(crate) use build::{Builder, Drain, rebuild};
+pub(crate) use node::NodeRef;

@@ -1,0 +1,372 @@
+//! The node allocation: one header followed by two exact-size arrays.
+//!
+//! ```text
+//! +--------------------------------------+---------------------+------------------------+
+//! | Header                               | [(K, V); entries]   | [NodeRef; children]    |
+//! | refs | datamap | nodemap | counts    | inline entries      | sub-trees              |
+//! +--------------------------------------+---------------------+------------------------+
+//! ```
+//!
+//! Invariants of every live node (established by `Builder::finish`, never
+//! changed afterwards except `refs`):
+//!
+//! - **N1** the allocation has exactly `NodeRef::layout(entries, children)`;
+//! - **N2** the first `entries` slots of the entry array and the first
+//!   `children` slots of the child array are initialised;
+//! - **N3** `refs` counts the `NodeRef`s that point at the node (plus one for a
+//!   `Drain` in moving mode, which has taken the last one over);
+//! - **N4** the non-atomic header fields never change after the node is built,
+//!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1.
+
+use core::alloc::Layout;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+use std::alloc;
+
+use crate::sync::{AtomicUsize, Ordering, fence};
+
+/// Past this count a clone aborts, as `Arc` does: a count that wraps would free a live node.
+const MAX_REFS: usize = isize::MAX as usize;
+
+#[repr(C)]
+pub(super) struct Header {
+    refs: AtomicUsize,
+    /// Bit `i` set: slot `i` holds an inline entry (always 0 in a collision node).
+    datamap: u64,
+    /// Bit `i` set: slot `i` holds a child node (always 0 in a collision node).
+    nodemap: u64,
+    entries: u32,
+    children: u32,
+}
+
+/// An owning, reference-counted pointer to a trie node.
+///
+/// Cloning it is one relaxed atomic increment; the node is freed, with the
+/// entries and children it owns, when the last `NodeRef` goes.
+pub(crate) struct NodeRef<K, V> {
+    ptr: NonNull<Header>,
+    _owns: PhantomData<(K, V)>,
+}
+
+// SAFETY: a NodeRef gives shared access to K and V from any thread that holds
+// it, and the last one to go drops them there, exactly like Arc<(K, V)>: so it
+// may cross threads when K and V are both Send and Sync.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for NodeRef<K, V> {}
+// SAFETY: as for Send: &NodeRef only hands out &K and &V, and clones that may
+// be dropped on another thread, which needs K, V: Send + Sync.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for NodeRef<K, V> {}
+
+const fn round_up(n: usize, align: usize) -> usize {
+    (n + align - 1) & !(align - 1)
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+impl<K, V> NodeRef<K, V> {
+    const ENTRIES_OFFSET: usize = round_up(size_of::<Header>(), align_of::<(K, V)>());
+    const ALIGN: usize = max(align_of::<Header>(), max(align_of::<(K, V)>(), align_of::<Self>()));
+
+    fn children_offset(entries: usize) -> usize {
+        round_up(
+            Self::ENTRIES_OFFSET + entries * size_of::<(K, V)>(),
+            align_of::<Self>(),
+        )
+    }
+
+    /// The layout of a node with these counts; panics if it would not fit in `isize`.
+    pub(super) fn layout(entries: usize, children: usize) -> Layout {
+        let align = align_of::<Self>();
+        let size = entries
+            .checked_mul(size_of::<(K, V)>())
+            .and_then(|e| e.checked_add(Self::ENTRIES_OFFSET + align - 1))
+            .map(|e| e & !(align - 1))
+            .and_then(|c| c.checked_add(children.checked_mul(size_of::<Self>())?));
+        size.and_then(|size| Layout::from_size_align(size, Self::ALIGN).ok())
+            .unwrap_or_else(|| panic!("snapview: a node of {entries} entries and {children} children is too large"))
+    }
+
+    /// Allocates a node with an initialised header and uninitialised arrays.
+    ///
+    /// The returned pointer satisfies N1 and N3 (one reference); N2 is the
+    /// caller's to establish before the node is read.
+    pub(super) fn allocate(datamap: u64, nodemap: u64, entries: usize, children: usize) -> NonNull<Header> {
+        let entries32 = u32::try_from(entries).expect("snapview: more than u32::MAX entries in one node");
+        let children32 = u32::try_from(children).expect("snapview: more than u32::MAX children in one node");
+        let layout = Self::layout(entries, children);
+        // SAFETY: the layout has a non-zero size: it holds at least a Header.
+        let raw = unsafe { alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<Header>()) else {
+            alloc::handle_alloc_error(layout);
+        };
+        let header = Header {
+            refs: AtomicUsize::new(1),
+            datamap,
+            nodemap,
+            entries: entries32,
+            children: children32,
+        };
+        // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
+        // alignment) and large enough for it (the layout starts with it).
+        unsafe { ptr.as_ptr().write(header) };
+        ptr
+    }
+
+    /// Takes over a pointer whose N1-N3 hold and which carries one reference.
+    ///
+    /// # Safety
+    /// `ptr` must come from `allocate` for `NodeRef<K, V>`, with all of its
+    /// entries and children initialised, and the reference it carries must be
+    /// given up by the caller.
+    pub(super) unsafe fn from_raw(ptr: NonNull<Header>) -> Self {
+        Self { ptr, _owns: PhantomData }
+    }
+
+    /// The node's address, without giving up the reference.
+    pub(super) fn as_ptr(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: a NodeRef always points at a live node (N3: its own reference
+        // keeps it alive), whose header was written by `allocate`.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The bitmap of slots holding an inline entry.
+    #[inline]
+    pub(crate) fn datamap(&self) -> u64 {
+        self.header().datamap
+    }
+
+    /// The bitmap of slots holding a child node.
+    #[inline]
+    pub(crate) fn nodemap(&self) -> u64 {
+        self.header().nodemap
+    }
+
+    /// The inline entries, in slot order.
+    #[inline]
+    pub(crate) fn entries(&self) -> &[(K, V)] {
+        // SAFETY: N1 and N2: `entries` initialised (K, V) sit at ENTRIES_OFFSET,
+        // aligned because ENTRIES_OFFSET is rounded up to their alignment and the
+        // node to ALIGN; N4: nobody mutates them while this shared borrow lives,
+        // because mutation needs `&mut self` on the only reference.
+        unsafe { core::slice::from_raw_parts(entries_ptr::<K, V>(self.ptr), self.header().entries as usize) }
+    }
+
+    /// The child nodes, in slot order.
+    #[inline]
+    pub(crate) fn children(&self) -> &[NodeRef<K, V>] {
+        let h = self.header();
+        // SAFETY: as for `entries`, with the child array at `children_offset`.
+        unsafe { core::slice::from_raw_parts(children_ptr::<K, V>(self.ptr, h.entries as usize), h.children as usize) }
+    }
+
+    /// Whether `self` and `other` are the same allocation (so the same sub-tree).
+    #[inline]
+    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr
+    }
+
+    /// Whether this is the only reference to the node, so it may be mutated.
+    #[inline]
+    pub(crate) fn is_unique(&self) -> bool {
+        // Acquire: synchronizes with the Release decrement of every other
+        // reference that was dropped (in `Drop`), so that their reads of the
+        // node happen-before our writes to it.
+        self.header().refs.load(Ordering::Acquire) == 1
+    }
+
+    /// Mutable access to both arrays, if this is the only reference.
+    #[inline]
+    pub(crate) fn get_mut(&mut self) -> Option<(&mut [(K, V)], &mut [NodeRef<K, V>])> {
+        if !self.is_unique() {
+            return None;
+        }
+        let h = self.header();
+        let (ne, nc) = (h.entries as usize, h.children as usize);
+        // SAFETY: 1. the count is 1 and we hold `&mut` to that one reference, so
+        //    no other thread or borrow can reach the node (N3, N4);
+        // 2. the two arrays are disjoint and initialised (N1, N2), so two
+        //    mutable slices over them do not alias.
+        unsafe {
+            Some((
+                core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr), ne),
+                core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr, ne), nc),
+            ))
+        }
+    }
+
+    /// Mutable access to both arrays, copying the node first if it is shared.
+    ///
+    /// The copy clones the entries: if a `Clone` panics, `self` is unchanged.
+    #[inline]
+    pub(crate) fn make_mut(&mut self) -> (&mut [(K, V)], &mut [NodeRef<K, V>])
+    where
+        K: Clone,
+        V: Clone,
+    {
+        if !self.is_unique() {
+            *self = super::build::shallow_copy(self);
+        }
+        self.get_mut().expect("a fresh copy is unique")
+    }
+
+    /// Asks the cache to fetch the headers of this node's children, which a
+    /// copy is about to increment: their misses then overlap instead of
+    /// queueing behind each locked increment.
+    #[inline]
+    pub(crate) fn prefetch_children(&self) {
+        for child in self.children() {
+            prefetch(child.ptr.as_ptr());
+        }
+    }
+
+    /// Hints that this node's header and first entries will be read soon.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        prefetch(self.ptr.as_ptr());
+    }
+
+    /// The counts recorded in the header.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let h = self.header();
+        (h.entries as usize, h.children as usize)
+    }
+
+    /// Pointer to the first entry slot of the node at `ptr`.
+    pub(super) fn entries_base(ptr: NonNull<Header>) -> *mut (K, V) {
+        entries_ptr::<K, V>(ptr)
+    }
+
+    /// Pointer to the first child slot of the node at `ptr`.
+    pub(super) fn children_base(ptr: NonNull<Header>, entries: usize) -> *mut NodeRef<K, V> {
+        children_ptr::<K, V>(ptr, entries)
+    }
+
+    /// Frees the node's allocation, without dropping anything in it.
+    ///
+    /// # Safety
+    /// `ptr` must come from `allocate` for `NodeRef<K, V>` with these counts,
+    /// and nothing may use it afterwards.
+    pub(super) unsafe fn deallocate(ptr: NonNull<Header>, entries: usize, children: usize) {
+        // SAFETY: the caller guarantees the pointer and counts, hence the
+        // layout, are those of the allocation (N1).
+        unsafe {
+            ptr::drop_in_place(&raw mut (*ptr.as_ptr()).refs);
+            alloc::dealloc(ptr.as_ptr().cast(), Self::layout(entries, children));
+        }
+    }
+}
+
+fn entries_ptr<K, V>(ptr: NonNull<Header>) -> *mut (K, V) {
+    // wrapping_add: the arithmetic itself is safe; the offset stays inside the
+    // allocation whenever the pointer is later dereferenced (N1).
+    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::ENTRIES_OFFSET).cast()
+}
+
+fn children_ptr<K, V>(ptr: NonNull<Header>, entries: usize) -> *mut NodeRef<K, V> {
+    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::children_offset(entries)).cast()
+}
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it never faults and never
+    // reads memory into the program's state, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+impl<K, V> Clone for NodeRef<K, V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        // Relaxed: a new reference is made from an existing one, which already
+        // keeps the node alive; nothing needs to be ordered (as in Arc::clone).
+        let old = self.header().refs.fetch_add(1, Ordering::Relaxed);
+        if old > MAX_REFS {
+            std::process::abort();
+        }
+        Self { ptr: self.ptr, _owns: PhantomData }
+    }
+}
+
+impl<K, V> Drop for NodeRef<K, V> {
+    fn drop(&mut self) {
+        // Release: orders every use of the node through this reference before
+        // the decrement, so that whoever frees it (below, after the Acquire
+        // fence) sees those uses finished.
+        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // Acquire: synchronizes with the Release decrements of all other
+        // references, so their reads happen-before the drop and free.
+        fence(Ordering::Acquire);
+        let (entries, children) = self.counts();
+        // SAFETY: the count reached zero, so this was the last reference and
+        // nothing else can reach the node (N3); its arrays are initialised (N2)
+        // and its counts give its layout (N1).
+        unsafe { free_node::<K, V>(self.ptr, entries, children) };
+    }
+}
+
+/// Drops a node's contents and frees it.
+///
+/// # Safety
+/// The node must be unreachable by anything else, with `entries` entries and
+/// `children` children initialised, as `allocate` made it.
+unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize) {
+    // Frees the allocation even if a K or V destructor panics, so that a
+    // panicking Drop leaks nothing but what it panicked in.
+    struct Dealloc<K, V>(NonNull<Header>, usize, usize, PhantomData<(K, V)>);
+    impl<K, V> Drop for Dealloc<K, V> {
+        fn drop(&mut self) {
+            // SAFETY: the pointer and counts are those of `free_node`'s caller,
+            // and the contents have been dropped (or are being unwound).
+            unsafe { NodeRef::<K, V>::deallocate(self.0, self.1, self.2) };
+        }
+    }
+    let _dealloc = Dealloc::<K, V>(ptr, entries, children, PhantomData);
+    // SAFETY: 1. the arrays hold exactly `entries` and `children` initialised
+    //    values (caller), each dropped once here and never used again;
+    // 2. if a destructor panics, drop_in_place goes on dropping the rest of
+    //    that slice and `_dealloc` still frees the memory.
+    unsafe {
+        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(entries_ptr::<K, V>(ptr), entries));
+        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr, entries), children));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_packs_entries_after_header_and_children_after_entries() {
+        let l = NodeRef::<u64, u64>::layout(3, 2);
+        assert_eq!(NodeRef::<u64, u64>::ENTRIES_OFFSET, size_of::<Header>());
+        assert_eq!(l.size(), size_of::<Header>() + 3 * 16 + 2 * 8);
+        assert_eq!(l.align(), 8);
+    }
+
+    #[test]
+    fn layout_respects_over_aligned_entries() {
+        #[repr(align(64))]
+        struct Big;
+        let off = NodeRef::<Big, u8>::ENTRIES_OFFSET;
+        assert_eq!(off % 64, 0);
+        assert_eq!(NodeRef::<Big, u8>::layout(1, 1).align(), 64);
+    }
+
+    #[test]
+    fn layout_of_zero_sized_entries_is_header_and_children() {
+        let l = NodeRef::<(), ()>::layout(1000, 1);
+        assert_eq!(l.size(), size_of::<Header>() + 8);
+    }
+}

@@ -1,0 +1,163 @@
+//! A write batch: the working copy that [`SnapMap::update`](crate::SnapMap::update) hands its closure.
+
+use core::borrow::Borrow;
+use core::hash::{BuildHasher, Hash};
+
+use crate::iter::Iter;
+use crate::raw::NodeRef;
+use crate::trie;
+
+/// A batch of writes on a private working copy of the map, published as one
+/// version when the [`update`](crate::SnapMap::update) closure returns.
+///
+/// Reads see the batch's own writes. The first write under each node copies it
+/// (the published version still shares it); later writes there change the copy
+/// in place. If the closure panics nothing is published.
+pub struct Tx<'m, K, V, S> {
+    root: Option<NodeRef<K, V>>,
+    len: usize,
+    hasher: &'m S,
+    changed: bool,
+}
+
+impl<'m, K, V, S> Tx<'m, K, V, S> {
+    pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S) -> Self {
+        Self { root, len, hasher, changed: false }
+    }
+
+    /// The working root and length, if any write took effect.
+    pub(crate) fn into_changes(self) -> Option<(Option<NodeRef<K, V>>, usize)> {
+        self.changed.then_some((self.root, self.len))
+    }
+
+    /// The number of entries, with this batch's writes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the map, with this batch's writes, is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entries, with this batch's writes.
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(self.root.as_ref(), self.len)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        if self.root.take().is_some() {
+            self.len = 0;
+            self.changed = true;
+        }
+    }
+}
+
+impl<K, V, S> Tx<'_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Inserts or replaces; returns the value replaced, as std's `HashMap::insert`.
+    ///
+    /// The stored key is kept when the value is replaced.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let hash = self.hasher.hash_one(&key);
+        let old = match &mut self.root {
+            None => {
+                self.root = Some(trie::singleton(hash, key, value));
+                None
+            }
+            Some(root) => trie::insert(root, hash, key, value, self.hasher),
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+        self.changed = true;
+        old
+    }
+
+    /// Removes `key`; returns its value if it was present.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_entry(key).map(|(_, v)| v)
+    }
+
+    /// Removes `key`; returns the stored key and value if it was present.
+    pub fn remove_entry<Q>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let root = self.root.as_mut()?;
+        // Look first, so that removing an absent key copies nothing.
+        trie::get(root, hash, key)?;
+        let removed = trie::remove(root, hash, key)?;
+        if root.entries().is_empty() && root.children().is_empty() {
+            self.root = None;
+        }
+        self.len -= 1;
+        self.changed = true;
+        Some(removed)
+    }
+
+    /// Keeps only the entries for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let doomed: Vec<K> = self.iter().filter(|(k, v)| !keep(k, v)).map(|(k, _)| k.clone()).collect();
+        for k in &doomed {
+            self.remove(k);
+        }
+    }
+}
+
+impl<K, V, S> Tx<'_, K, V, S>
+where
+    S: BuildHasher,
+{
+    /// The value for `key`, with this batch's writes.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_key_value(key).map(|(_, v)| v)
+    }
+
+    /// The stored key and value for `key`, with this batch's writes.
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let root = self.root.as_ref()?;
+        trie::get(root, self.hasher.hash_one(key), key).map(|(k, v)| (k, v))
+    }
+
+    /// Whether `key` is present, with this batch's writes.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_key_value(key).is_some()
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for Tx<'_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}

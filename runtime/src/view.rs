@@ -1,0 +1,323 @@
+//! One published version of a map, and the two ways to hold it:
+//! [`Snapshot`] (owned, `'static`) and [`ReadGuard`] (borrowed, cheaper).
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::ops::Deref;
+use std::sync::Arc;
+
+use crate::diff::Diff;
+use crate::iter::{Iter, Keys, Values};
+use crate::raw::NodeRef;
+use crate::trie;
+
+/// What all versions of one map share.
+pub(crate) struct Meta {
+    /// Unique per map in this process: versions with the same id were built
+    /// with the same hasher, so their tries are comparable shape for shape.
+    pub(crate) id: u64,
+    pub(crate) name: Box<str>,
+}
+
+/// The read-only contents of one published version of a [`SnapMap`](crate::SnapMap).
+///
+/// You reach it through a [`Snapshot`] or a [`ReadGuard`], which dereference to
+/// it; it never changes once published.
+pub struct View<K, V, S> {
+    root: Option<NodeRef<K, V>>,
+    len: usize,
+    version: u64,
+    hasher: S,
+    meta: Arc<Meta>,
+}
+
+impl<K, V, S> View<K, V, S> {
+    pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, version: u64, hasher: S, meta: Arc<Meta>) -> Self {
+        Self { root, len, version, hasher, meta }
+    }
+
+    pub(crate) fn root(&self) -> Option<&NodeRef<K, V>> {
+        self.root.as_ref()
+    }
+
+    pub(crate) fn meta(&self) -> &Arc<Meta> {
+        &self.meta
+    }
+
+    pub(crate) fn same_map(&self, other: &Self) -> bool {
+        self.meta.id == other.meta.id
+    }
+
+    /// The number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The version number: 0 for a new map, +1 for every published write or batch.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The name of the map this version belongs to.
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// The map's hasher.
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    /// All entries, as `(&K, &V)`, in unspecified (but, for one version, fixed) order.
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(self.root.as_ref(), self.len)
+    }
+
+    /// All keys.
+    pub fn keys(&self) -> Keys<'_, K, V> {
+        Keys::new(self.iter())
+    }
+
+    /// All values.
+    pub fn values(&self) -> Values<'_, K, V> {
+        Values::new(self.iter())
+    }
+
+    /// What changed from `self` (the older) to `newer`.
+    ///
+    /// For two versions of the same map this costs O(changes × depth): the
+    /// walk skips every sub-tree the versions still share. For versions of two
+    /// different maps it costs O(len) look-ups.
+    pub fn diff<'a>(&'a self, newer: &'a View<K, V, S>) -> Diff<'a, K, V, S>
+    where
+        K: Hash + Eq,
+        V: PartialEq,
+        S: BuildHasher,
+    {
+        Diff::new(self, newer)
+    }
+}
+
+impl<K, V, S> View<K, V, S>
+where
+    S: BuildHasher,
+{
+    /// The value for `key`.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_entry(key).map(|(_, v)| v)
+    }
+
+    /// The stored key and value for `key`.
+    #[inline]
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_entry(key).map(|(k, v)| (k, v))
+    }
+
+    /// Whether `key` is present.
+    #[inline]
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_entry(key).is_some()
+    }
+
+    #[inline]
+    fn get_entry<Q>(&self, key: &Q) -> Option<&(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let root = self.root.as_ref()?;
+        trie::get(root, self.hasher.hash_one(key), key)
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for View<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Equal when both hold the same entries. Two versions of one map compare
+/// shape by shape and skip shared sub-trees; otherwise it is `len` look-ups.
+impl<K, V, S> PartialEq for View<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher,
+{
+    fn eq(&self, other: &Self) -> bool {
+        if core::ptr::eq(self, other) {
+            return true;
+        }
+        if self.len != other.len {
+            return false;
+        }
+        if self.same_map(other) {
+            return match (&self.root, &other.root) {
+                (Some(a), Some(b)) => trie::nodes_equal(a, b, 0),
+                (a, b) => a.is_none() && b.is_none(),
+            };
+        }
+        self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl<K: Hash + Eq, V: Eq, S: BuildHasher> Eq for View<K, V, S> {}
+
+impl<'a, K, V, S> IntoIterator for &'a View<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// An owned, immutable, point-in-time view of a [`SnapMap`](crate::SnapMap).
+///
+/// Taking one is O(1) and allocates nothing (one reference-count increment);
+/// it can be held as long as wanted, cloned, and sent across threads, and it
+/// never changes: writers that go on publishing copy what they touch. All read
+/// methods come from [`View`], which it dereferences to.
+pub struct Snapshot<K, V, S = crate::DefaultHashBuilder> {
+    view: Arc<View<K, V, S>>,
+}
+
+impl<K, V, S> Snapshot<K, V, S> {
+    pub(crate) fn from_arc(view: Arc<View<K, V, S>>) -> Self {
+        Self { view }
+    }
+
+    /// Whether both are the very same version of the same map (pointer equality).
+    pub fn ptr_eq(this: &Self, other: &Self) -> bool {
+        Arc::ptr_eq(&this.view, &other.view)
+    }
+}
+
+impl<K, V, S> Deref for Snapshot<K, V, S> {
+    type Target = View<K, V, S>;
+
+    #[inline]
+    fn deref(&self) -> &View<K, V, S> {
+        &self.view
+    }
+}
+
+impl<K, V, S> Clone for Snapshot<K, V, S> {
+    fn clone(&self) -> Self {
+        Self { view: Arc::clone(&self.view) }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for Snapshot<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.view, f)
+    }
+}
+
+impl<K: Hash + Eq, V: PartialEq, S: BuildHasher> PartialEq for Snapshot<K, V, S> {
+    fn eq(&self, other: &Self) -> bool {
+        *self.view == *other.view
+    }
+}
+
+impl<K: Hash + Eq, V: Eq, S: BuildHasher> Eq for Snapshot<K, V, S> {}
+
+impl<'a, K, V, S> IntoIterator for &'a Snapshot<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.view.iter()
+    }
+}
+
+/// A short-lived borrowed view of the current version, cheaper to take than a
+/// [`Snapshot`] (no shared reference count is touched in the common case).
+///
+/// It uses one of a few per-thread slots (arc-swap's `Guard`): hold it for the
+/// length of a request or a lookup, and take a [`Snapshot`] to keep a version
+/// longer. All read methods come from [`View`].
+pub struct ReadGuard<K, V, S = crate::DefaultHashBuilder> {
+    guard: arc_swap::Guard<Arc<View<K, V, S>>>,
+}
+
+impl<K, V, S> ReadGuard<K, V, S> {
+    pub(crate) fn new(guard: arc_swap::Guard<Arc<View<K, V, S>>>) -> Self {
+        Self { guard }
+    }
+
+    /// An owned snapshot of the same version.
+    pub fn to_snapshot(&self) -> Snapshot<K, V, S> {
+        Snapshot::from_arc(Arc::clone(&self.guard))
+    }
+}
+
+impl<K, V, S> Deref for ReadGuard<K, V, S> {
+    type Target = View<K, V, S>;
+
+    #[inline]
+    fn deref(&self) -> &View<K, V, S> {
+        &self.guard
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ReadGuard<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self.guard, f)
+    }
+}
+
+impl<'a, K, V, S> IntoIterator for &'a ReadGuard<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::{Snapshot, View};
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+
+    impl<K: Serialize, V: Serialize, S> Serialize for View<K, V, S> {
+        fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+            let mut map = serializer.serialize_map(Some(self.len()))?;
+            for (k, v) in self.iter() {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+
+    /// Serializes as a map of the snapshot's entries.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    impl<K: Serialize, V: Serialize, S> Serialize for Snapshot<K, V, S> {
+        fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+            (**self).serialize(serializer)
+        }
+    }
+}
