@@ -80,3 +80,8 @@ pub use view::{ReadGuard, Snapshot, View};
 /// The default hasher: foldhash's fast hasher, seeded at random per map so
 /// that an attacker who picks keys cannot aim them at one slot.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

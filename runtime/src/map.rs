@@ -4,7 +4,6 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -36,12 +35,6 @@ pub struct SnapMap<K, V, S = DefaultHashBuilder> {
     meta: Arc<Meta>,
 }
 
-fn next_map_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // Relaxed: only uniqueness matters, nothing is published through it.
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
     /// An empty map with the default hasher (foldhash, randomly seeded per map).
     pub fn new() -> Self {
@@ -61,7 +54,7 @@ impl<K, V, S> SnapMap<K, V, S> {
     }
 
     fn from_parts(name: Box<str>, hasher: S) -> Self {
-        let meta = Arc::new(Meta { id: next_map_id(), name });
+        let meta = Arc::new(Meta { name });
         let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
         Self { current: ArcSwap::new(Arc::clone(&first)), writer: Mutex::new(first), meta }
     }

@@ -13,10 +13,10 @@ use crate::raw::NodeRef;
 use crate::trie;
 
 /// What all versions of one map share.
+///
+/// Its address identifies the map: versions sharing one `Meta` were built with
+/// the same hasher, so their tries are comparable shape for shape.
 pub(crate) struct Meta {
-    /// Unique per map in this process: versions with the same id were built
-    /// with the same hasher, so their tries are comparable shape for shape.
-    pub(crate) id: u64,
     pub(crate) name: Box<str>,
 }
 
@@ -46,7 +46,7 @@ impl<K, V, S> View<K, V, S> {
     }
 
     pub(crate) fn same_map(&self, other: &Self) -> bool {
-        self.meta.id == other.meta.id
+        Arc::ptr_eq(&self.meta, &other.meta)
     }
 
     /// The number of entries.
