@@ -65,7 +65,10 @@ fn main() {
     }
     let n = served.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
-    println!("served {n} requests in {secs:.1} s ({:.1} M/s), {reloads} reloads, no lock on the read path", n as f64 / secs / 1e6);
+    println!(
+        "served {n} requests in {secs:.1} s ({:.1} M/s), {reloads} reloads, no lock on the read path",
+        n as f64 / secs / 1e6
+    );
 }
 
 /// A reload: a few routes move, one appears, one goes; all in one version.

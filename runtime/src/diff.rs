@@ -68,11 +68,24 @@ enum Active<'a, K, V> {
     Idle,
     One(Change<'a, K, V>),
     /// A sub-tree only one side has: all of it was added or removed.
-    Only { side: Side, entries: RawIter<'a, K, V> },
+    Only {
+        side: Side,
+        entries: RawIter<'a, K, V>,
+    },
     /// A single entry on `side` where the other side has a sub-tree.
-    EntryVsTree { entry: &'a (K, V), side: Side, tree: RawIter<'a, K, V>, found: bool },
+    EntryVsTree {
+        entry: &'a (K, V),
+        side: Side,
+        tree: RawIter<'a, K, V>,
+        found: bool,
+    },
     /// Two collision nodes: lists compared pairwise.
-    Collision { old: &'a [(K, V)], new: &'a [(K, V)], at: usize, in_new: bool },
+    Collision {
+        old: &'a [(K, V)],
+        new: &'a [(K, V)],
+        at: usize,
+        in_new: bool,
+    },
 }
 
 impl<'a, K: Eq, V: PartialEq> Active<'a, K, V> {
@@ -94,7 +107,11 @@ impl<'a, K: Eq, V: PartialEq> Active<'a, K, V> {
                         *found = true;
                         let (old, new) = if *side == Side::Old { (&entry.1, v) } else { (v, &entry.1) };
                         if old != new {
-                            return Some(Change::Updated { key: if *side == Side::Old { k } else { &entry.0 }, old, new });
+                            return Some(Change::Updated {
+                                key: if *side == Side::Old { k } else { &entry.0 },
+                                old,
+                                new,
+                            });
                         }
                     } else {
                         return Some(if *side == Side::Old { Change::Added(k, v) } else { Change::Removed(k, v) });
@@ -200,11 +217,13 @@ where
                 Some(Change::Removed(&a.0, &a.1))
             }
             (Slot::Entry(a), Slot::Child(t)) => {
-                self.active = Active::EntryVsTree { entry: a, side: Side::Old, tree: RawIter::new(Some(t)), found: false };
+                self.active =
+                    Active::EntryVsTree { entry: a, side: Side::Old, tree: RawIter::new(Some(t)), found: false };
                 None
             }
             (Slot::Child(t), Slot::Entry(b)) => {
-                self.active = Active::EntryVsTree { entry: b, side: Side::New, tree: RawIter::new(Some(t)), found: false };
+                self.active =
+                    Active::EntryVsTree { entry: b, side: Side::New, tree: RawIter::new(Some(t)), found: false };
                 None
             }
             (Slot::Child(x), Slot::Child(y)) => {

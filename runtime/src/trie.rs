@@ -439,7 +439,7 @@ mod tests {
         let s = Id::default();
         let old = build(0u64..4096);
         let mut new = old.clone();
-        insert(&mut new, s.hash_one(&5000u64), 5000u64, 1, &s);
+        insert(&mut new, s.hash_one(5000u64), 5000u64, 1, &s);
         assert!(!new.ptr_eq(&old));
         let shared = old.children().iter().zip(new.children()).filter(|(a, b)| a.ptr_eq(b)).count();
         assert_eq!(shared, old.children().len() - 1, "all but one child still shared");

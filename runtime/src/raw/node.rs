@@ -40,6 +40,9 @@ pub(super) struct Header {
     children: u32,
 }
 
+/// Mutable access to a node's two arrays: its entries and its children.
+pub(crate) type NodeMut<'a, K, V> = (&'a mut [(K, V)], &'a mut [NodeRef<K, V>]);
+
 /// An owning, reference-counted pointer to a trie node.
 ///
 /// Cloning it is one relaxed atomic increment; the node is freed, with the
@@ -70,10 +73,7 @@ impl<K, V> NodeRef<K, V> {
     const ALIGN: usize = max(align_of::<Header>(), max(align_of::<(K, V)>(), align_of::<Self>()));
 
     fn children_offset(entries: usize) -> usize {
-        round_up(
-            Self::ENTRIES_OFFSET + entries * size_of::<(K, V)>(),
-            align_of::<Self>(),
-        )
+        round_up(Self::ENTRIES_OFFSET + entries * size_of::<(K, V)>(), align_of::<Self>())
     }
 
     /// The layout of a node with these counts; panics if it would not fit in `isize`.
@@ -101,13 +101,7 @@ impl<K, V> NodeRef<K, V> {
         let Some(ptr) = NonNull::new(raw.cast::<Header>()) else {
             alloc::handle_alloc_error(layout);
         };
-        let header = Header {
-            refs: AtomicUsize::new(1),
-            datamap,
-            nodemap,
-            entries: entries32,
-            children: children32,
-        };
+        let header = Header { refs: AtomicUsize::new(1), datamap, nodemap, entries: entries32, children: children32 };
         // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
         // alignment) and large enough for it (the layout starts with it).
         unsafe { ptr.as_ptr().write(header) };
@@ -182,7 +176,7 @@ impl<K, V> NodeRef<K, V> {
 
     /// Mutable access to both arrays, if this is the only reference.
     #[inline]
-    pub(crate) fn get_mut(&mut self) -> Option<(&mut [(K, V)], &mut [NodeRef<K, V>])> {
+    pub(crate) fn get_mut(&mut self) -> Option<NodeMut<'_, K, V>> {
         if !self.is_unique() {
             return None;
         }
@@ -204,7 +198,7 @@ impl<K, V> NodeRef<K, V> {
     ///
     /// The copy clones the entries: if a `Clone` panics, `self` is unchanged.
     #[inline]
-    pub(crate) fn make_mut(&mut self) -> (&mut [(K, V)], &mut [NodeRef<K, V>])
+    pub(crate) fn make_mut(&mut self) -> NodeMut<'_, K, V>
     where
         K: Clone,
         V: Clone,

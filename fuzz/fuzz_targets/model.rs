@@ -1,0 +1,97 @@
+//! Random operation sequences on a `SnapMap`, checked against `std::collections::HashMap`,
+//! with old snapshots re-checked after every later write.
+//!
+//! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`).
+#![no_main]
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use libfuzzer_sys::fuzz_target;
+use snapview::{Change, SnapMap, Snapshot};
+
+/// Few distinct hashes, so that collision nodes and deep chains are common.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Key(u8);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0 % 24).hash(state);
+    }
+}
+
+type Model = HashMap<u8, u16>;
+
+fn check(snap: &Snapshot<Key, u16>, model: &Model) {
+    assert_eq!(snap.len(), model.len());
+    assert_eq!(snap.iter().len(), model.len());
+    let seen: Model = snap.iter().map(|(k, v)| (k.0, *v)).collect();
+    assert_eq!(&seen, model);
+    for k in 0..=255u8 {
+        assert_eq!(snap.get(&Key(k)), model.get(&k));
+    }
+}
+
+fn check_diff(old: &Snapshot<Key, u16>, old_model: &Model, new: &Snapshot<Key, u16>, new_model: &Model) {
+    let mut expected: Vec<(u8, Option<u16>, Option<u16>)> = Vec::new();
+    for (k, v) in old_model {
+        match new_model.get(k) {
+            None => expected.push((*k, Some(*v), None)),
+            Some(n) if n != v => expected.push((*k, Some(*v), Some(*n))),
+            Some(_) => {}
+        }
+    }
+    expected.extend(new_model.iter().filter(|(k, _)| !old_model.contains_key(k)).map(|(k, v)| (*k, None, Some(*v))));
+    let mut got: Vec<(u8, Option<u16>, Option<u16>)> = old
+        .diff(new)
+        .map(|c| match c {
+            Change::Added(k, v) => (k.0, None, Some(*v)),
+            Change::Removed(k, v) => (k.0, Some(*v), None),
+            Change::Updated { key, old, new } => (key.0, Some(*old), Some(*new)),
+        })
+        .collect();
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    assert_eq!(old == new, old_model == new_model);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let map: SnapMap<Key, u16> = SnapMap::new();
+    let mut model = Model::new();
+    let mut kept: Vec<(Snapshot<Key, u16>, Model)> = Vec::new();
+    let mut ops = data.chunks_exact(3);
+    while let Some(&[op, k, v]) = ops.next() {
+        let value = u16::from(v) << 1;
+        match op % 8 {
+            0..=2 => assert_eq!(map.insert(Key(k), value), model.insert(k, value)),
+            3 | 4 => assert_eq!(map.remove(&Key(k)), model.remove(&k)),
+            5 => {
+                // A batch of up to 8 ops from the following bytes.
+                let n = usize::from(v % 8);
+                let batch: Vec<&[u8]> = ops.by_ref().take(n).collect();
+                map.update(|tx| {
+                    for b in &batch {
+                        if b[0] % 2 == 0 {
+                            assert_eq!(tx.insert(Key(b[1]), u16::from(b[2])), model.insert(b[1], u16::from(b[2])));
+                        } else {
+                            assert_eq!(tx.remove(&Key(b[1])), model.remove(&b[1]));
+                        }
+                        assert_eq!(tx.len(), model.len());
+                    }
+                });
+            }
+            6 => kept.push((map.snapshot(), model.clone())),
+            _ => {
+                let now = map.snapshot();
+                for (snap, m) in &kept {
+                    check_diff(snap, m, &now, &model);
+                }
+            }
+        }
+        for (snap, m) in &kept {
+            check(snap, m);
+        }
+    }
+    check(&map.snapshot(), &model);
+});

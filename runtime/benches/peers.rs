@@ -1,0 +1,674 @@
+//! snapview against its peers, same run, same data, same hasher.
+//!
+//! Every map is `u64 -> u64`, hashed with one `foldhash::fast::RandomState`
+//! (0.2) instance shared by all of them (`imbl::OrdMap`, a B-tree, is the one
+//! map without a hasher). Keys are random u64 from a fixed-seed splitmix64;
+//! misses are other random u64 known to be absent. Each map is built once per
+//! size and reused by every case.
+//!
+//! Ids are `CASE/SIZE/PEER`, e.g. `get_hit/1000000/snapview`; `tabulate.py`
+//! next to this file turns the saved estimates into a markdown table.
+//!
+//! Sizes: 1_000, 100_000, 1_000_000, or the comma list in the environment
+//! variable `SNAPVIEW_BENCH_SIZES` (e.g. `SNAPVIEW_BENCH_SIZES=1000,100000`).
+//!
+//! Cases (per size):
+//! - `snapshot`: taking (and dropping) a read handle on the current version.
+//! - `get_hit`, `get_miss`: one lookup, keys in a pre-shuffled order (an array
+//!   of 2^k keys walked in sequence), through a handle held across iterations.
+//! - `iter`: a full iteration summing the values; throughput is `n` elements,
+//!   so the per-element time is the median divided by `n`.
+//! - `insert_publish`: one iteration inserts a key absent from the map and
+//!   removes it again, each write published on its own (two publishes), so the
+//!   size stays `n`; throughput is 2 elements, i.e. the per-element time is the
+//!   mean cost of one publishing write. No reader holds an old version, so a
+//!   replaced version is freed inside the write being measured.
+//! - `batch_publish`: 1000 overwrites of present keys (new values, random keys)
+//!   published as one version; throughput 1000 elements (per write). The size
+//!   stays `n`.
+//! - `diff`: two versions differing in 10 keys (5 updated, 3 added, 2 removed),
+//!   time of `old.diff(&new).count()`. `imbl::HashMap` (imbl 5) has no diff;
+//!   `imbl::OrdMap::diff`, which also skips shared nodes, stands in, and
+//!   `hashbrown-scan` is the diff one writes by hand without structural sharing
+//!   (look every key of each side up in the other).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use snapview::SnapMap;
+
+/// The one hasher type, for every map that takes one.
+type H = foldhash::fast::RandomState;
+type ImblMap = imbl::GenericHashMap<u64, u64, H, imbl::shared_ptr::DefaultSharedPtr>;
+type RpdsMap = rpds::HashTrieMapSync<u64, u64, H>;
+
+const DEFAULT_SIZES: &[usize] = &[1_000, 100_000, 1_000_000];
+const BATCH: usize = 1_000;
+
+/// Sizes from `SNAPVIEW_BENCH_SIZES` (comma list, `_` allowed), or the default three.
+fn sizes() -> Vec<usize> {
+    match std::env::var("SNAPVIEW_BENCH_SIZES") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|s| {
+                let s = s.trim().replace('_', "");
+                s.parse().unwrap_or_else(|_| panic!("SNAPVIEW_BENCH_SIZES: bad size {s:?}"))
+            })
+            .collect(),
+        _ => DEFAULT_SIZES.to_vec(),
+    }
+}
+
+/// splitmix64: a tiny fixed-seed generator, so every run uses the same keys.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+fn value_of(key: u64) -> u64 {
+    key.rotate_left(17) ^ 0x5555
+}
+
+/// The data and every map of one size.
+struct Fixture {
+    n: usize,
+    /// The keys in the maps.
+    keys: Vec<u64>,
+    /// 2^k present keys (each key about equally often), shuffled.
+    hits: Vec<u64>,
+    /// 2^k keys absent from the maps.
+    misses: Vec<u64>,
+    snapview: SnapMap<u64, u64, H>,
+    hashbrown: hashbrown::HashMap<u64, u64, H>,
+    std: std::collections::HashMap<u64, u64, H>,
+    imbl: ImblMap,
+    rpds: RpdsMap,
+    dashmap: dashmap::DashMap<u64, u64, H>,
+    papaya: papaya::HashMap<u64, u64, H>,
+    evmap_r: evmap::ReadHandle<u64, u64, (), H>,
+    evmap_w: evmap::WriteHandle<u64, u64, (), H>,
+}
+
+impl Fixture {
+    fn new(n: usize) -> Self {
+        let mut rng = SplitMix64(0x5EED_0000 ^ n as u64);
+        let mut seen = hashbrown::HashSet::with_capacity(2 * n);
+        let mut keys = Vec::with_capacity(n);
+        while keys.len() < n {
+            let k = rng.next();
+            if seen.insert(k) {
+                keys.push(k);
+            }
+        }
+        let m = n.next_power_of_two();
+        let mut hits: Vec<u64> = (0..m).map(|i| keys[i % n]).collect();
+        rng.shuffle(&mut hits);
+        let mut misses = Vec::with_capacity(m);
+        while misses.len() < m {
+            let k = rng.next();
+            if seen.insert(k) {
+                misses.push(k);
+            }
+        }
+
+        let hasher = H::default();
+        let entries = || keys.iter().map(|&k| (k, value_of(k)));
+
+        let snapview = SnapMap::builder().hasher(hasher.clone()).build();
+        snapview.update(|tx| tx.extend(entries()));
+
+        let mut hb = hashbrown::HashMap::with_hasher(hasher.clone());
+        hb.extend(entries());
+        let mut std_map = std::collections::HashMap::with_hasher(hasher.clone());
+        std_map.extend(entries());
+
+        let mut imbl = ImblMap::with_hasher(hasher.clone());
+        for (k, v) in entries() {
+            imbl.insert(k, v);
+        }
+        let mut rpds = RpdsMap::new_with_hasher_and_ptr_kind(hasher.clone());
+        for (k, v) in entries() {
+            rpds.insert_mut(k, v);
+        }
+
+        let dashmap = dashmap::DashMap::with_hasher(hasher.clone());
+        for (k, v) in entries() {
+            dashmap.insert(k, v);
+        }
+        let papaya = papaya::HashMap::builder().hasher(hasher.clone()).build();
+        {
+            let p = papaya.pin();
+            for (k, v) in entries() {
+                p.insert(k, v);
+            }
+        }
+
+        let (evmap_r, mut evmap_w) = evmap::Options::default().with_hasher(hasher.clone()).construct();
+        for (k, v) in entries() {
+            evmap_w.update(k, v);
+        }
+        // Twice: the first refresh publishes one copy, the second replays the
+        // log onto the other, so no later measurement pays for the build.
+        evmap_w.refresh();
+        evmap_w.refresh();
+
+        Self {
+            n,
+            keys,
+            hits,
+            misses,
+            snapview,
+            hashbrown: hb,
+            std: std_map,
+            imbl,
+            rpds,
+            dashmap,
+            papaya,
+            evmap_r,
+            evmap_w,
+        }
+    }
+}
+
+fn group<'a>(c: &'a mut Criterion, case: &str, n: usize) -> BenchmarkGroup<'a, WallTime> {
+    c.benchmark_group(format!("{case}/{n}"))
+}
+
+fn bench_snapshot(c: &mut Criterion, fx: &Fixture) {
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    let mut g = group(c, "snapshot", fx.n);
+    g.bench_function("snapview", |b| {
+        b.iter(|| {
+            let s = fx.snapview.snapshot();
+            black_box(&s);
+        })
+    });
+    g.bench_function("snapview.read", |b| {
+        b.iter(|| {
+            let r = fx.snapview.read();
+            black_box(&r);
+        })
+    });
+    g.bench_function("ArcSwap.load_full", |b| {
+        b.iter(|| {
+            let s = cell.load_full();
+            black_box(&s);
+        })
+    });
+    g.bench_function("ArcSwap.load", |b| {
+        b.iter(|| {
+            let s = cell.load();
+            black_box(&s);
+        })
+    });
+    g.bench_function("imbl.clone", |b| {
+        b.iter(|| {
+            let s = fx.imbl.clone();
+            black_box(&s);
+        })
+    });
+    g.bench_function("rpds.clone", |b| {
+        b.iter(|| {
+            let s = fx.rpds.clone();
+            black_box(&s);
+        })
+    });
+    g.bench_function("evmap.read", |b| {
+        b.iter(|| {
+            let s = fx.evmap_r.read();
+            black_box(&s);
+        })
+    });
+    g.finish();
+}
+
+/// One lookup per iteration, walking `probe` (2^k keys) in order.
+fn bench_get(c: &mut Criterion, fx: &Fixture, case: &str, probe: &[u64]) {
+    assert!(probe.len().is_power_of_two());
+    let mask = probe.len() - 1;
+    let mut g = group(c, case, fx.n);
+
+    let snap = fx.snapview.snapshot();
+    g.bench_function("snapview", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(snap.get(&probe[i]).copied())
+        })
+    });
+    drop(snap);
+    g.bench_function("hashbrown", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(fx.hashbrown.get(&probe[i]).copied())
+        })
+    });
+    g.bench_function("std", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(fx.std.get(&probe[i]).copied())
+        })
+    });
+    g.bench_function("imbl", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(fx.imbl.get(&probe[i]).copied())
+        })
+    });
+    g.bench_function("rpds", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(fx.rpds.get(&probe[i]).copied())
+        })
+    });
+    g.bench_function("dashmap", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(fx.dashmap.get(&probe[i]).map(|r| *r))
+        })
+    });
+    let pinned = fx.papaya.pin();
+    g.bench_function("papaya", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(pinned.get(&probe[i]).copied())
+        })
+    });
+    drop(pinned);
+    let guard = fx.evmap_r.read().expect("evmap is published");
+    g.bench_function("evmap", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(guard.get_one(&probe[i]).copied())
+        })
+    });
+    drop(guard);
+    g.finish();
+}
+
+fn bench_iter(c: &mut Criterion, fx: &Fixture) {
+    let n = fx.n;
+    let expected = fx.keys.iter().fold(0u64, |s, &k| s.wrapping_add(value_of(k)));
+    let mut g = group(c, "iter", n);
+    g.throughput(Throughput::Elements(n as u64));
+    if n >= 100_000 {
+        g.sampling_mode(SamplingMode::Flat);
+    }
+
+    let snap = fx.snapview.snapshot();
+    let snapview_sum = || snap.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(snapview_sum(), expected);
+    g.bench_function("snapview", |b| b.iter(|| black_box(snapview_sum())));
+    drop(snap);
+
+    let hashbrown_sum = || fx.hashbrown.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(hashbrown_sum(), expected);
+    g.bench_function("hashbrown", |b| b.iter(|| black_box(hashbrown_sum())));
+
+    let std_sum = || fx.std.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(std_sum(), expected);
+    g.bench_function("std", |b| b.iter(|| black_box(std_sum())));
+
+    let imbl_sum = || fx.imbl.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(imbl_sum(), expected);
+    g.bench_function("imbl", |b| b.iter(|| black_box(imbl_sum())));
+
+    let rpds_sum = || fx.rpds.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(rpds_sum(), expected);
+    g.bench_function("rpds", |b| b.iter(|| black_box(rpds_sum())));
+
+    let dashmap_sum = || fx.dashmap.iter().fold(0u64, |s, r| s.wrapping_add(*r.value()));
+    assert_eq!(dashmap_sum(), expected);
+    g.bench_function("dashmap", |b| b.iter(|| black_box(dashmap_sum())));
+
+    let pinned = fx.papaya.pin();
+    let papaya_sum = || pinned.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(papaya_sum(), expected);
+    g.bench_function("papaya", |b| b.iter(|| black_box(papaya_sum())));
+    drop(pinned);
+
+    let guard = fx.evmap_r.read().expect("evmap is published");
+    let evmap_sum = || guard.iter().fold(0u64, |s, (_, vs)| s.wrapping_add(vs.get_one().copied().unwrap_or(0)));
+    assert_eq!(evmap_sum(), expected);
+    g.bench_function("evmap", |b| b.iter(|| black_box(evmap_sum())));
+    drop(guard);
+    g.finish();
+}
+
+/// Insert an absent key, publish; remove it, publish. Size stays `n`.
+fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
+    let fresh = &fx.misses;
+    let mask = fresh.len() - 1;
+    let mut g = group(c, "insert_publish", fx.n);
+    g.throughput(Throughput::Elements(2));
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            black_box(map.insert(k, k));
+            black_box(map.remove(&k));
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            let mut m = ImblMap::clone(&cell.load());
+            m.insert(k, k);
+            cell.store(Arc::new(m));
+            let mut m = ImblMap::clone(&cell.load());
+            m.remove(&k);
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    g.bench_function("rpds+ArcSwap", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            let m = cell.load().insert(k, k);
+            cell.store(Arc::new(m));
+            let m = cell.load().remove(&k);
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().size(), fx.n);
+    drop(cell);
+
+    let w = &mut fx.evmap_w;
+    g.bench_function("evmap", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            w.update(k, k).refresh();
+            w.empty(k).refresh();
+        })
+    });
+    assert_eq!(fx.evmap_r.len(), fx.n);
+
+    let dm = &fx.dashmap;
+    g.bench_function("dashmap", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            black_box(dm.insert(k, k));
+            black_box(dm.remove(&k));
+        })
+    });
+    assert_eq!(dm.len(), fx.n);
+
+    let pinned = fx.papaya.pin();
+    g.bench_function("papaya", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            black_box(pinned.insert(k, k));
+            black_box(pinned.remove(&k));
+        })
+    });
+    assert_eq!(pinned.len(), fx.n);
+    drop(pinned);
+
+    let hb = &mut fx.hashbrown;
+    g.bench_function("hashbrown", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            let k = fresh[i];
+            black_box(hb.insert(k, k));
+            black_box(hb.remove(&k));
+        })
+    });
+    assert_eq!(hb.len(), fx.n);
+    g.finish();
+}
+
+/// 1000 overwrites of present keys with new values, published as one version.
+fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
+    let hits = &fx.hits;
+    let mask = hits.len() - 1;
+    let mut g = group(c, "batch_publish", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    // The next batch: keys at `hits[base..base + BATCH]` (wrapping), value `round`.
+    fn next(base: &mut usize, round: &mut u64) -> (usize, u64) {
+        *base = base.wrapping_add(BATCH);
+        *round += 1;
+        (*base, *round)
+    }
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let (base, v) = next(&mut base, &mut round);
+            map.update(|tx| {
+                for t in 0..BATCH {
+                    tx.insert(hits[(base + t) & mask], v);
+                }
+            })
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let (base, v) = next(&mut base, &mut round);
+            let mut m = ImblMap::clone(&cell.load());
+            for t in 0..BATCH {
+                m.insert(hits[(base + t) & mask], v);
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    g.bench_function("rpds+ArcSwap", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let (base, v) = next(&mut base, &mut round);
+            let mut m = RpdsMap::clone(&cell.load());
+            for t in 0..BATCH {
+                m.insert_mut(hits[(base + t) & mask], v);
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().size(), fx.n);
+    drop(cell);
+
+    let w = &mut fx.evmap_w;
+    g.bench_function("evmap", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let (base, v) = next(&mut base, &mut round);
+            for t in 0..BATCH {
+                w.update(hits[(base + t) & mask], v);
+            }
+            w.refresh();
+        })
+    });
+    assert_eq!(fx.evmap_r.len(), fx.n);
+
+    let hb = &mut fx.hashbrown;
+    g.bench_function("hashbrown", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let (base, v) = next(&mut base, &mut round);
+            for t in 0..BATCH {
+                hb.insert(hits[(base + t) & mask], v);
+            }
+        })
+    });
+    assert_eq!(hb.len(), fx.n);
+    g.finish();
+
+    // Put the values back, so that later cases see the maps as built.
+    let restore = || fx.keys.iter().map(|&k| (k, value_of(k)));
+    fx.snapview.update(|tx| tx.extend(restore()));
+    fx.hashbrown.extend(restore());
+    for (k, v) in restore() {
+        fx.evmap_w.update(k, v);
+    }
+    fx.evmap_w.refresh();
+    fx.evmap_w.refresh();
+}
+
+/// The 10 changes: 5 updated, 3 added, 2 removed.
+struct Changes {
+    updated: Vec<u64>,
+    added: Vec<u64>,
+    removed: Vec<u64>,
+}
+
+impl Changes {
+    fn pick(fx: &Fixture) -> Self {
+        assert!(fx.n >= 7, "diff needs at least 7 keys");
+        let mut rng = SplitMix64(0xD1FF);
+        let mut picked = Vec::new();
+        while picked.len() < 7 {
+            let k = fx.keys[rng.below(fx.n)];
+            if !picked.contains(&k) {
+                picked.push(k);
+            }
+        }
+        Self { updated: picked[..5].to_vec(), added: fx.misses[..3].to_vec(), removed: picked[5..].to_vec() }
+    }
+}
+
+fn bench_diff(c: &mut Criterion, fx: &mut Fixture) {
+    let ch = Changes::pick(fx);
+    let mut g = group(c, "diff", fx.n);
+    g.sampling_mode(SamplingMode::Flat);
+
+    let old = fx.snapview.snapshot();
+    fx.snapview.update(|tx| {
+        for &k in &ch.updated {
+            tx.insert(k, value_of(k) + 1);
+        }
+        for &k in &ch.added {
+            tx.insert(k, value_of(k));
+        }
+        for k in &ch.removed {
+            tx.remove(k);
+        }
+    });
+    let new = fx.snapview.snapshot();
+    assert_eq!(old.diff(&new).count(), 10);
+    g.bench_function("snapview", |b| b.iter(|| black_box(old.diff(&new).count())));
+    // Back to the map as built.
+    fx.snapview.update(|tx| {
+        for &k in ch.updated.iter().chain(&ch.removed) {
+            tx.insert(k, value_of(k));
+        }
+        for k in &ch.added {
+            tx.remove(k);
+        }
+    });
+    assert!(fx.snapview.snapshot() == old);
+    drop((old, new));
+
+    let old: imbl::OrdMap<u64, u64> = fx.keys.iter().map(|&k| (k, value_of(k))).collect();
+    let mut new = old.clone();
+    for &k in &ch.updated {
+        new.insert(k, value_of(k) + 1);
+    }
+    for &k in &ch.added {
+        new.insert(k, value_of(k));
+    }
+    for k in &ch.removed {
+        new.remove(k);
+    }
+    assert_eq!(old.diff(&new).count(), 10);
+    g.bench_function("imbl::OrdMap", |b| b.iter(|| black_box(old.diff(&new).count())));
+    drop((old, new));
+
+    let old = fx.hashbrown.clone();
+    let mut new = old.clone();
+    for &k in &ch.updated {
+        new.insert(k, value_of(k) + 1);
+    }
+    for &k in &ch.added {
+        new.insert(k, value_of(k));
+    }
+    for k in &ch.removed {
+        new.remove(k);
+    }
+    let scan = || {
+        let removed_or_updated = old.iter().filter(|&(k, v)| new.get(k) != Some(v)).count();
+        let added = new.keys().filter(|k| !old.contains_key(*k)).count();
+        removed_or_updated + added
+    };
+    assert_eq!(scan(), 10);
+    g.bench_function("hashbrown-scan", |b| b.iter(|| black_box(scan())));
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    for n in sizes() {
+        let mut fx = Fixture::new(n);
+        bench_snapshot(c, &fx);
+        bench_get(c, &fx, "get_hit", &fx.hits);
+        bench_get(c, &fx, "get_miss", &fx.misses);
+        bench_iter(c, &fx);
+        bench_insert_publish(c, &mut fx);
+        bench_batch_publish(c, &mut fx);
+        bench_diff(c, &mut fx);
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2))
+}
+
+// What `criterion_group!`/`criterion_main!` expand to, without their public
+// (and undocumented) group function.
+fn main() {
+    let mut c = config().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+}

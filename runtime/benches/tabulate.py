@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Markdown table of the criterion results saved by `cargo bench -p snapview --bench peers`.
+
+Reads every `<criterion dir>/**/new/benchmark.json` (ids) and the
+`estimates.json` beside it (median), and prints one row per benchmark:
+
+    | case | size | peer | median | per | vs snapview |
+
+`median` is criterion's median time per iteration divided by the throughput
+elements the bench declared (per element for `iter`, per write for
+`insert_publish` and `batch_publish`, per operation otherwise). `vs snapview`
+is that time over snapview's in the same group (`case/size`): above 1 means
+slower than snapview.
+
+Usage: python3 runtime/benches/tabulate.py [CRITERION_DIR]
+CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion at
+the workspace root (two levels above this file). Only ids of the form
+`case/size/peer` are listed, so other benches' results in the same directory
+are skipped.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+CASES = ["snapshot", "get_hit", "get_miss", "iter", "insert_publish", "batch_publish", "diff"]
+BASELINE = "snapview"
+UNIT = {
+    "iter": "element",
+    "insert_publish": "write",
+    "batch_publish": "write",
+}
+
+
+def criterion_dir() -> Path:
+    if len(sys.argv) > 1:
+        return Path(sys.argv[1])
+    if os.environ.get("CARGO_TARGET_DIR"):
+        return Path(os.environ["CARGO_TARGET_DIR"]) / "criterion"
+    return Path(__file__).resolve().parents[2] / "target" / "criterion"
+
+
+def fmt_ns(ns: float) -> str:
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    if ns >= 10:
+        return f"{ns:.1f} ns"
+    return f"{ns:.2f} ns"
+
+
+def load(root: Path):
+    rows = []
+    for bench in root.glob("**/new/benchmark.json"):
+        est_path = bench.with_name("estimates.json")
+        if not est_path.exists():
+            continue
+        meta = json.loads(bench.read_text())
+        est = json.loads(est_path.read_text())
+        group, peer = meta.get("group_id", ""), meta.get("function_id")
+        if peer is None or "/" not in group:
+            continue
+        case, size = group.rsplit("/", 1)
+        if not size.isdigit():
+            continue
+        elements = 1
+        throughput = meta.get("throughput") or {}
+        if "Elements" in throughput:
+            elements = throughput["Elements"]
+        elif "Bytes" in throughput:
+            elements = throughput["Bytes"]
+        median = est["median"]["point_estimate"] / elements
+        rows.append((case, int(size), peer, median))
+    return rows
+
+
+def main() -> int:
+    root = criterion_dir()
+    rows = load(root)
+    if not rows:
+        print(f"no criterion results under {root}", file=sys.stderr)
+        return 1
+    base = {(c, n): t for c, n, p, t in rows if p == BASELINE}
+
+    def order(row):
+        case, size, peer, median = row
+        case_rank = CASES.index(case) if case in CASES else len(CASES)
+        return (case_rank, case, size, peer != BASELINE, median)
+
+    print("| case | size | peer | median | per | vs snapview |")
+    print("| --- | ---: | --- | ---: | --- | ---: |")
+    for case, size, peer, median in sorted(rows, key=order):
+        b = base.get((case, size))
+        ratio = f"{median / b:.2f}×" if b else "–"
+        print(f"| {case} | {size:,} | {peer} | {fmt_ns(median)} | {UNIT.get(case, 'op')} | {ratio} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

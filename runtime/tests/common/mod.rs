@@ -1,0 +1,86 @@
+#![allow(dead_code)] // each test crate uses a different part of it
+
+//! Shared by the drop-counting tests: a registry of live instances.
+//!
+//! Each [`Tag`] gets a unique id when it is created (`new` or `clone`) and
+//! removes it from its registry when dropped; dropping an id that is not live
+//! (a double drop, or a drop of something never created) panics at once.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The ids of the live instances of one test.
+#[derive(Default)]
+pub struct Registry {
+    live: Mutex<HashSet<u64>>,
+    next: AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The ids alive now.
+    pub fn live(&self) -> HashSet<u64> {
+        self.lock().clone()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_live(&self, id: u64) -> bool {
+        self.lock().contains(&id)
+    }
+
+    /// How many instances were ever created.
+    pub fn created(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+}
+
+/// A tracked instance: embed it in keys and values.
+pub struct Tag {
+    id: u64,
+    registry: Arc<Registry>,
+}
+
+impl Tag {
+    pub fn new(registry: &Arc<Registry>) -> Self {
+        let id = registry.next.fetch_add(1, Ordering::Relaxed);
+        assert!(registry.lock().insert(id), "id {id} handed out twice");
+        Self { id, registry: Arc::clone(registry) }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Clone for Tag {
+    fn clone(&self) -> Self {
+        Self::new(&self.registry)
+    }
+}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let was_live = self.registry.lock().remove(&self.id);
+        if !was_live {
+            // Aborts if already unwinding: a double drop is a failure either way.
+            panic!("instance {} dropped twice (or never created)", self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.id)
+    }
+}

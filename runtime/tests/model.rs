@@ -1,0 +1,362 @@
+//! Model-based test: random sequences of writes, batches and snapshots run
+//! against both a `SnapMap` and a `std::collections::HashMap`.
+//!
+//! Every snapshot taken is kept with a clone of the model at that moment and
+//! re-checked in full after every later operation: a snapshot must never
+//! change, whatever the writers do afterwards (and even after the map is gone).
+//! Version numbers are checked against the rule "a write publishes exactly one
+//! version if it changed something, none otherwise".
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use snapview::{DefaultHashBuilder, SnapMap, Snapshot, Tx, View};
+
+type Map<K> = SnapMap<K, u32>;
+type Model<K> = HashMap<K, u32>;
+type KeyView<K> = View<K, u32, DefaultHashBuilder>;
+type KeyTx<'t, 'm, K> = &'t mut Tx<'m, K, u32, DefaultHashBuilder>;
+
+/// How the harness looks keys up; `String` goes through `&str` (`Borrow`).
+trait Key: Hash + Eq + Clone + Debug {
+    fn get<'a>(view: &'a KeyView<Self>, key: &Self) -> Option<&'a u32> {
+        view.get(key)
+    }
+    fn get_key_value<'a>(view: &'a KeyView<Self>, key: &Self) -> Option<(&'a Self, &'a u32)> {
+        view.get_key_value(key)
+    }
+    fn contains_key(view: &KeyView<Self>, key: &Self) -> bool {
+        view.contains_key(key)
+    }
+    fn tx_get<'a>(tx: &'a Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a u32> {
+        tx.get(key)
+    }
+    fn tx_remove(tx: KeyTx<'_, '_, Self>, key: &Self) -> Option<u32> {
+        tx.remove(key)
+    }
+    fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
+        map.remove(key)
+    }
+}
+
+impl Key for u16 {}
+
+impl Key for String {
+    fn get<'a>(view: &'a KeyView<Self>, key: &Self) -> Option<&'a u32> {
+        view.get(key.as_str())
+    }
+    fn get_key_value<'a>(view: &'a KeyView<Self>, key: &Self) -> Option<(&'a Self, &'a u32)> {
+        view.get_key_value(key.as_str())
+    }
+    fn contains_key(view: &KeyView<Self>, key: &Self) -> bool {
+        view.contains_key(key.as_str())
+    }
+    fn tx_get<'a>(tx: &'a Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a u32> {
+        tx.get(key.as_str())
+    }
+    fn tx_remove(tx: KeyTx<'_, '_, Self>, key: &Self) -> Option<u32> {
+        tx.remove(key.as_str())
+    }
+    fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
+        map.remove(key.as_str())
+    }
+}
+
+/// A key whose `Hash` sees only `hash`, a function of `id` chosen by the
+/// strategy: keys with equal `hash` have equal 64-bit hashes under any hasher,
+/// so they end in collision nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Colliding {
+    id: u16,
+    hash: u16,
+}
+
+impl Hash for Colliding {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash.hash(state);
+    }
+}
+
+impl Key for Colliding {}
+
+#[derive(Clone, Debug)]
+enum TxOp<K> {
+    Insert(K, u32),
+    Remove(K),
+    RemoveEntry(K),
+    Get(K),
+    /// Keep only values not divisible by this.
+    Retain(u32),
+    Extend(Vec<(K, u32)>),
+    Clear,
+}
+
+#[derive(Clone, Debug)]
+enum Op<K> {
+    Insert(K, u32),
+    Remove(K),
+    Batch(Vec<TxOp<K>>),
+    Extend(Vec<(K, u32)>),
+    Clear,
+    /// Take a snapshot (through `snapshot()` if true, `read().to_snapshot()` if false).
+    Snapshot(bool),
+}
+
+fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy<Value = Vec<Op<K>>> {
+    let value = 0u32..16;
+    let entries = vec((key.clone(), value.clone()), 0..8);
+    let tx_op = prop_oneof![
+        6 => (key.clone(), value.clone()).prop_map(|(k, v)| TxOp::Insert(k, v)),
+        4 => key.clone().prop_map(TxOp::Remove),
+        1 => key.clone().prop_map(TxOp::RemoveEntry),
+        3 => key.clone().prop_map(TxOp::Get),
+        1 => (2u32..6).prop_map(TxOp::Retain),
+        1 => entries.clone().prop_map(TxOp::Extend),
+        1 => Just(TxOp::Clear),
+    ];
+    let op = prop_oneof![
+        12 => (key.clone(), value).prop_map(|(k, v)| Op::Insert(k, v)),
+        8 => key.clone().prop_map(Op::Remove),
+        5 => vec(tx_op, 0..10).prop_map(Op::Batch),
+        2 => entries.prop_map(Op::Extend),
+        1 => Just(Op::Clear),
+        3 => any::<bool>().prop_map(Op::Snapshot),
+    ];
+    // A base of up to 150 entries first, so that tries get a few levels deep.
+    (vec((key, 0u32..16), 0..150), vec(op, 1..48)).prop_map(|(base, mut ops)| {
+        ops.insert(0, Op::Extend(base));
+        ops
+    })
+}
+
+/// Checks every read method of `view` against `model`.
+fn check_view<K: Key>(view: &KeyView<K>, model: &Model<K>, version: u64, probes: &[K]) {
+    assert_eq!(view.version(), version, "version");
+    assert_eq!(view.len(), model.len(), "len");
+    assert_eq!(view.is_empty(), model.is_empty(), "is_empty");
+
+    let mut it = view.iter();
+    assert_eq!(it.len(), model.len(), "ExactSizeIterator::len of iter");
+    if it.next().is_some() {
+        assert_eq!(it.len(), model.len() - 1, "len after one next()");
+    }
+    let mut yielded = 0;
+    let mut collected = HashMap::with_capacity(model.len());
+    for (k, v) in view.iter() {
+        yielded += 1;
+        collected.insert(k.clone(), *v);
+    }
+    assert_eq!(yielded, model.len(), "iter() yields len() entries");
+    assert_eq!(&collected, model, "iter() collected equals the model");
+
+    assert_eq!(view.keys().len(), model.len(), "keys().len()");
+    let keys: HashSet<&K> = view.keys().collect();
+    assert_eq!(keys.len(), model.len(), "keys() yields each key once");
+    assert!(keys.iter().all(|k| model.contains_key(*k)), "keys() are the model's keys");
+    assert_eq!(view.values().len(), model.len(), "values().len()");
+    let mut values: Vec<u32> = view.values().copied().collect();
+    let mut expected: Vec<u32> = model.values().copied().collect();
+    values.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(values, expected, "values() are the model's values");
+
+    for p in probes {
+        let want = model.get(p);
+        assert_eq!(K::get(view, p), want, "get({p:?})");
+        assert_eq!(K::contains_key(view, p), want.is_some(), "contains_key({p:?})");
+        match K::get_key_value(view, p) {
+            Some((k, v)) => {
+                assert_eq!(k, p, "get_key_value returns the stored key");
+                assert_eq!(Some(v), want);
+            }
+            None => assert!(want.is_none(), "get_key_value({p:?}) missed"),
+        }
+    }
+}
+
+/// Runs one batch against the transaction and the model side by side;
+/// returns whether any write took effect.
+fn run_tx<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, ops: Vec<TxOp<K>>, probes: &[K]) -> bool {
+    let mut effective = false;
+    for op in ops {
+        match op {
+            TxOp::Insert(k, v) => {
+                assert_eq!(tx.insert(k.clone(), v), model.insert(k, v), "tx.insert");
+                effective = true;
+            }
+            TxOp::Remove(k) => {
+                let want = model.remove(&k);
+                assert_eq!(K::tx_remove(tx, &k), want, "tx.remove({k:?})");
+                effective |= want.is_some();
+            }
+            TxOp::RemoveEntry(k) => {
+                let want = model.remove_entry(&k);
+                assert_eq!(tx.remove_entry(&k), want, "tx.remove_entry({k:?})");
+                effective |= want.is_some();
+            }
+            TxOp::Get(k) => {
+                assert_eq!(K::tx_get(tx, &k), model.get(&k), "tx.get({k:?})");
+                assert_eq!(tx.contains_key(&k), model.contains_key(&k), "tx.contains_key({k:?})");
+            }
+            TxOp::Retain(m) => {
+                let before = model.len();
+                model.retain(|_, v| *v % m != 0);
+                tx.retain(|_, v| *v % m != 0);
+                effective |= model.len() != before;
+            }
+            TxOp::Extend(entries) => {
+                effective |= !entries.is_empty();
+                model.extend(entries.iter().cloned());
+                tx.extend(entries);
+            }
+            TxOp::Clear => {
+                effective |= !model.is_empty();
+                model.clear();
+                tx.clear();
+            }
+        }
+        assert_eq!(tx.len(), model.len(), "tx.len()");
+        assert_eq!(tx.is_empty(), model.is_empty(), "tx.is_empty()");
+    }
+    // The batch reads its own writes, everywhere.
+    let seen: Model<K> = tx.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(tx.iter().len(), model.len(), "tx.iter().len()");
+    assert_eq!(tx.iter().count(), model.len(), "tx.iter() yields len() entries");
+    assert_eq!(&seen, model, "tx.iter() equals the model");
+    for p in probes {
+        assert_eq!(K::tx_get(tx, p), model.get(p), "tx.get({p:?}) at the end of the batch");
+    }
+    effective
+}
+
+fn run<K: Key>(ops: Vec<Op<K>>, absent: K) {
+    // Every key the run mentions, plus one it never writes: probes for both
+    // present and absent keys.
+    let mut probes: Vec<K> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut note = |k: &K| {
+        if seen.insert(k.clone()) {
+            probes.push(k.clone());
+        }
+    };
+    for op in &ops {
+        match op {
+            Op::Insert(k, _) | Op::Remove(k) => note(k),
+            Op::Extend(entries) => entries.iter().for_each(|(k, _)| note(k)),
+            Op::Batch(tx) => {
+                for t in tx {
+                    match t {
+                        TxOp::Insert(k, _) | TxOp::Remove(k) | TxOp::RemoveEntry(k) | TxOp::Get(k) => note(k),
+                        TxOp::Extend(entries) => entries.iter().for_each(|(k, _)| note(k)),
+                        TxOp::Retain(_) | TxOp::Clear => {}
+                    }
+                }
+            }
+            Op::Clear | Op::Snapshot(_) => {}
+        }
+    }
+    assert!(!seen.contains(&absent));
+    probes.push(absent);
+
+    let mut map: Map<K> = SnapMap::new();
+    let mut model: Model<K> = HashMap::new();
+    let mut version = 0u64;
+    let mut saved: Vec<(Snapshot<K, u32>, Model<K>, u64)> = Vec::new();
+    check_view(&map.snapshot(), &model, 0, &probes);
+
+    for op in ops {
+        let before = map.snapshot();
+        let before_model = model.clone();
+        let before_version = version;
+        match op {
+            Op::Insert(k, v) => {
+                assert_eq!(map.insert(k.clone(), v), model.insert(k, v), "insert");
+                version += 1;
+            }
+            Op::Remove(k) => {
+                let want = model.remove(&k);
+                assert_eq!(K::remove(&map, &k), want, "remove({k:?})");
+                version += u64::from(want.is_some());
+            }
+            Op::Batch(tx_ops) => {
+                let effective = map.update(|tx| {
+                    // The batch starts from the current version.
+                    assert_eq!(tx.len(), model.len(), "tx starts at the current len");
+                    run_tx(tx, &mut model, tx_ops, &probes)
+                });
+                version += u64::from(effective);
+            }
+            Op::Extend(entries) => {
+                version += u64::from(!entries.is_empty());
+                model.extend(entries.iter().cloned());
+                map.extend(entries);
+            }
+            Op::Clear => {
+                version += u64::from(!model.is_empty());
+                model.clear();
+                map.clear();
+            }
+            Op::Snapshot(owned) => {
+                let snap = if owned { map.snapshot() } else { map.read().to_snapshot() };
+                saved.push((snap, model.clone(), version));
+            }
+        }
+
+        assert_eq!(map.version(), version, "map.version()");
+        assert_eq!(map.len(), model.len(), "map.len()");
+        assert_eq!(map.is_empty(), model.is_empty(), "map.is_empty()");
+        let now = map.snapshot();
+        if version == before_version {
+            assert!(Snapshot::ptr_eq(&before, &now), "a write that changed nothing published a version");
+        } else {
+            assert_eq!(version, before_version + 1);
+            assert!(!Snapshot::ptr_eq(&before, &now));
+        }
+        check_view(&now, &model, version, &probes);
+        check_view(&map.read(), &model, version, &probes);
+        check_view(&before, &before_model, before_version, &probes);
+        for (snap, snap_model, snap_version) in &saved {
+            check_view(snap, snap_model, *snap_version, &probes);
+        }
+    }
+
+    // Snapshots outlive their map.
+    drop(map);
+    for (snap, snap_model, snap_version) in &saved {
+        check_view(snap, snap_model, *snap_version, &probes);
+    }
+}
+
+fn u16_key() -> impl Strategy<Value = u16> + Clone {
+    0u16..200
+}
+
+proptest! {
+    #[test]
+    fn small_integer_keys(ops in ops(u16_key())) {
+        run(ops, 999);
+    }
+
+    /// Only four distinct hashes: four big collision nodes under a chain of
+    /// single-child nodes.
+    #[test]
+    fn keys_colliding_in_four_groups(ops in ops(u16_key().prop_map(|id| Colliding { id, hash: id % 4 }))) {
+        run(ops, Colliding { id: 999, hash: 1 });
+    }
+
+    /// Groups of three keys share a hash: many small collision nodes that
+    /// appear, shrink to one entry and fold back into their parents.
+    #[test]
+    fn keys_colliding_in_threes(ops in ops(u16_key().prop_map(|id| Colliding { id, hash: id / 3 }))) {
+        run(ops, Colliding { id: 999, hash: 7 });
+    }
+
+    /// String keys, looked up, removed and read in batches through `&str`.
+    #[test]
+    fn string_keys(ops in ops(u16_key().prop_map(|n| format!("key-{n}")))) {
+        run(ops, "absent".to_string());
+    }
+}

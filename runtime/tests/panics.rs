@@ -1,0 +1,424 @@
+//! Panic safety: a panic in user code during a write publishes nothing.
+//!
+//! Keys whose `Hash`, `Eq` or `Clone` panic on demand, and values whose
+//! `Clone` does, are armed to panic on the k-th such call, for every k that
+//! lands inside an insert, a remove or a batch (so at every point of a path
+//! copy, half-way through cloning a node's entries included). After each
+//! caught panic: the current version is exactly the last published one
+//! (same version, same contents), older snapshots are intact, the next writer
+//! succeeds, and (drop counting) the live instances are exactly those
+//! reachable from the versions still held: nothing leaked, nothing dropped
+//! twice or early.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Once};
+
+use common::{Registry, Tag};
+use snapview::{SnapMap, Snapshot, View};
+
+/// Which user code panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Trap {
+    Hash,
+    Eq,
+    KeyClone,
+    ValueClone,
+}
+
+const MESSAGE: &str = "snapview test: deliberate panic";
+
+thread_local! {
+    /// The armed trap and how many more calls of its kind go through first.
+    static ARMED: Cell<Option<(Trap, u32)>> = const { Cell::new(None) };
+    static FIRED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn spring(kind: Trap) {
+    if let Some((trap, left)) = ARMED.get()
+        && trap == kind
+    {
+        if left == 0 {
+            ARMED.set(None);
+            FIRED.set(true);
+            std::panic::panic_any(MESSAGE);
+        }
+        ARMED.set(Some((trap, left - 1)));
+    }
+}
+
+/// Silences the deliberate panics (and only them) in the test output.
+fn quiet_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&MESSAGE) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f` with `trap` armed to go off on its `after`-th call; returns
+/// `Some(result)` if `f` did not panic, `None` if it panicked on purpose (the
+/// trap went off, or `f` panicked itself: see `FIRED`).
+fn with_trap<R>(trap: Trap, after: u32, f: impl FnOnce() -> R) -> Option<R> {
+    FIRED.set(false);
+    ARMED.set(Some((trap, after)));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    ARMED.set(None);
+    match result {
+        Ok(r) => {
+            assert!(!FIRED.get(), "the trap went off but the panic did not come through");
+            Some(r)
+        }
+        Err(payload) => {
+            let ours = payload.downcast_ref::<&str>() == Some(&MESSAGE);
+            assert!(ours, "an unexpected panic: {:?}", payload.downcast_ref::<String>());
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Key {
+    n: u32,
+    group: u32,
+    tag: Tag,
+}
+
+impl Clone for Key {
+    fn clone(&self) -> Self {
+        spring(Trap::KeyClone);
+        Self { n: self.n, group: self.group, tag: self.tag.clone() }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        spring(Trap::Eq);
+        self.n == other.n
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        spring(Trap::Hash);
+        self.group.hash(state);
+    }
+}
+
+#[derive(Debug)]
+struct Val {
+    n: u32,
+    tag: Tag,
+}
+
+impl Clone for Val {
+    fn clone(&self) -> Self {
+        spring(Trap::ValueClone);
+        Self { n: self.n, tag: self.tag.clone() }
+    }
+}
+
+impl PartialEq for Val {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+    }
+}
+
+type Map = SnapMap<Key, Val>;
+type Model = HashMap<u32, u32>;
+
+struct Env {
+    reg: Arc<Registry>,
+    grouping: fn(u32) -> u32,
+}
+
+impl Env {
+    fn key(&self, n: u32) -> Key {
+        Key { n, group: (self.grouping)(n), tag: Tag::new(&self.reg) }
+    }
+
+    fn val(&self, n: u32) -> Val {
+        Val { n, tag: Tag::new(&self.reg) }
+    }
+
+    /// Live instances are exactly those reachable from `views` (and `extra` ids).
+    fn check_instances<S: BuildHasher>(&self, views: &[&View<Key, Val, S>]) {
+        let mut reachable = HashSet::new();
+        for view in views {
+            for (k, v) in view.iter() {
+                reachable.insert(k.tag.id());
+                reachable.insert(v.tag.id());
+            }
+        }
+        let live = self.reg.live();
+        let leaked: Vec<_> = live.difference(&reachable).collect();
+        let freed: Vec<_> = reachable.difference(&live).collect();
+        assert!(leaked.is_empty(), "leaked after a panic: {leaked:?}");
+        assert!(freed.is_empty(), "dropped while reachable: {freed:?}");
+    }
+}
+
+/// Contents as `n -> n`, read without running any trap (no Hash/Eq/Clone).
+fn contents<S>(view: &View<Key, Val, S>) -> Model {
+    let model: Model = view.iter().map(|(k, v)| (k.n, v.n)).collect();
+    assert_eq!(model.len(), view.len());
+    model
+}
+
+/// What one write attempt does, to the map and (if it completes) to the model.
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    InsertNew,
+    Replace,
+    RemovePresent,
+    RemoveAbsent,
+    Batch,
+    BatchThenPanic,
+}
+
+/// Runs `write` on the map; returns its effect on the model if it completes.
+fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Model {
+    let mut next = model.clone();
+    let present = *model.keys().min().expect("the map is not empty");
+    match write {
+        Write::InsertNew => {
+            assert!(map.insert(env.key(fresh), env.val(fresh)).is_none());
+            next.insert(fresh, fresh);
+        }
+        Write::Replace => {
+            assert!(map.insert(env.key(present), env.val(fresh)).is_some());
+            next.insert(present, fresh);
+        }
+        Write::RemovePresent => {
+            assert!(map.remove(&env.key(present)).is_some());
+            next.remove(&present);
+        }
+        Write::RemoveAbsent => {
+            assert!(map.remove(&env.key(fresh)).is_none());
+        }
+        Write::Batch | Write::BatchThenPanic => {
+            let keys: Vec<u32> = model.keys().copied().collect();
+            map.update(|tx| {
+                tx.insert(env.key(fresh), env.val(1));
+                tx.insert(env.key(keys[keys.len() / 2]), env.val(2));
+                tx.remove(&env.key(keys[keys.len() / 3]));
+                tx.remove(&env.key(keys[keys.len() - 1]));
+                tx.insert(env.key(fresh + 1), env.val(3));
+                if let Write::BatchThenPanic = write {
+                    std::panic::panic_any(MESSAGE);
+                }
+            });
+            next.insert(fresh, 1);
+            next.insert(keys[keys.len() / 2], 2);
+            next.remove(&keys[keys.len() / 3]);
+            next.remove(&keys[keys.len() - 1]);
+            next.insert(fresh + 1, 3);
+        }
+    }
+    next
+}
+
+fn sweep(grouping: fn(u32) -> u32) {
+    quiet_panics();
+    let env = Env { reg: Registry::new(), grouping };
+    let map = Map::new();
+    map.update(|tx| {
+        for n in 0..150 {
+            tx.insert(env.key(n * 2), env.val(n * 2));
+        }
+    });
+    let old = map.snapshot();
+    let old_model = contents(&old);
+    map.update(|tx| {
+        for n in 150..300 {
+            tx.insert(env.key(n * 2), env.val(n * 2));
+        }
+    });
+    let mut model = contents(&map.snapshot());
+    let mut fresh = 10_001; // odd: never in the map
+    // Panics caught per kind of trap (BatchThenPanic's own panic excluded).
+    let mut panics: HashMap<Trap, u32> = HashMap::new();
+
+    let writes = [
+        Write::InsertNew,
+        Write::Replace,
+        Write::RemovePresent,
+        Write::RemoveAbsent,
+        Write::Batch,
+        Write::BatchThenPanic,
+    ];
+    for write in writes {
+        for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
+            for after in 0.. {
+                let before = map.snapshot();
+                let before_model = model.clone();
+                let outcome = with_trap(trap, after, || attempt(&env, &map, write, &model, fresh));
+                let completed = outcome.is_some();
+                let now = map.snapshot();
+                match outcome {
+                    Some(next) => {
+                        // The trap was not reached: the write went through.
+                        let effective = next != model || matches!(write, Write::Replace | Write::InsertNew);
+                        assert_eq!(now.version(), before.version() + u64::from(effective), "{write:?}");
+                        model = next;
+                        assert_eq!(contents(&now), model, "{write:?} completed");
+                    }
+                    None => {
+                        if FIRED.get() {
+                            *panics.entry(trap).or_default() += 1;
+                        }
+                        assert!(
+                            Snapshot::ptr_eq(&before, &now),
+                            "{write:?} with {trap:?} panicking at call {after} published a version"
+                        );
+                        assert_eq!(map.version(), before.version());
+                        assert_eq!(contents(&now), before_model, "{write:?}/{trap:?}/{after}: contents changed");
+                        assert_eq!(contents(&map.read()), before_model);
+                        assert_eq!(map.len(), before_model.len());
+                    }
+                }
+                assert_eq!(contents(&before), before_model, "the snapshot before the write changed");
+                assert_eq!(contents(&old), old_model, "an older snapshot changed");
+                env.check_instances(&[&old, &before, &now]);
+                drop((before, now));
+
+                // The next writer proceeds normally.
+                let v = map.version();
+                map.insert(env.key(fresh + 2), env.val(7));
+                assert_eq!(map.remove(&env.key(fresh + 2)).map(|v| v.n), Some(7));
+                assert_eq!(map.version(), v + 2);
+                assert_eq!(contents(&map.snapshot()), model);
+                fresh += 4;
+
+                // Past the last call of this kind the write goes through; a
+                // batch that always panics stops when no trap is reached either.
+                if completed || after > 160 {
+                    break;
+                }
+                if matches!(write, Write::BatchThenPanic) && !FIRED.get() {
+                    break;
+                }
+            }
+        }
+    }
+    for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
+        assert!(panics.get(&trap).copied().unwrap_or(0) > 0, "{trap:?} never went off: {panics:?}");
+    }
+
+    drop(map);
+    env.check_instances(&[&old]);
+    drop(old);
+    assert_eq!(env.reg.live_count(), 0, "instances left after everything was dropped");
+}
+
+#[test]
+fn panics_in_writes_publish_nothing() {
+    sweep(|n| n);
+}
+
+#[test]
+fn panics_in_writes_with_collision_nodes_publish_nothing() {
+    sweep(|n| n / 3);
+    sweep(|n| n % 4);
+}
+
+#[test]
+fn a_panicking_update_closure_publishes_nothing() {
+    quiet_panics();
+    let env = Env { reg: Registry::new(), grouping: |n| n };
+    let map = Map::new();
+    map.insert(env.key(1), env.val(1));
+    let before = map.snapshot();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        map.update(|tx| {
+            tx.insert(env.key(2), env.val(2));
+            tx.remove(&env.key(1));
+            tx.clear();
+            tx.insert(env.key(3), env.val(3));
+            assert_eq!(tx.len(), 1);
+            std::panic::panic_any(MESSAGE)
+        })
+    }));
+    assert!(result.is_err());
+    assert!(Snapshot::ptr_eq(&before, &map.snapshot()));
+    assert_eq!(map.version(), 1);
+    assert_eq!(contents(&map.snapshot()), HashMap::from([(1, 1)]));
+    env.check_instances(&[&before]);
+
+    // The writer lock was poisoned by the panic; the next writer ignores that.
+    map.update(|tx| tx.insert(env.key(4), env.val(4)));
+    assert_eq!(map.version(), 2);
+    assert_eq!(contents(&map.snapshot()), HashMap::from([(1, 1), (4, 4)]));
+    drop((map, before));
+    assert_eq!(env.reg.live_count(), 0);
+}
+
+#[test]
+fn a_panic_caught_inside_a_batch_leaves_the_batch_consistent() {
+    // If the closure catches a panic from one write, the batch goes on from
+    // the state before that write (as std's HashMap stays usable after a
+    // panicking Hash), and publishes what it did besides.
+    quiet_panics();
+    let env = Env { reg: Registry::new(), grouping: |n| n / 3 };
+    let map = Map::new();
+    map.update(|tx| tx.extend((0..100).map(|n| (env.key(n), env.val(n)))));
+    let mut model = contents(&map.snapshot());
+    let mut marker = 1_000;
+    let mut caught: HashMap<Trap, u32> = HashMap::new();
+    for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
+        for after in 0..8 {
+            for remove in [false, true] {
+                let before = map.snapshot();
+                let before_model = model.clone();
+                // Each attempt in a fresh batch, so that its first write
+                // copies shared nodes (and runs Clone) after finding the key.
+                map.update(|tx| {
+                    let present = *model.keys().nth(after as usize * 5).expect("enough keys");
+                    let target = if remove { present } else { marker + 1 };
+                    let outcome = with_trap(trap, after, || {
+                        if remove {
+                            assert!(tx.remove(&env.key(target)).is_some());
+                        } else {
+                            assert!(tx.insert(env.key(target), env.val(target)).is_none());
+                        }
+                    });
+                    if outcome.is_some() {
+                        if remove {
+                            model.remove(&target);
+                        } else {
+                            model.insert(target, target);
+                        }
+                    } else {
+                        *caught.entry(trap).or_default() += 1;
+                    }
+                    let seen: Model = tx.iter().map(|(k, v)| (k.n, v.n)).collect();
+                    assert_eq!(tx.iter().count(), tx.len(), "{trap:?}/{after}: len drifted from the entries");
+                    assert_eq!(seen, model, "{trap:?}/{after}/remove={remove}: the batch drifted");
+                    assert_eq!(tx.contains_key(&env.key(target)), model.contains_key(&target));
+                    tx.insert(env.key(marker), env.val(marker));
+                    model.insert(marker, marker);
+                });
+                marker += 2;
+                assert_eq!(contents(&map.snapshot()), model, "published contents");
+                assert_eq!(map.len(), model.len());
+                assert_eq!(contents(&before), before_model, "the version before changed");
+                env.check_instances(&[&before, &map.snapshot()]);
+            }
+        }
+    }
+    for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
+        assert!(caught.get(&trap).copied().unwrap_or(0) > 0, "{trap:?} never went off: {caught:?}");
+    }
+    drop(map);
+    assert_eq!(env.reg.live_count(), 0);
+}
