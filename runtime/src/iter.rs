@@ -10,6 +10,9 @@ use core::slice;
 use crate::raw::NodeRef;
 use crate::trie::MAX_DEPTH;
 
+/// How many siblings ahead of the node being entered are prefetched.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Walks every entry under one node, in trie order.
 pub(crate) struct RawIter<'a, K, V> {
     entries: slice::Iter<'a, (K, V)>,
@@ -28,6 +31,9 @@ impl<'a, K, V> RawIter<'a, K, V> {
 
     #[inline]
     fn enter(&mut self, node: &'a NodeRef<K, V>) {
+        for child in node.children().iter().take(PREFETCH_AHEAD) {
+            child.prefetch();
+        }
         self.entries = node.entries().iter();
         self.stack[self.depth] = node.children().iter();
         self.depth += 1;
@@ -38,10 +44,12 @@ impl<'a, K, V> RawIter<'a, K, V> {
     fn next_node(&mut self) -> bool {
         while self.depth > 0 {
             if let Some(child) = self.stack[self.depth - 1].next() {
-                self.enter(child);
-                if let Some(next) = self.stack[self.depth - 1].as_slice().first() {
-                    next.prefetch();
+                // Keep PREFETCH_AHEAD siblings in flight: small nodes are far
+                // apart in memory, and their misses then overlap.
+                if let Some(ahead) = self.stack[self.depth - 1].as_slice().get(PREFETCH_AHEAD - 1) {
+                    ahead.prefetch();
                 }
+                self.enter(child);
                 return true;
             }
             self.depth -= 1;

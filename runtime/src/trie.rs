@@ -84,7 +84,9 @@ where
         if is_collision_level(shift) {
             return node.entries().iter().find(|(k, _)| k.borrow() == key);
         }
-        match slot(node, slot_bit(hash, shift)) {
+        let bit = slot_bit(hash, shift);
+        node.prefetch_slot(bit.trailing_zeros());
+        match slot(node, bit) {
             Slot::Entry(entry) => return (entry.0.borrow() == key).then_some(entry),
             Slot::Child(child) => node = child,
             Slot::Empty => return None,

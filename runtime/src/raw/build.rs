@@ -55,7 +55,7 @@ impl<K, V> Builder<K, V> {
         assert!(self.entries_done < self.entries, "snapview bug: too many entries for the node");
         // SAFETY: slot `entries_done` is inside the entry array (just checked,
         // N1) and not yet initialised, so writing does not overwrite a value.
-        unsafe { NodeRef::<K, V>::entries_base(self.ptr).add(self.entries_done).write(entry) };
+        unsafe { NodeRef::<K, V>::entries_base(self.ptr, self.children).add(self.entries_done).write(entry) };
         self.entries_done += 1;
     }
 
@@ -64,7 +64,7 @@ impl<K, V> Builder<K, V> {
     pub(crate) fn push_child(&mut self, child: NodeRef<K, V>) {
         assert!(self.children_done < self.children, "snapview bug: too many children for the node");
         // SAFETY: as in `push_entry`, for the child array.
-        unsafe { NodeRef::<K, V>::children_base(self.ptr, self.entries).add(self.children_done).write(child) };
+        unsafe { NodeRef::<K, V>::children_base(self.ptr).add(self.children_done).write(child) };
         self.children_done += 1;
     }
 
@@ -109,11 +109,11 @@ impl<K, V> Drop for Builder<K, V> {
         // 3. deallocation uses the counts the node was allocated with (N1).
         unsafe {
             ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-                NodeRef::<K, V>::entries_base(self.ptr),
+                NodeRef::<K, V>::entries_base(self.ptr, self.children),
                 self.entries_done,
             ));
             ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-                NodeRef::<K, V>::children_base(self.ptr, self.entries),
+                NodeRef::<K, V>::children_base(self.ptr),
                 self.children_done,
             ));
             NodeRef::<K, V>::deallocate(self.ptr, self.entries, self.children);
@@ -173,7 +173,7 @@ impl<K, V> Drain<K, V> {
             //    (checked in `new`), so nothing else reads the slot;
             // 2. slot `i` is initialised (N2) and is read exactly once, since
             //    the cursor moves past it and Drop skips it.
-            unsafe { ptr::read(NodeRef::<K, V>::entries_base(self.node.as_ptr()).add(i)) }
+            unsafe { ptr::read(NodeRef::<K, V>::entries_base(self.node.as_ptr(), self.children).add(i)) }
         } else {
             let (k, v) = &self.node.entries()[i];
             (k.clone(), v.clone())
@@ -189,7 +189,7 @@ impl<K, V> Drain<K, V> {
         assert!(i < self.children, "snapview bug: drained past the last child");
         let child = if self.moving {
             // SAFETY: as in `next_entry`, for the child array.
-            unsafe { ptr::read(NodeRef::<K, V>::children_base(self.node.as_ptr(), self.entries).add(i)) }
+            unsafe { ptr::read(NodeRef::<K, V>::children_base(self.node.as_ptr()).add(i)) }
         } else {
             self.node.children()[i].clone()
         };
@@ -214,11 +214,11 @@ impl<K, V> Drop for Drain<K, V> {
         //    real layout, since it is called with the header's counts below.
         unsafe {
             ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-                NodeRef::<K, V>::entries_base(ptr).add(self.next_entry),
+                NodeRef::<K, V>::entries_base(ptr, self.children).add(self.next_entry),
                 self.entries - self.next_entry,
             ));
             ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-                NodeRef::<K, V>::children_base(ptr, self.entries).add(self.next_child),
+                NodeRef::<K, V>::children_base(ptr).add(self.next_child),
                 self.children - self.next_child,
             ));
             NodeRef::<K, V>::deallocate(ptr, self.entries, self.children);

@@ -1,10 +1,19 @@
 //! The node allocation: one header followed by two exact-size arrays.
 //!
 //! ```text
-//! +--------------------------------------+---------------------+------------------------+
-//! | Header                               | [(K, V); entries]   | [NodeRef; children]    |
-//! | refs | datamap | nodemap | counts    | inline entries      | sub-trees              |
-//! +--------------------------------------+---------------------+------------------------+
+//! +-----------------------------------+------------------------+---------------------+
+//! | Header (24 bytes)                 | [NodeRef; children]    | [(K, V); entries]   |
+//! | refs | entries | datamap | nodemap | sub-trees              | inline entries      |
+//! +-----------------------------------+------------------------+---------------------+
+//! ```
+//!
+//! Children come first so that the address of a full node's child `i` is
+//! known from the node's address alone (`24 + 8i`): a lookup can fetch it
+//! while the header is still on its way (see `prefetch_slot`). `children` is
+//! `popcount(nodemap)`; `entries` is stored because a collision node has more
+//! entries than bits.
+//!
+//! ```text
 //! ```
 //!
 //! Invariants of every live node (established by `Builder::finish`, never
@@ -24,20 +33,22 @@ use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use std::alloc;
 
-use crate::sync::{AtomicUsize, Ordering, fence};
+use crate::sync::{AtomicU32, Ordering, fence};
 
-/// Past this count a clone aborts, as `Arc` does: a count that wraps would free a live node.
-const MAX_REFS: usize = isize::MAX as usize;
+/// Past this count a clone aborts, as `Arc` does: a count that wraps would
+/// free a live node. (Counts are per parent node, not per snapshot: reaching
+/// it would take two billion live parents of one node.)
+const MAX_REFS: u32 = i32::MAX as u32;
 
 #[repr(C)]
 pub(super) struct Header {
-    refs: AtomicUsize,
+    refs: AtomicU32,
+    /// The number of inline entries.
+    entries: u32,
     /// Bit `i` set: slot `i` holds an inline entry (always 0 in a collision node).
     datamap: u64,
     /// Bit `i` set: slot `i` holds a child node (always 0 in a collision node).
     nodemap: u64,
-    entries: u32,
-    children: u32,
 }
 
 /// Mutable access to a node's two arrays: its entries and its children.
@@ -69,21 +80,18 @@ const fn max(a: usize, b: usize) -> usize {
 }
 
 impl<K, V> NodeRef<K, V> {
-    const ENTRIES_OFFSET: usize = round_up(size_of::<Header>(), align_of::<(K, V)>());
+    const CHILDREN_OFFSET: usize = round_up(size_of::<Header>(), align_of::<Self>());
     const ALIGN: usize = max(align_of::<Header>(), max(align_of::<(K, V)>(), align_of::<Self>()));
 
-    fn children_offset(entries: usize) -> usize {
-        round_up(Self::ENTRIES_OFFSET + entries * size_of::<(K, V)>(), align_of::<Self>())
+    fn entries_offset(children: usize) -> usize {
+        round_up(Self::CHILDREN_OFFSET + children * size_of::<Self>(), align_of::<(K, V)>())
     }
 
     /// The layout of a node with these counts; panics if it would not fit in `isize`.
     pub(super) fn layout(entries: usize, children: usize) -> Layout {
-        let align = align_of::<Self>();
-        let size = entries
-            .checked_mul(size_of::<(K, V)>())
-            .and_then(|e| e.checked_add(Self::ENTRIES_OFFSET + align - 1))
-            .map(|e| e & !(align - 1))
-            .and_then(|c| c.checked_add(children.checked_mul(size_of::<Self>())?));
+        // children <= 64 (one per nodemap bit), so only the entry array can overflow.
+        debug_assert!(children <= 64);
+        let size = entries.checked_mul(size_of::<(K, V)>()).and_then(|e| e.checked_add(Self::entries_offset(children)));
         size.and_then(|size| Layout::from_size_align(size, Self::ALIGN).ok())
             .unwrap_or_else(|| panic!("snapview: a node of {entries} entries and {children} children is too large"))
     }
@@ -94,14 +102,14 @@ impl<K, V> NodeRef<K, V> {
     /// caller's to establish before the node is read.
     pub(super) fn allocate(datamap: u64, nodemap: u64, entries: usize, children: usize) -> NonNull<Header> {
         let entries32 = u32::try_from(entries).expect("snapview: more than u32::MAX entries in one node");
-        let children32 = u32::try_from(children).expect("snapview: more than u32::MAX children in one node");
+        assert_eq!(children, nodemap.count_ones() as usize, "snapview bug: child count is not the nodemap's");
         let layout = Self::layout(entries, children);
         // SAFETY: the layout has a non-zero size: it holds at least a Header.
         let raw = unsafe { alloc::alloc(layout) };
         let Some(ptr) = NonNull::new(raw.cast::<Header>()) else {
             alloc::handle_alloc_error(layout);
         };
-        let header = Header { refs: AtomicUsize::new(1), datamap, nodemap, entries: entries32, children: children32 };
+        let header = Header { refs: AtomicU32::new(1), entries: entries32, datamap, nodemap };
         // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
         // alignment) and large enough for it (the layout starts with it).
         unsafe { ptr.as_ptr().write(header) };
@@ -144,19 +152,19 @@ impl<K, V> NodeRef<K, V> {
     /// The inline entries, in slot order.
     #[inline]
     pub(crate) fn entries(&self) -> &[(K, V)] {
-        // SAFETY: N1 and N2: `entries` initialised (K, V) sit at ENTRIES_OFFSET,
-        // aligned because ENTRIES_OFFSET is rounded up to their alignment and the
-        // node to ALIGN; N4: nobody mutates them while this shared borrow lives,
+        let (entries, children) = self.counts();
+        // SAFETY: N1 and N2: `entries` initialised (K, V) sit at `entries_offset`,
+        // aligned because it is rounded up to their alignment and the node to
+        // ALIGN; N4: nobody mutates them while this shared borrow lives,
         // because mutation needs `&mut self` on the only reference.
-        unsafe { core::slice::from_raw_parts(entries_ptr::<K, V>(self.ptr), self.header().entries as usize) }
+        unsafe { core::slice::from_raw_parts(entries_ptr::<K, V>(self.ptr, children), entries) }
     }
 
     /// The child nodes, in slot order.
     #[inline]
     pub(crate) fn children(&self) -> &[NodeRef<K, V>] {
-        let h = self.header();
-        // SAFETY: as for `entries`, with the child array at `children_offset`.
-        unsafe { core::slice::from_raw_parts(children_ptr::<K, V>(self.ptr, h.entries as usize), h.children as usize) }
+        // SAFETY: as for `entries`, with the child array at CHILDREN_OFFSET.
+        unsafe { core::slice::from_raw_parts(children_ptr::<K, V>(self.ptr), self.counts().1) }
     }
 
     /// Whether `self` and `other` are the same allocation (so the same sub-tree).
@@ -180,16 +188,15 @@ impl<K, V> NodeRef<K, V> {
         if !self.is_unique() {
             return None;
         }
-        let h = self.header();
-        let (ne, nc) = (h.entries as usize, h.children as usize);
+        let (ne, nc) = self.counts();
         // SAFETY: 1. the count is 1 and we hold `&mut` to that one reference, so
         //    no other thread or borrow can reach the node (N3, N4);
         // 2. the two arrays are disjoint and initialised (N1, N2), so two
         //    mutable slices over them do not alias.
         unsafe {
             Some((
-                core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr), ne),
-                core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr, ne), nc),
+                core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr, nc), ne),
+                core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr), nc),
             ))
         }
     }
@@ -225,20 +232,30 @@ impl<K, V> NodeRef<K, V> {
         prefetch(self.ptr.as_ptr());
     }
 
-    /// The counts recorded in the header.
-    pub(super) fn counts(&self) -> (usize, usize) {
-        let h = self.header();
-        (h.entries as usize, h.children as usize)
+    /// Hints that the child for slot `slot` will be read soon, before the
+    /// header that locates it has arrived: in a full node (the common case
+    /// below the root of a large map) child `slot` sits at `slot`; otherwise
+    /// the guess is at or past the right line and costs one useless fetch.
+    #[inline(always)]
+    pub(crate) fn prefetch_slot(&self, slot: u32) {
+        prefetch(children_ptr::<K, V>(self.ptr).wrapping_add(slot as usize));
     }
 
-    /// Pointer to the first entry slot of the node at `ptr`.
-    pub(super) fn entries_base(ptr: NonNull<Header>) -> *mut (K, V) {
-        entries_ptr::<K, V>(ptr)
+    /// The counts of entries and children.
+    #[inline(always)]
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let h = self.header();
+        (h.entries as usize, h.nodemap.count_ones() as usize)
+    }
+
+    /// Pointer to the first entry slot of the node at `ptr`, which has `children` children.
+    pub(super) fn entries_base(ptr: NonNull<Header>, children: usize) -> *mut (K, V) {
+        entries_ptr::<K, V>(ptr, children)
     }
 
     /// Pointer to the first child slot of the node at `ptr`.
-    pub(super) fn children_base(ptr: NonNull<Header>, entries: usize) -> *mut NodeRef<K, V> {
-        children_ptr::<K, V>(ptr, entries)
+    pub(super) fn children_base(ptr: NonNull<Header>) -> *mut NodeRef<K, V> {
+        children_ptr::<K, V>(ptr)
     }
 
     /// Frees the node's allocation, without dropping anything in it.
@@ -256,14 +273,14 @@ impl<K, V> NodeRef<K, V> {
     }
 }
 
-fn entries_ptr<K, V>(ptr: NonNull<Header>) -> *mut (K, V) {
+fn entries_ptr<K, V>(ptr: NonNull<Header>, children: usize) -> *mut (K, V) {
     // wrapping_add: the arithmetic itself is safe; the offset stays inside the
     // allocation whenever the pointer is later dereferenced (N1).
-    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::ENTRIES_OFFSET).cast()
+    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::entries_offset(children)).cast()
 }
 
-fn children_ptr<K, V>(ptr: NonNull<Header>, entries: usize) -> *mut NodeRef<K, V> {
-    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::children_offset(entries)).cast()
+fn children_ptr<K, V>(ptr: NonNull<Header>) -> *mut NodeRef<K, V> {
+    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::CHILDREN_OFFSET).cast()
 }
 
 #[inline(always)]
@@ -332,8 +349,8 @@ unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize)
     // 2. if a destructor panics, drop_in_place goes on dropping the rest of
     //    that slice and `_dealloc` still frees the memory.
     unsafe {
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(entries_ptr::<K, V>(ptr), entries));
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr, entries), children));
+        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(entries_ptr::<K, V>(ptr, children), entries));
+        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr), children));
     }
 }
 
@@ -342,10 +359,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_packs_entries_after_header_and_children_after_entries() {
+    fn layout_packs_children_after_header_and_entries_after_children() {
         let l = NodeRef::<u64, u64>::layout(3, 2);
-        assert_eq!(NodeRef::<u64, u64>::ENTRIES_OFFSET, size_of::<Header>());
-        assert_eq!(l.size(), size_of::<Header>() + 3 * 16 + 2 * 8);
+        assert_eq!(size_of::<Header>(), 24);
+        assert_eq!(NodeRef::<u64, u64>::CHILDREN_OFFSET, 24);
+        assert_eq!(NodeRef::<u64, u64>::entries_offset(2), 24 + 2 * 8);
+        assert_eq!(l.size(), 24 + 2 * 8 + 3 * 16);
         assert_eq!(l.align(), 8);
     }
 
@@ -353,7 +372,7 @@ mod tests {
     fn layout_respects_over_aligned_entries() {
         #[repr(align(64))]
         struct Big;
-        let off = NodeRef::<Big, u8>::ENTRIES_OFFSET;
+        let off = NodeRef::<Big, u8>::entries_offset(3);
         assert_eq!(off % 64, 0);
         assert_eq!(NodeRef::<Big, u8>::layout(1, 1).align(), 64);
     }
