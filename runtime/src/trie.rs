@@ -51,24 +51,12 @@ pub(crate) fn is_collision_level(shift: u32) -> bool {
     shift >= HASH_BITS
 }
 
-/// What a node's slot holds.
-pub(crate) enum Slot<'a, K, V> {
-    Empty,
-    Entry(&'a (K, V)),
-    Child(&'a NodeRef<K, V>),
-}
+pub(crate) use crate::raw::Slot;
 
 /// The contents of the slot for `bit` in a trie (not collision) node.
 #[inline(always)]
 pub(crate) fn slot<K, V>(node: &NodeRef<K, V>, bit: u64) -> Slot<'_, K, V> {
-    let (dm, nm) = (node.datamap(), node.nodemap());
-    if dm & bit != 0 {
-        Slot::Entry(&node.entries()[index(dm, bit)])
-    } else if nm & bit != 0 {
-        Slot::Child(&node.children()[index(nm, bit)])
-    } else {
-        Slot::Empty
-    }
+    node.slot(bit)
 }
 
 /// Looks `key` up; `hash` is its hash under the trie's hasher.

@@ -11,4 +11,4 @@ mod build;
 mod node;
 
 pub(crate) use build::{Builder, Drain, rebuild};
-pub(crate) use node::NodeRef;
+pub(crate) use node::{NodeRef, Slot};

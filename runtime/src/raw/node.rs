@@ -25,7 +25,9 @@
 //! - **N3** `refs` counts the `NodeRef`s that point at the node (plus one for a
 //!   `Drain` in moving mode, which has taken the last one over);
 //! - **N4** the non-atomic header fields never change after the node is built,
-//!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1.
+//!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1;
+//! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
+//!   unless `datamap == 0` (a collision node, or a node of children only).
 
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -49,6 +51,13 @@ pub(super) struct Header {
     datamap: u64,
     /// Bit `i` set: slot `i` holds a child node (always 0 in a collision node).
     nodemap: u64,
+}
+
+/// What a trie node's slot holds.
+pub(crate) enum Slot<'a, K, V> {
+    Empty,
+    Entry(&'a (K, V)),
+    Child(&'a NodeRef<K, V>),
 }
 
 /// Mutable access to a node's two arrays: its entries and its children.
@@ -102,7 +111,11 @@ impl<K, V> NodeRef<K, V> {
     /// caller's to establish before the node is read.
     pub(super) fn allocate(datamap: u64, nodemap: u64, entries: usize, children: usize) -> NonNull<Header> {
         let entries32 = u32::try_from(entries).expect("snapview: more than u32::MAX entries in one node");
-        assert_eq!(children, nodemap.count_ones() as usize, "snapview bug: child count is not the nodemap's");
+        // N5, which `slot` relies on for unchecked indexing.
+        assert!(
+            children == nodemap.count_ones() as usize && (datamap == 0 || entries == datamap.count_ones() as usize),
+            "snapview bug: array lengths disagree with the bitmaps"
+        );
         let layout = Self::layout(entries, children);
         // SAFETY: the layout has a non-zero size: it holds at least a Header.
         let raw = unsafe { alloc::alloc(layout) };
@@ -180,6 +193,36 @@ impl<K, V> NodeRef<K, V> {
         // reference that was dropped (in `Drop`), so that their reads of the
         // node happen-before our writes to it.
         self.header().refs.load(Ordering::Acquire) == 1
+    }
+
+    /// What the slot for `bit` holds (always `Empty` in a collision node,
+    /// whose bitmaps are 0). This is the lookup's inner step: no bounds checks,
+    /// and no population count where the answer is known without one (a full
+    /// node, a node without children), since baseline x86-64 has no `popcnt`
+    /// instruction and its software version is a dozen dependent operations.
+    #[inline(always)]
+    pub(crate) fn slot(&self, bit: u64) -> Slot<'_, K, V> {
+        let h = self.header();
+        let below = bit.wrapping_sub(1);
+        if h.datamap & bit != 0 {
+            let at = (h.datamap & below).count_ones() as usize;
+            let children = if h.nodemap == 0 { 0 } else { h.nodemap.count_ones() as usize };
+            // SAFETY: `bit` is set in `datamap`, so `at` < popcount(datamap),
+            // which is the entry count (N5); those entries are initialised (N2)
+            // and stay unchanged while `self` is borrowed (N4).
+            Slot::Entry(unsafe { &*entries_ptr::<K, V>(self.ptr, children).add(at) })
+        } else if h.nodemap & bit != 0 {
+            let at = if h.nodemap == u64::MAX {
+                bit.trailing_zeros() as usize
+            } else {
+                (h.nodemap & below).count_ones() as usize
+            };
+            // SAFETY: as above: `at` < popcount(nodemap), the child count (N5)
+            // (in a full node, `at` is the slot number, below 64 = the count).
+            Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) })
+        } else {
+            Slot::Empty
+        }
     }
 
     /// Mutable access to both arrays, if this is the only reference.
