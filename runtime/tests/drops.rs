@@ -99,6 +99,12 @@ impl Rng {
     }
 }
 
+/// Steps per random run: `SNAPVIEW_TEST_STEPS` (the valgrind run in CI uses
+/// fewer), 1500 by default.
+fn steps() -> usize {
+    std::env::var("SNAPVIEW_TEST_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
+}
+
 /// Random inserts, removes, batches and clears, with snapshots and read guards
 /// taken and released along the way, checked after every step.
 fn random_ops(grouping: fn(u32) -> u32, seed: u64) {
@@ -114,7 +120,7 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64) {
         }
     });
 
-    for step in 0..1500 {
+    for step in 0..steps() {
         // A read guard held across this step's write, sometimes.
         let guard: Option<ReadGuard<Key, Val>> = (rng.below(6) == 0).then(|| map.read());
         match rng.below(20) {
