@@ -101,7 +101,7 @@ impl Rng {
 
 /// Steps per random run: `SNAPVIEW_TEST_STEPS` (the valgrind run in CI uses
 /// fewer), 1500 by default.
-fn steps() -> usize {
+fn steps() -> u32 {
     std::env::var("SNAPVIEW_TEST_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
 }
 
