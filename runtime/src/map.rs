@@ -4,11 +4,14 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::marker::PhantomData;
+use core::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 
 use crate::DefaultHashBuilder;
+use crate::raw::NodeRef;
+use crate::trie;
 use crate::tx::Tx;
 use crate::view::{Meta, ReadGuard, Snapshot, View};
 
@@ -27,12 +30,26 @@ pub const DEFAULT_NAME: &str = "snapmap";
 /// nodes on its path, entries included: wrap large values in an `Arc`.
 pub struct SnapMap<K, V, S = DefaultHashBuilder> {
     current: ArcSwap<View<K, V, S>>,
-    /// The writers' copy of the current version, and their turn-taking.
+    /// The writers' state, and their turn-taking.
     ///
-    /// A panic while it is held leaves it untouched (it is replaced only after
-    /// a publish succeeded), so poisoning is ignored.
-    writer: Mutex<Arc<View<K, V, S>>>,
+    /// A panic while it is held leaves it consistent (the current version is
+    /// replaced only after a publish succeeded; the spare is taken out before
+    /// use), so poisoning is ignored.
+    writer: Mutex<Writer<K, V, S>>,
     meta: Arc<Meta>,
+}
+
+/// What writers keep between writes.
+struct Writer<K, V, S> {
+    /// The current version (the same one the `ArcSwap` holds).
+    current: Arc<View<K, V, S>>,
+    /// The root of the version before `current`, if nobody else held that
+    /// version when it was replaced: an unshared node that already holds a
+    /// count on each of its children. The next write brings it up to date by
+    /// replacing the few children that differ, instead of copying the current
+    /// root (one count increment per child) and later freeing the old one
+    /// (one decrement per child).
+    spare: Option<NodeRef<K, V>>,
 }
 
 impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
@@ -56,7 +73,11 @@ impl<K, V, S> SnapMap<K, V, S> {
     fn from_parts(name: Box<str>, hasher: S) -> Self {
         let meta = Arc::new(Meta { name });
         let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
-        Self { current: ArcSwap::new(Arc::clone(&first)), writer: Mutex::new(first), meta }
+        Self {
+            current: ArcSwap::new(Arc::clone(&first)),
+            writer: Mutex::new(Writer { current: first, spare: None }),
+            meta,
+        }
     }
 
     /// The current version, owned: O(1), allocation-free, never changes.
@@ -92,7 +113,7 @@ impl<K, V, S> SnapMap<K, V, S> {
         &self.meta.name
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Arc<View<K, V, S>>> {
+    fn lock_writer(&self) -> MutexGuard<'_, Writer<K, V, S>> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -130,18 +151,44 @@ where
     /// is published and the map stays at its last version, usable by the next
     /// writer. A batch that changes nothing publishes nothing.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
-        let mut current = self.lock_writer();
-        let base = &**current;
-        let mut tx = Tx::new(base.root().cloned(), base.len(), base.hasher());
+        let mut writer = self.lock_writer();
+        let writer = &mut *writer;
+        let base = Arc::clone(&writer.current);
+        let root = match (writer.spare.take(), base.root()) {
+            (Some(spare), Some(root)) => trie::recycle(spare, root),
+            (_, root) => root.cloned(),
+        };
+        let mut tx = Tx::new(root, base.len(), base.hasher());
         let result = f(&mut tx);
-        if let Some((root, len)) = tx.into_changes() {
-            let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
-            let next = Arc::new(next);
-            self.current.store(Arc::clone(&next));
-            *current = next;
+        match tx.into_changes() {
+            Ok((root, len)) => {
+                let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
+                let next = Arc::new(next);
+                self.current.store(Arc::clone(&next));
+                drop(mem::replace(&mut writer.current, Arc::clone(&next)));
+                // `base` is now the only holder of the old version unless a
+                // reader still has it (arc-swap has turned every reader's
+                // pending load into a counted reference by now).
+                let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
+                writer.spare = spare_for(old_root, next.root());
+            }
+            // Nothing changed: the working root equals the current one.
+            Err(root) => writer.spare = spare_for(root, base.root()),
         }
         result
     }
+}
+
+/// Brings `old` (the root of a version nobody else holds) up to date with
+/// `current` right away, so that what only the old version held is freed now,
+/// not at the next write. Kept only for a root of children alone: a spare with
+/// inline entries would keep clones of values alive that no version holds.
+fn spare_for<K: Clone, V: Clone>(old: Option<NodeRef<K, V>>, current: Option<&NodeRef<K, V>>) -> Option<NodeRef<K, V>> {
+    let (old, current) = (old?, current?);
+    if current.datamap() != 0 {
+        return None;
+    }
+    trie::recycle(old, current).filter(|spare| !spare.ptr_eq(current))
 }
 
 impl<K, V, S: Default> Default for SnapMap<K, V, S> {

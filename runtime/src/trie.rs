@@ -275,6 +275,32 @@ fn fold_child<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) {
     });
 }
 
+/// Makes `spare`, an unshared node that once equalled an older version of
+/// `current`, equal to `current` again, or drops it and shares `current`.
+///
+/// The spare already holds a count on each of its children, so only the slots
+/// where the two differ cost a count change: a write then mutates the result
+/// in place instead of copying `current` (one increment per child) and later
+/// freeing the old root (one decrement per child). If a `Clone` panics, the
+/// half-updated spare is dropped during unwinding; `current` is untouched.
+pub(crate) fn recycle<K: Clone, V: Clone>(mut spare: NodeRef<K, V>, current: &NodeRef<K, V>) -> Option<NodeRef<K, V>> {
+    let same_shape = spare.datamap() == current.datamap()
+        && spare.nodemap() == current.nodemap()
+        && spare.entries().len() == current.entries().len();
+    let Some((entries, children)) = spare.get_mut().filter(|_| same_shape) else {
+        return Some(current.clone());
+    };
+    for (mine, theirs) in children.iter_mut().zip(current.children()) {
+        if !mine.ptr_eq(theirs) {
+            *mine = theirs.clone();
+        }
+    }
+    for (mine, theirs) in entries.iter_mut().zip(current.entries()) {
+        *mine = theirs.clone();
+    }
+    Some(spare)
+}
+
 /// Structural equality, valid for two tries built with the same hasher
 /// (canonical form: equal key sets have equal shapes). Skips shared sub-trees.
 pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &NodeRef<K, V>, b: &NodeRef<K, V>, shift: u32) -> bool {
@@ -435,6 +461,26 @@ mod tests {
         assert_eq!(shared, old.children().len() - 1, "all but one child still shared");
         assert_eq!(lookup(&old, &5000), None, "the old version is unchanged");
         assert_eq!(lookup(&new, &5000), Some(1));
+    }
+
+    #[test]
+    fn a_recycled_spare_equals_the_current_root_and_owns_its_counts() {
+        let s = Id::default();
+        let v1 = build((0u64..4096).map(|i| i * 3));
+        let mut v2 = v1.clone();
+        insert(&mut v2, s.hash_one(7u64), 7u64, 99, &s);
+        // `v1` plays the old version nobody holds any more: unique again once `v2` is built.
+        let spare = recycle(v1, &v2).expect("a root");
+        assert!(!spare.ptr_eq(&v2));
+        assert!(nodes_equal(&spare, &v2, 0));
+        assert!(spare.children().iter().zip(v2.children()).all(|(a, b)| a.ptr_eq(b)), "children shared, not copied");
+        assert_eq!(get(&spare, s.hash_one(7u64), &7u64).map(|e| e.1), Some(99));
+        // A shared or differently shaped spare is not reused.
+        let other = build([1u64]);
+        assert!(recycle(other, &v2).expect("a root").ptr_eq(&v2));
+        let held = spare.clone();
+        assert!(recycle(spare, &v2).expect("a root").ptr_eq(&v2));
+        drop(held);
     }
 
     #[test]

@@ -7,6 +7,9 @@ use crate::iter::Iter;
 use crate::raw::NodeRef;
 use crate::trie;
 
+/// A trie root; `None` for an empty map.
+pub(crate) type Root<K, V> = Option<NodeRef<K, V>>;
+
 /// A batch of writes on a private working copy of the map, published as one
 /// version when the [`update`](crate::SnapMap::update) closure returns.
 ///
@@ -25,9 +28,10 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
         Self { root, len, hasher, changed: false }
     }
 
-    /// The working root and length, if any write took effect.
-    pub(crate) fn into_changes(self) -> Option<(Option<NodeRef<K, V>>, usize)> {
-        self.changed.then_some((self.root, self.len))
+    /// The working root and length if any write took effect, else the
+    /// (unchanged) working root.
+    pub(crate) fn into_changes(self) -> Result<(Root<K, V>, usize), Root<K, V>> {
+        if self.changed { Ok((self.root, self.len)) } else { Err(self.root) }
     }
 
     /// The number of entries, with this batch's writes.

@@ -37,6 +37,10 @@ impl<K, V, S> View<K, V, S> {
         Self { root, len, version, hasher, meta }
     }
 
+    pub(crate) fn into_root(self) -> Option<NodeRef<K, V>> {
+        self.root
+    }
+
     pub(crate) fn root(&self) -> Option<&NodeRef<K, V>> {
         self.root.as_ref()
     }
