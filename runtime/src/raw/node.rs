@@ -13,9 +13,6 @@
 //! `popcount(nodemap)`; `entries` is stored because a collision node has more
 //! entries than bits.
 //!
-//! ```text
-//! ```
-//!
 //! Invariants of every live node (established by `Builder::finish`, never
 //! changed afterwards except `refs`):
 //!
