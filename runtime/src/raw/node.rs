@@ -69,9 +69,8 @@ pub(crate) struct NodeRef<K, V> {
     _owns: PhantomData<(K, V)>,
 }
 
-// SAFETY: a NodeRef gives shared access to K and V from any thread that holds
-// it, and the last one to go drops them there, exactly like Arc<(K, V)>: so it
-// may cross threads when K and V are both Send and Sync.
+// SAFETY: like Arc<(K, V)>, a NodeRef shares K and V with every holder's thread
+// and the last holder drops them there, so it needs K and V Send and Sync.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for NodeRef<K, V> {}
 // SAFETY: as for Send: &NodeRef only hands out &K and &V, and clones that may
 // be dropped on another thread, which needs K, V: Send + Sync.
