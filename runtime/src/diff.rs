@@ -9,6 +9,7 @@
 
 use core::hash::{BuildHasher, Hash};
 
+use crate::hooks::DiffHook;
 use crate::iter::{Iter, RawIter};
 use crate::raw::NodeRef;
 use crate::trie::{BITS, Slot, is_collision_level, slot};
@@ -156,6 +157,7 @@ pub struct Diff<'a, K, V, S> {
     stack: Vec<Frame<'a, K, V>>,
     active: Active<'a, K, V>,
     unrelated: Option<Unrelated<'a, K, V, S>>,
+    hook: DiffHook<'a>,
 }
 
 /// Two snapshots of different maps: no shared structure to follow.
@@ -168,9 +170,11 @@ struct Unrelated<'a, K, V, S> {
 
 impl<'a, K, V, S> Diff<'a, K, V, S> {
     pub(crate) fn new(old: &'a View<K, V, S>, new: &'a View<K, V, S>) -> Self {
-        let mut diff = Self { stack: Vec::new(), active: Active::Idle, unrelated: None };
+        let hook = old.meta().hook.diff(old.version(), new.version());
+        let mut diff = Self { stack: Vec::new(), active: Active::Idle, unrelated: None, hook };
         if !old.same_map(new) {
-            diff.unrelated = Some(Unrelated { old, new, old_entries: old.iter(), new_entries: new.iter() });
+            diff.unrelated =
+                Some(Unrelated { old, new, old_entries: old.iter_unwatched(), new_entries: new.iter_unwatched() });
             return diff;
         }
         match (old.root(), new.root()) {
@@ -261,6 +265,20 @@ where
     type Item = Change<'a, K, V>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.hook.before_next();
+        let change = self.next_change();
+        self.hook.after_next(change.is_some());
+        change
+    }
+}
+
+impl<'a, K, V, S> Diff<'a, K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher,
+{
+    fn next_change(&mut self) -> Option<Change<'a, K, V>> {
         if let Some(unrelated) = &mut self.unrelated {
             return unrelated.next();
         }
@@ -291,12 +309,12 @@ where
 {
     fn next(&mut self) -> Option<Change<'a, K, V>> {
         for (k, v) in self.old_entries.by_ref() {
-            match self.new.get_key_value(k) {
+            match self.new.lookup(k).map(|(k, v)| (k, v)) {
                 None => return Some(Change::Removed(k, v)),
                 Some((k2, v2)) if v2 != v => return Some(Change::Updated { key: k2, old: v, new: v2 }),
                 Some(_) => {}
             }
         }
-        self.new_entries.by_ref().find(|(k, _)| !self.old.contains_key(*k)).map(|(k, v)| Change::Added(k, v))
+        self.new_entries.by_ref().find(|(k, _)| self.old.lookup(*k).is_none()).map(|(k, v)| Change::Added(k, v))
     }
 }

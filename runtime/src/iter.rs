@@ -7,6 +7,7 @@
 use core::iter::FusedIterator;
 use core::slice;
 
+use crate::hooks::IterHook;
 use crate::raw::NodeRef;
 use crate::trie::MAX_DEPTH;
 
@@ -82,12 +83,25 @@ impl<K, V> FusedIterator for RawIter<'_, K, V> {}
 /// is known exactly.
 pub struct Iter<'a, K, V> {
     inner: RawIter<'a, K, V>,
-    remaining: usize,
+    pub(crate) remaining: usize,
+    pub(crate) hook: IterHook<'a>,
 }
 
 impl<'a, K, V> Iter<'a, K, V> {
+    /// An iteration that instrumentation does not see (a batch's, or one the crate makes for itself).
     pub(crate) fn new(root: Option<&'a NodeRef<K, V>>, len: usize) -> Self {
-        Self { inner: RawIter::new(root), remaining: len }
+        Self::with_hook(root, len, IterHook::none())
+    }
+
+    pub(crate) fn with_hook(root: Option<&'a NodeRef<K, V>>, len: usize, hook: IterHook<'a>) -> Self {
+        Self { inner: RawIter::new(root), remaining: len, hook }
+    }
+
+    #[inline]
+    pub(crate) fn next_plain(&mut self) -> Option<(&'a K, &'a V)> {
+        let (k, v) = self.inner.next()?;
+        self.remaining -= 1;
+        Some((k, v))
     }
 }
 
@@ -96,9 +110,10 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (k, v) = self.inner.next()?;
-        self.remaining -= 1;
-        Some((k, v))
+        if self.hook.watching() {
+            return self.next_watched();
+        }
+        self.next_plain()
     }
 
     #[inline]
@@ -118,13 +133,15 @@ impl<K, V> Clone for RawIter<'_, K, V> {
 
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), remaining: self.remaining }
+        Self { inner: self.inner.clone(), remaining: self.remaining, hook: self.hook.clone() }
     }
 }
 
 impl<K: core::fmt::Debug, V: core::fmt::Debug> core::fmt::Debug for Iter<'_, K, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.clone()).finish()
+        let mut unwatched = self.clone();
+        unwatched.hook = IterHook::none();
+        f.debug_list().entries(unwatched).finish()
     }
 }
 

@@ -59,10 +59,20 @@
 //!
 //! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map).
 //!   Requires the `serde` crate.
+//! - `instrument`: every snapshot, read guard, iteration, publish and diff
+//!   (and, if a map asks, every look-up) is counted, sampled into latency
+//!   histograms and traced with `tracing` spans; see [`instrument`]. Requires
+//!   `snapview-instrument` (and through it `tracing`, `hdrhistogram`, `quanta`).
+//!   Without it the crate compiles to the uninstrumented code.
+//! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
+//!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.
+//! - `console`: `instrument`, plus tokio-console support in the telemetry
+//!   pipeline. Requires `console-subscriber` and `--cfg tokio_unstable`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod diff;
+mod hooks;
 mod iter;
 mod map;
 mod raw;
@@ -76,6 +86,25 @@ pub use iter::{Iter, Keys, Values};
 pub use map::{DEFAULT_NAME, SnapMap, SnapMapBuilder};
 pub use tx::Tx;
 pub use view::{ReadGuard, Snapshot, View};
+
+/// Latency histograms, call counts and spans of every map view.
+///
+/// Each map's operations are recorded under its name ([`SnapMapBuilder::name`],
+/// else [`DEFAULT_NAME`]): calls exactly, durations for one call in
+/// [`default_sample_every`](instrument::default_sample_every) (per map:
+/// [`SnapMapBuilder::sample_every`]). Read them with [`report`](instrument::report())
+/// or as Prometheus text with [`prometheus::render_current`](instrument::prometheus::render_current).
+///
+/// Spans (target `snapview`): `snapview.snapshot`, `snapview.read`,
+/// `snapview.iter` (fields `items`, `duration_ns`, `max_next_ns` filled when
+/// the iteration ends), `snapview.publish` (field `changes`), `snapview.diff`
+/// (field `changes`) at DEBUG; `snapview.iter.next` at TRACE. All have fields
+/// `map` and `version` and nest under the caller's current span.
+#[cfg(feature = "instrument")]
+#[cfg_attr(docsrs, doc(cfg(feature = "instrument")))]
+pub mod instrument {
+    pub use snapview_instrument::*;
+}
 
 /// The default hasher: foldhash's fast hasher, seeded at random per map so
 /// that an attacker who picks keys cannot aim them at one slot.

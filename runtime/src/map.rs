@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arc_swap::ArcSwap;
 
 use crate::DefaultHashBuilder;
+use crate::hooks::{HookConfig, MapHook};
 use crate::raw::NodeRef;
 use crate::trie;
 use crate::tx::Tx;
@@ -37,6 +38,8 @@ pub struct SnapMap<K, V, S = DefaultHashBuilder> {
     /// use), so poisoning is ignored.
     writer: Mutex<Writer<K, V, S>>,
     meta: Arc<Meta>,
+    /// The same as `meta.hook`, one pointer closer.
+    hook: MapHook,
 }
 
 /// What writers keep between writes.
@@ -60,37 +63,44 @@ impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
 
     /// A builder, to name the map or choose its hasher.
     pub fn builder() -> SnapMapBuilder<K, V, DefaultHashBuilder> {
-        SnapMapBuilder { name: None, hasher: DefaultHashBuilder::default(), _map: PhantomData }
+        SnapMapBuilder {
+            name: None,
+            hasher: DefaultHashBuilder::default(),
+            hooks: HookConfig::default(),
+            _map: PhantomData,
+        }
     }
 }
 
 impl<K, V, S> SnapMap<K, V, S> {
     /// An empty map with this hasher and the default name.
     pub fn with_hasher(hasher: S) -> Self {
-        Self::from_parts(DEFAULT_NAME.into(), hasher)
+        Self::from_parts(DEFAULT_NAME.into(), hasher, HookConfig::default())
     }
 
-    fn from_parts(name: Box<str>, hasher: S) -> Self {
-        let meta = Arc::new(Meta { name });
+    fn from_parts(name: Box<str>, hasher: S, hooks: HookConfig) -> Self {
+        let hook = MapHook::new(&name, hooks);
+        let meta = Arc::new(Meta { name, hook: hook.clone() });
         let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
         Self {
             current: ArcSwap::new(Arc::clone(&first)),
             writer: Mutex::new(Writer { current: first, spare: None }),
             meta,
+            hook,
         }
     }
 
     /// The current version, owned: O(1), allocation-free, never changes.
     #[inline]
     pub fn snapshot(&self) -> Snapshot<K, V, S> {
-        Snapshot::from_arc(self.current.load_full())
+        Snapshot::from_arc(self.hook.snapshot(|| self.current.load_full(), |view| view.version()))
     }
 
     /// The current version, borrowed for a short read: cheaper than
     /// [`snapshot`](Self::snapshot); see [`ReadGuard`].
     #[inline]
     pub fn read(&self) -> ReadGuard<K, V, S> {
-        ReadGuard::new(self.current.load())
+        ReadGuard::new(self.hook.read(|| self.current.load(), |view| view.version()))
     }
 
     /// The current version number: 0 when created, +1 per published write or batch.
@@ -151,6 +161,7 @@ where
     /// is published and the map stays at its last version, usable by the next
     /// writer. A batch that changes nothing publishes nothing.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
+        let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
         let writer = &mut *writer;
         let base = Arc::clone(&writer.current);
@@ -161,7 +172,7 @@ where
         let mut tx = Tx::new(root, base.len(), base.hasher());
         let result = f(&mut tx);
         match tx.into_changes() {
-            Ok((root, len)) => {
+            Ok((root, len, changes)) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
                 let next = Arc::new(next);
                 self.current.store(Arc::clone(&next));
@@ -171,9 +182,13 @@ where
                 // pending load into a counted reference by now).
                 let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
                 writer.spare = spare_for(old_root, next.root());
+                publish.published(next.version(), changes);
             }
             // Nothing changed: the working root equals the current one.
-            Err(root) => writer.spare = spare_for(root, base.root()),
+            Err(root) => {
+                writer.spare = spare_for(root, base.root());
+                publish.unchanged(base.version());
+            }
         }
         result
     }
@@ -241,6 +256,7 @@ where
 pub struct SnapMapBuilder<K, V, S> {
     name: Option<Box<str>>,
     hasher: S,
+    hooks: HookConfig,
     _map: PhantomData<fn() -> (K, V)>,
 }
 
@@ -253,11 +269,28 @@ impl<K, V, S> SnapMapBuilder<K, V, S> {
 
     /// Uses this hasher instead of the default.
     pub fn hasher<S2>(self, hasher: S2) -> SnapMapBuilder<K, V, S2> {
-        SnapMapBuilder { name: self.name, hasher, _map: PhantomData }
+        SnapMapBuilder { name: self.name, hasher, hooks: self.hooks, _map: PhantomData }
+    }
+
+    /// Times one call in `every` of each operation on this map (`1`: every
+    /// call, `0`: none; calls are counted either way), instead of the global
+    /// default (`snapview::instrument::set_default_sample_every`). Has an
+    /// effect with the `instrument` feature only.
+    pub fn sample_every(mut self, every: u32) -> Self {
+        self.hooks.sample_every = Some(every);
+        self
+    }
+
+    /// Also records look-ups (`get`, `get_key_value`, `contains_key`) as the
+    /// `get` operation, sampled like the others. Off by default: a look-up is
+    /// the cheapest operation there is. Has an effect with the `instrument` feature only.
+    pub fn record_get(mut self, on: bool) -> Self {
+        self.hooks.record_get = on;
+        self
     }
 
     /// The empty map.
     pub fn build(self) -> SnapMap<K, V, S> {
-        SnapMap::from_parts(self.name.unwrap_or_else(|| DEFAULT_NAME.into()), self.hasher)
+        SnapMap::from_parts(self.name.unwrap_or_else(|| DEFAULT_NAME.into()), self.hasher, self.hooks)
     }
 }

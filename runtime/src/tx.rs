@@ -20,18 +20,19 @@ pub struct Tx<'m, K, V, S> {
     root: Option<NodeRef<K, V>>,
     len: usize,
     hasher: &'m S,
-    changed: bool,
+    /// Effective writes so far: inserts, replacements, removals (a clear counts its entries).
+    changes: usize,
 }
 
 impl<'m, K, V, S> Tx<'m, K, V, S> {
     pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S) -> Self {
-        Self { root, len, hasher, changed: false }
+        Self { root, len, hasher, changes: 0 }
     }
 
-    /// The working root and length if any write took effect, else the
-    /// (unchanged) working root.
-    pub(crate) fn into_changes(self) -> Result<(Root<K, V>, usize), Root<K, V>> {
-        if self.changed { Ok((self.root, self.len)) } else { Err(self.root) }
+    /// The working root, length and number of effective writes if any write
+    /// took effect, else the (unchanged) working root.
+    pub(crate) fn into_changes(self) -> Result<(Root<K, V>, usize, usize), Root<K, V>> {
+        if self.changes > 0 { Ok((self.root, self.len, self.changes)) } else { Err(self.root) }
     }
 
     /// The number of entries, with this batch's writes.
@@ -52,8 +53,8 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// Removes every entry.
     pub fn clear(&mut self) {
         if self.root.take().is_some() {
+            self.changes += self.len;
             self.len = 0;
-            self.changed = true;
         }
     }
 }
@@ -79,7 +80,7 @@ where
         if old.is_none() {
             self.len += 1;
         }
-        self.changed = true;
+        self.changes += 1;
         old
     }
 
@@ -107,7 +108,7 @@ where
             self.root = None;
         }
         self.len -= 1;
-        self.changed = true;
+        self.changes += 1;
         Some(removed)
     }
 

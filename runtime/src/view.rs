@@ -8,6 +8,7 @@ use core::ops::Deref;
 use std::sync::Arc;
 
 use crate::diff::Diff;
+use crate::hooks::MapHook;
 use crate::iter::{Iter, Keys, Values};
 use crate::raw::NodeRef;
 use crate::trie;
@@ -18,6 +19,7 @@ use crate::trie;
 /// the same hasher, so their tries are comparable shape for shape.
 pub(crate) struct Meta {
     pub(crate) name: Box<str>,
+    pub(crate) hook: MapHook,
 }
 
 /// The read-only contents of one published version of a [`SnapMap`](crate::SnapMap).
@@ -83,6 +85,11 @@ impl<K, V, S> View<K, V, S> {
 
     /// All entries, as `(&K, &V)`, in unspecified (but, for one version, fixed) order.
     pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::with_hook(self.root.as_ref(), self.len, self.meta.hook.iteration(self.version))
+    }
+
+    /// [`iter`](Self::iter) for the crate's own walks, which instrumentation does not count.
+    pub(crate) fn iter_unwatched(&self) -> Iter<'_, K, V> {
         Iter::new(self.root.as_ref(), self.len)
     }
 
@@ -122,7 +129,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_entry(key).map(|(_, v)| v)
+        self.meta.hook.get(|| self.lookup(key)).map(|(_, v)| v)
     }
 
     /// The stored key and value for `key`.
@@ -132,7 +139,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_entry(key).map(|(k, v)| (k, v))
+        self.meta.hook.get(|| self.lookup(key)).map(|(k, v)| (k, v))
     }
 
     /// Whether `key` is present.
@@ -142,11 +149,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_entry(key).is_some()
+        self.meta.hook.get(|| self.lookup(key)).is_some()
     }
 
+    /// A look-up that instrumentation does not count (the crate's own).
     #[inline]
-    fn get_entry<Q>(&self, key: &Q) -> Option<&(K, V)>
+    pub(crate) fn lookup<Q>(&self, key: &Q) -> Option<&(K, V)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -158,7 +166,7 @@ where
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for View<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        f.debug_map().entries(self.iter_unwatched()).finish()
     }
 }
 
@@ -183,7 +191,7 @@ where
                 (a, b) => a.is_none() && b.is_none(),
             };
         }
-        self.iter().all(|(k, v)| other.get(k) == Some(v))
+        self.iter_unwatched().all(|(k, v)| other.lookup(k).is_some_and(|(_, v2)| v2 == v))
     }
 }
 

@@ -1,0 +1,48 @@
+//! Latency histograms, tracing spans and telemetry export for
+//! [snapview](https://docs.rs/snapview)'s map views.
+//!
+//! This crate knows nothing of maps: it records *operations* ([`Op`]) under a
+//! map's *name*. `snapview` calls it through a [`probe::MapProbe`] when built
+//! with its `instrument` feature, and re-exports what applications need as
+//! `snapview::instrument`.
+//!
+//! # What is recorded
+//!
+//! For every (map name, [`Op`]):
+//! - the exact number of calls, counted per thread without shared atomics;
+//! - the duration of one call in [`default_sample_every`] (per map:
+//!   `sample_every`), into an HdrHistogram with 3 significant figures, merged
+//!   across threads when read ([`report()`]);
+//! - a `tracing` span per operation, target [`TARGET`]: `snapview.snapshot`,
+//!   `snapview.read`, `snapview.iter`, `snapview.publish`, `snapview.diff` at
+//!   DEBUG and `snapview.iter.next` at TRACE, each with fields `map` and
+//!   `version`. A span whose level is off costs one cached check.
+//!
+//! # Reading it
+//!
+//! [`report()`] returns a [`Report`] (a table with `Display`, JSON with
+//! `serde`, look-ups with [`Report::get`]); [`prometheus::render`] gives the
+//! Prometheus text exposition.
+//!
+//! # Features
+//!
+//! - `otlp`: OTLP export of the spans and the histograms from the telemetry
+//!   pipeline (gRPC or HTTP/protobuf). Requires `opentelemetry`,
+//!   `opentelemetry_sdk`, `opentelemetry-otlp` and `tracing-opentelemetry`.
+//! - `console`: tokio-console support in the telemetry pipeline. Requires
+//!   `console-subscriber`, and the application built with `--cfg tokio_unstable`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod op;
+pub mod probe;
+pub mod prometheus;
+mod registry;
+mod report;
+mod spans;
+
+pub use op::Op;
+pub use registry::{DEFAULT_SAMPLE_EVERY, default_sample_every, set_default_sample_every};
+pub use report::{BUCKET_BOUNDS_NS, OpStats, Report, report};
+pub use spans::TARGET;

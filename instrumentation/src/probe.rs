@@ -1,0 +1,338 @@
+//! The recording side, for a map implementation: what to call around each
+//! operation. A map keeps one [`MapProbe`]; each call site asks it for a
+//! short-lived handle that counts the call, times it if this call is sampled,
+//! and opens the operation's span if its level is enabled.
+
+use std::sync::OnceLock;
+
+use tracing::Span;
+use tracing::span::EnteredSpan;
+
+use crate::op::Op;
+use crate::registry::{MapStats, OpShard, stats_for};
+use crate::spans;
+
+/// The clock of every timing: the TSC where it is reliable (about half the cost
+/// of `Instant::now()`), the OS monotonic clock otherwise.
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+fn now() -> u64 {
+    clock().raw()
+}
+
+fn nanos_since(start: u64) -> u64 {
+    clock().delta_as_nanos(start, clock().raw())
+}
+
+/// One map's recording handle: its name's stats and its sampling settings.
+#[derive(Clone)]
+pub struct MapProbe {
+    stats: &'static MapStats,
+    sample_every: Option<u32>,
+    records_get: bool,
+}
+
+impl MapProbe {
+    /// The probe of the map called `name`. Maps sharing a name share their stats.
+    pub fn new(name: &str) -> Self {
+        Self { stats: stats_for(name), sample_every: None, records_get: false }
+    }
+
+    /// Times one call in `every` (`1`: all, `0`: none) instead of the global
+    /// default ([`set_default_sample_every`](crate::set_default_sample_every)).
+    pub fn sample_every(mut self, every: u32) -> Self {
+        self.sample_every = Some(every);
+        self
+    }
+
+    /// Also records look-ups ([`Op::Get`]); off by default.
+    pub fn record_get(mut self, on: bool) -> Self {
+        self.records_get = on;
+        self
+    }
+
+    /// The map's name, as every label and span field carries it.
+    pub fn name(&self) -> &'static str {
+        self.stats.name
+    }
+
+    /// Whether look-ups are recorded.
+    #[inline]
+    pub fn records_get(&self) -> bool {
+        self.records_get
+    }
+
+    /// Starts one call of `op`: counts it when [`finish`](OpTimer::finish)ed,
+    /// and times it if this call is sampled.
+    #[inline]
+    pub fn start(&self, op: Op) -> OpTimer<'_> {
+        let shard = &self.stats.shard().ops[op.index()];
+        let start = shard.should_time(self.sample_every).then(now);
+        OpTimer { probe: self, shard, op, start }
+    }
+
+    /// Records an owned snapshot of `version` that `timer` measured.
+    #[inline]
+    pub fn snapshot_taken(&self, timer: OpTimer<'_>, version: u64) {
+        timer.finish();
+        spans::snapshot(self.name(), version);
+    }
+
+    /// Records a borrowed read of `version` that `timer` measured.
+    #[inline]
+    pub fn read_taken(&self, timer: OpTimer<'_>, version: u64) {
+        timer.finish();
+        spans::read(self.name(), version);
+    }
+
+    /// Starts a write: its span is entered until the returned handle is
+    /// finished or dropped (a panicking write drops it, and counts nothing).
+    pub fn start_publish(&self) -> PublishTimer<'_> {
+        PublishTimer { span: spans::publish(self.name()).entered(), timer: self.start(Op::Publish) }
+    }
+
+    /// Starts watching an iteration over `version`; nothing happens until its first `next()`.
+    pub fn iteration(&self, version: u64) -> IterProbe<'_> {
+        IterProbe { probe: self, version, state: IterState::Idle }
+    }
+
+    /// Starts watching a diff from `from_version` to `version`; nothing happens until its first `next()`.
+    pub fn diff(&self, from_version: u64, version: u64) -> DiffProbe<'_> {
+        DiffProbe { probe: self, from_version, version, state: DiffState::Idle }
+    }
+
+    fn shard(&self, op: Op) -> &'static OpShard {
+        &self.stats.shard().ops[op.index()]
+    }
+
+    fn record(&self, shard: &OpShard, op: Op, nanos: u64) {
+        shard.push(nanos, self.stats, op);
+    }
+}
+
+impl core::fmt::Debug for MapProbe {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MapProbe")
+            .field("name", &self.name())
+            .field("sample_every", &self.sample_every)
+            .field("records_get", &self.records_get)
+            .finish()
+    }
+}
+
+/// One call in progress. Dropping it without [`finish`](Self::finish) records nothing.
+#[must_use = "a call is counted only when finished"]
+pub struct OpTimer<'p> {
+    probe: &'p MapProbe,
+    shard: &'static OpShard,
+    op: Op,
+    start: Option<u64>,
+}
+
+impl OpTimer<'_> {
+    /// Counts the call, and records its duration if it was sampled.
+    #[inline]
+    pub fn finish(self) {
+        self.shard.add_calls(1);
+        if let Some(start) = self.start {
+            self.probe.record(self.shard, self.op, nanos_since(start));
+        }
+    }
+}
+
+/// One write in progress, inside its `snapview.publish` span.
+#[must_use = "a write is counted only when finished"]
+pub struct PublishTimer<'p> {
+    span: EnteredSpan,
+    timer: OpTimer<'p>,
+}
+
+impl PublishTimer<'_> {
+    /// The write published `version` with `changes` effective changes.
+    pub fn published(self, version: u64, changes: usize) {
+        self.timer.finish();
+        self.span.record("version", version).record("changes", changes);
+    }
+
+    /// The write changed nothing, so the map stays at `version`: it is not a
+    /// publish and is not counted, but its span says so.
+    pub fn unchanged(self, version: u64) {
+        self.span.record("version", version).record("changes", 0);
+    }
+}
+
+/// Watches one iteration for its iterator. The iterator calls
+/// [`watching`](Self::watching) in `next()` and, only when it is true, wraps
+/// that `next()` in [`before_next`](Self::before_next) /
+/// [`after_next`](Self::after_next); it calls [`finish`](Self::finish) on drop.
+/// An iteration that is neither sampled nor traced thus costs one predictable
+/// branch per item, and its items are counted from the iterator's length.
+pub struct IterProbe<'p> {
+    probe: &'p MapProbe,
+    version: u64,
+    state: IterState,
+}
+
+enum IterState {
+    /// No `next()` yet.
+    Idle,
+    /// Neither timed nor traced: only counted, when the iterator ends.
+    Counting { started_with: usize },
+    /// Timed or traced: every `next()` is watched.
+    Watching(Watch),
+    /// Recorded already.
+    Done,
+}
+
+struct Watch {
+    started_with: usize,
+    start: u64,
+    /// This iteration is a sample: its duration and each `next()` are recorded.
+    sampled: bool,
+    span: Span,
+    next_spans: bool,
+    max_next_ns: u64,
+}
+
+/// What [`IterProbe::before_next`] started, for [`IterProbe::after_next`].
+pub struct NextStep {
+    start: Option<u64>,
+    _span: Option<EnteredSpan>,
+}
+
+impl IterProbe<'_> {
+    /// Whether this `next()` must go through `before_next`/`after_next`.
+    #[inline]
+    pub fn watching(&self) -> bool {
+        matches!(self.state, IterState::Idle | IterState::Watching(_))
+    }
+
+    /// Called before a watched `next()`, with the items the iterator has left.
+    pub fn before_next(&mut self, remaining: usize) -> NextStep {
+        if let IterState::Idle = self.state {
+            self.begin(remaining);
+        }
+        let IterState::Watching(watch) = &self.state else {
+            return NextStep { start: None, _span: None };
+        };
+        // An exact-size iterator with nothing left yields nothing: no span for that call.
+        let traced = watch.next_spans && remaining > 0;
+        let span = traced.then(|| spans::iter_next(&watch.span, self.probe.name(), self.version).entered());
+        NextStep { start: Some(now()), _span: span }
+    }
+
+    /// Called after a watched `next()`; `yielded` is whether it returned an item.
+    pub fn after_next(&mut self, step: NextStep, yielded: bool, remaining: usize) {
+        let IterState::Watching(watch) = &mut self.state else { return };
+        let Some(start) = step.start else { return };
+        if !yielded {
+            drop(step);
+            self.finish(remaining);
+            return;
+        }
+        let nanos = nanos_since(start);
+        watch.max_next_ns = watch.max_next_ns.max(nanos);
+        if watch.sampled {
+            self.probe.record(self.probe.shard(Op::IterNext), Op::IterNext, nanos);
+        }
+    }
+
+    /// Records the iteration, if it started and is not recorded yet; `remaining`
+    /// is what the iterator had left.
+    pub fn finish(&mut self, remaining: usize) {
+        match core::mem::replace(&mut self.state, IterState::Done) {
+            IterState::Idle | IterState::Done => {}
+            IterState::Counting { started_with } => self.count(started_with - remaining),
+            IterState::Watching(watch) => {
+                let items = watch.started_with - remaining;
+                self.count(items);
+                let nanos = nanos_since(watch.start);
+                if watch.sampled {
+                    self.probe.record(self.probe.shard(Op::Iter), Op::Iter, nanos);
+                }
+                watch.span.record("items", items).record("duration_ns", nanos).record("max_next_ns", watch.max_next_ns);
+            }
+        }
+    }
+
+    fn begin(&mut self, remaining: usize) {
+        let sampled = self.probe.shard(Op::Iter).should_time(self.probe.sample_every);
+        let span = spans::iter(self.probe.name(), self.version);
+        self.state = if sampled || !span.is_disabled() {
+            let next_spans = !span.is_disabled() && spans::iter_next_enabled();
+            let watch = Watch { started_with: remaining, start: now(), sampled, span, next_spans, max_next_ns: 0 };
+            IterState::Watching(watch)
+        } else {
+            IterState::Counting { started_with: remaining }
+        };
+    }
+
+    fn count(&self, items: usize) {
+        self.probe.shard(Op::Iter).add_calls(1);
+        self.probe.shard(Op::IterNext).add_calls(items as u64);
+    }
+}
+
+impl Clone for IterProbe<'_> {
+    /// A clone of an iterator is a new iteration.
+    fn clone(&self) -> Self {
+        Self { probe: self.probe, version: self.version, state: IterState::Idle }
+    }
+}
+
+/// Watches one diff walk for its iterator, which calls
+/// [`before_next`](Self::before_next) and [`after_next`](Self::after_next)
+/// around every `next()` and [`finish`](Self::finish) on drop.
+pub struct DiffProbe<'p> {
+    probe: &'p MapProbe,
+    from_version: u64,
+    version: u64,
+    state: DiffState,
+}
+
+enum DiffState {
+    Idle,
+    Walking { start: Option<u64>, span: Span, changes: usize },
+    Done,
+}
+
+impl DiffProbe<'_> {
+    /// Called before each `next()`: the first one starts the clock and the span.
+    #[inline]
+    pub fn before_next(&mut self) {
+        if let DiffState::Idle = self.state {
+            self.begin();
+        }
+    }
+
+    /// Called after each `next()`; `yielded` is whether it returned a change.
+    #[inline]
+    pub fn after_next(&mut self, yielded: bool) {
+        match &mut self.state {
+            DiffState::Walking { changes, .. } if yielded => *changes += 1,
+            DiffState::Walking { .. } => self.finish(),
+            DiffState::Idle | DiffState::Done => {}
+        }
+    }
+
+    fn begin(&mut self) {
+        let start = self.probe.shard(Op::Diff).should_time(self.probe.sample_every).then(now);
+        let span = spans::diff(self.probe.name(), self.from_version, self.version);
+        self.state = DiffState::Walking { start, span, changes: 0 };
+    }
+
+    /// Records the diff, if it started and is not recorded yet.
+    pub fn finish(&mut self) {
+        if let DiffState::Walking { start, span, changes } = core::mem::replace(&mut self.state, DiffState::Done) {
+            let shard = self.probe.shard(Op::Diff);
+            shard.add_calls(1);
+            if let Some(start) = start {
+                self.probe.record(shard, Op::Diff, nanos_since(start));
+            }
+            span.record("changes", changes);
+        }
+    }
+}

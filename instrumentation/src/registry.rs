@@ -1,0 +1,302 @@
+//! Where measurements go: one [`MapStats`] per map name, with one [`Shard`]
+//! per recording thread, merged only when somebody reads them.
+//!
+//! The recording path never touches a line another thread writes: a thread
+//! counts calls in its own shard (a plain load and store, no read-modify-write),
+//! decides whether to time a call with its own countdown, and puts a timed
+//! call's duration into its own small ring. Only when the ring is full does it
+//! take the (map, operation) lock, once per [`RING`] samples, to move them into
+//! the HdrHistogram; [`report`](crate::report()) drains the rings the same way.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hdrhistogram::Histogram;
+use thread_local::ThreadLocal;
+
+use crate::op::Op;
+
+/// Significant figures kept by every histogram.
+pub(crate) const SIGNIFICANT_FIGURES: u8 = 3;
+
+/// Samples a thread buffers per (map, operation) before it takes the lock.
+const RING: usize = 64;
+
+/// Maps whose shard a thread finds through its own cache; later ones take the
+/// (still lock-free) `ThreadLocal` look-up.
+const CACHED_MAPS: usize = 64;
+
+/// The sampling interval of maps that set none: one call in this many is timed.
+pub const DEFAULT_SAMPLE_EVERY: u32 = 64;
+
+static DEFAULT_EVERY: AtomicU32 = AtomicU32::new(DEFAULT_SAMPLE_EVERY);
+
+static REGISTRY: Mutex<Vec<&'static MapStats>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// This thread's shard of each of the first `CACHED_MAPS` maps: a constant
+    /// initializer and no destructor make it a plain thread-relative load.
+    static SHARD_CACHE: [Cell<Option<&'static Shard>>; CACHED_MAPS] = const { [const { Cell::new(None) }; CACHED_MAPS] };
+}
+
+/// Sets how many calls share one timed call, for every map that does not set
+/// its own: `1` times every call, `0` times none (calls are still counted).
+pub fn set_default_sample_every(every: u32) {
+    DEFAULT_EVERY.store(every, Ordering::Relaxed);
+}
+
+/// The interval set by [`set_default_sample_every`] ([`DEFAULT_SAMPLE_EVERY`] until then).
+pub fn default_sample_every() -> u32 {
+    DEFAULT_EVERY.load(Ordering::Relaxed)
+}
+
+/// Everything recorded under one map name. Lives for the rest of the process:
+/// counters must stay monotonic for exporters even after the map is dropped,
+/// and names are few (they are labels, like any metric label).
+pub(crate) struct MapStats {
+    pub(crate) name: &'static str,
+    index: usize,
+    shards: ThreadLocal<Shard>,
+    timings: [Mutex<Timings>; Op::ALL.len()],
+}
+
+/// The stats registered under `name`, created on first use.
+pub(crate) fn stats_for(name: &str) -> &'static MapStats {
+    let mut registry = lock(&REGISTRY);
+    if let Some(stats) = registry.iter().find(|stats| stats.name == name) {
+        return stats;
+    }
+    let stats: &'static MapStats = Box::leak(Box::new(MapStats {
+        name: Box::leak(name.into()),
+        index: registry.len(),
+        shards: ThreadLocal::new(),
+        timings: Default::default(),
+    }));
+    registry.push(stats);
+    stats
+}
+
+/// Every map name registered so far, in registration order.
+pub(crate) fn all_stats() -> Vec<&'static MapStats> {
+    lock(&REGISTRY).clone()
+}
+
+impl MapStats {
+    /// This thread's shard.
+    #[inline]
+    pub(crate) fn shard(&'static self) -> &'static Shard {
+        let cached = SHARD_CACHE.with(|cache| cache.get(self.index).and_then(Cell::get));
+        match cached {
+            Some(shard) => shard,
+            None => self.shard_slow(),
+        }
+    }
+
+    #[cold]
+    fn shard_slow(&'static self) -> &'static Shard {
+        let shard = self.shards.get_or(Shard::default);
+        SHARD_CACHE.with(|cache| {
+            if let Some(slot) = cache.get(self.index) {
+                slot.set(Some(shard));
+            }
+        });
+        shard
+    }
+
+    /// Moves this thread's buffered samples of `op` into the histogram.
+    #[cold]
+    pub(crate) fn flush(&self, op: Op, ring: &OpShard) {
+        let mut timings = lock(&self.timings[op.index()]);
+        ring.drain_into(&mut timings);
+    }
+
+    /// Exact calls and the histogram (with every buffered sample) of `op`, over all threads.
+    pub(crate) fn collect(&self, op: Op) -> (u64, Timings) {
+        let mut timings = lock(&self.timings[op.index()]);
+        let mut calls = 0;
+        for shard in self.shards.iter() {
+            let op_shard = &shard.ops[op.index()];
+            calls += op_shard.calls.load(Ordering::Relaxed);
+            op_shard.drain_into(&mut timings);
+        }
+        (calls, timings.clone())
+    }
+}
+
+/// One thread's measurements of one map.
+#[derive(Default)]
+pub(crate) struct Shard {
+    pub(crate) ops: [OpShard; Op::ALL.len()],
+}
+
+/// One thread's measurements of one operation on one map. Only its owner
+/// thread writes `calls`, `countdown`, `slots` and `written`; only a holder of
+/// the (map, op) timings lock writes `drained`.
+pub(crate) struct OpShard {
+    calls: AtomicU64,
+    countdown: AtomicU32,
+    slots: [AtomicU64; RING],
+    written: AtomicU64,
+    drained: AtomicU64,
+}
+
+impl Default for OpShard {
+    fn default() -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            countdown: AtomicU32::new(0),
+            slots: [const { AtomicU64::new(0) }; RING],
+            written: AtomicU64::new(0),
+            drained: AtomicU64::new(0),
+        }
+    }
+}
+
+impl OpShard {
+    /// Counts `n` calls. Owner thread only: a load and a store, because no
+    /// other thread writes the counter (readers may see it a little late).
+    #[inline]
+    pub(crate) fn add_calls(&self, n: u64) {
+        self.calls.store(self.calls.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Whether to time this call: true once every `every` calls, starting with
+    /// the first (so a short test sees a sample). Owner thread only.
+    #[inline]
+    pub(crate) fn should_time(&self, every: Option<u32>) -> bool {
+        let left = self.countdown.load(Ordering::Relaxed);
+        if left > 1 {
+            self.countdown.store(left - 1, Ordering::Relaxed);
+            return false;
+        }
+        self.restart_countdown(every)
+    }
+
+    #[cold]
+    fn restart_countdown(&self, every: Option<u32>) -> bool {
+        match every.unwrap_or_else(default_sample_every) {
+            0 => {
+                // Timing off: look again after a long while, in case it was turned on.
+                self.countdown.store(u32::MAX, Ordering::Relaxed);
+                false
+            }
+            every => {
+                self.countdown.store(every, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+
+    /// Buffers one duration; flushes into `stats` when the ring is full. Owner thread only.
+    #[inline]
+    pub(crate) fn push(&self, nanos: u64, stats: &MapStats, op: Op) {
+        let written = self.written.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release store of `drained` in `drain_into`,
+        // so the drainer's reads of the slots we are about to reuse are done.
+        if written - self.drained.load(Ordering::Acquire) == RING as u64 {
+            stats.flush(op, self);
+        }
+        self.slots[written as usize % RING].store(nanos, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `drain_into`, which then
+        // sees the slot's value before it sees the new count.
+        self.written.store(written + 1, Ordering::Release);
+    }
+
+    /// Moves the buffered samples into `timings`. The caller holds the (map,
+    /// op) timings lock, so drains never overlap.
+    fn drain_into(&self, timings: &mut Timings) {
+        // Acquire: pairs with the Release store in `push` (see there).
+        let written = self.written.load(Ordering::Acquire);
+        let drained = self.drained.load(Ordering::Relaxed);
+        for i in drained..written {
+            timings.record(self.slots[i as usize % RING].load(Ordering::Relaxed));
+        }
+        // Release: pairs with the Acquire load in `push`, which may then reuse the slots.
+        self.drained.store(written, Ordering::Release);
+    }
+}
+
+/// The merged durations of one (map, operation).
+#[derive(Clone)]
+pub(crate) struct Timings {
+    pub(crate) histogram: Histogram<u64>,
+    /// Sum of every sample in nanoseconds (the histogram keeps only buckets).
+    pub(crate) sum: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        // Auto-resizing from a tiny range: memory follows the largest value
+        // actually seen, and no value is ever out of range.
+        let histogram = Histogram::new(SIGNIFICANT_FIGURES).expect("3 significant figures are valid");
+        Self { histogram, sum: 0 }
+    }
+}
+
+impl Timings {
+    fn record(&mut self, nanos: u64) {
+        // Auto-resize grows the histogram to fit; only a value beyond what
+        // any histogram can track fails, and that one is clamped (never a panic).
+        if self.histogram.record(nanos).is_err() {
+            self.histogram.saturating_record(nanos);
+        }
+        self.sum = self.sum.saturating_add(nanos);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent (a recorded sample is
+    // a complete update), so a panic elsewhere does not spoil it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_one_stats() {
+        let a = stats_for("registry.test.a");
+        assert!(core::ptr::eq(a, stats_for("registry.test.a")));
+        assert!(!core::ptr::eq(a, stats_for("registry.test.b")));
+        assert!(all_stats().iter().any(|s| core::ptr::eq(*s, a)));
+    }
+
+    #[test]
+    fn huge_values_are_clamped_not_panics() {
+        let mut timings = Timings::default();
+        timings.record(3);
+        timings.record(u64::MAX);
+        timings.record(10_000_000_000);
+        assert_eq!(timings.histogram.len(), 3);
+        assert!(timings.histogram.max() >= 10_000_000_000);
+        assert_eq!(timings.sum, u64::MAX, "the sum saturates too");
+    }
+
+    #[test]
+    fn countdown_times_first_then_every_nth() {
+        let shard = OpShard::default();
+        let timed: Vec<bool> = (0..7).map(|_| shard.should_time(Some(3))).collect();
+        assert_eq!(timed, [true, false, false, true, false, false, true]);
+        let never = OpShard::default();
+        assert!((0..100).all(|_| !never.should_time(Some(0))));
+    }
+
+    #[test]
+    fn ring_flushes_when_full_and_collect_drains_the_rest() {
+        let stats = stats_for("registry.test.ring");
+        let shard = stats.shard();
+        let op = &shard.ops[Op::Diff.index()];
+        for nanos in 1..=(RING as u64 * 2 + 5) {
+            op.add_calls(1);
+            op.push(nanos, stats, Op::Diff);
+        }
+        let (calls, timings) = stats.collect(Op::Diff);
+        assert_eq!(calls, RING as u64 * 2 + 5);
+        assert_eq!(timings.histogram.len(), RING as u64 * 2 + 5);
+        assert_eq!(timings.histogram.max(), RING as u64 * 2 + 5);
+        let n = RING as u64 * 2 + 5;
+        assert_eq!(timings.sum, n * (n + 1) / 2);
+    }
+}

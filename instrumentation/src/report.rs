@@ -1,0 +1,170 @@
+//! Reading what was recorded: a [`Report`] of every (map, operation).
+
+use core::fmt;
+
+use serde::Serialize;
+
+use crate::op::Op;
+use crate::registry::{Timings, all_stats};
+
+/// Upper bounds of the exported histogram buckets, in nanoseconds: 1-2.5-5
+/// steps from 10 ns (a cached read) to 1 s (a huge batch or a long scan).
+pub const BUCKET_BOUNDS_NS: [u64; 25] = [
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// Everything recorded so far in this process: one [`OpStats`] per (map,
+/// operation) that was called at least once, ordered by map registration, then operation.
+pub fn report() -> Report {
+    let mut ops = Vec::new();
+    for stats in all_stats() {
+        for op in Op::ALL {
+            let (calls, timings) = stats.collect(op);
+            if calls > 0 || !timings.histogram.is_empty() {
+                ops.push(OpStats::new(stats.name, op, calls, &timings));
+            }
+        }
+    }
+    Report { ops }
+}
+
+/// A point-in-time copy of every (map, operation)'s counts and latency
+/// quantiles. `Display` prints a table; `Serialize` gives `{"ops": [...]}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    ops: Vec<OpStats>,
+}
+
+impl Report {
+    /// The stats of `op` (an [`Op`] or its name, such as `"iter.next"`) on the map called `map`.
+    pub fn get(&self, map: &str, op: impl AsRef<str>) -> Option<&OpStats> {
+        let op = op.as_ref();
+        self.ops.iter().find(|stats| stats.map == map && stats.op.as_str() == op)
+    }
+
+    /// Every (map, operation) in the report.
+    pub fn iter(&self) -> impl Iterator<Item = &OpStats> {
+        self.ops.iter()
+    }
+
+    /// The Prometheus text exposition of this report (see [`crate::prometheus`]).
+    pub fn to_prometheus(&self) -> String {
+        crate::prometheus::render(self)
+    }
+}
+
+impl<'a> IntoIterator for &'a Report {
+    type Item = &'a OpStats;
+    type IntoIter = core::slice::Iter<'a, OpStats>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.ops.iter()
+    }
+}
+
+/// One (map, operation): exact call count, and quantiles of the timed calls in nanoseconds.
+///
+/// Durations are those of the sampled calls only (see
+/// [`set_default_sample_every`](crate::set_default_sample_every)); with no
+/// samples every duration is 0.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpStats {
+    /// The map's name.
+    pub map: String,
+    /// The operation.
+    pub op: Op,
+    /// Every call, timed or not.
+    pub calls: u64,
+    /// The calls that were timed.
+    pub samples: u64,
+    /// Sum of the timed calls' durations.
+    pub sum: u64,
+    /// Shortest timed call.
+    pub min: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Longest timed call.
+    pub max: u64,
+    /// Mean of the timed calls.
+    pub mean: f64,
+    #[serde(skip)]
+    cumulative: [u64; BUCKET_BOUNDS_NS.len()],
+}
+
+impl OpStats {
+    fn new(map: &str, op: Op, calls: u64, timings: &Timings) -> Self {
+        let h = &timings.histogram;
+        let quantile = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+        Self {
+            map: map.to_owned(),
+            op,
+            calls,
+            samples: h.len(),
+            sum: timings.sum,
+            min: if h.is_empty() { 0 } else { h.min() },
+            p50: quantile(0.5),
+            p90: quantile(0.9),
+            p99: quantile(0.99),
+            p999: quantile(0.999),
+            max: h.max(),
+            mean: if h.is_empty() { 0.0 } else { timings.sum as f64 / h.len() as f64 },
+            cumulative: BUCKET_BOUNDS_NS.map(|bound| if h.is_empty() { 0 } else { h.count_between(0, bound) }),
+        }
+    }
+
+    /// Cumulative histogram buckets: (upper bound in seconds, timed calls at
+    /// or under it), ending with `(f64::INFINITY, samples)`.
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let finite = BUCKET_BOUNDS_NS.iter().zip(self.cumulative).map(|(&ns, count)| (ns as f64 / 1e9, count));
+        finite.chain([(f64::INFINITY, self.samples)])
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let map_width = self.ops.iter().map(|s| s.map.len()).max().unwrap_or(0).max(3);
+        writeln!(
+            f,
+            "{:<map_width$}  {:<9}  {:>12}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
+            "map", "op", "calls", "samples", "min ns", "p50", "p90", "p99", "p99.9", "max", "mean"
+        )?;
+        for s in &self.ops {
+            writeln!(
+                f,
+                "{:<map_width$}  {:<9}  {:>12}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9.1}",
+                s.map, s.op, s.calls, s.samples, s.min, s.p50, s.p90, s.p99, s.p999, s.max, s.mean
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Every place the `instrument` feature touches, in one module.
+//!
+//! The rest of the crate calls these hooks unconditionally. With the feature
+//! on they call into `snapview-instrument`; with it off they are zero-sized
+//! types whose `#[inline(always)]` methods do nothing but run the operation,
+//! so the feature-off build compiles to the plain code.
+
+/// What a map's builder says about its instrumentation (kept even when the
+/// feature is off, so that code setting it compiles either way).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HookConfig {
+    pub(crate) sample_every: Option<u32>,
+    pub(crate) record_get: bool,
+}
+
+#[cfg(feature = "instrument")]
+pub(crate) use on::*;
+
+#[cfg(not(feature = "instrument"))]
+pub(crate) use off::*;
+
+#[cfg(feature = "instrument")]
+mod on {
+    use snapview_instrument::Op;
+    use snapview_instrument::probe::{DiffProbe, IterProbe, MapProbe, NextStep, PublishTimer};
+
+    use super::HookConfig;
+    use crate::iter::Iter;
+
+    /// One map's probe.
+    #[derive(Clone)]
+    pub(crate) struct MapHook(MapProbe);
+
+    impl MapHook {
+        pub(crate) fn new(name: &str, config: HookConfig) -> Self {
+            let mut probe = MapProbe::new(name).record_get(config.record_get);
+            if let Some(every) = config.sample_every {
+                probe = probe.sample_every(every);
+            }
+            Self(probe)
+        }
+
+        /// Runs `take` (an owned snapshot) as one `snapshot` call.
+        #[inline]
+        pub(crate) fn snapshot<T>(&self, take: impl FnOnce() -> T, version: impl FnOnce(&T) -> u64) -> T {
+            let timer = self.0.start(Op::Snapshot);
+            let view = take();
+            self.0.snapshot_taken(timer, version(&view));
+            view
+        }
+
+        /// Runs `take` (a borrowed read) as one `read` call.
+        #[inline]
+        pub(crate) fn read<T>(&self, take: impl FnOnce() -> T, version: impl FnOnce(&T) -> u64) -> T {
+            let timer = self.0.start(Op::Read);
+            let view = take();
+            self.0.read_taken(timer, version(&view));
+            view
+        }
+
+        /// Runs `lookup` as one `get` call, if the map records look-ups.
+        #[inline]
+        pub(crate) fn get<R>(&self, lookup: impl FnOnce() -> R) -> R {
+            if !self.0.records_get() {
+                return lookup();
+            }
+            let timer = self.0.start(Op::Get);
+            let found = lookup();
+            timer.finish();
+            found
+        }
+
+        pub(crate) fn start_publish(&self) -> PublishHook<'_> {
+            PublishHook(self.0.start_publish())
+        }
+
+        pub(crate) fn iteration(&self, version: u64) -> IterHook<'_> {
+            IterHook(Some(self.0.iteration(version)))
+        }
+
+        pub(crate) fn diff(&self, from_version: u64, version: u64) -> DiffHook<'_> {
+            DiffHook(self.0.diff(from_version, version))
+        }
+    }
+
+    /// One write in progress.
+    pub(crate) struct PublishHook<'m>(PublishTimer<'m>);
+
+    impl PublishHook<'_> {
+        pub(crate) fn published(self, version: u64, changes: usize) {
+            self.0.published(version, changes);
+        }
+
+        pub(crate) fn unchanged(self, version: u64) {
+            self.0.unchanged(version);
+        }
+    }
+
+    /// One iteration's probe; none for iterations that are not views (a batch's own).
+    #[derive(Clone)]
+    pub(crate) struct IterHook<'m>(Option<IterProbe<'m>>);
+
+    impl IterHook<'_> {
+        pub(crate) fn none() -> Self {
+            Self(None)
+        }
+
+        /// Whether this `next()` goes through [`Iter::next_watched`].
+        #[inline]
+        pub(crate) fn watching(&self) -> bool {
+            self.0.as_ref().is_some_and(IterProbe::watching)
+        }
+
+        fn before_next(&mut self, remaining: usize) -> Option<NextStep> {
+            self.0.as_mut().map(|probe| probe.before_next(remaining))
+        }
+
+        fn after_next(&mut self, step: Option<NextStep>, yielded: bool, remaining: usize) {
+            if let (Some(probe), Some(step)) = (self.0.as_mut(), step) {
+                probe.after_next(step, yielded, remaining);
+            }
+        }
+    }
+
+    impl<'a, K, V> Iter<'a, K, V> {
+        /// A `next()` that the probe watches: the iteration's first, or any
+        /// of a sampled or traced iteration.
+        #[cold]
+        pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
+            let step = self.hook.before_next(self.remaining);
+            let item = self.next_plain();
+            self.hook.after_next(step, item.is_some(), self.remaining);
+            item
+        }
+    }
+
+    impl<K, V> Drop for Iter<'_, K, V> {
+        fn drop(&mut self) {
+            if let Some(probe) = self.hook.0.as_mut() {
+                probe.finish(self.remaining);
+            }
+        }
+    }
+
+    /// One diff walk's probe.
+    pub(crate) struct DiffHook<'m>(DiffProbe<'m>);
+
+    impl DiffHook<'_> {
+        #[inline]
+        pub(crate) fn before_next(&mut self) {
+            self.0.before_next();
+        }
+
+        #[inline]
+        pub(crate) fn after_next(&mut self, yielded: bool) {
+            self.0.after_next(yielded);
+        }
+    }
+
+    impl Drop for DiffHook<'_> {
+        fn drop(&mut self) {
+            self.0.finish();
+        }
+    }
+}
+
+#[cfg(not(feature = "instrument"))]
+mod off {
+    use core::marker::PhantomData;
+
+    use super::HookConfig;
+
+    #[derive(Clone)]
+    pub(crate) struct MapHook;
+
+    impl MapHook {
+        pub(crate) fn new(_name: &str, _config: HookConfig) -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn snapshot<T>(&self, take: impl FnOnce() -> T, _version: impl FnOnce(&T) -> u64) -> T {
+            take()
+        }
+
+        #[inline(always)]
+        pub(crate) fn read<T>(&self, take: impl FnOnce() -> T, _version: impl FnOnce(&T) -> u64) -> T {
+            take()
+        }
+
+        #[inline(always)]
+        pub(crate) fn get<R>(&self, lookup: impl FnOnce() -> R) -> R {
+            lookup()
+        }
+
+        #[inline(always)]
+        pub(crate) fn start_publish(&self) -> PublishHook<'_> {
+            PublishHook(PhantomData)
+        }
+
+        #[inline(always)]
+        pub(crate) fn iteration(&self, _version: u64) -> IterHook<'_> {
+            IterHook(PhantomData)
+        }
+
+        #[inline(always)]
+        pub(crate) fn diff(&self, _from_version: u64, _version: u64) -> DiffHook<'_> {
+            DiffHook(PhantomData)
+        }
+    }
+
+    pub(crate) struct PublishHook<'m>(PhantomData<&'m ()>);
+
+    impl PublishHook<'_> {
+        #[inline(always)]
+        pub(crate) fn published(self, _version: u64, _changes: usize) {}
+
+        #[inline(always)]
+        pub(crate) fn unchanged(self, _version: u64) {}
+    }
+
+    #[derive(Clone)]
+    pub(crate) struct IterHook<'m>(PhantomData<&'m ()>);
+
+    impl IterHook<'_> {
+        #[inline(always)]
+        pub(crate) fn none() -> Self {
+            Self(PhantomData)
+        }
+
+        #[inline(always)]
+        pub(crate) fn watching(&self) -> bool {
+            false
+        }
+    }
+
+    impl<'a, K, V> crate::iter::Iter<'a, K, V> {
+        #[inline(always)]
+        pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
+            self.next_plain()
+        }
+    }
+
+    pub(crate) struct DiffHook<'m>(PhantomData<&'m ()>);
+
+    impl DiffHook<'_> {
+        #[inline(always)]
+        pub(crate) fn before_next(&mut self) {}
+
+        #[inline(always)]
+        pub(crate) fn after_next(&mut self, _yielded: bool) {}
+    }
+}
