@@ -41,8 +41,12 @@ pub mod prometheus;
 mod registry;
 mod report;
 mod spans;
+mod telemetry;
 
 pub use op::Op;
 pub use registry::{DEFAULT_SAMPLE_EVERY, default_sample_every, set_default_sample_every};
 pub use report::{BUCKET_BOUNDS_NS, OpStats, Report, report};
 pub use spans::TARGET;
+pub use telemetry::{BoxedLayer, Telemetry, TelemetryBuilder, TelemetryError, TelemetryGuard};
+#[cfg(feature = "otlp")]
+pub use telemetry::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, Protocol};

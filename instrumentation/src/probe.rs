@@ -188,6 +188,9 @@ enum IterState {
 }
 
 struct Watch {
+    clock: &'static quanta::Clock,
+    /// This thread's `iter.next` shard, looked up once per iteration.
+    next_shard: &'static OpShard,
     started_with: usize,
     start: u64,
     /// This iteration is a sample: its duration and each `next()` are recorded.
@@ -211,6 +214,7 @@ impl IterProbe<'_> {
     }
 
     /// Called before a watched `next()`, with the items the iterator has left.
+    #[inline]
     pub fn before_next(&mut self, remaining: usize) -> NextStep {
         if let IterState::Idle = self.state {
             self.begin(remaining);
@@ -221,10 +225,11 @@ impl IterProbe<'_> {
         // An exact-size iterator with nothing left yields nothing: no span for that call.
         let traced = watch.next_spans && remaining > 0;
         let span = traced.then(|| spans::iter_next(&watch.span, self.probe.name(), self.version).entered());
-        NextStep { start: Some(now()), _span: span }
+        NextStep { start: Some(watch.clock.raw()), _span: span }
     }
 
     /// Called after a watched `next()`; `yielded` is whether it returned an item.
+    #[inline]
     pub fn after_next(&mut self, step: NextStep, yielded: bool, remaining: usize) {
         let IterState::Watching(watch) = &mut self.state else { return };
         let Some(start) = step.start else { return };
@@ -233,10 +238,10 @@ impl IterProbe<'_> {
             self.finish(remaining);
             return;
         }
-        let nanos = nanos_since(start);
+        let nanos = watch.clock.delta_as_nanos(start, watch.clock.raw());
         watch.max_next_ns = watch.max_next_ns.max(nanos);
         if watch.sampled {
-            self.probe.record(self.probe.shard(Op::IterNext), Op::IterNext, nanos);
+            self.probe.record(watch.next_shard, Op::IterNext, nanos);
         }
     }
 
@@ -263,7 +268,16 @@ impl IterProbe<'_> {
         let span = spans::iter(self.probe.name(), self.version);
         self.state = if sampled || !span.is_disabled() {
             let next_spans = !span.is_disabled() && spans::iter_next_enabled();
-            let watch = Watch { started_with: remaining, start: now(), sampled, span, next_spans, max_next_ns: 0 };
+            let watch = Watch {
+                clock: clock(),
+                next_shard: self.probe.shard(Op::IterNext),
+                started_with: remaining,
+                start: now(),
+                sampled,
+                span,
+                next_spans,
+                max_next_ns: 0,
+            };
             IterState::Watching(watch)
         } else {
             IterState::Counting { started_with: remaining }

@@ -75,7 +75,7 @@ mod on {
         }
 
         pub(crate) fn iteration(&self, version: u64) -> IterHook<'_> {
-            IterHook(Some(self.0.iteration(version)))
+            IterHook { watching: true, probe: Some(self.0.iteration(version)) }
         }
 
         pub(crate) fn diff(&self, from_version: u64, version: u64) -> DiffHook<'_> {
@@ -98,26 +98,32 @@ mod on {
 
     /// One iteration's probe; none for iterations that are not views (a batch's own).
     #[derive(Clone)]
-    pub(crate) struct IterHook<'m>(Option<IterProbe<'m>>);
+    pub(crate) struct IterHook<'m> {
+        /// `probe.watching()`, kept beside it so that the per-item check is one
+        /// byte the loop reads, not a walk into the probe's state.
+        watching: bool,
+        probe: Option<IterProbe<'m>>,
+    }
 
     impl IterHook<'_> {
         pub(crate) fn none() -> Self {
-            Self(None)
+            Self { watching: false, probe: None }
         }
 
         /// Whether this `next()` goes through [`Iter::next_watched`].
-        #[inline]
+        #[inline(always)]
         pub(crate) fn watching(&self) -> bool {
-            self.0.as_ref().is_some_and(IterProbe::watching)
+            self.watching
         }
 
         fn before_next(&mut self, remaining: usize) -> Option<NextStep> {
-            self.0.as_mut().map(|probe| probe.before_next(remaining))
+            self.probe.as_mut().map(|probe| probe.before_next(remaining))
         }
 
         fn after_next(&mut self, step: Option<NextStep>, yielded: bool, remaining: usize) {
-            if let (Some(probe), Some(step)) = (self.0.as_mut(), step) {
+            if let (Some(probe), Some(step)) = (self.probe.as_mut(), step) {
                 probe.after_next(step, yielded, remaining);
+                self.watching = probe.watching();
             }
         }
     }
@@ -136,7 +142,7 @@ mod on {
 
     impl<K, V> Drop for Iter<'_, K, V> {
         fn drop(&mut self) {
-            if let Some(probe) = self.hook.0.as_mut() {
+            if let Some(probe) = self.hook.probe.as_mut() {
                 probe.finish(self.remaining);
             }
         }

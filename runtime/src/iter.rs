@@ -120,6 +120,23 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.remaining, Some(self.remaining))
     }
+
+    /// Internal iteration (`sum`, `for_each`, `count`, ...): once the
+    /// instrumentation has seen the first item and stopped watching, the rest
+    /// is a plain walk.
+    #[inline]
+    fn fold<B, F: FnMut(B, Self::Item) -> B>(mut self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        while self.hook.watching() {
+            match self.next_watched() {
+                Some(item) => acc = f(acc, item),
+                None => return acc,
+            }
+        }
+        let rest = self.inner.by_ref().fold(acc, |acc, (k, v)| f(acc, (k, v)));
+        self.remaining = 0;
+        rest
+    }
 }
 
 impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
@@ -171,6 +188,14 @@ macro_rules! projection {
             #[inline]
             fn size_hint(&self) -> (usize, Option<usize>) {
                 self.inner.size_hint()
+            }
+
+            #[inline]
+            fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, mut f: F) -> B {
+                self.inner.fold(init, |acc, ($k, $v)| {
+                    let _ = (&$k, &$v);
+                    f(acc, $proj)
+                })
             }
         }
 

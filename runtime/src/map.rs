@@ -13,7 +13,7 @@ use crate::DefaultHashBuilder;
 use crate::hooks::{HookConfig, MapHook};
 use crate::raw::NodeRef;
 use crate::trie;
-use crate::tx::Tx;
+use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
 
 /// The name a map gets when its builder is given none.
@@ -172,7 +172,7 @@ where
         let mut tx = Tx::new(root, base.len(), base.hasher());
         let result = f(&mut tx);
         match tx.into_changes() {
-            Ok((root, len, changes)) => {
+            Ok(Changed { root, len, changes }) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
                 let next = Arc::new(next);
                 self.current.store(Arc::clone(&next));

@@ -10,6 +10,14 @@ use crate::trie;
 /// A trie root; `None` for an empty map.
 pub(crate) type Root<K, V> = Option<NodeRef<K, V>>;
 
+/// The outcome of a batch that changed something.
+pub(crate) struct Changed<K, V> {
+    pub(crate) root: Root<K, V>,
+    pub(crate) len: usize,
+    /// Effective writes (see [`Tx`]'s `changes`).
+    pub(crate) changes: usize,
+}
+
 /// A batch of writes on a private working copy of the map, published as one
 /// version when the [`update`](crate::SnapMap::update) closure returns.
 ///
@@ -29,10 +37,13 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
         Self { root, len, hasher, changes: 0 }
     }
 
-    /// The working root, length and number of effective writes if any write
-    /// took effect, else the (unchanged) working root.
-    pub(crate) fn into_changes(self) -> Result<(Root<K, V>, usize, usize), Root<K, V>> {
-        if self.changes > 0 { Ok((self.root, self.len, self.changes)) } else { Err(self.root) }
+    /// What the batch did if any write took effect, else the (unchanged) working root.
+    pub(crate) fn into_changes(self) -> Result<Changed<K, V>, Root<K, V>> {
+        if self.changes > 0 {
+            Ok(Changed { root: self.root, len: self.len, changes: self.changes })
+        } else {
+            Err(self.root)
+        }
     }
 
     /// The number of entries, with this batch's writes.

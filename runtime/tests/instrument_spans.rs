@@ -83,7 +83,11 @@ fn with_log(level: Level, f: impl FnOnce()) -> SpanLog {
 
 fn map_with(name: &str, n: u64) -> SnapMap<u64, u64> {
     let map = SnapMap::builder().name(name).build();
-    map.update(|tx| (0..n).for_each(|i| drop(tx.insert(i, i * 10))));
+    map.update(|tx| {
+        (0..n).for_each(|i| {
+            tx.insert(i, i * 10);
+        })
+    });
     map
 }
 

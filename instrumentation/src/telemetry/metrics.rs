@@ -80,8 +80,14 @@ fn observe_quantiles(observer: &dyn AsyncInstrument<f64>, stats: &OpStats, label
     if stats.samples == 0 {
         return; // calls counted, none timed: there is no duration to report
     }
-    let quantiles =
-        [("0", stats.min), ("0.5", stats.p50), ("0.9", stats.p90), ("0.99", stats.p99), ("0.999", stats.p999), ("1", stats.max)];
+    let quantiles = [
+        ("0", stats.min),
+        ("0.5", stats.p50),
+        ("0.9", stats.p90),
+        ("0.99", stats.p99),
+        ("0.999", stats.p999),
+        ("1", stats.max),
+    ];
     for (quantile, nanos) in quantiles {
         observer.observe(seconds(nanos), &with(labels, KeyValue::new("quantile", quantile)));
     }

@@ -39,8 +39,17 @@ const MAX_QUEUED_SPANS: usize = 2048;
 
 /// Crates on the export path. Their spans are never exported, whatever the
 /// filter: exporting the spans of an export would feed the queue forever.
-const EXPORT_PATH_CRATES: [&str; 9] =
-    ["h2", "hyper", "hyper_util", "tonic", "tower", "reqwest", "opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"];
+const EXPORT_PATH_CRATES: [&str; 9] = [
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+];
 
 /// Transport of the OTLP export.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,7 +157,8 @@ impl OtlpConfig {
     }
 
     fn resource(&self) -> Resource {
-        let name = self.service_name.clone().or_else(|| std::env::var("OTEL_SERVICE_NAME").ok()).or_else(executable_name);
+        let name =
+            self.service_name.clone().or_else(|| std::env::var("OTEL_SERVICE_NAME").ok()).or_else(executable_name);
         let builder = Resource::builder();
         match name {
             Some(name) => builder.with_service_name(name).build(),

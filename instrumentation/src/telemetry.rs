@@ -1,0 +1,283 @@
+//! One call that installs a tracing subscriber for an application: a
+//! `RUST_LOG`-style filter, a fmt layer, OpenTelemetry OTLP export of spans
+//! and of the latency histograms (feature `otlp`), tokio-console (feature
+//! `console`), and any extra layers.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), snapview_instrument::TelemetryError> {
+//! let guard = snapview_instrument::Telemetry::builder().filter("info").install()?;
+//! // ... run the application ...
+//! drop(guard); // flushes what is still queued, within a bounded time
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every layer gets its own filter: a layer without one would make every
+//! callsite interesting to the subscriber and cost the disabled fast path of
+//! `tracing` for all of them. The filters are `EnvFilter`s, whose interest
+//! tracing caches per callsite.
+
+use std::error::Error;
+use std::fmt;
+
+use tracing::Subscriber;
+use tracing::subscriber::SetGlobalDefaultError;
+use tracing_subscriber::filter::ParseError;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+#[cfg(feature = "console")]
+mod console;
+#[cfg(feature = "otlp")]
+mod metrics;
+#[cfg(feature = "otlp")]
+mod otlp;
+#[cfg(feature = "otlp")]
+mod span_queue;
+
+#[cfg(feature = "otlp")]
+pub use otlp::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, Protocol};
+
+/// A layer over the [`Registry`] every telemetry subscriber is built on, as
+/// [`TelemetryBuilder::layer`] takes it.
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+/// Filter of the fmt layer and of extra layers when neither the builder nor
+/// `RUST_LOG` gives one.
+const DEFAULT_FILTER: &str = "info";
+
+/// Entry point of the telemetry pipeline; see [`Telemetry::builder`].
+#[derive(Debug)]
+pub struct Telemetry;
+
+impl Telemetry {
+    /// A builder with the defaults: filter from `RUST_LOG` (else `info`), a
+    /// fmt layer to stderr, no OTLP export, no console.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder {
+            filter: None,
+            fmt: true,
+            layers: Vec::new(),
+            #[cfg(feature = "otlp")]
+            otlp: otlp::OtlpConfig::default(),
+            #[cfg(feature = "console")]
+            console: false,
+        }
+    }
+}
+
+/// Configures the subscriber; finish with [`install`](Self::install) or
+/// [`build`](Self::build).
+#[must_use = "a TelemetryBuilder does nothing until `install` or `build`"]
+pub struct TelemetryBuilder {
+    filter: Option<String>,
+    fmt: bool,
+    /// Extra layers, each with its own directives or, if `None`, the builder's.
+    layers: Vec<(BoxedLayer, Option<String>)>,
+    #[cfg(feature = "otlp")]
+    otlp: otlp::OtlpConfig,
+    #[cfg(feature = "console")]
+    console: bool,
+}
+
+impl fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TelemetryBuilder");
+        d.field("filter", &self.filter).field("fmt", &self.fmt).field("layers", &self.layers.len());
+        #[cfg(feature = "otlp")]
+        d.field("otlp", &self.otlp);
+        #[cfg(feature = "console")]
+        d.field("console", &self.console);
+        d.finish()
+    }
+}
+
+impl TelemetryBuilder {
+    /// `RUST_LOG`-style directives (`info,snapview=debug`) for the fmt layer
+    /// and for extra layers added without their own. Default: `RUST_LOG`,
+    /// else `info`. The OTLP layer has its own, see
+    /// [`otlp_filter`](Self::otlp_filter).
+    pub fn filter(mut self, directives: impl Into<String>) -> Self {
+        self.filter = Some(directives.into());
+        self
+    }
+
+    /// Whether to log spans' events to stderr in tracing-subscriber's fmt
+    /// format (default `true`).
+    pub fn fmt(mut self, on: bool) -> Self {
+        self.fmt = on;
+        self
+    }
+
+    /// Adds a layer, filtered by the builder's [`filter`](Self::filter).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Registry> + Send + Sync + 'static,
+    {
+        self.layers.push((layer.boxed(), None));
+        self
+    }
+
+    /// Adds a layer with its own `RUST_LOG`-style directives.
+    pub fn filtered_layer<L>(mut self, layer: L, directives: impl Into<String>) -> Self
+    where
+        L: Layer<Registry> + Send + Sync + 'static,
+    {
+        self.layers.push((layer.boxed(), Some(directives.into())));
+        self
+    }
+
+    /// Builds the subscriber without installing it, for tests and for
+    /// embedding: use it with `tracing::subscriber::with_default` or
+    /// `set_global_default`. Keep the guard for as long as spans should be
+    /// exported.
+    ///
+    /// # Errors
+    ///
+    /// A filter that does not parse, `console` without `tokio_unstable`, an
+    /// OTLP exporter that cannot be built.
+    pub fn build(
+        self,
+    ) -> Result<(impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static, TelemetryGuard), TelemetryError>
+    {
+        let default_directives = self.default_directives();
+        let mut layers: Vec<BoxedLayer> = Vec::with_capacity(self.layers.len() + 3);
+        #[cfg(feature = "console")]
+        if self.console {
+            layers.push(console::layer()?);
+        }
+        if self.fmt {
+            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            layers.push(fmt.with_filter(parse_filter(&default_directives)?).boxed());
+        }
+        for (layer, directives) in self.layers {
+            let filter = parse_filter(directives.as_deref().unwrap_or(&default_directives))?;
+            layers.push(layer.with_filter(filter).boxed());
+        }
+        #[cfg(feature = "otlp")]
+        let otlp = match self.otlp.start()? {
+            Some((pipeline, layer)) => {
+                layers.push(layer);
+                Some(pipeline)
+            }
+            None => None,
+        };
+        let guard = TelemetryGuard {
+            #[cfg(feature = "otlp")]
+            otlp,
+        };
+        Ok((Registry::default().with(layers), guard))
+    }
+
+    /// Builds the subscriber and sets it as the global default.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`build`](Self::build), and a global default subscriber that
+    /// is already set.
+    pub fn install(self) -> Result<TelemetryGuard, TelemetryError> {
+        let (subscriber, guard) = self.build()?;
+        tracing::subscriber::set_global_default(subscriber).map_err(TelemetryError::GlobalDefaultAlreadySet)?;
+        Ok(guard)
+    }
+
+    fn default_directives(&self) -> String {
+        self.filter
+            .clone()
+            .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
+            .unwrap_or_else(|| DEFAULT_FILTER.to_owned())
+    }
+}
+
+fn parse_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
+    EnvFilter::builder()
+        .parse(directives)
+        .map_err(|source| TelemetryError::InvalidFilter { directives: directives.to_owned(), source })
+}
+
+/// Keeps the exporters running; dropping it flushes what is still queued and
+/// shuts them down, waiting a bounded time even if the collector is down.
+#[must_use = "dropping the guard shuts down the exporters"]
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otlp")]
+    otlp: Option<otlp::Pipeline>,
+}
+
+impl TelemetryGuard {
+    /// Spans that were not exported so far: refused because the export queue
+    /// was full, or in a batch the collector did not take (down, slow,
+    /// refusing). Always 0 without OTLP export.
+    pub fn dropped_spans(&self) -> u64 {
+        #[cfg(feature = "otlp")]
+        if let Some(pipeline) = &self.otlp {
+            return pipeline.dropped_spans();
+        }
+        0
+    }
+
+    /// Exports the queued spans and the current histograms now, waiting at
+    /// most the export timeout. Dropping the guard does this too.
+    pub fn flush(&self) {
+        #[cfg(feature = "otlp")]
+        if let Some(pipeline) = &self.otlp {
+            pipeline.flush();
+        }
+    }
+}
+
+/// Why the telemetry pipeline could not be built or installed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// A filter is not valid `RUST_LOG` syntax.
+    InvalidFilter {
+        /// The directives as given.
+        directives: String,
+        /// What the parser objected to.
+        source: ParseError,
+    },
+    /// tokio-console was asked for, but this build lacks `--cfg tokio_unstable`,
+    /// without which tokio emits nothing for the console to show.
+    ConsoleNeedsTokioUnstable,
+    /// An OTLP exporter, or the runtime it runs on, could not be built.
+    Exporter {
+        /// Which part failed, e.g. "trace exporter".
+        what: &'static str,
+        /// The underlying error.
+        source: Box<dyn Error + Send + Sync + 'static>,
+    },
+    /// `install` found a global default subscriber already set.
+    GlobalDefaultAlreadySet(SetGlobalDefaultError),
+}
+
+impl fmt::Display for TelemetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TelemetryError::InvalidFilter { directives, source } => {
+                write!(f, "invalid filter directives {directives:?}: {source}")
+            }
+            TelemetryError::ConsoleNeedsTokioUnstable => f.write_str(
+                "tokio-console needs tokio's unstable instrumentation: build with \
+                 RUSTFLAGS=\"--cfg tokio_unstable\" (or `rustflags = [\"--cfg\", \"tokio_unstable\"]` \
+                 under [build] in .cargo/config.toml)",
+            ),
+            TelemetryError::Exporter { what, source } => write!(f, "could not build the OTLP {what}: {source}"),
+            TelemetryError::GlobalDefaultAlreadySet(_) => {
+                f.write_str("a global default tracing subscriber is already set; use `build` to embed instead")
+            }
+        }
+    }
+}
+
+impl Error for TelemetryError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            TelemetryError::InvalidFilter { source, .. } => Some(source),
+            TelemetryError::ConsoleNeedsTokioUnstable => None,
+            TelemetryError::Exporter { source, .. } => Some(source.as_ref()),
+            TelemetryError::GlobalDefaultAlreadySet(source) => Some(source),
+        }
+    }
+}

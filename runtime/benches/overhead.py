@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Markdown table of `cargo bench -p snapview --bench instrument` results, both builds.
+
+Reads the `overhead/CASE/CONFIG` estimates (median per element) from
+target/criterion (or the directory given) and prints, per case, each config's
+time and its ratio to `off` (the build without the feature).
+Run by runtime/benches/overhead.sh.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+CONFIGS = ["off", "on-none", "on-info", "on-sample1", "on-debug"]
+root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "target" / "criterion")
+times = {}
+for bench in root.glob("overhead/*/new/benchmark.json"):
+    meta = json.loads(bench.read_text())
+    case, config = meta["function_id"].split("/")
+    median = json.loads((bench.parent / "estimates.json").read_text())["median"]["point_estimate"]
+    per = (meta.get("throughput") or {}).get("Elements", 1)
+    times[(case, config)] = median / per
+
+print("| case | " + " | ".join(CONFIGS) + " |")
+print("|---|" + "---|" * len(CONFIGS))
+for case in ["snapshot", "get", "iter"]:
+    off = times.get((case, "off"))
+    cells = []
+    for config in CONFIGS:
+        t = times.get((case, config))
+        if t is None:
+            cells.append("-")
+        elif off and config != "off":
+            cells.append(f"{t:.2f} ns ({t / off:.2f}x)")
+        else:
+            cells.append(f"{t:.2f} ns")
+    unit = " (per element)" if case == "iter" else ""
+    print(f"| {case}{unit} | " + " | ".join(cells) + " |")
