@@ -41,6 +41,7 @@ pub mod prometheus;
 mod registry;
 mod report;
 mod spans;
+mod sync;
 mod telemetry;
 
 pub use op::Op;

@@ -109,7 +109,7 @@ impl MapProbe {
     }
 
     fn record(&self, shard: &OpShard, op: Op, nanos: u64) {
-        shard.push(nanos, self.stats, op);
+        shard.push(nanos, self.stats.timings(op));
     }
 }
 

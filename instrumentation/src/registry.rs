@@ -9,19 +9,20 @@
 //! the HdrHistogram; [`report`](crate::report()) drains the rings the same way.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 
 use hdrhistogram::Histogram;
 use thread_local::ThreadLocal;
 
 use crate::op::Op;
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Significant figures kept by every histogram.
 pub(crate) const SIGNIFICANT_FIGURES: u8 = 3;
 
-/// Samples a thread buffers per (map, operation) before it takes the lock.
-const RING: usize = 64;
+/// Samples a thread buffers per (map, operation) before it takes the lock
+/// (two under loom, so that a model reaches a full ring in a few steps).
+const RING: usize = if cfg!(snapview_loom) { 2 } else { 64 };
 
 /// Maps whose shard a thread finds through its own cache; later ones take the
 /// (still lock-free) `ThreadLocal` look-up.
@@ -30,9 +31,12 @@ const CACHED_MAPS: usize = 64;
 /// The sampling interval of maps that set none: one call in this many is timed.
 pub const DEFAULT_SAMPLE_EVERY: u32 = 64;
 
-static DEFAULT_EVERY: AtomicU32 = AtomicU32::new(DEFAULT_SAMPLE_EVERY);
+/// A setting, not part of any protocol: std's atomic even under loom.
+static DEFAULT_EVERY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(DEFAULT_SAMPLE_EVERY);
 
-static REGISTRY: Mutex<Vec<&'static MapStats>> = Mutex::new(Vec::new());
+/// Every map name's stats. A std lock even under loom: it is not on the
+/// recording path, and a static needs a `const` constructor.
+static REGISTRY: std::sync::Mutex<Vec<&'static MapStats>> = std::sync::Mutex::new(Vec::new());
 
 thread_local! {
     /// This thread's shard of each of the first `CACHED_MAPS` maps: a constant
@@ -63,7 +67,7 @@ pub(crate) struct MapStats {
 
 /// The stats registered under `name`, created on first use.
 pub(crate) fn stats_for(name: &str) -> &'static MapStats {
-    let mut registry = lock(&REGISTRY);
+    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(stats) = registry.iter().find(|stats| stats.name == name) {
         return stats;
     }
@@ -71,7 +75,7 @@ pub(crate) fn stats_for(name: &str) -> &'static MapStats {
         name: Box::leak(name.into()),
         index: registry.len(),
         shards: ThreadLocal::new(),
-        timings: Default::default(),
+        timings: core::array::from_fn(|_| Mutex::default()),
     }));
     registry.push(stats);
     stats
@@ -79,7 +83,7 @@ pub(crate) fn stats_for(name: &str) -> &'static MapStats {
 
 /// Every map name registered so far, in registration order.
 pub(crate) fn all_stats() -> Vec<&'static MapStats> {
-    lock(&REGISTRY).clone()
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 impl MapStats {
@@ -104,11 +108,9 @@ impl MapStats {
         shard
     }
 
-    /// Moves this thread's buffered samples of `op` into the histogram.
-    #[cold]
-    pub(crate) fn flush(&self, op: Op, ring: &OpShard) {
-        let mut timings = lock(&self.timings[op.index()]);
-        ring.drain_into(&mut timings);
+    /// The merged durations of `op`, behind the lock every drain takes.
+    pub(crate) fn timings(&self, op: Op) -> &Mutex<Timings> {
+        &self.timings[op.index()]
     }
 
     /// Exact calls and the histogram (with every buffered sample) of `op`, over all threads.
@@ -146,7 +148,7 @@ impl Default for OpShard {
         Self {
             calls: AtomicU64::new(0),
             countdown: AtomicU32::new(0),
-            slots: [const { AtomicU64::new(0) }; RING],
+            slots: core::array::from_fn(|_| AtomicU64::new(0)),
             written: AtomicU64::new(0),
             drained: AtomicU64::new(0),
         }
@@ -188,19 +190,25 @@ impl OpShard {
         }
     }
 
-    /// Buffers one duration; flushes into `stats` when the ring is full. Owner thread only.
+    /// Buffers one duration; moves the buffer into `timings` first if it is
+    /// full. Owner thread only.
     #[inline]
-    pub(crate) fn push(&self, nanos: u64, stats: &MapStats, op: Op) {
+    pub(crate) fn push(&self, nanos: u64, timings: &Mutex<Timings>) {
         let written = self.written.load(Ordering::Relaxed);
         // Acquire: pairs with the Release store of `drained` in `drain_into`,
         // so the drainer's reads of the slots we are about to reuse are done.
         if written - self.drained.load(Ordering::Acquire) == RING as u64 {
-            stats.flush(op, self);
+            self.flush(timings);
         }
         self.slots[written as usize % RING].store(nanos, Ordering::Relaxed);
         // Release: pairs with the Acquire load in `drain_into`, which then
         // sees the slot's value before it sees the new count.
         self.written.store(written + 1, Ordering::Release);
+    }
+
+    #[cold]
+    fn flush(&self, timings: &Mutex<Timings>) {
+        self.drain_into(&mut lock(timings));
     }
 
     /// Moves the buffered samples into `timings`. The caller holds the (map,
@@ -251,7 +259,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
 
@@ -290,7 +298,7 @@ mod tests {
         let op = &shard.ops[Op::Diff.index()];
         for nanos in 1..=(RING as u64 * 2 + 5) {
             op.add_calls(1);
-            op.push(nanos, stats, Op::Diff);
+            op.push(nanos, stats.timings(Op::Diff));
         }
         let (calls, timings) = stats.collect(Op::Diff);
         assert_eq!(calls, RING as u64 * 2 + 5);
@@ -298,5 +306,34 @@ mod tests {
         assert_eq!(timings.histogram.max(), RING as u64 * 2 + 5);
         let n = RING as u64 * 2 + 5;
         assert_eq!(timings.sum, n * (n + 1) / 2);
+    }
+}
+
+/// `RUSTFLAGS="--cfg snapview_loom" cargo test -p snapview-instrument --lib --release loom`
+#[cfg(all(test, snapview_loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+
+    use super::*;
+
+    /// An owner pushing more samples than the ring holds, while a reader
+    /// drains concurrently: every sample lands in the histogram exactly once.
+    #[test]
+    fn loom_ring_loses_and_duplicates_nothing() {
+        loom::model(|| {
+            let shard = Arc::new(OpShard::default());
+            let timings = Arc::new(Mutex::new(Timings::default()));
+            let reader = {
+                let (shard, timings) = (Arc::clone(&shard), Arc::clone(&timings));
+                loom::thread::spawn(move || shard.drain_into(&mut lock(&timings)))
+            };
+            for nanos in 1..=3 {
+                shard.push(nanos, &timings);
+            }
+            reader.join().unwrap();
+            let mut merged = lock(&timings);
+            shard.drain_into(&mut merged);
+            assert_eq!((merged.histogram.len(), merged.sum), (3, 6));
+        });
     }
 }

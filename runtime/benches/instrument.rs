@@ -3,8 +3,9 @@
 //! Ids are `overhead/CASE/CONFIG`. Built without the feature, the bench has
 //! one config, `off`; built with it, the configs are:
 //! - `on-none`: no tracing subscriber at all;
-//! - `on-info`: a subscriber as an application installs it (registry + fmt
-//!   layer with its own `info` filter, writing to a sink);
+//! - `on-info`: the subscriber an application installs with
+//!   `snapview::instrument::Telemetry` (registry + fmt layer with its own
+//!   `info` filter);
 //! - `on-sample1`: the same, with the map timing every call (`sample_every(1)`,
 //!   look-ups recorded too);
 //! - `on-debug`: the same subscriber at `debug`, so every snapview span is built.
@@ -64,19 +65,20 @@ fn benches(c: &mut Criterion) {
 
 #[cfg(feature = "instrument")]
 fn benches(c: &mut Criterion) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::{EnvFilter, Layer, Registry};
+    use snapview::instrument::Telemetry;
 
-    let app_subscriber = |filter: &str| {
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::sink).with_filter(EnvFilter::new(filter));
-        Registry::default().with(fmt)
-    };
+    // The subscriber an application installs: the Telemetry pipeline's fmt
+    // layer with its own filter (nothing is logged here: no events).
+    let app_subscriber = |filter: &str| Telemetry::builder().filter(filter).build().expect("valid filter");
     cases(c, "on-none", false);
     // Thread-local defaults, one at a time; DEBUG last so that no earlier
     // config runs while a more verbose dispatcher is registered.
-    tracing::subscriber::with_default(app_subscriber("info"), || cases(c, "on-info", false));
-    tracing::subscriber::with_default(app_subscriber("info"), || cases(c, "on-sample1", true));
-    tracing::subscriber::with_default(app_subscriber("debug"), || cases(c, "on-debug", false));
+    let (info, _guard) = app_subscriber("info");
+    tracing::subscriber::with_default(info, || cases(c, "on-info", false));
+    let (info, _guard) = app_subscriber("info");
+    tracing::subscriber::with_default(info, || cases(c, "on-sample1", true));
+    let (debug, _guard) = app_subscriber("debug");
+    tracing::subscriber::with_default(debug, || cases(c, "on-debug", false));
 }
 
 // What `criterion_group!`/`criterion_main!` expand to, without their public

@@ -2,7 +2,11 @@
 //! versions: each "request" resolves its upstream from a snapshot, each reload
 //! is one batch, and the reloader logs what changed with `diff`.
 //!
-//! `cargo run --release -p snapview --example routes -- --seconds 3`
+//! With the `instrument` feature it ends with the latency report of every view
+//! it took (`snapview::instrument::report()`); docs/instrumentation.md tells
+//! how the same views reach traces and metrics.
+//!
+//! `cargo run --release -p snapview --features instrument --example routes -- --seconds 3`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +73,18 @@ fn main() {
         "served {n} requests in {secs:.1} s ({:.1} M/s), {reloads} reloads, no lock on the read path",
         n as f64 / secs / 1e6
     );
+    print_report();
+}
+
+#[cfg(feature = "instrument")]
+fn print_report() {
+    println!("\nlatency of each view (ns; one call in {} timed):", snapview::instrument::default_sample_every());
+    print!("{}", snapview::instrument::report());
+}
+
+#[cfg(not(feature = "instrument"))]
+fn print_report() {
+    println!("(build with --features instrument for the latency report of every view)");
 }
 
 /// A reload: a few routes move, one appears, one goes; all in one version.

@@ -1,6 +1,6 @@
-//! The one place atomics come from, so that `--cfg loom` can swap in loom's model-checked ones.
+//! The one place atomics come from, so that `--cfg snapview_loom` can swap in loom's model-checked ones.
 
-#[cfg(loom)]
+#[cfg(snapview_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
-#[cfg(not(loom))]
+#[cfg(not(snapview_loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, Ordering, fence};

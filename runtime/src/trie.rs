@@ -317,7 +317,7 @@ pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &NodeRef<K, V>, b: &NodeRef<K,
         && a.children().iter().zip(b.children()).all(|(x, y)| nodes_equal(x, y, shift + BITS))
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
     use core::hash::{BuildHasherDefault, Hasher};

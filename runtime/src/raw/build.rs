@@ -282,7 +282,7 @@ where
     core::mem::forget(guard);
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
     use std::rc::Rc;

@@ -393,7 +393,7 @@ unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize)
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
 
@@ -423,8 +423,8 @@ mod tests {
     }
 }
 
-/// Model-checked reference counting (`RUSTFLAGS="--cfg loom" cargo test -p snapview --lib loom`).
-#[cfg(all(test, loom))]
+/// Model-checked reference counting (`RUSTFLAGS="--cfg snapview_loom" cargo test -p snapview --lib loom`).
+#[cfg(all(test, snapview_loom))]
 mod loom_tests {
     use super::*;
     use crate::raw::Builder;

@@ -1,0 +1,11 @@
+//! The one place the recording path's atomics and locks come from, so that
+//! `--cfg snapview_loom` can swap in loom's model-checked ones.
+
+#[cfg(snapview_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(snapview_loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(snapview_loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(not(snapview_loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
