@@ -43,6 +43,7 @@ mod report;
 mod spans;
 mod sync;
 mod telemetry;
+pub mod views;
 
 pub use op::Op;
 pub use registry::{DEFAULT_SAMPLE_EVERY, default_sample_every, set_default_sample_every};

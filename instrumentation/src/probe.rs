@@ -193,9 +193,12 @@ struct Watch {
     next_shard: &'static OpShard,
     started_with: usize,
     start: u64,
-    /// This iteration is a sample: its duration and each `next()` are recorded.
+    /// This iteration is a sample: its duration is recorded, and its
+    /// `next()`s are sampled.
     sampled: bool,
     span: Span,
+    /// The span is enabled: every `next()` is timed for `max_next_ns`.
+    traced: bool,
     next_spans: bool,
     max_next_ns: u64,
 }
@@ -225,19 +228,22 @@ impl IterProbe<'_> {
         // An exact-size iterator with nothing left yields nothing: no span for that call.
         let traced = watch.next_spans && remaining > 0;
         let span = traced.then(|| spans::iter_next(&watch.span, self.probe.name(), self.version).entered());
-        NextStep { start: Some(watch.clock.raw()), _span: span }
+        // A sampled iteration samples its `next()`s like any other call (all
+        // of them with `sample_every(1)`); a traced one times each for `max_next_ns`.
+        let timed = watch.traced || (watch.sampled && watch.next_shard.should_time(self.probe.sample_every));
+        NextStep { start: timed.then(|| watch.clock.raw()), _span: span }
     }
 
     /// Called after a watched `next()`; `yielded` is whether it returned an item.
     #[inline]
     pub fn after_next(&mut self, step: NextStep, yielded: bool, remaining: usize) {
         let IterState::Watching(watch) = &mut self.state else { return };
-        let Some(start) = step.start else { return };
         if !yielded {
             drop(step);
             self.finish(remaining);
             return;
         }
+        let Some(start) = step.start else { return };
         let nanos = watch.clock.delta_as_nanos(start, watch.clock.raw());
         watch.max_next_ns = watch.max_next_ns.max(nanos);
         if watch.sampled {
@@ -266,8 +272,9 @@ impl IterProbe<'_> {
     fn begin(&mut self, remaining: usize) {
         let sampled = self.probe.shard(Op::Iter).should_time(self.probe.sample_every);
         let span = spans::iter(self.probe.name(), self.version);
-        self.state = if sampled || !span.is_disabled() {
-            let next_spans = !span.is_disabled() && spans::iter_next_enabled();
+        let traced = !span.is_disabled();
+        self.state = if sampled || traced {
+            let next_spans = traced && spans::iter_next_enabled();
             let watch = Watch {
                 clock: clock(),
                 next_shard: self.probe.shard(Op::IterNext),
@@ -275,6 +282,7 @@ impl IterProbe<'_> {
                 start: now(),
                 sampled,
                 span,
+                traced,
                 next_spans,
                 max_next_ns: 0,
             };

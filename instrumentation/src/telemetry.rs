@@ -58,6 +58,7 @@ impl Telemetry {
         TelemetryBuilder {
             filter: None,
             fmt: true,
+            views: true,
             layers: Vec::new(),
             #[cfg(feature = "otlp")]
             otlp: otlp::OtlpConfig::default(),
@@ -73,6 +74,7 @@ impl Telemetry {
 pub struct TelemetryBuilder {
     filter: Option<String>,
     fmt: bool,
+    views: bool,
     /// Extra layers, each with its own directives or, if `None`, the builder's.
     layers: Vec<(BoxedLayer, Option<String>)>,
     #[cfg(feature = "otlp")]
@@ -84,7 +86,8 @@ pub struct TelemetryBuilder {
 impl fmt::Debug for TelemetryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("TelemetryBuilder");
-        d.field("filter", &self.filter).field("fmt", &self.fmt).field("layers", &self.layers.len());
+        d.field("filter", &self.filter).field("fmt", &self.fmt).field("views", &self.views);
+        d.field("layers", &self.layers.len());
         #[cfg(feature = "otlp")]
         d.field("otlp", &self.otlp);
         #[cfg(feature = "console")]
@@ -107,6 +110,15 @@ impl TelemetryBuilder {
     /// format (default `true`).
     pub fn fmt(mut self, on: bool) -> Self {
         self.fmt = on;
+        self
+    }
+
+    /// Whether to install the view-cost profiler's layer
+    /// ([`views::profiler`](crate::views::profiler)), which the
+    /// `/debug/pprof/views` endpoint reads (default `true`). Its filter is
+    /// `off` except while a view profile is being taken, so it costs nothing otherwise.
+    pub fn views(mut self, on: bool) -> Self {
+        self.views = on;
         self
     }
 
@@ -150,6 +162,9 @@ impl TelemetryBuilder {
         if self.fmt {
             let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
             layers.push(fmt.with_filter(parse_filter(&default_directives)?).boxed());
+        }
+        if self.views {
+            layers.push(crate::views::profiler().layer());
         }
         for (layer, directives) in self.layers {
             let filter = parse_filter(directives.as_deref().unwrap_or(&default_directives))?;

@@ -1,0 +1,301 @@
+//! View-cost profiling: the wall time spent in snapview spans over a window,
+//! stacked under the caller's spans (`request;snapview.snapshot{map=routes}`),
+//! for flamegraphs.
+//!
+//! A [`ViewProfiler`] owns one tracing layer ([`ViewProfiler::layer`]; the
+//! [`Telemetry`](crate::Telemetry) pipeline installs it). Its filter is
+//! reloadable and is `off` while nobody profiles, so the layer costs nothing
+//! then: it adds no interest to any callsite and the level check of a
+//! disabled span stays the fast one. [`ViewProfiler::start`] switches the
+//! filter to [`WINDOW_FILTER`] until the last open [`ViewWindow`] ends.
+//!
+//! Each snapview span contributes its *self* time (its duration minus that of
+//! the snapview spans inside it, e.g. an iteration minus its `next()` spans),
+//! so a flamegraph's widths add up.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+use crate::spans::TARGET;
+use crate::telemetry::BoxedLayer;
+
+/// What the layer takes while a window is open: the snapview spans, and the
+/// application's spans they nest under (INFO and up).
+pub const WINDOW_FILTER: &str = "info,snapview=debug";
+
+/// The process-wide profiler, the one the [`Telemetry`](crate::Telemetry)
+/// pipeline installs and the `/debug/pprof/views` endpoint reads.
+pub fn profiler() -> &'static ViewProfiler {
+    static PROFILER: OnceLock<ViewProfiler> = OnceLock::new();
+    PROFILER.get_or_init(ViewProfiler::default)
+}
+
+/// Collects view costs for the windows that are open. See the module docs.
+#[derive(Default)]
+pub struct ViewProfiler {
+    /// The filter of the layer made last (the one a new window turns on).
+    filter: Mutex<Option<reload::Handle<EnvFilter, Registry>>>,
+    /// The open windows; the filter is on exactly while this is non-empty.
+    windows: Mutex<Vec<Weak<Stacks>>>,
+}
+
+/// Why a view profile could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ViewsError {
+    /// No subscriber carries this profiler's layer.
+    NotInstalled,
+}
+
+impl fmt::Display for ViewsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ViewsError::NotInstalled => f.write_str(
+                "view profiling is not installed: build the subscriber with snapview's Telemetry pipeline, \
+                 or add `snapview_instrument::views::profiler().layer()` to it",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ViewsError {}
+
+impl fmt::Debug for ViewProfiler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViewProfiler").field("installed", &self.is_installed()).finish_non_exhaustive()
+    }
+}
+
+impl ViewProfiler {
+    /// The layer that collects view costs for this profiler, with its own
+    /// (reloadable, idle: `off`) filter, for a subscriber built on
+    /// `tracing_subscriber::Registry`. If it is called again, windows opened
+    /// afterwards use the newest layer (the subscriber built last).
+    pub fn layer(&'static self) -> BoxedLayer {
+        let (filter, handle) = reload::Layer::new(idle_filter());
+        *lock(&self.filter) = Some(handle);
+        ViewLayer { profiler: self }.with_filter(filter).boxed()
+    }
+
+    /// Whether [`layer`](Self::layer) was made (and, presumably, installed).
+    pub fn is_installed(&self) -> bool {
+        lock(&self.filter).is_some()
+    }
+
+    /// Opens a window: view costs are collected into it until it is
+    /// [`finish`](ViewWindow::finish)ed or dropped. Windows may overlap.
+    ///
+    /// # Errors
+    ///
+    /// [`ViewsError::NotInstalled`] if no layer was made.
+    pub fn start(&'static self) -> Result<ViewWindow, ViewsError> {
+        let stacks = Arc::new(Stacks::default());
+        let mut windows = lock(&self.windows);
+        {
+            let filter = lock(&self.filter);
+            let handle = filter.as_ref().ok_or(ViewsError::NotInstalled)?;
+            windows.retain(|w| w.strong_count() > 0);
+            if windows.is_empty() {
+                set_filter(handle, EnvFilter::new(WINDOW_FILTER));
+            }
+        }
+        windows.push(Arc::downgrade(&stacks));
+        Ok(ViewWindow { profiler: self, stacks: Some(stacks), started: Instant::now() })
+    }
+
+    fn close(&self, stacks: &Arc<Stacks>) {
+        let mut windows = lock(&self.windows);
+        windows.retain(|w| w.strong_count() > 0 && !core::ptr::eq(w.as_ptr(), Arc::as_ptr(stacks)));
+        if windows.is_empty() {
+            if let Some(handle) = lock(&self.filter).as_ref() {
+                set_filter(handle, idle_filter());
+            }
+        }
+    }
+
+    fn record(&self, stack: &str, nanos: u64) {
+        for window in lock(&self.windows).iter().filter_map(Weak::upgrade) {
+            *lock(&window.0).entry(stack.to_owned()).or_insert(0) += nanos;
+        }
+    }
+}
+
+fn idle_filter() -> EnvFilter {
+    EnvFilter::new("off")
+}
+
+fn set_filter(handle: &reload::Handle<EnvFilter, Registry>, filter: EnvFilter) {
+    // Fails only if the subscriber holding the layer is gone; then there is
+    // nothing to filter.
+    let _ = handle.reload(filter);
+}
+
+/// Folded stack -> nanoseconds, for one window.
+#[derive(Default)]
+struct Stacks(Mutex<HashMap<String, u64>>);
+
+/// An open profiling window. Dropping it without [`finish`](Self::finish) discards it.
+#[must_use = "a window collects until it is finished or dropped"]
+pub struct ViewWindow {
+    profiler: &'static ViewProfiler,
+    stacks: Option<Arc<Stacks>>,
+    started: Instant,
+}
+
+impl ViewWindow {
+    /// Closes the window and returns what it collected.
+    pub fn finish(mut self) -> ViewProfile {
+        let stacks = self.stacks.take().expect("a window is finished once");
+        self.profiler.close(&stacks);
+        let mut stacks: Vec<(String, u64)> = lock(&stacks.0).drain().collect();
+        stacks.sort();
+        ViewProfile { duration: self.started.elapsed(), stacks }
+    }
+}
+
+impl Drop for ViewWindow {
+    fn drop(&mut self) {
+        if let Some(stacks) = self.stacks.take() {
+            self.profiler.close(&stacks);
+        }
+    }
+}
+
+/// What one window collected: wall time in nanoseconds per stack of span
+/// frames (root first), each ending in a snapview span.
+#[derive(Clone, Debug)]
+pub struct ViewProfile {
+    /// How long the window was open.
+    pub duration: Duration,
+    /// `(frames joined by ';', nanoseconds)`, sorted by stack.
+    stacks: Vec<(String, u64)>,
+}
+
+impl ViewProfile {
+    /// Each stack as its frames (root first) and its nanoseconds.
+    pub fn stacks(&self) -> impl Iterator<Item = (impl Iterator<Item = &str>, u64)> {
+        self.stacks.iter().map(|(stack, nanos)| (stack.split(';'), *nanos))
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.stacks.is_empty()
+    }
+
+    /// The folded-stacks text flamegraph tools read (`inferno`, Brendan
+    /// Gregg's `flamegraph.pl`): one `frame;frame;frame nanoseconds` line per stack.
+    pub fn folded(&self) -> String {
+        let mut out = String::new();
+        for (stack, nanos) in &self.stacks {
+            let _ = writeln!(out, "{stack} {nanos}");
+        }
+        out
+    }
+}
+
+/// The collecting layer.
+struct ViewLayer {
+    profiler: &'static ViewProfiler,
+}
+
+/// Per span: its frame label, when it started, and the time of the snapview
+/// spans inside it (subtracted from its own).
+struct Timing {
+    frame: String,
+    started: Instant,
+    children_ns: u64,
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ViewLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let frame = frame_label(attrs);
+        span.extensions_mut().insert(Timing { frame, started: Instant::now(), children_ns: 0 });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        if span.metadata().target() != TARGET {
+            return;
+        }
+        let Some((elapsed, children)) =
+            span.extensions().get::<Timing>().map(|t| (saturating_nanos(t.started.elapsed()), t.children_ns))
+        else {
+            return;
+        };
+        if let Some(parent) = span.parent() {
+            if let Some(timing) = parent.extensions_mut().get_mut::<Timing>() {
+                timing.children_ns = timing.children_ns.saturating_add(elapsed);
+            }
+        }
+        let mut frames: Vec<String> = Vec::new();
+        for ancestor in span.scope() {
+            match ancestor.extensions().get::<Timing>() {
+                Some(timing) => frames.push(timing.frame.clone()),
+                None => frames.push(ancestor.name().to_owned()),
+            }
+        }
+        frames.reverse();
+        self.profiler.record(&frames.join(";"), elapsed.saturating_sub(children));
+    }
+}
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A span's frame in the stack: `name{map=...}` for snapview spans; for
+/// others the `otel.name` field if there is one (the OpenTelemetry
+/// convention for a dynamic name such as `GET /route`), else the span name.
+fn frame_label(attrs: &Attributes<'_>) -> String {
+    let meta: &Metadata<'_> = attrs.metadata();
+    let mut fields = LabelFields::default();
+    attrs.record(&mut fields);
+    let label = if meta.target() == TARGET {
+        match fields.map {
+            Some(map) => format!("{}{{map={map}}}", meta.name()),
+            None => meta.name().to_owned(),
+        }
+    } else {
+        fields.otel_name.unwrap_or_else(|| meta.name().to_owned())
+    };
+    // ';' separates frames and a line ends a stack in the folded format.
+    label.replace([';', '\n'], ":")
+}
+
+#[derive(Default)]
+struct LabelFields {
+    map: Option<String>,
+    otel_name: Option<String>,
+}
+
+impl Visit for LabelFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "map" => self.map = Some(value.to_owned()),
+            "otel.name" => self.otel_name = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "map" => self.map = Some(format!("{value:?}")),
+            "otel.name" => self.otel_name = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
