@@ -100,6 +100,11 @@ pub use view::{ReadGuard, Snapshot, View};
 /// the iteration ends), `snapview.publish` (field `changes`), `snapview.diff`
 /// (field `changes`) at DEBUG; `snapview.iter.next` at TRACE. All have fields
 /// `map` and `version` and nest under the caller's current span.
+///
+/// [`Telemetry`](instrument::Telemetry) installs a subscriber for an
+/// application in one call (filter, fmt logs, OTLP export with the `otlp`
+/// feature, tokio-console with `console`, and the idle
+/// [view-cost profiler](instrument::views)). See `docs/instrumentation.md`.
 #[cfg(feature = "instrument")]
 #[cfg_attr(docsrs, doc(cfg(feature = "instrument")))]
 pub mod instrument {
