@@ -68,6 +68,9 @@
 //!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.
 //! - `console`: `instrument`, plus tokio-console support in the telemetry
 //!   pipeline. Requires `console-subscriber` and `--cfg tokio_unstable`.
+//! - `pprof`: `instrument`, plus the `/debug/pprof` endpoint ([`debug`]): an
+//!   axum router serving CPU profiles, view-cost flamegraphs, the histograms
+//!   and Prometheus metrics. Requires `snapview-flame` (axum, tokio, pprof-rs).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -80,12 +83,14 @@ mod sync;
 mod trie;
 mod tx;
 mod view;
+mod watch;
 
 pub use diff::{Change, Diff};
 pub use iter::{Iter, Keys, Values};
 pub use map::{DEFAULT_NAME, SnapMap, SnapMapBuilder};
 pub use tx::Tx;
 pub use view::{ReadGuard, Snapshot, View};
+pub use watch::Subscription;
 
 /// Latency histograms, call counts and spans of every map view.
 ///
@@ -109,6 +114,16 @@ pub use view::{ReadGuard, Snapshot, View};
 #[cfg_attr(docsrs, doc(cfg(feature = "instrument")))]
 pub mod instrument {
     pub use snapview_instrument::*;
+}
+
+/// The `/debug/pprof` endpoint: CPU profiles and view-cost flamegraphs for
+/// `go tool pprof`, the histogram report and `/metrics`, as an axum router
+/// to mount ([`debug::router`]) or a standalone server ([`debug::serve`]).
+/// See `docs/operations.md`.
+#[cfg(feature = "pprof")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
+pub mod debug {
+    pub use snapview_flame::*;
 }
 
 /// The default hasher: foldhash's fast hasher, seeded at random per map so

@@ -15,6 +15,7 @@ use crate::raw::NodeRef;
 use crate::trie;
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
+use crate::watch::{Subscription, Watchers};
 
 /// The name a map gets when its builder is given none.
 pub const DEFAULT_NAME: &str = "snapmap";
@@ -40,6 +41,7 @@ pub struct SnapMap<K, V, S = DefaultHashBuilder> {
     meta: Arc<Meta>,
     /// The same as `meta.hook`, one pointer closer.
     hook: MapHook,
+    watchers: Arc<Watchers<K, V, S>>,
 }
 
 /// What writers keep between writes.
@@ -87,6 +89,7 @@ impl<K, V, S> SnapMap<K, V, S> {
             writer: Mutex::new(Writer { current: first, spare: None }),
             meta,
             hook,
+            watchers: Watchers::new(),
         }
     }
 
@@ -121,6 +124,16 @@ impl<K, V, S> SnapMap<K, V, S> {
     /// The map's name (see [`SnapMapBuilder::name`]).
     pub fn name(&self) -> &str {
         &self.meta.name
+    }
+
+    /// A [`Subscription`] whose [`changed`](Subscription::changed) resolves
+    /// with each new version published from now on (coalesced when several
+    /// come between two waits), and `None` once the map is dropped.
+    pub fn subscribe(&self) -> Subscription<K, V, S> {
+        // Under the writer lock: a publish is either before (and `version`
+        // includes it) or after (and sees the new subscription).
+        let writer = self.lock_writer();
+        self.watchers.subscribe(writer.current.version())
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer<K, V, S>> {
@@ -182,6 +195,9 @@ where
                 // pending load into a counted reference by now).
                 let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
                 writer.spare = spare_for(old_root, next.root());
+                if self.watchers.watched() {
+                    self.watchers.published(&next);
+                }
                 publish.published(next.version(), changes);
             }
             // Nothing changed: the working root equals the current one.
@@ -204,6 +220,12 @@ fn spare_for<K: Clone, V: Clone>(old: Option<NodeRef<K, V>>, current: Option<&No
         return None;
     }
     trie::recycle(old, current).filter(|spare| !spare.ptr_eq(current))
+}
+
+impl<K, V, S> Drop for SnapMap<K, V, S> {
+    fn drop(&mut self) {
+        self.watchers.close();
+    }
 }
 
 impl<K, V, S: Default> Default for SnapMap<K, V, S> {

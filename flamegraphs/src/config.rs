@@ -1,0 +1,60 @@
+//! What the debug server is told: its token and whether it may listen beyond loopback.
+
+/// The environment variable [`DebugConfig::default`] reads the bearer token from.
+pub const TOKEN_ENV: &str = "SNAPVIEW_DEBUG_TOKEN";
+
+/// Configuration of the debug router and server.
+///
+/// `DebugConfig::default()` takes the token from [`TOKEN_ENV`] (unset or
+/// empty: no token) and allows loopback addresses only.
+///
+/// ```
+/// let config = snapview_flame::DebugConfig::default().token("s3cret").allow_remote(false);
+/// let app = snapview_flame::router_with(&config);
+/// # let _: axum::Router = app;
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct DebugConfig {
+    /// The bearer token every request must carry, if any.
+    pub token: Option<String>,
+    /// Whether [`serve_with`](crate::serve_with) may listen on a non-loopback address.
+    pub allow_remote: bool,
+}
+
+impl Default for DebugConfig {
+    fn default() -> Self {
+        let token = std::env::var(TOKEN_ENV).ok().filter(|token| !token.is_empty());
+        DebugConfig { token, allow_remote: false }
+    }
+}
+
+impl DebugConfig {
+    /// Requires `Authorization: Bearer <token>` on every request.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Serves without a token, whatever [`TOKEN_ENV`] says.
+    pub fn without_token(mut self) -> Self {
+        self.token = None;
+        self
+    }
+
+    /// Lets [`serve_with`](crate::serve_with) listen on non-loopback
+    /// addresses (e.g. `0.0.0.0:6060` in a container). Set a token too.
+    pub fn allow_remote(mut self, allow: bool) -> Self {
+        self.allow_remote = allow;
+        self
+    }
+}
+
+impl std::fmt::Debug for DebugConfig {
+    // The token is a secret: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DebugConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_remote", &self.allow_remote)
+            .finish()
+    }
+}

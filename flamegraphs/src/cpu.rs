@@ -1,0 +1,126 @@
+//! `/debug/pprof/profile` and `/debug/pprof/flamegraph`: CPU profiles taken
+//! with pprof-rs, one at a time.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
+use axum::response::Response;
+use pprof::{ProfilerGuard, ProfilerGuardBuilder, Report};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::query::Query;
+use crate::reply::{self, Failure};
+
+/// Shared objects whose code must not be unwound from the signal handler:
+/// unwinding through them can deadlock (`_Unwind_Backtrace` taking a lock
+/// the interrupted code holds) or read broken DWARF (`vdso`).
+const BLOCKLIST: [&str; 4] = ["libc", "libgcc", "pthread", "vdso"];
+
+/// Held while a CPU profile runs: the profiler is process-wide. Released
+/// when the guard drops, also when the handler's future is dropped because
+/// the client went away.
+static PROFILER: Mutex<()> = Mutex::const_new(());
+
+/// How long a request waits for the profiler before answering 409. A client
+/// that gave up frees it only once the server notices the closed connection,
+/// a few to a few hundred milliseconds later; a request that follows it
+/// right away should not be refused for that.
+const GRACE: Duration = Duration::from_millis(500);
+
+async fn take_profiler() -> Option<MutexGuard<'static, ()>> {
+    tokio::time::timeout(GRACE, PROFILER.lock()).await.ok()
+}
+
+/// `GET /debug/pprof/profile`: gzipped `profile.proto`.
+pub(crate) async fn profile(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+    let report = capture(raw.as_deref()).await?;
+    let profile = report.pprof().map_err(|err| internal_error("could not encode the profile", err))?;
+    Ok(reply::profile(&profile, "profile"))
+}
+
+/// `GET /debug/pprof/flamegraph`: the CPU profile as an SVG.
+pub(crate) async fn flamegraph(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+    let report = capture(raw.as_deref()).await?;
+    let svg = reply::flamegraph("CPU profile", "samples", folded(&report).iter().map(String::as_str))
+        .map_err(|err| internal_error("could not draw the flamegraph", err))?;
+    Ok(reply::svg(svg))
+}
+
+/// Parses the window, takes the profiler, profiles for the window and
+/// builds the report; the response to send instead when any of it fails.
+async fn capture(raw: Option<&str>) -> Result<Report, Failure> {
+    let query = Query::parse(raw);
+    let window = query.seconds().map_err(bad_request)?;
+    let hz = query.frequency().map_err(bad_request)?;
+    // The slow part of starting, done before taking the profiler so that a
+    // client leaving meanwhile does not keep it.
+    let builder = blocking(move || prepare(hz)).await?;
+    let held = take_profiler().await.ok_or_else(busy)?;
+    // `held` goes along so that it is released only after the profiler
+    // stops, even if this future is dropped while it starts.
+    let (held, guard) = blocking(move || start(builder).map(|guard| (held, guard))).await??;
+    // Dropping this future (client gone) drops `guard`, which stops the
+    // profiler, then `held`.
+    tokio::time::sleep(window).await;
+    // Symbolizing every sampled frame takes a while too.
+    blocking(move || {
+        let report = guard.report().build();
+        drop(guard);
+        drop(held);
+        report.map_err(|err| internal_error("profiling failed", err))
+    })
+    .await?
+}
+
+/// Runs `work` on tokio's blocking pool, off the runtime's workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| internal_error("profiling failed", err))
+}
+
+fn internal_error(what: &str, err: impl std::fmt::Display) -> Failure {
+    Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format_args!("{what}: {err}"))
+}
+
+/// A profiler builder with the address ranges of [`BLOCKLIST`] (read from
+/// the loaded objects), after the one-time loading of the debug info that
+/// pprof-rs's start does through a resolved backtrace: seconds in a debug build.
+fn prepare(hz: i32) -> ProfilerGuardBuilder {
+    static DEBUG_INFO: Once = Once::new();
+    DEBUG_INFO.call_once(|| drop(backtrace::Backtrace::new()));
+    ProfilerGuardBuilder::default().frequency(hz).blocklist(&BLOCKLIST)
+}
+
+fn start(builder: ProfilerGuardBuilder) -> Result<ProfilerGuard<'static>, Failure> {
+    match builder.build() {
+        Ok(guard) => Ok(guard),
+        // Someone else in the process started pprof-rs directly.
+        Err(pprof::Error::Running) => Err(busy()),
+        Err(err) => Err(internal_error("cannot start the profiler", err)),
+    }
+}
+
+fn bad_request(message: String) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn busy() -> Failure {
+    Failure::new(StatusCode::CONFLICT, "a CPU profile is already running in this process; retry when it ends")
+}
+
+/// The report as folded stacks, thread first, root frame next, as pprof-rs
+/// draws its own flamegraphs.
+fn folded(report: &Report) -> Vec<String> {
+    report
+        .data
+        .iter()
+        .map(|(frames, count)| {
+            let mut stack = vec![frames.thread_name_or_id()];
+            stack.extend(
+                frames.frames.iter().rev().flat_map(|frame| frame.iter().rev().map(|symbol| symbol.to_string())),
+            );
+            format!("{} {count}", stack.join(";"))
+        })
+        .collect()
+}

@@ -1,0 +1,107 @@
+//! The query parameters, parsed by hand so that a 400 names the parameter.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// Default profiling window, as in Go's `net/http/pprof`.
+pub(crate) const DEFAULT_SECONDS: u64 = 30;
+/// Accepted profiling windows: long enough to mean something, short enough
+/// not to tie a connection up for ever.
+pub(crate) const SECONDS: RangeInclusive<u64> = 1..=300;
+/// Default sampling frequency: 99 Hz, off the beat of periodic work.
+pub(crate) const DEFAULT_FREQUENCY: u64 = 99;
+/// Accepted frequencies; above 1 kHz the signal handler dominates.
+pub(crate) const FREQUENCY: RangeInclusive<u64> = 1..=1000;
+
+/// A raw query string (`a=1&b=2`), decoded.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
+        let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes());
+        Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    }
+
+    /// The first value of `name`, as Go's `FormValue` takes it.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// `seconds` as a window, default [`DEFAULT_SECONDS`].
+    pub(crate) fn seconds(&self) -> Result<Duration, String> {
+        self.number("seconds", DEFAULT_SECONDS, SECONDS).map(Duration::from_secs)
+    }
+
+    /// `frequency` in Hz, default [`DEFAULT_FREQUENCY`].
+    pub(crate) fn frequency(&self) -> Result<i32, String> {
+        let hz = self.number("frequency", DEFAULT_FREQUENCY, FREQUENCY)?;
+        Ok(i32::try_from(hz).expect("FREQUENCY fits in i32"))
+    }
+
+    fn number(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, String> {
+        let Some(raw) = self.get(name) else { return Ok(default) };
+        match raw.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{name} must be a whole number in {}..={}, got {}",
+                range.start(),
+                range.end(),
+                quoted(raw)
+            )),
+        }
+    }
+
+    /// `format`, one of `choices` (the first is the default).
+    pub(crate) fn format(&self, choices: &[&'static str]) -> Result<&'static str, String> {
+        let Some(raw) = self.get("format") else { return Ok(choices[0]) };
+        choices
+            .iter()
+            .find(|choice| **choice == raw)
+            .copied()
+            .ok_or_else(|| format!("format must be one of {}, got {}", choices.join(", "), quoted(raw)))
+    }
+}
+
+/// `raw` quoted and escaped for an error message, cut short: the message
+/// echoes the client's input and need not echo a megabyte of it.
+fn quoted(raw: &str) -> String {
+    const MAX: usize = 40;
+    match raw.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}...", &raw[..cut]),
+        None => format!("{raw:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds(raw: &str) -> Result<Duration, String> {
+        Query::parse(Some(raw)).seconds()
+    }
+
+    #[test]
+    fn defaults_apply_when_absent() {
+        let query = Query::parse(None);
+        assert_eq!(query.seconds(), Ok(Duration::from_secs(30)));
+        assert_eq!(query.frequency(), Ok(99));
+        assert_eq!(query.format(&["svg", "folded"]), Ok("svg"));
+    }
+
+    #[test]
+    fn values_are_decoded_and_bounded() {
+        assert_eq!(seconds("seconds=%32"), Ok(Duration::from_secs(2)));
+        assert_eq!(seconds("seconds=300"), Ok(Duration::from_secs(300)));
+        for bad in ["seconds=0", "seconds=-1", "seconds=abc", "seconds=301", "seconds=", "seconds=1.5"] {
+            let message = seconds(bad).unwrap_err();
+            assert!(message.starts_with("seconds must be a whole number in 1..=300, got \""), "{message}");
+        }
+        assert!(Query::parse(Some("frequency=1001")).frequency().unwrap_err().starts_with("frequency "));
+    }
+
+    #[test]
+    fn echoed_input_is_cut_short() {
+        let message = seconds(&format!("seconds={}", "9".repeat(1000))).unwrap_err();
+        assert!(message.len() < 120 && message.ends_with("..."), "{message}");
+    }
+}

@@ -1,0 +1,97 @@
+//! Building the responses the handlers share.
+
+use std::io::Write;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use pprof::protos::Message;
+
+/// A request that cannot be answered as asked: a status and why.
+pub(crate) struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(status: StatusCode, message: impl std::fmt::Display) -> Failure {
+        Failure { status, message: message.to_string() }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        error(self.status, self.message)
+    }
+}
+
+/// `status` with a one-line plain-text message.
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+}
+
+/// A plain-text or other textual body with its content type.
+pub(crate) fn body(content_type: &'static str, body: impl Into<String>) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body.into()).into_response()
+}
+
+/// An SVG image.
+pub(crate) fn svg(svg: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
+}
+
+/// A gzipped `profile.proto` download, as `go tool pprof` fetches it.
+pub(crate) fn profile(profile: &pprof::protos::Profile, filename: &str) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    match gzip(&profile.encode_to_vec()) {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format_args!("could not compress the profile: {err}")),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+/// A flamegraph of folded stacks (`frame;frame count` lines), or, when there
+/// are none, a small SVG saying so (inferno refuses empty input).
+pub(crate) fn flamegraph<'a>(
+    title: &str,
+    count_name: &str,
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<u8>, String> {
+    let mut lines = lines.into_iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(empty_svg(title));
+    }
+    let mut options = pprof::flamegraph::Options::default();
+    options.title = title.to_owned();
+    options.count_name = count_name.to_owned();
+    let mut out = Vec::new();
+    pprof::flamegraph::from_lines(&mut options, lines, &mut out).map_err(|err| err.to_string())?;
+    Ok(out)
+}
+
+/// The SVG for a window that recorded nothing.
+fn empty_svg(title: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+         <svg version=\"1.1\" width=\"1200\" height=\"80\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <text x=\"600\" y=\"30\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">{}</text>\
+         <text x=\"600\" y=\"60\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">\
+         no samples: nothing was recorded in the window</text></svg>\n",
+        xml_escape(title)
+    )
+    .into_bytes()
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -1,0 +1,138 @@
+//! The router and the ways to serve it.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::Router;
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
+use axum::response::{Html, Response};
+use axum::routing::get;
+use snapview_instrument::prometheus;
+use tokio::net::{TcpListener, ToSocketAddrs};
+
+use crate::config::DebugConfig;
+use crate::query::Query;
+use crate::{auth, cpu, reply, views};
+
+/// Where [`serve`] is usually pointed: `127.0.0.1:6060`, Go's customary pprof port.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6060);
+
+/// The debug routes with [`DebugConfig::default()`] (token from
+/// `SNAPVIEW_DEBUG_TOKEN`), to merge into an application's router.
+pub fn router() -> Router {
+    router_with(&DebugConfig::default())
+}
+
+/// The debug routes: `/debug/pprof/...` and `/metrics`, every one (and the
+/// 404 of unknown paths) behind the token if `config` has one.
+pub fn router_with(config: &DebugConfig) -> Router {
+    let router = Router::new()
+        .route("/debug/pprof", get(index))
+        .route("/debug/pprof/", get(index))
+        .route("/debug/pprof/profile", get(cpu::profile))
+        .route("/debug/pprof/flamegraph", get(cpu::flamegraph))
+        .route("/debug/pprof/views", get(views::views))
+        .route("/debug/pprof/histograms", get(histograms))
+        .route("/metrics", get(metrics))
+        .fallback(not_found);
+    match &config.token {
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
+        None => router,
+    }
+}
+
+/// Serves [`router()`] on `addr` until the process ends. See [`serve_with`].
+///
+/// # Errors
+///
+/// As [`serve_with`].
+pub async fn serve(addr: impl ToSocketAddrs) -> io::Result<()> {
+    serve_with(addr, DebugConfig::default()).await
+}
+
+/// Serves the debug routes on `addr` until the process ends.
+///
+/// # Errors
+///
+/// `PermissionDenied` if `addr` resolves to a non-loopback address and
+/// `config` does not [`allow_remote`](DebugConfig::allow_remote); otherwise
+/// the errors of resolving, binding and accepting.
+pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Result<()> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+    for addr in &addrs {
+        check_reach(*addr, &config)?;
+    }
+    let listener = TcpListener::bind(&addrs[..]).await?;
+    serve_with_shutdown(listener, config, std::future::pending()).await
+}
+
+/// Serves the debug routes on an already bound `listener` (e.g. port 0 in
+/// tests) until `signal` completes, then lets running requests finish.
+///
+/// # Errors
+///
+/// `PermissionDenied` if the listener is on a non-loopback address and
+/// `config` does not [`allow_remote`](DebugConfig::allow_remote); the errors
+/// of accepting otherwise.
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    config: DebugConfig,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    check_reach(listener.local_addr()?, &config)?;
+    axum::serve(listener, router_with(&config)).with_graceful_shutdown(signal).await
+}
+
+fn check_reach(addr: SocketAddr, config: &DebugConfig) -> io::Result<()> {
+    if addr.ip().is_loopback() || config.allow_remote {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "refusing to serve /debug/pprof on {addr}: profiles expose the program; \
+             use a loopback address or DebugConfig::allow_remote(true) (with a token)"
+        ),
+    ))
+}
+
+/// The endpoints and what they give, as Go's index page lists them.
+const ENDPOINTS: [(&str, &str); 5] = [
+    ("/debug/pprof/profile", "CPU profile (gzipped profile.proto for go tool pprof); ?seconds=30&frequency=99"),
+    ("/debug/pprof/flamegraph", "the same CPU profile as an SVG flamegraph; ?seconds=30&frequency=99"),
+    ("/debug/pprof/views", "wall time in snapview views under the caller's spans; ?seconds=30&format=svg|folded|pprof"),
+    ("/debug/pprof/histograms", "latency histograms of every map and operation; ?format=text|json"),
+    ("/metrics", "Prometheus text exposition of the same histograms and call counts"),
+];
+
+async fn index() -> Html<String> {
+    let items: String =
+        ENDPOINTS.iter().map(|(path, what)| format!("<li><a href=\"{path}\">{path}</a>: {what}</li>\n")).collect();
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>/debug/pprof/</title></head><body>\n\
+         <h1>/debug/pprof/</h1>\n<ul>\n{items}</ul>\n\
+         <p>Read a CPU profile with <code>go tool pprof http://HOST/debug/pprof/profile?seconds=10</code>.</p>\n\
+         </body></html>\n"
+    ))
+}
+
+async fn histograms(RawQuery(raw): RawQuery) -> Response {
+    match Query::parse(raw.as_deref()).format(&["text", "json"]) {
+        Ok("json") => match serde_json::to_string(&snapview_instrument::report()) {
+            Ok(json) => reply::body("application/json", json),
+            Err(err) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, err),
+        },
+        Ok(_) => reply::body("text/plain; charset=utf-8", snapview_instrument::report().to_string()),
+        Err(message) => reply::error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+async fn metrics() -> Response {
+    reply::body(prometheus::CONTENT_TYPE, prometheus::render_current())
+}
+
+async fn not_found() -> Response {
+    reply::error(StatusCode::NOT_FOUND, "no such endpoint; see /debug/pprof/")
+}

@@ -1,0 +1,44 @@
+//! With a token every endpoint, unknown paths included, answers 401 unless
+//! the request carries it; without one, no header is needed.
+
+mod common;
+
+use common::Server;
+use snapview_flame::DebugConfig;
+
+const PATHS: [&str; 5] =
+    ["/debug/pprof/", "/debug/pprof/histograms", "/metrics", "/debug/pprof/nope", "/debug/pprof/profile?seconds=0"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_every_path() {
+    let server = Server::start(DebugConfig::default().token("s3cret")).await;
+    for path in PATHS {
+        for authorization in [None, Some("Bearer wrong"), Some("Bearer s3cre"), Some("s3cret"), Some("Basic s3cret")] {
+            let response = send(&server.url(path), authorization).await;
+            assert_eq!(response.status(), 401, "{path} with {authorization:?}");
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        }
+    }
+    let expected = [200, 200, 200, 404, 400];
+    for (path, status) in PATHS.into_iter().zip(expected) {
+        let (got, _, _) = common::get(&server.url(path), Some("Bearer s3cret")).await;
+        assert_eq!(got, status, "{path} with the token");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_no_header_is_needed() {
+    let server = Server::open().await;
+    let expected = [200, 200, 200, 404, 400];
+    for (path, status) in PATHS.into_iter().zip(expected) {
+        assert_eq!(server.get(path).await.0, status, "{path}");
+    }
+}
+
+async fn send(url: &str, authorization: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    request.send().await.unwrap()
+}

@@ -1,0 +1,146 @@
+//! Change notification: [`SnapMap::subscribe`](crate::SnapMap::subscribe)
+//! hands out [`Subscription`]s whose [`changed`](Subscription::changed)
+//! resolves with the next published version. Runtime-agnostic: plain wakers,
+//! no executor assumed.
+
+use core::fmt;
+use core::future::poll_fn;
+use core::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::view::{Snapshot, View};
+
+/// What a map shares with its subscriptions. Writers update it only while
+/// someone holds a subscription, so an unwatched map pays one count check per publish.
+pub(crate) struct Watchers<K, V, S> {
+    state: Mutex<State<K, V, S>>,
+}
+
+struct State<K, V, S> {
+    /// The newest version published while subscriptions existed.
+    latest: Option<Arc<View<K, V, S>>>,
+    /// The map is gone: no version will come after `latest`.
+    closed: bool,
+    /// Subscriptions waiting in `changed`, by id (a re-polled future replaces its waker).
+    waiting: Vec<(u64, Waker)>,
+    next_id: u64,
+}
+
+impl<K, V, S> Watchers<K, V, S> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self { state: Mutex::new(State { latest: None, closed: false, waiting: Vec::new(), next_id: 0 }) })
+    }
+
+    /// A new subscription that has seen `version`. The caller holds the
+    /// writer lock, so no publish can slip between reading `version` and the
+    /// new count that makes writers call [`published`](Self::published).
+    pub(crate) fn subscribe(self: &Arc<Self>, version: u64) -> Subscription<K, V, S> {
+        let id = {
+            let mut state = self.lock();
+            state.next_id += 1;
+            state.next_id
+        };
+        Subscription { watchers: Arc::clone(self), seen: version, id }
+    }
+
+    /// Whether any subscription exists (the map's own reference aside).
+    /// Called under the writer lock, after which `subscribe` cannot race.
+    pub(crate) fn watched(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1
+    }
+
+    /// A new version was published.
+    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) {
+        let waiting = {
+            let mut state = self.lock();
+            state.latest = Some(Arc::clone(view));
+            core::mem::take(&mut state.waiting)
+        };
+        waiting.into_iter().for_each(|(_, waker)| waker.wake());
+    }
+
+    /// The map is being dropped.
+    pub(crate) fn close(&self) {
+        let waiting = {
+            let mut state = self.lock();
+            state.closed = true;
+            core::mem::take(&mut state.waiting)
+        };
+        waiting.into_iter().for_each(|(_, waker)| waker.wake());
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<K, V, S>> {
+        // No critical section can panic halfway (pushes and takes only).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A handle that learns of every new version of one map, for reload loops:
+///
+/// ```
+/// # use snapview::SnapMap;
+/// # let map: SnapMap<String, u16> = SnapMap::new();
+/// let mut changes = map.subscribe();
+/// map.insert("/api".into(), 8080);
+/// # let fut = async move {
+/// while let Some(snapshot) = changes.changed().await {
+///     println!("version {}: {} routes", snapshot.version(), snapshot.len());
+/// #   break;
+/// }
+/// # };
+/// ```
+///
+/// `changed()` resolves with the newest version published after the last one
+/// this subscription returned (or after it was created): versions published
+/// in between are coalesced, as with a watch channel; diff two snapshots to
+/// see everything that changed. It resolves with `None` once the map is
+/// dropped and its last version was returned. It works with any executor
+/// (it only uses the `Waker` it is polled with), and the subscription is
+/// `'static`, `Send` and `Sync`: move it into a task.
+pub struct Subscription<K, V, S = crate::DefaultHashBuilder> {
+    watchers: Arc<Watchers<K, V, S>>,
+    seen: u64,
+    id: u64,
+}
+
+impl<K, V, S> Subscription<K, V, S> {
+    /// The next version after the last one seen; `None` when the map is gone.
+    pub async fn changed(&mut self) -> Option<Snapshot<K, V, S>> {
+        poll_fn(|cx| self.poll_changed(cx)).await
+    }
+
+    /// The polling form of [`changed`](Self::changed), for hand-written futures.
+    pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Snapshot<K, V, S>>> {
+        let mut state = self.watchers.lock();
+        if let Some(latest) = state.latest.clone().filter(|view| view.version() > self.seen) {
+            self.seen = latest.version();
+            state.waiting.retain(|(id, _)| *id != self.id);
+            return Poll::Ready(Some(Snapshot::from_arc(latest)));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        match state.waiting.iter_mut().find(|(id, _)| *id == self.id) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => state.waiting.push((self.id, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+
+    /// The version this subscription saw last.
+    pub fn seen_version(&self) -> u64 {
+        self.seen
+    }
+}
+
+impl<K, V, S> Drop for Subscription<K, V, S> {
+    fn drop(&mut self) {
+        self.watchers.lock().waiting.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl<K, V, S> fmt::Debug for Subscription<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("seen_version", &self.seen).finish_non_exhaustive()
+    }
+}
