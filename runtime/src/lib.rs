@@ -55,6 +55,15 @@
 //! only what that version did not share. See `docs/design.md` for invariants
 //! and memory orders.
 //!
+//! # Change notification
+//!
+//! [`SnapMap::subscribe`] returns a [`Subscription`] whose `changed().await`
+//! resolves with the next published version (versions published in between
+//! are coalesced; diff against the previous snapshot to see them all), and
+//! with `None` once the map is dropped. It only uses the `Waker` it is polled
+//! with, so it works under any executor. A map nobody subscribes to pays one
+//! reference-count check per publish.
+//!
 //! # Features
 //!
 //! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map).
