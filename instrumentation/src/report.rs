@@ -151,20 +151,49 @@ impl OpStats {
 }
 
 impl fmt::Display for Report {
+    /// A table, one row per (map, op), columns as wide as their widest cell.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let map_width = self.ops.iter().map(|s| s.map.len()).max().unwrap_or(0).max(3);
-        writeln!(
-            f,
-            "{:<map_width$}  {:<9}  {:>12}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}",
-            "map", "op", "calls", "samples", "min ns", "p50", "p90", "p99", "p99.9", "max", "mean"
-        )?;
-        for s in &self.ops {
-            writeln!(
-                f,
-                "{:<map_width$}  {:<9}  {:>12}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9.1}",
-                s.map, s.op, s.calls, s.samples, s.min, s.p50, s.p90, s.p99, s.p999, s.max, s.mean
-            )?;
+        const HEADER: [&str; 11] =
+            ["map", "op", "calls", "samples", "min ns", "p50", "p90", "p99", "p99.9", "max", "mean"];
+        let rows: Vec<[String; 11]> = self
+            .ops
+            .iter()
+            .map(|s| {
+                let n = |v: u64| v.to_string();
+                [
+                    s.map.clone(),
+                    s.op.to_string(),
+                    n(s.calls),
+                    n(s.samples),
+                    n(s.min),
+                    n(s.p50),
+                    n(s.p90),
+                    n(s.p99),
+                    n(s.p999),
+                    n(s.max),
+                    format!("{:.1}", s.mean),
+                ]
+            })
+            .collect();
+        let mut widths = HEADER.map(str::len);
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.len());
+            }
+        }
+        write_row(f, &widths, HEADER.iter().copied())?;
+        for row in &rows {
+            write_row(f, &widths, row.iter().map(String::as_str))?;
         }
         Ok(())
     }
+}
+
+/// Text columns (map, op) left-aligned, numbers right-aligned, two spaces apart.
+fn write_row<'a>(f: &mut fmt::Formatter<'_>, widths: &[usize], cells: impl Iterator<Item = &'a str>) -> fmt::Result {
+    for (i, (cell, &width)) in cells.zip(widths).enumerate() {
+        let gap = if i == 0 { "" } else { "  " };
+        if i < 2 { write!(f, "{gap}{cell:<width$}")? } else { write!(f, "{gap}{cell:>width$}")? }
+    }
+    writeln!(f)
 }

@@ -1,0 +1,101 @@
+//! An HTTP gateway (axum on tokio) that uses snapview the way a real service
+//! would: a hot-reloaded `routes` map, one snapshot per request, per-route
+//! counters in `request_stats`, `/metrics`, `/debug/pprof` on the same port,
+//! traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and a built-in
+//! load generator so that the histograms and flamegraphs have something to show.
+//!
+//! `cargo run --release -p snapview-examples --example service` (`--help` for the flags)
+
+use std::process::ExitCode;
+
+use snapview::instrument::{Protocol, Telemetry, TelemetryGuard};
+use snapview_examples::gateway::cli::{self, Args};
+use snapview_examples::gateway::{Service, ShutdownReport};
+
+fn main() -> ExitCode {
+    let args = match cli::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("service: {message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let telemetry = match install_telemetry() {
+        Ok(guard) => guard,
+        Err(message) => {
+            eprintln!("service: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = runtime.block_on(run(args));
+    drop(runtime);
+    // Flushes the spans and metrics still queued for the collector (bounded wait).
+    drop(telemetry);
+    match outcome {
+        Ok(report) => {
+            if let Some(load) = report.load {
+                println!(
+                    "load generator: {} requests sent, {} answered, {} failed",
+                    load.sent, load.answered, load.failed
+                );
+            }
+            println!(
+                "\nlatency of each view (ns; one call in {} timed):",
+                snapview::instrument::default_sample_every()
+            );
+            print!("{}", snapview::instrument::report());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("service: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr always (the reload diffs belong in the terminal), plus OTLP
+/// export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, plus tokio-console with
+/// the `console` feature in a `--cfg tokio_unstable` build.
+fn install_telemetry() -> Result<TelemetryGuard, String> {
+    let mut builder = Telemetry::builder().service_name("snapview-demo");
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+            Ok("http/protobuf") => Protocol::HttpProtobuf,
+            _ => Protocol::Grpc,
+        };
+        builder = builder.otlp(protocol);
+    }
+    #[cfg(all(feature = "console", tokio_unstable))]
+    {
+        builder = builder.console(true);
+    }
+    #[cfg(all(feature = "console", not(tokio_unstable)))]
+    eprintln!("service: the console feature needs RUSTFLAGS=\"--cfg tokio_unstable\"; tokio-console is off");
+    builder.install().map_err(|err| err.to_string())
+}
+
+async fn run(args: Args) -> Result<ShutdownReport, String> {
+    let service = Service::start(args.config.clone()).await.map_err(|err| err.to_string())?;
+    println!("{}", cli::banner(service.local_addr(), &args));
+    let reason = match args.run_for {
+        Some(duration) => {
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => "time is up",
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            }
+        }
+        None => {
+            tokio::signal::ctrl_c().await.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
+            "Ctrl-C"
+        }
+    };
+    tracing::info!("{reason}: shutting down");
+    let report = service.shutdown().await;
+    tracing::info!(forced = report.forced, "stopped");
+    Ok(report)
+}

@@ -1,0 +1,189 @@
+//! The HTTP side: resolving `/route/<path>` on a snapshot of `routes`, the
+//! per-request span, the per-route counters in `request_stats`.
+//!
+//! The gateway *resolves* a request's upstream and answers with it as JSON;
+//! it does not proxy. Proxying would add an HTTP client and real upstreams to
+//! the demo without showing anything more about snapview.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use snapview::debug::DebugConfig;
+use snapview::{DefaultHashBuilder, View};
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use super::{RouteMap, StatsMap};
+
+/// The `request_stats` key of requests that matched no route.
+pub const UNMATCHED: &str = "(none)";
+
+/// What the handlers share: the two maps.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    /// Prefix → upstream, replaced by the reloader one version per file edit.
+    pub routes: Arc<RouteMap>,
+    /// Route prefix (or [`UNMATCHED`]) → its counters, one version per request.
+    pub request_stats: Arc<StatsMap>,
+}
+
+/// The whole application: the gateway's routes, `/metrics`, and, for every
+/// other path, snapview's `/debug/pprof` router (with `debug`'s token, if any),
+/// all under the per-request span.
+///
+/// The debug router is the fallback rather than merged because both serve
+/// `/metrics`: the gateway's own includes snapview's families (see
+/// [`metrics`](super::metrics)), so nothing is lost.
+pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/route", get(resolve))
+        .route("/route/", get(resolve))
+        .route("/route/{*path}", get(resolve))
+        .route("/metrics", get(super::metrics::metrics))
+        .with_state(gateway)
+        .fallback_service(snapview::debug::router_with(debug))
+        .layer(middleware::from_fn(request_span))
+}
+
+/// Wraps each request in an INFO span named, for OpenTelemetry, after the
+/// method and the route template (`GET /route/{*path}`, `GET /metrics`), as
+/// the HTTP semantic conventions do: a bounded set of names. The snapview
+/// spans of the request (the `routes` snapshot, the `request_stats` publish
+/// or iteration) nest under it, in Jaeger and in `/debug/pprof/views`.
+async fn request_span(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let template = match &matched {
+        Some(matched) => matched.as_str(),
+        // The debug endpoints are a handful of fixed paths; anything else is
+        // one name, so that scanners cannot mint span names.
+        None if path.starts_with("/debug/pprof") => path,
+        None => "other",
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {template}", request.method()),
+        http.request.method = %request.method(),
+        url.path = %path,
+        http.response.status_code = Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+/// `GET /route/<path>`: the upstream of the longest matching prefix.
+///
+/// One snapshot of `routes` serves the whole request, so the route, the
+/// upstream and the version in the answer always belong together, even if a
+/// reload publishes meanwhile.
+async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Response {
+    let path = uri.path().strip_prefix("/route").filter(|p| !p.is_empty()).unwrap_or("/");
+    let routes = gateway.routes.snapshot();
+    let hit = longest_prefix(&routes, path);
+    let route = hit.map_or(UNMATCHED, |(prefix, _)| prefix);
+    // A child span named after the route, so that view costs and traces can
+    // be told apart per route (`GET /route/{*path};route /api;snapview.publish`).
+    let span = tracing::info_span!("route", otel.name = %format_args!("{method} {route}"), route, routes.version = routes.version());
+    span.in_scope(|| {
+        let (status, body) = match hit {
+            Some((prefix, upstream)) => (
+                StatusCode::OK,
+                serde_json::json!({ "route": prefix, "upstream": upstream, "path": path, "version": routes.version() }),
+            ),
+            None => (
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": "no route", "path": path, "version": routes.version() }),
+            ),
+        };
+        let body = body.to_string();
+        record(&gateway.request_stats, route, status, body.len());
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    })
+}
+
+/// The entry of the longest prefix of `path` that ends on a segment boundary:
+/// for `/api/users/42`, looks up `/api/users/42`, `/api/users`, `/api`, `/`,
+/// in that order. So a request costs one hash look-up per path segment,
+/// whatever the number of routes, and `/api` never matches `/apix`.
+pub fn longest_prefix<'a>(
+    routes: &'a View<String, String, DefaultHashBuilder>,
+    path: &str,
+) -> Option<(&'a str, &'a str)> {
+    let mut candidate = path.trim_end_matches('/');
+    loop {
+        let key = if candidate.is_empty() { "/" } else { candidate };
+        if let Some((prefix, upstream)) = routes.get_key_value(key) {
+            return Some((prefix.as_str(), upstream.as_str()));
+        }
+        match candidate.rfind('/') {
+            Some(cut) if !candidate.is_empty() => candidate = &candidate[..cut],
+            _ => return None,
+        }
+    }
+}
+
+/// Counts the request under its route: one `update`, so one published
+/// version per request. Fine at the demo's rates (a publish copies one
+/// short trie path); a service at tens of thousands of requests per second
+/// would count in per-thread counters and fold them into the map in one
+/// batch every few hundred milliseconds instead.
+fn record(stats: &StatsMap, route: &str, status: StatusCode, bytes: usize) {
+    stats.update(|tx| {
+        let mut counters = tx.get(route).cloned().unwrap_or_default();
+        counters.requests += 1;
+        counters.not_found += u64::from(status == StatusCode::NOT_FOUND);
+        counters.response_bytes += bytes as u64;
+        tx.insert(route.to_owned(), counters);
+    });
+}
+
+async fn index() -> impl IntoResponse {
+    "snapview demo gateway\n\
+     GET /route/<path>          the upstream of the longest matching route prefix (JSON; resolved, not proxied)\n\
+     GET /metrics               per-route counters from one snapshot of request_stats, and snapview's own metrics\n\
+     GET /debug/pprof/          CPU profiles, view-cost flamegraphs, latency histograms\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(prefixes: &[&str]) -> RouteMap {
+        let map = RouteMap::new();
+        map.update(|tx| {
+            for p in prefixes {
+                tx.insert(p.to_string(), format!("http://{p}"));
+            }
+        });
+        map
+    }
+
+    #[test]
+    fn the_longest_prefix_on_a_segment_boundary_wins() {
+        let map = routes(&["/api", "/api/users", "/static"]);
+        let snap = map.snapshot();
+        let hit = |path| longest_prefix(&snap, path).map(|(p, _)| p);
+        assert_eq!(hit("/api/users/42"), Some("/api/users"));
+        assert_eq!(hit("/api/users"), Some("/api/users"));
+        assert_eq!(hit("/api/users/"), Some("/api/users"));
+        assert_eq!(hit("/api/orders"), Some("/api"));
+        assert_eq!(hit("/apix"), None);
+        assert_eq!(hit("/"), None);
+        assert_eq!(hit("/nothing/here"), None);
+    }
+
+    #[test]
+    fn the_root_route_catches_everything() {
+        let map = routes(&["/", "/api"]);
+        let snap = map.snapshot();
+        assert_eq!(longest_prefix(&snap, "/apix").map(|(p, _)| p), Some("/"));
+        assert_eq!(longest_prefix(&snap, "/").map(|(p, _)| p), Some("/"));
+        assert_eq!(longest_prefix(&snap, "/api/v1").map(|(p, _)| p), Some("/api"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The `service` example's command line and start-up banner.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use snapview::debug::DebugConfig;
+
+use super::Config;
+use super::load::{self, LoadConfig};
+
+/// The usage message (bad flags print it and exit with status 2).
+pub const USAGE: &str = "\
+usage: service [OPTIONS]
+
+  --addr ADDR          listen here (default 127.0.0.1:8080; port 0 picks a free port)
+  --allow-remote       allow a non-loopback --addr (set --token too: /debug/pprof is served)
+  --routes PATH        routes file (default examples/data/routes.toml)
+  --seconds N          run N seconds, then shut down cleanly (default: until Ctrl-C)
+  --no-load            do not start the built-in load generator
+  --rate N             load generator requests/s, 1..=5000 (default 200)
+  --load-seconds N     stop the load generator after N seconds, 1..=3600 (default 300)
+  --token TOKEN        bearer token for /debug/pprof/* (default: $SNAPVIEW_DEBUG_TOKEN)
+  -h, --help           this message
+
+environment: RUST_LOG (log filter, default info), OTEL_EXPORTER_OTLP_ENDPOINT (export
+traces and metrics over OTLP, e.g. http://localhost:4317 for Jaeger),
+OTEL_EXPORTER_OTLP_PROTOCOL (grpc, the default, or http/protobuf)";
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The service's configuration.
+    pub config: Config,
+    /// Run this long, then shut down; `None`: until Ctrl-C.
+    pub run_for: Option<Duration>,
+}
+
+/// Parses the arguments (without the program name). `Ok(None)` means
+/// `--help` was asked for.
+///
+/// # Errors
+///
+/// A message naming the bad flag or value.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut config = Config::default();
+    let mut load = Some(LoadConfig::default());
+    let (mut rate, mut load_seconds) = (load::DEFAULT_RATE, load::DEFAULT_DURATION.as_secs());
+    let mut run_for = None;
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--addr" => {
+                let v = value()?;
+                config.addr = v.parse().map_err(|_| format!("--addr: not an IP:port address: {v:?}"))?;
+            }
+            "--allow-remote" => config.allow_remote = true,
+            "--routes" => config.routes_path = PathBuf::from(value()?),
+            "--seconds" => run_for = Some(Duration::from_secs(number(&flag, &value()?, 1..=86_400)?)),
+            "--no-load" => load = None,
+            "--rate" => rate = number(&flag, &value()?, 1..=u64::from(load::MAX_RATE))? as u32,
+            "--load-seconds" => load_seconds = number(&flag, &value()?, 1..=load::MAX_DURATION.as_secs())?,
+            "--token" => config.debug = DebugConfig::default().token(value()?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if !config.addr.ip().is_loopback() && !config.allow_remote {
+        return Err(format!("--addr {}: not a loopback address; add --allow-remote (and --token)", config.addr));
+    }
+    config.load = load.map(|_| LoadConfig { rate, duration: Duration::from_secs(load_seconds) });
+    Ok(Some(Args { config, run_for }))
+}
+
+fn number(flag: &str, value: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("{flag} must be a whole number in {}..={}, got {value:?}", range.start(), range.end())),
+    }
+}
+
+/// What to open and try, printed at start.
+pub fn banner(addr: SocketAddr, args: &Args) -> String {
+    let base = format!("http://{addr}");
+    let routes = args.config.routes_path.display();
+    let load = match &args.config.load {
+        Some(load) => format!("on: {} requests/s for {} s (--no-load to turn off)", load.rate, load.duration.as_secs()),
+        None => "off".to_owned(),
+    };
+    let until = match args.run_for {
+        Some(d) => format!("for {} s", d.as_secs()),
+        None => "until Ctrl-C".to_owned(),
+    };
+    let auth = if args.config.debug.token.is_some() { " -H \"Authorization: Bearer $TOKEN\"" } else { "" };
+    format!(
+        "\
+snapview demo gateway listening on {base} ({until}); load generator {load}
+
+Try:
+  curl {base}/route/api/users/42          # resolved on one snapshot of `routes` (JSON; not proxied)
+  curl {base}/route/nowhere               # 404: no route
+  curl {base}/metrics                     # per-route counters from one snapshot of `request_stats`
+  curl{auth} {base}/debug/pprof/histograms       # latency of every snapshot, iteration, publish
+  open {base}/debug/pprof/                # the index of the debug endpoints
+  curl{auth} -o views.svg '{base}/debug/pprof/views?seconds=5'   # view-cost flamegraph (SVG)
+  go tool pprof -top '{base}/debug/pprof/views?seconds=5&format=pprof'
+  go tool pprof -top '{base}/debug/pprof/profile?seconds=5'      # CPU profile
+  curl{auth} -o cpu.svg '{base}/debug/pprof/flamegraph?seconds=5'
+
+Edit the routes while it runs (the change is published as one version and its diff logged):
+  $EDITOR {routes}
+
+Traces in Jaeger: run
+  docker run --rm -p 16686:16686 -p 4317:4317 -p 4318:4318 jaegertracing/all-in-one:latest
+then start this with OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 and open http://localhost:16686
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Option<Args>, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse_strs(&[]).unwrap().unwrap();
+        assert_eq!(args.config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.config.load, Some(LoadConfig::default()));
+        assert_eq!(args.run_for, None);
+    }
+
+    #[test]
+    fn flags() {
+        let args = parse_strs(&["--addr", "127.0.0.1:0", "--seconds", "2", "--rate", "50", "--routes", "r.toml"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(args.config.addr.port(), 0);
+        assert_eq!(args.run_for, Some(Duration::from_secs(2)));
+        assert_eq!(args.config.load.unwrap().rate, 50);
+        assert_eq!(args.config.routes_path, PathBuf::from("r.toml"));
+        assert_eq!(parse_strs(&["--no-load"]).unwrap().unwrap().config.load, None);
+        assert!(parse_strs(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        for (args, needle) in [
+            (&["--rate", "6000"][..], "--rate"),
+            (&["--seconds", "x"], "--seconds"),
+            (&["--seconds"], "needs a value"),
+            (&["--addr", "0.0.0.0:80"], "loopback"),
+            (&["--frobnicate"], "--frobnicate"),
+        ] {
+            let err = parse_strs(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert!(parse_strs(&["--addr", "0.0.0.0:80", "--allow-remote"]).is_ok());
+    }
+}

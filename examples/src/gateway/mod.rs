@@ -1,0 +1,244 @@
+//! A small HTTP gateway that uses snapview the way a real service would.
+//!
+//! - `routes` (`SnapMap<String, String>`, prefix → upstream) is loaded from a
+//!   TOML file and hot-reloaded ([`reload`]): each edit is published as one
+//!   version and its diff is logged; a bad file keeps the last good version.
+//! - Each request to `/route/<path>` takes one snapshot of `routes` and
+//!   resolves the longest matching prefix ([`app`]).
+//! - `request_stats` (`SnapMap<String, RouteStats>`) counts requests per
+//!   route, one `update` per request; `/metrics` renders one snapshot of it
+//!   ([`metrics`]).
+//! - snapview's `/debug/pprof` endpoints are served on the same port, and an
+//!   optional load generator ([`load`]) keeps it busy.
+//!
+//! [`Service::start`] runs all of it on the current tokio runtime and returns
+//! a handle; [`Service::shutdown`] stops it.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod load;
+pub mod metrics;
+pub mod reload;
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use snapview::SnapMap;
+use snapview::debug::DebugConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use self::config::ConfigError;
+use self::load::{LoadConfig, LoadError, LoadSummary};
+
+/// Prefix → upstream URL.
+pub type RouteMap = SnapMap<String, String>;
+
+/// Route prefix (or [`app::UNMATCHED`]) → its counters.
+pub type StatsMap = SnapMap<String, RouteStats>;
+
+/// Counters of one route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteStats {
+    /// Requests resolved to this route.
+    pub requests: u64,
+    /// Of which answered 404 (only under [`app::UNMATCHED`]).
+    pub not_found: u64,
+    /// Bytes of the response bodies.
+    pub response_bytes: u64,
+}
+
+/// The routes file shipped with the examples, `examples/data/routes.toml`,
+/// as an absolute path: found whatever the current directory.
+pub fn default_routes_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/routes.toml"))
+}
+
+/// How long [`Service::shutdown`] lets running requests finish (a CPU
+/// profile may have asked for 30 s) before it cuts them off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What [`Service::start`] needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free one ([`Service::local_addr`] tells which).
+    pub addr: SocketAddr,
+    /// Whether `addr` may be a non-loopback address.
+    pub allow_remote: bool,
+    /// The routes file.
+    pub routes_path: PathBuf,
+    /// How often the routes file is checked for changes.
+    pub reload_every: Duration,
+    /// The load generator, if any.
+    pub load: Option<LoadConfig>,
+    /// Token of the `/debug/pprof` endpoints.
+    pub debug: DebugConfig,
+}
+
+impl Default for Config {
+    /// `127.0.0.1:8080`, the shipped routes file checked every 250 ms, no
+    /// load, debug token from `SNAPVIEW_DEBUG_TOKEN`.
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            allow_remote: false,
+            routes_path: default_routes_path(),
+            reload_every: Duration::from_millis(250),
+            load: None,
+            debug: DebugConfig::default(),
+        }
+    }
+}
+
+/// Why the service did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The routes file cannot be used, and there is no earlier version to keep.
+    Routes(ConfigError),
+    /// A non-loopback address without [`Config::allow_remote`].
+    NotLoopback(SocketAddr),
+    /// The address cannot be bound.
+    Bind(SocketAddr, io::Error),
+    /// The load generator's settings are out of bounds.
+    Load(LoadError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Routes(err) => write!(f, "cannot load the routes: {err}"),
+            StartError::NotLoopback(addr) => write!(
+                f,
+                "refusing to listen on {addr}: it serves /debug/pprof; use a loopback address, \
+                 or --allow-remote (and a --token)"
+            ),
+            StartError::Bind(addr, err) => write!(f, "cannot listen on {addr}: {err}"),
+            StartError::Load(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running gateway; stop it with [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct Service {
+    addr: SocketAddr,
+    gateway: app::Gateway,
+    /// Stops the load generator and the reloader.
+    stop: watch::Sender<bool>,
+    /// Starts the server's graceful shutdown; sent after the load generator
+    /// has stopped, so that none of its requests meets a closing server.
+    stop_server: watch::Sender<bool>,
+    server: JoinHandle<io::Result<()>>,
+    reloader: JoinHandle<()>,
+    load: Option<JoinHandle<Result<LoadSummary, LoadError>>>,
+}
+
+/// How the service ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// What the load generator did, if it ran.
+    pub load: Option<LoadSummary>,
+    /// Whether requests still running after [`SHUTDOWN_GRACE`] were cut off.
+    pub forced: bool,
+}
+
+impl Service {
+    /// Loads the routes, binds, and spawns the server, the reloader and (if
+    /// configured) the load generator on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// See [`StartError`].
+    pub async fn start(config: Config) -> Result<Service, StartError> {
+        if !config.addr.ip().is_loopback() && !config.allow_remote {
+            return Err(StartError::NotLoopback(config.addr));
+        }
+        if let Some(load) = &config.load {
+            load.validate().map_err(StartError::Load)?;
+        }
+        let table = config::load(&config.routes_path).map_err(StartError::Routes)?;
+        let gateway = app::Gateway {
+            routes: Arc::new(SnapMap::builder().name("routes").build()),
+            request_stats: Arc::new(SnapMap::builder().name("request_stats").build()),
+        };
+        reload::apply(&gateway.routes, &table);
+        tracing::info!(
+            routes = table.len(),
+            version = gateway.routes.version(),
+            "loaded {}",
+            config.routes_path.display()
+        );
+
+        let listener = TcpListener::bind(config.addr).await.map_err(|err| StartError::Bind(config.addr, err))?;
+        let addr = listener.local_addr().map_err(|err| StartError::Bind(config.addr, err))?;
+        let (stop, stopped) = watch::channel(false);
+        let (stop_server, mut signal) = watch::channel(false);
+        let app = app::router(gateway.clone(), &config.debug);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    // An error means the sender is gone: stop as well.
+                    let _ = signal.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        let reloader = tokio::spawn(reload::run(
+            config.routes_path.clone(),
+            config.reload_every,
+            Arc::clone(&gateway.routes),
+            stopped.clone(),
+        ));
+        let load =
+            config.load.map(|load| tokio::spawn(load::run(addr, load, Arc::clone(&gateway.routes), stopped.clone())));
+        Ok(Service { addr, gateway, stop, stop_server, server, reloader, load })
+    }
+
+    /// The address it listens on (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `routes` map (e.g. to [`subscribe`](SnapMap::subscribe) to reloads).
+    pub fn routes(&self) -> &Arc<RouteMap> {
+        &self.gateway.routes
+    }
+
+    /// The `request_stats` map.
+    pub fn request_stats(&self) -> &Arc<StatsMap> {
+        &self.gateway.request_stats
+    }
+
+    /// Stops the load generator, lets running requests finish (for at most
+    /// [`SHUTDOWN_GRACE`]), closes the port and stops the reloader.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let _ = self.stop.send(true);
+        let mut report = ShutdownReport::default();
+        if let Some(load) = self.load {
+            // The generator checks `stop` between requests, each bounded by its 2 s timeout.
+            report.load = load.await.ok().and_then(Result::ok);
+        }
+        let _ = self.stop_server.send(true);
+        let mut server = self.server;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => tracing::error!(error = %err, "the server stopped with an error"),
+            Ok(Err(err)) => tracing::error!(error = %err, "the server task failed"),
+            Err(_) => {
+                tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; cutting them off");
+                server.abort();
+                let _ = server.await;
+                report.forced = true;
+            }
+        }
+        let _ = self.reloader.await;
+        report
+    }
+}

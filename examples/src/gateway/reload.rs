@@ -1,0 +1,181 @@
+//! Hot reload of the routes file: poll, validate, publish as one version, log the diff.
+//!
+//! Polling rather than a file-watching crate: it is portable (editors that
+//! replace the file by a rename, network file systems, containers' bind
+//! mounts all just work), and reading a small file a few times a second costs
+//! nothing. The whole text is compared, not the modification time, whose
+//! granularity (a second on some file systems) can hide a quick second edit.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use snapview::Change;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use super::RouteMap;
+use super::config::{self, RouteTable};
+
+/// What one reload changed, between two versions of the `routes` map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteDiff {
+    /// The version before the reload.
+    pub from_version: u64,
+    /// The version the reload published.
+    pub to_version: u64,
+    /// New routes: prefix and upstream.
+    pub added: Vec<(String, String)>,
+    /// Routes that are gone: prefix and their last upstream.
+    pub removed: Vec<(String, String)>,
+    /// Routes whose upstream changed: prefix, old upstream, new upstream.
+    pub changed: Vec<(String, String, String)>,
+}
+
+impl fmt::Display for RouteDiff {
+    /// `routes v1 -> v2: +/api/v2 (http://a), -/static, ~/api (http://b -> http://c)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "routes v{} -> v{}:", self.from_version, self.to_version)?;
+        let mut sep = " ";
+        for (prefix, upstream) in &self.added {
+            write!(f, "{sep}+{prefix} ({upstream})")?;
+            sep = ", ";
+        }
+        for (prefix, _) in &self.removed {
+            write!(f, "{sep}-{prefix}")?;
+            sep = ", ";
+        }
+        for (prefix, old, new) in &self.changed {
+            write!(f, "{sep}~{prefix} ({old} -> {new})")?;
+            sep = ", ";
+        }
+        Ok(())
+    }
+}
+
+/// Makes the `routes` map equal to `table` in ONE published version and
+/// returns what changed, or `None` if nothing did (e.g. only a comment was
+/// edited: no version is published then).
+///
+/// Only the reloader writes `routes`, so the diff between the snapshots taken
+/// before and after is exactly this batch.
+pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
+    let before = routes.snapshot();
+    routes.update(|tx| {
+        tx.retain(|prefix, _| table.contains_key(prefix));
+        for (prefix, upstream) in table {
+            // Re-inserting an equal value would still count as a write.
+            if tx.get(prefix.as_str()) != Some(upstream) {
+                tx.insert(prefix.clone(), upstream.clone());
+            }
+        }
+    });
+    let after = routes.snapshot();
+    if after.version() == before.version() {
+        return None;
+    }
+    let mut diff = RouteDiff { from_version: before.version(), to_version: after.version(), ..RouteDiff::default() };
+    for change in before.diff(&after) {
+        match change {
+            Change::Added(k, v) => diff.added.push((k.clone(), v.clone())),
+            Change::Removed(k, v) => diff.removed.push((k.clone(), v.clone())),
+            Change::Updated { key, old, new } => diff.changed.push((key.clone(), old.clone(), new.clone())),
+        }
+    }
+    // The diff walks the trie in hash order; sort for a readable log.
+    diff.added.sort();
+    diff.removed.sort();
+    diff.changed.sort();
+    Some(diff)
+}
+
+/// Polls `path` every `every` until `stop` turns true, publishing each valid
+/// new table and logging its diff; an invalid or unreadable file is logged
+/// (once per distinct problem) and the last good table stays in force.
+pub async fn run(path: PathBuf, every: Duration, routes: Arc<RouteMap>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The text last acted on (published or rejected), and the last read error.
+    let mut seen: Option<String> = std::fs::read_to_string(&path).ok();
+    let mut read_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = ticks.tick() => {}
+        }
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(err) => {
+                let message = err.to_string();
+                if read_error.as_ref() != Some(&message) {
+                    tracing::warn!(path = %path.display(), error = %message, version = routes.version(),
+                        "cannot read the routes file; keeping the current routes");
+                    read_error = Some(message);
+                }
+                continue;
+            }
+        };
+        read_error = None;
+        if seen.as_ref() == Some(&text) {
+            continue;
+        }
+        reload(&path, &text, &routes);
+        seen = Some(text);
+    }
+    tracing::debug!("routes reloader stopped");
+}
+
+fn reload(path: &std::path::Path, text: &str, routes: &RouteMap) {
+    match config::parse(text) {
+        Ok(table) => match apply(routes, &table) {
+            Some(diff) => tracing::info!(
+                from_version = diff.from_version,
+                to_version = diff.to_version,
+                added = diff.added.len(),
+                removed = diff.removed.len(),
+                changed = diff.changed.len(),
+                "reloaded {}: {diff}",
+                path.display()
+            ),
+            None => tracing::info!(version = routes.version(), "{} changed, but not its routes", path.display()),
+        },
+        Err(message) => tracing::error!(
+            version = routes.version(),
+            "rejected {}: {message}; keeping the routes of version {}",
+            path.display(),
+            routes.version()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[(&str, &str)]) -> RouteTable {
+        routes.iter().map(|(p, u)| (p.to_string(), u.to_string())).collect()
+    }
+
+    #[test]
+    fn a_reload_is_one_version_and_its_diff() {
+        let routes = RouteMap::new();
+        let first = apply(&routes, &table(&[("/a", "http://1"), ("/b", "http://2")])).unwrap();
+        assert_eq!((first.from_version, first.to_version, first.added.len()), (0, 1, 2));
+        let diff = apply(&routes, &table(&[("/a", "http://9"), ("/c", "http://3")])).unwrap();
+        assert_eq!((diff.from_version, diff.to_version), (1, 2), "one batch, one version");
+        assert_eq!(diff.added, vec![("/c".to_string(), "http://3".to_string())]);
+        assert_eq!(diff.removed, vec![("/b".to_string(), "http://2".to_string())]);
+        assert_eq!(diff.changed, vec![("/a".to_string(), "http://1".to_string(), "http://9".to_string())]);
+        assert_eq!(diff.to_string(), "routes v1 -> v2: +/c (http://3), -/b, ~/a (http://1 -> http://9)");
+    }
+
+    #[test]
+    fn the_same_table_publishes_nothing() {
+        let routes = RouteMap::new();
+        let t = table(&[("/a", "http://1")]);
+        apply(&routes, &t);
+        assert_eq!(apply(&routes, &t), None);
+        assert_eq!(routes.version(), 1);
+    }
+}

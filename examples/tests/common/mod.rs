@@ -1,0 +1,105 @@
+//! What the test binaries share: a temporary routes file, a service on an
+//! ephemeral loopback port, an HTTP client.
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use snapview::debug::DebugConfig;
+use snapview_examples::gateway::{Config, Service};
+
+/// The routes most tests start with.
+pub const ROUTES: &str = r#"
+[[route]]
+prefix = "/api"
+upstream = "http://10.0.0.1:8080"
+
+[[route]]
+prefix = "/api/users"
+upstream = "http://10.0.0.2:8080"
+
+[[route]]
+prefix = "/static"
+upstream = "http://10.0.1.1:80"
+"#;
+
+/// A routes file in the temporary directory, removed on drop.
+pub struct TempRoutes {
+    pub path: PathBuf,
+}
+
+impl TempRoutes {
+    pub fn new(text: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("snapview-examples-{}-{}.toml", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text).expect("write the routes file");
+        TempRoutes { path }
+    }
+
+    pub fn write(&self, text: &str) {
+        // Write a sibling and rename, as editors do: the reloader never reads half a file.
+        let tmp = self.path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).expect("write the routes file");
+        std::fs::rename(&tmp, &self.path).expect("replace the routes file");
+    }
+}
+
+impl Drop for TempRoutes {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts the service on 127.0.0.1:0 with `routes`, no load, a fast reloader, no token.
+pub async fn start(routes: &str) -> (Service, TempRoutes) {
+    let file = TempRoutes::new(routes);
+    let config = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        routes_path: file.path.clone(),
+        reload_every: Duration::from_millis(50),
+        load: None,
+        debug: DebugConfig::default().without_token(),
+        ..Config::default()
+    };
+    let service = Service::start(config).await.expect("the service starts");
+    (service, file)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+/// GET `path` on the service: status and body.
+pub async fn get(client: &reqwest::Client, service: &Service, path: &str) -> (u16, String) {
+    let response =
+        client.get(format!("http://{}{path}", service.local_addr())).send().await.expect("the request is answered");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("a body"))
+}
+
+/// GET `/route{path}`: status and JSON.
+pub async fn route(client: &reqwest::Client, service: &Service, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get(client, service, &format!("/route{path}")).await;
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
+}
+
+/// Polls `/route{path}` until its `route` is `want` (`None`: a 404), for at most 5 s.
+pub async fn wait_for_route(
+    client: &reqwest::Client,
+    service: &Service,
+    path: &str,
+    want: Option<&str>,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, json) = route(client, service, path).await;
+        if json["route"].as_str() == want {
+            return json;
+        }
+        assert!(Instant::now() < deadline, "{path} still resolves to {json} after 5 s, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

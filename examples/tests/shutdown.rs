@@ -1,0 +1,38 @@
+//! `shutdown` completes promptly, even with a client's idle keep-alive
+//! connection open, and the port is closed afterwards.
+
+use std::time::Duration;
+
+mod common;
+
+#[tokio::test]
+async fn shutdown_is_prompt_and_closes_the_port() {
+    let (service, _file) = common::start(common::ROUTES).await;
+    let client = common::client();
+    // Leaves a keep-alive connection open.
+    assert_eq!(common::route(&client, &service, "/api").await.0, 200);
+    let addr = service.local_addr();
+    let report = tokio::time::timeout(Duration::from_secs(3), service.shutdown()).await.expect("shutdown within 3 s");
+    assert!(!report.forced, "no request had to be cut off");
+    assert_eq!(report.load, None);
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "the port is closed after shutdown");
+}
+
+#[tokio::test]
+async fn the_load_generator_stops_with_the_service() {
+    let file = common::TempRoutes::new(common::ROUTES);
+    let config = snapview_examples::gateway::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        routes_path: file.path.clone(),
+        load: Some(snapview_examples::gateway::load::LoadConfig { rate: 500, duration: Duration::from_secs(60) }),
+        ..Default::default()
+    };
+    let service = snapview_examples::gateway::Service::start(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = tokio::time::timeout(Duration::from_secs(5), service.shutdown()).await.expect("shutdown within 5 s");
+    let load = report.load.expect("the load generator ran");
+    assert!(load.answered > 50, "{load:?}");
+    assert!(load.sent <= 500, "at most 500 requests/s: {load:?}");
+    assert_eq!(load.failed, 0, "{load:?}");
+}
