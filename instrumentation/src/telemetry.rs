@@ -160,7 +160,9 @@ impl TelemetryBuilder {
             layers.push(console::layer()?);
         }
         if self.fmt {
-            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            // Colours only for a terminal: logs piped to a file or a collector stay plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
             layers.push(fmt.with_filter(parse_filter(&default_directives)?).boxed());
         }
         if self.views {

@@ -449,6 +449,42 @@ mod loom_tests {
         });
     }
 
+    /// Publication vs snapshot vs drop of the last reference, on our counts:
+    /// a writer publishes a path copy that shares the old root's child and
+    /// drops the old root, while a reader snapshots the old root, reads
+    /// through it and drops it. Whoever drops the old root last frees it (not
+    /// the shared child), the new root still reads the child, and every entry
+    /// is freed exactly once. The `Mutex` stands in for the `ArcSwap`, whose
+    /// publication orders are at least as strong.
+    #[test]
+    fn loom_publish_snapshot_and_last_drop_free_exactly_once() {
+        loom::model(|| {
+            let token = Arc::new(());
+            let mut root = Builder::trie(0, 1);
+            root.push_child(node_holding(&token));
+            let published = loom::sync::Arc::new(loom::sync::Mutex::new(root.finish()));
+            let reader = {
+                let published = loom::sync::Arc::clone(&published);
+                loom::thread::spawn(move || {
+                    let snapshot = published.lock().unwrap().clone();
+                    assert_eq!(snapshot.children()[0].entries()[0].0, 1);
+                })
+            };
+            let next = {
+                let current = published.lock().unwrap();
+                let mut copy = Builder::trie(0, 1);
+                copy.push_child(current.children()[0].clone());
+                copy.finish()
+            };
+            let old = core::mem::replace(&mut *published.lock().unwrap(), next);
+            drop(old);
+            reader.join().unwrap();
+            assert_eq!(published.lock().unwrap().children()[0].entries()[0].0, 1);
+            drop(published);
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
     #[test]
     fn loom_a_node_is_unique_once_every_other_holder_dropped() {
         loom::model(|| {

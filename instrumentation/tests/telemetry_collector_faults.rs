@@ -1,0 +1,198 @@
+//! A faulty OTLP collector never holds the application up: whether it is
+//! absent, hangs on every connection or resets them, a burst of spans costs
+//! the emitting thread no waiting, the spans that cannot be exported are
+//! dropped and counted instead of piling up, memory stays bounded, and
+//! dropping the guard returns in bounded time.
+//!
+//! The cases run one at a time (see [`one_at_a_time`]): they measure wall
+//! time and the process's resident memory, which tests running beside them
+//! would disturb.
+
+#![cfg(feature = "otlp")]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use snapview_instrument::{Protocol, Telemetry};
+
+/// Spans the workload emits.
+const SPANS: u64 = 20_000;
+/// The pipeline's queue bound (`MAX_QUEUED_SPANS` in `telemetry/otlp.rs`):
+/// spans admitted and not yet through an export never exceed it.
+const QUEUE: u64 = 2048;
+/// The export timeout given to the pipeline.
+const EXPORT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The most the workload may take: 100 µs a span, where a debug build needs
+/// 15 to 25, and where a few export timeouts on the emitting thread would
+/// already exceed it.
+const WORKLOAD_BOUND: Duration = Duration::from_secs(2);
+/// The most resident memory may grow over the workload: a few MiB when the
+/// queue holds, some 20 MiB when every span is kept.
+const RSS_BOUND: u64 = 16 << 20;
+/// The most dropping the guard may take: the export timeout, which bounds
+/// the wait for the exporters, with room for a loaded machine. (Left to
+/// itself the SDK's shutdown takes some 2 s here: a final export and retries.)
+const SHUTDOWN_BOUND: Duration = Duration::from_millis(1500);
+
+/// How a fake collector treats the connections it accepts.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Holds every connection open and never reads or writes.
+    Hang,
+    /// Reads the first bytes (the HTTP/2 preface or the HTTP request line),
+    /// then closes the connection.
+    Reset,
+}
+
+/// A fake collector on `127.0.0.1:0`, accepting on a thread of its own
+/// until dropped.
+struct FaultyCollector {
+    endpoint: String,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultyCollector {
+    fn start(fault: Fault) -> FaultyCollector {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::spawn({
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            move || {
+                let mut held: Vec<TcpStream> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            match fault {
+                                Fault::Hang => held.push(stream),
+                                Fault::Reset => reset(stream),
+                            }
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            }
+        });
+        FaultyCollector { endpoint, accepted, stop, thread: Some(thread) }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultyCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads what the client sends first, then drops the connection: with
+/// unread data left, or data arriving after the close, the kernel answers
+/// with a RST.
+fn reset(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut preface = [0u8; 24];
+    let _ = stream.read(&mut preface);
+}
+
+/// A port nothing listens on: bound, then released.
+fn dead_endpoint() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The process's resident set size, from `/proc/self/statm` (pages; 4 KiB
+/// on the platforms this runs on).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Serialises the cases: each measures time and the whole process's memory.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the workload against `endpoint` over `protocol` and checks every
+/// bound; returns the spans dropped, for the case's own checks.
+fn survives(case: &str, protocol: Protocol, endpoint: &str) -> u64 {
+    let (subscriber, guard) = Telemetry::builder()
+        .fmt(false)
+        .otlp(protocol)
+        .otlp_endpoint(endpoint)
+        .otlp_timeout(EXPORT_TIMEOUT)
+        .build()
+        .unwrap();
+    let rss_before = rss_bytes();
+    let start = Instant::now();
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..SPANS {
+            tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "m", version = 1u64).in_scope(|| {});
+        }
+    });
+    let workload = start.elapsed();
+    let growth = rss_bytes().saturating_sub(rss_before);
+    let dropped = guard.dropped_spans();
+    let dropping = Instant::now();
+    drop(guard);
+    let shutdown = dropping.elapsed();
+    eprintln!(
+        "{case}: {SPANS} spans in {workload:?}, {dropped} dropped, RSS +{} KiB, guard dropped in {shutdown:?}",
+        growth >> 10
+    );
+
+    assert!(workload < WORKLOAD_BOUND, "{case}: emitting {SPANS} spans took {workload:?}");
+    // Every span is admitted or dropped; the admitted ones are lost as the
+    // collector takes none, unless still queued, and at most QUEUE are.
+    assert!(dropped <= SPANS, "{case}: {dropped} dropped of {SPANS}");
+    assert!(dropped >= SPANS - QUEUE, "{case}: only {dropped} of {SPANS} dropped, the queue is not bounded");
+    assert!(growth < RSS_BOUND, "{case}: resident memory grew by {} MiB", growth >> 20);
+    assert!(shutdown < SHUTDOWN_BOUND, "{case}: dropping the guard took {shutdown:?}");
+    dropped
+}
+
+#[test]
+fn absent_collector_grpc() {
+    let _serial = one_at_a_time();
+    survives("absent, gRPC", Protocol::Grpc, &dead_endpoint());
+}
+
+#[test]
+fn hanging_collector_grpc() {
+    let _serial = one_at_a_time();
+    let collector = FaultyCollector::start(Fault::Hang);
+    survives("hanging, gRPC", Protocol::Grpc, &collector.endpoint);
+    assert!(collector.accepted() > 0, "the exporter never connected: the hang was not exercised");
+}
+
+#[test]
+fn hanging_collector_http() {
+    let _serial = one_at_a_time();
+    let collector = FaultyCollector::start(Fault::Hang);
+    survives("hanging, HTTP", Protocol::HttpProtobuf, &collector.endpoint);
+    assert!(collector.accepted() > 0, "the exporter never connected: the hang was not exercised");
+}
+
+#[test]
+fn resetting_collector_grpc() {
+    let _serial = one_at_a_time();
+    let collector = FaultyCollector::start(Fault::Reset);
+    survives("resetting, gRPC", Protocol::Grpc, &collector.endpoint);
+    assert!(collector.accepted() > 0, "the exporter never connected: the resets were not exercised");
+}
