@@ -1,6 +1,27 @@
 //! The one place atomics come from, so that `--cfg snapview_loom` can swap in loom's model-checked ones.
 
 #[cfg(snapview_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
+#[cfg_attr(snapview_tsan, allow(unused_imports))]
+use loom::sync::atomic::fence;
+#[cfg(snapview_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
 #[cfg(not(snapview_loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, Ordering, fence};
+#[cfg_attr(snapview_tsan, allow(unused_imports))]
+use std::sync::atomic::fence;
+#[cfg(not(snapview_loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The Acquire half of freeing on the last decrement: `fence(Acquire)`, or,
+/// under ThreadSanitizer (`--cfg snapview_tsan`), an Acquire load of the
+/// count, which orders the same and which TSan (unlike a fence) models; std's
+/// `Arc` makes the same switch in a TSan build.
+#[inline]
+pub(crate) fn acquire_after_last_decrement(count: &AtomicU32) {
+    #[cfg(snapview_tsan)]
+    let _ = count.load(Ordering::Acquire);
+    #[cfg(not(snapview_tsan))]
+    {
+        let _ = count;
+        fence(Ordering::Acquire);
+    }
+}

@@ -32,7 +32,7 @@ use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use std::alloc;
 
-use crate::sync::{AtomicU32, Ordering, fence};
+use crate::sync::{AtomicU32, Ordering, acquire_after_last_decrement};
 
 /// Past this count a clone aborts, as `Arc` does: a count that wraps would
 /// free a live node. (Counts are per parent node, not per snapshot: reaching
@@ -357,7 +357,7 @@ impl<K, V> Drop for NodeRef<K, V> {
         }
         // Acquire: synchronizes with the Release decrements of all other
         // references, so their reads happen-before the drop and free.
-        fence(Ordering::Acquire);
+        acquire_after_last_decrement(&self.header().refs);
         let (entries, children) = self.counts();
         // SAFETY: the count reached zero, so this was the last reference and
         // nothing else can reach the node (N3); its arrays are initialised (N2)
