@@ -17,7 +17,11 @@
 //! - `get_hit`, `get_miss`: one lookup, keys in a pre-shuffled order (an array
 //!   of 2^k keys walked in sequence), through a handle held across iterations.
 //! - `iter`: a full iteration summing the values; throughput is `n` elements,
-//!   so the per-element time is the median divided by `n`.
+//!   so the per-element time is the median divided by `n`. Every map was
+//!   filled by its bulk path (snapview: `extend` into an empty map, which
+//!   lays the nodes out in iteration order).
+//! - `iter_inserted`: the same for a snapview map filled by one `insert` per
+//!   key instead (the layout of a map grown by writes), hashbrown beside it.
 //! - `insert_publish`: one iteration inserts a key absent from the map and
 //!   removes it again, each write published on its own (two publishes), so the
 //!   size stays `n`; throughput is 2 elements, i.e. the per-element time is the
@@ -92,6 +96,8 @@ fn value_of(key: u64) -> u64 {
 /// The data and every map of one size.
 struct Fixture {
     n: usize,
+    /// The one hasher instance every map was built with.
+    hasher: H,
     /// The keys in the maps.
     keys: Vec<u64>,
     /// 2^k present keys (each key about equally often), shuffled.
@@ -174,6 +180,7 @@ impl Fixture {
 
         Self {
             n,
+            hasher,
             keys,
             hits,
             misses,
@@ -359,6 +366,33 @@ fn bench_iter(c: &mut Criterion, fx: &Fixture) {
     assert_eq!(evmap_sum(), expected);
     g.bench_function("evmap", |b| b.iter(|| black_box(evmap_sum())));
     drop(guard);
+    g.finish();
+    bench_iter_inserted(c, fx, expected);
+}
+
+/// Iteration of a map grown by writes rather than loaded in one go: the same
+/// entries inserted one by one (in one batch, in the keys' random order), so
+/// its nodes sit where the allocator put each one as it grew, not in
+/// iteration order. hashbrown, whose layout has no history, for reference.
+fn bench_iter_inserted(c: &mut Criterion, fx: &Fixture, expected: u64) {
+    let n = fx.n;
+    let grown: SnapMap<u64, u64, H> = SnapMap::builder().hasher(fx.hasher.clone()).build();
+    grown.update(|tx| {
+        for &k in &fx.keys {
+            tx.insert(k, value_of(k));
+        }
+    });
+    let mut g = group(c, "iter_inserted", n);
+    g.throughput(Throughput::Elements(n as u64));
+    if n >= 100_000 {
+        g.sampling_mode(SamplingMode::Flat);
+    }
+    let snap = grown.snapshot();
+    let snapview_sum = || snap.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(snapview_sum(), expected);
+    g.bench_function("snapview", |b| b.iter(|| black_box(snapview_sum())));
+    let hashbrown_sum = || fx.hashbrown.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    g.bench_function("hashbrown", |b| b.iter(|| black_box(hashbrown_sum())));
     g.finish();
 }
 

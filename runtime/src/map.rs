@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use crate::DefaultHashBuilder;
 use crate::hooks::{HookConfig, MapHook};
 use crate::raw::NodeRef;
-use crate::trie;
+use crate::trie::{self, WrittenPaths};
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
 use crate::watch::{Subscription, Watchers};
@@ -178,14 +178,12 @@ where
         let mut writer = self.lock_writer();
         let writer = &mut *writer;
         let base = Arc::clone(&writer.current);
-        let root = match (writer.spare.take(), base.root()) {
-            (Some(spare), Some(root)) => trie::recycle(spare, root),
-            (_, root) => root.cloned(),
-        };
+        // The spare was made equal to the current root when it was kept.
+        let root = writer.spare.take().or_else(|| base.root().cloned());
         let mut tx = Tx::new(root, base.len(), base.hasher());
         let result = f(&mut tx);
         match tx.into_changes() {
-            Ok(Changed { root, len, changes }) => {
+            Ok(Changed { root, len, changes, written }) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
                 let next = Arc::new(next);
                 self.current.store(Arc::clone(&next));
@@ -194,7 +192,7 @@ where
                 // reader still has it (arc-swap has turned every reader's
                 // pending load into a counted reference by now).
                 let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
-                writer.spare = spare_for(old_root, next.root());
+                writer.spare = spare_for(old_root, next.root(), &written);
                 if self.watchers.watched() {
                     self.watchers.published(&next);
                 }
@@ -202,7 +200,7 @@ where
             }
             // Nothing changed: the working root equals the current one.
             Err(root) => {
-                writer.spare = spare_for(root, base.root());
+                writer.spare = spare_for(root, base.root(), &WrittenPaths::default());
                 publish.unchanged(base.version());
             }
         }
@@ -214,12 +212,16 @@ where
 /// `current` right away, so that what only the old version held is freed now,
 /// not at the next write. Kept only for a root of children alone: a spare with
 /// inline entries would keep clones of values alive that no version holds.
-fn spare_for<K: Clone, V: Clone>(old: Option<NodeRef<K, V>>, current: Option<&NodeRef<K, V>>) -> Option<NodeRef<K, V>> {
+fn spare_for<K: Clone, V: Clone>(
+    old: Option<NodeRef<K, V>>,
+    current: Option<&NodeRef<K, V>>,
+    written: &WrittenPaths,
+) -> Option<NodeRef<K, V>> {
     let (old, current) = (old?, current?);
     if current.datamap() != 0 {
         return None;
     }
-    trie::recycle(old, current).filter(|spare| !spare.ptr_eq(current))
+    trie::recycle(old, current, written).filter(|spare| !spare.ptr_eq(current))
 }
 
 impl<K, V, S> Drop for SnapMap<K, V, S> {

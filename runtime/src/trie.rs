@@ -22,7 +22,7 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::mem;
 
-use crate::raw::{Builder, Drain, NodeRef, rebuild};
+use crate::raw::{Builder, Drain, NodeRef, rebuild, with_popcnt};
 
 /// Hash bits consumed per level: 64 slots per node.
 pub(crate) const BITS: u32 = 6;
@@ -66,6 +66,15 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
+    with_popcnt(|| descend(root, hash, key))
+}
+
+#[inline(always)]
+fn descend<'a, K, V, Q>(root: &'a NodeRef<K, V>, hash: u64, key: &Q) -> Option<&'a (K, V)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
     let mut node = root;
     let mut shift = 0;
     loop {
@@ -79,6 +88,7 @@ where
             Slot::Child(child) => node = child,
             Slot::Empty => return None,
         }
+        node.prefetch();
         shift += BITS;
     }
 }
@@ -193,6 +203,67 @@ fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shi
     to.finish()
 }
 
+/// The order in which the trie keeps hashes: slot at depth 0 first, then
+/// depth 1, and so on. Sorting by it lists entries in iteration order.
+#[inline]
+pub(crate) fn trie_order(hash: u64) -> u64 {
+    // The 6-bit slot indices, most significant first (the last, 4-bit one
+    // fills the low bits: 10 * 6 + 4 = 64).
+    let mut order = 0;
+    let mut shift = 0;
+    while shift < HASH_BITS {
+        let width = BITS.min(HASH_BITS - shift);
+        order = (order << width) | ((hash >> shift) & ((1 << width) - 1));
+        shift += BITS;
+    }
+    order
+}
+
+/// Builds the trie of `entries`, whose keys are distinct, in one pass.
+///
+/// `entries` must be sorted by [`trie_order`] of their hashes. Every node is
+/// allocated once, at its exact size, in iteration order (a node before its
+/// children, siblings left to right), so a map loaded this way is laid out
+/// for its own iteration. Runs no user code.
+pub(crate) fn build_sorted<K, V>(entries: Vec<(u64, K, V)>) -> Option<NodeRef<K, V>> {
+    if entries.is_empty() {
+        return None;
+    }
+    let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
+    let mut items = entries.into_iter().map(|(_, k, v)| (k, v));
+    Some(build_level(&hashes, &mut items, 0))
+}
+
+/// The node at `shift` holding `hashes.len()` (at least two, or the root's
+/// one) entries, taken from `items` in order.
+fn build_level<K, V>(hashes: &[u64], items: &mut impl Iterator<Item = (K, V)>, shift: u32) -> NodeRef<K, V> {
+    if is_collision_level(shift) {
+        let mut to = Builder::collision(hashes.len());
+        for _ in hashes {
+            to.push_entry(items.next().expect("snapview bug: fewer items than hashes"));
+        }
+        return to.finish();
+    }
+    let runs = || hashes.chunk_by(|a, b| slot_bit(*a, shift) == slot_bit(*b, shift));
+    let (mut datamap, mut nodemap) = (0, 0);
+    for run in runs() {
+        if run.len() == 1 {
+            datamap |= slot_bit(run[0], shift);
+        } else {
+            nodemap |= slot_bit(run[0], shift);
+        }
+    }
+    let mut to = Builder::trie(datamap, nodemap);
+    for run in runs() {
+        if run.len() == 1 {
+            to.push_entry(items.next().expect("snapview bug: fewer items than hashes"));
+        } else {
+            to.push_child(build_level(run, items, shift + BITS));
+        }
+    }
+    to.finish()
+}
+
 /// Removes `key`, which the caller has found present; returns its entry.
 ///
 /// Leaves the trie canonical: a child reduced to a single entry is folded back
@@ -275,30 +346,132 @@ fn fold_child<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) {
     });
 }
 
-/// Makes `spare`, an unshared node that once equalled an older version of
+/// How many written hashes a batch remembers for [`recycle`]; past this, the
+/// spare is brought up to date by a walk over its private nodes instead.
+const WRITTEN_PATHS: usize = 8;
+
+/// The hashes of the keys a batch wrote, if there were few enough to list.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct WrittenPaths {
+    hashes: [u64; WRITTEN_PATHS],
+    count: usize,
+}
+
+impl WrittenPaths {
+    /// Notes a write of the key with this hash.
+    #[inline]
+    pub(crate) fn record(&mut self, hash: u64) {
+        if let Some(slot) = self.hashes.get_mut(self.count) {
+            *slot = hash;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The hashes written, or `None` if there were too many to list.
+    fn known(&self) -> Option<&[u64]> {
+        self.hashes.get(..self.count)
+    }
+}
+
+/// Makes `spare`, an unshared root that once equalled an older version of
 /// `current`, equal to `current` again, or drops it and shares `current`.
 ///
-/// The spare already holds a count on each of its children, so only the slots
-/// where the two differ cost a count change: a write then mutates the result
-/// in place instead of copying `current` (one increment per child) and later
-/// freeing the old root (one decrement per child). If a `Clone` panics, the
-/// half-updated spare is dropped during unwinding; `current` is untouched.
-pub(crate) fn recycle<K: Clone, V: Clone>(mut spare: NodeRef<K, V>, current: &NodeRef<K, V>) -> Option<NodeRef<K, V>> {
-    let same_shape = spare.datamap() == current.datamap()
-        && spare.nodemap() == current.nodemap()
-        && spare.entries().len() == current.entries().len();
-    let Some((entries, children)) = spare.get_mut().filter(|_| same_shape) else {
+/// The two differ only along the paths of the keys written since (`written`;
+/// elsewhere they hold the same nodes, or private copies equal in content).
+/// Along those paths, a node of the spare that is unshared, shaped like its
+/// counterpart and made of children alone is patched in place — only the
+/// slots that differ change — and stays the spare's private copy; anything
+/// else is replaced by a counted reference to `current`'s node. A private
+/// copy saves the next write through it one count increment per child (to
+/// copy it) and one decrement per child (to free the replaced one later).
+/// Nodes holding entries are never kept private: their clones would be
+/// instances of values that no version holds. So the memory this costs is at
+/// most one extra copy of the entry-free index nodes: at 1M keys, the 64
+/// second-level nodes (34 KB).
+///
+/// If a `Clone` panics, the half-updated spare is dropped during unwinding;
+/// `current` is untouched.
+pub(crate) fn recycle<K: Clone, V: Clone>(
+    mut spare: NodeRef<K, V>,
+    current: &NodeRef<K, V>,
+    written: &WrittenPaths,
+) -> Option<NodeRef<K, V>> {
+    if !patchable(&spare, current) {
         return Some(current.clone());
-    };
-    for (mine, theirs) in children.iter_mut().zip(current.children()) {
-        if !mine.ptr_eq(theirs) {
+    }
+    match written.known() {
+        Some(hashes) => {
+            for &hash in hashes {
+                sync_path(&mut spare, current, hash, 0);
+            }
+        }
+        None => sync_all(&mut spare, current),
+    }
+    if let Some((entries, _)) = spare.get_mut() {
+        for (mine, theirs) in entries.iter_mut().zip(current.entries()) {
             *mine = theirs.clone();
         }
     }
-    for (mine, theirs) in entries.iter_mut().zip(current.entries()) {
+    Some(spare)
+}
+
+/// Whether `mine` may be made equal to `theirs` in place: it is unshared and
+/// has the same shape.
+fn patchable<K, V>(mine: &NodeRef<K, V>, theirs: &NodeRef<K, V>) -> bool {
+    mine.datamap() == theirs.datamap()
+        && mine.nodemap() == theirs.nodemap()
+        && mine.entries().len() == theirs.entries().len()
+        && mine.is_unique()
+}
+
+/// Whether a node is made of children alone (no inline entries), so a private
+/// copy of it holds no value instances.
+fn is_index<K, V>(node: &NodeRef<K, V>) -> bool {
+    node.entries().is_empty() && !node.children().is_empty()
+}
+
+/// Makes the child of `mine` at `at` equal to that of `theirs`, patching it in
+/// place where it may stay private, with `sync` for the levels below.
+fn sync_child<K: Clone, V: Clone>(
+    mine: &mut NodeRef<K, V>,
+    theirs: &NodeRef<K, V>,
+    at: usize,
+    sync: impl FnOnce(&mut NodeRef<K, V>, &NodeRef<K, V>),
+) {
+    let theirs = &theirs.children()[at];
+    let Some((_, children)) = mine.get_mut() else {
+        unreachable!("snapview bug: syncing a shared spare");
+    };
+    let mine = &mut children[at];
+    if mine.ptr_eq(theirs) {
+        return;
+    }
+    if is_index(theirs) && patchable(mine, theirs) {
+        sync(mine, theirs);
+    } else {
         *mine = theirs.clone();
     }
-    Some(spare)
+}
+
+/// Syncs the one path of `hash` below `mine`, an unshared index node shaped
+/// like `theirs`.
+fn sync_path<K: Clone, V: Clone>(mine: &mut NodeRef<K, V>, theirs: &NodeRef<K, V>, hash: u64, shift: u32) {
+    let bit = slot_bit(hash, shift);
+    if is_collision_level(shift) || theirs.nodemap() & bit == 0 {
+        // Same shape and no entries: an empty slot in both.
+        return;
+    }
+    let at = index(theirs.nodemap(), bit);
+    sync_child(mine, theirs, at, |m, t| sync_path(m, t, hash, shift + BITS));
+}
+
+/// Syncs every child that differs, when the written paths are not known.
+/// Recurses only into private copies, so it costs one pointer comparison per
+/// child of the spare's private nodes.
+fn sync_all<K: Clone, V: Clone>(mine: &mut NodeRef<K, V>, theirs: &NodeRef<K, V>) {
+    for at in 0..theirs.children().len() {
+        sync_child(mine, theirs, at, sync_all);
+    }
 }
 
 /// Structural equality, valid for two tries built with the same hasher
@@ -463,24 +636,147 @@ mod tests {
         assert_eq!(lookup(&new, &5000), Some(1));
     }
 
+    /// Every key written between `v1` and `v2`, as `recycle` gets them.
+    fn paths(keys: &[u64]) -> WrittenPaths {
+        let mut written = WrittenPaths::default();
+        for k in keys {
+            written.record(Id::default().hash_one(k));
+        }
+        written
+    }
+
     #[test]
     fn a_recycled_spare_equals_the_current_root_and_owns_its_counts() {
         let s = Id::default();
-        let v1 = build((0u64..4096).map(|i| i * 3));
-        let mut v2 = v1.clone();
-        insert(&mut v2, s.hash_one(7u64), 7u64, 99, &s);
-        // `v1` plays the old version nobody holds any more: unique again once `v2` is built.
-        let spare = recycle(v1, &v2).expect("a root");
-        assert!(!spare.ptr_eq(&v2));
-        assert!(nodes_equal(&spare, &v2, 0));
-        assert!(spare.children().iter().zip(v2.children()).all(|(a, b)| a.ptr_eq(b)), "children shared, not copied");
-        assert_eq!(get(&spare, s.hash_one(7u64), &7u64).map(|e| e.1), Some(99));
+        let make = || {
+            let v1 = build((0u64..4096).map(|i| i * 3));
+            let mut v2 = v1.clone();
+            insert(&mut v2, s.hash_one(7u64), 7u64, 99, &s);
+            // `v1` plays the old version nobody holds any more: unique again once `v2` is built.
+            (v1, v2)
+        };
+        for written in [paths(&[7]), paths(&(0..20).collect::<Vec<_>>())] {
+            let (v1, v2) = make();
+            let spare = recycle(v1, &v2, &written).expect("a root");
+            assert!(!spare.ptr_eq(&v2));
+            assert!(nodes_equal(&spare, &v2, 0));
+            assert!(
+                spare.children().iter().zip(v2.children()).all(|(a, b)| a.ptr_eq(b)),
+                "children shared, not copied"
+            );
+            assert_eq!(get(&spare, s.hash_one(7u64), &7u64).map(|e| e.1), Some(99));
+        }
         // A shared or differently shaped spare is not reused.
+        let (v1, v2) = make();
         let other = build([1u64]);
-        assert!(recycle(other, &v2).expect("a root").ptr_eq(&v2));
+        assert!(recycle(other, &v2, &paths(&[7])).expect("a root").ptr_eq(&v2));
+        let spare = recycle(v1, &v2, &paths(&[7])).expect("a root");
         let held = spare.clone();
-        assert!(recycle(spare, &v2).expect("a root").ptr_eq(&v2));
+        assert!(recycle(spare, &v2, &paths(&[7])).expect("a root").ptr_eq(&v2));
         drop(held);
+    }
+
+    /// Where a node lives (its child array is inside its allocation).
+    fn addr<K, V>(node: &NodeRef<K, V>) -> *const NodeRef<K, V> {
+        node.children().as_ptr()
+    }
+
+    /// Keys whose hashes share the first two slots (0 and 0), so they sit in
+    /// a third-level node under two index nodes.
+    fn deep_keys(n: u64) -> impl Iterator<Item = u64> {
+        (0..n).map(|i| i << 12)
+    }
+
+    #[test]
+    fn index_nodes_on_the_written_path_stay_private_copies_patched_in_place() {
+        let s = Id::default();
+        let base: Vec<u64> = deep_keys(200).chain(1..64).collect();
+        let v1 = build(base.iter().copied());
+        let level1 = v1.children()[0].clone();
+        assert!(is_index(&level1), "slot 0 of the root is an index node");
+        drop(level1);
+        // v2 = v1 + one write under slot 0; the write copies v1's path.
+        let mut v2 = v1.clone();
+        let key = 5u64 << 12 | 1 << 24;
+        insert(&mut v2, s.hash_one(key), key, 7, &s);
+        let v1_level1 = addr(&v1.children()[0]);
+        let spare = recycle(v1, &v2, &paths(&[key])).expect("a root");
+        assert!(nodes_equal(&spare, &v2, 0));
+        assert_eq!(addr(&spare.children()[0]), v1_level1, "the old index node was patched, not replaced");
+        assert!(!spare.children()[0].ptr_eq(&v2.children()[0]));
+        assert!(spare.children()[0].is_unique() && v2.children()[0].is_unique());
+        // Two index levels (slots 0, 0), then the node holding entries, which
+        // is shared with v2, not kept private.
+        let (a, b) = (&spare.children()[0].children()[0], &v2.children()[0].children()[0]);
+        assert!(is_index(b) && !a.ptr_eq(b));
+        let at = index(b.nodemap(), slot_bit(s.hash_one(key), 12));
+        assert!(!is_index(&b.children()[at]));
+        assert!(a.children()[at].ptr_eq(&b.children()[at]));
+
+        // The next write through the private copy mutates it in place.
+        let mut v3 = spare;
+        let key2 = 9u64 << 12 | 2 << 24;
+        insert(&mut v3, s.hash_one(key2), key2, 8, &s);
+        assert_eq!(addr(&v3.children()[0]), v1_level1, "no copy of the private index node");
+        // And syncing v2 (now the old version) to v3 along that path gives equality.
+        let v2_again = recycle(v2, &v3, &paths(&[key2])).expect("a root");
+        assert!(nodes_equal(&v2_again, &v3, 0));
+        assert_eq!(get(&v2_again, s.hash_one(key2), &key2).map(|e| e.1), Some(8));
+        assert_eq!(get(&v2_again, s.hash_one(key), &key).map(|e| e.1), Some(7));
+    }
+
+    #[test]
+    fn with_unknown_paths_the_walk_syncs_every_private_copy() {
+        let s = Id::default();
+        let keys: Vec<u64> = deep_keys(300).chain((0..300).map(|i| i << 12 | 3)).collect();
+        let v1 = build(keys.iter().copied());
+        let mut v2 = v1.clone();
+        let written: Vec<u64> = (0..40).map(|i| (i * 7) << 12 | 5 << 6).collect();
+        for k in &written {
+            insert(&mut v2, s.hash_one(k), *k, 1, &s);
+        }
+        remove(&mut v2, s.hash_one(3u64 << 12), &(3u64 << 12));
+        assert!(paths(&written).known().is_none(), "more than WRITTEN_PATHS");
+        let spare = recycle(v1, &v2, &paths(&written)).expect("a root");
+        assert!(nodes_equal(&spare, &v2, 0));
+    }
+
+    fn bulk<K: Hash + Eq + Clone>(keys: impl IntoIterator<Item = K>) -> NodeRef<K, u32> {
+        let s = Id::default();
+        let mut entries: Vec<(u64, K, u32)> =
+            keys.into_iter().enumerate().map(|(i, k)| (s.hash_one(&k), k, i as u32)).collect();
+        entries.sort_by_key(|e| trie_order(e.0));
+        build_sorted(entries).expect("at least one key")
+    }
+
+    #[test]
+    fn trie_order_sorts_by_the_slot_at_each_depth_in_turn() {
+        assert_eq!(trie_order(0), 0);
+        assert_eq!(trie_order(1), 1 << 58, "slot 1 at depth 0 is the most significant");
+        assert_eq!(trie_order(1 << 6), 1 << 52);
+        assert_eq!(trie_order(1 << 63), 1 << 3, "the last 4-bit group is the least significant");
+        assert!(trie_order(63 << 6) < trie_order(1), "depth 0 decides before depth 1");
+    }
+
+    #[test]
+    fn a_sorted_build_has_the_shape_of_inserting_one_by_one() {
+        let keys: Vec<u64> = (1..3000u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+            .chain(deep_keys(300))
+            .chain([1 << 18 | 1 << 30])
+            .collect();
+        let distinct: std::collections::HashSet<u64> = keys.iter().copied().collect();
+        assert_eq!(distinct.len(), keys.len(), "build_sorted takes distinct keys");
+        assert!(nodes_equal(&bulk(keys.iter().copied()), &build(keys.iter().copied()), 0));
+        assert!(nodes_equal(&bulk([42u64]), &build([42u64]), 0));
+        let colliding: Vec<_> =
+            (0..40).map(|tag| Colliding { hash: if tag % 2 == 0 { 7 } else { 7 | 1 << 40 }, tag }).collect();
+        let b = bulk(colliding.clone());
+        assert!(nodes_equal(&b, &build(colliding.clone()), 0));
+        for (i, k) in colliding.iter().enumerate() {
+            assert_eq!(lookup(&b, k), Some(i as u32));
+        }
+        assert!(build_sorted::<u64, u32>(Vec::new()).is_none());
     }
 
     #[test]

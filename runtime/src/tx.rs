@@ -5,7 +5,7 @@ use core::hash::{BuildHasher, Hash};
 
 use crate::iter::Iter;
 use crate::raw::NodeRef;
-use crate::trie;
+use crate::trie::{self, WrittenPaths};
 
 /// A trie root; `None` for an empty map.
 pub(crate) type Root<K, V> = Option<NodeRef<K, V>>;
@@ -16,6 +16,8 @@ pub(crate) struct Changed<K, V> {
     pub(crate) len: usize,
     /// Effective writes (see [`Tx`]'s `changes`).
     pub(crate) changes: usize,
+    /// The keys written, for bringing the writer's spare root up to date.
+    pub(crate) written: WrittenPaths,
 }
 
 /// A batch of writes on a private working copy of the map, published as one
@@ -30,17 +32,18 @@ pub struct Tx<'m, K, V, S> {
     hasher: &'m S,
     /// Effective writes so far: inserts, replacements, removals (a clear counts its entries).
     changes: usize,
+    written: WrittenPaths,
 }
 
 impl<'m, K, V, S> Tx<'m, K, V, S> {
     pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S) -> Self {
-        Self { root, len, hasher, changes: 0 }
+        Self { root, len, hasher, changes: 0, written: WrittenPaths::default() }
     }
 
     /// What the batch did if any write took effect, else the (unchanged) working root.
     pub(crate) fn into_changes(self) -> Result<Changed<K, V>, Root<K, V>> {
         if self.changes > 0 {
-            Ok(Changed { root: self.root, len: self.len, changes: self.changes })
+            Ok(Changed { root: self.root, len: self.len, changes: self.changes, written: self.written })
         } else {
             Err(self.root)
         }
@@ -92,6 +95,7 @@ where
             self.len += 1;
         }
         self.changes += 1;
+        self.written.record(hash);
         old
     }
 
@@ -120,6 +124,7 @@ where
         }
         self.len -= 1;
         self.changes += 1;
+        self.written.record(hash);
         Some(removed)
     }
 
@@ -171,9 +176,68 @@ where
     V: Clone,
     S: BuildHasher,
 {
+    /// Into an empty map (`FromIterator`, a first load, a reload after
+    /// `clear`), the entries are hashed, sorted into trie order and built into
+    /// nodes in one pass: each node allocated once, in iteration order.
+    /// Otherwise, one `insert` each.
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        if self.root.is_none() {
+            self.load(iter.into_iter());
+            return;
+        }
         for (k, v) in iter {
             self.insert(k, v);
         }
     }
+}
+
+impl<K, V, S> Tx<'_, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// Fills the empty working copy with `iter`; for equal keys the last wins,
+    /// as with `insert`. `Hash` and `Eq` run before the trie is touched, so a
+    /// panic in them leaves the batch empty, as it was.
+    fn load(&mut self, iter: impl Iterator<Item = (K, V)>) {
+        debug_assert!(self.root.is_none() && self.len == 0);
+        let mut entries: Vec<(u64, K, V)> = iter.map(|(k, v)| (self.hasher.hash_one(&k), k, v)).collect();
+        let items = entries.len();
+        // Stable: of two equal keys, the later one stays later.
+        entries.sort_by_key(|e| trie::trie_order(e.0));
+        keep_last_of_equal_keys(&mut entries);
+        for e in &entries {
+            self.written.record(e.0);
+        }
+        self.len = entries.len();
+        self.changes += items;
+        self.root = trie::build_sorted(entries);
+    }
+}
+
+/// Drops every entry whose key appears again later (equal keys have equal
+/// hashes, so they sit in one run of equal hashes after sorting).
+fn keep_last_of_equal_keys<K: Eq, V>(entries: &mut Vec<(u64, K, V)>) {
+    let mut superseded: Vec<usize> = Vec::new();
+    let mut start = 0;
+    while start < entries.len() {
+        let hash = entries[start].0;
+        let end = start + entries[start..].iter().take_while(|e| e.0 == hash).count();
+        for i in start..end {
+            if entries[i + 1..end].iter().any(|later| later.1 == entries[i].1) {
+                superseded.push(i);
+            }
+        }
+        start = end;
+    }
+    if superseded.is_empty() {
+        return;
+    }
+    let mut at = 0;
+    let mut next = superseded.iter().peekable();
+    entries.retain(|_| {
+        let drop = next.next_if_eq(&&at).is_some();
+        at += 1;
+        !drop
+    });
 }

@@ -184,6 +184,8 @@ enum Write {
     RemoveAbsent,
     Batch,
     BatchThenPanic,
+    /// Clear and load again in one batch: the one-pass bulk build.
+    Reload,
 }
 
 /// Runs `write` on the map; returns its effect on the model if it completes.
@@ -224,6 +226,16 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
             next.remove(&keys[keys.len() - 1]);
             next.insert(fresh + 1, 3);
         }
+        Write::Reload => {
+            let keys: Vec<u32> = model.keys().copied().collect();
+            let again = [(fresh, 5), (keys[0], 6)];
+            map.update(|tx| {
+                tx.clear();
+                let entries = keys.iter().map(|&k| (k, k + 1)).chain(again);
+                tx.extend(entries.map(|(k, v)| (env.key(k), env.val(v))));
+            });
+            next = keys.iter().map(|&k| (k, k + 1)).chain(again).collect();
+        }
     }
     next
 }
@@ -256,6 +268,7 @@ fn sweep(grouping: fn(u32) -> u32) {
         Write::RemoveAbsent,
         Write::Batch,
         Write::BatchThenPanic,
+        Write::Reload,
     ];
     for write in writes {
         for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {

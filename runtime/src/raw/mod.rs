@@ -8,7 +8,9 @@
 //! this interface in safe code.
 
 mod build;
+mod cpu;
 mod node;
 
 pub(crate) use build::{Builder, Drain, rebuild};
+pub(crate) use cpu::with_popcnt;
 pub(crate) use node::{NodeRef, Slot};
