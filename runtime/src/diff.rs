@@ -191,9 +191,34 @@ impl<'a, K, V, S> Diff<'a, K, V, S> {
     }
 
     fn push(&mut self, old: &'a NodeRef<K, V>, new: &'a NodeRef<K, V>, shift: u32) {
-        let todo = old.datamap() | old.nodemap() | new.datamap() | new.nodemap();
-        self.stack.push(Frame { old, new, shift, todo });
+        let todo = slots_to_compare(old, new);
+        if todo != 0 {
+            self.stack.push(Frame { old, new, shift, todo });
+        }
     }
+}
+
+/// The slots of two nodes at the same depth that may hold a difference.
+///
+/// Nodes of the same shape pair their children up by index, so a tight scan
+/// drops every pair that is one allocation before the slot-by-slot walk. This
+/// matters for the writer's private copies of the root's children (see
+/// `trie::recycle`): two versions never share them, though they share nearly
+/// all of their children.
+fn slots_to_compare<K, V>(old: &NodeRef<K, V>, new: &NodeRef<K, V>) -> u64 {
+    if old.datamap() != new.datamap() || old.nodemap() != new.nodemap() {
+        return old.datamap() | old.nodemap() | new.datamap() | new.nodemap();
+    }
+    let mut todo = old.datamap();
+    let mut children = old.nodemap();
+    for (a, b) in old.children().iter().zip(new.children()) {
+        let bit = children & children.wrapping_neg();
+        children &= !bit;
+        if !a.ptr_eq(b) {
+            todo |= bit;
+        }
+    }
+    todo
 }
 
 impl<'a, K, V, S> Diff<'a, K, V, S>
