@@ -106,8 +106,10 @@ impl<K, V, S> View<K, V, S> {
     /// What changed from `self` (the older) to `newer`.
     ///
     /// For two versions of the same map this costs O(changes × depth): the
-    /// walk skips every sub-tree the versions still share. For versions of two
-    /// different maps it costs O(len) look-ups.
+    /// walk skips every sub-tree the versions still share (plus, at most, a
+    /// scan of 64 × 64 child pointers: the writer keeps private copies of the
+    /// root's children, which it compares by their children). For versions of
+    /// two different maps it costs O(len) look-ups.
     pub fn diff<'a>(&'a self, newer: &'a View<K, V, S>) -> Diff<'a, K, V, S>
     where
         K: Hash + Eq,
