@@ -73,6 +73,19 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
             }
         }
     }
+
+    /// Node by node: each node's entries are folded as a plain slice, so the
+    /// inner loop keeps its cursor in registers.
+    #[inline]
+    fn fold<B, F: FnMut(B, Self::Item) -> B>(mut self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        loop {
+            acc = core::mem::replace(&mut self.entries, [].iter()).fold(acc, &mut f);
+            if !self.next_node() {
+                return acc;
+            }
+        }
+    }
 }
 
 impl<K, V> FusedIterator for RawIter<'_, K, V> {}
@@ -133,9 +146,8 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
                 None => return acc,
             }
         }
-        let rest = self.inner.by_ref().fold(acc, |acc, (k, v)| f(acc, (k, v)));
-        self.remaining = 0;
-        rest
+        let inner = core::mem::replace(&mut self.inner, RawIter::new(None));
+        inner.fold(acc, |acc, (k, v)| f(acc, (k, v)))
     }
 }
 
