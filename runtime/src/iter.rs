@@ -33,7 +33,7 @@ impl<'a, K, V> RawIter<'a, K, V> {
     #[inline]
     fn enter(&mut self, node: &'a NodeRef<K, V>) {
         for child in node.children().iter().take(PREFETCH_AHEAD) {
-            child.prefetch();
+            child.prefetch::<2>();
         }
         self.entries = node.entries().iter();
         self.stack[self.depth] = node.children().iter();
@@ -48,7 +48,7 @@ impl<'a, K, V> RawIter<'a, K, V> {
                 // Keep PREFETCH_AHEAD siblings in flight: small nodes are far
                 // apart in memory, and their misses then overlap.
                 if let Some(ahead) = self.stack[self.depth - 1].as_slice().get(PREFETCH_AHEAD - 1) {
-                    ahead.prefetch();
+                    ahead.prefetch::<2>();
                 }
                 self.enter(child);
                 return true;

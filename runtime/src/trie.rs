@@ -88,7 +88,7 @@ where
             Slot::Child(child) => node = child,
             Slot::Empty => return None,
         }
-        node.prefetch();
+        node.prefetch::<4>();
         shift += BITS;
     }
 }

@@ -265,13 +265,18 @@ impl<K, V> NodeRef<K, V> {
         }
     }
 
-    /// Hints that this node's header and first entries will be read soon:
-    /// its first two cache lines, since a small node (a leaf of a few entries)
-    /// rarely fits in the one line its header starts.
+    /// Hints that this node's first `LINES` cache lines will be read soon.
+    ///
+    /// Two lines cover the header and first entries of a small node (a leaf
+    /// of a few entries rarely fits in the one line its header starts); a
+    /// lookup asks for four, which also covers a branch node's child pointers
+    /// up to index ~28 (measured at 1M keys: 4 lines ~20% faster hits than 2,
+    /// 100K ~1 ns slower).
     #[inline(always)]
-    pub(crate) fn prefetch(&self) {
-        prefetch(self.ptr.as_ptr());
-        prefetch(self.ptr.as_ptr().cast::<u8>().wrapping_add(64));
+    pub(crate) fn prefetch<const LINES: usize>(&self) {
+        for line in 0..LINES {
+            prefetch(self.ptr.as_ptr().cast::<u8>().wrapping_add(64 * line));
+        }
     }
 
     /// Hints that the child for slot `slot` will be read soon, before the
