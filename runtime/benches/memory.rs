@@ -137,7 +137,7 @@ fn main() {
     drop(warm);
 
     let rows = [
-        measure("snapview", "one `update` batch", || {
+        measure("snapview", "one `update` batch (`extend` into the empty map: one-pass load)", || {
             let m = SnapMap::builder().hasher(hasher.clone()).build();
             m.update(|tx| tx.extend(entries()));
             m
