@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     let mut ops = data.chunks_exact(3);
     while let Some(&[op, k, v]) = ops.next() {
         let value = u16::from(v) << 1;
-        match op % 8 {
+        match op % 9 {
             0..=2 => assert_eq!(map.insert(Key(k), value), model.insert(k, value)),
             3 | 4 => assert_eq!(map.remove(&Key(k)), model.remove(&k)),
             5 => {
@@ -82,6 +82,19 @@ fuzz_target!(|data: &[u8]| {
                 });
             }
             6 => kept.push((map.snapshot(), model.clone())),
+            7 => {
+                // Clear and load again in one batch (the one-pass load), from
+                // up to 15 following (key, value) pairs; a repeated key's last
+                // value wins, as with inserts.
+                let n = usize::from(v % 16);
+                let pairs: Vec<(u8, u16)> = ops.by_ref().take(n).map(|b| (b[1], u16::from(b[2]))).collect();
+                map.update(|tx| {
+                    tx.clear();
+                    tx.extend(pairs.iter().map(|&(k, v)| (Key(k), v)));
+                });
+                model.clear();
+                model.extend(pairs.iter().copied());
+            }
             _ => {
                 let now = map.snapshot();
                 for (snap, m) in &kept {
