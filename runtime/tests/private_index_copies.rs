@@ -8,26 +8,11 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Registry, Tag};
+use common::{Registry, Rng, Tag};
 use snapview::{SnapMap, Snapshot};
 
 /// Enough keys that the first two trie levels are made of children alone.
 const KEYS: u64 = 40_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn assert_equals_model(snap: &Snapshot<u64, u64>, model: &HashMap<u64, u64>) {
     assert_eq!(snap.len(), model.len());

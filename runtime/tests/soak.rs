@@ -8,12 +8,15 @@
 //! by default and runs `SNAPVIEW_SOAK_SECS` seconds (default 300):
 //! `SNAPVIEW_SOAK_SECS=600 cargo test --release -p snapview --test soak -- --ignored --nocapture`.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use snapview::{SnapMap, Snapshot};
 
 /// Live heap bytes, all threads. One shared counter: fine for a soak test,
@@ -66,22 +69,6 @@ const INITIAL: u64 = 100;
 const BATCHES: u64 = u64::MAX;
 
 type Map = SnapMap<u64, u64>;
-
-/// xorshift64*: deterministic per thread, no extra crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The invariant of every version: all accounts present, amounts conserved,
 /// and the batch counter matching the version.

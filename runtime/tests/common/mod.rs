@@ -1,6 +1,7 @@
 #![allow(dead_code)] // each test crate uses a different part of it
 
-//! Shared by the drop-counting tests: a registry of live instances.
+//! Shared by the integration tests: a registry of live instances (drop
+//! counting) and a small deterministic generator.
 //!
 //! Each [`Tag`] gets a unique id when it is created (`new` or `clone`) and
 //! removes it from its registry when dropped; dropping an id that is not live
@@ -82,5 +83,21 @@ impl Drop for Tag {
 impl std::fmt::Debug for Tag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "#{}", self.id)
+    }
+}
+
+/// xorshift64*: deterministic per thread, no extra crate.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
