@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::DefaultHashBuilder;
 use crate::hooks::{HookConfig, MapHook};
-use crate::raw::NodeRef;
+use crate::raw::{self, NodeRef};
 use crate::trie::{self, WrittenPaths};
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
@@ -55,6 +55,8 @@ struct Writer<K, V, S> {
     /// root (one count increment per child) and later freeing the old one
     /// (one decrement per child).
     spare: Option<NodeRef<K, V>>,
+    /// The buffer of the last batch's written hashes, kept for the next one.
+    written: WrittenPaths,
 }
 
 impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
@@ -86,7 +88,7 @@ impl<K, V, S> SnapMap<K, V, S> {
         let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
         Self {
             current: ArcSwap::new(Arc::clone(&first)),
-            writer: Mutex::new(Writer { current: first, spare: None }),
+            writer: Mutex::new(Writer { current: first, spare: None, written: WrittenPaths::default() }),
             meta,
             hook,
             watchers: Watchers::new(),
@@ -180,7 +182,8 @@ where
         let base = Arc::clone(&writer.current);
         // The spare was made equal to the current root when it was kept.
         let root = writer.spare.take().or_else(|| base.root().cloned());
-        let mut tx = Tx::new(root, base.len(), base.hasher());
+        let lending_before = raw::lending_copies();
+        let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written));
         let result = f(&mut tx);
         match tx.into_changes() {
             Ok(Changed { root, len, changes, written }) => {
@@ -192,7 +195,10 @@ where
                 // reader still has it (arc-swap has turned every reader's
                 // pending load into a counted reference by now).
                 let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
-                writer.spare = spare_for(old_root, next.root(), &written);
+                let lent = raw::lending_copies() != lending_before;
+                settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
+                writer.written = written;
+                writer.written.clear();
                 if self.watchers.watched() {
                     self.watchers.published(&next);
                 }
@@ -205,6 +211,35 @@ where
             }
         }
         result
+    }
+}
+
+/// After a publish: makes the new version own all its nodes' children
+/// ([`trie::settle_written`]; nothing to do if the batch made no lending copy,
+/// `lent` false) and keeps the old root as the next spare.
+///
+/// The order matters. A new root copied from the old one borrows from it, so
+/// it is settled first (by counts: the old root is still held), which leaves
+/// the old root unshared for recycling. Recycling (or dropping the old root)
+/// then releases the old version's nodes that the batch replaced, so that
+/// settling the copies below takes their counts over instead of adding new ones.
+fn settle_and_recycle<K: Clone, V: Clone>(
+    spare: &mut Option<NodeRef<K, V>>,
+    old: Option<NodeRef<K, V>>,
+    current: Option<&NodeRef<K, V>>,
+    written: &WrittenPaths,
+    lent: bool,
+) {
+    if !lent {
+        *spare = spare_for(old, current, written);
+        return;
+    }
+    if let Some(root) = current {
+        raw::settle_node(root);
+    }
+    *spare = spare_for(old, current, written);
+    if let Some(root) = current {
+        trie::settle_written(root, written);
     }
 }
 

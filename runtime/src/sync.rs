@@ -4,12 +4,16 @@
 #[cfg_attr(snapview_tsan, allow(unused_imports))]
 use loom::sync::atomic::fence;
 #[cfg(snapview_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(snapview_loom))]
 #[cfg_attr(snapview_tsan, allow(unused_imports))]
 use std::sync::atomic::fence;
 #[cfg(not(snapview_loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+/// A process-wide event counter that is read only as a hint, never to order
+/// memory: std's even under loom, whose atomics cannot live in a `static`.
+pub(crate) use std::sync::atomic::AtomicU64 as StaticCounter;
 
 /// The Acquire half of freeing on the last decrement: `fence(Acquire)`, or,
 /// under ThreadSanitizer (`--cfg snapview_tsan`), an Acquire load of the

@@ -22,7 +22,7 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::mem;
 
-use crate::raw::{Builder, Drain, NodeRef, rebuild, with_popcnt};
+use crate::raw::{Builder, Drain, NodeRef, rebuild, settle, with_popcnt};
 
 /// Hash bits consumed per level: 64 slots per node.
 pub(crate) const BITS: u32 = 6;
@@ -145,8 +145,8 @@ where
             None
         }
         Slot::Child(_) => {
-            let (_, children) = node.make_mut();
-            insert_at(&mut children[index(nm, bit)], hash, shift + BITS, key, value, hasher)
+            let (_, mut children) = node.make_mut();
+            insert_at(children.get(index(nm, bit)), hash, shift + BITS, key, value, hasher)
         }
         Slot::Empty => {
             let at = index(dm, bit);
@@ -315,9 +315,9 @@ where
         Slot::Entry(_) | Slot::Empty => None,
         Slot::Child(_) => {
             let child_at = index(nm, bit);
-            let (_, children) = node.make_mut();
-            let removed = remove_at(&mut children[child_at], hash, shift + BITS, key)?;
-            let child = &children[child_at];
+            let (_, mut children) = node.make_mut();
+            let removed = remove_at(children.get(child_at), hash, shift + BITS, key)?;
+            let child = &children.as_slice()[child_at];
             if child.entries().len() == 1 && child.children().is_empty() {
                 // The child and this node are both fresh, unshared copies now:
                 // folding moves values only and runs no user code.
@@ -346,30 +346,62 @@ fn fold_child<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) {
     });
 }
 
-/// How many written hashes a batch remembers for [`recycle`]; past this, the
+/// How many written hashes [`recycle`] follows one by one; past this, the
 /// spare is brought up to date by a walk over its private nodes instead.
 const WRITTEN_PATHS: usize = 8;
 
-/// The hashes of the keys a batch wrote, if there were few enough to list.
-#[derive(Clone, Copy, Default)]
+/// The hashes of the keys a batch wrote: the paths its copies lie on.
+#[derive(Default)]
 pub(crate) struct WrittenPaths {
-    hashes: [u64; WRITTEN_PATHS],
-    count: usize,
+    hashes: Vec<u64>,
+    /// A load rebuilt the trie: every node is new, and the hashes are not kept.
+    rebuilt: bool,
 }
 
 impl WrittenPaths {
     /// Notes a write of the key with this hash.
     #[inline]
     pub(crate) fn record(&mut self, hash: u64) {
-        if let Some(slot) = self.hashes.get_mut(self.count) {
-            *slot = hash;
-        }
-        self.count = self.count.saturating_add(1);
+        self.hashes.push(hash);
     }
 
-    /// The hashes written, or `None` if there were too many to list.
+    /// Notes that the batch built a new trie from scratch (a load).
+    pub(crate) fn rebuilt(&mut self) {
+        self.rebuilt = true;
+    }
+
+    /// Empties the list, keeping its buffer for the next batch.
+    pub(crate) fn clear(&mut self) {
+        self.hashes.clear();
+        self.rebuilt = false;
+    }
+
+    /// The hashes written, if few enough for `recycle` to follow one by one.
     fn known(&self) -> Option<&[u64]> {
-        self.hashes.get(..self.count)
+        (!self.rebuilt && self.hashes.len() <= WRITTEN_PATHS).then_some(&self.hashes[..])
+    }
+}
+
+/// Settles every copy the batch made ([`settle`]): each lies on the path of
+/// a key it wrote. Copies made before a load were dropped by the `clear` that
+/// preceded it, and writes after it change new, unshared nodes in place, so
+/// the recorded paths find them all.
+pub(crate) fn settle_written<K, V>(root: &NodeRef<K, V>, written: &WrittenPaths) {
+    for &hash in &written.hashes {
+        settle_path(root, hash, 0);
+    }
+}
+
+fn settle_path<K, V>(node: &NodeRef<K, V>, hash: u64, shift: u32) {
+    if node.is_lending() {
+        return settle(node);
+    }
+    if is_collision_level(shift) {
+        return;
+    }
+    let bit = slot_bit(hash, shift);
+    if node.nodemap() & bit != 0 {
+        settle_path(&node.children()[index(node.nodemap(), bit)], hash, shift + BITS);
     }
 }
 
@@ -448,14 +480,21 @@ fn sync_child<K: Clone, V: Clone>(
     sync: impl FnOnce(&mut NodeRef<K, V>, &NodeRef<K, V>),
 ) {
     let theirs = &theirs.children()[at];
-    let Some((_, children)) = mine.get_mut() else {
+    let Some((_, mut children)) = mine.get_mut() else {
         unreachable!("snapview bug: syncing a shared spare");
     };
-    let mine = &mut children[at];
+    let mine = children.get(at);
     if mine.ptr_eq(theirs) {
         return;
     }
-    if shift < PRIVATE_DEPTH * BITS && is_index(theirs) && patchable(mine, theirs) {
+    let private_depth = shift < PRIVATE_DEPTH * BITS && is_index(theirs);
+    if private_depth && theirs.is_lending() {
+        // A copy of `mine` (the write went through a shared node): it holds
+        // `mine` as its lender. Settling it by counts, once, frees `mine` to
+        // become a private copy, through which later writes go in place.
+        crate::raw::settle_node(theirs);
+    }
+    if private_depth && patchable(mine, theirs) {
         sync(mine, theirs);
     } else {
         *mine = theirs.clone();
@@ -645,6 +684,20 @@ mod tests {
         assert_eq!(lookup(&new, &5000), Some(1));
     }
 
+    /// What `SnapMap::update` does after publishing `new`: settle its root,
+    /// recycle `old`, settle the copies on the written paths.
+    fn publish<K: Clone, V: Clone>(
+        old: NodeRef<K, V>,
+        new: &NodeRef<K, V>,
+        written: &WrittenPaths,
+    ) -> Option<NodeRef<K, V>> {
+        crate::raw::settle_node(new);
+        let spare = recycle(old, new, written);
+        settle_written(new, written);
+        assert!(!new.is_lending(), "settled");
+        spare
+    }
+
     /// Every key written between `v1` and `v2`, as `recycle` gets them.
     fn paths(keys: &[u64]) -> WrittenPaths {
         let mut written = WrittenPaths::default();
@@ -666,7 +719,7 @@ mod tests {
         };
         for written in [paths(&[7]), paths(&(0..20).collect::<Vec<_>>())] {
             let (v1, v2) = make();
-            let spare = recycle(v1, &v2, &written).expect("a root");
+            let spare = publish(v1, &v2, &written).expect("a root");
             assert!(!spare.ptr_eq(&v2));
             assert!(nodes_equal(&spare, &v2, 0));
             assert!(
@@ -679,7 +732,7 @@ mod tests {
         let (v1, v2) = make();
         let other = build([1u64]);
         assert!(recycle(other, &v2, &paths(&[7])).expect("a root").ptr_eq(&v2));
-        let spare = recycle(v1, &v2, &paths(&[7])).expect("a root");
+        let spare = publish(v1, &v2, &paths(&[7])).expect("a root");
         let held = spare.clone();
         assert!(recycle(spare, &v2, &paths(&[7])).expect("a root").ptr_eq(&v2));
         drop(held);
@@ -709,7 +762,7 @@ mod tests {
         let key = 5u64 << 12 | 1 << 24;
         insert(&mut v2, s.hash_one(key), key, 7, &s);
         let v1_level1 = addr(&v1.children()[0]);
-        let spare = recycle(v1, &v2, &paths(&[key])).expect("a root");
+        let spare = publish(v1, &v2, &paths(&[key])).expect("a root");
         assert!(nodes_equal(&spare, &v2, 0));
         assert_eq!(addr(&spare.children()[0]), v1_level1, "the old index node was patched, not replaced");
         assert!(!spare.children()[0].ptr_eq(&v2.children()[0]));
@@ -725,7 +778,7 @@ mod tests {
         insert(&mut v3, s.hash_one(key2), key2, 8, &s);
         assert_eq!(addr(&v3.children()[0]), v1_level1, "no copy of the private index node");
         // And syncing v2 (now the old version) to v3 along that path gives equality.
-        let v2_again = recycle(v2, &v3, &paths(&[key2])).expect("a root");
+        let v2_again = publish(v2, &v3, &paths(&[key2])).expect("a root");
         assert!(nodes_equal(&v2_again, &v3, 0));
         assert_eq!(get(&v2_again, s.hash_one(key2), &key2).map(|e| e.1), Some(8));
         assert_eq!(get(&v2_again, s.hash_one(key), &key).map(|e| e.1), Some(7));
@@ -743,7 +796,7 @@ mod tests {
         }
         remove(&mut v2, s.hash_one(3u64 << 12), &(3u64 << 12));
         assert!(paths(&written).known().is_none(), "more than WRITTEN_PATHS");
-        let spare = recycle(v1, &v2, &paths(&written)).expect("a root");
+        let spare = publish(v1, &v2, &paths(&written)).expect("a root");
         assert!(nodes_equal(&spare, &v2, 0));
     }
 

@@ -36,8 +36,9 @@ pub struct Tx<'m, K, V, S> {
 }
 
 impl<'m, K, V, S> Tx<'m, K, V, S> {
-    pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S) -> Self {
-        Self { root, len, hasher, changes: 0, written: WrittenPaths::default() }
+    /// A batch on `root`; `written` is an empty list whose buffer it reuses.
+    pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S, written: WrittenPaths) -> Self {
+        Self { root, len, hasher, changes: 0, written }
     }
 
     /// What the batch did if any write took effect, else the (unchanged) working root.
@@ -206,9 +207,7 @@ where
         // Stable: of two equal keys, the later one stays later.
         entries.sort_by_key(|e| trie::trie_order(e.0));
         keep_last_of_equal_keys(&mut entries);
-        for e in &entries {
-            self.written.record(e.0);
-        }
+        self.written.rebuilt();
         self.len = entries.len();
         self.changes += items;
         self.root = trie::build_sorted(entries);

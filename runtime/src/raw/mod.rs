@@ -11,6 +11,6 @@ mod build;
 mod cpu;
 mod node;
 
-pub(crate) use build::{Builder, Drain, rebuild};
+pub(crate) use build::{Builder, Drain, lending_copies, rebuild, settle, settle_node};
 pub(crate) use cpu::with_popcnt;
 pub(crate) use node::{NodeRef, Slot};

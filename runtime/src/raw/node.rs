@@ -1,11 +1,17 @@
 //! The node allocation: one header followed by two exact-size arrays.
 //!
 //! ```text
-//! +-----------------------------------+------------------------+---------------------+
-//! | Header (24 bytes)                 | [NodeRef; children]    | [(K, V); entries]   |
-//! | refs | entries | datamap | nodemap | sub-trees              | inline entries      |
-//! +-----------------------------------+------------------------+---------------------+
+//! +-----------------------------------+------------------------+---------------------+-----------------+
+//! | Header (24 bytes)                 | [NodeRef; children]    | [(K, V); entries]   | Lending (16 B)  |
+//! | refs | entries | datamap | nodemap | sub-trees              | inline entries      | lent | lender   |
+//! +-----------------------------------+------------------------+---------------------+-----------------+
 //! ```
+//!
+//! The `Lending` tail exists only in nodes with children; lookups and
+//! iteration never read it. It records which children the node *borrows*
+//! (see "Lending copies" in docs/design.md): a copy made by a write shares
+//! its source's children without touching their counts, and holds one counted
+//! reference to the source (`lender`) instead, which keeps them alive.
 //!
 //! Children come first so that the address of a full node's child `i` is
 //! known from the node's address alone (`24 + 8i`): a lookup can fetch it
@@ -20,7 +26,13 @@
 //! - **N2** the first `entries` slots of the entry array and the first
 //!   `children` slots of the child array are initialised;
 //! - **N3** `refs` counts the `NodeRef`s that point at the node (plus one for a
-//!   `Drain` in moving mode, which has taken the last one over);
+//!   `Drain` in moving mode, which has taken the last one over), except those
+//!   in a parent's child array whose `lent` bit is set: those are not counted;
+//! - **N6** a node whose `lent` bits are not all 0 has a non-null `lender`,
+//!   which holds a count on each of its lent children (it is the node they
+//!   were copied from, or that node's own lender chain keeps them alive);
+//!   `lent` and `lender` change only through the writer, and lent children are
+//!   never handed out mutably (see [`ChildrenMut`]);
 //! - **N4** the non-atomic header fields never change after the node is built,
 //!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
@@ -32,12 +44,15 @@ use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use std::alloc;
 
-use crate::sync::{AtomicU32, Ordering, acquire_after_last_decrement};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering, acquire_after_last_decrement};
 
 /// Past this count a clone aborts, as `Arc` does: a count that wraps would
 /// free a live node. (Counts are per parent node, not per snapshot: reaching
-/// it would take two billion live parents of one node.)
-const MAX_REFS: u32 = i32::MAX as u32;
+/// it would take a billion live parents of one node.)
+const MAX_REFS: u32 = 1 << 30;
+/// The top bit of `refs`: the node holds a lender (N6). The writer sets and
+/// clears it; counting never reaches it (`MAX_REFS`).
+const LENDING: u32 = 1 << 31;
 
 #[repr(C)]
 pub(super) struct Header {
@@ -50,6 +65,16 @@ pub(super) struct Header {
     nodemap: u64,
 }
 
+/// The tail of a node with children (never read by lookups): the children it
+/// borrows rather than owns, and from whom (N3, N6).
+#[repr(C)]
+pub(super) struct Lending {
+    /// Bit `i` set: `children[i]` is lent: this node holds no count on it.
+    lent: AtomicU64,
+    /// A counted reference to the node the lent children came from, or null.
+    lender: AtomicPtr<Header>,
+}
+
 /// What a trie node's slot holds.
 pub(crate) enum Slot<'a, K, V> {
     Empty,
@@ -58,7 +83,41 @@ pub(crate) enum Slot<'a, K, V> {
 }
 
 /// Mutable access to a node's two arrays: its entries and its children.
-pub(crate) type NodeMut<'a, K, V> = (&'a mut [(K, V)], &'a mut [NodeRef<K, V>]);
+pub(crate) type NodeMut<'a, K, V> = (&'a mut [(K, V)], ChildrenMut<'a, K, V>);
+
+/// Mutable access to the children of an unshared node.
+///
+/// A lent child (N3) is not this node's to change or drop, so [`get`](Self::get)
+/// first gives the node a count of its own on it: what it hands out is always
+/// an owned reference, which the caller may replace or copy-on-write.
+pub(crate) struct ChildrenMut<'a, K, V> {
+    children: &'a mut [NodeRef<K, V>],
+    lending: Option<&'a Lending>,
+}
+
+impl<K, V> ChildrenMut<'_, K, V> {
+    /// The children, for reading.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[NodeRef<K, V>] {
+        self.children
+    }
+
+    /// Child `i`, owned by this node from now on.
+    #[inline]
+    pub(crate) fn get(&mut self, i: usize) -> &mut NodeRef<K, V> {
+        if let Some(lending) = self.lending {
+            // Relaxed: only the writer, which holds this `&mut`, reads or
+            // writes the bits of an unshared node.
+            let lent = lending.lent.load(Ordering::Relaxed);
+            if lent & (1 << i) != 0 {
+                // Counted now: the clone's count becomes this slot's.
+                core::mem::forget(self.children[i].clone());
+                lending.lent.store(lent & !(1 << i), Ordering::Relaxed);
+            }
+        }
+        &mut self.children[i]
+    }
+}
 
 /// An owning, reference-counted pointer to a trie node.
 ///
@@ -86,17 +145,30 @@ const fn max(a: usize, b: usize) -> usize {
 
 impl<K, V> NodeRef<K, V> {
     const CHILDREN_OFFSET: usize = round_up(size_of::<Header>(), align_of::<Self>());
-    const ALIGN: usize = max(align_of::<Header>(), max(align_of::<(K, V)>(), align_of::<Self>()));
+    const ALIGN: usize =
+        max(align_of::<Header>(), max(align_of::<(K, V)>(), max(align_of::<Self>(), align_of::<Lending>())));
 
     fn entries_offset(children: usize) -> usize {
         round_up(Self::CHILDREN_OFFSET + children * size_of::<Self>(), align_of::<(K, V)>())
+    }
+
+    /// Where the `Lending` tail starts (meaningful when `children > 0`).
+    fn lending_offset(entries: usize, children: usize) -> usize {
+        round_up(Self::entries_offset(children) + entries * size_of::<(K, V)>(), align_of::<Lending>())
     }
 
     /// The layout of a node with these counts; panics if it would not fit in `isize`.
     pub(super) fn layout(entries: usize, children: usize) -> Layout {
         // children <= 64 (one per nodemap bit), so only the entry array can overflow.
         debug_assert!(children <= 64);
-        let size = entries.checked_mul(size_of::<(K, V)>()).and_then(|e| e.checked_add(Self::entries_offset(children)));
+        let arrays =
+            entries.checked_mul(size_of::<(K, V)>()).and_then(|e| e.checked_add(Self::entries_offset(children)));
+        let size = match children {
+            0 => arrays,
+            _ => arrays
+                .and_then(|end| end.checked_add(align_of::<Lending>() - 1))
+                .and_then(|end| (end & !(align_of::<Lending>() - 1)).checked_add(size_of::<Lending>())),
+        };
         size.and_then(|size| Layout::from_size_align(size, Self::ALIGN).ok())
             .unwrap_or_else(|| panic!("snapview: a node of {entries} entries and {children} children is too large"))
     }
@@ -122,6 +194,12 @@ impl<K, V> NodeRef<K, V> {
         // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
         // alignment) and large enough for it (the layout starts with it).
         unsafe { ptr.as_ptr().write(header) };
+        if children > 0 {
+            let lending = Lending { lent: AtomicU64::new(0), lender: AtomicPtr::new(ptr::null_mut()) };
+            // SAFETY: a node with children has the tail (see `layout`), at an
+            // offset aligned for it inside the allocation.
+            unsafe { lending_ptr::<K, V>(ptr, entries, children).write(lending) };
+        }
         ptr
     }
 
@@ -144,6 +222,57 @@ impl<K, V> NodeRef<K, V> {
         // SAFETY: a NodeRef always points at a live node (N3: its own reference
         // keeps it alive), whose header was written by `allocate`.
         unsafe { self.ptr.as_ref() }
+    }
+
+    /// The `Lending` tail, if the node has children.
+    fn lending(&self) -> Option<&Lending> {
+        let (entries, children) = self.counts();
+        // SAFETY: a live node with children has its tail initialised by
+        // `allocate` (N1), and it is only accessed through atomics.
+        (children > 0).then(|| unsafe { &*lending_ptr::<K, V>(self.ptr, entries, children) })
+    }
+
+    /// Whether the node holds a lender, i.e. may borrow some of its children.
+    #[inline]
+    pub(crate) fn is_lending(&self) -> bool {
+        // Relaxed: the flag is set and cleared by the writer alone, which is
+        // the only one to read it.
+        self.header().refs.load(Ordering::Relaxed) & LENDING != 0
+    }
+
+    /// Records that the children at `lent` are borrowed from `lender`.
+    ///
+    /// Only for a node being built (`Builder::finish`): N6 must hold for it.
+    pub(super) fn set_lending(&self, lent: u64, lender: Option<NodeRef<K, V>>) {
+        let Some(lender) = lender else {
+            assert!(lent == 0, "snapview bug: lent children without a lender");
+            return;
+        };
+        let lending = self.lending().expect("snapview bug: lending without children");
+        let lender = core::mem::ManuallyDrop::new(lender).ptr.as_ptr();
+        // Relaxed: lending state is read and written by the writer alone (the
+        // node is not even visible to anyone else yet).
+        lending.lent.store(lent, Ordering::Relaxed);
+        lending.lender.store(lender, Ordering::Relaxed);
+        self.header().refs.fetch_or(LENDING, Ordering::Relaxed);
+    }
+
+    /// Takes the lending state out: the bits of the borrowed children and the
+    /// counted reference that keeps them alive. The node is left owning
+    /// nothing it does not count, so the caller must settle those children
+    /// (count them, or take over the lender's counts) before dropping it.
+    pub(super) fn take_lending(&self) -> (u64, Option<NodeRef<K, V>>) {
+        if !self.is_lending() {
+            return (0, None);
+        }
+        let lending = self.lending().expect("snapview bug: lending without children");
+        // Relaxed: as in `set_lending`; the swap makes the caller the one owner.
+        let lent = lending.lent.swap(0, Ordering::Relaxed);
+        let lender = NonNull::new(lending.lender.swap(ptr::null_mut(), Ordering::Relaxed));
+        self.header().refs.fetch_and(!LENDING, Ordering::Relaxed);
+        // SAFETY: a non-null lender is a counted reference (N6), which the swap
+        // has handed to us alone.
+        (lent, lender.map(|l| unsafe { Self::from_raw(l) }))
     }
 
     /// The bitmap of slots holding an inline entry.
@@ -188,7 +317,7 @@ impl<K, V> NodeRef<K, V> {
         // Acquire: synchronizes with the Release decrement of every other
         // reference that was dropped (in `Drop`), so that their reads of the
         // node happen-before our writes to it.
-        self.header().refs.load(Ordering::Acquire) == 1
+        self.header().refs.load(Ordering::Acquire) & !LENDING == 1
     }
 
     /// What the slot for `bit` holds (always `Empty` in a collision node,
@@ -228,14 +357,20 @@ impl<K, V> NodeRef<K, V> {
             return None;
         }
         let (ne, nc) = self.counts();
+        let lending = if self.is_lending() { self.lending().map(|l| l as *const Lending) } else { None };
         // SAFETY: 1. the count is 1 and we hold `&mut` to that one reference, so
         //    no other thread or borrow can reach the node (N3, N4);
-        // 2. the two arrays are disjoint and initialised (N1, N2), so two
-        //    mutable slices over them do not alias.
+        // 2. the two arrays and the tail are disjoint and initialised (N1, N2),
+        //    so two mutable slices and a shared tail reference do not alias;
+        // 3. lent children are reachable only through `ChildrenMut::get`,
+        //    which makes them owned first (N3).
         unsafe {
             Some((
                 core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr, nc), ne),
-                core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr), nc),
+                ChildrenMut {
+                    children: core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr), nc),
+                    lending: lending.map(|l| &*l),
+                },
             ))
         }
     }
@@ -253,16 +388,6 @@ impl<K, V> NodeRef<K, V> {
             *self = super::build::shallow_copy(self);
         }
         self.get_mut().expect("a fresh copy is unique")
-    }
-
-    /// Asks the cache to fetch the headers of this node's children, which a
-    /// copy is about to increment: their misses then overlap instead of
-    /// queueing behind each locked increment.
-    #[inline]
-    pub(crate) fn prefetch_children(&self) {
-        for child in self.children() {
-            prefetch(child.ptr.as_ptr());
-        }
     }
 
     /// Hints that this node's first `LINES` cache lines will be read soon.
@@ -312,9 +437,12 @@ impl<K, V> NodeRef<K, V> {
     /// and nothing may use it afterwards.
     pub(super) unsafe fn deallocate(ptr: NonNull<Header>, entries: usize, children: usize) {
         // SAFETY: the caller guarantees the pointer and counts, hence the
-        // layout, are those of the allocation (N1).
+        // layout and the tail's place, are those of the allocation (N1).
         unsafe {
             ptr::drop_in_place(&raw mut (*ptr.as_ptr()).refs);
+            if children > 0 {
+                ptr::drop_in_place(lending_ptr::<K, V>(ptr, entries, children));
+            }
             alloc::dealloc(ptr.as_ptr().cast(), Self::layout(entries, children));
         }
     }
@@ -328,6 +456,29 @@ fn entries_ptr<K, V>(ptr: NonNull<Header>, children: usize) -> *mut (K, V) {
 
 fn children_ptr<K, V>(ptr: NonNull<Header>) -> *mut NodeRef<K, V> {
     ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::CHILDREN_OFFSET).cast()
+}
+
+fn lending_ptr<K, V>(ptr: NonNull<Header>, entries: usize, children: usize) -> *mut Lending {
+    // wrapping_add: as in `entries_ptr`.
+    ptr.as_ptr().cast::<u8>().wrapping_add(NodeRef::<K, V>::lending_offset(entries, children)).cast()
+}
+
+/// Gives a count of their holder's own to each of the `len` children at
+/// `children` whose bit is set in `lent`, so that dropping them afterwards
+/// takes back exactly what the holder has (N3).
+///
+/// # Safety
+/// `children` must point at `len` initialised child slots, and each child
+/// whose bit is set must be alive (its lender still holds it, N6).
+pub(super) unsafe fn own_lent<K, V>(children: *const NodeRef<K, V>, len: usize, lent: u64) {
+    let mut bits = lent;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        assert!(i < len, "snapview bug: a lent bit past the children");
+        // SAFETY: slot `i` < `len` is initialised and alive (caller).
+        core::mem::forget(unsafe { &*children.add(i) }.clone());
+    }
 }
 
 #[inline(always)]
@@ -348,7 +499,7 @@ impl<K, V> Clone for NodeRef<K, V> {
         // Relaxed: a new reference is made from an existing one, which already
         // keeps the node alive; nothing needs to be ordered (as in Arc::clone).
         let old = self.header().refs.fetch_add(1, Ordering::Relaxed);
-        if old > MAX_REFS {
+        if old & !LENDING > MAX_REFS {
             std::process::abort();
         }
         Self { ptr: self.ptr, _owns: PhantomData }
@@ -360,7 +511,7 @@ impl<K, V> Drop for NodeRef<K, V> {
         // Release: orders every use of the node through this reference before
         // the decrement, so that whoever frees it (below, after the Acquire
         // fence) sees those uses finished.
-        if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+        if self.header().refs.fetch_sub(1, Ordering::Release) & !LENDING != 1 {
             return;
         }
         // Acquire: synchronizes with the Release decrements of all other
@@ -391,8 +542,18 @@ unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize)
         }
     }
     let _dealloc = Dealloc::<K, V>(ptr, entries, children, PhantomData);
+    // SAFETY: `ptr` is a live node (caller); this temporary reference only
+    // takes its lending state out and is never dropped.
+    let (lent, lender) = core::mem::ManuallyDrop::new(unsafe { NodeRef::<K, V>::from_raw(ptr) }).take_lending();
+    // SAFETY: the lent children are alive: the lender, not yet dropped, holds
+    // them (N6).
+    unsafe { own_lent::<K, V>(children_ptr::<K, V>(ptr), children, lent) };
+    // Dropped when this function returns or unwinds, after the arrays below:
+    // what the lender frees is then no longer referenced from this node.
+    let _lender = lender;
     // SAFETY: 1. the arrays hold exactly `entries` and `children` initialised
-    //    values (caller), each dropped once here and never used again;
+    //    values (caller), each dropped once here and never used again; every
+    //    child is counted by this node now (`own_lent` above);
     // 2. if a destructor panics, drop_in_place goes on dropping the rest of
     //    that slice and `_dealloc` still frees the memory.
     unsafe {
@@ -411,7 +572,9 @@ mod tests {
         assert_eq!(size_of::<Header>(), 24);
         assert_eq!(NodeRef::<u64, u64>::CHILDREN_OFFSET, 24);
         assert_eq!(NodeRef::<u64, u64>::entries_offset(2), 24 + 2 * 8);
-        assert_eq!(l.size(), 24 + 2 * 8 + 3 * 16);
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(3, 2), 24 + 2 * 8 + 3 * 16);
+        assert_eq!(l.size(), 24 + 2 * 8 + 3 * 16 + 16, "and the lending tail");
+        assert_eq!(NodeRef::<u64, u64>::layout(3, 0).size(), 24 + 3 * 16, "no tail without children");
         assert_eq!(l.align(), 8);
     }
 
@@ -427,7 +590,7 @@ mod tests {
     #[test]
     fn layout_of_zero_sized_entries_is_header_and_children() {
         let l = NodeRef::<(), ()>::layout(1000, 1);
-        assert_eq!(l.size(), size_of::<Header>() + 8);
+        assert_eq!(l.size(), size_of::<Header>() + 8 + size_of::<Lending>());
     }
 }
 
