@@ -518,6 +518,120 @@ mod tests {
         assert_eq!(Rc::strong_count(&token), 3);
     }
 
+    /// A node of `width` single-entry children (slots 0..width) and one
+    /// entry (slot 63), every value holding `token`.
+    fn wide(width: u32, token: &Rc<()>) -> NodeRef<u32, Rc<()>> {
+        let nodemap = (1u64 << width) - 1;
+        let mut b = Builder::trie(1 << 63, nodemap);
+        for i in 0..width {
+            b.push_child(leaf(&[(i, token.clone())]));
+        }
+        b.push_entry((63, token.clone()));
+        b.finish()
+    }
+
+    fn counts(node: &NodeRef<u32, Rc<()>>) -> Vec<u32> {
+        node.children().iter().map(NodeRef::ref_count).collect()
+    }
+
+    /// A copy-on-write of `node`, which stays shared, as a write makes it.
+    fn copy_of(node: &NodeRef<u32, Rc<()>>) -> NodeRef<u32, Rc<()>> {
+        let mut copy = node.clone();
+        copy.make_mut();
+        copy
+    }
+
+    #[test]
+    fn a_copy_of_a_wide_node_lends_its_children_without_counting_them() {
+        let token = Rc::new(());
+        let node = wide(LEND_MIN as u32, &token);
+        let copy = copy_of(&node);
+        assert!(!copy.ptr_eq(&node));
+        assert!(copy.is_lending());
+        assert!(copy.children().iter().zip(node.children()).all(|(a, b)| a.ptr_eq(b)));
+        assert!(counts(&node).iter().all(|&c| c == 1), "children's counts untouched");
+        assert_eq!(node.ref_count(), 2, "the copy holds one count on its source instead");
+        assert_eq!(Rc::strong_count(&token), 1 + LEND_MIN + 2, "only the entry was cloned");
+    }
+
+    #[test]
+    fn a_copy_of_a_narrow_node_counts_its_children() {
+        let token = Rc::new(());
+        let node = wide(LEND_MIN as u32 - 1, &token);
+        let copy = copy_of(&node);
+        assert!(!copy.is_lending());
+        assert!(counts(&node).iter().all(|&c| c == 2));
+        assert_eq!(node.ref_count(), 1);
+    }
+
+    #[test]
+    fn settling_while_the_source_is_held_counts_each_lent_child() {
+        let token = Rc::new(());
+        let node = wide(10, &token);
+        let copy = copy_of(&node);
+        settle(&copy);
+        assert!(!copy.is_lending());
+        assert!(counts(&node).iter().all(|&c| c == 2), "each child counted by both");
+        assert_eq!(node.ref_count(), 1, "the lender was released");
+        drop(node);
+        assert!(counts(&copy).iter().all(|&c| c == 1));
+        drop(copy);
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn settling_once_the_source_is_gone_takes_its_counts_over() {
+        let token = Rc::new(());
+        let node = wide(10, &token);
+        let mut copy = copy_of(&node);
+        // The batch replaces child 3 and keeps the other nine lent.
+        *copy.get_mut().expect("unique copy").1.get(3) = leaf(&[(3, token.clone())]);
+        drop(node);
+        assert_eq!(Rc::strong_count(&token), 1 + 10 + 1 + 1 + 1, "the source lives on in the lender");
+        settle(&copy);
+        assert!(!copy.is_lending());
+        assert!(counts(&copy).iter().all(|&c| c == 1), "counts moved, none added");
+        assert_eq!(Rc::strong_count(&token), 1 + 10 + 1, "the source's entry and replaced child are freed");
+        drop(copy);
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn a_lent_child_taken_mutably_is_counted_first_and_copied_on_write() {
+        let token = Rc::new(());
+        let node = wide(10, &token);
+        let mut copy = copy_of(&node);
+        let (_, mut children) = copy.get_mut().expect("unique copy");
+        let child = children.get(0);
+        assert_eq!(child.ref_count(), 2, "counted by the copy now");
+        child.make_mut().0[0].0 = 99;
+        assert_eq!(node.children()[0].entries()[0].0, 0, "the source's child is unchanged");
+        assert_eq!(copy.children()[0].entries()[0].0, 99);
+        drop(copy);
+        assert!(counts(&node).iter().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn a_lending_node_dropped_unsettled_gives_every_count_back() {
+        let token = Rc::new(());
+        let node = wide(12, &token);
+        // Rebuilt by moves (as a batch does to its own copy), then abandoned,
+        // as a panicking batch abandons its working copy.
+        let mut copy = copy_of(&node);
+        rebuild(&mut copy, |from| {
+            let mut to = Builder::trie(0, (1 << 12) - 1);
+            let _entry = from.next_entry();
+            to.take_children(from, 12);
+            to.finish()
+        });
+        assert!(copy.is_lending(), "the lender moved to the rebuilt node");
+        drop(copy);
+        assert!(counts(&node).iter().all(|&c| c == 1));
+        assert_eq!(node.ref_count(), 1);
+        drop(node);
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
     #[test]
     fn make_mut_copies_a_shared_node_and_not_a_unique_one() {
         let mut a = leaf(&[(1, Rc::new(()))]);

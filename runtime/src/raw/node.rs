@@ -448,6 +448,15 @@ impl<K, V> NodeRef<K, V> {
     }
 }
 
+#[cfg(test)]
+impl<K, V> NodeRef<K, V> {
+    /// The node's count of references (tests).
+    pub(crate) fn ref_count(&self) -> u32 {
+        // Relaxed: tests read it where nothing else runs.
+        self.header().refs.load(Ordering::Relaxed) & !LENDING
+    }
+}
+
 fn entries_ptr<K, V>(ptr: NonNull<Header>, children: usize) -> *mut (K, V) {
     // wrapping_add: the arithmetic itself is safe; the offset stays inside the
     // allocation whenever the pointer is later dereferenced (N1).
@@ -652,6 +661,37 @@ mod loom_tests {
             reader.join().unwrap();
             assert_eq!(published.lock().unwrap().children()[0].entries()[0].0, 1);
             drop(published);
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
+    /// Settling a lending copy while a reader lets go of the old version that
+    /// holds its lender: whichever way the race goes (the writer takes the
+    /// lender's counts over, or counts each lent child), the copy's children
+    /// stay alive and every entry is freed exactly once.
+    #[test]
+    fn loom_settling_races_the_last_drop_of_the_old_version() {
+        loom::model(|| {
+            let token = Arc::new(());
+            let width = 8; // LEND_MIN: the copy lends
+            let mut source = Builder::trie(1 << 63, (1 << width) - 1);
+            for _ in 0..width {
+                source.push_child(node_holding(&token));
+            }
+            source.push_entry((63, Arc::clone(&token)));
+            let source = source.finish();
+            let mut old_root = Builder::trie(0, 1);
+            old_root.push_child(source.clone());
+            let old_root = old_root.finish();
+            let mut copy = source;
+            copy.make_mut();
+            assert!(copy.is_lending());
+            let reader = loom::thread::spawn(move || drop(old_root));
+            crate::raw::settle(&copy);
+            reader.join().unwrap();
+            assert!(!copy.is_lending());
+            assert!(copy.children().iter().all(|c| c.entries()[0].0 == 1));
+            drop(copy);
             assert_eq!(Arc::strong_count(&token), 1);
         });
     }
