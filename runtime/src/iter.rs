@@ -74,18 +74,39 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
         }
     }
 
-    /// Node by node: each node's entries are folded as a plain slice, so the
-    /// inner loop keeps its cursor in registers.
+    /// Internal iteration (`fold`, hence `sum`, `for_each`, `count`): what is
+    /// left of the current node's entries, then what is left at each level of
+    /// the stack, innermost first; every sub-tree by recursion ([`fold_tree`]),
+    /// so the walk keeps its cursors in registers and a leaf costs no stack
+    /// push. Same order as `next`.
     #[inline]
-    fn fold<B, F: FnMut(B, Self::Item) -> B>(mut self, init: B, mut f: F) -> B {
-        let mut acc = init;
-        loop {
-            acc = core::mem::replace(&mut self.entries, [].iter()).fold(acc, &mut f);
-            if !self.next_node() {
-                return acc;
-            }
+    fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, mut f: F) -> B {
+        let mut acc = self.entries.fold(init, &mut f);
+        for level in self.stack[..self.depth].iter().rev() {
+            acc = fold_tree(level.as_slice(), acc, &mut f);
+        }
+        acc
+    }
+}
+
+/// Folds every entry under `nodes`, in trie order: each node's entries, then
+/// its children's sub-trees. Recursion depth is bounded by [`MAX_DEPTH`].
+fn fold_tree<'a, K, V, B>(nodes: &'a [NodeRef<K, V>], mut acc: B, f: &mut impl FnMut(B, &'a (K, V)) -> B) -> B {
+    for node in nodes.iter().take(PREFETCH_AHEAD) {
+        node.prefetch::<2>();
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        // Keep PREFETCH_AHEAD siblings in flight, as `next_node` does.
+        if let Some(ahead) = nodes.get(i + PREFETCH_AHEAD) {
+            ahead.prefetch::<2>();
+        }
+        acc = node.entries().iter().fold(acc, &mut *f);
+        let children = node.children();
+        if !children.is_empty() {
+            acc = fold_tree(children, acc, f);
         }
     }
+    acc
 }
 
 impl<K, V> FusedIterator for RawIter<'_, K, V> {}
