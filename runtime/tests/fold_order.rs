@@ -19,9 +19,9 @@ impl Hash for Grouped {
 }
 
 fn by_next<K: Clone, V: Clone>(snap: &Snapshot<K, V>) -> Vec<(K, V)> {
-    let mut it = snap.iter();
+    // A `for` loop calls `next`, never `fold`.
     let mut out = Vec::new();
-    while let Some((k, v)) = it.next() {
+    for (k, v) in snap.iter() {
         out.push((k.clone(), v.clone()));
     }
     out
