@@ -89,6 +89,9 @@ impl<K, V> Builder<K, V> {
     /// node they are *lent*: shared without touching their counts, this node
     /// holding one count on `from`'s node instead (N3, N6).
     pub(crate) fn take_children(&mut self, from: &mut Drain<K, V>, n: usize) {
+        if n > 0 && !from.moving && from.lend {
+            return self.lend_children(from, n);
+        }
         for _ in 0..n {
             let (child, lent) = from.next_child_raw();
             if lent {
@@ -99,6 +102,31 @@ impl<K, V> Builder<K, V> {
             }
             self.push_child(ManuallyDrop::into_inner(child));
         }
+    }
+
+    /// `take_children` from a lending Drain: all `n` pointers copied at once.
+    fn lend_children(&mut self, from: &mut Drain<K, V>, n: usize) {
+        let (at, next) = (self.children_done, from.next_child);
+        assert!(at + n <= self.children && next + n <= from.children, "snapview bug: too many children");
+        if self.lender.is_none() {
+            self.lender = Some(from.lender());
+        }
+        // SAFETY: 1. both ranges are inside their child arrays (just checked):
+        //    initialised in the source (N2), not yet written in this node;
+        // 2. the copies are lent, not counted: their bits are set below before
+        //    anything can drop them, and `self.lender` (a count on the shared
+        //    source node) keeps them alive (N3, N6); the source's slots are
+        //    left as they were, still counted by the source.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                NodeRef::<K, V>::children_base(from.node.as_ptr()).add(next),
+                NodeRef::<K, V>::children_base(self.ptr).add(at),
+                n,
+            );
+        }
+        self.lent |= (u64::MAX >> (64 - n)) << at;
+        self.children_done += n;
+        from.next_child += n;
     }
 
     /// The finished node; panics if a slot was left empty.
@@ -429,17 +457,28 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
     // Bit `j`: the lender's child `j` is lent to `node`, which takes its count.
     let mut given = 0u64;
     let mut slots = node.nodemap();
-    for (i, child) in mine.iter().enumerate() {
-        let bit = slots & slots.wrapping_neg();
-        slots &= slots - 1;
-        if lent & (1 << i) == 0 {
-            continue;
+    if slots == theirs_map {
+        // The same slots (the usual case: the batch replaced children, it did
+        // not add or remove any): child `i` faces child `i`.
+        for (i, (child, their)) in mine.iter().zip(theirs).enumerate() {
+            if lent & (1 << i) != 0 && !child.ptr_eq(their) {
+                return Err(lender);
+            }
         }
-        let j = (theirs_map & bit.wrapping_sub(1)).count_ones() as usize;
-        if theirs_map & bit == 0 || !child.ptr_eq(&theirs[j]) {
-            return Err(lender);
+        given = lent;
+    } else {
+        for (i, child) in mine.iter().enumerate() {
+            let bit = slots & slots.wrapping_neg();
+            slots &= slots - 1;
+            if lent & (1 << i) == 0 {
+                continue;
+            }
+            let j = (theirs_map & bit.wrapping_sub(1)).count_ones() as usize;
+            if theirs_map & bit == 0 || !child.ptr_eq(&theirs[j]) {
+                return Err(lender);
+            }
+            given |= 1 << j;
         }
-        given |= 1 << j;
     }
     // From here `node` counts every child itself (its lent bits are already
     // cleared), whatever happens below.
