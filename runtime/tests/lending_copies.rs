@@ -113,9 +113,15 @@ fn run(steps: u64, seed: u64) {
     assert_eq!(reg.live_count(), 0);
 }
 
+/// Steps of the default run: `SNAPVIEW_TEST_STEPS` (the valgrind run in CI
+/// uses fewer), 1200 by default.
+fn steps() -> u64 {
+    std::env::var("SNAPVIEW_TEST_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_200)
+}
+
 #[test]
 fn live_instances_are_exactly_those_held_versions_reach() {
-    run(1_200, 0xC0FF_EE00);
+    run(steps(), 0xC0FF_EE00);
 }
 
 /// The long run: `cargo test -p snapview --test lending_copies -- --ignored`.
