@@ -350,6 +350,9 @@ fn fold_child<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) {
 /// spare is brought up to date by a walk over its private nodes instead.
 const WRITTEN_PATHS: usize = 8;
 
+/// The largest buffer of written hashes kept between batches (32 KB).
+const KEPT_CAPACITY: usize = 4096;
+
 /// The hashes of the keys a batch wrote: the paths its copies lie on.
 #[derive(Default)]
 pub(crate) struct WrittenPaths {
@@ -370,8 +373,12 @@ impl WrittenPaths {
         self.rebuilt = true;
     }
 
-    /// Empties the list, keeping its buffer for the next batch.
+    /// Empties the list, keeping its buffer for the next batch unless a large
+    /// batch left it large (the writer would hold that memory for good).
     pub(crate) fn clear(&mut self) {
+        if self.hashes.capacity() > KEPT_CAPACITY {
+            self.hashes = Vec::new();
+        }
         self.hashes.clear();
         self.rebuilt = false;
     }
