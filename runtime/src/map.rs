@@ -230,15 +230,12 @@ fn settle_and_recycle<K: Clone, V: Clone>(
     written: &WrittenPaths,
     lent: bool,
 ) {
-    if !lent {
-        *spare = spare_for(old, current, written);
-        return;
-    }
-    if let Some(root) = current {
+    let root = current.filter(|_| lent);
+    if let Some(root) = root {
         raw::settle_node(root);
     }
     *spare = spare_for(old, current, written);
-    if let Some(root) = current {
+    if let Some(root) = root {
         trie::settle_written(root, written);
     }
 }
