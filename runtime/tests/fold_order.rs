@@ -55,6 +55,8 @@ fn check<K: Clone + PartialEq + std::fmt::Debug, V: Clone + PartialEq + std::fmt
 
 #[test]
 fn fold_after_a_partial_walk_yields_what_next_would() {
+    // 1_000 and 20_000 sit on either side of the size (16Ki entries) above
+    // which iteration prefetches, so both walks are checked.
     for n in [0u64, 1, 2, 65, 1_000, 20_000] {
         let loaded: SnapMap<u64, u64> = (0..n).map(|k| (k, k * 7)).collect();
         check(&loaded.snapshot());

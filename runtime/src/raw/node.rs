@@ -3,7 +3,7 @@
 //! ```text
 //! +-----------------------------------+------------------------+---------------------+-----------------+
 //! | Header (24 bytes)                 | [NodeRef; children]    | [(K, V); entries]   | Lending (16 B)  |
-//! | refs | entries | datamap | nodemap | sub-trees              | inline entries      | lent | lender   |
+//! | refs | shape | datamap | nodemap   | sub-trees              | inline entries      | lent | lender   |
 //! +-----------------------------------+------------------------+---------------------+-----------------+
 //! ```
 //!
@@ -15,9 +15,11 @@
 //!
 //! Children come first so that the address of a full node's child `i` is
 //! known from the node's address alone (`24 + 8i`): a lookup can fetch it
-//! while the header is still on its way (see `prefetch_slot`). `children` is
-//! `popcount(nodemap)`; `entries` is stored because a collision node has more
-//! entries than bits.
+//! while the header is still on its way (see `prefetch_slot`). `shape` stores
+//! both array lengths (`entries << 7 | children`): `children` is also
+//! `popcount(nodemap)`, but baseline x86-64 computes that with a dozen
+//! dependent operations, and every walk of a node needs it; `entries` must be
+//! stored anyway, because a collision node has more entries than bits.
 //!
 //! Invariants of every live node (established by `Builder::finish`, never
 //! changed afterwards except `refs`):
@@ -36,7 +38,8 @@
 //! - **N4** the non-atomic header fields never change after the node is built,
 //!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
-//!   unless `datamap == 0` (a collision node, or a node of children only).
+//!   unless `datamap == 0` (a collision node, or a node of children only);
+//!   `shape` holds these two counts.
 
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -53,12 +56,18 @@ const MAX_REFS: u32 = 1 << 30;
 /// The top bit of `refs`: the node holds a lender (N6). The writer sets and
 /// clears it; counting never reaches it (`MAX_REFS`).
 const LENDING: u32 = 1 << 31;
+/// The low bits of `Header::shape` hold the child count (at most 64).
+const CHILD_BITS: u32 = 7;
+/// The most inline entries a node can hold: a collision node of more keys
+/// with one 64-bit hash is refused (that would take 2^25 colliding keys).
+const MAX_ENTRIES: usize = (u32::MAX >> CHILD_BITS) as usize;
 
 #[repr(C)]
 pub(super) struct Header {
     refs: AtomicU32,
-    /// The number of inline entries.
-    entries: u32,
+    /// `entries << CHILD_BITS | children`: both array lengths, so that walking
+    /// a node needs no population count (baseline x86-64 has no `popcnt`).
+    shape: u32,
     /// Bit `i` set: slot `i` holds an inline entry (always 0 in a collision node).
     datamap: u64,
     /// Bit `i` set: slot `i` holds a child node (always 0 in a collision node).
@@ -178,7 +187,8 @@ impl<K, V> NodeRef<K, V> {
     /// The returned pointer satisfies N1 and N3 (one reference); N2 is the
     /// caller's to establish before the node is read.
     pub(super) fn allocate(datamap: u64, nodemap: u64, entries: usize, children: usize) -> NonNull<Header> {
-        let entries32 = u32::try_from(entries).expect("snapview: more than u32::MAX entries in one node");
+        assert!(entries <= MAX_ENTRIES, "snapview: more than {MAX_ENTRIES} keys with one 64-bit hash");
+        let shape = (entries as u32) << CHILD_BITS | children as u32;
         // N5, which `slot` relies on for unchecked indexing.
         assert!(
             children == nodemap.count_ones() as usize && (datamap == 0 || entries == datamap.count_ones() as usize),
@@ -190,7 +200,7 @@ impl<K, V> NodeRef<K, V> {
         let Some(ptr) = NonNull::new(raw.cast::<Header>()) else {
             alloc::handle_alloc_error(layout);
         };
-        let header = Header { refs: AtomicU32::new(1), entries: entries32, datamap, nodemap };
+        let header = Header { refs: AtomicU32::new(1), shape, datamap, nodemap };
         // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
         // alignment) and large enough for it (the layout starts with it).
         unsafe { ptr.as_ptr().write(header) };
@@ -331,7 +341,7 @@ impl<K, V> NodeRef<K, V> {
         let below = bit.wrapping_sub(1);
         if h.datamap & bit != 0 {
             let at = (h.datamap & below).count_ones() as usize;
-            let children = if h.nodemap == 0 { 0 } else { h.nodemap.count_ones() as usize };
+            let children = (h.shape & ((1 << CHILD_BITS) - 1)) as usize;
             // SAFETY: `bit` is set in `datamap`, so `at` < popcount(datamap),
             // which is the entry count (N5); those entries are initialised (N2)
             // and stay unchanged while `self` is borrowed (N4).
@@ -417,7 +427,7 @@ impl<K, V> NodeRef<K, V> {
     #[inline(always)]
     pub(super) fn counts(&self) -> (usize, usize) {
         let h = self.header();
-        (h.entries as usize, h.nodemap.count_ones() as usize)
+        ((h.shape >> CHILD_BITS) as usize, (h.shape & ((1 << CHILD_BITS) - 1)) as usize)
     }
 
     /// Pointer to the first entry slot of the node at `ptr`, which has `children` children.
