@@ -416,11 +416,17 @@ impl<K, V> NodeRef<K, V> {
 
     /// Hints that the child for slot `slot` will be read soon, before the
     /// header that locates it has arrived: in a full node (the common case
-    /// below the root of a large map) child `slot` sits at `slot`; otherwise
-    /// the guess is at or past the right line and costs one useless fetch.
+    /// below the root of a large map) child `slot` sits at `slot`. In a node
+    /// that also holds entries (the third level of a 1M map: ~58 children,
+    /// ~5 entries) it sits a few places lower, often on the previous line,
+    /// so the line 7 places lower is fetched too (measured at 1M: hits ~10%,
+    /// misses ~15% faster than the one guess). A guess outside the node
+    /// costs a useless fetch, never a fault: prefetches do not fault.
     #[inline(always)]
     pub(crate) fn prefetch_slot(&self, slot: u32) {
-        prefetch(children_ptr::<K, V>(self.ptr).wrapping_add(slot as usize));
+        let guess = children_ptr::<K, V>(self.ptr).wrapping_add(slot as usize);
+        prefetch(guess);
+        prefetch(guess.wrapping_sub(7));
     }
 
     /// The counts of entries and children.
