@@ -22,7 +22,7 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::mem;
 
-use crate::raw::{Builder, Drain, NodeRef, rebuild, settle, with_popcnt};
+use crate::raw::{Builder, Drain, HotPath, NodeRef, rebuild, run_with_popcnt, settle, with_popcnt};
 
 /// Hash bits consumed per level: 64 slots per node.
 pub(crate) const BITS: u32 = 6;
@@ -109,57 +109,88 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    insert_at(node, hash, 0, key, value, hasher)
+    run_with_popcnt(Insert { node, hash, key, value, hasher })
 }
 
-fn insert_at<K, V, S>(node: &mut NodeRef<K, V>, hash: u64, shift: u32, key: K, value: V, hasher: &S) -> Option<V>
+/// The descent of [`insert`], as a [`HotPath`]: a loop, not recursion, so
+/// that all of it is compiled with `popcnt` (a write computes two slot
+/// indices per level in software otherwise).
+struct Insert<'a, K, V, S> {
+    node: &'a mut NodeRef<K, V>,
+    hash: u64,
+    key: K,
+    value: V,
+    hasher: &'a S,
+}
+
+impl<K, V, S> HotPath for Insert<'_, K, V, S>
 where
     K: Hash + Eq + Clone,
     V: Clone,
     S: BuildHasher,
 {
-    if is_collision_level(shift) {
-        return insert_collision(node, key, value);
+    type Output = Option<V>;
+
+    #[inline(always)]
+    fn run(self) -> Option<V> {
+        let Self { node, hash, key, value, hasher } = self;
+        insert_below(node, hash, key, value, hasher)
     }
-    let bit = slot_bit(hash, shift);
-    let (dm, nm) = (node.datamap(), node.nodemap());
-    match slot(node, bit) {
-        Slot::Entry(existing) if existing.0 == key => {
-            let (entries, _) = node.make_mut();
-            Some(mem::replace(&mut entries[index(dm, bit)].1, value))
+}
+
+#[inline(always)]
+fn insert_below<K, V, S>(mut node: &mut NodeRef<K, V>, hash: u64, key: K, value: V, hasher: &S) -> Option<V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    let mut shift = 0;
+    loop {
+        if is_collision_level(shift) {
+            return insert_collision(node, key, value);
         }
-        Slot::Entry(existing) => {
-            // Hash the key already there before touching anything: it may panic.
-            let existing_hash = hasher.hash_one(&existing.0);
-            let (at, child_at) = (index(dm, bit), index(nm, bit));
-            rebuild(node, |from| {
-                let mut to = Builder::trie(dm & !bit, nm | bit);
-                to.take_entries(from, at);
-                let existing = from.next_entry();
-                to.take_entries(from, from.entries_left());
-                to.take_children(from, child_at);
-                to.push_child(merge(existing, existing_hash, (key, value), hash, shift + BITS));
-                to.take_children(from, from.children_left());
-                to.finish()
-            });
-            None
+        let bit = slot_bit(hash, shift);
+        let (dm, nm) = (node.datamap(), node.nodemap());
+        match slot(node, bit) {
+            Slot::Entry(existing) if existing.0 == key => {
+                let (entries, _) = node.make_mut();
+                return Some(mem::replace(&mut entries[index(dm, bit)].1, value));
+            }
+            Slot::Entry(existing) => {
+                // Hash the key already there before touching anything: it may panic.
+                let existing_hash = hasher.hash_one(&existing.0);
+                let (at, child_at) = (index(dm, bit), index(nm, bit));
+                rebuild(node, |from| {
+                    let mut to = Builder::trie(dm & !bit, nm | bit);
+                    to.take_entries(from, at);
+                    let existing = from.next_entry();
+                    to.take_entries(from, from.entries_left());
+                    to.take_children(from, child_at);
+                    to.push_child(merge(existing, existing_hash, (key, value), hash, shift + BITS));
+                    to.take_children(from, from.children_left());
+                    to.finish()
+                });
+                return None;
+            }
+            Slot::Child(_) => {
+                let (_, children) = node.make_mut();
+                node = children.into_child(index(nm, bit));
+            }
+            Slot::Empty => {
+                let at = index(dm, bit);
+                rebuild(node, |from| {
+                    let mut to = Builder::trie(dm | bit, nm);
+                    to.take_entries(from, at);
+                    to.push_entry((key, value));
+                    to.take_entries(from, from.entries_left());
+                    to.take_children(from, from.children_left());
+                    to.finish()
+                });
+                return None;
+            }
         }
-        Slot::Child(_) => {
-            let (_, mut children) = node.make_mut();
-            insert_at(children.get(index(nm, bit)), hash, shift + BITS, key, value, hasher)
-        }
-        Slot::Empty => {
-            let at = index(dm, bit);
-            rebuild(node, |from| {
-                let mut to = Builder::trie(dm | bit, nm);
-                to.take_entries(from, at);
-                to.push_entry((key, value));
-                to.take_entries(from, from.entries_left());
-                to.take_children(from, from.children_left());
-                to.finish()
-            });
-            None
-        }
+        shift += BITS;
     }
 }
 

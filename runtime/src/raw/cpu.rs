@@ -9,23 +9,53 @@
 //! `popcnt` (`-C target-cpu=native`, `x86-64-v2`), and other architectures,
 //! call the closure directly.
 
+/// A hot path to compile with `popcnt`: a function and its arguments.
+///
+/// Only code inlined into the `#[target_feature]` function gets the
+/// instruction. A closure cannot be marked `#[inline(always)]`, and LLVM does
+/// not inline a large one (a whole write's descent) into it, so such a path
+/// is a type whose [`run`](Self::run) is `#[inline(always)]` instead.
+pub(crate) trait HotPath {
+    /// What the path returns.
+    type Output;
+    /// Runs the path; implementations must be `#[inline(always)]`.
+    fn run(self) -> Self::Output;
+}
+
+/// A small closure as a [`HotPath`] (LLVM inlines small ones itself).
+struct Closure<F>(F);
+
+impl<R, F: FnOnce() -> R> HotPath for Closure<F> {
+    type Output = R;
+    #[inline(always)]
+    fn run(self) -> R {
+        (self.0)()
+    }
+}
+
 /// Runs `f`, compiled with `popcnt` if this CPU has it.
 #[inline(always)]
 pub(crate) fn with_popcnt<R>(f: impl FnOnce() -> R) -> R {
+    run_with_popcnt(Closure(f))
+}
+
+/// Runs `path`, compiled with `popcnt` if this CPU has it.
+#[inline(always)]
+pub(crate) fn run_with_popcnt<P: HotPath>(path: P) -> P::Output {
     #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt"), not(snapview_loom)))]
     if std::arch::is_x86_feature_detected!("popcnt") {
         // SAFETY: the one requirement of calling a `#[target_feature]`
         // function is that the CPU has the feature, which was just detected.
-        return unsafe { popcnt_enabled(f) };
+        return unsafe { popcnt_enabled(path) };
     }
-    f()
+    path.run()
 }
 
 #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt"), not(snapview_loom)))]
 #[target_feature(enable = "popcnt")]
 #[inline]
-fn popcnt_enabled<R>(f: impl FnOnce() -> R) -> R {
-    f()
+fn popcnt_enabled<P: HotPath>(path: P) -> P::Output {
+    path.run()
 }
 
 #[cfg(all(test, not(snapview_loom)))]

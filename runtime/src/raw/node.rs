@@ -104,7 +104,7 @@ pub(crate) struct ChildrenMut<'a, K, V> {
     lending: Option<&'a Lending>,
 }
 
-impl<K, V> ChildrenMut<'_, K, V> {
+impl<'a, K, V> ChildrenMut<'a, K, V> {
     /// The children, for reading.
     #[inline]
     pub(crate) fn as_slice(&self) -> &[NodeRef<K, V>] {
@@ -124,6 +124,14 @@ impl<K, V> ChildrenMut<'_, K, V> {
                 lending.lent.store(lent & !(1 << i), Ordering::Relaxed);
             }
         }
+        &mut self.children[i]
+    }
+
+    /// Child `i`, owned by this node from now on, for as long as the node was
+    /// borrowed: what a loop descending the trie moves on to.
+    #[inline]
+    pub(crate) fn into_child(mut self, i: usize) -> &'a mut NodeRef<K, V> {
+        self.get(i);
         &mut self.children[i]
     }
 }
@@ -464,7 +472,7 @@ impl<K, V> NodeRef<K, V> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(snapview_loom)))]
 impl<K, V> NodeRef<K, V> {
     /// The node's count of references (tests).
     pub(crate) fn ref_count(&self) -> u32 {
