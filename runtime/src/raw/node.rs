@@ -374,22 +374,34 @@ impl<K, V> NodeRef<K, V> {
         if !self.is_unique() {
             return None;
         }
+        // SAFETY: the node was just found unique.
+        Some(unsafe { self.arrays_mut() })
+    }
+
+    /// Mutable access to both arrays of a node known to be unique.
+    ///
+    /// # Safety
+    /// `self.is_unique()` must have returned true, and nothing may have
+    /// cloned `self` since.
+    #[inline(always)]
+    unsafe fn arrays_mut(&mut self) -> NodeMut<'_, K, V> {
         let (ne, nc) = self.counts();
         let lending = if self.is_lending() { self.lending().map(|l| l as *const Lending) } else { None };
-        // SAFETY: 1. the count is 1 and we hold `&mut` to that one reference, so
-        //    no other thread or borrow can reach the node (N3, N4);
+        // SAFETY: 1. the count is 1 (the caller's guarantee) and we hold
+        //    `&mut` to that one reference, so no other thread or borrow can
+        //    reach the node (N3, N4);
         // 2. the two arrays and the tail are disjoint and initialised (N1, N2),
         //    so two mutable slices and a shared tail reference do not alias;
         // 3. lent children are reachable only through `ChildrenMut::get`,
         //    which makes them owned first (N3).
         unsafe {
-            Some((
+            (
                 core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr, nc), ne),
                 ChildrenMut {
                     children: core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr), nc),
                     lending: lending.map(|l| &*l),
                 },
-            ))
+            )
         }
     }
 
@@ -403,9 +415,23 @@ impl<K, V> NodeRef<K, V> {
         V: Clone,
     {
         if !self.is_unique() {
-            *self = super::build::shallow_copy(self);
+            self.replace_by_copy();
         }
-        self.get_mut().expect("a fresh copy is unique")
+        // SAFETY: the node was unique, or is a fresh copy, which is (N3: one
+        // reference, ours); nothing cloned it since.
+        unsafe { self.arrays_mut() }
+    }
+
+    /// Out of line so that `make_mut`, called at every level of every write,
+    /// inlines to a load and a branch: within a batch, only a node's first
+    /// write copies it.
+    #[inline(never)]
+    fn replace_by_copy(&mut self)
+    where
+        K: Clone,
+        V: Clone,
+    {
+        *self = super::build::shallow_copy(self);
     }
 
     /// Hints that this node's first `LINES` cache lines will be read soon.
