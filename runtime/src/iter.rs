@@ -133,9 +133,33 @@ fn fold_tree<'a, K, V, B, const PREFETCH: bool>(
             ahead.prefetch::<2>();
         }
         acc = node.entries().iter().fold(acc, &mut *f);
-        let children = node.children();
+        acc = fold_children::<_, _, _, PREFETCH>(node.children(), acc, f);
+    }
+    acc
+}
+
+/// [`fold_tree`] over a node's children. In an in-cache walk the leaves
+/// among them (most of them: a leaf holds two to four entries) are folded
+/// here rather than by a call, which would cost as much as their entries
+/// (measured at 1K: ~0.66 → ~0.53 ns per element). A prefetching walk keeps
+/// the call: there, misses dominate, and the larger loop measured ~4% slower.
+#[inline(always)]
+fn fold_children<'a, K, V, B, const PREFETCH: bool>(
+    children: &'a [NodeRef<K, V>],
+    mut acc: B,
+    f: &mut impl FnMut(B, &'a (K, V)) -> B,
+) -> B {
+    if PREFETCH {
         if !children.is_empty() {
             acc = fold_tree::<_, _, _, PREFETCH>(children, acc, f);
+        }
+        return acc;
+    }
+    for child in children {
+        acc = child.entries().iter().fold(acc, &mut *f);
+        let grandchildren = child.children();
+        if !grandchildren.is_empty() {
+            acc = fold_tree::<_, _, _, PREFETCH>(grandchildren, acc, f);
         }
     }
     acc
