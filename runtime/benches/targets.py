@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The issue's performance targets, measured as ratios within rounds.
+
+On a small, shared machine the time of one benchmark drifts by 30% or more
+from one minute to the next, so a ratio between two benchmarks measured
+minutes apart (as in one full `cargo bench` run) can be off by as much. This
+script runs only the benchmarks the targets compare, ROUNDS times in a row
+(`cargo bench -p snapview --bench peers -- FILTER`), reads criterion's median
+for each after every round, and reports for each target the ratio in every
+round and its median across rounds: the two sides of a ratio are measured
+seconds apart, and one noisy round does not decide the verdict.
+
+Usage: python3 runtime/benches/targets.py [ROUNDS]   (default 5; ~3 minutes a round)
+Environment: MEASUREMENT_TIME (criterion seconds per benchmark, default 2).
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CRITERION = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "criterion"
+
+# (label, numerator id, denominator id, bound, "min" or "max"): the target holds
+# when numerator/denominator is at least (min) or at most (max) the bound.
+TARGETS = []
+for n in ("1000", "100000", "1000000"):
+    TARGETS.append((f"snapshot {n}: load_full / snapview >= 1", f"snapshot/{n}/ArcSwap.load_full", f"snapshot/{n}/snapview", 1.0, "min"))
+for case in ("get_hit", "get_miss"):
+    for n in ("100000", "1000000"):
+        TARGETS.append((f"{case} {n}: imbl / snapview >= 3", f"{case}/{n}/imbl", f"{case}/{n}/snapview", 3.0, "min"))
+    TARGETS.append((f"{case} 1000000: snapview / hashbrown <= 2", f"{case}/1000000/snapview", f"{case}/1000000/hashbrown", 2.0, "max"))
+for n in ("1000", "100000", "1000000"):
+    TARGETS.append((f"iter {n}: imbl / snapview >= 8", f"iter/{n}/imbl", f"iter/{n}/snapview", 8.0, "min"))
+    TARGETS.append((f"iter {n}: snapview / hashbrown <= 2", f"iter/{n}/snapview", f"iter/{n}/hashbrown", 2.0, "max"))
+TARGETS.append(("insert_publish 1000000: imbl / snapview >= 3", "insert_publish/1000000/imbl+ArcSwap", "insert_publish/1000000/snapview", 3.0, "min"))
+for n in ("1000", "100000", "1000000"):
+    TARGETS.append((f"batch_publish {n}: imbl / snapview >= 2", f"batch_publish/{n}/imbl+ArcSwap", f"batch_publish/{n}/snapview", 2.0, "min"))
+
+ABSOLUTE = [("diff 1000000 < 20 us", "diff/1000000/snapview", 20_000.0)]
+
+FILTER = (
+    r"^(snapshot/[0-9]+/(snapview|ArcSwap\.load_full)"
+    r"|get_(hit|miss)/(100000|1000000)/(snapview|imbl|hashbrown)"
+    r"|iter/[0-9]+/(snapview|imbl|hashbrown)"
+    r"|insert_publish/1000000/(snapview|imbl\+ArcSwap)"
+    r"|batch_publish/[0-9]+/(snapview|imbl\+ArcSwap)"
+    r"|diff/1000000/snapview)$"
+)
+
+
+def median_ns(bench_id: str) -> float:
+    """Criterion's median for one iteration of `bench_id`, in ns (not per element)."""
+    case, size, peer = bench_id.split("/")
+    path = CRITERION / f"{case}_{size}" / peer / "new" / "estimates.json"
+    with open(path) as f:
+        return json.load(f)["median"]["point_estimate"]
+
+
+def run_round() -> dict:
+    cmd = [
+        "cargo", "bench", "-q", "-p", "snapview", "--bench", "peers", "--",
+        FILTER, "--warm-up-time", "1",
+        "--measurement-time", os.environ.get("MEASUREMENT_TIME", "2"), "--noplot",
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    ids = {i for t in TARGETS for i in t[1:3]} | {a[1] for a in ABSOLUTE}
+    return {i: median_ns(i) for i in ids}
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    results = []
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds}...", file=sys.stderr, flush=True)
+        results.append(run_round())
+
+    print(f"Ratios per round ({rounds} rounds), then their median; `met` judges the median.\n")
+    print("| target | per round | median | met? |")
+    print("|---|---|---:|---|")
+    for label, num, den, bound, kind in TARGETS:
+        ratios = [res[num] / res[den] for res in results]
+        med = statistics.median(ratios)
+        met = med >= bound if kind == "min" else med <= bound
+        per = ", ".join(f"{x:.2f}" for x in ratios)
+        print(f"| {label} | {per} | {med:.2f}x | {'yes' if met else '**no**'} |")
+    for label, bench_id, bound in ABSOLUTE:
+        times = [res[bench_id] for res in results]
+        med = statistics.median(times)
+        per = ", ".join(f"{t / 1e3:.2f}" for t in times)
+        print(f"| {label} | {per} µs | {med / 1e3:.2f} µs | {'yes' if med < bound else '**no**'} |")
+
+
+if __name__ == "__main__":
+    main()
