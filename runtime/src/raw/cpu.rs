@@ -71,4 +71,27 @@ mod tests {
         });
         assert_eq!((out, calls), (4, 1));
     }
+
+    /// A path that owns its arguments and writes through a borrowed one, as
+    /// `insert`'s does.
+    struct CountBits<'a> {
+        words: Vec<u64>,
+        total: &'a mut u32,
+    }
+
+    impl HotPath for CountBits<'_> {
+        type Output = usize;
+        #[inline(always)]
+        fn run(self) -> usize {
+            *self.total = self.words.iter().map(|w| w.count_ones()).sum();
+            self.words.len()
+        }
+    }
+
+    #[test]
+    fn runs_a_hot_path_with_its_arguments_and_returns_its_result() {
+        let mut total = 0;
+        let n = run_with_popcnt(CountBits { words: vec![u64::MAX, 0b1011, 0], total: &mut total });
+        assert_eq!((n, total), (3, 67));
+    }
 }
