@@ -131,7 +131,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.meta.hook.get(|| self.lookup(key)).map(|(_, v)| v)
+        let call = self.meta.hook.start_get();
+        let found = self.lookup(key);
+        call.finish();
+        found.map(|(_, v)| v)
     }
 
     /// The stored key and value for `key`.
@@ -141,7 +144,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.meta.hook.get(|| self.lookup(key)).map(|(k, v)| (k, v))
+        let call = self.meta.hook.start_get();
+        let found = self.lookup(key);
+        call.finish();
+        found.map(|(k, v)| (k, v))
     }
 
     /// Whether `key` is present.
@@ -151,11 +157,18 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.meta.hook.get(|| self.lookup(key)).is_some()
+        let call = self.meta.hook.start_get();
+        let found = self.lookup(key);
+        call.finish();
+        found.is_some()
     }
 
     /// A look-up that instrumentation does not count (the crate's own).
-    #[inline]
+    ///
+    /// Always inlined: it is the hashing plus a call into the descent, and
+    /// with the `instrument` feature LLVM otherwise kept it out of line in
+    /// `get` (a 1K-map hit ~1.3x slower than without the feature).
+    #[inline(always)]
     pub(crate) fn lookup<Q>(&self, key: &Q) -> Option<&(K, V)>
     where
         K: Borrow<Q>,
