@@ -66,8 +66,8 @@ impl<'a, K, V> RawIter<'a, K, V> {
             if let Some(child) = self.stack[self.depth - 1].next() {
                 // Keep PREFETCH_AHEAD siblings in flight: small nodes are far
                 // apart in memory, and their misses then overlap.
-                if let Some(ahead) = self.stack[self.depth - 1].as_slice().get(PREFETCH_AHEAD - 1)
-                    && self.prefetch
+                if self.prefetch
+                    && let Some(ahead) = self.stack[self.depth - 1].as_slice().get(PREFETCH_AHEAD - 1)
                 {
                     ahead.prefetch::<2>();
                 }
