@@ -181,7 +181,8 @@ enum IterState {
     Idle,
     /// Neither timed nor traced: only counted, when the iterator ends.
     Counting { started_with: usize },
-    /// Timed or traced: every `next()` is watched.
+    /// Timed or traced: the `next()`s that [`IterProbe::next_watch`] names
+    /// are watched.
     Watching(Watch),
     /// Recorded already.
     Done,
@@ -201,6 +202,23 @@ struct Watch {
     traced: bool,
     next_spans: bool,
     max_next_ns: u64,
+    /// Sampled: the iterator's `remaining` when it went on with plain
+    /// `next()`s, which sampling must count as untimed calls (see
+    /// [`IterProbe::next_watch`]).
+    plain_from: Option<usize>,
+}
+
+impl Watch {
+    /// Counts the plain `next()`s made since `plain_from` down from the
+    /// sampling countdown, as if each had asked whether to be timed: the
+    /// `next()`s timed are the same as when every call asks.
+    #[inline]
+    fn count_plain_nexts(&mut self, remaining: usize) {
+        if let Some(from) = self.plain_from.take() {
+            let plain = u32::try_from(from - remaining).unwrap_or(u32::MAX);
+            self.next_shard.skip_untimed(plain);
+        }
+    }
 }
 
 /// What [`IterProbe::before_next`] started, for [`IterProbe::after_next`].
@@ -210,10 +228,30 @@ pub struct NextStep {
 }
 
 impl IterProbe<'_> {
-    /// Whether this `next()` must go through `before_next`/`after_next`.
+    /// When the iterator must call [`before_next`](Self::before_next) and
+    /// [`after_next`](Self::after_next) again: at the `next()` made when it has
+    /// this many items left (`remaining`, as passed to `after_next`); `None`:
+    /// not again in this iteration ([`finish`](Self::finish) accounts for the
+    /// rest). Its plain `next()`s in between cost the probe nothing.
+    ///
+    /// The first `next()` is always watched. After it, a traced iteration
+    /// watches every `next()` (each is timed for `max_next_ns`, and may have a
+    /// span); a sampled one only the `next()` that its sampling will time, and
+    /// an iteration that is neither none.
     #[inline]
-    pub fn watching(&self) -> bool {
-        matches!(self.state, IterState::Idle | IterState::Watching(_))
+    pub fn next_watch(&mut self, remaining: usize) -> Option<usize> {
+        match &mut self.state {
+            IterState::Idle => Some(remaining),
+            IterState::Counting { .. } | IterState::Done => None,
+            IterState::Watching(watch) if watch.traced => Some(remaining),
+            IterState::Watching(watch) => {
+                let untimed = watch.next_shard.untimed_ahead() as usize;
+                if untimed > 0 {
+                    watch.plain_from = Some(remaining);
+                }
+                remaining.checked_sub(untimed)
+            }
+        }
     }
 
     /// Called before a watched `next()`, with the items the iterator has left.
@@ -222,9 +260,10 @@ impl IterProbe<'_> {
         if let IterState::Idle = self.state {
             self.begin(remaining);
         }
-        let IterState::Watching(watch) = &self.state else {
+        let IterState::Watching(watch) = &mut self.state else {
             return NextStep { start: None, _span: None };
         };
+        watch.count_plain_nexts(remaining);
         // An exact-size iterator with nothing left yields nothing: no span for that call.
         let traced = watch.next_spans && remaining > 0;
         let span = traced.then(|| spans::iter_next(&watch.span, self.probe.name(), self.version).entered());
@@ -257,7 +296,8 @@ impl IterProbe<'_> {
         match core::mem::replace(&mut self.state, IterState::Done) {
             IterState::Idle | IterState::Done => {}
             IterState::Counting { started_with } => self.count(started_with - remaining),
-            IterState::Watching(watch) => {
+            IterState::Watching(mut watch) => {
+                watch.count_plain_nexts(remaining);
                 let items = watch.started_with - remaining;
                 self.count(items);
                 let nanos = nanos_since(watch.start);
@@ -285,6 +325,7 @@ impl IterProbe<'_> {
                 traced,
                 next_spans,
                 max_next_ns: 0,
+                plain_from: None,
             };
             IterState::Watching(watch)
         } else {

@@ -175,6 +175,22 @@ impl OpShard {
         self.restart_countdown(every)
     }
 
+    /// How many calls [`should_time`](Self::should_time) will refuse before
+    /// it times one. Owner thread only.
+    #[inline]
+    pub(crate) fn untimed_ahead(&self) -> u32 {
+        self.countdown.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// Counts down `n` calls made without asking [`should_time`](Self::should_time),
+    /// as if each had asked; `n` is at most [`untimed_ahead`](Self::untimed_ahead).
+    /// Owner thread only.
+    #[inline]
+    pub(crate) fn skip_untimed(&self, n: u32) {
+        let left = self.countdown.load(Ordering::Relaxed);
+        self.countdown.store(left.saturating_sub(n), Ordering::Relaxed);
+    }
+
     #[cold]
     fn restart_countdown(&self, every: Option<u32>) -> bool {
         match every.unwrap_or_else(default_sample_every) {
@@ -289,6 +305,25 @@ mod tests {
         assert_eq!(timed, [true, false, false, true, false, false, true]);
         let never = OpShard::default();
         assert!((0..100).all(|_| !never.should_time(Some(0))));
+    }
+
+    #[test]
+    fn skipped_calls_count_down_like_asked_ones() {
+        let asked = OpShard::default();
+        let skipping = OpShard::default();
+        let mut timed = Vec::new();
+        for _ in 0..5 {
+            assert!(skipping.should_time(Some(4)));
+            let ahead = skipping.untimed_ahead();
+            assert_eq!(ahead, 3);
+            skipping.skip_untimed(ahead);
+        }
+        for _ in 0..20 {
+            timed.push(asked.should_time(Some(4)));
+        }
+        assert_eq!(timed.iter().filter(|&&t| t).count(), 5);
+        assert!(timed.iter().step_by(4).all(|&t| t));
+        assert_eq!(OpShard::default().untimed_ahead(), 0, "a fresh shard times its first call");
     }
 
     #[test]

@@ -72,8 +72,8 @@ mod on {
             PublishHook(self.0.start_publish())
         }
 
-        pub(crate) fn iteration(&self, version: u64) -> IterHook<'_> {
-            IterHook { watching: true, probe: Some(self.0.iteration(version)) }
+        pub(crate) fn iteration(&self, version: u64, len: usize) -> IterHook<'_> {
+            IterHook { watch_at: len, probe: Some(self.0.iteration(version)) }
         }
 
         pub(crate) fn diff(&self, from_version: u64, version: u64) -> DiffHook<'_> {
@@ -110,21 +110,40 @@ mod on {
     /// One iteration's probe; none for iterations that are not views (a batch's own).
     #[derive(Clone)]
     pub(crate) struct IterHook<'m> {
-        /// `probe.watching()`, kept beside it so that the per-item check is one
-        /// byte the loop reads, not a walk into the probe's state.
-        watching: bool,
+        /// The iterator's `remaining` at the next `next()` the probe watches
+        /// (`NEVER`: none), kept beside the probe so that the per-item check
+        /// is one comparison, not a walk into the probe's state.
+        watch_at: usize,
         probe: Option<IterProbe<'m>>,
     }
 
+    /// No `remaining` count reaches it.
+    const NEVER: usize = usize::MAX;
+
     impl IterHook<'_> {
         pub(crate) fn none() -> Self {
-            Self { watching: false, probe: None }
+            Self { watch_at: NEVER, probe: None }
         }
 
-        /// Whether this `next()` goes through [`Iter::next_watched`].
+        /// Whether the `next()` made with `remaining` items left goes through
+        /// [`Iter::next_watched`].
         #[inline(always)]
-        pub(crate) fn watching(&self) -> bool {
-            self.watching
+        pub(crate) fn watching(&self, remaining: usize) -> bool {
+            remaining == self.watch_at
+        }
+
+        /// Whether any later `next()` of this iteration is watched (then a
+        /// `fold` walks by `next()`, not by the plain fold).
+        #[inline(always)]
+        pub(crate) fn watches_again(&self) -> bool {
+            self.watch_at != NEVER
+        }
+
+        /// The hook of a copy of the iterator with `remaining` items left: a
+        /// new iteration, watched from its first `next()`.
+        pub(crate) fn restarted(&self, remaining: usize) -> Self {
+            let probe = self.probe.clone();
+            Self { watch_at: if probe.is_some() { remaining } else { NEVER }, probe }
         }
 
         fn before_next(&mut self, remaining: usize) -> Option<NextStep> {
@@ -134,7 +153,7 @@ mod on {
         fn after_next(&mut self, step: Option<NextStep>, yielded: bool, remaining: usize) {
             if let (Some(probe), Some(step)) = (self.probe.as_mut(), step) {
                 probe.after_next(step, yielded, remaining);
-                self.watching = probe.watching();
+                self.watch_at = probe.next_watch(remaining).unwrap_or(NEVER);
             }
         }
     }
@@ -216,7 +235,7 @@ mod off {
         }
 
         #[inline(always)]
-        pub(crate) fn iteration(&self, _version: u64) -> IterHook<'_> {
+        pub(crate) fn iteration(&self, _version: u64, _len: usize) -> IterHook<'_> {
             IterHook(PhantomData)
         }
 
@@ -253,8 +272,18 @@ mod off {
         }
 
         #[inline(always)]
-        pub(crate) fn watching(&self) -> bool {
+        pub(crate) fn watching(&self, _remaining: usize) -> bool {
             false
+        }
+
+        #[inline(always)]
+        pub(crate) fn watches_again(&self) -> bool {
+            false
+        }
+
+        #[inline(always)]
+        pub(crate) fn restarted(&self, _remaining: usize) -> Self {
+            Self(PhantomData)
         }
     }
 

@@ -200,7 +200,7 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.hook.watching() {
+        if self.hook.watching(self.remaining) {
             return self.next_watched();
         }
         self.next_plain()
@@ -212,19 +212,40 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     }
 
     /// Internal iteration (`sum`, `for_each`, `count`, ...): once the
-    /// instrumentation has seen the first item and stopped watching, the rest
-    /// is a plain walk.
+    /// instrumentation has seen the first item, the rest is a plain walk,
+    /// unless it will watch another `next()` (a sampled iteration; one in
+    /// `sample_every`), which then walks by `next()`.
     #[inline]
     fn fold<B, F: FnMut(B, Self::Item) -> B>(mut self, init: B, mut f: F) -> B {
         let mut acc = init;
-        while self.hook.watching() {
+        if self.hook.watching(self.remaining) {
             match self.next_watched() {
                 Some(item) => acc = f(acc, item),
                 None => return acc,
             }
         }
+        if self.hook.watches_again() {
+            return self.by_next(acc, f);
+        }
         let inner = core::mem::replace(&mut self.inner, RawIter::new(None));
-        inner.fold(acc, |acc, (k, v)| f(acc, (k, v)))
+        let acc = inner.fold(acc, |acc, (k, v)| f(acc, (k, v)));
+        // For the count of items the instrumentation records when `self` is
+        // dropped. (If `f` panics, the items folded so far go uncounted.)
+        self.remaining = 0;
+        acc
+    }
+}
+
+impl<'a, K, V> Iter<'a, K, V> {
+    /// The rest of a `fold`, one `next()` at a time (kept out of line: only
+    /// sampled iterations take it).
+    #[inline(never)]
+    fn by_next<B, F: FnMut(B, (&'a K, &'a V)) -> B>(self, mut acc: B, mut f: F) -> B {
+        // A `for` loop calls `next()`, never `fold`.
+        for item in self {
+            acc = f(acc, item);
+        }
+        acc
     }
 }
 
@@ -239,7 +260,7 @@ impl<K, V> Clone for RawIter<'_, K, V> {
 
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), remaining: self.remaining, hook: self.hook.clone() }
+        Self { inner: self.inner.clone(), remaining: self.remaining, hook: self.hook.restarted(self.remaining) }
     }
 }
 

@@ -85,7 +85,7 @@ impl<K, V, S> View<K, V, S> {
 
     /// All entries, as `(&K, &V)`, in unspecified (but, for one version, fixed) order.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        Iter::with_hook(self.root.as_ref(), self.len, self.meta.hook.iteration(self.version))
+        Iter::with_hook(self.root.as_ref(), self.len, self.meta.hook.iteration(self.version, self.len))
     }
 
     /// [`iter`](Self::iter) for the crate's own walks, which instrumentation does not count.

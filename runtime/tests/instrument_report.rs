@@ -148,3 +148,82 @@ fn display_and_json_show_every_map_and_op() {
         assert!(publish[key].is_number(), "{key} in {publish}");
     }
 }
+
+/// A map named `name` holding `0..n`, with a sampling period of `every`.
+fn filled(name: &str, n: u64, every: u32) -> SnapMap<u64, u64> {
+    let map = SnapMap::builder().name(name).sample_every(every).build();
+    map.update(|tx| {
+        for i in 0..n {
+            tx.insert(i, i);
+        }
+    });
+    map
+}
+
+#[test]
+fn internal_iteration_counts_every_item() {
+    const N: u64 = 100;
+    let name = "report.fold";
+    let map = filled(name, N, DEFAULT_SAMPLE_EVERY);
+    let snap = map.snapshot();
+    let rounds = u64::from(DEFAULT_SAMPLE_EVERY) * 2 + 3; // sampled and unsampled iterations
+    for round in 0..rounds {
+        match round % 4 {
+            0 => assert_eq!(snap.iter().map(|(_, v)| *v).sum::<u64>(), N * (N - 1) / 2),
+            1 => assert_eq!(snap.keys().count() as u64, N),
+            2 => snap.values().for_each(|v| assert!(*v < N)),
+            _ => {
+                let mut it = snap.iter();
+                it.by_ref().take(7).for_each(drop);
+                assert_eq!(it.count() as u64, N - 7, "a fold after some next()s");
+            }
+        }
+    }
+    let report = report();
+    assert_eq!(stats(&report, name, Op::Iter).calls, rounds);
+    assert_eq!(stats(&report, name, Op::IterNext).calls, rounds * N);
+}
+
+#[test]
+fn a_sampled_iteration_times_one_next_in_sample_every() {
+    const N: u64 = 1000;
+    const EVERY: u32 = 16;
+    for (name, by_fold) in [("report.sampled.next", false), ("report.sampled.fold", true)] {
+        let map = filled(name, N, EVERY);
+        let snap = map.snapshot();
+        // The map's first iteration is sampled; its first next() is timed,
+        // then one in EVERY, however the iterator is driven.
+        let walked = if by_fold {
+            snap.iter().count()
+        } else {
+            let mut it = snap.iter();
+            let mut walked = 0;
+            while it.next().is_some() {
+                walked += 1;
+            }
+            walked
+        };
+        assert_eq!(walked as u64, N);
+        let report = report();
+        let next = stats(&report, name, Op::IterNext);
+        assert_eq!(next.calls, N, "{name}");
+        assert_eq!(next.samples, N.div_ceil(u64::from(EVERY)), "{name}");
+        assert_eq!(stats(&report, name, Op::Iter).samples, 1, "{name}");
+    }
+}
+
+#[test]
+fn a_clone_of_an_iterator_is_counted_as_its_own_iteration() {
+    const N: u64 = 50;
+    let name = "report.clone";
+    let map = filled(name, N, DEFAULT_SAMPLE_EVERY);
+    let snap = map.snapshot();
+    let mut it = snap.iter();
+    it.by_ref().take(10).for_each(drop);
+    let copy = it.clone();
+    drop(it);
+    assert_eq!(copy.count() as u64, N - 10);
+    let report = report();
+    assert_eq!(stats(&report, name, Op::Iter).calls, 2);
+    assert_eq!(stats(&report, name, Op::IterNext).calls, N);
+}
