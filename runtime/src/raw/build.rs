@@ -271,6 +271,21 @@ impl<K, V> Drain<K, V> {
         }
     }
 
+    /// Moving mode: passes over the next `n` children without dropping them:
+    /// the node's count on each (none is lent: see [`lent_bits`](Self::lent_bits))
+    /// now belongs to the caller, who holds the same pointers elsewhere.
+    pub(super) fn pass_counted_children(&mut self, n: usize) {
+        let end = self.next_child + n;
+        assert!(self.moving && end <= self.children, "snapview bug: passed children that are not the node's own");
+        assert!(self.lent & bits_below(end) & !bits_below(self.next_child) == 0, "snapview bug: passed a lent child");
+        self.next_child = end;
+    }
+
+    /// Moving mode: which of the node's children are lent to it (bit `i` for child `i`).
+    pub(super) fn lent_bits(&self) -> u64 {
+        self.lent
+    }
+
     /// The next child and whether it is *lent*: then the reference is not
     /// counted (never drop it) and [`lender`](Self::lender) keeps it alive.
     /// From a shared node with `LEND_MIN` children or more, every child is lent.
@@ -343,6 +358,11 @@ impl<K, V> Drop for Drain<K, V> {
             NodeRef::<K, V>::deallocate(ptr, self.entries, self.children);
         }
     }
+}
+
+/// The mask of bits `0..n` (all 64 for `n >= 64`).
+fn bits_below(n: usize) -> u64 {
+    1u64.checked_shl(n as u32).map_or(u64::MAX, |bit| bit - 1)
 }
 
 /// A copy of `node` sharing its children: entries cloned, children's counts
@@ -459,11 +479,13 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
     let mut slots = node.nodemap();
     if slots == theirs_map {
         // The same slots (the usual case: the batch replaced children, it did
-        // not add or remove any): child `i` faces child `i`.
-        for (i, (child, their)) in mine.iter().zip(theirs).enumerate() {
-            if lent & (1 << i) != 0 && !child.ptr_eq(their) {
-                return Err(lender);
-            }
+        // not add or remove any): child `i` faces child `i`. No early exit, so
+        // that the loop is a straight run of compares.
+        let differ = mine.iter().zip(theirs).enumerate().fold(0u64, |m, (i, (child, their))| {
+            m | u64::from(!child.ptr_eq(their)) << i
+        });
+        if differ & lent != 0 {
+            return Err(lender);
         }
         given = lent;
     } else {
@@ -487,17 +509,28 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
     // What only the lender held is dropped last, after every count has moved:
     // its destructors may panic.
     let mut doomed: [Option<NodeRef<K, V>>; 64] = core::array::from_fn(|_| None);
-    for (j, slot) in doomed.iter_mut().enumerate().take(parts.children_left()) {
+    // The lender's count on each of these is `node`'s now: nothing to do, so
+    // they are passed over by runs (all but the few children the batch replaced).
+    let counts_moved = given & !parts.lent_bits();
+    let total = parts.children_left();
+    let mut j = 0;
+    while j < total {
+        let run = ((counts_moved >> j).trailing_ones() as usize).min(total - j);
+        parts.pass_counted_children(run);
+        j += run;
+        if j == total {
+            break;
+        }
         let (child, lent_to_lender) = parts.next_child_raw();
         match (given & (1 << j) != 0, lent_to_lender) {
-            // The lender's count is `node`'s now.
-            (true, false) => {}
+            (true, false) => unreachable!("snapview bug: a moved count not passed over"),
             // The lender held no count (its own lender does): `node` needs one.
             (true, true) => core::mem::forget((*child).clone()),
-            (false, false) => *slot = Some(ManuallyDrop::into_inner(child)),
+            (false, false) => doomed[j] = Some(ManuallyDrop::into_inner(child)),
             // Not counted by the lender: nothing to give back.
             (false, true) => {}
         }
+        j += 1;
     }
     drop(parts);
     drop(doomed);
@@ -633,6 +666,25 @@ mod tests {
         assert_eq!(Rc::strong_count(&token), 1 + 10 + 1, "the source's entry and replaced child are freed");
         drop(copy);
         assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn taking_counts_over_passes_runs_and_frees_each_replaced_child() {
+        for replaced in [vec![0], vec![9], vec![0, 9], vec![2, 3, 7], (0..10).collect()] {
+            let token = Rc::new(());
+            let node = wide(10, &token);
+            let mut copy = copy_of(&node);
+            for &i in &replaced {
+                *copy.get_mut().expect("unique copy").1.get(i) = leaf(&[(i as u32, token.clone())]);
+            }
+            drop(node);
+            settle(&copy);
+            assert!(!copy.is_lending());
+            assert!(counts(&copy).iter().all(|&c| c == 1), "{replaced:?}: counts moved, none added");
+            assert_eq!(Rc::strong_count(&token), 1 + 10 + 1, "{replaced:?}: the source's own parts are freed");
+            drop(copy);
+            assert_eq!(Rc::strong_count(&token), 1, "{replaced:?}");
+        }
     }
 
     #[test]
