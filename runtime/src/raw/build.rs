@@ -481,9 +481,11 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
         // The same slots (the usual case: the batch replaced children, it did
         // not add or remove any): child `i` faces child `i`. No early exit, so
         // that the loop is a straight run of compares.
-        let differ = mine.iter().zip(theirs).enumerate().fold(0u64, |m, (i, (child, their))| {
-            m | u64::from(!child.ptr_eq(their)) << i
-        });
+        let differ = mine
+            .iter()
+            .zip(theirs)
+            .enumerate()
+            .fold(0u64, |m, (i, (child, their))| m | u64::from(!child.ptr_eq(their)) << i);
         if differ & lent != 0 {
             return Err(lender);
         }
