@@ -511,6 +511,7 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
     // What only the lender held is dropped last, after every count has moved:
     // its destructors may panic.
     let mut doomed: [Option<NodeRef<K, V>>; 64] = core::array::from_fn(|_| None);
+    let mut doomed_at = 0u64;
     // The lender's count on each of these is `node`'s now: nothing to do, so
     // they are passed over by runs (all but the few children the batch replaced).
     let counts_moved = given & !parts.lent_bits();
@@ -528,14 +529,23 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
             (true, false) => unreachable!("snapview bug: a moved count not passed over"),
             // The lender held no count (its own lender does): `node` needs one.
             (true, true) => core::mem::forget((*child).clone()),
-            (false, false) => doomed[j] = Some(ManuallyDrop::into_inner(child)),
+            (false, false) => {
+                doomed[j] = Some(ManuallyDrop::into_inner(child));
+                doomed_at |= 1 << j;
+            }
             // Not counted by the lender: nothing to give back.
             (false, true) => {}
         }
         j += 1;
     }
     drop(parts);
-    drop(doomed);
+    // Only the slots filled above, rather than a drop of all 64 (if one of
+    // these drops panics, unwinding drops the array and with it the rest).
+    while doomed_at != 0 {
+        drop(doomed[doomed_at.trailing_zeros() as usize].take());
+        doomed_at &= doomed_at - 1;
+    }
+    core::mem::forget(doomed); // all `None` now
     Ok(())
 }
 
