@@ -164,12 +164,12 @@ impl PublishTimer<'_> {
     }
 }
 
-/// Watches one iteration for its iterator. The iterator calls
-/// [`watching`](Self::watching) in `next()` and, only when it is true, wraps
-/// that `next()` in [`before_next`](Self::before_next) /
-/// [`after_next`](Self::after_next); it calls [`finish`](Self::finish) on drop.
-/// An iteration that is neither sampled nor traced thus costs one predictable
-/// branch per item, and its items are counted from the iterator's length.
+/// Watches one iteration for its iterator. The iterator wraps its first
+/// `next()`, and each later one that [`next_watch`](Self::next_watch) names,
+/// in [`before_next`](Self::before_next) / [`after_next`](Self::after_next);
+/// it calls [`finish`](Self::finish) on drop. Every other `next()` costs one
+/// predictable comparison, and the items are counted from the iterator's
+/// length.
 pub struct IterProbe<'p> {
     probe: &'p MapProbe,
     version: u64,
