@@ -59,18 +59,31 @@ pub(crate) fn slot<K, V>(node: &NodeRef<K, V>, bit: u64) -> Slot<'_, K, V> {
     node.slot(bit)
 }
 
-/// Looks `key` up; `hash` is its hash under the trie's hasher.
+/// From this many entries on, a lookup prefetches each node's lines before
+/// it reads them. Below it the levels a lookup walks are mostly in cache and
+/// the prefetches are only instructions: measured without them (fastest of 3
+/// rounds), 1K hits 13.5 -> 11.8 ns and misses 12.2 -> 11.0 ns, 100K misses
+/// 20.5 -> 17.6 ns with hits even; at 300K hits were ~10% slower without
+/// them, and at 1M ~35%.
+const GET_PREFETCH_MIN_LEN: usize = 128 * 1024;
+
+/// Looks `key` up in a trie of `len` entries; `hash` is its hash under the
+/// trie's hasher.
 #[inline]
-pub(crate) fn get<'a, K, V, Q>(root: &'a NodeRef<K, V>, hash: u64, key: &Q) -> Option<&'a (K, V)>
+pub(crate) fn get<'a, K, V, Q>(root: &'a NodeRef<K, V>, len: usize, hash: u64, key: &Q) -> Option<&'a (K, V)>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    with_popcnt(|| descend(root, hash, key))
+    if len >= GET_PREFETCH_MIN_LEN {
+        with_popcnt(|| descend::<_, _, _, true>(root, hash, key))
+    } else {
+        with_popcnt(|| descend::<_, _, _, false>(root, hash, key))
+    }
 }
 
 #[inline(always)]
-fn descend<'a, K, V, Q>(root: &'a NodeRef<K, V>, hash: u64, key: &Q) -> Option<&'a (K, V)>
+fn descend<'a, K, V, Q, const PREFETCH: bool>(root: &'a NodeRef<K, V>, hash: u64, key: &Q) -> Option<&'a (K, V)>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
@@ -82,13 +95,17 @@ where
             return node.entries().iter().find(|(k, _)| k.borrow() == key);
         }
         let bit = slot_bit(hash, shift);
-        node.prefetch_slot(bit.trailing_zeros());
+        if PREFETCH {
+            node.prefetch_slot(bit.trailing_zeros());
+        }
         match slot(node, bit) {
             Slot::Entry(entry) => return (entry.0.borrow() == key).then_some(entry),
             Slot::Child(child) => node = child,
             Slot::Empty => return None,
         }
-        node.prefetch::<4>();
+        if PREFETCH {
+            node.prefetch::<4>();
+        }
         shift += BITS;
     }
 }
@@ -624,8 +641,13 @@ mod tests {
         root.expect("at least one key")
     }
 
+    /// A lookup by both descents, the prefetching one (a large trie's) and
+    /// the plain one, which must agree.
     fn lookup<K: Hash + Eq>(root: &NodeRef<K, u32>, k: &K) -> Option<u32> {
-        get(root, Id::default().hash_one(k), k).map(|e| e.1)
+        let hash = Id::default().hash_one(k);
+        let found = get(root, GET_PREFETCH_MIN_LEN, hash, k).map(|e| e.1);
+        assert_eq!(get(root, 0, hash, k).map(|e| e.1), found);
+        found
     }
 
     fn depth<K, V>(n: &NodeRef<K, V>) -> usize {
@@ -764,7 +786,7 @@ mod tests {
                 spare.children().iter().zip(v2.children()).all(|(a, b)| a.ptr_eq(b)),
                 "children shared, not copied"
             );
-            assert_eq!(get(&spare, s.hash_one(7u64), &7u64).map(|e| e.1), Some(99));
+            assert_eq!(get(&spare, 0, s.hash_one(7u64), &7u64).map(|e| e.1), Some(99));
         }
         // A shared or differently shaped spare is not reused.
         let (v1, v2) = make();
@@ -818,8 +840,8 @@ mod tests {
         // And syncing v2 (now the old version) to v3 along that path gives equality.
         let v2_again = publish(v2, &v3, &paths(&[key2])).expect("a root");
         assert!(nodes_equal(&v2_again, &v3, 0));
-        assert_eq!(get(&v2_again, s.hash_one(key2), &key2).map(|e| e.1), Some(8));
-        assert_eq!(get(&v2_again, s.hash_one(key), &key).map(|e| e.1), Some(7));
+        assert_eq!(get(&v2_again, 0, s.hash_one(key2), &key2).map(|e| e.1), Some(8));
+        assert_eq!(get(&v2_again, 0, s.hash_one(key), &key).map(|e| e.1), Some(7));
     }
 
     #[test]

@@ -118,7 +118,7 @@ where
         let hash = self.hasher.hash_one(key);
         let root = self.root.as_mut()?;
         // Look first, so that removing an absent key copies nothing.
-        trie::get(root, hash, key)?;
+        trie::get(root, self.len, hash, key)?;
         let removed = trie::remove(root, hash, key)?;
         if root.entries().is_empty() && root.children().is_empty() {
             self.root = None;
@@ -158,7 +158,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let root = self.root.as_ref()?;
-        trie::get(root, self.hasher.hash_one(key), key).map(|(k, v)| (k, v))
+        trie::get(root, self.len, self.hasher.hash_one(key), key).map(|(k, v)| (k, v))
     }
 
     /// Whether `key` is present, with this batch's writes.

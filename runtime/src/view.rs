@@ -175,7 +175,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let root = self.root.as_ref()?;
-        trie::get(root, self.hasher.hash_one(key), key)
+        trie::get(root, self.len, self.hasher.hash_one(key), key)
     }
 }
 
