@@ -204,9 +204,19 @@ where
                 }
                 publish.published(next.version(), changes);
             }
-            // Nothing changed: the working root equals the current one.
-            Err(root) => {
-                writer.spare = spare_for(root, base.root(), &WrittenPaths::default());
+            // Nothing changed: the working root equals the current one in
+            // contents. A write that panicked (and was caught) may have left
+            // copies on its path: they are settled and the spare brought back
+            // to the current root along the same paths, so that they hold no
+            // clone of an entry and no lender once the batch is over.
+            Err((root, mut written)) => {
+                if let Some(root) = root.as_ref().filter(|_| raw::lending_copies() != lending_before) {
+                    raw::settle_node(root);
+                    trie::settle_written(root, &written);
+                }
+                writer.spare = spare_for(root, base.root(), &written);
+                written.clear();
+                writer.written = written;
                 publish.unchanged(base.version());
             }
         }

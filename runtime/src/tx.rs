@@ -41,12 +41,14 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
         Self { root, len, hasher, changes: 0, written }
     }
 
-    /// What the batch did if any write took effect, else the (unchanged) working root.
-    pub(crate) fn into_changes(self) -> Result<Changed<K, V>, Root<K, V>> {
+    /// What the batch did if any write took effect, else the working root
+    /// (equal in contents to the batch's base, though a write that panicked
+    /// may have copied nodes on its path) and the paths of those writes.
+    pub(crate) fn into_changes(self) -> Result<Changed<K, V>, (Root<K, V>, WrittenPaths)> {
         if self.changes > 0 {
             Ok(Changed { root: self.root, len: self.len, changes: self.changes, written: self.written })
         } else {
-            Err(self.root)
+            Err((self.root, self.written))
         }
     }
 
@@ -85,6 +87,9 @@ where
     /// The stored key is kept when the value is replaced.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let hash = self.hasher.hash_one(&key);
+        // Before the trie is touched: if a `Clone` panics half-way down, the
+        // copies already made on this path must still be settled at publish.
+        self.written.record(hash);
         let old = match &mut self.root {
             None => {
                 self.root = Some(trie::singleton(hash, key, value));
@@ -96,7 +101,6 @@ where
             self.len += 1;
         }
         self.changes += 1;
-        self.written.record(hash);
         old
     }
 
@@ -119,13 +123,14 @@ where
         let root = self.root.as_mut()?;
         // Look first, so that removing an absent key copies nothing.
         trie::get(root, self.len, hash, key)?;
+        // Before the trie is touched, as in `insert`.
+        self.written.record(hash);
         let removed = trie::remove(root, hash, key)?;
         if root.entries().is_empty() && root.children().is_empty() {
             self.root = None;
         }
         self.len -= 1;
         self.changes += 1;
-        self.written.record(hash);
         Some(removed)
     }
 
