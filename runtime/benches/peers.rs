@@ -320,6 +320,62 @@ fn bench_get(c: &mut Criterion, fx: &Fixture, case: &str, probe: &[u64]) {
     g.finish();
 }
 
+/// Lookup latency rather than throughput: each probe's index depends on the
+/// value the previous lookup returned, so one lookup cannot start before the
+/// last has finished. `bench_get` lets the CPU overlap independent lookups,
+/// which favours a map whose lookup is few instructions and cache lines (see
+/// docs/benchmarks.md, "Latency and throughput"); a service that does one
+/// lookup between other work sees this figure instead.
+fn bench_get_chain(c: &mut Criterion, fx: &Fixture) {
+    let probe = &fx.hits;
+    assert!(probe.len().is_power_of_two());
+    let mask = probe.len() - 1;
+    let mut g = group(c, "get_chain", fx.n);
+
+    /// The next probe: the low bit of the value just found picks one of two
+    /// neighbours, a data dependency no branch predictor can guess around.
+    fn next(i: &mut usize, mask: usize, found: Option<u64>) -> usize {
+        *i = (*i + 2) & mask;
+        *i ^ (found.unwrap_or_default() as usize & 1)
+    }
+
+    let snap = fx.snapview.snapshot();
+    g.bench_function("snapview", |b| {
+        let (mut i, mut at) = (0, 0);
+        b.iter(|| {
+            let found = snap.get(&probe[at]).copied();
+            at = next(&mut i, mask, found);
+            black_box(found)
+        })
+    });
+    drop(snap);
+    g.bench_function("hashbrown", |b| {
+        let (mut i, mut at) = (0, 0);
+        b.iter(|| {
+            let found = fx.hashbrown.get(&probe[at]).copied();
+            at = next(&mut i, mask, found);
+            black_box(found)
+        })
+    });
+    g.bench_function("std", |b| {
+        let (mut i, mut at) = (0, 0);
+        b.iter(|| {
+            let found = fx.std.get(&probe[at]).copied();
+            at = next(&mut i, mask, found);
+            black_box(found)
+        })
+    });
+    g.bench_function("imbl", |b| {
+        let (mut i, mut at) = (0, 0);
+        b.iter(|| {
+            let found = fx.imbl.get(&probe[at]).copied();
+            at = next(&mut i, mask, found);
+            black_box(found)
+        })
+    });
+    g.finish();
+}
+
 fn bench_iter(c: &mut Criterion, fx: &Fixture) {
     let n = fx.n;
     let expected = fx.keys.iter().fold(0u64, |s, &k| s.wrapping_add(value_of(k)));
@@ -688,6 +744,7 @@ fn benches(c: &mut Criterion) {
         bench_snapshot(c, &fx);
         bench_get(c, &fx, "get_hit", &fx.hits);
         bench_get(c, &fx, "get_miss", &fx.misses);
+        bench_get_chain(c, &fx);
         bench_iter(c, &fx);
         bench_insert_publish(c, &mut fx);
         bench_batch_publish(c, &mut fx);

@@ -42,9 +42,16 @@ for n in ("1000", "100000", "1000000"):
 
 ABSOLUTE = [("diff 1000000 < 20 us", "diff/1000000/snapview", 20_000.0)]
 
+# Not targets: lookup latency (one lookup at a time, `get_chain`), printed
+# beside the throughput targets above as (label, numerator id, denominator id).
+CONTEXT = []
+for n in ("100000", "1000000"):
+    CONTEXT.append((f"get_chain {n}: imbl / snapview", f"get_chain/{n}/imbl", f"get_chain/{n}/snapview"))
+    CONTEXT.append((f"get_chain {n}: snapview / hashbrown", f"get_chain/{n}/snapview", f"get_chain/{n}/hashbrown"))
+
 FILTER = (
     r"^(snapshot/[0-9]+/(snapview|ArcSwap\.load_full)"
-    r"|get_(hit|miss)/(100000|1000000)/(snapview|imbl|hashbrown)"
+    r"|get_(hit|miss|chain)/(100000|1000000)/(snapview|imbl|hashbrown)"
     r"|iter/[0-9]+/(snapview|imbl|hashbrown)"
     r"|insert_publish/1000000/(snapview|imbl\+ArcSwap)"
     r"|batch_publish/[0-9]+/(snapview|imbl\+ArcSwap)"
@@ -67,7 +74,7 @@ def run_round() -> dict:
         "--measurement-time", os.environ.get("MEASUREMENT_TIME", "2"), "--noplot",
     ]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    ids = {i for t in TARGETS for i in t[1:3]} | {a[1] for a in ABSOLUTE}
+    ids = {i for t in TARGETS + CONTEXT for i in t[1:3]} | {a[1] for a in ABSOLUTE}
     return {i: median_ns(i) for i in ids}
 
 
@@ -92,6 +99,13 @@ def main() -> None:
         med = statistics.median(times)
         per = ", ".join(f"{t / 1e3:.2f}" for t in times)
         print(f"| {label} | {per} µs | {med / 1e3:.2f} µs | {'yes' if med < bound else '**no**'} |")
+    print("\nLatency, not a target (`get_chain`: each lookup waits for the one before):\n")
+    print("| ratio | per round | median |")
+    print("|---|---|---:|")
+    for label, num, den in CONTEXT:
+        ratios = [res[num] / res[den] for res in results]
+        per = ", ".join(f"{x:.2f}" for x in ratios)
+        print(f"| {label} | {per} | {statistics.median(ratios):.2f}x |")
 
 
 if __name__ == "__main__":

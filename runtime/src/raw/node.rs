@@ -343,9 +343,21 @@ impl<K, V> NodeRef<K, V> {
     /// and no population count where the answer is known without one (a full
     /// node, a node without children), since baseline x86-64 has no `popcnt`
     /// instruction and its software version is a dozen dependent operations.
+    ///
+    /// A full node is tested first: every node on the first levels of a
+    /// large map's lookups is one, the branch is then predicted, and the
+    /// child's load is issued without waiting for the bitmaps to decide
+    /// between entry and child (A/B, fastest of 5 rounds: 100K hits
+    /// 26.0 -> 20.5 ns, misses 20.2 -> 15.5 ns; 1M misses median 77 -> 61 ns).
     #[inline(always)]
     pub(crate) fn slot(&self, bit: u64) -> Slot<'_, K, V> {
         let h = self.header();
+        if h.nodemap == u64::MAX {
+            // SAFETY: every slot is a child, so child `i` sits at `i`, below 64,
+            // the child count (N5); initialised (N2) and unchanged while `self`
+            // is borrowed (N4).
+            return Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(bit.trailing_zeros() as usize) });
+        }
         let below = bit.wrapping_sub(1);
         if h.datamap & bit != 0 {
             let at = (h.datamap & below).count_ones() as usize;
@@ -355,13 +367,8 @@ impl<K, V> NodeRef<K, V> {
             // and stay unchanged while `self` is borrowed (N4).
             Slot::Entry(unsafe { &*entries_ptr::<K, V>(self.ptr, children).add(at) })
         } else if h.nodemap & bit != 0 {
-            let at = if h.nodemap == u64::MAX {
-                bit.trailing_zeros() as usize
-            } else {
-                (h.nodemap & below).count_ones() as usize
-            };
-            // SAFETY: as above: `at` < popcount(nodemap), the child count (N5)
-            // (in a full node, `at` is the slot number, below 64 = the count).
+            let at = (h.nodemap & below).count_ones() as usize;
+            // SAFETY: as above: `at` < popcount(nodemap), the child count (N5).
             Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) })
         } else {
             Slot::Empty
