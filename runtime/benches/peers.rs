@@ -16,6 +16,10 @@
 //! - `snapshot`: taking (and dropping) a read handle on the current version.
 //! - `get_hit`, `get_miss`: one lookup, keys in a pre-shuffled order (an array
 //!   of 2^k keys walked in sequence), through a handle held across iterations.
+//!   The CPU overlaps these independent lookups: a throughput figure.
+//! - `get_chain`: hits again, but each probe's index depends on the value the
+//!   previous lookup returned, so no two overlap: a latency figure
+//!   (snapview, hashbrown, std, imbl).
 //! - `iter`: a full iteration summing the values; throughput is `n` elements,
 //!   so the per-element time is the median divided by `n`. Every map was
 //!   filled by its bulk path (snapview: `extend` into an empty map, which

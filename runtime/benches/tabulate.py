@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-CASES = ["snapshot", "get_hit", "get_miss", "iter", "iter_inserted", "insert_publish", "batch_publish", "diff"]
+CASES = ["snapshot", "get_hit", "get_miss", "get_chain", "iter", "iter_inserted", "insert_publish", "batch_publish", "diff"]
 BASELINE = "snapview"
 UNIT = {
     "iter": "element",
