@@ -185,6 +185,7 @@ where
         let lending_before = raw::lending_copies();
         let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written));
         let result = f(&mut tx);
+        let lent = raw::lending_copies() != lending_before;
         match tx.into_changes() {
             Ok(Changed { root, len, changes, written }) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
@@ -195,7 +196,6 @@ where
                 // reader still has it (arc-swap has turned every reader's
                 // pending load into a counted reference by now).
                 let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
-                let lent = raw::lending_copies() != lending_before;
                 settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
                 writer.written = written;
                 writer.written.clear();
@@ -210,7 +210,7 @@ where
             // to the current root along the same paths, so that they hold no
             // clone of an entry and no lender once the batch is over.
             Err((root, mut written)) => {
-                if let Some(root) = root.as_ref().filter(|_| raw::lending_copies() != lending_before) {
+                if let Some(root) = root.as_ref().filter(|_| lent) {
                     raw::settle_node(root);
                     trie::settle_written(root, &written);
                 }
