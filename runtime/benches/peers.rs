@@ -336,47 +336,25 @@ fn bench_get_chain(c: &mut Criterion, fx: &Fixture) {
     let mask = probe.len() - 1;
     let mut g = group(c, "get_chain", fx.n);
 
-    /// The next probe: the low bit of the value just found picks one of two
-    /// neighbours, a data dependency no branch predictor can guess around.
-    fn next(i: &mut usize, mask: usize, found: Option<u64>) -> usize {
-        *i = (*i + 2) & mask;
-        *i ^ (found.unwrap_or_default() as usize & 1)
+    /// Times `get` over `probe`, each probe chosen by the previous result:
+    /// the low bit of the value just found picks one of two neighbours, a
+    /// data dependency no branch predictor can guess around.
+    fn chain(b: &mut criterion::Bencher<'_>, probe: &[u64], mask: usize, get: impl Fn(&u64) -> Option<u64>) {
+        let (mut i, mut at) = (0, 0);
+        b.iter(|| {
+            let found = get(&probe[at]);
+            i = (i + 2) & mask;
+            at = i ^ (found.unwrap_or_default() as usize & 1);
+            black_box(found)
+        })
     }
 
     let snap = fx.snapview.snapshot();
-    g.bench_function("snapview", |b| {
-        let (mut i, mut at) = (0, 0);
-        b.iter(|| {
-            let found = snap.get(&probe[at]).copied();
-            at = next(&mut i, mask, found);
-            black_box(found)
-        })
-    });
+    g.bench_function("snapview", |b| chain(b, probe, mask, |k| snap.get(k).copied()));
     drop(snap);
-    g.bench_function("hashbrown", |b| {
-        let (mut i, mut at) = (0, 0);
-        b.iter(|| {
-            let found = fx.hashbrown.get(&probe[at]).copied();
-            at = next(&mut i, mask, found);
-            black_box(found)
-        })
-    });
-    g.bench_function("std", |b| {
-        let (mut i, mut at) = (0, 0);
-        b.iter(|| {
-            let found = fx.std.get(&probe[at]).copied();
-            at = next(&mut i, mask, found);
-            black_box(found)
-        })
-    });
-    g.bench_function("imbl", |b| {
-        let (mut i, mut at) = (0, 0);
-        b.iter(|| {
-            let found = fx.imbl.get(&probe[at]).copied();
-            at = next(&mut i, mask, found);
-            black_box(found)
-        })
-    });
+    g.bench_function("hashbrown", |b| chain(b, probe, mask, |k| fx.hashbrown.get(k).copied()));
+    g.bench_function("std", |b| chain(b, probe, mask, |k| fx.std.get(k).copied()));
+    g.bench_function("imbl", |b| chain(b, probe, mask, |k| fx.imbl.get(k).copied()));
     g.finish();
 }
 
