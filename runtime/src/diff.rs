@@ -245,17 +245,17 @@ where
                 self.active = Active::One(Change::Added(&b.0, &b.1));
                 Some(Change::Removed(&a.0, &a.1))
             }
-            (Slot::Entry(a), Slot::Child(t)) => {
+            (Slot::Entry(a), Slot::Child(t, _)) => {
                 self.active =
                     Active::EntryVsTree { entry: a, side: Side::Old, tree: RawIter::new(Some(t)), found: false };
                 None
             }
-            (Slot::Child(t), Slot::Entry(b)) => {
+            (Slot::Child(t, _), Slot::Entry(b)) => {
                 self.active =
                     Active::EntryVsTree { entry: b, side: Side::New, tree: RawIter::new(Some(t)), found: false };
                 None
             }
-            (Slot::Child(x), Slot::Child(y)) => {
+            (Slot::Child(x, _), Slot::Child(y, _)) => {
                 let shift = shift + BITS;
                 if x.ptr_eq(y) {
                 } else if is_collision_level(shift) {
@@ -267,11 +267,11 @@ where
             }
             (Slot::Entry(a), Slot::Empty) => Some(Change::Removed(&a.0, &a.1)),
             (Slot::Empty, Slot::Entry(b)) => Some(Change::Added(&b.0, &b.1)),
-            (Slot::Child(t), Slot::Empty) => {
+            (Slot::Child(t, _), Slot::Empty) => {
                 self.active = Active::Only { side: Side::Old, entries: RawIter::new(Some(t)) };
                 None
             }
-            (Slot::Empty, Slot::Child(t)) => {
+            (Slot::Empty, Slot::Child(t, _)) => {
                 self.active = Active::Only { side: Side::New, entries: RawIter::new(Some(t)) };
                 None
             }

@@ -11,7 +11,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 
-use super::node::{Header, NodeRef, own_lent};
+use super::node::{Header, NodeRef, Occupancy, own_lent};
 use crate::sync::{Ordering, StaticCounter};
 
 /// Fills a freshly allocated node, then hands it out as a [`NodeRef`].
@@ -68,9 +68,22 @@ impl<K, V> Builder<K, V> {
     /// Appends the next child (in slot order).
     #[inline]
     pub(crate) fn push_child(&mut self, child: NodeRef<K, V>) {
+        let occupancy = child.occupancy();
+        self.push_child_occupying(child, occupancy);
+    }
+
+    /// Appends the next child, whose occupancy is known (O1): a child taken
+    /// from another node comes with the occupancy that node kept, so its
+    /// header, seldom in cache, is not read.
+    #[inline]
+    fn push_child_occupying(&mut self, child: NodeRef<K, V>, occupancy: Occupancy) {
         assert!(self.children_done < self.children, "snapview bug: too many children for the node");
-        // SAFETY: as in `push_entry`, for the child array.
-        unsafe { NodeRef::<K, V>::children_base(self.ptr).add(self.children_done).write(child) };
+        // SAFETY: as in `push_entry`, for the child and occupancy arrays,
+        // which have the same length.
+        unsafe {
+            NodeRef::<K, V>::children_base(self.ptr).add(self.children_done).write(child);
+            NodeRef::<K, V>::occupancy_base(self.ptr, self.children).add(self.children_done).write(occupancy);
+        }
         self.children_done += 1;
     }
 
@@ -93,6 +106,7 @@ impl<K, V> Builder<K, V> {
             return self.lend_children(from, n);
         }
         for _ in 0..n {
+            let occupancy = from.next_child_occupancy();
             let (child, lent) = from.next_child_raw();
             if lent {
                 if self.lender.is_none() {
@@ -100,7 +114,7 @@ impl<K, V> Builder<K, V> {
                 }
                 self.lent |= 1 << self.children_done;
             }
-            self.push_child(ManuallyDrop::into_inner(child));
+            self.push_child_occupying(ManuallyDrop::into_inner(child), occupancy);
         }
     }
 
@@ -111,16 +125,24 @@ impl<K, V> Builder<K, V> {
         if self.lender.is_none() {
             self.lender = Some(from.lender());
         }
-        // SAFETY: 1. both ranges are inside their child arrays (just checked):
+        // SAFETY: 1. both ranges are inside their child arrays (just checked),
+        //    and so inside their occupancy arrays, of the same lengths:
         //    initialised in the source (N2), not yet written in this node;
         // 2. the copies are lent, not counted: their bits are set below before
         //    anything can drop them, and `self.lender` (a count on the shared
         //    source node) keeps them alive (N3, N6); the source's slots are
-        //    left as they were, still counted by the source.
+        //    left as they were, still counted by the source;
+        // 3. the occupancies are plain integers, copied with their children (O1).
         unsafe {
+            let source = from.node.as_ptr();
             ptr::copy_nonoverlapping(
-                NodeRef::<K, V>::children_base(from.node.as_ptr()).add(next),
+                NodeRef::<K, V>::children_base(source).add(next),
                 NodeRef::<K, V>::children_base(self.ptr).add(at),
+                n,
+            );
+            ptr::copy_nonoverlapping(
+                NodeRef::<K, V>::occupancy_base(source, from.children).add(next),
+                NodeRef::<K, V>::occupancy_base(self.ptr, self.children).add(at),
                 n,
             );
         }
@@ -279,6 +301,12 @@ impl<K, V> Drain<K, V> {
         assert!(self.moving && end <= self.children, "snapview bug: passed children that are not the node's own");
         assert!(self.lent & bits_below(end) & !bits_below(self.next_child) == 0, "snapview bug: passed a lent child");
         self.next_child = end;
+    }
+
+    /// The occupancy the node keeps for its next child (O1).
+    #[inline]
+    fn next_child_occupancy(&self) -> Occupancy {
+        self.node.child_occupancy()[self.next_child]
     }
 
     /// Moving mode: which of the node's children are lent to it (bit `i` for child `i`).
