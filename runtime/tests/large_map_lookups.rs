@@ -35,7 +35,7 @@ fn every_present_key_is_found_and_no_absent_one_after_writes_of_every_kind() {
     let mut held = Vec::new();
     for round in 0..40u64 {
         // Keys both old (multiples of 7) and new, so writes replace, add and remove.
-        let mut key = |rng: &mut Rng| if rng.below(2) == 0 { rng.below(LEN) * 7 } else { rng.below(4 * LEN) };
+        let key = |rng: &mut Rng| if rng.below(2) == 0 { rng.below(LEN) * 7 } else { rng.below(4 * LEN) };
         for _ in 0..20 {
             let k = key(&mut rng);
             assert_eq!(map.insert(k, round), model.insert(k, round));
