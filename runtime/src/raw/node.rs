@@ -33,7 +33,7 @@
 //!
 //! - **N1** the allocation has exactly `NodeRef::layout(entries, children)`;
 //! - **N2** the first `entries` slots of the entry array and the first
-//!   `children` slots of the child array are initialised;
+//!   `children` slots of the child and occupancy arrays are initialised;
 //! - **N3** `refs` counts the `NodeRef`s that point at the node (plus one for a
 //!   `Drain` in moving mode, which has taken the last one over), except those
 //!   in a parent's child array whose `lent` bit is set: those are not counted;
