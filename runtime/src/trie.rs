@@ -91,7 +91,7 @@ where
 #[inline(always)]
 fn sparse_depth_shift(len: usize) -> u32 {
     // floor((log2(len) - 1) / 6) = ceil(log64(len) - 1), in bits of hash.
-    (usize::BITS - 1 - len.leading_zeros()).saturating_sub(1) / BITS * BITS
+    len.max(1).ilog2().saturating_sub(1) / BITS * BITS
 }
 
 #[inline(always)]
@@ -705,6 +705,7 @@ mod tests {
         assert_eq!(sparse_depth_shift(1 << 24), 3 * BITS);
         assert_eq!(sparse_depth_shift(1 << 25), 4 * BITS);
         assert_eq!(sparse_depth_shift(1), 0);
+        assert_eq!(sparse_depth_shift(0), 0);
         assert!(sparse_depth_shift(usize::MAX) < HASH_BITS);
     }
 
