@@ -22,7 +22,7 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::mem;
 
-use crate::raw::{Builder, Drain, HotPath, NodeRef, Occupancy, rebuild, run_with_popcnt, settle, with_popcnt};
+use crate::raw::{Builder, Drain, HotPath, NodeRef, Occupancy, rebuild, run_with_popcnt, settle};
 
 /// Hash bits consumed per level: 64 slots per node.
 pub(crate) const BITS: u32 = 6;
@@ -59,13 +59,34 @@ pub(crate) fn slot<K, V>(node: &NodeRef<K, V>, bit: u64) -> Slot<'_, K, V> {
     node.slot(bit)
 }
 
-/// From this many entries on, a lookup prefetches each node's lines before
-/// it reads them. Below it the levels a lookup walks are mostly in cache and
-/// the prefetches are only instructions: measured without them (fastest of 3
-/// rounds), 1K hits 13.5 -> 11.8 ns and misses 12.2 -> 11.0 ns, 100K misses
-/// 20.5 -> 17.6 ns with hits even; at 300K hits were ~10% slower without
-/// them, and at 1M ~35%.
+/// From this many entries on, a lookup prefetches the nodes it will read
+/// and tests occupancies (O1). Below it the levels a lookup walks are mostly
+/// in cache and the prefetches are only instructions: measured without them
+/// (fastest of 3 rounds), 1K hits 13.5 -> 11.8 ns and misses 12.2 -> 11.0
+/// ns, 100K misses 20.5 -> 17.6 ns with hits even; at 300K hits were ~10%
+/// slower without them, and at 1M ~35%.
 const GET_PREFETCH_MIN_LEN: usize = 128 * 1024;
+
+/// How lookups walk a trie of a given size. A version computes it once,
+/// when it is published, so that a lookup does not derive it from the
+/// length each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LookupPlan {
+    /// The shift of the first sparse depth ([`sparse_depth_shift`]), or
+    /// [`LookupPlan::SMALL`] for a map too small to prefetch.
+    sparse_from: u32,
+}
+
+impl LookupPlan {
+    const SMALL: u32 = u32::MAX;
+
+    /// The plan for a trie of `len` entries.
+    #[inline]
+    pub(crate) fn for_len(len: usize) -> Self {
+        let sparse_from = if len >= GET_PREFETCH_MIN_LEN { sparse_depth_shift(len) } else { Self::SMALL };
+        Self { sparse_from }
+    }
+}
 
 /// Looks `key` up in a trie of `len` entries; `hash` is its hash under the
 /// trie's hasher.
@@ -75,11 +96,48 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    if len >= GET_PREFETCH_MIN_LEN {
-        let sparse_from = sparse_depth_shift(len);
-        with_popcnt(|| descend::<_, _, _, true>(root, hash, key, sparse_from))
+    get_planned(root, LookupPlan::for_len(len), hash, key)
+}
+
+/// [`get`] with the plan of the trie's length already made.
+#[inline]
+pub(crate) fn get_planned<'a, K, V, Q>(
+    root: &'a NodeRef<K, V>,
+    plan: LookupPlan,
+    hash: u64,
+    key: &Q,
+) -> Option<&'a (K, V)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    if plan.sparse_from == LookupPlan::SMALL {
+        run_with_popcnt(Lookup::<_, _, _, false> { root, hash, key, sparse_from: HASH_BITS })
     } else {
-        with_popcnt(|| descend::<_, _, _, false>(root, hash, key, u32::MAX))
+        run_with_popcnt(Lookup::<_, _, _, true> { root, hash, key, sparse_from: plan.sparse_from })
+    }
+}
+
+/// [`descend`] as a [`HotPath`], so that it is compiled with `popcnt`
+/// whatever its size: LLVM leaves a closure this large out of line, and
+/// compiled without it (a dozen instructions per population count).
+struct Lookup<'a, 'q, K, V, Q: ?Sized, const LARGE: bool> {
+    root: &'a NodeRef<K, V>,
+    hash: u64,
+    key: &'q Q,
+    sparse_from: u32,
+}
+
+impl<'a, K, V, Q, const LARGE: bool> HotPath for Lookup<'a, '_, K, V, Q, LARGE>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    type Output = Option<&'a (K, V)>;
+
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        descend::<_, _, _, LARGE>(self.root, self.hash, self.key, self.sparse_from)
     }
 }
 
@@ -94,8 +152,14 @@ fn sparse_depth_shift(len: usize) -> u32 {
     len.max(1).ilog2().saturating_sub(1) / BITS * BITS
 }
 
+/// The lookup. Its instruction count is its speed in a large map: the CPU
+/// overlaps independent lookups only as far as its reorder window holds
+/// their instructions, so each level is the few a step needs, and all that
+/// happens only at some depths (the collision level; in a `LARGE` trie the
+/// prefetches and the occupancy test from `sparse_from`) sits behind one
+/// comparison per level.
 #[inline(always)]
-fn descend<'a, K, V, Q, const PREFETCH: bool>(
+fn descend<'a, K, V, Q, const LARGE: bool>(
     root: &'a NodeRef<K, V>,
     hash: u64,
     key: &Q,
@@ -105,40 +169,40 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
+    // The depth above the first sparse one: its node is large and cold, so
+    // it is prefetched whole.
+    let prefetch_from = if LARGE { sparse_from.saturating_sub(BITS) } else { HASH_BITS };
     let mut node = root;
+    // The hash bits not yet used, the next slot's lowest.
+    let mut rest = hash;
     let mut shift = 0;
     loop {
-        if is_collision_level(shift) {
-            return node.entries().iter().find(|(k, _)| k.borrow() == key);
-        }
-        let bit = slot_bit(hash, shift);
-        if PREFETCH {
-            node.prefetch_slot(bit.trailing_zeros());
-        }
-        shift += BITS;
-        match slot(node, bit) {
+        let (child, at) = match slot(node, 1 << (rest & MASK)) {
+            Slot::Child(child, at) => (child, at),
             Slot::Entry(entry) => return (entry.0.borrow() == key).then_some(entry),
-            Slot::Child(child, occupied)
-                if !PREFETCH || shift < sparse_from || occupied & slot_bit_below(hash, shift) != 0 =>
-            {
-                node = child
+            Slot::Empty => return None,
+        };
+        shift += BITS;
+        rest >>= BITS;
+        if shift >= prefetch_from {
+            if is_collision_level(shift) {
+                return child.entries().iter().find(|(k, _)| k.borrow() == key);
             }
-            // The key's slot in the child is empty: a miss, known without
-            // fetching the child (O1).
-            Slot::Child(..) | Slot::Empty => return None,
+            if LARGE {
+                if shift >= sparse_from {
+                    // The key's slot in the child is empty: a miss, known
+                    // without fetching the child (O1).
+                    if node.occupancy_of(at) & (1 << (rest & MASK)) == 0 {
+                        return None;
+                    }
+                } else {
+                    child.prefetch_slot((rest & MASK) as u32);
+                }
+                child.prefetch::<4>();
+            }
         }
-        if PREFETCH {
-            node.prefetch::<4>();
-        }
+        node = child;
     }
-}
-
-/// The slot's bit at `shift` as [`descend`] tests a child's occupancy with
-/// it: at the collision level (`shift` >= 64) any bit, which a collision
-/// node's occupancy (all ones) has.
-#[inline(always)]
-fn slot_bit_below(hash: u64, shift: u32) -> Occupancy {
-    1 << (hash.wrapping_shr(shift) & MASK)
 }
 
 /// A root holding one entry.
@@ -694,6 +758,14 @@ mod tests {
         assert_eq!(get(root, 0, hash, k).map(|e| e.1), found);
         assert_eq!(descend::<_, _, _, true>(root, hash, k, 0).map(|e| e.1), found);
         found
+    }
+
+    #[test]
+    fn only_large_maps_plan_prefetches_and_occupancy_tests() {
+        assert_eq!(LookupPlan::for_len(0).sparse_from, LookupPlan::SMALL);
+        assert_eq!(LookupPlan::for_len(GET_PREFETCH_MIN_LEN - 1).sparse_from, LookupPlan::SMALL);
+        assert_eq!(LookupPlan::for_len(GET_PREFETCH_MIN_LEN).sparse_from, 2 * BITS);
+        assert_eq!(LookupPlan::for_len(1 << 20).sparse_from, 3 * BITS);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::diff::Diff;
 use crate::hooks::MapHook;
 use crate::iter::{Iter, Keys, Values};
 use crate::raw::NodeRef;
-use crate::trie;
+use crate::trie::{self, LookupPlan};
 
 /// What all versions of one map share.
 ///
@@ -29,6 +29,8 @@ pub(crate) struct Meta {
 pub struct View<K, V, S> {
     root: Option<NodeRef<K, V>>,
     len: usize,
+    /// How lookups walk `root`, made from `len` once, at publication.
+    plan: LookupPlan,
     version: u64,
     hasher: S,
     meta: Arc<Meta>,
@@ -36,7 +38,7 @@ pub struct View<K, V, S> {
 
 impl<K, V, S> View<K, V, S> {
     pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, version: u64, hasher: S, meta: Arc<Meta>) -> Self {
-        Self { root, len, version, hasher, meta }
+        Self { root, len, plan: LookupPlan::for_len(len), version, hasher, meta }
     }
 
     pub(crate) fn into_root(self) -> Option<NodeRef<K, V>> {
@@ -175,7 +177,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let root = self.root.as_ref()?;
-        trie::get(root, self.len, self.hasher.hash_one(key), key)
+        trie::get_planned(root, self.plan, self.hasher.hash_one(key), key)
     }
 }
 

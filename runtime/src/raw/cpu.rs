@@ -3,11 +3,11 @@
 //! Baseline x86-64 (the default target) has no `popcnt`, so `count_ones`
 //! compiles to a dozen dependent bit operations; a lookup makes one or two
 //! per trie level. Nearly every x86-64 CPU since 2008 has the instruction, so
-//! [`with_popcnt`] checks once (std caches the answer) and runs the closure
-//! inside a function compiled with it, where the closure is inlined and its
+//! [`run_with_popcnt`] checks once (std caches the answer) and runs the path
+//! inside a function compiled with it, where the path is inlined and its
 //! `count_ones` become single instructions. Builds that already target
 //! `popcnt` (`-C target-cpu=native`, `x86-64-v2`), and other architectures,
-//! call the closure directly.
+//! run the path directly.
 
 /// A hot path to compile with `popcnt`: a function and its arguments.
 ///
@@ -20,23 +20,6 @@ pub(crate) trait HotPath {
     type Output;
     /// Runs the path; implementations must be `#[inline(always)]`.
     fn run(self) -> Self::Output;
-}
-
-/// A small closure as a [`HotPath`] (LLVM inlines small ones itself).
-struct Closure<F>(F);
-
-impl<R, F: FnOnce() -> R> HotPath for Closure<F> {
-    type Output = R;
-    #[inline(always)]
-    fn run(self) -> R {
-        (self.0)()
-    }
-}
-
-/// Runs `f`, compiled with `popcnt` if this CPU has it.
-#[inline(always)]
-pub(crate) fn with_popcnt<R>(f: impl FnOnce() -> R) -> R {
-    run_with_popcnt(Closure(f))
 }
 
 /// Runs `path`, compiled with `popcnt` if this CPU has it.
@@ -61,16 +44,6 @@ fn popcnt_enabled<P: HotPath>(path: P) -> P::Output {
 #[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn runs_the_closure_once_and_returns_its_result() {
-        let mut calls = 0;
-        let out = with_popcnt(|| {
-            calls += 1;
-            (0xF0F0_u64 & 0xFF).count_ones()
-        });
-        assert_eq!((out, calls), (4, 1));
-    }
 
     /// A path that owns its arguments and writes through a borrowed one, as
     /// `insert`'s does.

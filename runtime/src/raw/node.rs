@@ -103,8 +103,9 @@ pub(super) struct Lending {
 pub(crate) enum Slot<'a, K, V> {
     Empty,
     Entry(&'a (K, V)),
-    /// A child, and its occupancy (O1).
-    Child(&'a NodeRef<K, V>, Occupancy),
+    /// A child, and its index in the child array (for
+    /// [`NodeRef::occupancy_of`]).
+    Child(&'a NodeRef<K, V>, usize),
 }
 
 /// Mutable access to a node's two arrays: its entries and its children.
@@ -399,10 +400,9 @@ impl<K, V> NodeRef<K, V> {
     }
 
     /// What the slot for `bit` holds (always `Empty` in a collision node,
-    /// whose bitmaps are 0). This is the lookup's inner step: no bounds checks,
-    /// and no population count where the answer is known without one (a full
-    /// node, a node without children), since baseline x86-64 has no `popcnt`
-    /// instruction and its software version is a dozen dependent operations.
+    /// whose bitmaps are 0). This is the lookup's inner step: no bounds
+    /// checks, and children tested before entries, since a lookup steps
+    /// into a child at every level but its last.
     ///
     /// A full node is tested first: every node on the first levels of a
     /// large map's lookups is one, the branch is then predicted, and the
@@ -414,30 +414,34 @@ impl<K, V> NodeRef<K, V> {
         let h = self.header();
         if h.nodemap == u64::MAX {
             let at = bit.trailing_zeros() as usize;
-            // SAFETY: every slot is a child, so child `i` sits at `i`, below 64,
-            // the child count (N5), as does its occupancy; both initialised
-            // (N2) and unchanged while `self` is borrowed (N4).
-            return unsafe {
-                Slot::Child(&*children_ptr::<K, V>(self.ptr).add(at), *occupancy_ptr(self.ptr, 64).add(at))
-            };
+            // SAFETY: every slot is a child, so child `at` sits at `at`, below
+            // 64, the child count (N5); initialised (N2) and unchanged while
+            // `self` is borrowed (N4).
+            return Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) }, at);
         }
         let below = bit.wrapping_sub(1);
-        if h.datamap & bit != 0 {
+        if h.nodemap & bit != 0 {
+            let at = (h.nodemap & below).count_ones() as usize;
+            // SAFETY: `bit` is set in `nodemap`, so `at` < popcount(nodemap),
+            // the child count (N5); as above for N2 and N4.
+            Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) }, at)
+        } else if h.datamap & bit != 0 {
             let at = (h.datamap & below).count_ones() as usize;
             let children = (h.shape & ((1 << CHILD_BITS) - 1)) as usize;
             // SAFETY: `bit` is set in `datamap`, so `at` < popcount(datamap),
             // which is the entry count (N5); those entries are initialised (N2)
             // and stay unchanged while `self` is borrowed (N4).
             Slot::Entry(unsafe { &*entries_ptr::<K, V>(self.ptr, children).add(at) })
-        } else if h.nodemap & bit != 0 {
-            let at = (h.nodemap & below).count_ones() as usize;
-            let children = (h.shape & ((1 << CHILD_BITS) - 1)) as usize;
-            // SAFETY: as above: `at` < popcount(nodemap), the child count (N5),
-            // which is also the length of the occupancy array.
-            unsafe { Slot::Child(&*children_ptr::<K, V>(self.ptr).add(at), *occupancy_ptr(self.ptr, children).add(at)) }
         } else {
             Slot::Empty
         }
+    }
+
+    /// The occupancy of child `at` (O1): what a lookup reads instead of the
+    /// child's own bitmaps. Panics if there is no child `at`.
+    #[inline(always)]
+    pub(crate) fn occupancy_of(&self, at: usize) -> Occupancy {
+        self.child_occupancy()[at]
     }
 
     /// Mutable access to both arrays, if this is the only reference.
