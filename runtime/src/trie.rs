@@ -169,8 +169,8 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    // The depth above the first sparse one: its node is large and cold, so
-    // it is prefetched whole.
+    // From the depth above the first sparse one, nodes are cold: the lookup
+    // prefetches each before it reads it.
     let prefetch_from = if LARGE { sparse_from.saturating_sub(BITS) } else { HASH_BITS };
     let mut node = root;
     // The hash bits not yet used, the next slot's lowest.
@@ -195,10 +195,14 @@ where
                     if node.occupancy_of(at) & (1 << (rest & MASK)) == 0 {
                         return None;
                     }
+                    // A sparse node is small: fetch all of it at once.
+                    child.prefetch::<4>();
                 } else {
+                    // A large node, of which the lookup reads the header and
+                    // one child (its first lines too measured even for hits
+                    // and ~7% slower for misses at 1M).
                     child.prefetch_slot((rest & MASK) as u32);
                 }
-                child.prefetch::<4>();
             }
         }
         node = child;

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Instructions per lookup, counted by valgrind's callgrind (see instructions.rs).
+
+Usage (from the workspace root): python3 runtime/benches/instructions.py [SIZE ...]
+Default sizes: 1000 100000 1000000. Needs valgrind. Prints a markdown table:
+instructions per `get` for each map, hit and miss, and snapview's ratio to
+hashbrown and imbl. Each cell is one run of the program under callgrind,
+collecting only inside its `lookups_*` function; a count does not depend on
+the machine's load, so one run is enough.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+PEERS = ["snapview", "hashbrown", "imbl"]
+CASES = ["hit", "miss"]
+
+
+def build():
+    out = subprocess.run(
+        ["cargo", "bench", "-p", "snapview", "--bench", "instructions", "--no-run", "--message-format=json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "instructions" and msg.get("executable"):
+            return msg["executable"]
+    sys.exit("instructions.py: cargo built no `instructions` bench")
+
+
+def count(binary, peer, size, case):
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, SNAPVIEW_PEER=peer, SNAPVIEW_BENCH_SIZES=str(size), SNAPVIEW_CASE=case)
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--toggle-collect=instructions::lookups_*",
+             f"--callgrind-out-file={tmp}/out", binary],
+            env=env, capture_output=True, text=True,
+        )
+        if run.returncode != 0:
+            sys.exit(f"instructions.py: {peer} {size} {case} failed:\n{run.stdout}\n{run.stderr}")
+        refs = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
+        lookups = re.search(r": (\d+) lookups", run.stdout)
+        if not refs or not lookups:
+            sys.exit(f"instructions.py: no count in the output of {peer} {size} {case}:\n{run.stderr}")
+        return int(refs.group(1).replace(",", "")) / int(lookups.group(1))
+
+
+def main():
+    sizes = [int(s) for s in sys.argv[1:]] or [1000, 100_000, 1_000_000]
+    binary = build()
+    print("| size | case | snapview | hashbrown | imbl | snapview / hashbrown | imbl / snapview |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        for case in CASES:
+            c = {peer: count(binary, peer, size, case) for peer in PEERS}
+            print(f"| {size:,} | {case} | {c['snapview']:.0f} | {c['hashbrown']:.0f} | {c['imbl']:.0f} "
+                  f"| {c['snapview'] / c['hashbrown']:.2f}x | {c['imbl'] / c['snapview']:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
