@@ -75,6 +75,10 @@ pub(crate) struct LookupPlan {
     /// The shift of the first sparse depth ([`sparse_depth_shift`]), or
     /// [`LookupPlan::SMALL`] for a map too small to prefetch.
     sparse_from: u32,
+    /// How many children a node just above the sparse depth has, expected
+    /// from the map's size: where the lookup guesses that node's child and
+    /// occupancy lines before its header arrives.
+    children_guess: u32,
 }
 
 impl LookupPlan {
@@ -83,10 +87,23 @@ impl LookupPlan {
     /// The plan for a trie of `len` entries.
     #[inline]
     pub(crate) fn for_len(len: usize) -> Self {
-        let sparse_from = if len >= GET_PREFETCH_MIN_LEN { sparse_depth_shift(len) } else { Self::SMALL };
-        Self { sparse_from }
+        if len < GET_PREFETCH_MIN_LEN {
+            return Self { sparse_from: Self::SMALL, children_guess: 64 };
+        }
+        let sparse_from = sparse_depth_shift(len);
+        // Keys per slot of a node above the sparse depth, in quarters: 8 to
+        // 511, since `sparse_from` leaves that node 2 to 128 keys per slot.
+        let quarters = len >> (sparse_from - 2);
+        let children_guess = EXPECTED_CHILDREN.get(quarters.saturating_sub(8)).map_or(64, |&c| u32::from(c));
+        Self { sparse_from, children_guess }
     }
 }
+
+/// How many of a node's 64 slots hold two keys or more (so a child), when
+/// the node's keys fall into slots at random: `64 * (1 - e^-λ (1 + λ))` for
+/// λ keys per slot, λ = 2, 2.25, .. 7.75 (from 8 on: 64).
+const EXPECTED_CHILDREN: [u8; 24] =
+    [38, 42, 46, 49, 51, 53, 55, 57, 58, 59, 60, 61, 61, 62, 62, 63, 63, 63, 63, 63, 64, 64, 64, 64];
 
 /// Looks `key` up in a trie of `len` entries; `hash` is its hash under the
 /// trie's hasher.
@@ -112,9 +129,9 @@ where
     Q: Eq + ?Sized,
 {
     if plan.sparse_from == LookupPlan::SMALL {
-        run_with_popcnt(Lookup::<_, _, _, false> { root, hash, key, sparse_from: HASH_BITS })
+        run_with_popcnt(Lookup::<_, _, _, false> { root, hash, key, plan })
     } else {
-        run_with_popcnt(Lookup::<_, _, _, true> { root, hash, key, sparse_from: plan.sparse_from })
+        run_with_popcnt(Lookup::<_, _, _, true> { root, hash, key, plan })
     }
 }
 
@@ -125,7 +142,7 @@ struct Lookup<'a, 'q, K, V, Q: ?Sized, const LARGE: bool> {
     root: &'a NodeRef<K, V>,
     hash: u64,
     key: &'q Q,
-    sparse_from: u32,
+    plan: LookupPlan,
 }
 
 impl<'a, K, V, Q, const LARGE: bool> HotPath for Lookup<'a, '_, K, V, Q, LARGE>
@@ -137,7 +154,7 @@ where
 
     #[inline(always)]
     fn run(self) -> Self::Output {
-        descend::<_, _, _, LARGE>(self.root, self.hash, self.key, self.sparse_from)
+        descend::<_, _, _, LARGE>(self.root, self.hash, self.key, self.plan)
     }
 }
 
@@ -156,19 +173,20 @@ fn sparse_depth_shift(len: usize) -> u32 {
 /// overlaps independent lookups only as far as its reorder window holds
 /// their instructions, so each level is the few a step needs, and all that
 /// happens only at some depths (the collision level; in a `LARGE` trie the
-/// prefetches and the occupancy test from `sparse_from`) sits behind one
-/// comparison per level.
+/// prefetches and the occupancy test from the plan's sparse depth) sits
+/// behind one comparison per level.
 #[inline(always)]
 fn descend<'a, K, V, Q, const LARGE: bool>(
     root: &'a NodeRef<K, V>,
     hash: u64,
     key: &Q,
-    sparse_from: u32,
+    plan: LookupPlan,
 ) -> Option<&'a (K, V)>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
+    let sparse_from = plan.sparse_from;
     // From the depth above the first sparse one, nodes are cold: the lookup
     // prefetches each before it reads it.
     let prefetch_from = if LARGE { sparse_from.saturating_sub(BITS) } else { HASH_BITS };
@@ -201,7 +219,7 @@ where
                     // A large node, of which the lookup reads the header and
                     // one child (its first lines too measured even for hits
                     // and ~7% slower for misses at 1M).
-                    child.prefetch_slot((rest & MASK) as u32);
+                    child.prefetch_slot((rest & MASK) as u32, plan.children_guess);
                 }
             }
         }
@@ -760,7 +778,8 @@ mod tests {
         let hash = Id::default().hash_one(k);
         let found = get(root, GET_PREFETCH_MIN_LEN, hash, k).map(|e| e.1);
         assert_eq!(get(root, 0, hash, k).map(|e| e.1), found);
-        assert_eq!(descend::<_, _, _, true>(root, hash, k, 0).map(|e| e.1), found);
+        let everywhere = LookupPlan { sparse_from: 0, children_guess: 64 };
+        assert_eq!(descend::<_, _, _, true>(root, hash, k, everywhere).map(|e| e.1), found);
         found
     }
 
@@ -770,6 +789,34 @@ mod tests {
         assert_eq!(LookupPlan::for_len(GET_PREFETCH_MIN_LEN - 1).sparse_from, LookupPlan::SMALL);
         assert_eq!(LookupPlan::for_len(GET_PREFETCH_MIN_LEN).sparse_from, 2 * BITS);
         assert_eq!(LookupPlan::for_len(1 << 20).sparse_from, 3 * BITS);
+    }
+
+    #[test]
+    fn the_plan_expects_as_many_children_as_random_keys_leave() {
+        // 1M keys: 4096 nodes at depth 2, ~3.8 keys per slot: ~57 slots of 64
+        // hold two or more.
+        assert_eq!(LookupPlan::for_len(1_000_000).children_guess, 57);
+        // 512K: ~2 keys per slot, ~38 children; 128K and 2M: full nodes.
+        assert_eq!(LookupPlan::for_len(1 << 19).children_guess, 38);
+        assert_eq!(LookupPlan::for_len(GET_PREFETCH_MIN_LEN).children_guess, 64);
+        assert_eq!(LookupPlan::for_len(2 << 20).children_guess, 64);
+        assert_eq!(LookupPlan::for_len(usize::MAX).children_guess, 64);
+        // The table against real nodes, one level up (the same count of keys
+        // per slot, in a trie small enough to build here): 2 and 3.75 keys
+        // per slot of the depth-1 nodes.
+        for (keys, expected) in [(8192, EXPECTED_CHILDREN[0]), (15_360, EXPECTED_CHILDREN[7])] {
+            let root = build((0..keys).map(mix));
+            let level1 = root.children();
+            let mean = level1.iter().map(|n| n.children().len()).sum::<usize>() as f64 / level1.len() as f64;
+            assert!((mean - f64::from(expected)).abs() < 1.5, "{keys} keys: depth-1 nodes hold {mean:.1} children");
+        }
+    }
+
+    /// splitmix64's finalizer: random-looking keys for the identity hasher.
+    fn mix(k: u64) -> u64 {
+        let z = (k ^ (k >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     #[test]
