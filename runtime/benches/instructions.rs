@@ -21,22 +21,12 @@ use std::hint::black_box;
 
 use foldhash::fast::RandomState;
 
+mod common;
+use common::SplitMix64;
+
 /// Lookups per map: enough to make the set-up's share of a function's count
 /// vanish, few enough for valgrind.
 const LOOKUPS: usize = 1 << 20;
-
-/// splitmix64 with a fixed seed, so every run counts the same keys.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// How many of the `LOOKUPS` probes `get` found.
 #[inline(never)]

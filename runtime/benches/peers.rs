@@ -48,6 +48,9 @@ use arc_swap::ArcSwap;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use snapview::SnapMap;
 
+mod common;
+use common::SplitMix64;
+
 /// The one hasher type, for every map that takes one.
 type H = foldhash::fast::RandomState;
 type ImblMap = imbl::GenericHashMap<u64, u64, H, imbl::shared_ptr::DefaultSharedPtr>;
@@ -67,29 +70,6 @@ fn sizes() -> Vec<usize> {
             })
             .collect(),
         _ => DEFAULT_SIZES.to_vec(),
-    }
-}
-
-/// splitmix64: a tiny fixed-seed generator, so every run uses the same keys.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
     }
 }
 
