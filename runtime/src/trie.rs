@@ -22,7 +22,9 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::mem;
 
-use crate::raw::{Builder, Drain, HotPath, NodeRef, Occupancy, rebuild, run_with_popcnt, settle};
+use crate::raw::{
+    BitCount, Builder, Compiled, Drain, HotPath, NodeRef, Occupancy, Popcnt, rebuild, run_with_popcnt, settle,
+};
 
 /// Hash bits consumed per level: 64 slots per node.
 pub(crate) const BITS: u32 = 6;
@@ -75,10 +77,16 @@ pub(crate) struct LookupPlan {
     /// The shift of the first sparse depth ([`sparse_depth_shift`]), or
     /// [`LookupPlan::SMALL`] for a map too small to prefetch.
     sparse_from: u32,
+    /// The shift of the depth above it, from which nodes are cold: the
+    /// lookup prefetches each before it reads it.
+    prefetch_from: u32,
     /// How many children a node just above the sparse depth has, expected
     /// from the map's size: where the lookup guesses that node's child and
     /// occupancy lines before its header arrives.
     children_guess: u32,
+    /// The CPU's `popcnt`, if it has it: detected once here rather than per
+    /// lookup.
+    popcnt: Option<Popcnt>,
 }
 
 impl LookupPlan {
@@ -88,14 +96,19 @@ impl LookupPlan {
     #[inline]
     pub(crate) fn for_len(len: usize) -> Self {
         if len < GET_PREFETCH_MIN_LEN {
-            return Self { sparse_from: Self::SMALL, children_guess: 64 };
+            return Self::sparse_from(Self::SMALL, 64);
         }
         let sparse_from = sparse_depth_shift(len);
         // Keys per slot of a node above the sparse depth, in quarters: 8 to
         // 511, since `sparse_from` leaves that node 2 to 128 keys per slot.
         let quarters = len >> (sparse_from - 2);
         let children_guess = EXPECTED_CHILDREN.get(quarters.saturating_sub(8)).map_or(64, |&c| u32::from(c));
-        Self { sparse_from, children_guess }
+        Self::sparse_from(sparse_from, children_guess)
+    }
+
+    fn sparse_from(sparse_from: u32, children_guess: u32) -> Self {
+        let prefetch_from = sparse_from.saturating_sub(BITS);
+        Self { sparse_from, prefetch_from, children_guess, popcnt: Popcnt::detect() }
     }
 }
 
@@ -128,33 +141,29 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    if plan.sparse_from == LookupPlan::SMALL {
-        run_with_popcnt(Lookup::<_, _, _, false> { root, hash, key, plan })
-    } else {
-        run_with_popcnt(Lookup::<_, _, _, true> { root, hash, key, plan })
+    match plan.popcnt {
+        Some(popcnt) if plan.sparse_from == LookupPlan::SMALL => {
+            descend::<_, _, _, _, false>(root, hash, key, plan, popcnt)
+        }
+        Some(popcnt) => descend::<_, _, _, _, true>(root, hash, key, plan, popcnt),
+        None => get_without_popcnt(root, plan, hash, key),
     }
 }
 
-/// [`descend`] as a [`HotPath`], so that it is compiled with `popcnt`
-/// whatever its size: LLVM leaves a closure this large out of line, and
-/// compiled without it (a dozen instructions per population count).
-struct Lookup<'a, 'q, K, V, Q: ?Sized, const LARGE: bool> {
-    root: &'a NodeRef<K, V>,
-    hash: u64,
-    key: &'q Q,
-    plan: LookupPlan,
-}
-
-impl<'a, K, V, Q, const LARGE: bool> HotPath for Lookup<'a, '_, K, V, Q, LARGE>
+/// [`get_planned`] on an x86-64 CPU without `popcnt` (made before 2008):
+/// out of line, so that the descents inlined where `get` is called are only
+/// the two that nearly every CPU runs.
+#[cold]
+#[inline(never)]
+fn get_without_popcnt<'a, K, V, Q>(root: &'a NodeRef<K, V>, plan: LookupPlan, hash: u64, key: &Q) -> Option<&'a (K, V)>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    type Output = Option<&'a (K, V)>;
-
-    #[inline(always)]
-    fn run(self) -> Self::Output {
-        descend::<_, _, _, LARGE>(self.root, self.hash, self.key, self.plan)
+    if plan.sparse_from == LookupPlan::SMALL {
+        descend::<_, _, _, _, false>(root, hash, key, plan, Compiled)
+    } else {
+        descend::<_, _, _, _, true>(root, hash, key, plan, Compiled)
     }
 }
 
@@ -176,26 +185,25 @@ fn sparse_depth_shift(len: usize) -> u32 {
 /// prefetches and the occupancy test from the plan's sparse depth) sits
 /// behind one comparison per level.
 #[inline(always)]
-fn descend<'a, K, V, Q, const LARGE: bool>(
+fn descend<'a, K, V, Q, C: BitCount, const LARGE: bool>(
     root: &'a NodeRef<K, V>,
     hash: u64,
     key: &Q,
     plan: LookupPlan,
+    popcnt: C,
 ) -> Option<&'a (K, V)>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
     let sparse_from = plan.sparse_from;
-    // From the depth above the first sparse one, nodes are cold: the lookup
-    // prefetches each before it reads it.
-    let prefetch_from = if LARGE { sparse_from.saturating_sub(BITS) } else { HASH_BITS };
+    let prefetch_from = if LARGE { plan.prefetch_from } else { HASH_BITS };
     let mut node = root;
     // The hash bits not yet used, the next slot's lowest.
     let mut rest = hash;
     let mut shift = 0;
     loop {
-        let (child, at) = match slot(node, 1 << (rest & MASK)) {
+        let (child, at) = match node.slot_counting(1 << (rest & MASK), popcnt) {
             Slot::Child(child, at) => (child, at),
             Slot::Entry(entry) => return (entry.0.borrow() == key).then_some(entry),
             Slot::Empty => return None,
@@ -772,14 +780,20 @@ mod tests {
     }
 
     /// A lookup by every descent, which must agree: the plain one (a small
-    /// trie's), the prefetching one (a large trie's), and one that tests
-    /// the occupancy of every child, not only from the sparse depth on.
+    /// trie's), the prefetching one (a large trie's), one that tests the
+    /// occupancy of every child, not only from the sparse depth on, and
+    /// each counting bits both ways (the `popcnt` instruction, `count_ones`).
     fn lookup<K: Hash + Eq>(root: &NodeRef<K, u32>, k: &K) -> Option<u32> {
         let hash = Id::default().hash_one(k);
         let found = get(root, GET_PREFETCH_MIN_LEN, hash, k).map(|e| e.1);
         assert_eq!(get(root, 0, hash, k).map(|e| e.1), found);
-        let everywhere = LookupPlan { sparse_from: 0, children_guess: 64 };
-        assert_eq!(descend::<_, _, _, true>(root, hash, k, everywhere).map(|e| e.1), found);
+        let everywhere = LookupPlan::sparse_from(0, 64);
+        assert_eq!(descend::<_, _, _, _, true>(root, hash, k, everywhere, Compiled).map(|e| e.1), found);
+        // Both ways of counting bits, whichever the plan detected.
+        if let Some(popcnt) = Popcnt::detect() {
+            assert_eq!(descend::<_, _, _, _, false>(root, hash, k, everywhere, popcnt).map(|e| e.1), found);
+        }
+        assert_eq!(descend::<_, _, _, _, false>(root, hash, k, everywhere, Compiled).map(|e| e.1), found);
         found
     }
 

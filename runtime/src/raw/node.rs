@@ -62,6 +62,7 @@ use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use std::alloc;
 
+use super::cpu::{BitCount, Compiled};
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering, acquire_after_last_decrement};
 
 /// Past this count a clone aborts, as `Arc` does: a count that wraps would
@@ -411,6 +412,13 @@ impl<K, V> NodeRef<K, V> {
     /// 26.0 -> 20.5 ns, misses 20.2 -> 15.5 ns; 1M misses median 77 -> 61 ns).
     #[inline(always)]
     pub(crate) fn slot(&self, bit: u64) -> Slot<'_, K, V> {
+        self.slot_counting(bit, Compiled)
+    }
+
+    /// [`slot`](Self::slot), counting bits with `popcnt` (a lookup's plan
+    /// holds the CPU's best way, see [`Popcnt`](super::Popcnt)).
+    #[inline(always)]
+    pub(crate) fn slot_counting(&self, bit: u64, popcnt: impl BitCount) -> Slot<'_, K, V> {
         let h = self.header();
         if h.nodemap == u64::MAX {
             let at = bit.trailing_zeros() as usize;
@@ -421,12 +429,12 @@ impl<K, V> NodeRef<K, V> {
         }
         let below = bit.wrapping_sub(1);
         if h.nodemap & bit != 0 {
-            let at = (h.nodemap & below).count_ones() as usize;
+            let at = popcnt.count(h.nodemap & below) as usize;
             // SAFETY: `bit` is set in `nodemap`, so `at` < popcount(nodemap),
             // the child count (N5); as above for N2 and N4.
             Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) }, at)
         } else if h.datamap & bit != 0 {
-            let at = (h.datamap & below).count_ones() as usize;
+            let at = popcnt.count(h.datamap & below) as usize;
             let children = (h.shape & ((1 << CHILD_BITS) - 1)) as usize;
             // SAFETY: `bit` is set in `datamap`, so `at` < popcount(datamap),
             // which is the entry count (N5); those entries are initialised (N2)
