@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Instructions per lookup, counted by valgrind's callgrind (see instructions.rs).
+"""Instructions per lookup and per element of an iteration, counted by valgrind's
+callgrind (see instructions.rs).
 
 Usage (from the workspace root): python3 runtime/benches/instructions.py [SIZE ...]
 Default sizes: 1000 100000 1000000. Needs valgrind. Prints a markdown table:
-instructions per `get` for each map, hit and miss, and snapview's ratio to
-hashbrown and imbl. Each cell is one run of the program under callgrind,
-collecting only inside its `lookups_*` function; a count does not depend on
-the machine's load, so one run is enough.
+instructions per `get` (hit, miss) and per element of the `iter` benchmark's
+fold, for each map, and snapview's ratio to hashbrown and imbl. Each cell is
+one run of the program under callgrind, collecting only inside its
+`lookups_*` or `iterate_*` function; a count does not depend on the
+machine's load, so one run is enough.
 """
 
 import json
@@ -17,7 +19,7 @@ import sys
 import tempfile
 
 PEERS = ["snapview", "hashbrown", "imbl"]
-CASES = ["hit", "miss"]
+CASES = ["hit", "miss", "iter"]
 
 
 def build():
@@ -39,16 +41,17 @@ def count(binary, peer, size, case):
         env = dict(os.environ, SNAPVIEW_PEER=peer, SNAPVIEW_BENCH_SIZES=str(size), SNAPVIEW_CASE=case)
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", "--toggle-collect=instructions::lookups_*",
+             "--toggle-collect=instructions::iterate_*",
              f"--callgrind-out-file={tmp}/out", binary],
             env=env, capture_output=True, text=True,
         )
         if run.returncode != 0:
             sys.exit(f"instructions.py: {peer} {size} {case} failed:\n{run.stdout}\n{run.stderr}")
         refs = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
-        lookups = re.search(r": (\d+) lookups", run.stdout)
-        if not refs or not lookups:
+        operations = re.search(r": (\d+) operations", run.stdout)
+        if not refs or not operations:
             sys.exit(f"instructions.py: no count in the output of {peer} {size} {case}:\n{run.stderr}")
-        return int(refs.group(1).replace(",", "")) / int(lookups.group(1))
+        return int(refs.group(1).replace(",", "")) / int(operations.group(1))
 
 
 def main():
@@ -59,7 +62,8 @@ def main():
     for size in sizes:
         for case in CASES:
             c = {peer: count(binary, peer, size, case) for peer in PEERS}
-            print(f"| {size:,} | {case} | {c['snapview']:.0f} | {c['hashbrown']:.0f} | {c['imbl']:.0f} "
+            cell = lambda x: f"{x:.0f}" if x >= 20 else f"{x:.1f}"
+            print(f"| {size:,} | {case} | {cell(c['snapview'])} | {cell(c['hashbrown'])} | {cell(c['imbl'])} "
                   f"| {c['snapview'] / c['hashbrown']:.2f}x | {c['imbl'] / c['snapview']:.2f}x |", flush=True)
 
 

@@ -1,7 +1,7 @@
-//! Instructions per lookup, counted rather than timed: `instructions.py`
-//! (next to this file) runs this program under valgrind's callgrind, counting
-//! only inside the `lookups_*` functions, and divides the count by the number
-//! of lookups.
+//! Instructions per lookup, and per element of an iteration, counted rather
+//! than timed: `instructions.py` (next to this file) runs this program under
+//! valgrind's callgrind, counting only inside the `lookups_*` and `iterate_*`
+//! functions, and divides the count by the number of lookups or elements.
 //!
 //! On a machine whose timings move by 2x from one minute to the next, a count
 //! is the one lookup figure that repeats exactly. It also explains the
@@ -12,7 +12,8 @@
 //!
 //! One process measures one map, size and case, from the environment:
 //! `SNAPVIEW_PEER` (`snapview`, `hashbrown` or `imbl`), `SNAPVIEW_BENCH_SIZES`
-//! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit` or `miss`). Keys, hasher and maps are those of the
+//! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit`, `miss`, or
+//! `iter`: the `iter` benchmark's fold that sums the values). Keys, hasher and maps are those of the
 //! `peers` benchmark: random u64 keys from a fixed-seed splitmix64, one
 //! `foldhash::fast::RandomState` shared by every map, each map filled by its
 //! bulk path.
@@ -46,6 +47,26 @@ fn lookups_imbl(map: &ImblMap, probe: &[u64]) -> usize {
     (0..LOOKUPS).filter(|&i| map.get(black_box(&probe[i % probe.len()])).is_some()).count()
 }
 
+/// Elements an iteration case visits in all: whole passes over the map, at
+/// least one.
+const ELEMENTS: usize = 1 << 20;
+
+/// The sum of the values over `passes` whole iterations.
+#[inline(never)]
+fn iterate_snapview(map: &snapview::Snapshot<u64, u64, RandomState>, passes: usize) -> u64 {
+    (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
+}
+
+#[inline(never)]
+fn iterate_hashbrown(map: &hashbrown::HashMap<u64, u64, RandomState>, passes: usize) -> u64 {
+    (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
+}
+
+#[inline(never)]
+fn iterate_imbl(map: &ImblMap, passes: usize) -> u64 {
+    (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
+}
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.into())
 }
@@ -59,31 +80,41 @@ fn main() {
     let probe: Vec<u64> = match case.as_str() {
         "hit" => keys.iter().step_by((n / 65_536).max(1)).copied().collect(),
         "miss" => (0..65_536).map(|_| rng.next()).filter(|k| !present.contains(k)).collect(),
-        other => panic!("SNAPVIEW_CASE: `hit` or `miss`, not `{other}`"),
+        "iter" => Vec::new(),
+        other => panic!("SNAPVIEW_CASE: `hit`, `miss` or `iter`, not `{other}`"),
     };
+    let passes = (ELEMENTS / present.len()).max(1);
+    let sum = present.iter().fold(0u64, |s, &k| s.wrapping_add(k)).wrapping_mul(passes as u64);
     let hasher = RandomState::default();
     let entries = keys.iter().map(|&k| (k, k));
-    let found = match peer.as_str() {
+    let iterating = case == "iter";
+    // The lookups found, or the iterations' sum.
+    let result = match peer.as_str() {
         "snapview" => {
             let map = snapview::SnapMap::builder().hasher(hasher).build();
             map.update(|tx| tx.extend(entries));
-            lookups_snapview(&map.snapshot(), &probe)
+            let snap = map.snapshot();
+            if iterating { iterate_snapview(&snap, passes) } else { lookups_snapview(&snap, &probe) as u64 }
         }
         "hashbrown" => {
             let mut map = hashbrown::HashMap::with_capacity_and_hasher(n, hasher);
             map.extend(entries);
-            lookups_hashbrown(&map, &probe)
+            if iterating { iterate_hashbrown(&map, passes) } else { lookups_hashbrown(&map, &probe) as u64 }
         }
         "imbl" => {
             let mut map = ImblMap::with_hasher(hasher);
             for (k, v) in entries {
                 map.insert(k, v);
             }
-            lookups_imbl(&map, &probe)
+            if iterating { iterate_imbl(&map, passes) } else { lookups_imbl(&map, &probe) as u64 }
         }
         other => panic!("SNAPVIEW_PEER: `snapview`, `hashbrown` or `imbl`, not `{other}`"),
     };
-    let expected = if case == "hit" { LOOKUPS } else { 0 };
-    assert_eq!(found, expected, "{peer} found {found} of {LOOKUPS} {case}s");
-    println!("{peer} {n} {case}: {LOOKUPS} lookups");
+    let (expected, operations) = match case.as_str() {
+        "hit" => (LOOKUPS as u64, LOOKUPS),
+        "miss" => (0, LOOKUPS),
+        _ => (sum, passes * present.len()),
+    };
+    assert_eq!(result, expected, "{peer} {n} {case}: wrong result");
+    println!("{peer} {n} {case}: {operations} operations");
 }

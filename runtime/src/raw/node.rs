@@ -378,6 +378,19 @@ impl<K, V> NodeRef<K, V> {
         unsafe { core::slice::from_raw_parts(entries_ptr::<K, V>(self.ptr, children), entries) }
     }
 
+    /// The entries of a leaf (a node without children), or `None`: the
+    /// iteration's most common node, whose entries start at a fixed offset,
+    /// so reading them needs only the entry count.
+    #[inline(always)]
+    pub(crate) fn leaf_entries(&self) -> Option<&[(K, V)]> {
+        let shape = self.header().shape;
+        if shape & ((1 << CHILD_BITS) - 1) != 0 {
+            return None;
+        }
+        // SAFETY: as for `entries`, for a node of 0 children.
+        Some(unsafe { core::slice::from_raw_parts(entries_ptr::<K, V>(self.ptr, 0), (shape >> CHILD_BITS) as usize) })
+    }
+
     /// The child nodes, in slot order.
     #[inline]
     pub(crate) fn children(&self) -> &[NodeRef<K, V>] {
