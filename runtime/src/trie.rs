@@ -794,6 +794,11 @@ mod tests {
             assert_eq!(descend::<_, _, _, _, false>(root, hash, k, everywhere, popcnt).map(|e| e.1), found);
         }
         assert_eq!(descend::<_, _, _, _, false>(root, hash, k, everywhere, Compiled).map(|e| e.1), found);
+        // The out-of-line lookup of a CPU without `popcnt`, small and large.
+        for len in [0, GET_PREFETCH_MIN_LEN] {
+            let without = LookupPlan { popcnt: None, ..LookupPlan::for_len(len) };
+            assert_eq!(get_planned(root, without, hash, k).map(|e| e.1), found);
+        }
         found
     }
 
