@@ -126,14 +126,14 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    get_planned(root, LookupPlan::for_len(len), hash, key)
+    get_planned(root, &LookupPlan::for_len(len), hash, key)
 }
 
 /// [`get`] with the plan of the trie's length already made.
 #[inline]
 pub(crate) fn get_planned<'a, K, V, Q>(
     root: &'a NodeRef<K, V>,
-    plan: LookupPlan,
+    plan: &LookupPlan,
     hash: u64,
     key: &Q,
 ) -> Option<&'a (K, V)>
@@ -155,7 +155,7 @@ where
 /// the two that nearly every CPU runs.
 #[cold]
 #[inline(never)]
-fn get_without_popcnt<'a, K, V, Q>(root: &'a NodeRef<K, V>, plan: LookupPlan, hash: u64, key: &Q) -> Option<&'a (K, V)>
+fn get_without_popcnt<'a, K, V, Q>(root: &'a NodeRef<K, V>, plan: &LookupPlan, hash: u64, key: &Q) -> Option<&'a (K, V)>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
@@ -189,7 +189,7 @@ fn descend<'a, K, V, Q, C: BitCount, const LARGE: bool>(
     root: &'a NodeRef<K, V>,
     hash: u64,
     key: &Q,
-    plan: LookupPlan,
+    plan: &LookupPlan,
     popcnt: C,
 ) -> Option<&'a (K, V)>
 where
@@ -788,16 +788,16 @@ mod tests {
         let found = get(root, GET_PREFETCH_MIN_LEN, hash, k).map(|e| e.1);
         assert_eq!(get(root, 0, hash, k).map(|e| e.1), found);
         let everywhere = LookupPlan::sparse_from(0, 64);
-        assert_eq!(descend::<_, _, _, _, true>(root, hash, k, everywhere, Compiled).map(|e| e.1), found);
+        assert_eq!(descend::<_, _, _, _, true>(root, hash, k, &everywhere, Compiled).map(|e| e.1), found);
         // Both ways of counting bits, whichever the plan detected.
         if let Some(popcnt) = Popcnt::detect() {
-            assert_eq!(descend::<_, _, _, _, false>(root, hash, k, everywhere, popcnt).map(|e| e.1), found);
+            assert_eq!(descend::<_, _, _, _, false>(root, hash, k, &everywhere, popcnt).map(|e| e.1), found);
         }
-        assert_eq!(descend::<_, _, _, _, false>(root, hash, k, everywhere, Compiled).map(|e| e.1), found);
+        assert_eq!(descend::<_, _, _, _, false>(root, hash, k, &everywhere, Compiled).map(|e| e.1), found);
         // The out-of-line lookup of a CPU without `popcnt`, small and large.
         for len in [0, GET_PREFETCH_MIN_LEN] {
             let without = LookupPlan { popcnt: None, ..LookupPlan::for_len(len) };
-            assert_eq!(get_planned(root, without, hash, k).map(|e| e.1), found);
+            assert_eq!(get_planned(root, &without, hash, k).map(|e| e.1), found);
         }
         found
     }

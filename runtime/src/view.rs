@@ -177,7 +177,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let root = self.root.as_ref()?;
-        trie::get_planned(root, self.plan, self.hasher.hash_one(key), key)
+        trie::get_planned(root, &self.plan, self.hasher.hash_one(key), key)
     }
 }
 
