@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# In-process A/B of two commits: builds runtime/benches/ab/probe.rs against
+# both (OLD as crate `snap_a`, NEW, or the working tree if omitted, as
+# `snap_b`) and runs it. Both builds are linked into one program, which
+# alternates them in bursts on the same maps (see probe.rs), so that the
+# host's noise hits both alike: the A/Bs in docs/benchmarks.md.
+#
+#   runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
+#   e.g. runtime/benches/ab.sh a97d991 -- 30 1000000
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+old=${1:?usage: ab.sh OLD [NEW] [-- ROUNDS SIZE...]}
+shift
+new=
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then new=$1; shift; fi
+[ "${1:-}" = "--" ] && shift
+dir=$root/target/ab
+rm -rf "$dir/a" "$dir/b"
+mkdir -p "$dir/a" "$dir/b" "$dir/probe/src"
+git -C "$root" archive "$old" | tar -x -C "$dir/a"
+if [ -n "$new" ]; then
+  git -C "$root" archive "$new" | tar -x -C "$dir/b"
+else
+  git -C "$root" ls-files -z | (cd "$root" && xargs -0 tar -c) | tar -x -C "$dir/b"
+fi
+# Fresh mtimes, so that cargo rebuilds what an earlier A/B left in target/ab.
+find "$dir/a" "$dir/b" -type f -exec touch {} +
+# Two packages may not share a name in one build: rename the old one.
+sed -i '0,/^name = "snapview"/s//name = "snapview-a"/' "$dir/a/runtime/Cargo.toml"
+cp "$root/runtime/benches/ab/probe.rs" "$dir/probe/src/main.rs"
+cat > "$dir/probe/Cargo.toml" <<TOML
+[package]
+name = "snapview-ab"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+# Not a member of the snapview workspace.
+[workspace]
+
+[dependencies]
+snap_a = { package = "snapview-a", path = "../a/runtime" }
+snap_b = { package = "snapview", path = "../b/runtime" }
+foldhash = "0.2"
+hashbrown = "0.15"
+
+[profile.release]
+debug = "line-tables-only"
+TOML
+cargo build --release --quiet --manifest-path "$dir/probe/Cargo.toml"
+echo "a = $old, b = ${new:-working tree}"
+"$dir/probe/target/release/snapview-ab" "$@"

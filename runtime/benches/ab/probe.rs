@@ -1,0 +1,116 @@
+//! In-process A/B of two builds of snapview: `ab.sh` (one directory up)
+//! builds this program against two commits (one copy of the crate renamed
+//! `snapview-a`, so that cargo links both) and runs it.
+//!
+//! Both builds get the same keys, the same fixed-seed hasher, and maps
+//! filled the same way; the program alternates them (and hashbrown, for
+//! scale) in bursts of 2^20 operations, so that a burst of noise on a shared
+//! host hits all of them alike. It prints, per size and case, the fastest,
+//! first-quartile and median burst of each, in ns per operation.
+//!
+//! Not a cargo target of this package (it names crates only `ab.sh` sets
+//! up): `ab.sh` copies it into `target/ab/probe` as that program's `main.rs`.
+//!
+//! Usage: `snapview-ab [ROUNDS] [SIZE...]` (default 30 rounds; 1000 100000 1000000).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+type Hasher = foldhash::fast::FixedState;
+
+const BURST: usize = 1 << 20;
+
+fn hasher() -> Hasher {
+    foldhash::fast::FixedState::with_seed(0x5EED)
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Nanoseconds per operation of `burst`, which makes `ops` operations.
+fn time(ops: usize, burst: impl FnOnce() -> u64) -> f64 {
+    let start = Instant::now();
+    black_box(burst());
+    start.elapsed().as_nanos() as f64 / ops as f64
+}
+
+macro_rules! lookups {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, probe: &[u64]) -> u64 {
+            let mask = probe.len() - 1;
+            (0..BURST).filter(|&i| map.get(black_box(&probe[i & mask])).is_some()).count() as u64
+        }
+    };
+}
+
+macro_rules! sums {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, passes: usize) -> u64 {
+            (0..passes)
+                .map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v)))
+                .fold(0, u64::wrapping_add)
+        }
+    };
+}
+
+lookups!(get_a, snap_a::Snapshot<u64, u64, Hasher>);
+lookups!(get_b, snap_b::Snapshot<u64, u64, Hasher>);
+lookups!(get_hashbrown, hashbrown::HashMap<u64, u64, Hasher>);
+sums!(iter_a, snap_a::Snapshot<u64, u64, Hasher>);
+sums!(iter_b, snap_b::Snapshot<u64, u64, Hasher>);
+sums!(iter_hashbrown, hashbrown::HashMap<u64, u64, Hasher>);
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("ab [ROUNDS] [SIZE...]")).collect();
+    let rounds = args.first().copied().unwrap_or(30);
+    let sizes = if args.len() > 1 { args[1..].to_vec() } else { vec![1_000, 100_000, 1_000_000] };
+    for n in sizes {
+        let mut seed = 42;
+        let keys: Vec<u64> = (0..n).map(|_| splitmix(&mut seed)).collect();
+        let entries = || keys.iter().map(|&k| (k, k));
+        let a = snap_a::SnapMap::builder().hasher(hasher()).build();
+        a.update(|tx| tx.extend(entries()));
+        let b = snap_b::SnapMap::builder().hasher(hasher()).build();
+        b.update(|tx| tx.extend(entries()));
+        let mut hb = hashbrown::HashMap::with_capacity_and_hasher(n, hasher());
+        hb.extend(entries());
+        let (sa, sb) = (a.snapshot(), b.snapshot());
+
+        // Hits: up to 64Ki present keys in a shuffled order; misses: random keys.
+        let probes = (1usize << 16).min(n.next_power_of_two() / 2);
+        let mut hits: Vec<u64> = keys.clone();
+        for i in (1..hits.len()).rev() {
+            hits.swap(i, (splitmix(&mut seed) % (i as u64 + 1)) as usize);
+        }
+        hits.truncate(probes);
+        let misses: Vec<u64> = (0..probes).map(|_| splitmix(&mut seed)).collect();
+        let passes = (BURST / n).max(1);
+
+        let mut results: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut record =
+            |case: &str, who: &str, ns: f64| results.entry(format!("{case:4} {who}")).or_default().push(ns);
+        for _ in 0..rounds {
+            for (case, probe) in [("hit", &hits), ("miss", &misses)] {
+                record(case, "a", time(BURST, || get_a(&sa, probe)));
+                record(case, "b", time(BURST, || get_b(&sb, probe)));
+                record(case, "hashbrown", time(BURST, || get_hashbrown(&hb, probe)));
+            }
+            record("iter", "a", time(passes * n, || iter_a(&sa, passes)));
+            record("iter", "b", time(passes * n, || iter_b(&sb, passes)));
+            record("iter", "hashbrown", time(passes * n, || iter_hashbrown(&hb, passes)));
+        }
+        for (name, mut ns) in results {
+            ns.sort_by(f64::total_cmp);
+            let at = |q: usize| ns[(ns.len() - 1) * q / 4];
+            println!("{n:>8} {name:14} min {:7.2}  q1 {:7.2}  median {:7.2} ns", ns[0], at(1), at(2));
+        }
+    }
+}
