@@ -16,6 +16,7 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then new=$1; shift; fi
 [ "${1:-}" = "--" ] && shift
 dir=$root/target/ab
 rm -rf "$dir/a" "$dir/b"
+rm -rf "$dir/probe/src"
 mkdir -p "$dir/a" "$dir/b" "$dir/probe/src"
 git -C "$root" archive "$old" | tar -x -C "$dir/a"
 if [ -n "$new" ]; then
@@ -28,6 +29,8 @@ find "$dir/a" "$dir/b" -type f -exec touch {} +
 # Two packages may not share a name in one build: rename the old one.
 sed -i '0,/^name = "snapview"/s//name = "snapview-a"/' "$dir/a/runtime/Cargo.toml"
 cp "$root/runtime/benches/ab/probe.rs" "$dir/probe/src/main.rs"
+mkdir -p "$dir/probe/src/common"
+cp "$root/runtime/benches/common/mod.rs" "$dir/probe/src/common/mod.rs"
 cat > "$dir/probe/Cargo.toml" <<TOML
 [package]
 name = "snapview-ab"

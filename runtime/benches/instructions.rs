@@ -13,14 +13,16 @@
 //! One process measures one map, size and case, from the environment:
 //! `SNAPVIEW_PEER` (`snapview`, `hashbrown` or `imbl`), `SNAPVIEW_BENCH_SIZES`
 //! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit`, `miss`, or
-//! `iter`: the `iter` benchmark's fold that sums the values). Keys, hasher and maps are those of the
-//! `peers` benchmark: random u64 keys from a fixed-seed splitmix64, one
-//! `foldhash::fast::RandomState` shared by every map, each map filled by its
-//! bulk path.
+//! `iter`: the `iter` benchmark's fold that sums the values). Keys and maps
+//! are those of the `peers` benchmark (random u64 keys from a fixed-seed
+//! splitmix64, each map filled by its bulk path), and one foldhash hasher is
+//! shared by every map, as there; here its seed is fixed too
+//! (`FixedState`), so that the tries, and so the counts, are the same in
+//! every run (with a random seed, 1K counts moved by a few tenths).
 
 use std::hint::black_box;
 
-use foldhash::fast::RandomState;
+use foldhash::fast::FixedState;
 
 mod common;
 use common::SplitMix64;
@@ -31,16 +33,16 @@ const LOOKUPS: usize = 1 << 20;
 
 /// How many of the `LOOKUPS` probes `get` found.
 #[inline(never)]
-fn lookups_snapview(map: &snapview::Snapshot<u64, u64, RandomState>, probe: &[u64]) -> usize {
+fn lookups_snapview(map: &snapview::Snapshot<u64, u64, FixedState>, probe: &[u64]) -> usize {
     (0..LOOKUPS).filter(|&i| map.get(black_box(&probe[i % probe.len()])).is_some()).count()
 }
 
 #[inline(never)]
-fn lookups_hashbrown(map: &hashbrown::HashMap<u64, u64, RandomState>, probe: &[u64]) -> usize {
+fn lookups_hashbrown(map: &hashbrown::HashMap<u64, u64, FixedState>, probe: &[u64]) -> usize {
     (0..LOOKUPS).filter(|&i| map.get(black_box(&probe[i % probe.len()])).is_some()).count()
 }
 
-type ImblMap = imbl::GenericHashMap<u64, u64, RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+type ImblMap = imbl::GenericHashMap<u64, u64, FixedState, imbl::shared_ptr::DefaultSharedPtr>;
 
 #[inline(never)]
 fn lookups_imbl(map: &ImblMap, probe: &[u64]) -> usize {
@@ -53,12 +55,12 @@ const ELEMENTS: usize = 1 << 20;
 
 /// The sum of the values over `passes` whole iterations.
 #[inline(never)]
-fn iterate_snapview(map: &snapview::Snapshot<u64, u64, RandomState>, passes: usize) -> u64 {
+fn iterate_snapview(map: &snapview::Snapshot<u64, u64, FixedState>, passes: usize) -> u64 {
     (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
 }
 
 #[inline(never)]
-fn iterate_hashbrown(map: &hashbrown::HashMap<u64, u64, RandomState>, passes: usize) -> u64 {
+fn iterate_hashbrown(map: &hashbrown::HashMap<u64, u64, FixedState>, passes: usize) -> u64 {
     (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
 }
 
@@ -85,7 +87,8 @@ fn main() {
     };
     let passes = (ELEMENTS / present.len()).max(1);
     let sum = present.iter().fold(0u64, |s, &k| s.wrapping_add(k)).wrapping_mul(passes as u64);
-    let hasher = RandomState::default();
+    // A fixed seed, so that the tries, and the counts, are the same in every run.
+    let hasher = FixedState::with_seed(0x5EED);
     let entries = keys.iter().map(|&k| (k, k));
     let iterating = case == "iter";
     // The lookups found, or the iterations' sum.

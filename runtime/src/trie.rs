@@ -142,10 +142,7 @@ where
     Q: Eq + ?Sized,
 {
     match plan.popcnt {
-        Some(popcnt) if plan.sparse_from == LookupPlan::SMALL => {
-            descend::<_, _, _, _, false>(root, hash, key, plan, popcnt)
-        }
-        Some(popcnt) => descend::<_, _, _, _, true>(root, hash, key, plan, popcnt),
+        Some(popcnt) => descend_planned(root, plan, hash, key, popcnt),
         None => get_without_popcnt(root, plan, hash, key),
     }
 }
@@ -160,10 +157,26 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
+    descend_planned(root, plan, hash, key, Compiled)
+}
+
+/// The descent the plan calls for: a small trie's, or a large one's.
+#[inline(always)]
+fn descend_planned<'a, K, V, Q, C: BitCount>(
+    root: &'a NodeRef<K, V>,
+    plan: &LookupPlan,
+    hash: u64,
+    key: &Q,
+    popcnt: C,
+) -> Option<&'a (K, V)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
     if plan.sparse_from == LookupPlan::SMALL {
-        descend::<_, _, _, _, false>(root, hash, key, plan, Compiled)
+        descend::<_, _, _, _, false>(root, hash, key, plan, popcnt)
     } else {
-        descend::<_, _, _, _, true>(root, hash, key, plan, Compiled)
+        descend::<_, _, _, _, true>(root, hash, key, plan, popcnt)
     }
 }
 

@@ -17,20 +17,15 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
+mod common;
+use common::SplitMix64;
+
 type Hasher = foldhash::fast::FixedState;
 
 const BURST: usize = 1 << 20;
 
 fn hasher() -> Hasher {
     foldhash::fast::FixedState::with_seed(0x5EED)
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Nanoseconds per operation of `burst`, which makes `ops` operations.
@@ -73,8 +68,8 @@ fn main() {
     let rounds = args.first().copied().unwrap_or(30);
     let sizes = if args.len() > 1 { args[1..].to_vec() } else { vec![1_000, 100_000, 1_000_000] };
     for n in sizes {
-        let mut seed = 42;
-        let keys: Vec<u64> = (0..n).map(|_| splitmix(&mut seed)).collect();
+        let mut rng = SplitMix64(42);
+        let keys: Vec<u64> = (0..n).map(|_| rng.next()).collect();
         let entries = || keys.iter().map(|&k| (k, k));
         let a = snap_a::SnapMap::builder().hasher(hasher()).build();
         a.update(|tx| tx.extend(entries()));
@@ -87,11 +82,9 @@ fn main() {
         // Hits: up to 64Ki present keys in a shuffled order; misses: random keys.
         let probes = (1usize << 16).min(n.next_power_of_two() / 2);
         let mut hits: Vec<u64> = keys.clone();
-        for i in (1..hits.len()).rev() {
-            hits.swap(i, (splitmix(&mut seed) % (i as u64 + 1)) as usize);
-        }
+        rng.shuffle(&mut hits);
         hits.truncate(probes);
-        let misses: Vec<u64> = (0..probes).map(|_| splitmix(&mut seed)).collect();
+        let misses: Vec<u64> = (0..probes).map(|_| rng.next()).collect();
         let passes = (BURST / n).max(1);
 
         let mut results: BTreeMap<String, Vec<f64>> = BTreeMap::new();
