@@ -77,9 +77,10 @@ pub(crate) struct LookupPlan {
     /// The shift of the first sparse depth ([`sparse_depth_shift`]), or
     /// [`LookupPlan::SMALL`] for a map too small to prefetch.
     sparse_from: u32,
-    /// The shift of the depth above it, from which nodes are cold: the
-    /// lookup prefetches each before it reads it.
-    prefetch_from: u32,
+    /// How many levels a lookup walks before the depth above the sparse
+    /// one, the first whose nodes are cold: the steps it takes without
+    /// prefetching.
+    warm_steps: u32,
     /// How many children a node just above the sparse depth has, expected
     /// from the map's size: where the lookup guesses that node's child and
     /// occupancy lines before its header arrives.
@@ -106,9 +107,14 @@ impl LookupPlan {
         Self::sparse_from(sparse_from, children_guess)
     }
 
+    /// A plan that tests occupancies from `sparse_from` on, which is
+    /// [`SMALL`](Self::SMALL) or a depth's shift from `2 * BITS` up.
     fn sparse_from(sparse_from: u32, children_guess: u32) -> Self {
-        let prefetch_from = sparse_from.saturating_sub(BITS);
-        Self { sparse_from, prefetch_from, children_guess, popcnt: Popcnt::detect() }
+        debug_assert!(sparse_from == Self::SMALL || (2 * BITS..HASH_BITS).contains(&sparse_from));
+        // The step into the depth above the sparse one prefetches; the ones
+        // before it do not. A small plan never reads it.
+        let warm_steps = (sparse_from / BITS).saturating_sub(2);
+        Self { sparse_from, warm_steps, children_guess, popcnt: Popcnt::detect() }
     }
 }
 
@@ -174,9 +180,9 @@ where
     Q: Eq + ?Sized,
 {
     if plan.sparse_from == LookupPlan::SMALL {
-        descend::<_, _, _, _, false>(root, hash, key, plan, popcnt)
+        descend(root, hash, key, popcnt)
     } else {
-        descend::<_, _, _, _, true>(root, hash, key, plan, popcnt)
+        descend_large(root, hash, key, plan, popcnt)
     }
 }
 
@@ -191,14 +197,49 @@ fn sparse_depth_shift(len: usize) -> u32 {
     len.max(1).ilog2().saturating_sub(1) / BITS * BITS
 }
 
-/// The lookup. Its instruction count is its speed in a large map: the CPU
-/// overlaps independent lookups only as far as its reorder window holds
-/// their instructions, so each level is the few a step needs, and all that
-/// happens only at some depths (the collision level; in a `LARGE` trie the
-/// prefetches and the occupancy test from the plan's sparse depth) sits
-/// behind one comparison per level.
+/// A small trie's lookup: the levels it walks are in cache, so each step is
+/// the slot's few instructions and nothing else.
 #[inline(always)]
-fn descend<'a, K, V, Q, C: BitCount, const LARGE: bool>(
+fn descend<'a, K, V, Q, C: BitCount>(root: &'a NodeRef<K, V>, hash: u64, key: &Q, popcnt: C) -> Option<&'a (K, V)>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    let mut node = root;
+    // The hash bits not yet used, the next slot's lowest.
+    let mut rest = hash;
+    let mut shift = 0;
+    loop {
+        let child = match node.slot_counting(1 << (rest & MASK), popcnt) {
+            Slot::Child(child, _) => child,
+            Slot::Entry(entry) => return (entry.0.borrow() == key).then_some(entry),
+            Slot::Empty => return None,
+        };
+        shift += BITS;
+        rest >>= BITS;
+        if is_collision_level(shift) {
+            return child.entries().iter().find(|(k, _)| k.borrow() == key);
+        }
+        node = child;
+    }
+}
+
+/// A large trie's lookup. Its instruction count is its speed: the CPU
+/// overlaps independent lookups only as far as its reorder window holds
+/// their instructions. So the walk is three loops, one per kind of depth
+/// the plan knows of, and no step tests which kind it is in:
+///
+/// 1. the warm depths, in cache: plain steps;
+/// 2. the depth above the sparse one, whose nodes are large and cold: the
+///    step into it prefetches the node's header and the line its child
+///    probably sits on;
+/// 3. from the sparse depth on: each step tests the child's occupancy (O1)
+///    before fetching it, and fetches all of it at once.
+///
+/// Only the third can reach the collision level (the sparse depth is at
+/// most 60 bits down, see [`sparse_depth_shift`]).
+#[inline(always)]
+fn descend_large<'a, K, V, Q, C: BitCount>(
     root: &'a NodeRef<K, V>,
     hash: u64,
     key: &Q,
@@ -209,42 +250,53 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    let sparse_from = plan.sparse_from;
-    let prefetch_from = if LARGE { plan.prefetch_from } else { HASH_BITS };
-    let mut node = root;
     // The hash bits not yet used, the next slot's lowest.
     let mut rest = hash;
-    let mut shift = 0;
-    loop {
-        let (child, at) = match node.slot_counting(1 << (rest & MASK), popcnt) {
-            Slot::Child(child, at) => (child, at),
-            Slot::Entry(entry) => return (entry.0.borrow() == key).then_some(entry),
-            Slot::Empty => return None,
+    // Every step that does not reach a child leaves with what it found, so
+    // that the key is compared in one place (one copy of it in each `get`).
+    let found = 'walk: {
+        let mut node = root;
+        for _ in 0..plan.warm_steps {
+            node = match node.slot_counting(1 << (rest & MASK), popcnt) {
+                Slot::Child(child, _) => child,
+                other => break 'walk other,
+            };
+            rest >>= BITS;
+        }
+        let mut node = match node.slot_counting(1 << (rest & MASK), popcnt) {
+            Slot::Child(child, _) => child,
+            other => break 'walk other,
         };
-        shift += BITS;
         rest >>= BITS;
-        if shift >= prefetch_from {
+        // A large node, of which the lookup reads the header and one child
+        // (its first lines too measured even for hits and ~7% slower for
+        // misses at 1M).
+        node.prefetch_slot((rest & MASK) as u32, plan.children_guess);
+        // The shift of `child` below.
+        let mut shift = plan.sparse_from;
+        loop {
+            let (child, at) = match node.slot_counting(1 << (rest & MASK), popcnt) {
+                Slot::Child(child, at) => (child, at),
+                other => break 'walk other,
+            };
+            rest >>= BITS;
             if is_collision_level(shift) {
                 return child.entries().iter().find(|(k, _)| k.borrow() == key);
             }
-            if LARGE {
-                if shift >= sparse_from {
-                    // The key's slot in the child is empty: a miss, known
-                    // without fetching the child (O1).
-                    if node.occupancy_of(at) & (1 << (rest & MASK)) == 0 {
-                        return None;
-                    }
-                    // A sparse node is small: fetch all of it at once.
-                    child.prefetch::<4>();
-                } else {
-                    // A large node, of which the lookup reads the header and
-                    // one child (its first lines too measured even for hits
-                    // and ~7% slower for misses at 1M).
-                    child.prefetch_slot((rest & MASK) as u32, plan.children_guess);
-                }
+            // The key's slot in the child is empty: a miss, known without
+            // fetching the child (O1).
+            if at.occupancy() & (1 << (rest & MASK)) == 0 {
+                return None;
             }
+            // A sparse node is small: fetch all of it at once.
+            child.prefetch::<4>();
+            node = child;
+            shift += BITS;
         }
-        node = child;
+    };
+    match found {
+        Slot::Entry(entry) => (entry.0.borrow() == key).then_some(entry),
+        Slot::Empty | Slot::Child(..) => None,
     }
 }
 
@@ -793,20 +845,27 @@ mod tests {
     }
 
     /// A lookup by every descent, which must agree: the plain one (a small
-    /// trie's), the prefetching one (a large trie's), one that tests the
-    /// occupancy of every child, not only from the sparse depth on, and
-    /// each counting bits both ways (the `popcnt` instruction, `count_ones`).
+    /// trie's), the prefetching one (a large trie's) with its sparse depth
+    /// at every depth it can be, and each counting bits both ways (the
+    /// `popcnt` instruction, `count_ones`).
     fn lookup<K: Hash + Eq>(root: &NodeRef<K, u32>, k: &K) -> Option<u32> {
         let hash = Id::default().hash_one(k);
         let found = get(root, GET_PREFETCH_MIN_LEN, hash, k).map(|e| e.1);
         assert_eq!(get(root, 0, hash, k).map(|e| e.1), found);
-        let everywhere = LookupPlan::sparse_from(0, 64);
-        assert_eq!(descend::<_, _, _, _, true>(root, hash, k, &everywhere, Compiled).map(|e| e.1), found);
+        // The large descent with its sparse depth anywhere, so that the small
+        // tries of these tests reach each of its three loops.
+        for sparse_from in (2 * BITS..HASH_BITS).step_by(BITS as usize) {
+            let plan = LookupPlan::sparse_from(sparse_from, 64);
+            assert_eq!(descend_large(root, hash, k, &plan, Compiled).map(|e| e.1), found);
+            if let Some(popcnt) = Popcnt::detect() {
+                assert_eq!(descend_large(root, hash, k, &plan, popcnt).map(|e| e.1), found);
+            }
+        }
         // Both ways of counting bits, whichever the plan detected.
         if let Some(popcnt) = Popcnt::detect() {
-            assert_eq!(descend::<_, _, _, _, false>(root, hash, k, &everywhere, popcnt).map(|e| e.1), found);
+            assert_eq!(descend(root, hash, k, popcnt).map(|e| e.1), found);
         }
-        assert_eq!(descend::<_, _, _, _, false>(root, hash, k, &everywhere, Compiled).map(|e| e.1), found);
+        assert_eq!(descend(root, hash, k, Compiled).map(|e| e.1), found);
         // The out-of-line lookup of a CPU without `popcnt`, small and large.
         for len in [0, GET_PREFETCH_MIN_LEN] {
             let without = LookupPlan { popcnt: None, ..LookupPlan::for_len(len) };

@@ -51,8 +51,10 @@ fn popcnt_enabled<P: HotPath>(path: P) -> P::Output {
 
 /// A way to count the bits set in a word: what a lookup is generic over.
 pub(crate) trait BitCount: Copy {
-    /// The number of bits set in `x`.
-    fn count(self, x: u64) -> u32;
+    /// The number of bits set in `x`, as the array index it is used as: a
+    /// `usize` straight from the instruction's 64-bit result, where a `u32`
+    /// would cost a zero-extension at each level of a lookup.
+    fn count(self, x: u64) -> usize;
 }
 
 /// `count_ones` as this code is compiled: the instruction inside a
@@ -62,8 +64,8 @@ pub(crate) struct Compiled;
 
 impl BitCount for Compiled {
     #[inline(always)]
-    fn count(self, x: u64) -> u32 {
-        x.count_ones()
+    fn count(self, x: u64) -> usize {
+        x.count_ones() as usize
     }
 }
 
@@ -97,12 +99,14 @@ impl Popcnt {
 
 impl BitCount for Popcnt {
     #[inline(always)]
-    fn count(self, x: u64) -> u32 {
+    fn count(self, x: u64) -> usize {
         #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt")))]
         // SAFETY: `self` exists only if `detect` found that the CPU has `popcnt`.
         return unsafe { popcnt_instruction(x) };
         #[cfg(not(all(target_arch = "x86_64", not(target_feature = "popcnt"))))]
-        x.count_ones()
+        {
+            x.count_ones() as usize
+        }
     }
 }
 
@@ -112,7 +116,7 @@ impl BitCount for Popcnt {
 /// The CPU must have the instruction.
 #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt")))]
 #[inline(always)]
-unsafe fn popcnt_instruction(x: u64) -> u32 {
+unsafe fn popcnt_instruction(x: u64) -> usize {
     let n: u64;
     // SAFETY: the caller guarantees that the instruction exists. It reads and
     // writes registers only (and the flags, which the block does not claim
@@ -124,7 +128,8 @@ unsafe fn popcnt_instruction(x: u64) -> u32 {
     unsafe {
         core::arch::asm!("popcnt {0}, {0}", inout(reg) x => n, options(pure, nomem, nostack));
     }
-    n as u32
+    // Lossless: the count is at most 64.
+    n as usize
 }
 
 #[cfg(all(test, not(snapview_loom)))]
@@ -159,13 +164,13 @@ mod tests {
         let mut x = 0x9E37_79B9_7F4A_7C15_u64;
         for _ in 0..1000 {
             x = x.rotate_left(7).wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (x >> 3);
-            assert_eq!(Compiled.count(x), x.count_ones());
+            assert_eq!(Compiled.count(x), x.count_ones() as usize);
             if let Some(popcnt) = Popcnt::detect() {
-                assert_eq!(popcnt.count(x), x.count_ones());
+                assert_eq!(popcnt.count(x), x.count_ones() as usize);
             }
         }
         for edge in [0, 1, u64::MAX, 1 << 63] {
-            assert_eq!(Popcnt::detect().map_or(Compiled.count(edge), |p| p.count(edge)), edge.count_ones());
+            assert_eq!(Popcnt::detect().map_or(Compiled.count(edge), |p| p.count(edge)), edge.count_ones() as usize);
         }
     }
 }

@@ -104,9 +104,32 @@ pub(super) struct Lending {
 pub(crate) enum Slot<'a, K, V> {
     Empty,
     Entry(&'a (K, V)),
-    /// A child, and its index in the child array (for
-    /// [`NodeRef::occupancy_of`]).
-    Child(&'a NodeRef<K, V>, usize),
+    /// A child, and where it sits in its parent (to read the occupancy the
+    /// parent keeps for it).
+    Child(&'a NodeRef<K, V>, ChildAt<'a, K, V>),
+}
+
+/// Where a child sits in its parent: made only by [`NodeRef::slot_counting`],
+/// so `at` is below the parent's child count, and the parent is borrowed,
+/// so it stays so.
+pub(crate) struct ChildAt<'a, K, V> {
+    parent: &'a NodeRef<K, V>,
+    at: usize,
+}
+
+impl<K, V> ChildAt<'_, K, V> {
+    /// The occupancy the parent keeps for this child (O1): what a lookup
+    /// reads instead of the child's own bitmaps. Its address is computed
+    /// here, after the lookup's step, and only by the lookups that test it.
+    #[inline(always)]
+    pub(crate) fn occupancy(self) -> Occupancy {
+        let children = self.parent.counts().1;
+        // SAFETY: `at` is below the parent's child count (made only by
+        // `slot_counting`, which checked it against `nodemap`, N5), so the
+        // read is inside the initialised occupancy array (N1, N2), which
+        // nothing changes while the parent is borrowed (N4).
+        unsafe { *occupancy_ptr(self.parent.ptr, children).add(self.at) }
+    }
 }
 
 /// Mutable access to a node's two arrays: its entries and its children.
@@ -193,6 +216,13 @@ const fn round_up(n: usize, align: usize) -> usize {
     (n + align - 1) & !(align - 1)
 }
 
+/// [`round_up`] of an `n` known to be a multiple of `n_align`: `n` itself
+/// unless `align` is larger. LLVM does not see that `(24 + 16c + 7) & !7`
+/// is `24 + 16c`, and a lookup computes these offsets at every level.
+const fn round_up_from(n: usize, n_align: usize, align: usize) -> usize {
+    if align <= n_align { n } else { round_up(n, align) }
+}
+
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
 }
@@ -204,11 +234,16 @@ impl<K, V> NodeRef<K, V> {
 
     /// Where the occupancy array starts: right after the child pointers.
     const fn occupancy_offset(children: usize) -> usize {
-        round_up(Self::CHILDREN_OFFSET + children * size_of::<Self>(), align_of::<Occupancy>())
+        // CHILDREN_OFFSET is rounded to the pointers' alignment.
+        round_up_from(Self::CHILDREN_OFFSET + children * size_of::<Self>(), align_of::<Self>(), align_of::<Occupancy>())
     }
 
     fn entries_offset(children: usize) -> usize {
-        round_up(Self::occupancy_offset(children) + children * size_of::<Occupancy>(), align_of::<(K, V)>())
+        round_up_from(
+            Self::occupancy_offset(children) + children * size_of::<Occupancy>(),
+            align_of::<Occupancy>(),
+            align_of::<(K, V)>(),
+        )
     }
 
     /// Where the `Lending` tail starts (meaningful when `children > 0`).
@@ -434,20 +469,17 @@ impl<K, V> NodeRef<K, V> {
     pub(crate) fn slot_counting(&self, bit: u64, popcnt: impl BitCount) -> Slot<'_, K, V> {
         let h = self.header();
         if h.nodemap == u64::MAX {
-            let at = bit.trailing_zeros() as usize;
             // SAFETY: every slot is a child, so child `at` sits at `at`, below
-            // 64, the child count (N5); initialised (N2) and unchanged while
-            // `self` is borrowed (N4).
-            return Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) }, at);
+            // 64, the child count (N5).
+            return unsafe { self.child_slot(bit.trailing_zeros() as usize) };
         }
         let below = bit.wrapping_sub(1);
         if h.nodemap & bit != 0 {
-            let at = popcnt.count(h.nodemap & below) as usize;
-            // SAFETY: `bit` is set in `nodemap`, so `at` < popcount(nodemap),
-            // the child count (N5); as above for N2 and N4.
-            Slot::Child(unsafe { &*children_ptr::<K, V>(self.ptr).add(at) }, at)
+            // SAFETY: `bit` is set in `nodemap`, so the index is less than
+            // popcount(nodemap), the child count (N5).
+            unsafe { self.child_slot(popcnt.count(h.nodemap & below)) }
         } else if h.datamap & bit != 0 {
-            let at = popcnt.count(h.datamap & below) as usize;
+            let at = popcnt.count(h.datamap & below);
             let children = (h.shape & ((1 << CHILD_BITS) - 1)) as usize;
             // SAFETY: `bit` is set in `datamap`, so `at` < popcount(datamap),
             // which is the entry count (N5); those entries are initialised (N2)
@@ -458,11 +490,16 @@ impl<K, V> NodeRef<K, V> {
         }
     }
 
-    /// The occupancy of child `at` (O1): what a lookup reads instead of the
-    /// child's own bitmaps. Panics if there is no child `at`.
+    /// Child `at`, and where it sits.
+    ///
+    /// # Safety
+    /// `at` must be less than the node's child count.
     #[inline(always)]
-    pub(crate) fn occupancy_of(&self, at: usize) -> Occupancy {
-        self.child_occupancy()[at]
+    unsafe fn child_slot(&self, at: usize) -> Slot<'_, K, V> {
+        // SAFETY: by the caller's guarantee child `at` is inside the child
+        // array, initialised (N2) and unchanged while `self` is borrowed (N4).
+        let child = unsafe { &*children_ptr::<K, V>(self.ptr).add(at) };
+        Slot::Child(child, ChildAt { parent: self, at })
     }
 
     /// Mutable access to both arrays, if this is the only reference.
