@@ -22,7 +22,7 @@ pub(crate) use off::*;
 #[cfg(feature = "instrument")]
 mod on {
     use snapview_instrument::Op;
-    use snapview_instrument::probe::{DiffProbe, IterProbe, MapProbe, NextStep, OpTimer, PublishTimer};
+    use snapview_instrument::probe::{DiffProbe, IterProbe, MapProbe, NextStep, PublishTimer};
 
     use super::HookConfig;
     use crate::iter::Iter;
@@ -58,14 +58,31 @@ mod on {
             view
         }
 
-        /// Starts one `get` call, timed if the map records look-ups.
-        ///
-        /// A guard rather than a closure around the lookup: given one, LLVM
-        /// kept the lookup (hashing and descent) out of line in this build,
-        /// and a 1K-map hit took ~1.5x its time in the build without it.
+        /// Whether the map records `get` calls (`record_get`, opt-in).
         #[inline(always)]
-        pub(crate) fn start_get(&self) -> GetHook<'_> {
-            GetHook(self.0.records_get().then(|| self.0.start(Op::Get)))
+        pub(crate) fn records_get(&self) -> bool {
+            self.0.records_get()
+        }
+
+        /// Runs `lookup` as one recorded `get` call (counted, and timed when
+        /// sampled).
+        ///
+        /// Out of line and cold, and taken only when [`records_get`](Self::records_get):
+        /// an unrecorded `get` is then the plain lookup behind one test. With
+        /// a guard started before and finished after the lookup instead, the
+        /// lookup's code was laid out around the recording path, and a 1K-map
+        /// hit took 1.4-1.6x its time in the build without the feature
+        /// (`runtime/benches/overhead.sh get`, session 11), for 4 more
+        /// instructions and one more taken jump. (A closure around an
+        /// always-recorded lookup, session 5's way, kept the lookup itself
+        /// out of line: ~1.5x.)
+        #[cold]
+        #[inline(never)]
+        pub(crate) fn recorded_get<T>(&self, lookup: impl FnOnce() -> T) -> T {
+            let timer = self.0.start(Op::Get);
+            let found = lookup();
+            timer.finish();
+            found
         }
 
         pub(crate) fn start_publish(&self) -> PublishHook<'_> {
@@ -83,19 +100,6 @@ mod on {
 
     /// One write in progress.
     pub(crate) struct PublishHook<'m>(PublishTimer<'m>);
-
-    /// One `get` call in progress (see [`MapHook::start_get`]).
-    pub(crate) struct GetHook<'m>(Option<OpTimer<'m>>);
-
-    impl GetHook<'_> {
-        /// Ends the call, after the lookup.
-        #[inline(always)]
-        pub(crate) fn finish(self) {
-            if let Some(timer) = self.0 {
-                timer.finish();
-            }
-        }
-    }
 
     impl PublishHook<'_> {
         pub(crate) fn published(self, version: u64, changes: usize) {
@@ -225,8 +229,13 @@ mod off {
         }
 
         #[inline(always)]
-        pub(crate) fn start_get(&self) -> GetHook<'_> {
-            GetHook(PhantomData)
+        pub(crate) fn records_get(&self) -> bool {
+            false
+        }
+
+        #[inline(always)]
+        pub(crate) fn recorded_get<T>(&self, lookup: impl FnOnce() -> T) -> T {
+            lookup()
         }
 
         #[inline(always)]
@@ -246,13 +255,6 @@ mod off {
     }
 
     pub(crate) struct PublishHook<'m>(PhantomData<&'m ()>);
-
-    pub(crate) struct GetHook<'m>(PhantomData<&'m ()>);
-
-    impl GetHook<'_> {
-        #[inline(always)]
-        pub(crate) fn finish(self) {}
-    }
 
     impl PublishHook<'_> {
         #[inline(always)]

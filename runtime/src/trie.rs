@@ -233,8 +233,9 @@ where
 /// 2. the depth above the sparse one, whose nodes are large and cold: the
 ///    step into it prefetches the node's header and the line its child
 ///    probably sits on;
-/// 3. from the sparse depth on: each step tests the child's occupancy (O1)
-///    before fetching it, and fetches all of it at once.
+/// 3. from the sparse depth on: nodes are not full, so the step does not
+///    test for one; it tests the child's occupancy (O1) before fetching the
+///    child, and fetches all of it at once.
 ///
 /// Only the third can reach the collision level (the sparse depth is at
 /// most 60 bits down, see [`sparse_depth_shift`]).
@@ -275,7 +276,7 @@ where
         // The shift of `child` below.
         let mut shift = plan.sparse_from;
         loop {
-            let (child, at) = match node.slot_counting(1 << (rest & MASK), popcnt) {
+            let (child, at) = match node.slot_in_sparse(1 << (rest & MASK), popcnt) {
                 Slot::Child(child, at) => (child, at),
                 other => break 'walk other,
             };

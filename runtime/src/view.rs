@@ -133,10 +133,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = self.meta.hook.start_get();
-        let found = self.lookup(key);
-        call.finish();
-        found.map(|(_, v)| v)
+        self.counted_lookup(key).map(|(_, v)| v)
     }
 
     /// The stored key and value for `key`.
@@ -146,10 +143,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = self.meta.hook.start_get();
-        let found = self.lookup(key);
-        call.finish();
-        found.map(|(k, v)| (k, v))
+        self.counted_lookup(key).map(|(k, v)| (k, v))
     }
 
     /// Whether `key` is present.
@@ -159,10 +153,21 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = self.meta.hook.start_get();
-        let found = self.lookup(key);
-        call.finish();
-        found.is_some()
+        self.counted_lookup(key).is_some()
+    }
+
+    /// A user's look-up: [`lookup`](Self::lookup), which instrumentation
+    /// records if the map records `get` calls.
+    #[inline(always)]
+    fn counted_lookup<Q>(&self, key: &Q) -> Option<&(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.meta.hook.records_get() {
+            return self.meta.hook.recorded_get(|| self.lookup(key));
+        }
+        self.lookup(key)
     }
 
     /// A look-up that instrumentation does not count (the crate's own).

@@ -75,6 +75,28 @@ fn default_sampling_times_the_first_call_then_one_in_the_default() {
 }
 
 #[test]
+fn each_way_of_looking_up_is_one_recorded_get_with_the_unrecorded_answer() {
+    let name = "report.lookups";
+    let mut recorded: SnapMap<u64, u64> = SnapMap::builder().name(name).sample_every(1).record_get(true).build();
+    let mut plain: SnapMap<u64, u64> = SnapMap::builder().name("report.lookups.plain").build();
+    recorded.extend((0..100).map(|k| (k, k * 3)));
+    plain.extend((0..100).map(|k| (k, k * 3)));
+    let (snap, guard, plain) = (recorded.snapshot(), recorded.read(), plain.snapshot());
+    // Hits and misses, by each of the three methods, on a snapshot and a
+    // guard: each is one recorded call and answers as the unrecorded map.
+    for k in 90..110 {
+        assert_eq!(snap.get(&k), plain.get(&k));
+        assert_eq!(guard.get_key_value(&k), plain.get_key_value(&k));
+        assert_eq!(snap.contains_key(&k), plain.contains_key(&k));
+    }
+    let report = report();
+    let s = stats(&report, name, Op::Get);
+    assert_eq!((s.calls, s.samples), (60, 60), "{s:?}");
+    assert_plausible(s);
+    assert!(report.get("report.lookups.plain", Op::Get).is_none(), "look-ups are not recorded unless asked");
+}
+
+#[test]
 fn sample_every_0_counts_without_timing() {
     let name = "report.never";
     let map: SnapMap<u64, u64> = SnapMap::builder().name(name).sample_every(0).build();

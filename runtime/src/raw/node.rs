@@ -467,12 +467,21 @@ impl<K, V> NodeRef<K, V> {
     /// holds the CPU's best way, see [`Popcnt`](super::Popcnt)).
     #[inline(always)]
     pub(crate) fn slot_counting(&self, bit: u64, popcnt: impl BitCount) -> Slot<'_, K, V> {
-        let h = self.header();
-        if h.nodemap == u64::MAX {
+        if self.header().nodemap == u64::MAX {
             // SAFETY: every slot is a child, so child `at` sits at `at`, below
             // 64, the child count (N5).
             return unsafe { self.child_slot(bit.trailing_zeros() as usize) };
         }
+        self.slot_in_sparse(bit, popcnt)
+    }
+
+    /// [`slot_counting`](Self::slot_counting) without its test for a full
+    /// node: for the depths where a lookup expects sparse nodes, where the
+    /// test would only cost its two instructions (a full node is still
+    /// read correctly, by its bitmap).
+    #[inline(always)]
+    pub(crate) fn slot_in_sparse(&self, bit: u64, popcnt: impl BitCount) -> Slot<'_, K, V> {
+        let h = self.header();
         let below = bit.wrapping_sub(1);
         if h.nodemap & bit != 0 {
             // SAFETY: `bit` is set in `nodemap`, so the index is less than
