@@ -1198,6 +1198,32 @@ mod tests {
         }
     }
 
+    /// Each child slot, by both steps, hands out the child in slot order and
+    /// a `ChildAt` that reads the occupancy the parent keeps for it.
+    fn assert_child_slots_read_their_occupancy<K, V>(node: &NodeRef<K, V>) {
+        let mut child_bits = node.nodemap();
+        for (i, (child, &kept)) in node.children().iter().zip(node.child_occupancy()).enumerate() {
+            let bit = child_bits & child_bits.wrapping_neg();
+            child_bits &= !bit;
+            for slot in [node.slot_counting(bit, Compiled), node.slot_in_sparse(bit, Compiled)] {
+                let Slot::Child(found, at) = slot else { panic!("child {i} not found by its slot") };
+                assert!(found.ptr_eq(child), "child {i}: another child");
+                assert_eq!(at.occupancy(), kept, "child {i}: another child's occupancy");
+            }
+            assert_child_slots_read_their_occupancy(child);
+        }
+    }
+
+    #[test]
+    fn a_child_slot_reads_the_occupancy_kept_for_that_child() {
+        // Full nodes (the root of 20K keys), sparse ones and leaves.
+        assert_child_slots_read_their_occupancy(&build((0..20_000).map(mix)));
+        assert_child_slots_read_their_occupancy(&build((0..300).map(mix)));
+        // A collision node's record is all ones.
+        let root = build([Colliding { hash: 7, tag: 1 }, Colliding { hash: 7, tag: 2 }]);
+        assert_child_slots_read_their_occupancy(&root);
+    }
+
     #[test]
     fn a_miss_stops_at_the_parent_of_a_child_whose_slot_is_empty() {
         // 1 and 1 | 1 << 6 share the root's slot 1; their child holds slots 0 and 1.

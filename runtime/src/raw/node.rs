@@ -109,9 +109,10 @@ pub(crate) enum Slot<'a, K, V> {
     Child(&'a NodeRef<K, V>, ChildAt<'a, K, V>),
 }
 
-/// Where a child sits in its parent: made only by [`NodeRef::slot_counting`],
-/// so `at` is below the parent's child count, and the parent is borrowed,
-/// so it stays so.
+/// Where a child sits in its parent: made only by `NodeRef::child_slot`,
+/// whose callers ([`NodeRef::slot_counting`], [`NodeRef::slot_in_sparse`])
+/// checked that `at` is below the parent's child count; the parent is
+/// borrowed, so it stays so.
 pub(crate) struct ChildAt<'a, K, V> {
     parent: &'a NodeRef<K, V>,
     at: usize,
@@ -124,10 +125,11 @@ impl<K, V> ChildAt<'_, K, V> {
     #[inline(always)]
     pub(crate) fn occupancy(self) -> Occupancy {
         let children = self.parent.counts().1;
-        // SAFETY: `at` is below the parent's child count (made only by
-        // `slot_counting`, which checked it against `nodemap`, N5), so the
-        // read is inside the initialised occupancy array (N1, N2), which
-        // nothing changes while the parent is borrowed (N4).
+        // SAFETY: `at` is below the parent's child count (a `ChildAt` is
+        // made only by `child_slot`, whose callers checked it against
+        // `nodemap`, N5), so the read is inside the initialised occupancy
+        // array (N1, N2), which nothing changes while the parent is
+        // borrowed (N4).
         unsafe { *occupancy_ptr(self.parent.ptr, children).add(self.at) }
     }
 }
