@@ -5,8 +5,14 @@
 # alternates them in bursts on the same maps (see probe.rs), so that the
 # host's noise hits both alike: the A/Bs in docs/benchmarks.md.
 #
-#   runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
+#   [AB_PROBES=N] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
 #   e.g. runtime/benches/ab.sh a97d991 -- 30 1000000
+#
+# Lookups cycle through 64Ki keys unless AB_PROBES (a power of two) says
+# more; AB_PROBES=1048576 probes every key of a 1M map, as the criterion
+# benches do. Resolution: A/A runs (the same commit on both sides, session
+# 12) differed by up to 4% at 1M and, through code layout alone, by up to
+# 19% for 1K misses; a smaller difference is not evidence.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 old=${1:?usage: ab.sh OLD [NEW] [-- ROUNDS SIZE...]}
