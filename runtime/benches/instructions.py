@@ -5,9 +5,9 @@ callgrind (see instructions.rs).
 Usage (from the workspace root): python3 runtime/benches/instructions.py [SIZE ...]
 Default sizes: 1000 100000 1000000. Needs valgrind. Prints a markdown table:
 instructions per `get` (hit, miss) and per element of the `iter` benchmark's
-fold, for each map, and snapview's ratio to hashbrown and imbl. Each cell is
+fold (`iter`) and of the same sum by a `for` loop (`next`), for each map, and snapview's ratio to hashbrown and imbl. Each cell is
 one run of the program under callgrind, collecting only inside its
-`lookups_*` or `iterate_*` function; a count does not depend on the
+`lookups_*`, `iterate_*` or `loop_*` function; a count does not depend on the
 machine's load, so one run is enough.
 """
 
@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 PEERS = ["snapview", "hashbrown", "imbl"]
-CASES = ["hit", "miss", "iter"]
+CASES = ["hit", "miss", "iter", "next"]
 
 
 def build():
@@ -41,7 +41,7 @@ def count(binary, peer, size, case):
         env = dict(os.environ, SNAPVIEW_PEER=peer, SNAPVIEW_BENCH_SIZES=str(size), SNAPVIEW_CASE=case)
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", "--toggle-collect=instructions::lookups_*",
-             "--toggle-collect=instructions::iterate_*",
+             "--toggle-collect=instructions::iterate_*", "--toggle-collect=instructions::loop_*",
              f"--callgrind-out-file={tmp}/out", binary],
             env=env, capture_output=True, text=True,
         )

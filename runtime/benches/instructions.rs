@@ -1,7 +1,7 @@
 //! Instructions per lookup, and per element of an iteration, counted rather
 //! than timed: `instructions.py` (next to this file) runs this program under
-//! valgrind's callgrind, counting only inside the `lookups_*` and `iterate_*`
-//! functions, and divides the count by the number of lookups or elements.
+//! valgrind's callgrind, counting only inside the `lookups_*`, `iterate_*`
+//! and `loop_*` functions, and divides the count by the number of lookups or elements.
 //!
 //! On a machine whose timings move by 2x from one minute to the next, a count
 //! is the one lookup figure that repeats exactly. It also explains the
@@ -12,8 +12,9 @@
 //!
 //! One process measures one map, size and case, from the environment:
 //! `SNAPVIEW_PEER` (`snapview`, `hashbrown` or `imbl`), `SNAPVIEW_BENCH_SIZES`
-//! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit`, `miss`, or
-//! `iter`: the `iter` benchmark's fold that sums the values). Keys and maps
+//! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit`, `miss`, `iter`:
+//! the `iter` benchmark's fold that sums the values, or `next`: the same sum
+//! by a `for` loop). Keys and maps
 //! are those of the `peers` benchmark (random u64 keys from a fixed-seed
 //! splitmix64, each map filled by its bulk path), and one foldhash hasher is
 //! shared by every map, as there; here its seed is fixed too
@@ -69,6 +70,28 @@ fn iterate_imbl(map: &ImblMap, passes: usize) -> u64 {
     (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
 }
 
+/// The same sum by a `for` loop, which calls `next()` per element (the
+/// `next` case): the way most code iterates, and a path of its own in every
+/// map (a `fold` may walk its structure directly).
+macro_rules! loops {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, passes: usize) -> u64 {
+            let mut sum = 0u64;
+            for _ in 0..passes {
+                for (_, v) in black_box(map).iter() {
+                    sum = sum.wrapping_add(*v);
+                }
+            }
+            sum
+        }
+    };
+}
+
+loops!(loop_snapview, snapview::Snapshot<u64, u64, FixedState>);
+loops!(loop_hashbrown, hashbrown::HashMap<u64, u64, FixedState>);
+loops!(loop_imbl, ImblMap);
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.into())
 }
@@ -82,34 +105,46 @@ fn main() {
     let probe: Vec<u64> = match case.as_str() {
         "hit" => keys.iter().step_by((n / 65_536).max(1)).copied().collect(),
         "miss" => (0..65_536).map(|_| rng.next()).filter(|k| !present.contains(k)).collect(),
-        "iter" => Vec::new(),
-        other => panic!("SNAPVIEW_CASE: `hit`, `miss` or `iter`, not `{other}`"),
+        "iter" | "next" => Vec::new(),
+        other => panic!("SNAPVIEW_CASE: `hit`, `miss`, `iter` or `next`, not `{other}`"),
     };
     let passes = (ELEMENTS / present.len()).max(1);
     let sum = present.iter().fold(0u64, |s, &k| s.wrapping_add(k)).wrapping_mul(passes as u64);
     // A fixed seed, so that the tries, and the counts, are the same in every run.
     let hasher = FixedState::with_seed(0x5EED);
     let entries = keys.iter().map(|&k| (k, k));
-    let iterating = case == "iter";
+    let (iterating, looping) = (case == "iter", case == "next");
     // The lookups found, or the iterations' sum.
     let result = match peer.as_str() {
         "snapview" => {
             let map = snapview::SnapMap::builder().hasher(hasher).build();
             map.update(|tx| tx.extend(entries));
             let snap = map.snapshot();
-            if iterating { iterate_snapview(&snap, passes) } else { lookups_snapview(&snap, &probe) as u64 }
+            match (iterating, looping) {
+                (true, _) => iterate_snapview(&snap, passes),
+                (_, true) => loop_snapview(&snap, passes),
+                _ => lookups_snapview(&snap, &probe) as u64,
+            }
         }
         "hashbrown" => {
             let mut map = hashbrown::HashMap::with_capacity_and_hasher(n, hasher);
             map.extend(entries);
-            if iterating { iterate_hashbrown(&map, passes) } else { lookups_hashbrown(&map, &probe) as u64 }
+            match (iterating, looping) {
+                (true, _) => iterate_hashbrown(&map, passes),
+                (_, true) => loop_hashbrown(&map, passes),
+                _ => lookups_hashbrown(&map, &probe) as u64,
+            }
         }
         "imbl" => {
             let mut map = ImblMap::with_hasher(hasher);
             for (k, v) in entries {
                 map.insert(k, v);
             }
-            if iterating { iterate_imbl(&map, passes) } else { lookups_imbl(&map, &probe) as u64 }
+            match (iterating, looping) {
+                (true, _) => iterate_imbl(&map, passes),
+                (_, true) => loop_imbl(&map, passes),
+                _ => lookups_imbl(&map, &probe) as u64,
+            }
         }
         other => panic!("SNAPVIEW_PEER: `snapview`, `hashbrown` or `imbl`, not `{other}`"),
     };

@@ -12,7 +12,9 @@
 //!
 //! Cases: `snapshot` (take and drop), `get` (each key of a 1000-entry map
 //! looked up in turn; time per lookup),
-//! `iter` (a full iteration of 10 000 entries; throughput per element).
+//! `iter` (a full iteration of 10 000 entries by `sum`, an internal
+//! iteration; throughput per element), `for` (the same by a `for` loop, one
+//! `next()` per element).
 //! `runtime/benches/overhead.sh` runs both builds and prints the ratios.
 
 use std::hint::black_box;
@@ -57,6 +59,15 @@ fn cases(c: &mut Criterion, config: &str, sample_every_call: bool) {
     let snap = large.snapshot();
     group.throughput(Throughput::Elements(ITER_SIZE));
     group.bench_function(format!("iter/{config}"), |b| b.iter(|| snap.iter().map(|(_, v)| *v).sum::<u64>()));
+    group.bench_function(format!("for/{config}"), |b| {
+        b.iter(|| {
+            let mut sum = 0u64;
+            for (_, v) in snap.iter() {
+                sum = sum.wrapping_add(*v);
+            }
+            sum
+        })
+    });
     group.finish();
 }
 

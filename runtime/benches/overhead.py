@@ -29,7 +29,7 @@ print(f"fastest median of {'-'.join(map(str, counts))} run(s) per benchmark")
 print()
 print("| case | " + " | ".join(CONFIGS) + " |")
 print("|---|" + "---|" * len(CONFIGS))
-for case in ["snapshot", "get", "iter"]:
+for case in ["snapshot", "get", "iter", "for"]:
     off = times.get((case, "off"))
     cells = []
     for config in CONFIGS:
@@ -40,5 +40,5 @@ for case in ["snapshot", "get", "iter"]:
             cells.append(f"{t:.2f} ns ({t / off:.2f}x)")
         else:
             cells.append(f"{t:.2f} ns")
-    unit = " (per element)" if case == "iter" else ""
+    unit = " (per element)" if case in ("iter", "for") else ""
     print(f"| {case}{unit} | " + " | ".join(cells) + " |")

@@ -49,6 +49,11 @@ impl<'a, K, V> RawIter<'a, K, V> {
 
     #[inline]
     fn enter(&mut self, node: &'a NodeRef<K, V>) {
+        // A leaf (most nodes) has nothing to come back to: no stack level.
+        if let Some(entries) = node.leaf_entries() {
+            self.entries = entries.iter();
+            return;
+        }
         if self.prefetch {
             for child in node.children().iter().take(PREFETCH_AHEAD) {
                 child.prefetch::<2>();
@@ -60,7 +65,13 @@ impl<'a, K, V> RawIter<'a, K, V> {
     }
 
     /// Moves to the next node that has entries left; false at the end.
-    #[cold]
+    ///
+    /// Inlined into the loop that calls `next()`, although a node change is
+    /// rarer than an entry: out of line, the call took the iterator's
+    /// address, so the loop kept its cursor in memory, and each element
+    /// waited on a store and its reload (a `for` loop over a 1K map: 1.47 →
+    /// 0.79 ns per element, session 12, `runtime/benches/ab.sh`).
+    #[inline(always)]
     fn next_node(&mut self) -> bool {
         while self.depth > 0 {
             if let Some(child) = self.stack[self.depth - 1].next() {

@@ -4,7 +4,8 @@
 //!
 //! Both builds get the same keys, the same fixed-seed hasher, and maps
 //! filled the same way; the program alternates them (and hashbrown, for
-//! scale) in bursts of 2^20 operations, so that a burst of noise on a shared
+//! scale) in bursts of 2^20 operations (lookups; iterations by `fold` and
+//! by a `for` loop, `next`), so that a burst of noise on a shared
 //! host hits all of them alike. It prints, per size and case, the fastest,
 //! first-quartile and median burst of each, in ns per operation.
 //!
@@ -57,12 +58,31 @@ macro_rules! sums {
     };
 }
 
+/// The same sum by a `for` loop: `next()`, the way most code iterates.
+macro_rules! loops {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, passes: usize) -> u64 {
+            let mut sum = 0u64;
+            for _ in 0..passes {
+                for (_, v) in black_box(map).iter() {
+                    sum = sum.wrapping_add(*v);
+                }
+            }
+            sum
+        }
+    };
+}
+
 lookups!(get_a, snap_a::Snapshot<u64, u64, Hasher>);
 lookups!(get_b, snap_b::Snapshot<u64, u64, Hasher>);
 lookups!(get_hashbrown, hashbrown::HashMap<u64, u64, Hasher>);
 sums!(iter_a, snap_a::Snapshot<u64, u64, Hasher>);
 sums!(iter_b, snap_b::Snapshot<u64, u64, Hasher>);
 sums!(iter_hashbrown, hashbrown::HashMap<u64, u64, Hasher>);
+loops!(next_a, snap_a::Snapshot<u64, u64, Hasher>);
+loops!(next_b, snap_b::Snapshot<u64, u64, Hasher>);
+loops!(next_hashbrown, hashbrown::HashMap<u64, u64, Hasher>);
 
 /// How many keys each lookup burst cycles through.
 fn probe_count() -> usize {
@@ -119,6 +139,11 @@ fn main() {
                 record("iter", build, time(passes * n, sum));
             }
             record("iter", "hashbrown", time(passes * n, || iter_hashbrown(&hb, passes)));
+            for build in builds {
+                let sum = || if build == "a" { next_a(&sa, passes) } else { next_b(&sb, passes) };
+                record("next", build, time(passes * n, sum));
+            }
+            record("next", "hashbrown", time(passes * n, || next_hashbrown(&hb, passes)));
         }
         for (name, mut ns) in results {
             ns.sort_by(f64::total_cmp);
