@@ -24,6 +24,8 @@
 //!   so the per-element time is the median divided by `n`. Every map was
 //!   filled by its bulk path (snapview: `extend` into an empty map, which
 //!   lays the nodes out in iteration order).
+//! - `iter_for`: the same sum by a `for` loop, one `next()` per element
+//!   (`iter` sums by `fold`) (snapview, hashbrown, std, imbl).
 //! - `iter_inserted`: the same for a snapview map filled by one `insert` per
 //!   key instead (the layout of a map grown by writes), hashbrown beside it.
 //! - `insert_publish`: one iteration inserts a key absent from the map and
@@ -385,7 +387,45 @@ fn bench_iter(c: &mut Criterion, fx: &Fixture) {
     g.bench_function("evmap", |b| b.iter(|| black_box(evmap_sum())));
     drop(guard);
     g.finish();
+    bench_iter_for(c, fx, expected);
     bench_iter_inserted(c, fx, expected);
+}
+
+/// The same sum by a `for` loop: one `next()` per element, the way most code
+/// iterates, where `iter` measures `fold` (each map's internal iteration,
+/// which may walk its structure directly). The maps whose peers a user
+/// would weigh snapview against for iteration.
+fn bench_iter_for(c: &mut Criterion, fx: &Fixture, expected: u64) {
+    macro_rules! sum_by_for {
+        ($iter:expr) => {
+            || {
+                let mut sum = 0u64;
+                for (_, v) in $iter {
+                    sum = sum.wrapping_add(*v);
+                }
+                sum
+            }
+        };
+    }
+    let mut g = group(c, "iter_for", fx.n);
+    g.throughput(Throughput::Elements(fx.n as u64));
+    if fx.n >= 100_000 {
+        g.sampling_mode(SamplingMode::Flat);
+    }
+    let snap = fx.snapview.snapshot();
+    let snapview_sum = sum_by_for!(snap.iter());
+    assert_eq!(snapview_sum(), expected);
+    g.bench_function("snapview", |b| b.iter(|| black_box(snapview_sum())));
+    let hashbrown_sum = sum_by_for!(fx.hashbrown.iter());
+    assert_eq!(hashbrown_sum(), expected);
+    g.bench_function("hashbrown", |b| b.iter(|| black_box(hashbrown_sum())));
+    let std_sum = sum_by_for!(fx.std.iter());
+    assert_eq!(std_sum(), expected);
+    g.bench_function("std", |b| b.iter(|| black_box(std_sum())));
+    let imbl_sum = sum_by_for!(fx.imbl.iter());
+    assert_eq!(imbl_sum(), expected);
+    g.bench_function("imbl", |b| b.iter(|| black_box(imbl_sum())));
+    g.finish();
 }
 
 /// Iteration of a map grown by writes rather than loaded in one go: the same

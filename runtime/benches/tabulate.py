@@ -24,10 +24,11 @@ import os
 import sys
 from pathlib import Path
 
-CASES = ["snapshot", "get_hit", "get_miss", "get_chain", "iter", "iter_inserted", "insert_publish", "batch_publish", "diff"]
+CASES = ["snapshot", "get_hit", "get_miss", "get_chain", "iter", "iter_for", "iter_inserted", "insert_publish", "batch_publish", "diff"]
 BASELINE = "snapview"
 UNIT = {
     "iter": "element",
+    "iter_for": "element",
     "iter_inserted": "element",
     "insert_publish": "write",
     "batch_publish": "write",
