@@ -25,6 +25,7 @@ use std::hint::black_box;
 
 use foldhash::fast::FixedState;
 
+#[macro_use]
 mod common;
 use common::SplitMix64;
 
@@ -68,24 +69,6 @@ fn iterate_hashbrown(map: &hashbrown::HashMap<u64, u64, FixedState>, passes: usi
 #[inline(never)]
 fn iterate_imbl(map: &ImblMap, passes: usize) -> u64 {
     (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
-}
-
-/// The same sum by a `for` loop, which calls `next()` per element (the
-/// `next` case): the way most code iterates, and a path of its own in every
-/// map (a `fold` may walk its structure directly).
-macro_rules! loops {
-    ($name:ident, $map:ty) => {
-        #[inline(never)]
-        fn $name(map: &$map, passes: usize) -> u64 {
-            let mut sum = 0u64;
-            for _ in 0..passes {
-                for (_, v) in black_box(map).iter() {
-                    sum = sum.wrapping_add(*v);
-                }
-            }
-            sum
-        }
-    };
 }
 
 loops!(loop_snapview, snapview::Snapshot<u64, u64, FixedState>);

@@ -19,6 +19,7 @@ use std::hash::BuildHasher;
 use std::hint::black_box;
 use std::time::Instant;
 
+#[macro_use]
 mod common;
 use common::SplitMix64;
 
@@ -118,16 +119,6 @@ impl Probe {
         let hash = self.hasher.hash_one(*key);
         self.root[(hash % 64) as usize][((hash >> 6) % 64) as usize].get(hash, *key)
     }
-}
-
-macro_rules! lookups {
-    ($name:ident, $map:ty) => {
-        #[inline(never)]
-        fn $name(map: &$map, probe: &[u64]) -> u64 {
-            let mask = probe.len() - 1;
-            (0..BURST).filter(|&i| map.get(black_box(&probe[i & mask])).is_some()).count() as u64
-        }
-    };
 }
 
 lookups!(get_probe, Probe);

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
+#[macro_use]
 mod common;
 use common::SplitMix64;
 
@@ -37,16 +38,6 @@ fn time(ops: usize, burst: impl FnOnce() -> u64) -> f64 {
     start.elapsed().as_nanos() as f64 / ops as f64
 }
 
-macro_rules! lookups {
-    ($name:ident, $map:ty) => {
-        #[inline(never)]
-        fn $name(map: &$map, probe: &[u64]) -> u64 {
-            let mask = probe.len() - 1;
-            (0..BURST).filter(|&i| map.get(black_box(&probe[i & mask])).is_some()).count() as u64
-        }
-    };
-}
-
 macro_rules! sums {
     ($name:ident, $map:ty) => {
         #[inline(never)]
@@ -54,22 +45,6 @@ macro_rules! sums {
             (0..passes)
                 .map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v)))
                 .fold(0, u64::wrapping_add)
-        }
-    };
-}
-
-/// The same sum by a `for` loop: `next()`, the way most code iterates.
-macro_rules! loops {
-    ($name:ident, $map:ty) => {
-        #[inline(never)]
-        fn $name(map: &$map, passes: usize) -> u64 {
-            let mut sum = 0u64;
-            for _ in 0..passes {
-                for (_, v) in black_box(map).iter() {
-                    sum = sum.wrapping_add(*v);
-                }
-            }
-            sum
         }
     };
 }

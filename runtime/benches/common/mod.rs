@@ -1,4 +1,5 @@
-//! What the benchmarks share: the generator of their keys.
+//! What the benchmarks share: the generator of their keys, and the loops
+//! that the in-process programs (`instructions.rs`, `ab/`) time or count.
 
 /// splitmix64: a tiny fixed-seed generator, so every run uses the same keys.
 pub struct SplitMix64(pub u64);
@@ -23,4 +24,36 @@ impl SplitMix64 {
             v.swap(i, self.below(i + 1));
         }
     }
+}
+
+/// `fn $name(map, probe) -> u64`: `BURST` lookups cycling through `probe`
+/// (a power of two long), counting the keys found.
+#[allow(unused_macros)]
+macro_rules! lookups {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, probe: &[u64]) -> u64 {
+            let mask = probe.len() - 1;
+            (0..BURST).filter(|&i| map.get(black_box(&probe[i & mask])).is_some()).count() as u64
+        }
+    };
+}
+
+/// `fn $name(map, passes) -> u64`: the sum of the values over `passes`
+/// iterations by a `for` loop, one `next()` per element (the way most code
+/// iterates; a `fold` may walk a map's structure directly).
+#[allow(unused_macros)]
+macro_rules! loops {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, passes: usize) -> u64 {
+            let mut sum = 0u64;
+            for _ in 0..passes {
+                for (_, v) in black_box(map).iter() {
+                    sum = sum.wrapping_add(*v);
+                }
+            }
+            sum
+        }
+    };
 }
