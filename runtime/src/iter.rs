@@ -69,8 +69,8 @@ impl<'a, K, V> RawIter<'a, K, V> {
     /// Inlined into the loop that calls `next()`, although a node change is
     /// rarer than an entry: out of line, the call took the iterator's
     /// address, so the loop kept its cursor in memory, and each element
-    /// waited on a store and its reload (a `for` loop over a 1K map: 1.47 →
-    /// 0.79 ns per element, session 12, `runtime/benches/ab.sh`).
+    /// waited on a store and its reload (a `for` loop over a 1K map: 1.48 →
+    /// 0.83 ns per element, session 12, `runtime/benches/ab.sh`).
     #[inline(always)]
     fn next_node(&mut self) -> bool {
         while self.depth > 0 {
