@@ -5,9 +5,11 @@
 # alternates them in bursts on the same maps (see probe.rs), so that the
 # host's noise hits both alike: the A/Bs in docs/benchmarks.md.
 #
-#   [AB_PROBES=N] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
+#   [AB_PROBES=N] [AB_FEATURES=F] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
 #   e.g. runtime/benches/ab.sh a97d991 -- 30 1000000
 #
+# AB_FEATURES builds both sides with those snapview features, e.g.
+# `instrument` (no subscriber: the instrument bench's `on-none`).
 # Lookups cycle through 64Ki keys unless AB_PROBES (a power of two) says
 # more; AB_PROBES=1048576 probes every key of a 1M map, as the criterion
 # benches do. Resolution: A/A runs (the same commit on both sides, session
@@ -34,6 +36,13 @@ fi
 find "$dir/a" "$dir/b" -type f -exec touch {} +
 # Two packages may not share a name in one build: rename the old one.
 sed -i '0,/^name = "snapview"/s//name = "snapview-a"/' "$dir/a/runtime/Cargo.toml"
+# Likewise its crates under the hood (the workspace's dependency table keeps their names for its members).
+for crate in instrument:instrumentation flame:flamegraphs; do
+  sed -i "0,/^name = \"snapview-${crate%%:*}\"/s//name = \"snapview-${crate%%:*}-a\"/" "$dir/a/${crate#*:}/Cargo.toml"
+  sed -i "s|^snapview-${crate%%:*} = { path = |snapview-${crate%%:*} = { package = \"snapview-${crate%%:*}-a\", path = |" "$dir/a/Cargo.toml"
+done
+features=
+for feature in ${AB_FEATURES:-}; do features+="\"$feature\","; done
 cp "$root/runtime/benches/ab/probe.rs" "$dir/probe/src/main.rs"
 mkdir -p "$dir/probe/src/common"
 cp "$root/runtime/benches/common/mod.rs" "$dir/probe/src/common/mod.rs"
@@ -48,8 +57,8 @@ publish = false
 [workspace]
 
 [dependencies]
-snap_a = { package = "snapview-a", path = "../a/runtime" }
-snap_b = { package = "snapview", path = "../b/runtime" }
+snap_a = { package = "snapview-a", path = "../a/runtime", features = [$features] }
+snap_b = { package = "snapview", path = "../b/runtime", features = [$features] }
 foldhash = "0.2"
 hashbrown = "0.15"
 

@@ -2,8 +2,9 @@
 """Instructions per lookup and per element of an iteration, counted by valgrind's
 callgrind (see instructions.rs).
 
-Usage (from the workspace root): python3 runtime/benches/instructions.py [SIZE ...]
-Default sizes: 1000 100000 1000000. Needs valgrind. Prints a markdown table:
+Usage (from the workspace root): python3 runtime/benches/instructions.py [--instrument] [SIZE ...]
+Default sizes: 1000 100000 1000000. `--instrument` builds snapview with its
+`instrument` feature (no subscriber: the benches' `on-none`). Needs valgrind. Prints a markdown table:
 instructions per `get` (hit, miss) and per element of the `iter` benchmark's
 fold (`iter`) and of the same sum by a `for` loop (`next`), for each map, and snapview's ratio to hashbrown and imbl. Each cell is
 one run of the program under callgrind, collecting only inside its
@@ -22,9 +23,9 @@ PEERS = ["snapview", "hashbrown", "imbl"]
 CASES = ["hit", "miss", "iter", "next"]
 
 
-def build():
+def build(features):
     out = subprocess.run(
-        ["cargo", "bench", "-p", "snapview", "--bench", "instructions", "--no-run", "--message-format=json"],
+        ["cargo", "bench", "-p", "snapview", "--bench", "instructions", "--no-run", "--message-format=json", *features],
         check=True,
         capture_output=True,
         text=True,
@@ -55,8 +56,10 @@ def count(binary, peer, size, case):
 
 
 def main():
-    sizes = [int(s) for s in sys.argv[1:]] or [1000, 100_000, 1_000_000]
-    binary = build()
+    args = sys.argv[1:]
+    features = ["--features", "instrument"] if "--instrument" in args else []
+    sizes = [int(s) for s in args if s != "--instrument"] or [1000, 100_000, 1_000_000]
+    binary = build(features)
     print("| size | case | snapview | hashbrown | imbl | snapview / hashbrown | imbl / snapview |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for size in sizes:
