@@ -21,6 +21,8 @@ pub(crate) use off::*;
 
 #[cfg(feature = "instrument")]
 mod on {
+    use core::slice;
+
     use snapview_instrument::Op;
     use snapview_instrument::probe::{DiffProbe, IterProbe, MapProbe, NextStep, PublishTimer};
 
@@ -136,6 +138,14 @@ mod on {
             remaining == self.watch_at
         }
 
+        /// How many `next()`s from the one made with `remaining` items left
+        /// go unwatched before the next watched one; more than `remaining`
+        /// if none is (the subtraction wraps: one instruction, no test).
+        #[inline(always)]
+        pub(crate) fn unwatched_ahead(&self, remaining: usize) -> usize {
+            remaining.wrapping_sub(self.watch_at)
+        }
+
         /// Whether any later `next()` of this iteration is watched (then a
         /// `fold` walks by `next()`, not by the plain fold).
         #[inline(always)]
@@ -150,10 +160,27 @@ mod on {
             Self { watch_at: if probe.is_some() { remaining } else { NEVER }, probe }
         }
 
+        /// Records the iteration, with `remaining` items not yielded. Takes
+        /// the hook by value, moved out of the iterator, like the two calls
+        /// below: see [`Iter::next_watched`].
+        #[inline(never)]
+        fn finish(mut self, remaining: usize) {
+            if let Some(probe) = self.probe.as_mut() {
+                probe.finish(remaining);
+            }
+        }
+
+        /// Out of line: its code (clock reads, spans, recording) stays out
+        /// of the caller's loop, which only holds the call.
+        #[cold]
+        #[inline(never)]
         fn before_next(&mut self, remaining: usize) -> Option<NextStep> {
             self.probe.as_mut().map(|probe| probe.before_next(remaining))
         }
 
+        /// Out of line, as [`before_next`](Self::before_next); sets the next watched `next()`.
+        #[cold]
+        #[inline(never)]
         fn after_next(&mut self, step: Option<NextStep>, yielded: bool, remaining: usize) {
             if let (Some(probe), Some(step)) = (self.probe.as_mut(), step) {
                 probe.after_next(step, yielded, remaining);
@@ -162,23 +189,90 @@ mod on {
         }
     }
 
+    /// The current node's entries that an iterator holds back so that its
+    /// `entries` end just before a watched `next()` ([`Iter::cut`]): `next()`
+    /// then needs no test of its own per entry, and takes the watched path
+    /// only once `entries` runs out.
+    pub(crate) struct Held<'a, T> {
+        /// The node's unyielded entries as of the last cut; the iterator's
+        /// `entries` is what is left of `cut[..split]`.
+        cut: &'a [T],
+        split: usize,
+    }
+
+    // Not derived: that would ask `T: Copy`.
+    impl<T> Clone for Held<'_, T> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+
+    impl<T> Copy for Held<'_, T> {}
+
+    impl<'a, T> Held<'a, T> {
+        pub(crate) fn none() -> Self {
+            Self { cut: &[], split: 0 }
+        }
+
+        /// Whether anything is held back (else `cut` and `split` are stale).
+        #[inline(always)]
+        pub(crate) fn any(&self) -> bool {
+            self.split < self.cut.len()
+        }
+
+        /// Ends `entries` after the next `unwatched` of the node's unyielded
+        /// entries (`entries`, then what is held) and holds the rest back;
+        /// gives them all back to `entries` if the watch falls past them.
+        /// Writes nothing in the common case: no watch in this node, none held.
+        #[inline(always)]
+        pub(crate) fn cut(&mut self, entries: &mut slice::Iter<'a, T>, unwatched: usize) {
+            let holding = self.any();
+            let all = match holding {
+                true => &self.cut[self.split - entries.len()..],
+                false => entries.as_slice(),
+            };
+            if unwatched < all.len() {
+                self.cut = all;
+                self.split = unwatched;
+                *entries = all[..unwatched].iter();
+            } else if holding {
+                self.split = self.cut.len();
+                *entries = all.iter();
+            }
+        }
+    }
+
     impl<'a, K, V> Iter<'a, K, V> {
         /// A `next()` that the probe watches: the iteration's first, or any
         /// of a sampled or traced iteration.
-        #[cold]
+        ///
+        /// Called once the current node's `entries` ran out ([`Iter::cut`]
+        /// ends them before each watched `next()`). Inlined, while the
+        /// probe's calls are out of line and get the hook moved out of the
+        /// iterator, never the iterator's address: one call in the caller's
+        /// loop that might reach the iterator (this function out of line,
+        /// or the iterator's drop) made LLVM keep the whole iterator in
+        /// memory, and each element waited on the store and reload of its
+        /// cursor. The two moves, and the cut after each watched `next()`,
+        /// cost one ~8 ns (`on-sample1` in `runtime/benches/overhead.sh`,
+        /// where every `next()` is watched).
+        #[inline(always)]
         pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
-            let step = self.hook.before_next(self.remaining);
-            let item = self.next_plain();
-            self.hook.after_next(step, item.is_some(), self.remaining);
+            let mut hook = core::mem::replace(&mut self.hook, IterHook::none());
+            let step = hook.before_next(self.remaining);
+            // Under the placeholder hook, what is held back is given back.
+            let item = self.next_refill();
+            hook.after_next(step, item.is_some(), self.remaining);
+            drop(core::mem::replace(&mut self.hook, hook));
+            self.cut();
             item
         }
     }
 
     impl<K, V> Drop for Iter<'_, K, V> {
+        #[inline(always)]
         fn drop(&mut self) {
-            if let Some(probe) = self.hook.probe.as_mut() {
-                probe.finish(self.remaining);
-            }
+            core::mem::replace(&mut self.hook, IterHook::none()).finish(self.remaining);
         }
     }
 
@@ -284,15 +378,46 @@ mod off {
         }
 
         #[inline(always)]
+        pub(crate) fn unwatched_ahead(&self, _remaining: usize) -> usize {
+            usize::MAX
+        }
+
+        #[inline(always)]
         pub(crate) fn restarted(&self, _remaining: usize) -> Self {
             Self(PhantomData)
         }
     }
 
+    /// Nothing is held back without the feature.
+    pub(crate) struct Held<'a, T>(PhantomData<&'a [T]>);
+
+    impl<T> Clone for Held<'_, T> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+
+    impl<T> Copy for Held<'_, T> {}
+
+    impl<T> Held<'_, T> {
+        #[inline(always)]
+        pub(crate) fn none() -> Self {
+            Self(PhantomData)
+        }
+
+        #[inline(always)]
+        pub(crate) fn any(&self) -> bool {
+            false
+        }
+
+        #[inline(always)]
+        pub(crate) fn cut(&mut self, _entries: &mut core::slice::Iter<'_, T>, _unwatched: usize) {}
+    }
+
     impl<'a, K, V> crate::iter::Iter<'a, K, V> {
         #[inline(always)]
         pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
-            self.next_plain()
+            self.next_refill()
         }
     }
 
