@@ -229,9 +229,10 @@ impl<'a, K, V> Iter<'a, K, V> {
     /// The `next()` after the current node's `entries` ran out, when the
     /// instrumentation does not watch it: the entries held back, or the
     /// next node's. (Entries are held back only up to a watched `next()`,
-    /// so only the watched path, under a placeholder hook, finds any.
-    /// Testing for them here rather than there keeps one copy of this loop
-    /// in the caller's: with two, LLVM kept the item count in memory.)
+    /// so only the watched path, under a placeholder hook, finds any. Its
+    /// taking them itself instead, before this loop, measured slower: the
+    /// instrumented `for` loop took 1.3-1.45x as long at 1K and 10K
+    /// entries, LLVM keeping the item count in memory in one variant.)
     #[inline(always)]
     pub(crate) fn next_refill(&mut self) -> Option<(&'a K, &'a V)> {
         loop {
