@@ -6,6 +6,8 @@
 //! wherever a clone is taken, and however the rest is walked.
 #![cfg(feature = "instrument")]
 
+use std::hash::{Hash, Hasher};
+
 use snapview::{SnapMap, Snapshot};
 
 /// A map holding `0..n` (value `10 * key`) that samples one call in `every`.
@@ -97,4 +99,31 @@ fn debug_of_a_sampled_iterator_lists_what_is_left() {
     let rest: Vec<(u64, u64)> = it.map(|(k, v)| (*k, *v)).collect();
     let expected = format!("{:?}", rest.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>());
     assert_eq!(listed, expected);
+}
+
+/// A key whose hash is shared by groups of three: the trie's deepest level
+/// holds collision nodes, whose entries are cut like any node's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Grouped(u64);
+
+impl Hash for Grouped {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (self.0 / 3).hash(h);
+    }
+}
+
+#[test]
+fn collision_nodes_are_cut_like_any_node() {
+    for every in PERIODS {
+        let mut map = SnapMap::builder().name(format!("watched.grouped.{every}")).sample_every(every).build();
+        map.extend((0..600).map(|i| (Grouped(i), 10 * i)));
+        let snap = map.snapshot();
+        let mut by_next = Vec::new();
+        for (k, v) in snap.iter() {
+            by_next.push((k.0, *v));
+        }
+        assert_is_the_map(&by_next, 600);
+        let folded: Vec<(u64, u64)> = snap.iter().map(|(k, v)| (k.0, *v)).collect();
+        assert_eq!(by_next, folded, "every = {every}");
+    }
 }
