@@ -113,7 +113,7 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
     /// push. Same order as `next`.
     #[inline]
     fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, mut f: F) -> B {
-        let mut acc = self.entries.fold(init, &mut f);
+        let mut acc = fold_entries(self.entries.as_slice(), init, &mut f);
         for level in self.stack[..self.depth].iter().rev() {
             acc = match self.prefetch {
                 true => fold_tree::<_, _, _, true>(level.as_slice(), acc, &mut f),
@@ -146,7 +146,7 @@ fn fold_tree<'a, K, V, B, const PREFETCH: bool>(
         acc = match node.leaf_entries() {
             Some(entries) => fold_leaf(entries, acc, f),
             None => {
-                let acc = node.entries().iter().fold(acc, &mut *f);
+                let acc = fold_entries(node.entries(), acc, f);
                 fold_children::<_, _, _, PREFETCH>(node.children(), acc, f)
             }
         };
@@ -166,8 +166,28 @@ fn fold_leaf<'a, K, V, B>(entries: &'a [(K, V)], acc: B, f: &mut impl FnMut(B, &
             let acc = f(acc, a);
             f(acc, b)
         }
-        _ => entries.iter().fold(acc, f),
+        _ => fold_entries(entries, acc, f),
     }
+}
+
+/// Folds a node's inline entries two at a time. A plain slice fold is
+/// vectorized by LLVM for a summing closure, and for the ~12 entries of a
+/// 1K map's node its set-up, its vector loop and its scalar tail each end
+/// in a branch whose count varies from node to node; two at a time (which
+/// LLVM unrolls, and does not vectorize) is one loop and one test. The
+/// `iter` fold at 1K: 6.9 -> 5.7 instructions per element
+/// (`instructions.py`), 0.37 -> 0.30 ns (`ab.sh`); 10K 0.99 -> 0.77 ns.
+#[inline(always)]
+fn fold_entries<'a, K, V, B>(entries: &'a [(K, V)], mut acc: B, f: &mut impl FnMut(B, &'a (K, V)) -> B) -> B {
+    let mut pairs = entries.chunks_exact(2);
+    for pair in &mut pairs {
+        acc = f(acc, &pair[0]);
+        acc = f(acc, &pair[1]);
+    }
+    if let [last] = pairs.remainder() {
+        acc = f(acc, last);
+    }
+    acc
 }
 
 /// [`fold_tree`] over a node's children. In an in-cache walk the leaves
@@ -191,7 +211,7 @@ fn fold_children<'a, K, V, B, const PREFETCH: bool>(
         acc = match child.leaf_entries() {
             Some(entries) => fold_leaf(entries, acc, f),
             None => {
-                let acc = child.entries().iter().fold(acc, &mut *f);
+                let acc = fold_entries(child.entries(), acc, f);
                 fold_tree::<_, _, _, PREFETCH>(child.children(), acc, f)
             }
         };
