@@ -220,6 +220,12 @@ mod on {
             self.split < self.cut.len()
         }
 
+        /// How many entries are held back (`split` never passes `cut`'s end).
+        #[inline(always)]
+        pub(crate) fn len(&self) -> usize {
+            self.cut.len() - self.split
+        }
+
         /// Ends `entries` after the next `unwatched` of the node's unyielded
         /// entries (`entries`, then what is held) and holds the rest back;
         /// gives them all back to `entries` if the watch falls past them.
@@ -259,10 +265,10 @@ mod on {
         #[inline(always)]
         pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
             let mut hook = core::mem::replace(&mut self.hook, IterHook::none());
-            let step = hook.before_next(self.remaining);
+            let step = hook.before_next(self.remaining());
             // Under the placeholder hook, what is held back is given back.
             let item = self.next_refill();
-            hook.after_next(step, item.is_some(), self.remaining);
+            hook.after_next(step, item.is_some(), self.remaining());
             drop(core::mem::replace(&mut self.hook, hook));
             self.cut();
             item
@@ -272,7 +278,7 @@ mod on {
     impl<K, V> Drop for Iter<'_, K, V> {
         #[inline(always)]
         fn drop(&mut self) {
-            core::mem::replace(&mut self.hook, IterHook::none()).finish(self.remaining);
+            core::mem::replace(&mut self.hook, IterHook::none()).finish(self.remaining());
         }
     }
 
@@ -408,6 +414,11 @@ mod off {
         #[inline(always)]
         pub(crate) fn any(&self) -> bool {
             false
+        }
+
+        #[inline(always)]
+        pub(crate) fn len(&self) -> usize {
+            0
         }
 
         #[inline(always)]

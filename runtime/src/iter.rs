@@ -230,7 +230,11 @@ pub struct Iter<'a, K, V> {
     /// What the instrumentation holds back of the current node's entries
     /// (see [`cut`](Self::cut)); zero-sized without the `instrument` feature.
     held: Held<'a, (K, V)>,
-    pub(crate) remaining: usize,
+    /// How many items follow the current node's unyielded ones: the
+    /// iterator's length is this plus `inner.entries` and what is held
+    /// back ([`remaining`](Self::remaining)). Counted per node, not per
+    /// item, so that `next()`'s fast path is the slice cursor alone.
+    beyond: usize,
     pub(crate) hook: IterHook<'a>,
 }
 
@@ -241,9 +245,17 @@ impl<'a, K, V> Iter<'a, K, V> {
     }
 
     pub(crate) fn with_hook(root: Option<&'a NodeRef<K, V>>, len: usize, hook: IterHook<'a>) -> Self {
-        let mut it = Self { inner: RawIter::sized(root, len), held: Held::none(), remaining: len, hook };
+        let inner = RawIter::sized(root, len);
+        let beyond = len - inner.entries.len();
+        let mut it = Self { inner, held: Held::none(), beyond, hook };
         it.cut();
         it
+    }
+
+    /// How many items are left: the iterator's length.
+    #[inline(always)]
+    pub(crate) fn remaining(&self) -> usize {
+        self.beyond + self.inner.entries.len() + self.held.len()
     }
 
     /// The `next()` after the current node's `entries` ran out, when the
@@ -256,13 +268,15 @@ impl<'a, K, V> Iter<'a, K, V> {
     #[inline(always)]
     pub(crate) fn next_refill(&mut self) -> Option<(&'a K, &'a V)> {
         loop {
-            if self.held.any() || self.inner.next_node() {
-                self.cut();
+            if self.held.any() {
+                // The rest of this node: `beyond` stays.
+            } else if self.inner.next_node() {
+                self.beyond -= self.inner.entries.len();
             } else {
                 return None;
             }
+            self.cut();
             if let Some((k, v)) = self.inner.entries.next() {
-                self.remaining -= 1;
                 return Some((k, v));
             }
         }
@@ -270,7 +284,7 @@ impl<'a, K, V> Iter<'a, K, V> {
 
     /// A copy of the iterator with `hook`, cut for it.
     fn copy_with(&self, hook: IterHook<'a>) -> Self {
-        let mut it = Self { inner: self.inner.clone(), held: self.held, remaining: self.remaining, hook };
+        let mut it = Self { inner: self.inner.clone(), held: self.held, beyond: self.beyond, hook };
         it.cut();
         it
     }
@@ -286,7 +300,7 @@ impl<'a, K, V> Iter<'a, K, V> {
     /// without the feature.
     #[inline(always)]
     pub(crate) fn cut(&mut self) {
-        let unwatched = self.hook.unwatched_ahead(self.remaining);
+        let unwatched = self.hook.unwatched_ahead(self.remaining());
         self.held.cut(&mut self.inner.entries, unwatched);
     }
 }
@@ -297,10 +311,9 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if let Some((k, v)) = self.inner.entries.next() {
-            self.remaining -= 1;
             return Some((k, v));
         }
-        if self.hook.watching(self.remaining) {
+        if self.hook.watching(self.remaining()) {
             return self.next_watched();
         }
         self.next_refill()
@@ -308,7 +321,8 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        let remaining = self.remaining();
+        (remaining, Some(remaining))
     }
 
     /// Internal iteration (`sum`, `for_each`, `count`, ...): once the
@@ -318,7 +332,7 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     #[inline]
     fn fold<B, F: FnMut(B, Self::Item) -> B>(mut self, init: B, mut f: F) -> B {
         let mut acc = init;
-        if self.hook.watching(self.remaining) {
+        if self.hook.watching(self.remaining()) {
             debug_assert!(self.inner.entries.len() == 0, "`cut` ends the entries before a watched `next()`");
             match self.next_watched() {
                 Some(item) => acc = f(acc, item),
@@ -333,7 +347,7 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
         let acc = inner.fold(acc, |acc, (k, v)| f(acc, (k, v)));
         // For the count of items the instrumentation records when `self` is
         // dropped. (If `f` panics, the items folded so far go uncounted.)
-        self.remaining = 0;
+        self.beyond = 0;
         acc
     }
 }
@@ -362,7 +376,7 @@ impl<K, V> Clone for RawIter<'_, K, V> {
 
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
-        self.copy_with(self.hook.restarted(self.remaining))
+        self.copy_with(self.hook.restarted(self.remaining()))
     }
 }
 
