@@ -5,8 +5,9 @@
 //! right inside a node, at node changes, at every depth, in collision
 //! nodes, and in copies taken anywhere.
 
-use std::hash::{Hash, Hasher};
+mod common;
 
+use common::Grouped;
 use snapview::{SnapMap, Snapshot};
 
 /// Walks `it` by `next()`, checking `len()` and `size_hint()` before each
@@ -85,17 +86,6 @@ fn a_copy_taken_anywhere_has_the_exact_len_of_the_rest() {
             acc
         });
         assert_eq!(rest, folded, "after {at}");
-    }
-}
-
-/// A key whose hash is shared by groups of five: the deepest level holds
-/// collision nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Grouped(u64);
-
-impl Hash for Grouped {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.0 / 5).hash(h);
     }
 }
 

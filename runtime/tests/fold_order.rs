@@ -3,20 +3,10 @@
 //! `next` by an explicit stack: whatever point an iterator was advanced to by
 //! `next`, folding the rest yields exactly what `next` would have.
 
-use std::hash::{Hash, Hasher};
+mod common;
 
+use common::Grouped;
 use snapview::{SnapMap, Snapshot};
-
-/// A key whose hash is shared by groups of three: full collisions, so the
-/// trie has collision nodes at its deepest level.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Grouped(u64);
-
-impl Hash for Grouped {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.0 / 3).hash(h);
-    }
-}
 
 fn by_next<K: Clone, V: Clone>(snap: &Snapshot<K, V>) -> Vec<(K, V)> {
     // A `for` loop calls `next`, never `fold`.

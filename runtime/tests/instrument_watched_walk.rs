@@ -6,8 +6,9 @@
 //! wherever a clone is taken, and however the rest is walked.
 #![cfg(feature = "instrument")]
 
-use std::hash::{Hash, Hasher};
+mod common;
 
+use common::Grouped;
 use snapview::{SnapMap, Snapshot};
 
 /// A map holding `0..n` (value `10 * key`) that samples one call in `every`.
@@ -99,17 +100,6 @@ fn debug_of_a_sampled_iterator_lists_what_is_left() {
     let rest: Vec<(u64, u64)> = it.map(|(k, v)| (*k, *v)).collect();
     let expected = format!("{:?}", rest.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>());
     assert_eq!(listed, expected);
-}
-
-/// A key whose hash is shared by groups of three: the trie's deepest level
-/// holds collision nodes, whose entries are cut like any node's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Grouped(u64);
-
-impl Hash for Grouped {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        (self.0 / 3).hash(h);
-    }
 }
 
 #[test]

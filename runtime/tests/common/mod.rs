@@ -1,7 +1,8 @@
 #![allow(dead_code)] // each test crate uses a different part of it
 
 //! Shared by the integration tests: a registry of live instances (drop
-//! counting) and a small deterministic generator.
+//! counting), a small deterministic generator, and a key type whose hashes
+//! collide.
 //!
 //! Each [`Tag`] gets a unique id when it is created (`new` or `clone`) and
 //! removes it from its registry when dropped; dropping an id that is not live
@@ -99,5 +100,17 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// A key whose hash is shared by groups of three (`0..3`, `3..6`, ...): full
+/// 64-bit collisions, so a trie of them has collision nodes at its deepest
+/// level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grouped(pub u64);
+
+impl std::hash::Hash for Grouped {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (self.0 / 3).hash(h);
     }
 }
