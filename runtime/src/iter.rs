@@ -31,8 +31,9 @@ const PREFETCH_MIN_LEN: usize = 16 * 1024;
 /// length or not: it does not read ranges from a mask) the slot might have
 /// been anywhere, and the loop stored the cursor back after every element:
 /// 6 instructions per element where it is now 4 (docs/benchmarks.md, "What
-/// changed in session 14"). With `instrument` on, the probe's calls in the
-/// loop keep that store anyway.
+/// changed in session 14"). With `instrument` on, the loop still stores the
+/// cursor; not because the iterator's drop reads it (a drop that did not
+/// kept the store too), and the cause is not pinned down.
 #[repr(C)]
 pub(crate) struct RawIter<'a, K, V> {
     entries: slice::Iter<'a, (K, V)>,
@@ -192,7 +193,9 @@ fn fold_leaf<'a, K, V, B>(entries: &'a [(K, V)], acc: B, f: &mut impl FnMut(B, &
 /// in a branch whose count varies from node to node; two at a time (which
 /// LLVM unrolls, and does not vectorize) is one loop and one test. The
 /// `iter` fold at 1K: 6.9 -> 5.7 instructions per element
-/// (`instructions.py`), 0.37 -> 0.30 ns (`ab.sh`); 10K 0.99 -> 0.77 ns.
+/// (`instructions.py`), 380-415 -> 292-320 ns per iteration in alternating
+/// runs of the `peers` bench; 100K read 2.5-3% slower (docs/benchmarks.md,
+/// "What changed in session 14").
 #[inline(always)]
 fn fold_entries<'a, K, V, B>(entries: &'a [(K, V)], mut acc: B, f: &mut impl FnMut(B, &'a (K, V)) -> B) -> B {
     let mut pairs = entries.chunks_exact(2);
