@@ -11,8 +11,27 @@ use crate::hooks::{Held, IterHook};
 use crate::raw::NodeRef;
 use crate::trie::MAX_DEPTH;
 
-// `RawIter::depth` is a `u8`.
+/// The type of [`RawIter`]'s depth. A `u8` makes a `for` loop keep its
+/// entry cursor in a register (see [`RawIter`]). With `instrument` on, the
+/// loop stores the cursor after every element whatever this type (why is
+/// open: docs/benchmarks.md, "What changed in session 15"), and a `u8`
+/// there only costs the index's extension at each node change, ~2
+/// instructions per element at 1K and 10K entries (`instructions.py
+/// --instrument`): hence a `usize` with the feature.
+#[cfg(not(feature = "instrument"))]
+type Depth = u8;
+#[cfg(feature = "instrument")]
+type Depth = usize;
+
 const _: () = assert!(MAX_DEPTH <= u8::MAX as usize);
+
+/// A depth as an index into the stack: a zero extension without the
+/// feature (which is what the alias analysis reads the range from).
+#[inline(always)]
+#[allow(clippy::useless_conversion, reason = "a `usize` already with `instrument`")]
+fn slot(depth: Depth) -> usize {
+    usize::from(depth)
+}
 
 /// How many siblings ahead of the node being entered are prefetched.
 const PREFETCH_AHEAD: usize = 8;
@@ -23,22 +42,20 @@ const PREFETCH_MIN_LEN: usize = 16 * 1024;
 
 /// Walks every entry under one node, in trie order.
 ///
-/// `repr(C)` with the stack last, and the depth a `u8`: so that LLVM can
-/// tell the stack's slots from the entry cursor. Its alias analysis looks
-/// through the index's zero extension and sees it at most 255 slots past
-/// the stack's start, never on the fields before it; a `for` loop then keeps
-/// `entries` in a register. With a `usize` depth (masked to the array's
+/// `repr(C)` with the stack last, and the depth a `u8` ([`Depth`]): so that
+/// LLVM can tell the stack's slots from the entry cursor. Its alias analysis
+/// looks through the index's zero extension and sees it at most 255 slots
+/// past the stack's start, never on the fields before it; a `for` loop then
+/// keeps `entries` in a register. With a `usize` depth (masked to the array's
 /// length or not: it does not read ranges from a mask) the slot might have
 /// been anywhere, and the loop stored the cursor back after every element:
 /// 6 instructions per element where it is now 4 (docs/benchmarks.md, "What
-/// changed in session 14"). With `instrument` on, the loop still stores the
-/// cursor; not because the iterator's drop reads it (a drop that did not
-/// kept the store too), and the cause is not pinned down.
+/// changed in session 14").
 #[repr(C)]
 pub(crate) struct RawIter<'a, K, V> {
     entries: slice::Iter<'a, (K, V)>,
     /// How many levels of `stack` are in use (at most [`MAX_DEPTH`]).
-    depth: u8,
+    depth: Depth,
     /// Whether to prefetch nodes ahead of the walk (see [`PREFETCH_MIN_LEN`]).
     prefetch: bool,
     stack: [slice::Iter<'a, NodeRef<K, V>>; MAX_DEPTH],
@@ -77,7 +94,7 @@ impl<'a, K, V> RawIter<'a, K, V> {
             }
         }
         self.entries = node.entries().iter();
-        self.stack[usize::from(self.depth)] = node.children().iter();
+        self.stack[slot(self.depth)] = node.children().iter();
         self.depth += 1;
     }
 
@@ -91,11 +108,11 @@ impl<'a, K, V> RawIter<'a, K, V> {
     #[inline(always)]
     fn next_node(&mut self) -> bool {
         while self.depth > 0 {
-            if let Some(child) = self.stack[usize::from(self.depth - 1)].next() {
+            if let Some(child) = self.stack[slot(self.depth - 1)].next() {
                 // Keep PREFETCH_AHEAD siblings in flight: small nodes are far
                 // apart in memory, and their misses then overlap.
                 if self.prefetch
-                    && let Some(ahead) = self.stack[usize::from(self.depth - 1)].as_slice().get(PREFETCH_AHEAD - 1)
+                    && let Some(ahead) = self.stack[slot(self.depth - 1)].as_slice().get(PREFETCH_AHEAD - 1)
                 {
                     ahead.prefetch::<2>();
                 }
@@ -131,7 +148,7 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
     #[inline]
     fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, mut f: F) -> B {
         let mut acc = fold_entries(self.entries.as_slice(), init, &mut f);
-        for level in self.stack[..usize::from(self.depth)].iter().rev() {
+        for level in self.stack[..slot(self.depth)].iter().rev() {
             acc = match self.prefetch {
                 true => fold_tree::<_, _, _, true>(level.as_slice(), acc, &mut f),
                 false => fold_tree::<_, _, _, false>(level.as_slice(), acc, &mut f),
