@@ -318,6 +318,18 @@ where
     }
 }
 
+/// `SnapMap::from([(k1, v1), (k2, v2)])`: a map whose first version holds
+/// these entries (a later duplicate key wins).
+impl<K, V, const N: usize> From<[(K, V); N]> for SnapMap<K, V, DefaultHashBuilder>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    fn from(entries: [(K, V); N]) -> Self {
+        Self::from_iter(entries)
+    }
+}
+
 /// Configures a [`SnapMap`]: its name (which labels its telemetry) and hasher.
 pub struct SnapMapBuilder<K, V, S> {
     name: Option<Box<str>>,

@@ -4,7 +4,7 @@
 use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
-use core::ops::Deref;
+use core::ops::{Deref, Index};
 use std::sync::Arc;
 
 use crate::diff::Diff;
@@ -183,6 +183,25 @@ where
     {
         let root = self.root.as_ref()?;
         trie::get_planned(root, &self.plan, self.hasher.hash_one(key), key)
+    }
+}
+
+/// `view[&key]`, as `std::collections::HashMap` has it.
+///
+/// # Panics
+///
+/// If `key` is absent ([`get`](View::get) returns an `Option`).
+impl<K, Q, V, S> Index<&Q> for View<K, V, S>
+where
+    K: Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    S: BuildHasher,
+{
+    type Output = V;
+
+    #[inline]
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry for this key in the snapview map")
     }
 }
 

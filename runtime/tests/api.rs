@@ -1,5 +1,5 @@
-//! The std-like surface: construction (`FromIterator`, `Extend`, builder,
-//! `Default`), `Debug` output, `IntoIterator` for references, `Borrow`
+//! The std-like surface: construction (`FromIterator`, `Extend`, `From` an
+//! array, builder, `Default`), indexing, `Debug` output, `IntoIterator` for references, `Borrow`
 //! look-ups, read guards, pointer equality, `std::HashMap`-like return values,
 //! version rules of each write, and (feature `serde`) serialization.
 
@@ -39,6 +39,36 @@ fn extend_publishes_one_version() {
     map.extend(std::iter::empty());
     assert_eq!(map.version(), 2, "extending with nothing publishes nothing");
     assert!(Snapshot::ptr_eq(&now, &map.snapshot()));
+}
+
+#[test]
+fn from_an_array_publishes_one_version() {
+    let map = SnapMap::from([(1u32, 10u32), (2, 20), (1, 11)]);
+    assert_eq!(map.version(), 1, "from an array is one batch");
+    assert_eq!(map.len(), 2);
+    assert_eq!(map.snapshot().get(&1), Some(&11), "a later duplicate replaces the earlier");
+    assert_eq!(map.snapshot().get(&2), Some(&20));
+    let empty = SnapMap::<u32, u32>::from([]);
+    assert_eq!(empty.version(), 0, "an empty array publishes nothing");
+}
+
+#[test]
+fn indexing_reads_present_keys_through_every_handle() {
+    let map = SnapMap::from([("a".to_string(), 1u32), ("b".to_string(), 2)]);
+    let snap = map.snapshot();
+    assert_eq!(snap["a"], 1, "a `String` key indexed by `&str`");
+    assert_eq!(snap[&"b".to_string()], 2);
+    assert_eq!(map.read()["b"], 2, "a read guard indexes too");
+    map.insert("a".to_string(), 10);
+    assert_eq!(snap["a"], 1, "a snapshot keeps its version");
+    assert_eq!(map.snapshot()["a"], 10);
+}
+
+#[test]
+#[should_panic(expected = "no entry for this key")]
+fn indexing_an_absent_key_panics() {
+    let map = SnapMap::from([(1u64, 1u64)]);
+    let _ = map.snapshot()[&2];
 }
 
 #[test]
