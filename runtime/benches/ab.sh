@@ -5,14 +5,17 @@
 # alternates them in bursts on the same maps (see probe.rs), so that the
 # host's noise hits both alike: the A/Bs in docs/benchmarks.md.
 #
-#   [AB_PROBES=N] [AB_FEATURES=F] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
+#   [AB_PROBES=N] [AB_FEATURES=F] [AB_FILL=insert] [AB_WRITES=1] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
 #   e.g. runtime/benches/ab.sh a97d991 -- 30 1000000
 #
 # AB_FEATURES builds both sides with those snapview features, e.g.
 # `instrument` (no subscriber: the instrument bench's `on-none`).
 # Lookups cycle through 64Ki keys unless AB_PROBES (a power of two) says
 # more; AB_PROBES=1048576 probes every key of a 1M map, as the criterion
-# benches do. Resolution: A/A runs (the same commit on both sides, session
+# benches do. AB_FILL=insert grows snapview's maps by one insert per key
+# (nodes scattered over the heap, as in a map written over time) instead of
+# loading them with one `extend` (nodes in iteration order). AB_WRITES=1
+# adds `publ`: publishing writes, as the `insert_publish` bench makes them. Resolution: A/A runs (the same commit on both sides, session
 # 12) differed by up to 4% at 1M and, through code layout alone, by up to
 # 19% for 1K misses; a smaller difference is not evidence.
 set -euo pipefail

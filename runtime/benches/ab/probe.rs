@@ -12,8 +12,9 @@
 //! Not a cargo target of this package (it names crates only `ab.sh` sets
 //! up): `ab.sh` copies it into `target/ab/probe` as that program's `main.rs`.
 //!
-//! Usage: `[AB_PROBES=N] snapview-ab [ROUNDS] [SIZE...]` (default 30 rounds;
-//! 1000 100000 1000000; 65536 probe keys).
+//! Usage: `[AB_PROBES=N] [AB_FILL=insert] [AB_WRITES=1] snapview-ab [ROUNDS] [SIZE...]`
+//! (default 30 rounds; 1000 100000 1000000; 65536 probe keys; maps loaded
+//! by one `extend`; reads only: `AB_WRITES=1` adds publishing writes).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -59,6 +60,45 @@ loops!(next_a, snap_a::Snapshot<u64, u64, Hasher>);
 loops!(next_b, snap_b::Snapshot<u64, u64, Hasher>);
 loops!(next_hashbrown, hashbrown::HashMap<u64, u64, Hasher>);
 
+/// Whether the snapview maps are grown by one insert per key, their nodes
+/// scattered over the heap as a map's written over time are
+/// (`AB_FILL=insert`), rather than loaded in one `extend`, which lays the
+/// nodes out in iteration order.
+fn grown_by_inserts() -> bool {
+    match std::env::var("AB_FILL").as_deref() {
+        Ok("insert") => true,
+        Ok("extend") | Err(_) => false,
+        Ok(other) => panic!("AB_FILL: `insert` or `extend`, not {other:?}"),
+    }
+}
+
+/// Whether each round also times publishing writes (`AB_WRITES=1`), after
+/// the reads: they move the written paths' nodes, so reads of later rounds
+/// see a map laid out a little differently.
+fn with_writes() -> bool {
+    std::env::var("AB_WRITES").is_ok_and(|w| w == "1")
+}
+
+/// Insert-and-remove pairs per write burst (~10 ms at 1M entries).
+const WRITE_BURST: usize = 1 << 12;
+
+macro_rules! publishes {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, fresh: &[u64]) -> u64 {
+            let mut sum = 0u64;
+            for &k in fresh {
+                sum = sum.wrapping_add(black_box(map.insert(k, k)).unwrap_or(0));
+                sum = sum.wrapping_add(black_box(map.remove(&k)).unwrap_or(0));
+            }
+            sum
+        }
+    };
+}
+
+publishes!(publish_a, snap_a::SnapMap<u64, u64, Hasher>);
+publishes!(publish_b, snap_b::SnapMap<u64, u64, Hasher>);
+
 /// How many keys each lookup burst cycles through.
 fn probe_count() -> usize {
     std::env::var("AB_PROBES").map_or(1 << 16, |p| {
@@ -77,9 +117,16 @@ fn main() {
         let keys: Vec<u64> = (0..n).map(|_| rng.next()).collect();
         let entries = || keys.iter().map(|&k| (k, k));
         let a = snap_a::SnapMap::builder().hasher(hasher()).build();
-        a.update(|tx| tx.extend(entries()));
         let b = snap_b::SnapMap::builder().hasher(hasher()).build();
-        b.update(|tx| tx.extend(entries()));
+        if grown_by_inserts() {
+            for (k, v) in entries() {
+                a.insert(k, v);
+                b.insert(k, v);
+            }
+        } else {
+            a.update(|tx| tx.extend(entries()));
+            b.update(|tx| tx.extend(entries()));
+        }
         let mut hb = hashbrown::HashMap::with_capacity_and_hasher(n, hasher());
         hb.extend(entries());
         let (sa, sb) = (a.snapshot(), b.snapshot());
@@ -119,6 +166,15 @@ fn main() {
                 record("next", build, time(passes * n, sum));
             }
             record("next", "hashbrown", time(passes * n, || next_hashbrown(&hb, passes)));
+            if with_writes() {
+                // The `insert_publish` bench's step: insert an absent key and
+                // remove it again, each write its own version.
+                let fresh = &misses[..misses.len().min(WRITE_BURST)];
+                for build in builds {
+                    let pairs = || if build == "a" { publish_a(&a, fresh) } else { publish_b(&b, fresh) };
+                    record("publ", build, time(2 * fresh.len(), pairs));
+                }
+            }
         }
         for (name, mut ns) in results {
             ns.sort_by(f64::total_cmp);
