@@ -15,9 +15,10 @@
 # benches do. AB_FILL=insert grows snapview's maps by one insert per key
 # (nodes scattered over the heap, as in a map written over time) instead of
 # loading them with one `extend` (nodes in iteration order). AB_WRITES=1
-# adds `publ`: publishing writes, as the `insert_publish` bench makes them. Resolution: A/A runs (the same commit on both sides, session
-# 12) differed by up to 4% at 1M and, through code layout alone, by up to
-# 19% for 1K misses; a smaller difference is not evidence.
+# adds `publ`: publishing writes, as the `insert_publish` bench makes them.
+# Resolution: A/A runs (the same commit on both sides, session 12) differed
+# by up to 4% at 1M and, through code layout alone, by up to 19% for 1K
+# misses; `publ` by 2-5% (session 16). A smaller difference is not evidence.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 old=${1:?usage: ab.sh OLD [NEW] [-- ROUNDS SIZE...]}
