@@ -65,7 +65,7 @@ def main():
     for size in sizes:
         for case in CASES:
             c = {peer: count(binary, peer, size, case) for peer in PEERS}
-            cell = lambda x: f"{x:.0f}" if x >= 20 else f"{x:.1f}"
+            cell = lambda x: f"{x:.0f}" if x >= 100 else f"{x:.1f}"
             print(f"| {size:,} | {case} | {cell(c['snapview'])} | {cell(c['hashbrown'])} | {cell(c['imbl'])} "
                   f"| {c['snapview'] / c['hashbrown']:.2f}x | {c['imbl'] / c['snapview']:.2f}x |", flush=True)
 
