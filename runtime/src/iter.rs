@@ -358,9 +358,10 @@ impl<'a, K, V> Iter<'a, K, V> {
     /// back, so that `next()` needs no test of its own per entry: it takes
     /// the watched path only once `entries` runs out. (Tested per entry,
     /// with the watched call in the caller's loop, the loop kept the cursor
-    /// in memory: a `for` loop ran 1.9-2.4x the feature-off build, now
+    /// in memory: a `for` loop ran 1.9-2.4x the feature-off build, then
     /// 1.4-1.5x at 1K and 10K entries, 1.1-1.2x at 100K and 1M, in
-    /// `AB_FEATURES=instrument runtime/benches/ab.sh`.) Does nothing
+    /// `AB_FEATURES=instrument runtime/benches/ab.sh`; ~2.1x, 1.4x and
+    /// 1.14x since session 17 made the feature-off loop faster.) Does nothing
     /// without the feature.
     #[inline(always)]
     pub(crate) fn cut(&mut self) {
