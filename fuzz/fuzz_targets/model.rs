@@ -72,10 +72,19 @@ fuzz_target!(|data: &[u8]| {
                 let batch: Vec<&[u8]> = ops.by_ref().take(n).collect();
                 map.update(|tx| {
                     for b in &batch {
-                        if b[0] % 2 == 0 {
-                            assert_eq!(tx.insert(Key(b[1]), u16::from(b[2])), model.insert(b[1], u16::from(b[2])));
-                        } else {
-                            assert_eq!(tx.remove(&Key(b[1])), model.remove(&b[1]));
+                        let (k, v) = (b[1], u16::from(b[2]));
+                        match b[0] % 4 {
+                            0 => assert_eq!(tx.insert(Key(k), v), model.insert(k, v)),
+                            1 => assert_eq!(tx.remove(&Key(k)), model.remove(&k)),
+                            2 => {
+                                let got = tx.entry(Key(k)).and_modify(|x| *x = x.wrapping_add(1)).or_insert(v);
+                                let want = model.entry(k).and_modify(|x| *x = x.wrapping_add(1)).or_insert(v);
+                                assert_eq!(*got, *want);
+                            }
+                            _ => {
+                                let got = tx.get_mut(&Key(k)).map(|x| std::mem::replace(x, v));
+                                assert_eq!(got, model.get_mut(&k).map(|x| std::mem::replace(x, v)));
+                            }
                         }
                         assert_eq!(tx.len(), model.len());
                     }

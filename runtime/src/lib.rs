@@ -33,6 +33,8 @@
 //!   [`SnapMap::remove`] of a present key, and [`SnapMap::update`] with at least
 //!   one effective write each publish exactly one; a write that changes
 //!   nothing (removing an absent key, an empty batch) publishes none.
+//!   [`Tx::get_mut`] of a present key, and an [`Entry`] handing out its value
+//!   mutably, count as writes even if the value is left as it was.
 //!   [`View::version`] counts published versions from 0.
 //! - Versions are totally ordered (writers take turns). A snapshot taken after
 //!   a write call returned sees that write, on any thread: publication is a
@@ -92,6 +94,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod diff;
+mod entry;
 mod hooks;
 mod iter;
 mod map;
@@ -103,6 +106,7 @@ mod view;
 mod watch;
 
 pub use diff::{Change, Diff};
+pub use entry::{Entry, OccupiedEntry, VacantEntry};
 pub use iter::{Iter, Keys, Values};
 pub use map::{DEFAULT_NAME, SnapMap, SnapMapBuilder};
 pub use tx::Tx;

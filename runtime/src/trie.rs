@@ -435,6 +435,63 @@ where
     None
 }
 
+/// The entry that [`value_mut`] is after.
+pub(crate) enum Target<'q, Q: ?Sized> {
+    /// The entry of this key, if the trie holds it.
+    Key(&'q Q),
+    /// The entry an [`insert`] of a new key with this hash just added: the
+    /// first entry on the hash's path (any other key there would shadow the
+    /// new one, which canonical form rules out), or, in a collision node, the
+    /// last one (`insert_collision` and `merge` append it). Runs no user code.
+    Inserted,
+}
+
+/// The value of `target`, in a node this trie owns alone: each node on the
+/// path is copied first if another version still shares it, as a write would
+/// copy it. `None` (having copied only nodes above a miss) if `target` is absent.
+///
+/// If `Eq` panics, `*node` still holds the same map.
+pub(crate) fn value_mut<'a, K, V, Q>(
+    mut node: &'a mut NodeRef<K, V>,
+    hash: u64,
+    target: Target<'_, Q>,
+) -> Option<&'a mut V>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    let is_target = |k: &K| match target {
+        Target::Key(key) => k.borrow() == key,
+        Target::Inserted => true,
+    };
+    let mut shift = 0;
+    loop {
+        if is_collision_level(shift) {
+            let at = match target {
+                Target::Key(_) => node.entries().iter().position(|(k, _)| is_target(k))?,
+                Target::Inserted => node.entries().len().checked_sub(1)?,
+            };
+            let (entries, _) = node.make_mut();
+            return Some(&mut entries[at].1);
+        }
+        let bit = slot_bit(hash, shift);
+        let (dm, nm) = (node.datamap(), node.nodemap());
+        match slot(node, bit) {
+            Slot::Entry(entry) if is_target(&entry.0) => {
+                let (entries, _) = node.make_mut();
+                return Some(&mut entries[index(dm, bit)].1);
+            }
+            Slot::Entry(_) | Slot::Empty => return None,
+            Slot::Child(..) => {
+                let (_, children) = node.make_mut();
+                node = children.into_child(index(nm, bit)).0;
+            }
+        }
+        shift += BITS;
+    }
+}
+
 /// The smallest sub-tree holding two entries of different keys. Runs no user code.
 fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shift: u32) -> NodeRef<K, V> {
     if is_collision_level(shift) {

@@ -3,9 +3,10 @@
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
+use crate::entry::Entry;
 use crate::iter::Iter;
 use crate::raw::NodeRef;
-use crate::trie::{self, WrittenPaths};
+use crate::trie::{self, Target, WrittenPaths};
 
 /// A trie root; `None` for an empty map.
 pub(crate) type Root<K, V> = Option<NodeRef<K, V>>;
@@ -76,7 +77,7 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     }
 }
 
-impl<K, V, S> Tx<'_, K, V, S>
+impl<'m, K, V, S> Tx<'m, K, V, S>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -87,6 +88,11 @@ where
     /// The stored key is kept when the value is replaced.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let hash = self.hasher.hash_one(&key);
+        self.insert_hashed(key, hash, value)
+    }
+
+    /// [`insert`](Self::insert) of a key whose hash is known.
+    fn insert_hashed(&mut self, key: K, hash: u64, value: V) -> Option<V> {
         // Before the trie is touched: if a `Clone` panics half-way down, the
         // copies already made on this path must still be settled at publish.
         self.written.record(hash);
@@ -134,6 +140,78 @@ where
         Some(removed)
     }
 
+    /// A mutable reference to the value of `key`, with this batch's writes.
+    ///
+    /// If `key` is present this counts as a write, whether or not the value is
+    /// then changed: the batch publishes a version (one that equals the last,
+    /// if nothing changed), and the nodes on the key's path become the batch's
+    /// own copies, as for [`insert`](Self::insert). An absent key copies nothing.
+    ///
+    /// ```
+    /// # use snapview::SnapMap;
+    /// let routes: SnapMap<String, Vec<u16>> = [("api".to_string(), vec![8080])].into();
+    /// let before = routes.snapshot();
+    /// routes.update(|tx| tx.get_mut("api").unwrap().push(8081));
+    /// assert_eq!(routes.snapshot()["api"], [8080, 8081]);
+    /// assert_eq!(before["api"], [8080]); // an older version is never changed
+    /// ```
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        // Look first, so that an absent key copies nothing.
+        self.find(hash, key)?;
+        self.value_mut(hash, Target::Key(key))
+    }
+
+    /// The entry of `key`, for in-place reading, changing, inserting or
+    /// removing, as std's `HashMap::entry`.
+    ///
+    /// Looking costs no copy; the entry's writes count as [`insert`](Self::insert),
+    /// [`get_mut`](Self::get_mut) and [`remove`](Self::remove) would.
+    ///
+    /// ```
+    /// # use snapview::SnapMap;
+    /// let hits: SnapMap<&str, u64> = SnapMap::new();
+    /// hits.update(|tx| {
+    ///     for path in ["/", "/login", "/"] {
+    ///         *tx.entry(path).or_insert(0) += 1;
+    ///     }
+    /// });
+    /// assert_eq!(hits.version(), 1); // the whole batch is one version
+    /// assert_eq!(hits.snapshot()["/"], 2);
+    /// ```
+    pub fn entry(&mut self, key: K) -> Entry<'_, 'm, K, V, S> {
+        let hash = self.hasher.hash_one(&key);
+        let present = self.find(hash, &key).is_some();
+        Entry::new(self, key, hash, present)
+    }
+
+    /// The value `target` names (with hash `hash`), made the batch's own: the
+    /// copy-on-write descent of `get_mut`, counted as a write if it finds it.
+    pub(crate) fn value_mut<Q>(&mut self, hash: u64, target: Target<'_, Q>) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let root = self.root.as_mut()?;
+        // Before the trie is touched, as in `insert`.
+        self.written.record(hash);
+        let value = trie::value_mut(root, hash, target)?;
+        self.changes += 1;
+        Some(value)
+    }
+
+    /// Inserts `key`, known absent, and returns its value, made the batch's own.
+    pub(crate) fn insert_new(&mut self, key: K, hash: u64, value: V) -> &mut V {
+        debug_assert!(self.get_key_value(&key).is_none(), "insert_new of a present key");
+        self.insert_hashed(key, hash, value);
+        self.value_mut::<K>(hash, Target::Inserted)
+            .expect("snapview bug: a key just inserted is not on its hash's path")
+    }
+
     /// Keeps only the entries for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         let doomed: Vec<K> = self.iter().filter(|(k, v)| !keep(k, v)).map(|(k, _)| k.clone()).collect();
@@ -162,8 +240,16 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let root = self.root.as_ref()?;
-        trie::get(root, self.len, self.hasher.hash_one(key), key).map(|(k, v)| (k, v))
+        self.find(self.hasher.hash_one(key), key).map(|(k, v)| (k, v))
+    }
+
+    /// The entry of `key`, whose hash is `hash`.
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        trie::get(self.root.as_ref()?, self.len, hash, key)
     }
 
     /// Whether `key` is present, with this batch's writes.

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
+use std::mem;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -37,6 +38,9 @@ trait Key: Hash + Eq + Clone + Debug {
     fn tx_remove(tx: KeyTx<'_, '_, Self>, key: &Self) -> Option<u32> {
         tx.remove(key)
     }
+    fn tx_get_mut<'a>(tx: &'a mut Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a mut u32> {
+        tx.get_mut(key)
+    }
     fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
         map.remove(key)
     }
@@ -59,6 +63,9 @@ impl Key for String {
     }
     fn tx_remove(tx: KeyTx<'_, '_, Self>, key: &Self) -> Option<u32> {
         tx.remove(key.as_str())
+    }
+    fn tx_get_mut<'a>(tx: &'a mut Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a mut u32> {
+        tx.get_mut(key.as_str())
     }
     fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
         map.remove(key.as_str())
@@ -88,10 +95,29 @@ enum TxOp<K> {
     Remove(K),
     RemoveEntry(K),
     Get(K),
+    /// Overwrite the value through `get_mut`, if present.
+    GetMut(K, u32),
+    /// One use of `entry`, of the kind given.
+    Entry(K, u32, EntryUse),
     /// Keep only values not divisible by this.
     Retain(u32),
     Extend(Vec<(K, u32)>),
     Clear,
+}
+
+/// What an `entry` call does with its entry.
+#[derive(Clone, Copy, Debug)]
+enum EntryUse {
+    /// `or_insert(v)`, then add 1 through the reference.
+    OrInsert,
+    /// `and_modify(|x| x += v).or_default()`.
+    AndModifyOrDefault,
+    /// `Occupied::insert(v)` or `Vacant::insert(v)`.
+    Insert,
+    /// `Occupied::remove_entry()`, or `Vacant::into_key()` (no write).
+    Remove,
+    /// Only `key()`, and `get()` if occupied (no write).
+    Look,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +131,16 @@ enum Op<K> {
     Snapshot(bool),
 }
 
+fn entry_use() -> impl Strategy<Value = EntryUse> + Clone {
+    prop_oneof![
+        Just(EntryUse::OrInsert),
+        Just(EntryUse::AndModifyOrDefault),
+        Just(EntryUse::Insert),
+        Just(EntryUse::Remove),
+        Just(EntryUse::Look),
+    ]
+}
+
 fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy<Value = Vec<Op<K>>> {
     let value = 0u32..16;
     let entries = vec((key.clone(), value.clone()), 0..8);
@@ -113,6 +149,8 @@ fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy
         4 => key.clone().prop_map(TxOp::Remove),
         1 => key.clone().prop_map(TxOp::RemoveEntry),
         3 => key.clone().prop_map(TxOp::Get),
+        2 => (key.clone(), value.clone()).prop_map(|(k, v)| TxOp::GetMut(k, v)),
+        4 => (key.clone(), value.clone(), entry_use()).prop_map(|(k, v, u)| TxOp::Entry(k, v, u)),
         1 => (2u32..6).prop_map(TxOp::Retain),
         1 => entries.clone().prop_map(TxOp::Extend),
         1 => Just(TxOp::Clear),
@@ -177,6 +215,65 @@ fn check_view<K: Key>(view: &KeyView<K>, model: &Model<K>, version: u64, probes:
     }
 }
 
+/// Runs one `entry` use against the transaction and the model; returns
+/// whether it was a write (a look is not; `or_insert` on a present key is,
+/// since it hands out the value mutably).
+fn run_entry<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, k: K, v: u32, used: EntryUse) -> bool {
+    use snapview::Entry;
+    use std::collections::hash_map::Entry as ModelEntry;
+    let present = model.contains_key(&k);
+    let entry = tx.entry(k.clone());
+    assert_eq!(entry.key(), &k, "entry({k:?}).key()");
+    assert_eq!(matches!(entry, Entry::Occupied(_)), present, "entry({k:?}) occupied");
+    match used {
+        EntryUse::OrInsert => {
+            let got = entry.or_insert(v);
+            *got += 1;
+            let want = model.entry(k).or_insert(v);
+            *want += 1;
+            assert_eq!(*got, *want, "or_insert");
+            true
+        }
+        EntryUse::AndModifyOrDefault => {
+            let got = *entry.and_modify(|x| *x += v).or_default();
+            let want = *model.entry(k).and_modify(|x| *x += v).or_default();
+            assert_eq!(got, want, "and_modify().or_default()");
+            true
+        }
+        EntryUse::Insert => {
+            match (entry, model.entry(k)) {
+                (Entry::Occupied(mut e), ModelEntry::Occupied(mut m)) => {
+                    assert_eq!(e.insert(v), m.insert(v), "OccupiedEntry::insert");
+                    assert_eq!(*e.get(), v, "OccupiedEntry::get after insert");
+                }
+                (Entry::Vacant(e), ModelEntry::Vacant(m)) => {
+                    assert_eq!(*e.insert(v), *m.insert(v), "VacantEntry::insert");
+                }
+                _ => unreachable!("checked above"),
+            }
+            true
+        }
+        EntryUse::Remove => match (entry, model.entry(k.clone())) {
+            (Entry::Occupied(e), ModelEntry::Occupied(m)) => {
+                assert_eq!(e.key(), m.key(), "OccupiedEntry::key is the stored key");
+                assert_eq!(e.remove_entry(), m.remove_entry(), "OccupiedEntry::remove_entry");
+                true
+            }
+            (Entry::Vacant(e), ModelEntry::Vacant(_)) => {
+                assert_eq!(e.into_key(), k, "VacantEntry::into_key");
+                false
+            }
+            _ => unreachable!("checked above"),
+        },
+        EntryUse::Look => {
+            if let Entry::Occupied(e) = entry {
+                assert_eq!(Some(e.get()), model.get(&k), "OccupiedEntry::get");
+            }
+            false
+        }
+    }
+}
+
 /// Runs one batch against the transaction and the model side by side;
 /// returns whether any write took effect.
 fn run_tx<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, ops: Vec<TxOp<K>>, probes: &[K]) -> bool {
@@ -201,6 +298,14 @@ fn run_tx<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, ops: Vec<TxOp<K>>,
                 assert_eq!(K::tx_get(tx, &k), model.get(&k), "tx.get({k:?})");
                 assert_eq!(tx.contains_key(&k), model.contains_key(&k), "tx.contains_key({k:?})");
             }
+            TxOp::GetMut(k, v) => {
+                let want = model.get_mut(&k).map(|x| mem::replace(x, v));
+                let got = K::tx_get_mut(tx, &k).map(|x| mem::replace(x, v));
+                assert_eq!(got, want, "tx.get_mut({k:?})");
+                // A found key counts as a write, changed or not.
+                effective |= want.is_some();
+            }
+            TxOp::Entry(k, v, used) => effective |= run_entry(tx, model, k, v, used),
             TxOp::Retain(m) => {
                 let before = model.len();
                 model.retain(|_, v| *v % m != 0);
@@ -249,7 +354,12 @@ fn run<K: Key>(ops: Vec<Op<K>>, absent: K) {
             Op::Batch(tx) => {
                 for t in tx {
                     match t {
-                        TxOp::Insert(k, _) | TxOp::Remove(k) | TxOp::RemoveEntry(k) | TxOp::Get(k) => note(k),
+                        TxOp::Insert(k, _)
+                        | TxOp::Remove(k)
+                        | TxOp::RemoveEntry(k)
+                        | TxOp::Get(k)
+                        | TxOp::GetMut(k, _)
+                        | TxOp::Entry(k, _, _) => note(k),
                         TxOp::Extend(entries) => entries.iter().for_each(|(k, _)| note(k)),
                         TxOp::Retain(_) | TxOp::Clear => {}
                     }

@@ -19,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Once};
 
 use common::{Registry, Tag};
-use snapview::{SnapMap, Snapshot, View};
+use snapview::{Entry, SnapMap, Snapshot, View};
 
 /// Which user code panics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -186,6 +186,8 @@ enum Write {
     BatchThenPanic,
     /// Clear and load again in one batch: the one-pass bulk build.
     Reload,
+    /// `get_mut` and the entry API in one batch.
+    Entries,
 }
 
 /// Runs `write` on the map; returns its effect on the model if it completes.
@@ -236,6 +238,23 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
             });
             next = keys.iter().map(|&k| (k, k + 1)).chain(again).collect();
         }
+        Write::Entries => {
+            let keys: Vec<u32> = model.keys().copied().collect();
+            let (a, b, c) = (keys[0], keys[keys.len() / 2], keys[keys.len() - 1]);
+            map.update(|tx| {
+                tx.get_mut(&env.key(a)).expect("present").n = 11;
+                assert_eq!(tx.entry(env.key(fresh)).or_insert(env.val(12)).n, 12);
+                tx.entry(env.key(b)).and_modify(|v| v.n = 13).or_insert_with(|| unreachable!());
+                match tx.entry(env.key(c)) {
+                    Entry::Occupied(e) => assert_eq!(e.remove().n, model[&c]),
+                    Entry::Vacant(_) => unreachable!("present"),
+                }
+            });
+            next.insert(a, 11);
+            next.insert(fresh, 12);
+            next.insert(b, 13);
+            next.remove(&c);
+        }
     }
     next
 }
@@ -269,6 +288,7 @@ fn sweep(grouping: fn(u32) -> u32) {
         Write::Batch,
         Write::BatchThenPanic,
         Write::Reload,
+        Write::Entries,
     ];
     for write in writes {
         for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {

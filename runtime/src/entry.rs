@@ -1,0 +1,212 @@
+//! [`Tx::entry`]: std's entry API on a write batch.
+
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::mem;
+
+use crate::trie::Target;
+use crate::tx::Tx;
+
+/// A key's place in a batch, vacant or occupied: from [`Tx::entry`].
+///
+/// As std's `hash_map::Entry`. Writes through it count as the batch's writes:
+/// the first one under each node copies that node if the published version
+/// still shares it, and reading copies nothing.
+pub enum Entry<'t, 'm, K, V, S> {
+    /// The batch holds the key.
+    Occupied(OccupiedEntry<'t, 'm, K, V, S>),
+    /// The batch does not hold the key.
+    Vacant(VacantEntry<'t, 'm, K, V, S>),
+}
+
+/// An entry of a key the batch holds: from [`Entry::Occupied`].
+pub struct OccupiedEntry<'t, 'm, K, V, S> {
+    tx: &'t mut Tx<'m, K, V, S>,
+    /// The key given to [`Tx::entry`], equal to the stored one.
+    key: K,
+    hash: u64,
+}
+
+/// An entry of a key the batch does not hold: from [`Entry::Vacant`].
+pub struct VacantEntry<'t, 'm, K, V, S> {
+    tx: &'t mut Tx<'m, K, V, S>,
+    key: K,
+    hash: u64,
+}
+
+/// Panics where a key found by [`Tx::entry`] is gone, which only an `Eq` or
+/// `Hash` that answers differently for the same keys can cause (the entry
+/// holds the batch exclusively meanwhile). A panic publishes nothing.
+const INCONSISTENT_KEY: &str =
+    "snapview: an occupied entry's key is no longer found: its `Hash` or `Eq` is not consistent";
+
+impl<'t, 'm, K, V, S> Entry<'t, 'm, K, V, S> {
+    pub(crate) fn new(tx: &'t mut Tx<'m, K, V, S>, key: K, hash: u64, present: bool) -> Self {
+        if present {
+            Entry::Occupied(OccupiedEntry { tx, key, hash })
+        } else {
+            Entry::Vacant(VacantEntry { tx, key, hash })
+        }
+    }
+}
+
+impl<'t, K, V, S> Entry<'t, '_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// The key: the stored one if occupied, else the one given.
+    pub fn key(&self) -> &K {
+        match self {
+            Entry::Occupied(e) => e.key(),
+            Entry::Vacant(e) => e.key(),
+        }
+    }
+
+    /// The value, inserting `default` first if the key is vacant.
+    pub fn or_insert(self, default: V) -> &'t mut V {
+        self.or_insert_with(|| default)
+    }
+
+    /// The value, inserting `default()` first if the key is vacant.
+    pub fn or_insert_with(self, default: impl FnOnce() -> V) -> &'t mut V {
+        self.or_insert_with_key(|_| default())
+    }
+
+    /// The value, inserting `default(&key)` first if the key is vacant.
+    pub fn or_insert_with_key(self, default: impl FnOnce(&K) -> V) -> &'t mut V {
+        match self {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let value = default(e.key());
+                e.insert(value)
+            }
+        }
+    }
+
+    /// Runs `f` on the value if the key is occupied; the entry goes on.
+    pub fn and_modify(self, f: impl FnOnce(&mut V)) -> Self {
+        match self {
+            Entry::Occupied(mut e) => {
+                f(e.get_mut());
+                Entry::Occupied(e)
+            }
+            vacant @ Entry::Vacant(_) => vacant,
+        }
+    }
+}
+
+impl<'t, K, V, S> Entry<'t, '_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone + Default,
+    S: BuildHasher,
+{
+    /// The value, inserting `V::default()` first if the key is vacant.
+    pub fn or_default(self) -> &'t mut V {
+        self.or_insert_with(V::default)
+    }
+}
+
+impl<'t, K, V, S> OccupiedEntry<'t, '_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn stored(&self) -> &(K, V) {
+        self.tx.find(self.hash, &self.key).expect(INCONSISTENT_KEY)
+    }
+
+    /// The stored key.
+    pub fn key(&self) -> &K {
+        &self.stored().0
+    }
+
+    /// The value.
+    pub fn get(&self) -> &V {
+        &self.stored().1
+    }
+
+    /// The value, for changing in place: a write, as [`Tx::get_mut`].
+    pub fn get_mut(&mut self) -> &mut V {
+        self.tx.value_mut(self.hash, Target::Key(&self.key)).expect(INCONSISTENT_KEY)
+    }
+
+    /// The value, borrowed for as long as the entry's batch: a write, as [`Tx::get_mut`].
+    pub fn into_mut(self) -> &'t mut V {
+        let Self { tx, key, hash } = self;
+        tx.value_mut(hash, Target::Key(&key)).expect(INCONSISTENT_KEY)
+    }
+
+    /// Replaces the value; returns the old one. The stored key is kept.
+    pub fn insert(&mut self, value: V) -> V {
+        mem::replace(self.get_mut(), value)
+    }
+
+    /// Removes the entry; returns its value.
+    pub fn remove(self) -> V {
+        self.remove_entry().1
+    }
+
+    /// Removes the entry; returns the stored key and the value.
+    pub fn remove_entry(self) -> (K, V) {
+        self.tx.remove_entry(&self.key).expect(INCONSISTENT_KEY)
+    }
+}
+
+impl<'t, K, V, S> VacantEntry<'t, '_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// The key given to [`Tx::entry`].
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Takes the key back; the batch is unchanged.
+    pub fn into_key(self) -> K {
+        self.key
+    }
+
+    /// Inserts `value` under the key; returns it, borrowed for as long as the
+    /// entry's batch. Hashes the key no second time.
+    pub fn insert(self, value: V) -> &'t mut V {
+        let Self { tx, key, hash } = self;
+        tx.insert_new(key, hash, value)
+    }
+}
+
+impl<K, V, S> fmt::Debug for Entry<'_, '_, K, V, S>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+    V: Clone + fmt::Debug,
+    S: BuildHasher,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Entry::Occupied(e) => f.debug_tuple("Entry").field(e).finish(),
+            Entry::Vacant(e) => f.debug_tuple("Entry").field(e).finish(),
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for OccupiedEntry<'_, '_, K, V, S>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+    V: Clone + fmt::Debug,
+    S: BuildHasher,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OccupiedEntry").field("key", self.key()).field("value", self.get()).finish()
+    }
+}
+
+impl<K: fmt::Debug, V, S> fmt::Debug for VacantEntry<'_, '_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("VacantEntry").field(&self.key).finish()
+    }
+}
