@@ -58,10 +58,8 @@ fn write(writer: usize, counters: &SnapMap<String, u64>, stop: &AtomicBool) -> u
     while !stop.load(Ordering::Relaxed) {
         let route = format!("/w{writer}/{}", n % 4);
         counters.update(|tx| {
-            let hits = tx.get(route.as_str()).copied().unwrap_or(0);
-            tx.insert(route, hits + 1);
-            let total = tx.get(TOTAL).copied().unwrap_or(0);
-            tx.insert(TOTAL.to_owned(), total + 1);
+            *tx.entry(route).or_insert(0) += 1;
+            *tx.entry(TOTAL.to_owned()).or_insert(0) += 1;
         });
         n += 1;
     }

@@ -135,11 +135,10 @@ pub fn longest_prefix<'a>(
 /// batch every few hundred milliseconds instead.
 fn record(stats: &StatsMap, route: &str, status: StatusCode, bytes: usize) {
     stats.update(|tx| {
-        let mut counters = tx.get(route).cloned().unwrap_or_default();
+        let counters = tx.entry(route.to_owned()).or_default();
         counters.requests += 1;
         counters.not_found += u64::from(status == StatusCode::NOT_FOUND);
         counters.response_bytes += bytes as u64;
-        tx.insert(route.to_owned(), counters);
     });
 }
 
