@@ -76,7 +76,8 @@
 //!
 //! # Features
 //!
-//! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map).
+//! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map), and
+//!   `serde::Deserialize` for [`SnapMap`] (from a map, one version).
 //!   Requires the `serde` crate.
 //! - `instrument`: every snapshot, read guard, iteration, publish and diff
 //!   (and, if a map asks, every look-up) is counted, sampled into latency

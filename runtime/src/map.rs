@@ -372,3 +372,53 @@ impl<K, V, S> SnapMapBuilder<K, V, S> {
         SnapMap::from_parts(self.name.unwrap_or_else(|| DEFAULT_NAME.into()), self.hasher, self.hooks)
     }
 }
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use core::fmt;
+    use core::hash::{BuildHasher, Hash};
+    use core::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+    use super::SnapMap;
+
+    /// Reads a map (as a [`Snapshot`](crate::Snapshot) serializes) into a new
+    /// `SnapMap`, published as one version and built in one pass, as
+    /// [`FromIterator`] does; for a repeated key the last value wins.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    impl<'de, K, V, S> Deserialize<'de> for SnapMap<K, V, S>
+    where
+        K: Deserialize<'de> + Hash + Eq + Clone,
+        V: Deserialize<'de> + Clone,
+        S: BuildHasher + Clone + Default,
+    {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let entries = deserializer.deserialize_map(Entries(PhantomData))?;
+            Ok(entries.into_iter().collect())
+        }
+    }
+
+    /// Collects a serialized map's entries in order.
+    struct Entries<K, V>(PhantomData<fn() -> (K, V)>);
+
+    /// The most entries reserved up front on a format's word: a corrupt or
+    /// hostile length must not allocate more than the data it brings.
+    const MAX_RESERVED: usize = 4096;
+
+    impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for Entries<K, V> {
+        type Value = Vec<(K, V)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0).min(MAX_RESERVED));
+            while let Some(entry) = access.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! The std-like surface: construction (`FromIterator`, `Extend`, `From` an
 //! array, builder, `Default`), indexing, `Debug` output, `IntoIterator` for references, `Borrow`
 //! look-ups, read guards, pointer equality, `std::HashMap`-like return values,
-//! version rules of each write, and (feature `serde`) serialization.
+//! version rules of each write, and (feature `serde`) serialization and
+//! deserialization.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
@@ -298,6 +299,30 @@ fn serde_round_trip_into_a_hash_map() {
     let back: HashMap<u64, Vec<u8>> =
         serde_json::from_str(&serde_json::to_string(&ints.snapshot()).expect("serializes")).expect("parses");
     assert_eq!(back, HashMap::from([(7, vec![1, 2]), (8, vec![])]));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_round_trip_into_a_snap_map() {
+    let map: SnapMap<String, Vec<u16>> = (0..500).map(|i| (format!("k{i}"), vec![i; (i % 3) as usize])).collect();
+    let json = serde_json::to_string(&map.snapshot()).expect("serializes");
+    let back: SnapMap<String, Vec<u16>> = serde_json::from_str(&json).expect("a JSON object");
+    assert_eq!(back.version(), 1, "one version, as collect");
+    assert_eq!(back.snapshot(), map.snapshot());
+
+    // A repeated key: the last value wins, as with `collect` and JSON objects into a HashMap.
+    let dup: SnapMap<String, u8> = serde_json::from_str(r#"{"a": 1, "b": 2, "a": 3}"#).expect("parses");
+    assert_eq!(dup.snapshot()["a"], 3);
+    assert_eq!(dup.len(), 2);
+
+    let empty: SnapMap<u64, u8> = serde_json::from_str("{}").expect("parses");
+    assert_eq!((empty.version(), empty.len()), (0, 0));
+
+    // Bad input is an error that says what was expected; nothing half-built escapes.
+    let err = serde_json::from_str::<SnapMap<String, u8>>("[1, 2]").expect_err("not a map");
+    assert!(err.to_string().contains("expected a map"), "{err}");
+    let err = serde_json::from_str::<SnapMap<String, u8>>(r#"{"a": 1, "b": "x"}"#).expect_err("bad value");
+    assert!(err.to_string().contains("invalid type"), "{err}");
 }
 
 /// Keys and values of unusual layouts: zero-sized, over-aligned, large.
