@@ -5,7 +5,7 @@ use core::hash::{BuildHasher, Hash};
 use core::mem;
 
 use crate::trie::Target;
-use crate::tx::Tx;
+use crate::tx::{Count, Tx};
 
 /// A key's place in a batch, vacant or occupied: from [`Tx::entry`].
 ///
@@ -25,6 +25,9 @@ pub struct OccupiedEntry<'t, 'm, K, V, S> {
     /// The key given to [`Tx::entry`], equal to the stored one.
     key: K,
     hash: u64,
+    /// Whether the entry has handed out its value mutably already: the batch
+    /// counts one write per entry, however many times it does.
+    written: bool,
 }
 
 /// An entry of a key the batch does not hold: from [`Entry::Vacant`].
@@ -43,7 +46,7 @@ const INCONSISTENT_KEY: &str =
 impl<'t, 'm, K, V, S> Entry<'t, 'm, K, V, S> {
     pub(crate) fn new(tx: &'t mut Tx<'m, K, V, S>, key: K, hash: u64, present: bool) -> Self {
         if present {
-            Entry::Occupied(OccupiedEntry { tx, key, hash })
+            Entry::Occupied(OccupiedEntry { tx, key, hash, written: false })
         } else {
             Entry::Vacant(VacantEntry { tx, key, hash })
         }
@@ -131,13 +134,20 @@ where
 
     /// The value, for changing in place: a write, as [`Tx::get_mut`].
     pub fn get_mut(&mut self) -> &mut V {
-        self.tx.value_mut(self.hash, Target::Key(&self.key)).expect(INCONSISTENT_KEY)
+        let count = self.count();
+        self.tx.value_mut(self.hash, Target::Key(&self.key), count).expect(INCONSISTENT_KEY)
     }
 
     /// The value, borrowed for as long as the entry's batch: a write, as [`Tx::get_mut`].
-    pub fn into_mut(self) -> &'t mut V {
-        let Self { tx, key, hash } = self;
-        tx.value_mut(hash, Target::Key(&key)).expect(INCONSISTENT_KEY)
+    pub fn into_mut(mut self) -> &'t mut V {
+        let count = self.count();
+        let Self { tx, key, hash, .. } = self;
+        tx.value_mut(hash, Target::Key(&key), count).expect(INCONSISTENT_KEY)
+    }
+
+    /// How the next mutable access counts: a write the first time only.
+    fn count(&mut self) -> Count {
+        if mem::replace(&mut self.written, true) { Count::Counted } else { Count::Write }
     }
 
     /// Replaces the value; returns the old one. The stored key is kept.
@@ -208,5 +218,47 @@ where
 impl<K: fmt::Debug, V, S> fmt::Debug for VacantEntry<'_, '_, K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("VacantEntry").field(&self.key).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+    use crate::trie::WrittenPaths;
+    use crate::tx::Tx;
+
+    type Hasher = foldhash::fast::FixedState;
+
+    /// The writes a batch counts (its `publish` span's `changes`) when `ops`
+    /// runs on a map of the keys 0..100.
+    fn changes(ops: impl FnOnce(&mut Tx<'_, u32, u32, Hasher>)) -> usize {
+        let hasher = Hasher::with_seed(7);
+        let mut load = Tx::new(None, 0, &hasher, WrittenPaths::default());
+        load.extend((0..100).map(|k| (k, k)));
+        let base = load.into_changes().ok().expect("loaded");
+        let mut tx = Tx::new(base.root, base.len, &hasher, WrittenPaths::default());
+        ops(&mut tx);
+        tx.into_changes().map_or(0, |c| c.changes)
+    }
+
+    #[test]
+    fn each_entry_counts_one_write_however_often_it_hands_out_its_value() {
+        assert_eq!(changes(|tx| *tx.entry(5).and_modify(|v| *v += 1).or_insert(0) += 1), 1);
+        assert_eq!(changes(|tx| *tx.entry(500).or_insert(0) += 1), 1, "a vacant insert");
+        assert_eq!(
+            changes(|tx| {
+                if let Entry::Occupied(mut e) = tx.entry(5) {
+                    *e.get_mut() += 1;
+                    e.insert(9);
+                    *e.into_mut() += 1;
+                }
+            }),
+            1
+        );
+        // Two entries of one key are two writes, as two inserts are.
+        assert_eq!(changes(|tx| (0..2).for_each(|_| *tx.entry(5).or_default() += 1)), 2);
+        assert_eq!(changes(|tx| _ = tx.get_mut(&5)), 1);
+        assert_eq!(changes(|tx| _ = tx.get_mut(&500)), 0, "an absent key");
+        assert_eq!(changes(|tx| _ = tx.entry(5).key()), 0, "a look");
     }
 }

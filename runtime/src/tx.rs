@@ -11,6 +11,14 @@ use crate::trie::{self, Target, WrittenPaths};
 /// A trie root; `None` for an empty map.
 pub(crate) type Root<K, V> = Option<NodeRef<K, V>>;
 
+/// Whether a mutable access to a value counts as one more write (the batch's
+/// `changes`, which the `publish` span reports), or belongs to one counted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    Write,
+    Counted,
+}
+
 /// The outcome of a batch that changed something.
 pub(crate) struct Changed<K, V> {
     pub(crate) root: Root<K, V>,
@@ -163,7 +171,7 @@ where
         let hash = self.hasher.hash_one(key);
         // Look first, so that an absent key copies nothing.
         self.find(hash, key)?;
-        self.value_mut(hash, Target::Key(key))
+        self.value_mut(hash, Target::Key(key), Count::Write)
     }
 
     /// The entry of `key`, for in-place reading, changing, inserting or
@@ -190,8 +198,9 @@ where
     }
 
     /// The value `target` names (with hash `hash`), made the batch's own: the
-    /// copy-on-write descent of `get_mut`, counted as a write if it finds it.
-    pub(crate) fn value_mut<Q>(&mut self, hash: u64, target: Target<'_, Q>) -> Option<&mut V>
+    /// copy-on-write descent of `get_mut`, counted as a write if it finds it
+    /// and `count` says so.
+    pub(crate) fn value_mut<Q>(&mut self, hash: u64, target: Target<'_, Q>, count: Count) -> Option<&mut V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -200,7 +209,7 @@ where
         // Before the trie is touched, as in `insert`.
         self.written.record(hash);
         let value = trie::value_mut(root, hash, target)?;
-        self.changes += 1;
+        self.changes += usize::from(count == Count::Write);
         Some(value)
     }
 
@@ -208,7 +217,8 @@ where
     pub(crate) fn insert_new(&mut self, key: K, hash: u64, value: V) -> &mut V {
         debug_assert!(self.get_key_value(&key).is_none(), "insert_new of a present key");
         self.insert_hashed(key, hash, value);
-        self.value_mut::<K>(hash, Target::Inserted)
+        // The insert counted the write.
+        self.value_mut::<K>(hash, Target::Inserted, Count::Counted)
             .expect("snapview bug: a key just inserted is not on its hash's path")
     }
 
