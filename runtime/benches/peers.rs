@@ -36,6 +36,11 @@
 //! - `batch_publish`: 1000 overwrites of present keys (new values, random keys)
 //!   published as one version; throughput 1000 elements (per write). The size
 //!   stays `n`.
+//! - `batch_upsert`: 1000 counter increments of present keys (random keys)
+//!   in one version, the read-modify-write of a metrics cache: snapview by
+//!   `*tx.entry(k).or_insert(0) += 1` and by `tx.get` then `tx.insert` (the
+//!   pattern before `Tx::entry`), imbl (clone, `entry`, `ArcSwap::store`) and
+//!   hashbrown (`entry`, no version); throughput 1000 elements.
 //! - `diff`: two versions differing in 10 keys (5 updated, 3 added, 2 removed),
 //!   time of `old.diff(&new).count()`. `imbl::HashMap` (imbl 5) has no diff;
 //!   `imbl::OrdMap::diff`, which also skips shared nodes, stands in, and
@@ -650,6 +655,76 @@ fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
     fx.evmap_w.refresh();
 }
 
+/// 1000 read-modify-writes of present keys (`+= 1`), published as one version.
+fn bench_batch_upsert(c: &mut Criterion, fx: &mut Fixture) {
+    let hits = &fx.hits;
+    let mask = hits.len() - 1;
+    let mut g = group(c, "batch_upsert", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let keys = |base: &mut usize| {
+        *base = base.wrapping_add(BATCH);
+        let base = *base;
+        (0..BATCH).map(move |t| hits[(base + t) & mask])
+    };
+
+    let map = &fx.snapview;
+    g.bench_function("snapview-entry", |b| {
+        let mut base = 0;
+        b.iter(|| {
+            map.update(|tx| {
+                for k in keys(&mut base) {
+                    let v = tx.entry(k).or_insert(0);
+                    *v = v.wrapping_add(1);
+                }
+            })
+        })
+    });
+    g.bench_function("snapview-get+insert", |b| {
+        let mut base = 0;
+        b.iter(|| {
+            map.update(|tx| {
+                for k in keys(&mut base) {
+                    let v = tx.get(&k).copied().unwrap_or(0);
+                    tx.insert(k, v.wrapping_add(1));
+                }
+            })
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        let mut base = 0;
+        b.iter(|| {
+            let mut m = ImblMap::clone(&cell.load());
+            for k in keys(&mut base) {
+                let v = m.entry(k).or_insert(0);
+                *v = v.wrapping_add(1);
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let hb = &mut fx.hashbrown;
+    g.bench_function("hashbrown", |b| {
+        let mut base = 0;
+        b.iter(|| {
+            for k in keys(&mut base) {
+                let v = hb.entry(k).or_insert(0);
+                *v = v.wrapping_add(1);
+            }
+        })
+    });
+    assert_eq!(hb.len(), fx.n);
+    g.finish();
+
+    let restore = || fx.keys.iter().map(|&k| (k, value_of(k)));
+    fx.snapview.update(|tx| tx.extend(restore()));
+    fx.hashbrown.extend(restore());
+}
+
 /// The 10 changes: 5 updated, 3 added, 2 removed.
 struct Changes {
     updated: Vec<u64>,
@@ -750,6 +825,7 @@ fn benches(c: &mut Criterion) {
         bench_iter(c, &fx);
         bench_insert_publish(c, &mut fx);
         bench_batch_publish(c, &mut fx);
+        bench_batch_upsert(c, &mut fx);
         bench_diff(c, &mut fx);
     }
 }

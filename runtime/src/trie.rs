@@ -451,11 +451,38 @@ pub(crate) enum Target<'q, Q: ?Sized> {
 /// copy it. `None` (having copied only nodes above a miss) if `target` is absent.
 ///
 /// If `Eq` panics, `*node` still holds the same map.
-pub(crate) fn value_mut<'a, K, V, Q>(
-    mut node: &'a mut NodeRef<K, V>,
+pub(crate) fn value_mut<'a, K, V, Q>(node: &'a mut NodeRef<K, V>, hash: u64, target: Target<'_, Q>) -> Option<&'a mut V>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    run_with_popcnt(ValueMut { node, hash, target })
+}
+
+/// The descent of [`value_mut`], as a [`HotPath`] (see [`Insert`]).
+struct ValueMut<'a, 'q, K, V, Q: ?Sized> {
+    node: &'a mut NodeRef<K, V>,
     hash: u64,
-    target: Target<'_, Q>,
-) -> Option<&'a mut V>
+    target: Target<'q, Q>,
+}
+
+impl<'a, K, V, Q> HotPath for ValueMut<'a, '_, K, V, Q>
+where
+    K: Borrow<Q> + Clone,
+    V: Clone,
+    Q: Eq + ?Sized,
+{
+    type Output = Option<&'a mut V>;
+
+    #[inline(always)]
+    fn run(self) -> Option<&'a mut V> {
+        value_mut_below(self.node, self.hash, self.target)
+    }
+}
+
+#[inline(always)]
+fn value_mut_below<'a, K, V, Q>(mut node: &'a mut NodeRef<K, V>, hash: u64, target: Target<'_, Q>) -> Option<&'a mut V>
 where
     K: Borrow<Q> + Clone,
     V: Clone,
