@@ -162,7 +162,7 @@ where
 
     /// Removes the entry; returns the stored key and the value.
     pub fn remove_entry(self) -> (K, V) {
-        self.tx.remove_entry(&self.key).expect(INCONSISTENT_KEY)
+        self.tx.remove_hashed(self.hash, &self.key).expect(INCONSISTENT_KEY)
     }
 }
 

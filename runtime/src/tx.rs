@@ -133,7 +133,15 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
+        self.remove_hashed(self.hasher.hash_one(key), key)
+    }
+
+    /// [`remove_entry`](Self::remove_entry) of a key whose hash is known.
+    pub(crate) fn remove_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let root = self.root.as_mut()?;
         // Look first, so that removing an absent key copies nothing.
         trie::get(root, self.len, hash, key)?;
