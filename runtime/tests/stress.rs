@@ -1,5 +1,6 @@
 //! Multi-threaded stress: writers move amounts between accounts in batches
-//! (so the total never changes) and atomically add or remove pairs of keys
+//! (so the total never changes; half of the batches write in place, through
+//! `get_mut` and `entry`) and atomically add or remove pairs of keys
 //! whose values cancel out; readers check, in every snapshot and read guard
 //! they take, that the total is the invariant, that the pairs are whole, that
 //! iteration yields exactly `len()` entries, that versions never go backwards,
@@ -107,8 +108,16 @@ fn writer(map: &Map, id: u32, stop: &AtomicBool) -> u64 {
                 let moves: Vec<(u32, u32, i64)> = (0..transfers)
                     .map(|_| (rng.below(ACCOUNTS), rng.below(ACCOUNTS), i64::from(rng.below(100)) - 50))
                     .collect();
+                // Half of the batches write in place (`get_mut`, `entry`).
+                let in_place = rng.below(2) == 0;
                 map.update(|tx| {
                     for &(from, to, amount) in &moves {
+                        if in_place {
+                            *tx.get_mut(&from).expect("accounts are never removed") -= amount;
+                            let b = tx.entry(to).or_insert_with(|| unreachable!("accounts are never removed"));
+                            *b += amount;
+                            continue;
+                        }
                         let a = *tx.get(&from).expect("accounts are never removed");
                         tx.insert(from, a - amount);
                         // Reads see the batch's own writes (from == to included).
