@@ -132,6 +132,16 @@ pub struct OpTimer<'p> {
     start: Option<u64>,
 }
 
+impl core::fmt::Debug for OpTimer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OpTimer")
+            .field("probe", self.probe)
+            .field("op", &self.op)
+            .field("sampled", &self.start.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl OpTimer<'_> {
     /// Counts the call, and records its duration if it was sampled.
     #[inline]
@@ -148,6 +158,12 @@ impl OpTimer<'_> {
 pub struct PublishTimer<'p> {
     span: EnteredSpan,
     timer: OpTimer<'p>,
+}
+
+impl core::fmt::Debug for PublishTimer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PublishTimer").field("timer", &self.timer).finish_non_exhaustive()
+    }
 }
 
 impl PublishTimer<'_> {
@@ -225,6 +241,18 @@ impl Watch {
 pub struct NextStep {
     start: Option<u64>,
     _span: Option<EnteredSpan>,
+}
+
+impl core::fmt::Debug for IterProbe<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IterProbe").field("probe", self.probe).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for NextStep {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NextStep").field("sampled", &self.start.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl IterProbe<'_> {
@@ -360,6 +388,16 @@ enum DiffState {
     Idle,
     Walking { start: Option<u64>, span: Span, changes: usize },
     Done,
+}
+
+impl core::fmt::Debug for DiffProbe<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DiffProbe")
+            .field("probe", self.probe)
+            .field("from_version", &self.from_version)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiffProbe<'_> {

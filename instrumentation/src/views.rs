@@ -151,6 +151,15 @@ pub struct ViewWindow {
     started: Instant,
 }
 
+impl fmt::Debug for ViewWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViewWindow")
+            .field("open", &self.stacks.is_some())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ViewWindow {
     /// Closes the window and returns what it collected.
     pub fn finish(mut self) -> ViewProfile {

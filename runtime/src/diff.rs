@@ -168,6 +168,13 @@ struct Unrelated<'a, K, V, S> {
     new_entries: Iter<'a, K, V>,
 }
 
+/// Opaque: the walk's position is not a value worth printing.
+impl<K, V, S> core::fmt::Debug for Diff<'_, K, V, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Diff").finish_non_exhaustive()
+    }
+}
+
 impl<'a, K, V, S> Diff<'a, K, V, S> {
     pub(crate) fn new(old: &'a View<K, V, S>, new: &'a View<K, V, S>) -> Self {
         let hook = old.meta().hook.diff(old.version(), new.version());

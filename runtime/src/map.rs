@@ -338,6 +338,16 @@ pub struct SnapMapBuilder<K, V, S> {
     _map: PhantomData<fn() -> (K, V)>,
 }
 
+impl<K, V, S: fmt::Debug> fmt::Debug for SnapMapBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapMapBuilder")
+            .field("name", &self.name)
+            .field("hasher", &self.hasher)
+            .field("hooks", &self.hooks)
+            .finish()
+    }
+}
+
 impl<K, V, S> SnapMapBuilder<K, V, S> {
     /// Names the map; instrumentation labels its spans and metrics with it.
     pub fn name(mut self, name: impl Into<String>) -> Self {

@@ -44,6 +44,13 @@ pub struct Tx<'m, K, V, S> {
     written: WrittenPaths,
 }
 
+/// The batch's entries as a map, with its writes so far.
+impl<K: core::fmt::Debug, V: core::fmt::Debug, S> core::fmt::Debug for Tx<'_, K, V, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// A batch on `root`; `written` is an empty list whose buffer it reuses.
     pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S, written: WrittenPaths) -> Self {

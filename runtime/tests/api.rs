@@ -96,6 +96,18 @@ fn debug_looks_like_a_hash_map() {
     assert_eq!(format!("{:?}", snap.keys()), keys);
     let values = format!("[{}]", snap.values().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", "));
     assert_eq!(format!("{:?}", snap.values()), values);
+
+    // A batch prints its entries with its writes so far; a diff and a builder print too.
+    map.update(|tx| {
+        tx.remove(&1);
+        let expected =
+            format!("{{{}}}", tx.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect::<Vec<_>>().join(", "));
+        assert_eq!(format!("{tx:?}"), expected);
+        assert!(!expected.contains("1:") && expected.contains("2:"), "the batch's removal shows: {expected}");
+    });
+    assert_eq!(format!("{:?}", snap.diff(&map.snapshot())), "Diff { .. }");
+    let builder = SnapMap::<u32, u32>::builder().name("routes");
+    assert!(format!("{builder:?}").starts_with(r#"SnapMapBuilder { name: Some("routes")"#), "{builder:?}");
 }
 
 #[test]
