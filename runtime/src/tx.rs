@@ -4,7 +4,7 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
 use crate::entry::Entry;
-use crate::iter::Iter;
+use crate::iter::{Iter, Keys, Values};
 use crate::raw::NodeRef;
 use crate::trie::{self, Target, WrittenPaths};
 
@@ -81,6 +81,16 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// The entries, with this batch's writes.
     pub fn iter(&self) -> Iter<'_, K, V> {
         Iter::new(self.root.as_ref(), self.len)
+    }
+
+    /// The keys, with this batch's writes.
+    pub fn keys(&self) -> Keys<'_, K, V> {
+        Keys::new(self.iter())
+    }
+
+    /// The values, with this batch's writes.
+    pub fn values(&self) -> Values<'_, K, V> {
+        Values::new(self.iter())
     }
 
     /// Removes every entry.

@@ -331,6 +331,11 @@ fn run_tx<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, ops: Vec<TxOp<K>>,
     assert_eq!(tx.iter().len(), model.len(), "tx.iter().len()");
     assert_eq!(tx.iter().count(), model.len(), "tx.iter() yields len() entries");
     assert_eq!(&seen, model, "tx.iter() equals the model");
+    let keys: HashSet<&K> = tx.keys().collect();
+    assert_eq!((tx.keys().len(), keys.len()), (model.len(), model.len()), "tx.keys() yields each key once");
+    assert!(keys.iter().all(|k| model.contains_key(*k)), "tx.keys() are the model's keys");
+    assert_eq!(tx.values().copied().sum::<u32>(), model.values().sum::<u32>(), "tx.values()");
+    assert_eq!(tx.values().len(), model.len(), "tx.values().len()");
     for p in probes {
         assert_eq!(K::tx_get(tx, p), model.get(p), "tx.get({p:?}) at the end of the batch");
     }
