@@ -56,7 +56,7 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement
 use snapview::SnapMap;
 
 mod common;
-use common::SplitMix64;
+use common::{SplitMix64, bench_sizes};
 
 /// The one hasher type, for every map that takes one.
 type H = foldhash::fast::RandomState;
@@ -65,20 +65,6 @@ type RpdsMap = rpds::HashTrieMapSync<u64, u64, H>;
 
 const DEFAULT_SIZES: &[usize] = &[1_000, 100_000, 1_000_000];
 const BATCH: usize = 1_000;
-
-/// Sizes from `SNAPVIEW_BENCH_SIZES` (comma list, `_` allowed), or the default three.
-fn sizes() -> Vec<usize> {
-    match std::env::var("SNAPVIEW_BENCH_SIZES") {
-        Ok(list) if !list.trim().is_empty() => list
-            .split(',')
-            .map(|s| {
-                let s = s.trim().replace('_', "");
-                s.parse().unwrap_or_else(|_| panic!("SNAPVIEW_BENCH_SIZES: bad size {s:?}"))
-            })
-            .collect(),
-        _ => DEFAULT_SIZES.to_vec(),
-    }
-}
 
 fn value_of(key: u64) -> u64 {
     key.rotate_left(17) ^ 0x5555
@@ -816,7 +802,7 @@ fn bench_diff(c: &mut Criterion, fx: &mut Fixture) {
 }
 
 fn benches(c: &mut Criterion) {
-    for n in sizes() {
+    for n in bench_sizes(DEFAULT_SIZES) {
         let mut fx = Fixture::new(n);
         bench_snapshot(c, &fx);
         bench_get(c, &fx, "get_hit", &fx.hits);

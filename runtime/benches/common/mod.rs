@@ -26,6 +26,21 @@ impl SplitMix64 {
     }
 }
 
+/// Sizes from `SNAPVIEW_BENCH_SIZES` (comma list, `_` allowed), or `default`.
+#[allow(dead_code)]
+pub fn bench_sizes(default: &[usize]) -> Vec<usize> {
+    match std::env::var("SNAPVIEW_BENCH_SIZES") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|s| {
+                let s = s.trim().replace('_', "");
+                s.parse().unwrap_or_else(|_| panic!("SNAPVIEW_BENCH_SIZES: bad size {s:?}"))
+            })
+            .collect(),
+        _ => default.to_vec(),
+    }
+}
+
 /// `fn $name(map, probe) -> u64`: `BURST` lookups cycling through `probe`
 /// (a power of two long), counting the keys found.
 #[allow(unused_macros)]

@@ -1,0 +1,430 @@
+//! snapview against its peers with `String` keys: a routing table.
+//!
+//! `peers.rs` measures `u64 -> u64`, the figures. The maps this crate
+//! is for (routes, config, labels) are mostly keyed by strings, where a lookup
+//! hashes and compares bytes behind a pointer and a copy-on-write write clones
+//! every key of the nodes it copies. This file measures that, with the same
+//! method as `peers.rs`: one `foldhash::fast::RandomState` instance for every
+//! map, keys from a fixed-seed generator, each map built once per size.
+//!
+//! Keys are URL paths of 2 to 4 segments (`/api/orders/3f9a`, 9-38 bytes,
+//! most over the 23 bytes a small-string type would keep inline), values
+//! `u64`; lookups take a `&str`, as a router does with a request's path.
+//!
+//! Ids are `CASE/SIZE/PEER`, e.g. `str_get_hit/100000/snapview`. Sizes:
+//! 100_000, or the comma list in `SNAPVIEW_BENCH_SIZES`.
+//!
+//! Cases (per size), as in `peers.rs`:
+//! - `str_get_hit`, `str_get_miss`: one lookup by `&str`, keys walked in a
+//!   pre-shuffled order through a handle held across iterations (throughput).
+//! - `str_iter`: a full iteration summing the values (`fold`); throughput `n`
+//!   elements.
+//! - `str_insert_publish`: insert an absent key (a clone of a prepared
+//!   `String`, made inside the timed loop for every map alike) and remove it
+//!   again, each write published on its own; throughput 2 elements.
+//! - `str_batch_publish`: 1000 overwrites of present keys in one version (the
+//!   key cloned for `insert`, for every map alike); throughput 1000 elements.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use snapview::SnapMap;
+
+mod common;
+use common::{SplitMix64, bench_sizes};
+
+type H = foldhash::fast::RandomState;
+type ImblMap = imbl::GenericHashMap<String, u64, H, imbl::shared_ptr::DefaultSharedPtr>;
+type RpdsMap = rpds::HashTrieMapSync<String, u64, H>;
+type ImblArcMap = imbl::GenericHashMap<Arc<str>, u64, H, imbl::shared_ptr::DefaultSharedPtr>;
+
+const DEFAULT_SIZES: &[usize] = &[100_000];
+const BATCH: usize = 1_000;
+const WORDS: &[&str] =
+    &["api", "v1", "v2", "users", "orders", "static", "billing", "search", "auth", "metrics", "admin", "assets"];
+
+/// A random path: 1 to 3 words, then a hex id.
+fn path(rng: &mut SplitMix64) -> String {
+    let words = 1 + rng.below(3);
+    let mut p = String::new();
+    for _ in 0..words {
+        p.push('/');
+        p.push_str(WORDS[rng.below(WORDS.len())]);
+    }
+    let id = rng.next() >> (4 * rng.below(12) as u32 + 16);
+    p.push_str(&format!("/{id:x}"));
+    p
+}
+
+fn value_of(key: &str) -> u64 {
+    key.len() as u64 * 31 + key.as_bytes()[key.len() - 1] as u64
+}
+
+struct Fixture {
+    n: usize,
+    keys: Vec<String>,
+    /// 2^k present keys, shuffled.
+    hits: Vec<String>,
+    /// 2^k keys absent from the maps.
+    misses: Vec<String>,
+    /// `hits` and `misses` as `Arc<str>`, for the maps keyed by it.
+    arc_hits: Vec<Arc<str>>,
+    arc_misses: Vec<Arc<str>>,
+    snapview: SnapMap<String, u64, H>,
+    /// The same entries keyed by `Arc<str>`: a copy-on-write copy clones a
+    /// key by a count increment instead of an allocation and a `memcpy`.
+    snapview_arc: SnapMap<Arc<str>, u64, H>,
+    imbl_arc: ImblArcMap,
+    hashbrown: hashbrown::HashMap<String, u64, H>,
+    imbl: ImblMap,
+    rpds: RpdsMap,
+    dashmap: dashmap::DashMap<String, u64, H>,
+    papaya: papaya::HashMap<String, u64, H>,
+}
+
+impl Fixture {
+    fn new(n: usize) -> Self {
+        let mut rng = SplitMix64(0x57_0000 ^ n as u64);
+        let mut seen = hashbrown::HashSet::with_capacity(2 * n);
+        let mut fresh = |count: usize, rng: &mut SplitMix64| {
+            let mut out = Vec::with_capacity(count);
+            while out.len() < count {
+                let p = path(rng);
+                if seen.insert(p.clone()) {
+                    out.push(p);
+                }
+            }
+            out
+        };
+        let keys = fresh(n, &mut rng);
+        let m = n.next_power_of_two();
+        let misses = fresh(m, &mut rng);
+        let mut hits: Vec<String> = (0..m).map(|i| keys[i % n].clone()).collect();
+        rng.shuffle(&mut hits);
+
+        let hasher = H::default();
+        let entries = || keys.iter().map(|k| (k.clone(), value_of(k)));
+        let snapview = SnapMap::builder().hasher(hasher.clone()).build();
+        snapview.update(|tx| tx.extend(entries()));
+        let mut hb = hashbrown::HashMap::with_hasher(hasher.clone());
+        hb.extend(entries());
+        let mut imbl = ImblMap::with_hasher(hasher.clone());
+        let mut rpds = RpdsMap::new_with_hasher_and_ptr_kind(hasher.clone());
+        let dashmap = dashmap::DashMap::with_hasher(hasher.clone());
+        let papaya = papaya::HashMap::builder().hasher(hasher.clone()).build();
+        {
+            let p = papaya.pin();
+            for (k, v) in entries() {
+                imbl.insert(k.clone(), v);
+                rpds.insert_mut(k.clone(), v);
+                dashmap.insert(k.clone(), v);
+                p.insert(k, v);
+            }
+        }
+        // One `Arc<str>` per key, shared by both maps and the probe arrays,
+        // as a service would intern them.
+        let interned: hashbrown::HashMap<&str, Arc<str>> =
+            keys.iter().chain(&misses).map(|k| (k.as_str(), Arc::from(k.as_str()))).collect();
+        let arc = |list: &[String]| list.iter().map(|k| interned[k.as_str()].clone()).collect::<Vec<_>>();
+        let (arc_hits, arc_misses) = (arc(&hits), arc(&misses));
+        let arc_entries = || keys.iter().map(|k| (interned[k.as_str()].clone(), value_of(k)));
+        let snapview_arc = SnapMap::builder().hasher(hasher.clone()).build();
+        snapview_arc.update(|tx| tx.extend(arc_entries()));
+        let mut imbl_arc = ImblArcMap::with_hasher(hasher.clone());
+        for (k, v) in arc_entries() {
+            imbl_arc.insert(k, v);
+        }
+        drop(interned);
+        Self {
+            n,
+            keys,
+            hits,
+            misses,
+            arc_hits,
+            arc_misses,
+            snapview,
+            snapview_arc,
+            imbl_arc,
+            hashbrown: hb,
+            imbl,
+            rpds,
+            dashmap,
+            papaya,
+        }
+    }
+}
+
+fn group<'a>(c: &'a mut Criterion, case: &str, n: usize) -> BenchmarkGroup<'a, WallTime> {
+    c.benchmark_group(format!("{case}/{n}"))
+}
+
+/// Times `get(probe[i])` for `i` walking `probe` (2^k keys) in order.
+fn lookups(b: &mut criterion::Bencher<'_>, probe: &[String], get: impl Fn(&str) -> Option<u64>) {
+    let mask = probe.len() - 1;
+    let mut i = 0;
+    b.iter(|| {
+        i = (i + 1) & mask;
+        black_box(get(probe[i].as_str()))
+    })
+}
+
+fn bench_get(c: &mut Criterion, fx: &Fixture, case: &str, probe: &[String]) {
+    assert!(probe.len().is_power_of_two());
+    let mut g = group(c, case, fx.n);
+    let snap = fx.snapview.snapshot();
+    g.bench_function("snapview", |b| lookups(b, probe, |k| snap.get(k).copied()));
+    drop(snap);
+    let snap = fx.snapview_arc.snapshot();
+    g.bench_function("snapview<Arc<str>>", |b| lookups(b, probe, |k| snap.get(k).copied()));
+    drop(snap);
+    g.bench_function("hashbrown", |b| lookups(b, probe, |k| fx.hashbrown.get(k).copied()));
+    g.bench_function("imbl", |b| lookups(b, probe, |k| fx.imbl.get(k).copied()));
+    g.bench_function("rpds", |b| lookups(b, probe, |k| fx.rpds.get(k).copied()));
+    g.bench_function("dashmap", |b| lookups(b, probe, |k| fx.dashmap.get(k).map(|r| *r)));
+    let pinned = fx.papaya.pin();
+    g.bench_function("papaya", |b| lookups(b, probe, |k| pinned.get(k).copied()));
+    drop(pinned);
+    g.finish();
+}
+
+fn bench_iter(c: &mut Criterion, fx: &Fixture) {
+    let expected = fx.keys.iter().fold(0u64, |s, k| s.wrapping_add(value_of(k)));
+    let mut g = group(c, "str_iter", fx.n);
+    g.throughput(Throughput::Elements(fx.n as u64));
+    g.sampling_mode(SamplingMode::Flat);
+    macro_rules! sum {
+        ($name:literal, $iter:expr) => {
+            let sum = || $iter.fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+            assert_eq!(sum(), expected, $name);
+            g.bench_function($name, |b| b.iter(|| black_box(sum())));
+        };
+    }
+    let snap = fx.snapview.snapshot();
+    sum!("snapview", snap.iter());
+    sum!("hashbrown", fx.hashbrown.iter());
+    sum!("imbl", fx.imbl.iter());
+    sum!("rpds", fx.rpds.iter());
+    g.finish();
+}
+
+/// Insert an absent key, publish; remove it, publish. Size stays `n`.
+fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
+    let fresh = &fx.misses;
+    let mut g = group(c, "str_insert_publish", fx.n);
+    g.throughput(Throughput::Elements(2));
+    // Runs `pair(key)` for each fresh key in turn.
+    fn each_fresh<T>(b: &mut criterion::Bencher<'_>, fresh: &[T], mut pair: impl FnMut(&T)) {
+        let mask = fresh.len() - 1;
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            pair(&fresh[i])
+        })
+    }
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        each_fresh(b, fresh, |k| {
+            black_box(map.insert(k.clone(), 1));
+            black_box(map.remove(k.as_str()));
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let map = &fx.snapview_arc;
+    g.bench_function("snapview<Arc<str>>", |b| {
+        each_fresh(b, &fx.arc_misses, |k| {
+            black_box(map.insert(k.clone(), 1));
+            black_box(map.remove(&**k));
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl_arc.clone());
+    g.bench_function("imbl<Arc<str>>+ArcSwap", |b| {
+        each_fresh(b, &fx.arc_misses, |k| {
+            let mut m = ImblArcMap::clone(&cell.load());
+            m.insert(k.clone(), 1);
+            cell.store(Arc::new(m));
+            let mut m = ImblArcMap::clone(&cell.load());
+            m.remove(&**k);
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        each_fresh(b, fresh, |k| {
+            let mut m = ImblMap::clone(&cell.load());
+            m.insert(k.clone(), 1);
+            cell.store(Arc::new(m));
+            let mut m = ImblMap::clone(&cell.load());
+            m.remove(k.as_str());
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    g.bench_function("rpds+ArcSwap", |b| {
+        each_fresh(b, fresh, |k| {
+            let m = cell.load().insert(k.clone(), 1);
+            cell.store(Arc::new(m));
+            let m = cell.load().remove(k.as_str());
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().size(), fx.n);
+    drop(cell);
+
+    let dm = &fx.dashmap;
+    g.bench_function("dashmap", |b| {
+        each_fresh(b, fresh, |k| {
+            black_box(dm.insert(k.clone(), 1));
+            black_box(dm.remove(k.as_str()));
+        })
+    });
+    assert_eq!(dm.len(), fx.n);
+
+    let pinned = fx.papaya.pin();
+    g.bench_function("papaya", |b| {
+        each_fresh(b, fresh, |k| {
+            black_box(pinned.insert(k.clone(), 1));
+            black_box(pinned.remove(k.as_str()));
+        })
+    });
+    assert_eq!(pinned.len(), fx.n);
+    drop(pinned);
+
+    let hb = &mut fx.hashbrown;
+    g.bench_function("hashbrown", |b| {
+        each_fresh(b, fresh, |k| {
+            black_box(hb.insert(k.clone(), 1));
+            black_box(hb.remove(k.as_str()));
+        })
+    });
+    assert_eq!(hb.len(), fx.n);
+    g.finish();
+}
+
+/// 1000 overwrites of present keys with new values, published as one version.
+fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
+    let hits = &fx.hits;
+    let mask = hits.len() - 1;
+    let mut g = group(c, "str_batch_publish", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    // Runs `batch(base, value)` for the next 1000 keys (`hits[base..]`,
+    // wrapping) and a new value each time.
+    fn each_batch(b: &mut criterion::Bencher<'_>, mut batch: impl FnMut(usize, u64)) {
+        let (mut base, mut round) = (0usize, 0u64);
+        b.iter(|| {
+            base = base.wrapping_add(BATCH);
+            round += 1;
+            batch(base, round)
+        })
+    }
+    let keys = |base: usize| (0..BATCH).map(move |t| &hits[(base + t) & mask]);
+    let arc_hits = &fx.arc_hits;
+    let arc_keys = |base: usize| (0..BATCH).map(move |t| &arc_hits[(base + t) & mask]);
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        each_batch(b, |base, v| {
+            map.update(|tx| {
+                for k in keys(base) {
+                    tx.insert(k.clone(), v);
+                }
+            })
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let map = &fx.snapview_arc;
+    g.bench_function("snapview<Arc<str>>", |b| {
+        each_batch(b, |base, v| {
+            map.update(|tx| {
+                for k in arc_keys(base) {
+                    tx.insert(k.clone(), v);
+                }
+            })
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl_arc.clone());
+    g.bench_function("imbl<Arc<str>>+ArcSwap", |b| {
+        each_batch(b, |base, v| {
+            let mut m = ImblArcMap::clone(&cell.load());
+            for k in arc_keys(base) {
+                m.insert(k.clone(), v);
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        each_batch(b, |base, v| {
+            let mut m = ImblMap::clone(&cell.load());
+            for k in keys(base) {
+                m.insert(k.clone(), v);
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    g.bench_function("rpds+ArcSwap", |b| {
+        each_batch(b, |base, v| {
+            let mut m = RpdsMap::clone(&cell.load());
+            for k in keys(base) {
+                m.insert_mut(k.clone(), v);
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    assert_eq!(cell.load().size(), fx.n);
+    drop(cell);
+
+    let hb = &mut fx.hashbrown;
+    g.bench_function("hashbrown", |b| {
+        each_batch(b, |base, v| {
+            for k in keys(base) {
+                hb.insert(k.clone(), v);
+            }
+        })
+    });
+    assert_eq!(hb.len(), fx.n);
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    for n in bench_sizes(DEFAULT_SIZES) {
+        let mut fx = Fixture::new(n);
+        bench_get(c, &fx, "str_get_hit", &fx.hits);
+        bench_get(c, &fx, "str_get_miss", &fx.misses);
+        bench_iter(c, &fx);
+        bench_insert_publish(c, &mut fx);
+        bench_batch_publish(c, &mut fx);
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2))
+}
+
+fn main() {
+    let mut c = config().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+}
