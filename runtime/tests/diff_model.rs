@@ -9,29 +9,18 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use snapview::{Change, SnapMap, Snapshot, View};
 
+mod common;
+use common::Colliding;
+
 type Model<K> = HashMap<K, u8>;
 /// A snapshot and the model's contents when it was taken.
 type Saved<K, S> = (Snapshot<K, u8, S>, Model<K>);
-
-/// A key whose `Hash` sees only `hash` (a function of `id` fixed by the
-/// strategy): equal `hash`, equal 64-bit hash, so collision nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Colliding {
-    id: u16,
-    hash: u16,
-}
-
-impl Hash for Colliding {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.hash.hash(state);
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Op<K> {

@@ -9,12 +9,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::mem;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 use snapview::{DefaultHashBuilder, SnapMap, Snapshot, Tx, View};
+
+mod common;
+use common::Colliding;
 
 type Map<K> = SnapMap<K, u32>;
 type Model<K> = HashMap<K, u32>;
@@ -69,21 +72,6 @@ impl Key for String {
     }
     fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
         map.remove(key.as_str())
-    }
-}
-
-/// A key whose `Hash` sees only `hash`, a function of `id` chosen by the
-/// strategy: keys with equal `hash` have equal 64-bit hashes under any hasher,
-/// so they end in collision nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Colliding {
-    id: u16,
-    hash: u16,
-}
-
-impl Hash for Colliding {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.hash.hash(state);
     }
 }
 

@@ -114,3 +114,18 @@ impl std::hash::Hash for Grouped {
         (self.0 / 3).hash(h);
     }
 }
+
+/// A key whose `Hash` sees only `hash`, a function of `id` chosen by the
+/// test: keys with equal `hash` have equal 64-bit hashes under any hasher,
+/// so they end in collision nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Colliding {
+    pub id: u16,
+    pub hash: u16,
+}
+
+impl std::hash::Hash for Colliding {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.hash.hash(state);
+    }
+}
