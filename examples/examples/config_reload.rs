@@ -52,21 +52,12 @@ async fn main() {
     println!("the watcher saw {seen} versions, then the map was dropped");
 }
 
-/// Parses `flag = value` lines and makes the map equal to them in one batch.
+/// Parses `flag = value` lines and makes the map equal to them in one batch,
+/// writing only the flags that differ (`Tx::assign`).
 fn reload(flags: &Flags, text: &str) {
-    let wanted: BTreeMap<String, String> = text
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    flags.update(|tx| {
-        tx.retain(|k, _| wanted.contains_key(k));
-        for (k, v) in &wanted {
-            if tx.get(k.as_str()) != Some(v) {
-                tx.insert(k.clone(), v.clone());
-            }
-        }
-    });
+    let wanted =
+        text.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()));
+    flags.update(|tx| tx.assign(wanted));
 }
 
 /// Logs the diff of every new version against the one before it.

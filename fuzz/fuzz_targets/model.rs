@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     let mut ops = data.chunks_exact(3);
     while let Some(&[op, k, v]) = ops.next() {
         let value = u16::from(v) << 1;
-        match op % 9 {
+        match op % 10 {
             0..=2 => assert_eq!(map.insert(Key(k), value), model.insert(k, value)),
             3 | 4 => assert_eq!(map.remove(&Key(k)), model.remove(&k)),
             5 => {
@@ -103,6 +103,24 @@ fuzz_target!(|data: &[u8]| {
                 });
                 model.clear();
                 model.extend(pairs.iter().copied());
+            }
+            8 => {
+                // A reload by `assign`: the current contents less the keys
+                // divisible by a divisor from `k`, then up to 15 following
+                // (key, value) pairs, of which a repeated key's last wins.
+                let n = usize::from(v % 16);
+                let divisor = k % 7 + 2;
+                let pairs: Vec<(u8, u16)> = ops.by_ref().take(n).map(|b| (b[1], u16::from(b[2]))).collect();
+                let table: Vec<(u8, u16)> =
+                    model.iter().filter(|&(k, _)| k % divisor != 0).map(|(&k, &v)| (k, v)).chain(pairs).collect();
+                let wanted: Model = table.iter().copied().collect();
+                let differing = wanted.iter().filter(|&(k, v)| model.get(k) != Some(v)).count()
+                    + model.keys().filter(|k| !wanted.contains_key(*k)).count();
+                let version = map.version();
+                let written = map.update(|tx| tx.assign(table.iter().map(|&(k, v)| (Key(k), v))));
+                assert_eq!(written, differing);
+                assert_eq!(map.version(), version + u64::from(written > 0));
+                model = wanted;
             }
             _ => {
                 let now = map.snapshot();

@@ -90,6 +90,10 @@ enum TxOp<K> {
     /// Keep only values not divisible by this.
     Retain(u32),
     Extend(Vec<(K, u32)>),
+    /// `assign` of the batch's entries whose value is not divisible by the
+    /// number, then the listed ones (which may repeat keys): a reload that
+    /// keeps most entries, drops some and adds or changes a few.
+    Assign(u32, Vec<(K, u32)>),
     Clear,
 }
 
@@ -141,6 +145,7 @@ fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy
         4 => (key.clone(), value.clone(), entry_use()).prop_map(|(k, v, u)| TxOp::Entry(k, v, u)),
         1 => (2u32..6).prop_map(TxOp::Retain),
         1 => entries.clone().prop_map(TxOp::Extend),
+        1 => ((2u32..20), entries.clone()).prop_map(|(m, edits)| TxOp::Assign(m, edits)),
         1 => Just(TxOp::Clear),
     ];
     let op = prop_oneof![
@@ -305,6 +310,17 @@ fn run_tx<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, ops: Vec<TxOp<K>>,
                 model.extend(entries.iter().cloned());
                 tx.extend(entries);
             }
+            TxOp::Assign(m, edits) => {
+                let table: Vec<(K, u32)> =
+                    model.iter().filter(|&(_, v)| *v % m != 0).map(|(k, v)| (k.clone(), *v)).chain(edits).collect();
+                let wanted: Model<K> = table.iter().cloned().collect();
+                let differing = wanted.iter().filter(|&(k, v)| model.get(k) != Some(v)).count();
+                let dropped = model.keys().filter(|k| !wanted.contains_key(*k)).count();
+                let written = tx.assign(table);
+                assert_eq!(written, differing + dropped, "assign's count of keys written");
+                effective |= written > 0;
+                *model = wanted;
+            }
             TxOp::Clear => {
                 effective |= !model.is_empty();
                 model.clear();
@@ -353,7 +369,7 @@ fn run<K: Key>(ops: Vec<Op<K>>, absent: K) {
                         | TxOp::Get(k)
                         | TxOp::GetMut(k, _)
                         | TxOp::Entry(k, _, _) => note(k),
-                        TxOp::Extend(entries) => entries.iter().for_each(|(k, _)| note(k)),
+                        TxOp::Extend(entries) | TxOp::Assign(_, entries) => entries.iter().for_each(|(k, _)| note(k)),
                         TxOp::Retain(_) | TxOp::Clear => {}
                     }
                 }

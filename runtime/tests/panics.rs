@@ -188,6 +188,22 @@ enum Write {
     Reload,
     /// `get_mut` and the entry API in one batch.
     Entries,
+    /// `assign` of the map's table with one key dropped, one changed and one
+    /// added: a hot reload that writes only what differs.
+    Assign,
+}
+
+impl Write {
+    /// Every how many calls of a kind the sweep sets its trap. `assign` makes
+    /// ~600 calls of `Hash` and of `Eq` on a map of 300 keys (both sides
+    /// hashed, then looked up) before its first write; a trap at every one
+    /// would take ~4x the sweep's time, and under valgrind ~20 minutes.
+    fn trap_stride(self) -> u32 {
+        match self {
+            Write::Assign => 5,
+            _ => 1,
+        }
+    }
 }
 
 /// Runs `write` on the map; returns its effect on the model if it completes.
@@ -255,6 +271,19 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
             next.insert(b, 13);
             next.remove(&c);
         }
+        Write::Assign => {
+            let keys: Vec<u32> = model.keys().copied().collect();
+            let (changed, dropped) = (keys[keys.len() / 4], keys[keys.len() / 2]);
+            let table: Model = model
+                .iter()
+                .filter(|&(&k, _)| k != dropped)
+                .map(|(&k, &v)| (k, if k == changed { v + 1 } else { v }))
+                .chain([(fresh, 9)])
+                .collect();
+            let written = map.update(|tx| tx.assign(table.iter().map(|(&k, &v)| (env.key(k), env.val(v)))));
+            assert_eq!(written, 3, "one key dropped, one changed, one added");
+            next = table;
+        }
     }
     next
 }
@@ -289,10 +318,11 @@ fn sweep(grouping: fn(u32) -> u32) {
         Write::BatchThenPanic,
         Write::Reload,
         Write::Entries,
+        Write::Assign,
     ];
     for write in writes {
         for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
-            for after in 0.. {
+            for after in (0..).step_by(write.trap_stride() as usize) {
                 let before = map.snapshot();
                 let before_model = model.clone();
                 let outcome = with_trap(trap, after, || attempt(&env, &map, write, &model, fresh));
@@ -335,7 +365,7 @@ fn sweep(grouping: fn(u32) -> u32) {
 
                 // Past the last call of this kind the write goes through; a
                 // batch that always panics stops when no trap is reached either.
-                if completed || after > 160 {
+                if completed || after > 160 * write.trap_stride() {
                     break;
                 }
                 if matches!(write, Write::BatchThenPanic) && !FIRED.get() {

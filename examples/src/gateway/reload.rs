@@ -62,19 +62,14 @@ impl fmt::Display for RouteDiff {
 /// before and after is exactly this batch.
 pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
     let before = routes.snapshot();
-    routes.update(|tx| {
-        tx.retain(|prefix, _| table.contains_key(prefix));
-        for (prefix, upstream) in table {
-            // Re-inserting an equal value would still count as a write.
-            if tx.get(prefix.as_str()) != Some(upstream) {
-                tx.insert(prefix.clone(), upstream.clone());
-            }
-        }
-    });
-    let after = routes.snapshot();
-    if after.version() == before.version() {
+    // Writes only the routes that differ, so the version shares everything
+    // else with the last one and an unchanged file publishes nothing.
+    let written =
+        routes.update(|tx| tx.assign(table.iter().map(|(prefix, upstream)| (prefix.clone(), upstream.clone()))));
+    if written == 0 {
         return None;
     }
+    let after = routes.snapshot();
     let mut diff = RouteDiff { from_version: before.version(), to_version: after.version(), ..RouteDiff::default() };
     for change in before.diff(&after) {
         match change {
