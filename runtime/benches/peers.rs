@@ -41,6 +41,9 @@
 //!   `*tx.entry(k).or_insert(0) += 1` and by `tx.get` then `tx.insert` (the
 //!   pattern before `Tx::entry`), imbl (clone, `entry`, `ArcSwap::store`) and
 //!   hashbrown (`entry`, no version); throughput 1000 elements.
+//! - `load`: building a map of all `n` entries from an iterator (`collect`:
+//!   a first load, or a reload into an empty map), dropping it included
+//!   (snapview, hashbrown, imbl).
 //! - `diff`: two versions differing in 10 keys (5 updated, 3 added, 2 removed),
 //!   time of `old.diff(&new).count()`. `imbl::HashMap` (imbl 5) has no diff;
 //!   `imbl::OrdMap::diff`, which also skips shared nodes, stands in, and
@@ -711,6 +714,36 @@ fn bench_batch_upsert(c: &mut Criterion, fx: &mut Fixture) {
     fx.hashbrown.extend(restore());
 }
 
+/// A new map of all entries from an iterator (and its drop).
+fn bench_load(c: &mut Criterion, fx: &Fixture) {
+    let mut g = group(c, "load", fx.n);
+    g.throughput(Throughput::Elements(fx.n as u64));
+    g.sampling_mode(SamplingMode::Flat);
+    let entries = || fx.keys.iter().map(|&k| (k, value_of(k)));
+    g.bench_function("snapview", |b| {
+        b.iter(|| {
+            let map: SnapMap<u64, u64, H> = SnapMap::with_hasher(fx.hasher.clone());
+            map.update(|tx| tx.extend(entries()));
+            map
+        })
+    });
+    g.bench_function("hashbrown", |b| {
+        b.iter(|| {
+            let mut map = hashbrown::HashMap::with_hasher(fx.hasher.clone());
+            map.extend(entries());
+            map
+        })
+    });
+    g.bench_function("imbl", |b| {
+        b.iter(|| {
+            let mut map = ImblMap::with_hasher(fx.hasher.clone());
+            map.extend(entries());
+            map
+        })
+    });
+    g.finish();
+}
+
 /// The 10 changes: 5 updated, 3 added, 2 removed.
 struct Changes {
     updated: Vec<u64>,
@@ -812,6 +845,7 @@ fn benches(c: &mut Criterion) {
         bench_insert_publish(c, &mut fx);
         bench_batch_publish(c, &mut fx);
         bench_batch_upsert(c, &mut fx);
+        bench_load(c, &fx);
         bench_diff(c, &mut fx);
     }
 }

@@ -24,6 +24,13 @@
 //!   again, each write published on its own; throughput 2 elements.
 //! - `str_batch_publish`: 1000 overwrites of present keys in one version (the
 //!   key cloned for `insert`, for every map alike); throughput 1000 elements.
+//! - `str_reload`: a hot reload of the whole table, alternating between two
+//!   tables that differ in 10 keys (5 values changed, 3 keys added, 2
+//!   removed), each handed over as a freshly read `Vec<(String, u64)>` (its
+//!   clone is in the timed loop, for every map alike): snapview's
+//!   `Tx::assign` (writes the 10 differences), snapview's `clear` + `extend`
+//!   (rebuilds), and rebuilding an `imbl::HashMap` or a `hashbrown::HashMap`
+//!   behind an `ArcSwap`. Per reload.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -65,6 +72,8 @@ fn value_of(key: &str) -> u64 {
 
 struct Fixture {
     n: usize,
+    /// The one hasher instance every map was built with.
+    hasher: H,
     keys: Vec<String>,
     /// 2^k present keys, shuffled.
     hits: Vec<String>,
@@ -140,6 +149,7 @@ impl Fixture {
         drop(interned);
         Self {
             n,
+            hasher,
             keys,
             hits,
             misses,
@@ -408,6 +418,67 @@ fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
     g.finish();
 }
 
+/// Reloads of the whole table, alternating between two that differ in 10 keys.
+fn bench_reload(c: &mut Criterion, fx: &Fixture) {
+    let base: Vec<(String, u64)> = fx.keys.iter().map(|k| (k.clone(), value_of(k))).collect();
+    let mut edited = base.clone();
+    for (_, v) in edited.iter_mut().step_by(fx.n / 5).take(5) {
+        *v += 1;
+    }
+    edited.truncate(fx.n - 2);
+    edited.extend(fx.misses[..3].iter().map(|k| (k.clone(), 1)));
+    let tables = [base, edited];
+    let mut g = group(c, "str_reload", fx.n);
+    g.sampling_mode(SamplingMode::Flat);
+    // Runs `reload(table)` with a fresh copy of each table in turn.
+    fn each_reload(
+        b: &mut criterion::Bencher<'_>,
+        tables: &[Vec<(String, u64)>; 2],
+        mut reload: impl FnMut(Vec<(String, u64)>),
+    ) {
+        let mut i = 0;
+        b.iter(|| {
+            i ^= 1;
+            reload(tables[i].clone())
+        })
+    }
+
+    let map: SnapMap<String, u64, H> = SnapMap::builder().hasher(fx.hasher.clone()).build();
+    map.update(|tx| tx.extend(tables[0].clone()));
+    let mut written = 0;
+    g.bench_function("snapview-assign", |b| each_reload(b, &tables, |t| written = map.update(|tx| tx.assign(t))));
+    assert_eq!(written, 10, "two tables differing in 5 values, 3 added and 2 removed keys");
+    g.bench_function("snapview-clear+extend", |b| {
+        each_reload(b, &tables, |t| {
+            map.update(|tx| {
+                tx.clear();
+                tx.extend(t)
+            })
+        })
+    });
+    drop(map);
+
+    let cell = ArcSwap::from_pointee(ImblMap::with_hasher(fx.hasher.clone()));
+    g.bench_function("imbl+ArcSwap", |b| {
+        each_reload(b, &tables, |t| {
+            let mut m = ImblMap::with_hasher(fx.hasher.clone());
+            m.extend(t);
+            cell.store(Arc::new(m))
+        })
+    });
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(hashbrown::HashMap::with_hasher(fx.hasher.clone()));
+    g.bench_function("hashbrown+ArcSwap", |b| {
+        each_reload(b, &tables, |t| {
+            let mut m = hashbrown::HashMap::with_hasher(fx.hasher.clone());
+            m.extend(t);
+            cell.store(Arc::new(m))
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     for n in bench_sizes(DEFAULT_SIZES) {
         let mut fx = Fixture::new(n);
@@ -416,6 +487,7 @@ fn benches(c: &mut Criterion) {
         bench_iter(c, &fx);
         bench_insert_publish(c, &mut fx);
         bench_batch_publish(c, &mut fx);
+        bench_reload(c, &fx);
     }
 }
 

@@ -195,9 +195,9 @@ enum Write {
 
 impl Write {
     /// Every how many calls of a kind the sweep sets its trap. `assign` makes
-    /// ~600 calls of `Hash` and of `Eq` on a map of 300 keys (both sides
-    /// hashed, then looked up) before its first write; a trap at every one
-    /// would take ~4x the sweep's time, and under valgrind ~20 minutes.
+    /// ~600 calls of `Hash` and ~300 of `Eq` on a map of 300 keys (both sides
+    /// hashed, each key compared once) before its first write; a trap at
+    /// every one would take ~4x the sweep's time, and under valgrind far more.
     fn trap_stride(self) -> u32 {
         match self {
             Write::Assign => 5,
