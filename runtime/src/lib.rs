@@ -61,7 +61,9 @@
 //! has its nodes wherever the allocator put them, and once it outgrows the
 //! CPU's last-level cache (around a million entries) iterating it can take
 //! twice as long. A batch that calls `clear()` and then `extend` lays the
-//! map out afresh. An old
+//! map out afresh; to reload a whole table and keep what did not change
+//! shared with the last version, [`Tx::assign`] writes only what differs
+//! (an unchanged table publishes nothing). An old
 //! version's memory is freed by whoever drops its last snapshot, and costs
 //! only what that version did not share. See `docs/design.md` for invariants
 //! and memory orders.
