@@ -52,14 +52,16 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use criterion::{Criterion, SamplingMode, Throughput};
 use snapview::SnapMap;
 
 mod common;
 use common::{SplitMix64, bench_sizes};
+#[path = "common/criterion.rs"]
+mod setup;
+use setup::{config, group};
 
 /// The one hasher type, for every map that takes one.
 type H = foldhash::fast::RandomState;
@@ -175,10 +177,6 @@ impl Fixture {
             evmap_w,
         }
     }
-}
-
-fn group<'a>(c: &'a mut Criterion, case: &str, n: usize) -> BenchmarkGroup<'a, WallTime> {
-    c.benchmark_group(format!("{case}/{n}"))
 }
 
 fn bench_snapshot(c: &mut Criterion, fx: &Fixture) {
@@ -848,10 +846,6 @@ fn benches(c: &mut Criterion) {
         bench_load(c, &fx);
         bench_diff(c, &mut fx);
     }
-}
-
-fn config() -> Criterion {
-    Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2))
 }
 
 // What `criterion_group!`/`criterion_main!` expand to, without their public

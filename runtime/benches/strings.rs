@@ -34,14 +34,16 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use criterion::{Criterion, SamplingMode, Throughput};
 use snapview::SnapMap;
 
 mod common;
 use common::{SplitMix64, bench_sizes};
+#[path = "common/criterion.rs"]
+mod setup;
+use setup::{config, group};
 
 type H = foldhash::fast::RandomState;
 type ImblMap = imbl::GenericHashMap<String, u64, H, imbl::shared_ptr::DefaultSharedPtr>;
@@ -165,10 +167,6 @@ impl Fixture {
             papaya,
         }
     }
-}
-
-fn group<'a>(c: &'a mut Criterion, case: &str, n: usize) -> BenchmarkGroup<'a, WallTime> {
-    c.benchmark_group(format!("{case}/{n}"))
 }
 
 /// Times `get(probe[i])` for `i` walking `probe` (2^k keys) in order.
@@ -489,10 +487,6 @@ fn benches(c: &mut Criterion) {
         bench_batch_publish(c, &mut fx);
         bench_reload(c, &fx);
     }
-}
-
-fn config() -> Criterion {
-    Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2))
 }
 
 fn main() {
