@@ -102,6 +102,7 @@ mod entry;
 mod hooks;
 mod iter;
 mod map;
+mod order;
 mod raw;
 mod sync;
 mod trie;

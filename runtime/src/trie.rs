@@ -540,35 +540,18 @@ fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shi
     to.finish()
 }
 
-/// The order in which the trie keeps hashes: slot at depth 0 first, then
-/// depth 1, and so on. Sorting by it lists entries in iteration order.
-#[inline]
-pub(crate) fn trie_order(hash: u64) -> u64 {
-    // The 6-bit slot indices, most significant first (the last, 4-bit one
-    // fills the low bits: 10 * 6 + 4 = 64).
-    let mut order = 0;
-    let mut shift = 0;
-    while shift < HASH_BITS {
-        let width = BITS.min(HASH_BITS - shift);
-        order = (order << width) | ((hash >> shift) & ((1 << width) - 1));
-        shift += BITS;
-    }
-    order
-}
-
-/// Builds the trie of `entries`, whose keys are distinct, in one pass.
+/// Builds the trie of the entries `items` yields, whose keys are distinct
+/// and whose hashes are `hashes`, in one pass.
 ///
-/// `entries` must be sorted by [`trie_order`] of their hashes. Every node is
-/// allocated once, at its exact size, in iteration order (a node before its
-/// children, siblings left to right), so a map loaded this way is laid out
-/// for its own iteration. Runs no user code.
-pub(crate) fn build_sorted<K, V>(entries: Vec<(u64, K, V)>) -> Option<NodeRef<K, V>> {
-    if entries.is_empty() {
+/// They must come in [`trie_order`](crate::order::trie_order) of their
+/// hashes. Every node is allocated once, at its exact size, in iteration
+/// order (a node before its children, siblings left to right), so a map
+/// loaded this way is laid out for its own iteration. Runs no user code.
+pub(crate) fn build_sorted<K, V>(hashes: &[u64], mut items: impl Iterator<Item = (K, V)>) -> Option<NodeRef<K, V>> {
+    if hashes.is_empty() {
         return None;
     }
-    let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
-    let mut items = entries.into_iter().map(|(_, k, v)| (k, v));
-    Some(build_level(&hashes, &mut items, 0))
+    Some(build_level(hashes, &mut items, 0))
 }
 
 /// The node at `shift` holding `hashes.len()` (at least two, or the root's
@@ -888,6 +871,7 @@ pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &NodeRef<K, V>, b: &NodeRef<K,
 #[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
+    use crate::order::trie_order;
     use core::hash::{BuildHasherDefault, Hasher};
 
     /// A hasher that returns the key itself: tests place keys in chosen slots.
@@ -1230,16 +1214,8 @@ mod tests {
         let mut entries: Vec<(u64, K, u32)> =
             keys.into_iter().enumerate().map(|(i, k)| (s.hash_one(&k), k, i as u32)).collect();
         entries.sort_by_key(|e| trie_order(e.0));
-        build_sorted(entries).expect("at least one key")
-    }
-
-    #[test]
-    fn trie_order_sorts_by_the_slot_at_each_depth_in_turn() {
-        assert_eq!(trie_order(0), 0);
-        assert_eq!(trie_order(1), 1 << 58, "slot 1 at depth 0 is the most significant");
-        assert_eq!(trie_order(1 << 6), 1 << 52);
-        assert_eq!(trie_order(1 << 63), 1 << 3, "the last 4-bit group is the least significant");
-        assert!(trie_order(63 << 6) < trie_order(1), "depth 0 decides before depth 1");
+        let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
+        build_sorted(&hashes, entries.into_iter().map(|(_, k, v)| (k, v))).expect("at least one key")
     }
 
     #[test]
@@ -1261,7 +1237,7 @@ mod tests {
         for (i, k) in colliding.iter().enumerate() {
             assert_eq!(lookup(&b, k), Some(i as u32));
         }
-        assert!(build_sorted::<u64, u32>(Vec::new()).is_none());
+        assert!(build_sorted::<u64, u32>(&[], core::iter::empty()).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use core::hash::{BuildHasher, Hash};
 
 use crate::entry::Entry;
 use crate::iter::{Iter, Keys, Values};
+use crate::order::TrieOrdered;
 use crate::raw::NodeRef;
 use crate::trie::{self, Target, WrittenPaths};
 
@@ -283,14 +284,13 @@ where
             self.load(entries.into_iter());
             return self.len;
         }
-        let (wanted, _) = self.in_trie_order(entries.into_iter());
-        if wanted.is_empty() {
+        let wanted = TrieOrdered::new(entries.into_iter(), self.hasher).laid_out_in_order();
+        if wanted.len() == 0 {
             let removed = self.len;
             self.clear();
             return removed;
         }
         let changes_before = self.changes;
-        let orders: Vec<u64> = wanted.iter().map(|e| trie::trie_order(e.0)).collect();
         // One pass over the batch's entries before any write (so every `Hash`
         // and `Eq` of the comparison runs first, and each key is compared
         // once): the keys the table lacks, and the table entries held equal.
@@ -298,15 +298,15 @@ where
         let mut unwanted: Vec<(u64, K)> = Vec::new();
         for (key, value) in self.iter() {
             let hash = self.hasher.hash_one(key);
-            match position_in_trie_order(&wanted, &orders, hash, key) {
-                Some(i) => held[i] = wanted[i].2 == *value,
+            match wanted.position(hash, key) {
+                Some(i) => held[i] = wanted.value(i) == value,
                 None => unwanted.push((hash, key.clone())),
             }
         }
         for (hash, key) in &unwanted {
             self.remove_hashed(*hash, key);
         }
-        for ((hash, key, value), held) in wanted.into_iter().zip(held) {
+        for ((hash, key, value), held) in wanted.into_entries().zip(held) {
             if !held {
                 self.insert_hashed(key, hash, value);
             }
@@ -395,58 +395,11 @@ where
     /// panic in them leaves the batch empty, as it was.
     fn load(&mut self, iter: impl Iterator<Item = (K, V)>) {
         debug_assert!(self.root.is_none() && self.len == 0);
-        let (entries, items) = self.in_trie_order(iter);
+        let table = TrieOrdered::new(iter, self.hasher);
         self.written.rebuilt();
-        self.len = entries.len();
-        self.changes += items;
-        self.root = trie::build_sorted(entries);
+        self.len = table.len();
+        self.changes += table.yielded();
+        let hashes = table.hashes();
+        self.root = trie::build_sorted(&hashes, table.into_entries().map(|(_, key, value)| (key, value)));
     }
-
-    /// `iter`'s entries with their hashes, sorted into trie order, the last
-    /// of equal keys kept; and how many `iter` yielded.
-    fn in_trie_order(&self, iter: impl Iterator<Item = (K, V)>) -> (Vec<(u64, K, V)>, usize) {
-        let mut entries: Vec<(u64, K, V)> = iter.map(|(k, v)| (self.hasher.hash_one(&k), k, v)).collect();
-        let items = entries.len();
-        // Stable: of two equal keys, the later one stays later. The order is
-        // a dozen operations per hash: computed once per entry, not per comparison.
-        entries.sort_by_cached_key(|e| trie::trie_order(e.0));
-        keep_last_of_equal_keys(&mut entries);
-        (entries, items)
-    }
-}
-
-/// Where `key`, of hash `hash`, is in `entries`, sorted by trie order
-/// (`orders[i]` is the trie order of `entries[i]`'s hash).
-fn position_in_trie_order<K: Eq, V>(entries: &[(u64, K, V)], orders: &[u64], hash: u64, key: &K) -> Option<usize> {
-    let order = trie::trie_order(hash);
-    let first = orders.partition_point(|&o| o < order);
-    let mut run = entries[first..].iter().take_while(|e| e.0 == hash);
-    run.position(|e| e.1 == *key).map(|at| first + at)
-}
-
-/// Drops every entry whose key appears again later (equal keys have equal
-/// hashes, so they sit in one run of equal hashes after sorting).
-fn keep_last_of_equal_keys<K: Eq, V>(entries: &mut Vec<(u64, K, V)>) {
-    let mut superseded: Vec<usize> = Vec::new();
-    let mut start = 0;
-    while start < entries.len() {
-        let hash = entries[start].0;
-        let end = start + entries[start..].iter().take_while(|e| e.0 == hash).count();
-        for i in start..end {
-            if entries[i + 1..end].iter().any(|later| later.1 == entries[i].1) {
-                superseded.push(i);
-            }
-        }
-        start = end;
-    }
-    if superseded.is_empty() {
-        return;
-    }
-    let mut at = 0;
-    let mut next = superseded.iter().peekable();
-    entries.retain(|_| {
-        let drop = next.next_if_eq(&&at).is_some();
-        at += 1;
-        !drop
-    });
 }

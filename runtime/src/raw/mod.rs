@@ -13,4 +13,4 @@ mod node;
 
 pub(crate) use build::{Builder, Drain, lending_copies, rebuild, settle, settle_node};
 pub(crate) use cpu::{BitCount, Compiled, HotPath, Popcnt, run_with_popcnt};
-pub(crate) use node::{NodeRef, Occupancy, Slot};
+pub(crate) use node::{NodeRef, Occupancy, Slot, prefetch};

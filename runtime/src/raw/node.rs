@@ -699,7 +699,7 @@ pub(super) unsafe fn own_lent<K, V>(children: *const NodeRef<K, V>, len: usize, 
 }
 
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint to the cache: it never faults and never
     // reads memory into the program's state, whatever the address.
