@@ -4,10 +4,13 @@
 //! entry, its hash's [`trie_order`] and its index, by radix passes over the
 //! order's leading bits (then a comparison sort of each run that shares
 //! them, almost always a single pair). The entries are then taken out by
-//! index, in order. Before session 20, `sort_by_cached_key` sorted the
-//! entries themselves: a comparison sort of the pairs, then a permutation of
-//! the entries in place whose chains of dependent swaps missed the cache at
-//! every step (at 1M entries, `perf` put 45% of a load in the two).
+//! index, in order, each prefetched a few steps ahead. Before session 20,
+//! `sort_by_cached_key` sorted the entries themselves: a comparison sort of
+//! the pairs, then a permutation of the entries in place whose chains of
+//! dependent swaps missed the cache at every step (at 1M entries, `perf` put
+//! ~45% of a load in the two). Loads now take 0.5-0.6x the time at 100K
+//! entries and 0.6-0.8x at 1M (docs/benchmarks.md, "What changed in session
+//! 20"), for 16 more bytes per entry while the pairs are sorted.
 
 use core::hash::{BuildHasher, Hash};
 
@@ -38,10 +41,18 @@ pub(crate) fn trie_order(hash: u64) -> u64 {
     order
 }
 
+/// The bit of the slot at `shift` (below [`HASH_BITS`]) of the hash whose
+/// trie order is `order`: the bit `trie::slot_bit` gives for that hash.
+#[inline(always)]
+pub(crate) fn slot_bit_of_order(order: u64, shift: u32) -> u64 {
+    let width = BITS.min(HASH_BITS - shift);
+    1 << ((order >> (HASH_BITS - shift - width)) & ((1 << width) - 1))
+}
+
 /// The hash whose [`trie_order`] is `order`: the order only moves bits, so
 /// the pairs need not carry the hash too.
 #[inline]
-fn hash_of_order(order: u64) -> u64 {
+pub(crate) fn hash_of_order(order: u64) -> u64 {
     let mut hash = 0;
     let mut shift = 0;
     // How many of the order's bits, from the top, are not read yet.
@@ -116,14 +127,10 @@ impl<K, V> TrieOrdered<K, V> {
         &slot(&self.slots, self.at[position]).1
     }
 
-    /// The hashes, in trie order.
-    pub(crate) fn hashes(&self) -> Vec<u64> {
-        self.orders.iter().map(|&order| hash_of_order(order)).collect()
-    }
-
-    /// The entries with their hashes, in trie order.
-    pub(crate) fn into_entries(self) -> Entries<K, V> {
-        Entries { orders: self.orders.into_iter(), at: self.at.into_iter(), slots: self.slots }
+    /// The trie orders of the entries' hashes, sorted, and the entries in
+    /// that order.
+    pub(crate) fn into_parts(self) -> (Vec<u64>, Entries<K, V>) {
+        (self.orders, Entries { at: self.at.into_iter(), slots: self.slots })
     }
 
     /// The table with its entries moved into trie order in memory, for a
@@ -182,24 +189,22 @@ fn slot<K, V>(slots: &[Option<(K, V)>], at: usize) -> &(K, V) {
 /// the misses overlap with each other and with the building of the trie
 /// (read one at a time, they took 70% of a 100K load).
 pub(crate) struct Entries<K, V> {
-    orders: std::vec::IntoIter<u64>,
     at: std::vec::IntoIter<usize>,
     slots: Vec<Option<(K, V)>>,
 }
 
 impl<K, V> Iterator for Entries<K, V> {
-    type Item = (u64, K, V);
+    type Item = (K, V);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (order, at) = (self.orders.next()?, self.at.next()?);
+        let at = self.at.next()?;
         let ahead = self.at.as_slice().get(GATHER_AHEAD - 1).copied();
-        let (key, value) = take_prefetching(&mut self.slots, at, ahead);
-        Some((hash_of_order(order), key, value))
+        Some(take_prefetching(&mut self.slots, at, ahead))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.orders.size_hint()
+        self.at.size_hint()
     }
 }
 
@@ -371,11 +376,11 @@ mod tests {
             assert_eq!(*ordered.value(at), if i % 3 == 0 { 2 } else { 1 });
         }
         assert_eq!(ordered.position(mix(5000), &mix(5000)), None);
-        let hashes = ordered.hashes();
-        let entries: Vec<(u64, u64, i32)> = ordered.into_entries().collect();
-        assert!(entries.iter().map(|e| e.0).eq(hashes.iter().copied()));
-        assert!(entries.iter().all(|(hash, key, _)| hash == key), "the identity hash");
-        assert!(entries.windows(2).all(|w| trie_order(w[0].0) < trie_order(w[1].0)));
+        let (orders, entries) = ordered.into_parts();
+        let entries: Vec<(u64, i32)> = entries.collect();
+        assert_eq!(orders.len(), entries.len());
+        assert!(entries.iter().zip(&orders).all(|((key, _), &order)| trie_order(*key) == order), "the identity hash");
+        assert!(orders.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
@@ -395,6 +400,6 @@ mod tests {
             assert_eq!(*ordered.value(at), key + 1500, "the last value of key {key}");
         }
         // Of equal hashes, the table's order.
-        assert!(ordered.into_entries().map(|e| e.1.0).eq(0..500));
+        assert!(ordered.into_parts().1.map(|(key, _)| key.0).eq(0..500));
     }
 }

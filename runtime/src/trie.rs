@@ -53,6 +53,7 @@ pub(crate) fn is_collision_level(shift: u32) -> bool {
     shift >= HASH_BITS
 }
 
+use crate::order::slot_bit_of_order;
 pub(crate) use crate::raw::Slot;
 
 /// The contents of the slot for `bit` in a trie (not collision) node.
@@ -541,42 +542,43 @@ fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shi
 }
 
 /// Builds the trie of the entries `items` yields, whose keys are distinct
-/// and whose hashes are `hashes`, in one pass.
+/// and whose hashes have the trie orders `orders`, in one pass.
 ///
-/// They must come in [`trie_order`](crate::order::trie_order) of their
-/// hashes. Every node is allocated once, at its exact size, in iteration
-/// order (a node before its children, siblings left to right), so a map
-/// loaded this way is laid out for its own iteration. Runs no user code.
-pub(crate) fn build_sorted<K, V>(hashes: &[u64], mut items: impl Iterator<Item = (K, V)>) -> Option<NodeRef<K, V>> {
-    if hashes.is_empty() {
+/// They must come sorted by [`trie_order`](crate::order::trie_order). Every
+/// node is allocated once, at its exact size, in iteration order (a node
+/// before its children, siblings left to right), so a map loaded this way is
+/// laid out for its own iteration. Runs no user code.
+pub(crate) fn build_sorted<K, V>(orders: &[u64], mut items: impl Iterator<Item = (K, V)>) -> Option<NodeRef<K, V>> {
+    if orders.is_empty() {
         return None;
     }
-    Some(build_level(hashes, &mut items, 0))
+    Some(build_level(orders, &mut items, 0))
 }
 
-/// The node at `shift` holding `hashes.len()` (at least two, or the root's
+/// The node at `shift` holding `orders.len()` (at least two, or the root's
 /// one) entries, taken from `items` in order.
-fn build_level<K, V>(hashes: &[u64], items: &mut impl Iterator<Item = (K, V)>, shift: u32) -> NodeRef<K, V> {
+fn build_level<K, V>(orders: &[u64], items: &mut impl Iterator<Item = (K, V)>, shift: u32) -> NodeRef<K, V> {
     if is_collision_level(shift) {
-        let mut to = Builder::collision(hashes.len());
-        for _ in hashes {
-            to.push_entry(items.next().expect("snapview bug: fewer items than hashes"));
+        let mut to = Builder::collision(orders.len());
+        for _ in orders {
+            to.push_entry(items.next().expect("snapview bug: fewer items than orders"));
         }
         return to.finish();
     }
-    let runs = || hashes.chunk_by(|a, b| slot_bit(*a, shift) == slot_bit(*b, shift));
+    let bit = |order: u64| slot_bit_of_order(order, shift);
+    let runs = || orders.chunk_by(|a, b| bit(*a) == bit(*b));
     let (mut datamap, mut nodemap) = (0, 0);
     for run in runs() {
         if run.len() == 1 {
-            datamap |= slot_bit(run[0], shift);
+            datamap |= bit(run[0]);
         } else {
-            nodemap |= slot_bit(run[0], shift);
+            nodemap |= bit(run[0]);
         }
     }
     let mut to = Builder::trie(datamap, nodemap);
     for run in runs() {
         if run.len() == 1 {
-            to.push_entry(items.next().expect("snapview bug: fewer items than hashes"));
+            to.push_entry(items.next().expect("snapview bug: fewer items than orders"));
         } else {
             to.push_child(build_level(run, items, shift + BITS));
         }
@@ -872,6 +874,15 @@ pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &NodeRef<K, V>, b: &NodeRef<K,
 mod tests {
     use super::*;
     use crate::order::trie_order;
+
+    #[test]
+    fn a_slot_is_read_alike_from_a_hash_and_from_its_order() {
+        for hash in (1..5000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).chain([0, u64::MAX]) {
+            for shift in (0..HASH_BITS).step_by(BITS as usize) {
+                assert_eq!(slot_bit_of_order(trie_order(hash), shift), slot_bit(hash, shift), "{hash:#x} at {shift}");
+            }
+        }
+    }
     use core::hash::{BuildHasherDefault, Hasher};
 
     /// A hasher that returns the key itself: tests place keys in chosen slots.
@@ -1214,8 +1225,8 @@ mod tests {
         let mut entries: Vec<(u64, K, u32)> =
             keys.into_iter().enumerate().map(|(i, k)| (s.hash_one(&k), k, i as u32)).collect();
         entries.sort_by_key(|e| trie_order(e.0));
-        let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
-        build_sorted(&hashes, entries.into_iter().map(|(_, k, v)| (k, v))).expect("at least one key")
+        let orders: Vec<u64> = entries.iter().map(|e| trie_order(e.0)).collect();
+        build_sorted(&orders, entries.into_iter().map(|(_, k, v)| (k, v))).expect("at least one key")
     }
 
     #[test]

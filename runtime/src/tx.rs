@@ -5,7 +5,7 @@ use core::hash::{BuildHasher, Hash};
 
 use crate::entry::Entry;
 use crate::iter::{Iter, Keys, Values};
-use crate::order::TrieOrdered;
+use crate::order::{TrieOrdered, hash_of_order};
 use crate::raw::NodeRef;
 use crate::trie::{self, Target, WrittenPaths};
 
@@ -306,9 +306,10 @@ where
         for (hash, key) in &unwanted {
             self.remove_hashed(*hash, key);
         }
-        for ((hash, key, value), held) in wanted.into_entries().zip(held) {
+        let (orders, entries) = wanted.into_parts();
+        for ((order, (key, value)), held) in orders.into_iter().zip(entries).zip(held) {
             if !held {
-                self.insert_hashed(key, hash, value);
+                self.insert_hashed(key, hash_of_order(order), value);
             }
         }
         self.changes - changes_before
@@ -399,7 +400,7 @@ where
         self.written.rebuilt();
         self.len = table.len();
         self.changes += table.yielded();
-        let hashes = table.hashes();
-        self.root = trie::build_sorted(&hashes, table.into_entries().map(|(_, key, value)| (key, value)));
+        let (orders, entries) = table.into_parts();
+        self.root = trie::build_sorted(&orders, entries);
     }
 }
