@@ -8,9 +8,9 @@
 //! `sort_by_cached_key` sorted the entries themselves: a comparison sort of
 //! the pairs, then a permutation of the entries in place whose chains of
 //! dependent swaps missed the cache at every step (at 1M entries, `perf` put
-//! ~45% of a load in the two). Loads now take 0.5-0.6x the time at 100K
-//! entries and 0.6-0.8x at 1M (docs/benchmarks.md, "What changed in session
-//! 20"), for 16 more bytes per entry while the pairs are sorted.
+//! ~45% of a load in the two). Loads got 1.6-2.2x faster at 100K entries
+//! and 1.1-1.8x at 1M (docs/benchmarks.md, "What changed in session 20"),
+//! for 8 more bytes per entry at the load's peak.
 
 use core::hash::{BuildHasher, Hash};
 
