@@ -108,6 +108,8 @@ mod map;
 mod order;
 mod raw;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod trie;
 mod tx;
 mod view;

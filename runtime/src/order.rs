@@ -296,27 +296,7 @@ mod tests {
         z ^ (z >> 31)
     }
 
-    /// Hashes a `u64` to itself, so a test chooses its keys' hashes.
-    #[derive(Default)]
-    struct Identity;
-    impl BuildHasher for Identity {
-        type Hasher = IdentityHasher;
-        fn build_hasher(&self) -> IdentityHasher {
-            IdentityHasher(0)
-        }
-    }
-    struct IdentityHasher(u64);
-    impl core::hash::Hasher for IdentityHasher {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, _: &[u8]) {
-            unreachable!("only u64 keys")
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
+    use crate::testing::Id;
 
     #[test]
     fn trie_order_sorts_by_the_slot_at_each_depth_in_turn() {
@@ -368,7 +348,7 @@ mod tests {
             .map(|&k| (k, 0))
             .chain(keys.iter().map(|&k| (k, 1)))
             .chain(keys.iter().step_by(3).map(|&k| (k, 2)));
-        let ordered = TrieOrdered::new(table, &Identity);
+        let ordered = TrieOrdered::new(table, &Id::default());
         assert_eq!(ordered.yielded(), 3000 + 3000 + 1000);
         assert_eq!(ordered.len(), keys.len());
         for (i, &k) in keys.iter().enumerate() {
@@ -393,7 +373,7 @@ mod tests {
             }
         }
         let table = (0..2000).map(|i| (SameHash(i % 500), i));
-        let ordered = TrieOrdered::new(table, &Identity);
+        let ordered = TrieOrdered::new(table, &Id::default());
         assert_eq!((ordered.yielded(), ordered.len()), (2000, 500));
         for key in 0..500 {
             let at = ordered.position(7, &SameHash(key)).expect("present");

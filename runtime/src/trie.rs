@@ -883,23 +883,9 @@ mod tests {
             }
         }
     }
-    use core::hash::{BuildHasherDefault, Hasher};
+    use core::hash::Hasher;
 
-    /// A hasher that returns the key itself: tests place keys in chosen slots.
-    #[derive(Default)]
-    struct Identity(u64);
-    impl Hasher for Identity {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, _: &[u8]) {
-            unreachable!("only u64 keys")
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    type Id = BuildHasherDefault<Identity>;
+    use crate::testing::Id;
 
     /// A key whose hash is `hash`, told apart by `tag`.
     #[derive(Clone, Debug, PartialEq, Eq)]
