@@ -117,6 +117,11 @@ impl<K, V> TrieOrdered<K, V> {
         self.orders.len()
     }
 
+    /// Whether the table holds no entry.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
     /// How many entries the table yielded, repeated keys included.
     pub(crate) fn yielded(&self) -> usize {
         self.yielded

@@ -285,7 +285,7 @@ where
             return self.len;
         }
         let wanted = TrieOrdered::new(entries.into_iter(), self.hasher).laid_out_in_order();
-        if wanted.len() == 0 {
+        if wanted.is_empty() {
             let removed = self.len;
             self.clear();
             return removed;
