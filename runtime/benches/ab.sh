@@ -3,7 +3,7 @@
 # both (OLD as crate `snap_a`, NEW, or the working tree if omitted, as
 # `snap_b`) and runs it. Both builds are linked into one program, which
 # alternates them in bursts on the same maps (see probe.rs), so that the
-# host's noise hits both alike: the A/Bs in docs/benchmarks.md.
+# host's noise hits both alike: the A/Bs in docs/benchmark-history.md.
 #
 #   [AB_PROBES=N] [AB_FEATURES=F] [AB_FILL=insert] [AB_WRITES=1] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
 #   e.g. runtime/benches/ab.sh a97d991 -- 30 1000000

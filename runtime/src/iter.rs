@@ -28,7 +28,7 @@ const PREFETCH_MIN_LEN: usize = 16 * 1024;
 /// on to the next node is a pop at most, never a loop. Moving to a sibling,
 /// the common move, then indexes nothing: ~1.5 to 2.5 fewer instructions
 /// per element at 1K and 10K entries than with the top level in the array
-/// (docs/benchmarks.md, "What changed in session 15"). With a loop popping
+/// (docs/benchmark-history.md, "What changed in session 15"). With a loop popping
 /// emptied levels, LLVM turned the stack's index into a byte offset that it
 /// could not bound, and the cursor's store per element came back.
 ///
@@ -39,8 +39,8 @@ const PREFETCH_MIN_LEN: usize = 16 * 1024;
 /// keeps `entries` in a register. With a `usize` depth (masked to the array's
 /// length or not: it does not read ranges from a mask) the slot might have
 /// been anywhere, and the loop stored the cursor back after every element:
-/// 6 instructions per element where it is now 4 (docs/benchmarks.md, "What
-/// changed in session 14").
+/// 6 instructions per element where it is now 4 (docs/benchmark-history.md,
+/// "What changed in session 14").
 #[repr(C)]
 pub(crate) struct RawIter<'a, K, V> {
     entries: slice::Iter<'a, (K, V)>,
@@ -116,7 +116,7 @@ impl<'a, K, V> RawIter<'a, K, V> {
     /// level only when there is none, tests the common move once where the
     /// emptiness test and `next()` tested it twice. Together: a `for` loop
     /// over a 1K map 11.0 → 9.6 instructions per element, 10K 14.8 → 12.0,
-    /// 100K 14.6 → 12.9, 1M 16.5 → 14.7 (docs/benchmarks.md, "What changed
+    /// 100K 14.6 → 12.9, 1M 16.5 → 14.7 (docs/benchmark-history.md, "What changed
     /// in session 17").
     ///
     /// Inlined into the loop that calls `next()`, although a node change is
@@ -235,7 +235,7 @@ fn fold_leaf<'a, K, V, B>(entries: &'a [(K, V)], acc: B, f: &mut impl FnMut(B, &
 /// LLVM unrolls, and does not vectorize) is one loop and one test. The
 /// `iter` fold at 1K: 6.9 -> 5.7 instructions per element
 /// (`instructions.py`), 380-415 -> 292-320 ns per iteration in alternating
-/// runs of the `peers` bench; 100K read 2.5-3% slower (docs/benchmarks.md,
+/// runs of the `peers` bench; 100K read 2.5-3% slower (docs/benchmark-history.md,
 /// "What changed in session 14").
 #[inline(always)]
 fn fold_entries<'a, K, V, B>(entries: &'a [(K, V)], mut acc: B, f: &mut impl FnMut(B, &'a (K, V)) -> B) -> B {

@@ -9,7 +9,7 @@
 //! the pairs, then a permutation of the entries in place whose chains of
 //! dependent swaps missed the cache at every step (at 1M entries, `perf` put
 //! ~45% of a load in the two). Loads got 1.6-2.2x faster at 100K entries
-//! and 1.1-1.8x at 1M (docs/benchmarks.md, "What changed in session 20"),
+//! and 1.1-1.8x at 1M (docs/benchmark-history.md, "What changed in session 20"),
 //! for 8 more bytes per entry at the load's peak.
 
 use core::hash::{BuildHasher, Hash};

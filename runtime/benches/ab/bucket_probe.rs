@@ -1,6 +1,6 @@
 //! A design probe, not snapview code: how fast would a 1M-key lookup be if
 //! the trie's last level were buckets whose hash tags sit in the parent?
-//! (docs/benchmarks.md, "What session 12 tried".)
+//! (docs/benchmark-history.md, "What changed in session 12".)
 //!
 //! The structure is built once and only looked up: two levels of 64
 //! pointers, then 4096 nodes of 16 slots. Each such node keeps, per slot,
