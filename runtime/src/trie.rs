@@ -313,16 +313,26 @@ pub(crate) fn singleton<K, V>(hash: u64, key: K, value: V) -> NodeRef<K, V> {
     b.finish()
 }
 
-/// Inserts or replaces; returns the value replaced.
+/// Inserts or replaces; returns the value replaced. `len`, the trie's entry
+/// count, only tells the descent where its cold nodes are (0 is always
+/// correct, and fetches nothing ahead that a small trie would not).
 ///
 /// If a `Hash`, `Eq` or `Clone` panics, `*node` still holds the same map.
-pub(crate) fn insert<K, V, S>(node: &mut NodeRef<K, V>, hash: u64, key: K, value: V, hasher: &S) -> Option<V>
+pub(crate) fn insert<K, V, S>(
+    node: &mut NodeRef<K, V>,
+    len: usize,
+    hash: u64,
+    key: K,
+    value: V,
+    hasher: &S,
+) -> Option<V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
     S: BuildHasher,
 {
-    run_with_popcnt(Insert { node, hash, key, value, hasher })
+    let plan = LookupPlan::for_len(len);
+    run_with_popcnt(Insert { node, hash, key, value, hasher, plan })
 }
 
 /// The descent of [`insert`], as a [`HotPath`]: a loop, not recursion, so
@@ -334,6 +344,8 @@ struct Insert<'a, K, V, S> {
     key: K,
     value: V,
     hasher: &'a S,
+    /// Where the descent's cold nodes are, as for a lookup.
+    plan: LookupPlan,
 }
 
 impl<K, V, S> HotPath for Insert<'_, K, V, S>
@@ -346,13 +358,20 @@ where
 
     #[inline(always)]
     fn run(self) -> Option<V> {
-        let Self { node, hash, key, value, hasher } = self;
-        insert_below(node, hash, key, value, hasher)
+        let Self { node, hash, key, value, hasher, plan } = self;
+        insert_below(node, hash, key, value, hasher, &plan)
     }
 }
 
 #[inline(always)]
-fn insert_below<K, V, S>(mut node: &mut NodeRef<K, V>, hash: u64, key: K, value: V, hasher: &S) -> Option<V>
+fn insert_below<K, V, S>(
+    mut node: &mut NodeRef<K, V>,
+    hash: u64,
+    key: K,
+    value: V,
+    hasher: &S,
+    plan: &LookupPlan,
+) -> Option<V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -389,7 +408,8 @@ where
                 });
                 return None;
             }
-            Slot::Child(..) => {
+            Slot::Child(child, _) => {
+                prefetch_for_write(child, shift + BITS, hash, plan);
                 let (_, children) = node.make_mut();
                 let (child, child_occupied) = children.into_child(index(nm, bit));
                 (node, occupied) = (child, Some(child_occupied));
@@ -414,6 +434,21 @@ where
             }
         }
         shift += BITS;
+    }
+}
+
+/// Asks for the lines of `child` (at `shift`) that the write will read next.
+/// In a large map they are cache misses, and copying the parent first (if
+/// it is shared) takes a while: they arrive meanwhile. Into the large cold
+/// node above the sparse depth, also the lines its header would locate, as
+/// a lookup guesses them ([`NodeRef::prefetch_slot`]), so that they do not
+/// wait for the header. Insert+publish at 1M keys: ~10% faster (A/B in
+/// docs/benchmark-history.md, "What changed in session 21").
+#[inline(always)]
+fn prefetch_for_write<K, V>(child: &NodeRef<K, V>, shift: u32, hash: u64, plan: &LookupPlan) {
+    child.prefetch::<2>();
+    if shift + BITS == plan.sparse_from {
+        child.prefetch_slot(((hash >> shift) & MASK) as u32, plan.children_guess);
     }
 }
 
@@ -907,7 +942,7 @@ mod tests {
             match &mut root {
                 None => root = Some(singleton(h, k, i as u32)),
                 Some(r) => {
-                    insert(r, h, k, i as u32, &s);
+                    insert(r, i, h, k, i as u32, &s);
                 }
             }
         }
@@ -1079,7 +1114,7 @@ mod tests {
         let s = Id::default();
         let old = build(0u64..4096);
         let mut new = old.clone();
-        insert(&mut new, s.hash_one(5000u64), 5000u64, 1, &s);
+        insert(&mut new, 0, s.hash_one(5000u64), 5000u64, 1, &s);
         assert!(!new.ptr_eq(&old));
         let shared = old.children().iter().zip(new.children()).filter(|(a, b)| a.ptr_eq(b)).count();
         assert_eq!(shared, old.children().len() - 1, "all but one child still shared");
@@ -1116,7 +1151,7 @@ mod tests {
         let make = || {
             let v1 = build((0u64..4096).map(|i| i * 3));
             let mut v2 = v1.clone();
-            insert(&mut v2, s.hash_one(7u64), 7u64, 99, &s);
+            insert(&mut v2, 0, s.hash_one(7u64), 7u64, 99, &s);
             // `v1` plays the old version nobody holds any more: unique again once `v2` is built.
             (v1, v2)
         };
@@ -1164,7 +1199,7 @@ mod tests {
         // v2 = v1 + one write under slot 0; the write copies v1's path.
         let mut v2 = v1.clone();
         let key = 5u64 << 12 | 1 << 24;
-        insert(&mut v2, s.hash_one(key), key, 7, &s);
+        insert(&mut v2, 0, s.hash_one(key), key, 7, &s);
         let v1_level1 = addr(&v1.children()[0]);
         let spare = publish(v1, &v2, &paths(&[key])).expect("a root");
         assert!(nodes_equal(&spare, &v2, 0));
@@ -1179,7 +1214,7 @@ mod tests {
         // The next write through the private copy mutates it in place.
         let mut v3 = spare;
         let key2 = 9u64 << 12 | 2 << 24;
-        insert(&mut v3, s.hash_one(key2), key2, 8, &s);
+        insert(&mut v3, 0, s.hash_one(key2), key2, 8, &s);
         assert_eq!(addr(&v3.children()[0]), v1_level1, "no copy of the private index node");
         // And syncing v2 (now the old version) to v3 along that path gives equality.
         let v2_again = publish(v2, &v3, &paths(&[key2])).expect("a root");
@@ -1197,7 +1232,7 @@ mod tests {
         let mut v2 = v1.clone();
         let written: Vec<u64> = (0..40).map(|i| (i * 7) << 12 | 5 << 6).collect();
         for k in &written {
-            insert(&mut v2, s.hash_one(k), *k, 1, &s);
+            insert(&mut v2, 0, s.hash_one(k), *k, 1, &s);
         }
         remove(&mut v2, s.hash_one(3u64 << 12), &(3u64 << 12));
         assert!(paths(&written).known().is_none(), "more than WRITTEN_PATHS");
@@ -1330,7 +1365,7 @@ mod tests {
                 held.remove(0);
             }
             if r >> 7 & 1 == 0 || model.len() < 2 {
-                assert_eq!(insert(&mut root, h, key.clone(), step, &s), model.insert(key, step));
+                assert_eq!(insert(&mut root, model.len(), h, key.clone(), step, &s), model.insert(key, step));
             } else if model.contains_key(&key) {
                 assert_eq!(remove(&mut root, h, &key).map(|e| e.1), model.remove(&key));
             }

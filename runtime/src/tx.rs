@@ -127,7 +127,7 @@ where
                 self.root = Some(trie::singleton(hash, key, value));
                 None
             }
-            Some(root) => trie::insert(root, hash, key, value, self.hasher),
+            Some(root) => trie::insert(root, self.len, hash, key, value, self.hasher),
         };
         if old.is_none() {
             self.len += 1;
