@@ -314,8 +314,8 @@ pub(crate) fn singleton<K, V>(hash: u64, key: K, value: V) -> NodeRef<K, V> {
 }
 
 /// Inserts or replaces; returns the value replaced. `len`, the trie's entry
-/// count, only tells the descent where its cold nodes are (0 is always
-/// correct, and fetches nothing ahead that a small trie would not).
+/// count, only tells the descent whether and where its nodes are cold (0 is
+/// always correct: a small trie's descent fetches nothing ahead).
 ///
 /// If a `Hash`, `Eq` or `Clone` panics, `*node` still holds the same map.
 pub(crate) fn insert<K, V, S>(
@@ -331,46 +331,73 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    let plan = LookupPlan::for_len(len);
-    run_with_popcnt(Insert { node, hash, key, value, hasher, plan })
+    // Two descents: a small trie's stays the plain one, and the large
+    // trie's is out of line. Fetching ahead in a small trie would be
+    // instructions only, and even the second descent inlined beside the
+    // first made a batch of 1000 writes into a 1K map ~10% slower.
+    if len >= GET_PREFETCH_MIN_LEN {
+        return insert_fetching_ahead(node, len, hash, key, value, hasher);
+    }
+    run_with_popcnt(Insert { node, hash, key, value, hasher, ahead: FetchNothing })
 }
 
-/// The descent of [`insert`], as a [`HotPath`]: a loop, not recursion, so
-/// that all of it is compiled with `popcnt` (a write computes two slot
-/// indices per level in software otherwise).
-struct Insert<'a, K, V, S> {
-    node: &'a mut NodeRef<K, V>,
+/// [`insert`] into a large trie: one call more, on a write that waits for
+/// memory at least once.
+#[inline(never)]
+fn insert_fetching_ahead<K, V, S>(
+    node: &mut NodeRef<K, V>,
+    len: usize,
     hash: u64,
     key: K,
     value: V,
-    hasher: &'a S,
-    /// Where the descent's cold nodes are, as for a lookup.
-    plan: LookupPlan,
-}
-
-impl<K, V, S> HotPath for Insert<'_, K, V, S>
+    hasher: &S,
+) -> Option<V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
     S: BuildHasher,
 {
+    let ahead = FetchPlanned(LookupPlan::for_len(len));
+    run_with_popcnt(Insert { node, hash, key, value, hasher, ahead })
+}
+
+/// The descent of [`insert`], as a [`HotPath`]: a loop, not recursion, so
+/// that all of it is compiled with `popcnt` (a write computes two slot
+/// indices per level in software otherwise).
+struct Insert<'a, K, V, S, A> {
+    node: &'a mut NodeRef<K, V>,
+    hash: u64,
+    key: K,
+    value: V,
+    hasher: &'a S,
+    /// What the descent fetches ahead of itself.
+    ahead: A,
+}
+
+impl<K, V, S, A> HotPath for Insert<'_, K, V, S, A>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+    A: FetchAhead,
+{
     type Output = Option<V>;
 
     #[inline(always)]
     fn run(self) -> Option<V> {
-        let Self { node, hash, key, value, hasher, plan } = self;
-        insert_below(node, hash, key, value, hasher, &plan)
+        let Self { node, hash, key, value, hasher, ahead } = self;
+        insert_below(node, hash, key, value, hasher, ahead)
     }
 }
 
 #[inline(always)]
-fn insert_below<K, V, S>(
+fn insert_below<K, V, S, A: FetchAhead>(
     mut node: &mut NodeRef<K, V>,
     hash: u64,
     key: K,
     value: V,
     hasher: &S,
-    plan: &LookupPlan,
+    ahead: A,
 ) -> Option<V>
 where
     K: Hash + Eq + Clone,
@@ -409,7 +436,7 @@ where
                 return None;
             }
             Slot::Child(child, _) => {
-                prefetch_for_write(child, shift + BITS, hash, plan);
+                ahead.child(child, shift + BITS, hash);
                 let (_, children) = node.make_mut();
                 let (child, child_occupied) = children.into_child(index(nm, bit));
                 (node, occupied) = (child, Some(child_occupied));
@@ -437,18 +464,39 @@ where
     }
 }
 
-/// Asks for the lines of `child` (at `shift`) that the write will read next.
-/// In a large map they are cache misses, and copying the parent first (if
-/// it is shared) takes a while: they arrive meanwhile. Into the large cold
-/// node above the sparse depth, also the lines its header would locate, as
-/// a lookup guesses them ([`NodeRef::prefetch_slot`]), so that they do not
-/// wait for the header. Insert+publish at 1M keys: ~10% faster (A/B in
-/// docs/benchmark-history.md, "What changed in session 21").
-#[inline(always)]
-fn prefetch_for_write<K, V>(child: &NodeRef<K, V>, shift: u32, hash: u64, plan: &LookupPlan) {
-    child.prefetch::<2>();
-    if shift + BITS == plan.sparse_from {
-        child.prefetch_slot(((hash >> shift) & MASK) as u32, plan.children_guess);
+/// What a write's descent fetches ahead of itself, on its way into a child.
+trait FetchAhead: Copy {
+    /// Called with the child at `shift` that the descent steps into next,
+    /// before the parent is copied (if it is shared).
+    fn child<K, V>(self, child: &NodeRef<K, V>, shift: u32, hash: u64);
+}
+
+/// A small trie's descent: its nodes stay in cache.
+#[derive(Clone, Copy)]
+struct FetchNothing;
+
+impl FetchAhead for FetchNothing {
+    #[inline(always)]
+    fn child<K, V>(self, _: &NodeRef<K, V>, _: u32, _: u64) {}
+}
+
+/// A large trie's descent (its [`LookupPlan`]), whose nodes below the warm
+/// levels are cache misses: it asks for the lines of the child that the
+/// write reads next, so that they arrive while the parent is copied. Into
+/// the large cold node above the sparse depth, also the lines its header
+/// would locate, as a lookup guesses them ([`NodeRef::prefetch_slot`]), so
+/// that they do not wait for the header. Insert+publish at 1M keys: ~10%
+/// faster (A/B in docs/benchmark-history.md, "What changed in session 21").
+#[derive(Clone, Copy)]
+struct FetchPlanned(LookupPlan);
+
+impl FetchAhead for FetchPlanned {
+    #[inline(always)]
+    fn child<K, V>(self, child: &NodeRef<K, V>, shift: u32, hash: u64) {
+        child.prefetch::<2>();
+        if shift + BITS == self.0.sparse_from {
+            child.prefetch_slot(((hash >> shift) & MASK) as u32, self.0.children_guess);
+        }
     }
 }
 
