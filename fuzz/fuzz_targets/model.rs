@@ -1,38 +1,63 @@
 //! Random operation sequences on a `SnapMap`, checked against `std::collections::HashMap`,
 //! with old snapshots re-checked after every later write.
 //!
+//! Keys and values own heap memory, so that AddressSanitizer sees an entry
+//! dropped twice, read after its drop, or never dropped (a leak, at exit),
+//! wherever a copy moves, lends or clones it. The input's first byte picks
+//! the hashing: few distinct hashes (collision nodes, deep chains) or every
+//! key its own (wide nodes, whose copies lend their children).
+//!
 //! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`).
 #![no_main]
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use snapview::{Change, SnapMap, Snapshot};
 
-/// Few distinct hashes, so that collision nodes and deep chains are common.
+/// Whether this input's keys hash apart (set from its first byte).
+static WIDE: AtomicBool = AtomicBool::new(false);
+
+/// A key on the heap. Unless [`WIDE`], few distinct hashes, so that
+/// collision nodes and deep chains are common.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Key(u8);
+struct Key(Box<u8>);
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self.0 % 24).hash(state);
+        match WIDE.load(Ordering::Relaxed) {
+            true => self.0.hash(state),
+            false => (*self.0 % 24).hash(state),
+        }
     }
+}
+
+fn key(k: u8) -> Key {
+    Key(Box::new(k))
+}
+
+/// A value on the heap.
+type Val = Box<u16>;
+
+fn unbox(v: Option<Val>) -> Option<u16> {
+    v.map(|v| *v)
 }
 
 type Model = HashMap<u8, u16>;
 
-fn check(snap: &Snapshot<Key, u16>, model: &Model) {
+fn check(snap: &Snapshot<Key, Val>, model: &Model) {
     assert_eq!(snap.len(), model.len());
     assert_eq!(snap.iter().len(), model.len());
-    let seen: Model = snap.iter().map(|(k, v)| (k.0, *v)).collect();
+    let seen: Model = snap.iter().map(|(k, v)| (*k.0, **v)).collect();
     assert_eq!(&seen, model);
     for k in 0..=255u8 {
-        assert_eq!(snap.get(&Key(k)), model.get(&k));
+        assert_eq!(snap.get(&key(k)).map(|v| **v), model.get(&k).copied());
     }
 }
 
-fn check_diff(old: &Snapshot<Key, u16>, old_model: &Model, new: &Snapshot<Key, u16>, new_model: &Model) {
+fn check_diff(old: &Snapshot<Key, Val>, old_model: &Model, new: &Snapshot<Key, Val>, new_model: &Model) {
     let mut expected: Vec<(u8, Option<u16>, Option<u16>)> = Vec::new();
     for (k, v) in old_model {
         match new_model.get(k) {
@@ -45,9 +70,9 @@ fn check_diff(old: &Snapshot<Key, u16>, old_model: &Model, new: &Snapshot<Key, u
     let mut got: Vec<(u8, Option<u16>, Option<u16>)> = old
         .diff(new)
         .map(|c| match c {
-            Change::Added(k, v) => (k.0, None, Some(*v)),
-            Change::Removed(k, v) => (k.0, Some(*v), None),
-            Change::Updated { key, old, new } => (key.0, Some(*old), Some(*new)),
+            Change::Added(k, v) => (*k.0, None, Some(**v)),
+            Change::Removed(k, v) => (*k.0, Some(**v), None),
+            Change::Updated { key, old, new } => (*key.0, Some(**old), Some(**new)),
         })
         .collect();
     expected.sort_unstable();
@@ -57,15 +82,17 @@ fn check_diff(old: &Snapshot<Key, u16>, old_model: &Model, new: &Snapshot<Key, u
 }
 
 fuzz_target!(|data: &[u8]| {
-    let map: SnapMap<Key, u16> = SnapMap::new();
+    let Some((&mode, data)) = data.split_first() else { return };
+    WIDE.store(mode & 1 != 0, Ordering::Relaxed);
+    let map: SnapMap<Key, Val> = SnapMap::new();
     let mut model = Model::new();
-    let mut kept: Vec<(Snapshot<Key, u16>, Model)> = Vec::new();
+    let mut kept: Vec<(Snapshot<Key, Val>, Model)> = Vec::new();
     let mut ops = data.chunks_exact(3);
     while let Some(&[op, k, v]) = ops.next() {
         let value = u16::from(v) << 1;
         match op % 10 {
-            0..=2 => assert_eq!(map.insert(Key(k), value), model.insert(k, value)),
-            3 | 4 => assert_eq!(map.remove(&Key(k)), model.remove(&k)),
+            0..=2 => assert_eq!(unbox(map.insert(key(k), Box::new(value))), model.insert(k, value)),
+            3 | 4 => assert_eq!(unbox(map.remove(&key(k))), model.remove(&k)),
             5 => {
                 // A batch of up to 8 ops from the following bytes.
                 let n = usize::from(v % 8);
@@ -74,15 +101,16 @@ fuzz_target!(|data: &[u8]| {
                     for b in &batch {
                         let (k, v) = (b[1], u16::from(b[2]));
                         match b[0] % 4 {
-                            0 => assert_eq!(tx.insert(Key(k), v), model.insert(k, v)),
-                            1 => assert_eq!(tx.remove(&Key(k)), model.remove(&k)),
+                            0 => assert_eq!(unbox(tx.insert(key(k), Box::new(v))), model.insert(k, v)),
+                            1 => assert_eq!(unbox(tx.remove(&key(k))), model.remove(&k)),
                             2 => {
-                                let got = tx.entry(Key(k)).and_modify(|x| *x = x.wrapping_add(1)).or_insert(v);
+                                let got =
+                                    tx.entry(key(k)).and_modify(|x| **x = x.wrapping_add(1)).or_insert(Box::new(v));
                                 let want = model.entry(k).and_modify(|x| *x = x.wrapping_add(1)).or_insert(v);
-                                assert_eq!(*got, *want);
+                                assert_eq!(**got, *want);
                             }
                             _ => {
-                                let got = tx.get_mut(&Key(k)).map(|x| std::mem::replace(x, v));
+                                let got = tx.get_mut(&key(k)).map(|x| std::mem::replace(&mut **x, v));
                                 assert_eq!(got, model.get_mut(&k).map(|x| std::mem::replace(x, v)));
                             }
                         }
@@ -99,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
                 let pairs: Vec<(u8, u16)> = ops.by_ref().take(n).map(|b| (b[1], u16::from(b[2]))).collect();
                 map.update(|tx| {
                     tx.clear();
-                    tx.extend(pairs.iter().map(|&(k, v)| (Key(k), v)));
+                    tx.extend(pairs.iter().map(|&(k, v)| (key(k), Box::new(v))));
                 });
                 model.clear();
                 model.extend(pairs.iter().copied());
@@ -117,7 +145,7 @@ fuzz_target!(|data: &[u8]| {
                 let differing = wanted.iter().filter(|&(k, v)| model.get(k) != Some(v)).count()
                     + model.keys().filter(|k| !wanted.contains_key(*k)).count();
                 let version = map.version();
-                let written = map.update(|tx| tx.assign(table.iter().map(|&(k, v)| (Key(k), v))));
+                let written = map.update(|tx| tx.assign(table.iter().map(|&(k, v)| (key(k), Box::new(v)))));
                 assert_eq!(written, differing);
                 assert_eq!(map.version(), version + u64::from(written > 0));
                 model = wanted;
