@@ -443,9 +443,10 @@ fn bench_reload(c: &mut Criterion, fx: &Fixture) {
 
     let map: SnapMap<String, u64, H> = SnapMap::builder().hasher(fx.hasher.clone()).build();
     map.update(|tx| tx.extend(tables[0].clone()));
-    let mut written = 0;
-    g.bench_function("snapview-assign", |b| each_reload(b, &tables, |t| written = map.update(|tx| tx.assign(t))));
-    assert_eq!(written, 10, "two tables differing in 5 values, 3 added and 2 removed keys");
+    // `None` when a filter left the case out.
+    let mut written = None;
+    g.bench_function("snapview-assign", |b| each_reload(b, &tables, |t| written = Some(map.update(|tx| tx.assign(t)))));
+    assert!(matches!(written, None | Some(10)), "two tables differing in 5 values, 3 added and 2 removed keys");
     g.bench_function("snapview-clear+extend", |b| {
         each_reload(b, &tables, |t| {
             map.update(|tx| {

@@ -44,6 +44,12 @@
 //! - If user code panics during a write (`Hash`, `Eq`, `Clone`, or the
 //!   [`update`](SnapMap::update) closure), nothing is published: the map stays
 //!   at its last version and the next writer proceeds normally.
+//! - Every key and value is dropped exactly once, once no version that holds
+//!   it is current or held by a snapshot: by the writer, or by the thread
+//!   whose snapshot let go last. Two versions that hold the same entry may
+//!   share one instance of it (copies borrow entries rather than clone them),
+//!   so a value that a later version still holds is not dropped when an
+//!   older one goes.
 //!
 //! # Costs
 //!
@@ -51,8 +57,11 @@
 //! still for short reads; `get` walks at most 11 levels of a 64-way trie (4
 //! for a million keys, the top ones cached); iteration walks each node's inline
 //! entries as a slice. Writes copy the path from the root to the changed slot
-//! (entries on it are cloned, children shared: for `String` keys written
-//! often, `Arc<str>` keys clone without allocating), then swap one pointer; the
+//! (children shared; entries copied bit for bit where they own nothing, and
+//! otherwise borrowed from the node copied, only the written one cloned: a
+//! key added to or removed from a shared node still clones that node's
+//! entries, so `Arc<str>` keys, which clone without allocating, suit a map
+//! whose `String` keys come and go often), then swap one pointer; the
 //! writer keeps its own copies of the root and of the root's entry-free
 //! children between writes, so those are patched rather than copied. A
 //! batch copies each node once and then mutates its copy in place. `extend`

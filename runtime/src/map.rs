@@ -29,11 +29,16 @@ pub const DEFAULT_NAME: &str = "snapmap";
 /// version with one atomic pointer swap; they never wait for readers.
 ///
 /// Keys need `Hash + Eq + Clone` and values `Clone`, because a write copies the
-/// nodes on its path, entries included: wrap large values in an `Arc`. For the
-/// same reason, a map of `String` keys that is written often does better keyed
-/// by `Arc<str>`: a copy then clones each key with a count increment rather
-/// than an allocation (lookups by `&str` work either way). At 100K keys a batch
-/// of 1000 writes ran ~4x faster so (`docs/benchmarks.md`, "String keys"):
+/// nodes on its path. Where entries own memory (`String` keys, `Arc` or `Vec`
+/// values: anything `mem::needs_drop` says must be dropped), a copy *borrows*
+/// the entries of the node it copies instead of cloning them, and clones only
+/// the entry it writes (docs/design.md, "Lending entries"); `u64`-like entries
+/// are copied bit for bit. Clones remain where a write adds a key to, or
+/// removes one from, a node that the published version shares: that node's
+/// entries are cloned. So wrap large values in an `Arc`, and a map whose
+/// `String` keys come and go often does better keyed by `Arc<str>`: a clone
+/// is then a count increment rather than an allocation (lookups by `&str`
+/// work either way; `docs/benchmarks.md`, "String keys", has the figures):
 ///
 /// ```
 /// use std::sync::Arc;

@@ -23,7 +23,7 @@ use core::hash::{BuildHasher, Hash};
 use core::mem;
 
 use crate::raw::{
-    BitCount, Builder, Compiled, Drain, HotPath, NodeRef, Occupancy, Popcnt, rebuild, run_with_popcnt, settle,
+    BitCount, Builder, Compiled, Drain, HotPath, NodeRef, Occupancy, Popcnt, rebuild, run_with_popcnt, settle_node,
 };
 
 /// Hash bits consumed per level: 64 slots per node.
@@ -416,8 +416,8 @@ where
         let (dm, nm) = (node.datamap(), node.nodemap());
         match slot(node, bit) {
             Slot::Entry(existing) if existing.0 == key => {
-                let (entries, _) = node.make_mut();
-                return Some(mem::replace(&mut entries[index(dm, bit)].1, value));
+                let (mut entries, _) = node.make_mut();
+                return Some(mem::replace(&mut entries.get(index(dm, bit)).1, value));
             }
             Slot::Entry(existing) => {
                 // Hash the key already there before touching anything: it may panic.
@@ -506,8 +506,8 @@ where
     V: Clone,
 {
     if let Some(at) = node.entries().iter().position(|(k, _)| *k == key) {
-        let (entries, _) = node.make_mut();
-        return Some(mem::replace(&mut entries[at].1, value));
+        let (mut entries, _) = node.make_mut();
+        return Some(mem::replace(&mut entries.get(at).1, value));
     }
     let len = node.entries().len();
     rebuild(node, |from| {
@@ -584,14 +584,14 @@ where
                 Target::Inserted => node.entries().len().checked_sub(1)?,
             };
             let (entries, _) = node.make_mut();
-            return Some(&mut entries[at].1);
+            return Some(&mut entries.into_entry(at).1);
         }
         let bit = slot_bit(hash, shift);
         let (dm, nm) = (node.datamap(), node.nodemap());
         match slot(node, bit) {
             Slot::Entry(entry) if is_target(&entry.0) => {
                 let (entries, _) = node.make_mut();
-                return Some(&mut entries[index(dm, bit)].1);
+                return Some(&mut entries.into_entry(index(dm, bit)).1);
             }
             Slot::Entry(_) | Slot::Empty => return None,
             Slot::Child(..) => {
@@ -718,8 +718,18 @@ where
             removed
         }
         Slot::Entry(_) | Slot::Empty => None,
-        Slot::Child(..) => {
+        Slot::Child(child, _) => {
             let child_at = index(nm, bit);
+            // The child may end up a single entry, folded into this node by a
+            // rebuild after the removal below has changed the trie: that
+            // rebuild must run no user code, so entries this node borrows
+            // (E1) are made its own now, while a panicking `Clone` changes
+            // nothing. A child of two items or fewer is the only one that can.
+            let may_fold = child.entries().len() + child.children().len() <= 2;
+            if may_fold {
+                node.make_mut();
+                node.own_borrowed_entries();
+            }
             let (_, mut children) = node.make_mut();
             let removed = remove_at(children.get(child_at), hash, shift + BITS, key)?;
             children.refresh(child_at);
@@ -800,21 +810,48 @@ impl WrittenPaths {
 /// preceded it, and writes after it change new, unshared nodes in place, so
 /// the recorded paths find them all.
 pub(crate) fn settle_written<K, V>(root: &NodeRef<K, V>, written: &WrittenPaths) {
-    for &hash in &written.hashes {
-        settle_path(root, hash, 0);
+    // Through the `popcnt` dispatch: a batch of 1000 writes walks 1000 paths
+    // here, and counting bits by hand took most of it.
+    run_with_popcnt(SettleWritten { root, hashes: &written.hashes });
+}
+
+/// [`settle_written`] as a [`HotPath`].
+struct SettleWritten<'a, K, V> {
+    root: &'a NodeRef<K, V>,
+    hashes: &'a [u64],
+}
+
+impl<K, V> HotPath for SettleWritten<'_, K, V> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        for &hash in self.hashes {
+            settle_path(self.root, hash);
+        }
     }
 }
 
-fn settle_path<K, V>(node: &NodeRef<K, V>, hash: u64, shift: u32) {
-    if node.is_lending() {
-        return settle(node);
-    }
-    if is_collision_level(shift) {
-        return;
-    }
-    let bit = slot_bit(hash, shift);
-    if node.nodemap() & bit != 0 {
-        settle_path(&node.children()[index(node.nodemap(), bit)], hash, shift + BITS);
+/// Settles each lending node on the path of `hash`, parents first (a
+/// parent's settling may release the lender of its child's copy). Every node
+/// on the path is visited: a copy that lends nothing (a narrow node, counted)
+/// may sit above one that borrows (a leaf whose entries it took, E1).
+#[inline(always)]
+fn settle_path<K, V>(root: &NodeRef<K, V>, hash: u64) {
+    let (mut node, mut shift) = (root, 0);
+    loop {
+        if node.is_lending() {
+            settle_node(node);
+        }
+        if is_collision_level(shift) {
+            return;
+        }
+        let bit = slot_bit(hash, shift);
+        if node.nodemap() & bit == 0 {
+            return;
+        }
+        node = &node.children()[index(node.nodemap(), bit)];
+        shift += BITS;
     }
 }
 
@@ -853,7 +890,7 @@ pub(crate) fn recycle<K: Clone, V: Clone>(
         None => sync_all(&mut spare, current, 0),
     }
     if let Some((entries, _)) = spare.get_mut() {
-        for (mine, theirs) in entries.iter_mut().zip(current.entries()) {
+        for (mine, theirs) in entries.into_slice().iter_mut().zip(current.entries()) {
             *mine = theirs.clone();
         }
     }

@@ -12,9 +12,12 @@
 //! Not a cargo target of this package (it names crates only `ab.sh` sets
 //! up): `ab.sh` copies it into `target/ab/probe` as that program's `main.rs`.
 //!
-//! Usage: `[AB_PROBES=N] [AB_FILL=insert] [AB_WRITES=1] snapview-ab [ROUNDS] [SIZE...]`
+//! Usage: `[AB_PROBES=N] [AB_FILL=insert] [AB_WRITES=1] [AB_STRINGS=1] snapview-ab [ROUNDS] [SIZE...]`
 //! (default 30 rounds; 1000 100000 1000000; 65536 probe keys; maps loaded
-//! by one `extend`; reads only: `AB_WRITES=1` adds publishing writes).
+//! by one `extend`; reads only: `AB_WRITES=1` adds publishing writes,
+//! `publ`, and batches of 1000 overwrites, `bat`; `AB_STRINGS=1` the same
+//! two on maps keyed by `String`, `spub` and `sbat`, whose entries need
+//! dropping).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -85,19 +88,56 @@ const WRITE_BURST: usize = 1 << 12;
 macro_rules! publishes {
     ($name:ident, $map:ty) => {
         #[inline(never)]
-        fn $name(map: &$map, fresh: &[u64]) -> u64 {
+        fn $name<K: Clone + Eq + std::hash::Hash>(map: &$map, fresh: &[K]) -> u64 {
             let mut sum = 0u64;
-            for &k in fresh {
-                sum = sum.wrapping_add(black_box(map.insert(k, k)).unwrap_or(0));
-                sum = sum.wrapping_add(black_box(map.remove(&k)).unwrap_or(0));
+            for k in fresh {
+                sum = sum.wrapping_add(black_box(map.insert(k.clone(), 1)).unwrap_or(0));
+                sum = sum.wrapping_add(black_box(map.remove(k)).unwrap_or(0));
             }
             sum
         }
     };
 }
 
-publishes!(publish_a, snap_a::SnapMap<u64, u64, Hasher>);
-publishes!(publish_b, snap_b::SnapMap<u64, u64, Hasher>);
+publishes!(publish_a, snap_a::SnapMap<K, u64, Hasher>);
+publishes!(publish_b, snap_b::SnapMap<K, u64, Hasher>);
+
+/// Writes per batch (`bat`, `sbat`): the batch size.
+const BATCH: usize = 1000;
+
+/// Batches per burst: `keys` cut into batches of [`BATCH`] overwrites, each
+/// batch one version (the `batch_publish` benches' step).
+macro_rules! batches {
+    ($name:ident, $map:ty, $key:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, keys: &[$key], value: u64) -> u64 {
+            for batch in keys.chunks(BATCH) {
+                map.update(|tx| {
+                    for k in batch {
+                        tx.insert(k.clone(), value);
+                    }
+                });
+            }
+            map.version()
+        }
+    };
+}
+
+batches!(batch_a, snap_a::SnapMap<u64, u64, Hasher>, u64);
+batches!(batch_b, snap_b::SnapMap<u64, u64, Hasher>, u64);
+batches!(sbatch_a, snap_a::SnapMap<String, u64, Hasher>, String);
+batches!(sbatch_b, snap_b::SnapMap<String, u64, Hasher>, String);
+
+/// Whether each round also times writes to maps keyed by `String`
+/// (`AB_STRINGS=1`): URL-like keys of 19-24 bytes, too long to sit inline in
+/// a small-string type, so every clone allocates.
+fn with_strings() -> bool {
+    std::env::var("AB_STRINGS").is_ok_and(|w| w == "1")
+}
+
+fn string_key(k: u64) -> String {
+    format!("/routes/{:x}", k >> (k % 24))
+}
 
 /// How many keys each lookup burst cycles through.
 fn probe_count() -> usize {
@@ -130,6 +170,10 @@ fn main() {
         let mut hb = hashbrown::HashMap::with_capacity_and_hasher(n, hasher());
         hb.extend(entries());
         let (sa, sb) = (a.snapshot(), b.snapshot());
+        let strings: Vec<String> = if with_strings() { keys.iter().map(|&k| string_key(k)).collect() } else { Vec::new() };
+        let (str_a, str_b) = (snap_a::SnapMap::builder().hasher(hasher()).build(), snap_b::SnapMap::builder().hasher(hasher()).build());
+        str_a.update(|tx| tx.extend(strings.iter().map(|k| (k.clone(), 0))));
+        str_b.update(|tx| tx.extend(strings.iter().map(|k| (k.clone(), 0))));
 
         // Hits: up to 64Ki present keys (or `AB_PROBES`, a power of two:
         // the criterion benches probe every key) in a shuffled order;
@@ -173,6 +217,32 @@ fn main() {
                 for build in builds {
                     let pairs = || if build == "a" { publish_a(&a, fresh) } else { publish_b(&b, fresh) };
                     record("publ", build, time(2 * fresh.len(), pairs));
+                }
+                let overwrites = &hits[..hits.len().min(WRITE_BURST)];
+                for build in builds {
+                    let run = || {
+                        if build == "a" { batch_a(&a, overwrites, round as u64) } else { batch_b(&b, overwrites, round as u64) }
+                    };
+                    record("bat", build, time(overwrites.len(), run));
+                }
+            }
+            if with_strings() {
+                let fresh: Vec<String> = misses[..misses.len().min(WRITE_BURST)].iter().map(|&k| string_key(k)).collect();
+                for build in builds {
+                    let pairs = || if build == "a" { publish_a(&str_a, &fresh) } else { publish_b(&str_b, &fresh) };
+                    record("spub", build, time(2 * fresh.len(), pairs));
+                }
+                // The same keys as `hits`, in the same order.
+                let overwrites: Vec<String> = hits[..hits.len().min(WRITE_BURST)].iter().map(|&k| string_key(k)).collect();
+                for build in builds {
+                    let run = || {
+                        if build == "a" {
+                            sbatch_a(&str_a, &overwrites, round as u64)
+                        } else {
+                            sbatch_b(&str_b, &overwrites, round as u64)
+                        }
+                    };
+                    record("sbat", build, time(overwrites.len(), run));
                 }
             }
         }

@@ -26,6 +26,8 @@ pub(crate) struct Builder<K, V> {
     children_done: usize,
     /// Bit `i`: child `i` was pushed lent (uncounted), `lender` holds it.
     lent: u64,
+    /// Bit `i`: entry `i` is `lender`'s, bit for bit (E1).
+    borrowed: u64,
     lender: Option<NodeRef<K, V>>,
     _owns: PhantomData<(K, V)>,
 }
@@ -50,6 +52,7 @@ impl<K, V> Builder<K, V> {
             entries_done: 0,
             children_done: 0,
             lent: 0,
+            borrowed: 0,
             lender: None,
             _owns: PhantomData,
         }
@@ -96,6 +99,35 @@ impl<K, V> Builder<K, V> {
         for _ in 0..n {
             self.push_entry(from.next_entry());
         }
+    }
+
+    /// Borrows the next `n` entries of `from`, a shared node whose entries
+    /// the caller claimed ([`Drain::claim_entries`]): copied bit for bit,
+    /// this node holding a count on `from`'s node instead of owning them (E1).
+    fn borrow_entries(&mut self, from: &mut Drain<K, V>, n: usize) {
+        let (at, next) = (self.entries_done, from.next_entry);
+        assert!(
+            !from.moving && at + n <= self.entries && next + n <= from.entries && at + n <= 64,
+            "snapview bug: borrowed entries out of place"
+        );
+        if self.lender.is_none() {
+            self.lender = Some(from.lender());
+        }
+        // SAFETY: 1. both ranges are inside their entry arrays (just checked):
+        //    initialised in the source (N2), not yet written in this node;
+        // 2. the copies are borrowed, not owned: their bits are set below
+        //    before anything could drop them, and `self.lender` keeps the
+        //    originals alive (E1); the source's slots stay as they were.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                NodeRef::<K, V>::entries_base(from.node.as_ptr(), from.children).add(next),
+                NodeRef::<K, V>::entries_base(self.ptr, self.children).add(at),
+                n,
+            );
+        }
+        self.borrowed |= bits_below(n) << at;
+        self.entries_done += n;
+        from.next_entry += n;
     }
 
     /// Moves the next `n` children of `from` into this node; from a shared
@@ -167,7 +199,9 @@ impl<K, V> Builder<K, V> {
             // Relaxed: a hint (see `lending_copies`).
             LENDING_COPIES.fetch_add(1, Ordering::Relaxed);
         }
-        // N6: the lent children and the reference that keeps them alive.
+        // N6, E1: the lent children and borrowed entries, and the reference
+        // that keeps them alive.
+        node.set_borrowed(this.borrowed);
         node.set_lending(this.lent, lender);
         node
     }
@@ -175,20 +209,24 @@ impl<K, V> Builder<K, V> {
 
 impl<K, V> Drop for Builder<K, V> {
     fn drop(&mut self) {
+        if self.borrowed != 0 {
+            // The borrowed entries stay the lender's: it drops them itself.
+            self.lender.as_ref().expect("snapview bug: borrowed entries without a lender").end_lending();
+        }
         // SAFETY: the lent children pushed so far are alive: `self.lender`,
         // dropped only after this function, holds them (N6).
         unsafe { own_lent::<K, V>(NodeRef::<K, V>::children_base(self.ptr), self.children_done, self.lent) };
         // SAFETY: 1. only this Builder knows the pointer, so nothing else can
         //    reach the node;
         // 2. exactly `entries_done` entries and `children_done` children were
-        //    written, so those are what we drop, each once; each child is
-        //    counted by this Builder now (`own_lent` above);
+        //    written, so those are what we drop, each once, but the borrowed
+        //    ones (the lender's); each child is counted by this Builder now
+        //    (`own_lent` above);
         // 3. deallocation uses the counts the node was allocated with (N1).
         unsafe {
-            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-                NodeRef::<K, V>::entries_base(self.ptr, self.children),
-                self.entries_done,
-            ));
+            for i in (0..self.entries_done).filter(|&i| i >= 64 || self.borrowed & (1 << i) == 0) {
+                ptr::drop_in_place(NodeRef::<K, V>::entries_base(self.ptr, self.children).add(i));
+            }
             ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
                 NodeRef::<K, V>::children_base(self.ptr),
                 self.children_done,
@@ -227,6 +265,9 @@ impl<K, V> Drain<K, V> {
     /// Takes `node` apart: by moves if it is the only reference, else by clones.
     pub(crate) fn new(node: NodeRef<K, V>) -> Self {
         let moving = node.is_unique();
+        // A node taken apart by moves owns every entry: `rebuild` sees to it
+        // (`own_borrowed_entries`), and no other caller drains a borrower.
+        assert!(!moving || node.borrowed() == 0, "snapview bug: moving entries a node borrows");
         let (lent, lender) = if moving { node.take_lending() } else { (0, None) };
         let (entries, children) = node.counts();
         let lend = !moving && children >= LEND_MIN;
@@ -279,6 +320,32 @@ impl<K, V> Drain<K, V> {
         };
         self.next_entry = i + 1;
         entry
+    }
+
+    /// Moving mode: drops the entries not handed out yet, except those whose
+    /// bit is set in `keep`, which now belong to a node that borrowed them.
+    fn drop_entries_except(&mut self, keep: u64) {
+        assert!(self.moving, "snapview bug: dropping a shared node's entries");
+        let (at, left) = (self.next_entry, self.entries - self.next_entry);
+        // Done with the entries whatever happens below: Drop skips them.
+        self.next_entry = self.entries;
+        // SAFETY: moving mode: this Drain holds the only reference; the
+        // entries past the cursor are initialised and were not handed out,
+        // so each not kept is dropped once here; the kept ones are left to
+        // their new owner.
+        unsafe {
+            super::node::drop_entries_except(
+                NodeRef::<K, V>::entries_base(self.node.as_ptr(), self.children).add(at),
+                left,
+                keep.checked_shr(at as u32).unwrap_or(0),
+            )
+        };
+    }
+
+    /// Claims the shared node's entries for the copy being built, which will
+    /// borrow them rather than clone them (E1); false if it may not.
+    fn claim_entries(&self) -> bool {
+        !self.moving && self.next_entry == 0 && self.node.claim_entries()
     }
 
     /// The next child, as a counted reference of the caller's.
@@ -389,17 +456,22 @@ impl<K, V> Drop for Drain<K, V> {
 }
 
 /// The mask of bits `0..n` (all 64 for `n >= 64`).
-fn bits_below(n: usize) -> u64 {
+pub(super) fn bits_below(n: usize) -> u64 {
     1u64.checked_shl(n as u32).map_or(u64::MAX, |bit| bit - 1)
 }
 
-/// A copy of `node` sharing its children: entries cloned, children's counts
-/// incremented. If a `Clone` panics, `node` is unchanged and the partial copy freed.
+/// A copy of `node` sharing its children (lent, or counted) and its entries:
+/// borrowed where `node` may lend them (E1), else cloned. If a `Clone`
+/// panics, `node` is unchanged and the partial copy freed.
 pub(super) fn shallow_copy<K: Clone, V: Clone>(node: &NodeRef<K, V>) -> NodeRef<K, V> {
     let mut from = Drain::new(node.clone());
     let (entries, children) = (from.entries_left(), from.children_left());
     let mut to = Builder::new(node.datamap(), node.nodemap(), entries, children);
-    to.take_entries(&mut from, entries);
+    if from.claim_entries() {
+        to.borrow_entries(&mut from, entries);
+    } else {
+        to.take_entries(&mut from, entries);
+    }
     to.take_children(&mut from, children);
     to.finish()
 }
@@ -425,6 +497,9 @@ where
         *slot = new;
         return;
     }
+    // Entries are moved below, under the guard; borrowed ones are made the
+    // node's own first, since that may run `Clone` (E1).
+    slot.own_borrowed_entries();
     struct AbortOnUnwind;
     impl Drop for AbortOnUnwind {
         fn drop(&mut self) {
@@ -449,15 +524,10 @@ where
     core::mem::forget(guard);
 }
 
-/// Makes `node` own every child it borrows (N3, N6), then does the same down
-/// each child it does not borrow, i.e. each one its batch made.
-///
-/// Where the lender is no longer shared (the version it belonged to has just
-/// been freed or recycled), its counts are taken over: it is taken apart
-/// without touching the counts of the children it lent, which is what makes a
-/// path copy cost nothing per shared child. Otherwise each lent child gets a
-/// count of its own, as a counting copy would have given it. Runs no user code
-/// except the destructors of what the lender alone held.
+/// [`settle_node`] for `node`, then for each lending child it does not
+/// borrow, and so on down (the tests' way to settle a copy and those below
+/// it; a batch settles along its written paths, `trie::settle_written`).
+#[cfg(test)]
 pub(crate) fn settle<K, V>(node: &NodeRef<K, V>) {
     let lent = settle_node(node);
     for (i, child) in node.children().iter().enumerate() {
@@ -478,7 +548,17 @@ pub(crate) fn lending_copies() -> u64 {
     LENDING_COPIES.load(Ordering::Relaxed)
 }
 
-/// [`settle`] for `node` alone; returns the bits of the children it borrowed.
+/// Makes `node` own every child it borrows (N3, N6), and settles the
+/// entries it borrows (E1, E2); returns the bits of the children it borrowed.
+///
+/// Where the lender is no longer shared (the version it belonged to has just
+/// been freed or recycled), its counts are taken over: it is taken apart
+/// without touching the counts of the children it lent, which is what makes a
+/// path copy cost nothing per shared child, and the entries it lent become
+/// `node`'s own, bit for bit. Otherwise each lent child gets a count of its
+/// own, as a counting copy would have given it, and the borrowed entries stay
+/// borrowed through an uncounted link until the lender or `node` goes. Runs
+/// no user code except the destructors of what the lender alone held.
 pub(crate) fn settle_node<K, V>(node: &NodeRef<K, V>) -> u64 {
     let (lent, lender) = node.take_lending();
     if let Some(lender) = lender {
@@ -486,6 +566,11 @@ pub(crate) fn settle_node<K, V>(node: &NodeRef<K, V>) -> u64 {
             // SAFETY: the lent children are alive: `lender`, dropped only after
             // this, holds them (N6).
             unsafe { own_lent(node.children().as_ptr(), node.children().len(), lent) };
+            if node.borrowed() != 0 {
+                // Someone still holds the lender: its entries stay borrowed,
+                // through an uncounted link, until one of the two goes (E2).
+                node.keep_link(&lender);
+            }
             drop(lender);
         }
     }
@@ -497,7 +582,16 @@ pub(crate) fn settle_node<K, V>(node: &NodeRef<K, V>) -> u64 {
 /// `lender`; `Err` (changing no count) if `lender` is shared or a lent child is
 /// not `lender`'s own child at the same slot.
 fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Result<(), NodeRef<K, V>> {
-    if !lender.is_unique() {
+    // A lender whose entries `node` borrows has `LENT` set, by `node` alone
+    // (one borrower at a time); one that lends entries to another copy must
+    // stay as it is.
+    let borrowed = node.borrowed();
+    let unique = if borrowed != 0 { lender.is_unique_but_lent() } else { lender.is_unique() };
+    // A lender that borrows entries itself (a copy made after an older
+    // version was held, which lends only its children) is not taken apart
+    // here: its children are counted instead, and its own borrowing ends
+    // when it is dropped.
+    if !unique || lender.borrowed() != 0 {
         return Err(lender);
     }
     let (mine, theirs) = (node.children(), lender.children());
@@ -533,9 +627,13 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
         }
     }
     // From here `node` counts every child itself (its lent bits are already
-    // cleared), whatever happens below.
+    // cleared), and owns every entry it borrowed, whatever happens below.
+    if borrowed != 0 {
+        lender.end_lending();
+    }
     let mut parts = Drain::new(lender);
     assert!(parts.is_moving(), "snapview bug: a unique lender drained by clones");
+    node.set_borrowed(0);
     // What only the lender held is dropped last, after every count has moved:
     // its destructors may panic.
     let mut doomed: [Option<NodeRef<K, V>>; 64] = core::array::from_fn(|_| None);
@@ -566,6 +664,9 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
         }
         j += 1;
     }
+    // The borrowed entries are `node`'s now (the same bytes): the lender's
+    // are passed over, the others it alone held are dropped.
+    parts.drop_entries_except(borrowed);
     drop(parts);
     // Only the slots filled above, rather than a drop of all 64 (if one of
     // these drops panics, unwinding drops the array and with it the rest).
@@ -663,7 +764,8 @@ mod tests {
         assert!(copy.children().iter().zip(node.children()).all(|(a, b)| a.ptr_eq(b)));
         assert!(counts(&node).iter().all(|&c| c == 1), "children's counts untouched");
         assert_eq!(node.ref_count(), 2, "the copy holds one count on its source instead");
-        assert_eq!(Rc::strong_count(&token), 1 + LEND_MIN + 2, "only the entry was cloned");
+        assert_eq!(Rc::strong_count(&token), 1 + LEND_MIN + 1, "nothing cloned: the entry is borrowed too");
+        assert_eq!(copy.borrowed(), 1);
     }
 
     #[test]
@@ -671,9 +773,9 @@ mod tests {
         let token = Rc::new(());
         let node = wide(LEND_MIN as u32 - 1, &token);
         let copy = copy_of(&node);
-        assert!(!copy.is_lending());
         assert!(counts(&node).iter().all(|&c| c == 2));
-        assert_eq!(node.ref_count(), 1);
+        assert!(copy.is_lending(), "it holds its source, for the entry it borrows");
+        assert_eq!(node.ref_count(), 2);
     }
 
     #[test]
@@ -699,7 +801,7 @@ mod tests {
         // The batch replaces child 3 and keeps the other nine lent.
         *copy.get_mut().expect("unique copy").1.get(3) = leaf(&[(3, token.clone())]);
         drop(node);
-        assert_eq!(Rc::strong_count(&token), 1 + 10 + 1 + 1 + 1, "the source lives on in the lender");
+        assert_eq!(Rc::strong_count(&token), 1 + 10 + 1 + 1, "the source lives on in the lender");
         settle(&copy);
         assert!(!copy.is_lending());
         assert!(counts(&copy).iter().all(|&c| c == 1), "counts moved, none added");
@@ -735,7 +837,7 @@ mod tests {
         let (_, mut children) = copy.get_mut().expect("unique copy");
         let child = children.get(0);
         assert_eq!(child.ref_count(), 2, "counted by the copy now");
-        child.make_mut().0[0].0 = 99;
+        child.make_mut().0.get(0).0 = 99;
         assert_eq!(node.children()[0].entries()[0].0, 0, "the source's child is unchanged");
         assert_eq!(copy.children()[0].entries()[0].0, 99);
         drop(copy);
@@ -763,14 +865,109 @@ mod tests {
         assert_eq!(Rc::strong_count(&token), 1);
     }
 
+    /// A trie leaf holding `entries` in slots 0, 1, ..: unlike a collision
+    /// node (`leaf`), one whose copies borrow its entries.
+    fn trie_leaf(entries: &[(u32, Rc<()>)]) -> NodeRef<u32, Rc<()>> {
+        let mut b = Builder::trie(bits_below(entries.len()), 0);
+        for e in entries {
+            b.push_entry(e.clone());
+        }
+        b.finish()
+    }
+
+    /// A write through a shared leaf: the copy, and the entry it overwrites.
+    fn overwrite(leaf_: &NodeRef<u32, Rc<()>>, at: usize, token: &Rc<()>) -> NodeRef<u32, Rc<()>> {
+        let mut copy = leaf_.clone();
+        copy.make_mut().0.get(at).1 = token.clone();
+        copy
+    }
+
+    #[test]
+    fn a_copy_borrows_its_sources_entries_and_clones_only_the_one_it_writes() {
+        let (old, new) = (Rc::new(()), Rc::new(()));
+        let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
+        let copy = overwrite(&source, 1, &new);
+        assert_eq!(copy.borrowed(), 0b101);
+        assert_eq!(Rc::strong_count(&old), 1 + 3, "no clone of the borrowed entries");
+        assert_eq!(Rc::strong_count(&new), 2);
+        assert_eq!(copy.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(Rc::ptr_eq(&copy.entries()[1].1, &new));
+        drop(copy);
+        assert_eq!(Rc::strong_count(&old), 4, "the borrowed entries stay the source's");
+        drop(source);
+        assert_eq!((Rc::strong_count(&old), Rc::strong_count(&new)), (1, 1));
+    }
+
+    #[test]
+    fn settling_once_the_source_is_gone_takes_its_entries_over() {
+        let (old, new) = (Rc::new(()), Rc::new(()));
+        let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
+        let copy = overwrite(&source, 1, &new);
+        drop(source);
+        settle(&copy);
+        assert_eq!(copy.borrowed(), 0, "owned now");
+        assert!(!copy.is_lending());
+        assert_eq!(Rc::strong_count(&old), 1 + 2, "the overwritten original went with the source");
+        drop(copy);
+        assert_eq!((Rc::strong_count(&old), Rc::strong_count(&new)), (1, 1));
+    }
+
+    #[test]
+    fn a_held_source_drops_what_it_alone_held_and_the_later_of_the_two_the_rest() {
+        for source_goes_first in [true, false] {
+            let (old, new) = (Rc::new(()), Rc::new(()));
+            let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
+            let copy = overwrite(&source, 1, &new);
+            settle(&copy);
+            assert_eq!(copy.borrowed(), 0b101, "still borrowed, through a link");
+            assert!(!copy.is_lending());
+            assert_eq!(source.ref_count(), 1, "the copy's count is given back");
+            if source_goes_first {
+                drop(source);
+                assert_eq!(Rc::strong_count(&old), 1 + 2, "the overwritten original went with the source");
+                assert_eq!(copy.entries()[0].0, 1, "the lent entries stay");
+                drop(copy);
+            } else {
+                drop(copy);
+                assert_eq!(Rc::strong_count(&new), 1);
+                assert_eq!(source.entries()[2].0, 3);
+                drop(source);
+            }
+            assert_eq!((Rc::strong_count(&old), Rc::strong_count(&new)), (1, 1), "{source_goes_first}");
+        }
+    }
+
+    #[test]
+    fn a_later_write_to_a_borrowing_node_owns_its_entries_first() {
+        for source_held in [true, false] {
+            let (old, new) = (Rc::new(()), Rc::new(()));
+            let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
+            let mut copy = overwrite(&source, 1, &new);
+            settle(&copy);
+            assert!(!source.is_unique(), "a lender is never changed in place");
+            let held = source_held.then(|| source.clone());
+            drop(source);
+            // The next batch writes entry 2 of its own (unshared) copy in place:
+            // both borrowed entries are cloned while the source is held, and
+            // taken over (no clone) once it has gone.
+            copy.make_mut().0.get(2).1 = new.clone();
+            assert_eq!(copy.borrowed(), 0, "{source_held}");
+            assert_eq!(Rc::strong_count(&old), if source_held { 1 + 3 + 1 } else { 1 + 1 }, "{source_held}");
+            drop(held);
+            assert_eq!(Rc::strong_count(&old), 1 + 1, "{source_held}");
+            drop(copy);
+            assert_eq!((Rc::strong_count(&old), Rc::strong_count(&new)), (1, 1), "{source_held}");
+        }
+    }
+
     #[test]
     fn make_mut_copies_a_shared_node_and_not_a_unique_one() {
         let mut a = leaf(&[(1, Rc::new(()))]);
         let before = a.entries().as_ptr();
-        a.make_mut().0[0].0 = 7;
+        a.make_mut().0.get(0).0 = 7;
         assert_eq!(a.entries().as_ptr(), before, "unique: mutated in place");
         let b = a.clone();
-        a.make_mut().0[0].0 = 8;
+        a.make_mut().0.get(0).0 = 8;
         assert_eq!((a.entries()[0].0, b.entries()[0].0), (8, 7));
     }
 }

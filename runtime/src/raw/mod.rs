@@ -11,6 +11,8 @@ mod build;
 mod cpu;
 mod node;
 
-pub(crate) use build::{Builder, Drain, lending_copies, rebuild, settle, settle_node};
+#[cfg(all(test, snapview_loom))]
+pub(crate) use build::settle;
+pub(crate) use build::{Builder, Drain, lending_copies, rebuild, settle_node};
 pub(crate) use cpu::{BitCount, Compiled, HotPath, Popcnt, run_with_popcnt};
 pub(crate) use node::{NodeRef, Occupancy, Slot, prefetch};

@@ -1,10 +1,10 @@
 //! The node allocation: one header followed by three exact-size arrays.
 //!
 //! ```text
-//! +-----------------------------------+---------------------+---------------------+-------------------+-----------------+
-//! | Header (24 bytes)                 | [NodeRef; children] | [Occupancy; ch.]    | [(K, V); entries] | Lending (16 B)  |
-//! | refs | shape | datamap | nodemap   | sub-trees           | each one's occupied | inline entries    | lent | lender   |
-//! +-----------------------------------+---------------------+---------------------+-------------------+-----------------+
+//! +---------------------------------+---------------------+---------------------+-------------------+--------------------------------------+
+//! | Header (24 bytes)               | [NodeRef; children] | [Occupancy; ch.]    | [(K, V); entries] | Lending (32 B)                       |
+//! | refs | shape | datamap | nodemap | sub-trees           | each one's occupied | inline entries    | lent | lender | borrowed | lent_out |
+//! +---------------------------------+---------------------+---------------------+-------------------+--------------------------------------+
 //! ```
 //!
 //! Beside each child pointer the node keeps that child's *occupancy*: the
@@ -14,11 +14,16 @@
 //! large map the last level is the one not in cache, and most misses end in
 //! an empty slot of it (see "Occupancy" in docs/design.md).
 //!
-//! The `Lending` tail exists only in nodes with children; lookups and
-//! iteration never read it. It records which children the node *borrows*
-//! (see "Lending copies" in docs/design.md): a copy made by a write shares
-//! its source's children without touching their counts, and holds one counted
-//! reference to the source (`lender`) instead, which keeps them alive.
+//! The `Lending` tail exists in nodes with children, and in every node of a
+//! map whose entries need dropping; lookups and iteration never read it. It
+//! records which children the node *borrows* (see "Lending copies" in
+//! docs/design.md): a copy made by a write shares its source's children
+//! without touching their counts, and holds one counted reference to the
+//! source (`lender`) instead, which keeps them alive. In a map whose entries
+//! own something (`String` keys), the copy also borrows the source's
+//! *entries*, bit for bit, rather than cloning them ("Lending entries"):
+//! `borrowed` in the copy, `lent_out` and the `LENT` and `GONE` bits of
+//! `refs` in the source.
 //!
 //! Children come first so that the address of a full node's child `i` is
 //! known from the node's address alone (`24 + 8i`): a lookup can fetch it
@@ -48,6 +53,22 @@
 //!   unless `datamap == 0` (a collision node, or a node of children only);
 //!   `shape` holds these two counts.
 //!
+//! - **E1** a node whose `borrowed` bits are not all 0 holds, at those
+//!   entries, the bytes of entries of its lender, which has `LENT` set and
+//!   those entries' bits set in `lent_out` (one borrower per lender; an
+//!   entry sits at the same index in both, since a borrower never changes
+//!   shape: a rebuild makes its entries its own first). Neither node drops a
+//!   lent entry while the other lives; a lender with `LENT` is never unique,
+//!   so never changed in place; a borrowed entry is made the borrower's own
+//!   (a clone written over it) before the writer changes or moves it (see
+//!   [`EntriesMut`]);
+//! - **E2** during the batch that made it, a borrower's `lender` is a counted
+//!   reference (`LENDING` set); once settled while the lender is still held,
+//!   it is an uncounted link: the lender's last reference drops all but the
+//!   lent entries and sets `GONE`, the borrower's end clears `LENT`, and
+//!   whichever of the two comes second (one atomic word orders them) drops
+//!   the lent entries and frees the lender's memory.
+//!
 //! And one invariant of content, which lookups trust for their answer but
 //! never for memory safety (the occupancy only decides whether to go on):
 //!
@@ -68,10 +89,20 @@ use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering, acquire_after_last_
 /// Past this count a clone aborts, as `Arc` does: a count that wraps would
 /// free a live node. (Counts are per parent node, not per snapshot: reaching
 /// it would take a billion live parents of one node.)
-const MAX_REFS: u32 = 1 << 30;
-/// The top bit of `refs`: the node holds a lender (N6). The writer sets and
-/// clears it; counting never reaches it (`MAX_REFS`).
+const MAX_REFS: u32 = 1 << 28;
+/// The top bit of `refs`: the node holds a counted lender (N6). The writer
+/// sets and clears it; counting never reaches it (`MAX_REFS`).
 const LENDING: u32 = 1 << 31;
+/// A bit of `refs`: a copy borrows this node's entries (E1). Set by the
+/// writer that makes the copy, cleared by whichever end of the borrowing
+/// comes first (see "Lending entries" in docs/design.md).
+const LENT: u32 = 1 << 30;
+/// A bit of `refs`: the node's last reference went while `LENT` was set; it
+/// has dropped all it owned but the lent entries, and its memory waits for
+/// the borrower (E2).
+const GONE: u32 = 1 << 29;
+/// The bits of `refs` that count references.
+const COUNT: u32 = GONE - 1;
 /// The low bits of `Header::shape` hold the child count (at most 64).
 const CHILD_BITS: u32 = 7;
 /// The most inline entries a node can hold: a collision node of more keys
@@ -90,14 +121,30 @@ pub(super) struct Header {
     nodemap: u64,
 }
 
-/// The tail of a node with children (never read by lookups): the children it
-/// borrows rather than owns, and from whom (N3, N6).
+/// The tail of a node with children, or of any node whose entries need
+/// dropping (never read by lookups): what it borrows rather than owns, and
+/// from whom (N3, N6, E1).
 #[repr(C)]
 pub(super) struct Lending {
     /// Bit `i` set: `children[i]` is lent: this node holds no count on it.
     lent: AtomicU64,
-    /// A counted reference to the node the lent children came from, or null.
+    /// The node the lent children and borrowed entries came from, or null:
+    /// a counted reference while the `LENDING` bit is set, else (when
+    /// `borrowed` is not 0) an uncounted link (E2).
     lender: AtomicPtr<Header>,
+    /// Bit `i` set: entry `i` is the lender's entry `i`, bit for bit: this
+    /// node must not drop it (E1).
+    borrowed: AtomicU64,
+    /// While `LENT` is set: bit `i` set, entry `i` is borrowed by a copy,
+    /// so this node's last reference leaves it to the later of the two (E2).
+    lent_out: AtomicU64,
+}
+
+/// Whether copies of this map's nodes lend their entries rather than clone
+/// them: only where an entry owns something (`String` keys, `Arc` values);
+/// a `u64 -> u64` map keeps its nodes and code as they are.
+const fn lends_entries<K, V>() -> bool {
+    core::mem::needs_drop::<(K, V)>()
 }
 
 /// What a trie node's slot holds.
@@ -135,7 +182,53 @@ impl<K, V> ChildAt<'_, K, V> {
 }
 
 /// Mutable access to a node's two arrays: its entries and its children.
-pub(crate) type NodeMut<'a, K, V> = (&'a mut [(K, V)], ChildrenMut<'a, K, V>);
+pub(crate) type NodeMut<'a, K, V> = (EntriesMut<'a, K, V>, ChildrenMut<'a, K, V>);
+
+/// Mutable access to the entries of an unshared node.
+///
+/// A borrowed entry (E1) is the lender's, so [`get`](Self::get) first makes
+/// it this node's own: what it hands out may be overwritten or moved.
+pub(crate) struct EntriesMut<'a, K, V> {
+    entries: &'a mut [(K, V)],
+    /// The node's tail, if it borrows entries, and whether its lender is a
+    /// counted reference (during the batch that made the node) or a link (E2).
+    lending: Option<(&'a Lending, bool)>,
+}
+
+impl<'a, K: Clone, V: Clone> EntriesMut<'a, K, V> {
+    /// Entry `i`, owned by this node from now on.
+    #[inline]
+    pub(crate) fn get(&mut self, i: usize) -> &mut (K, V) {
+        self.own(i);
+        &mut self.entries[i]
+    }
+
+    /// Entry `i`, owned by this node from now on, for as long as the node was borrowed.
+    #[inline]
+    pub(crate) fn into_entry(mut self, i: usize) -> &'a mut (K, V) {
+        self.own(i);
+        &mut self.entries[i]
+    }
+
+    /// Every entry, each owned by this node from now on.
+    pub(crate) fn into_slice(self) -> &'a mut [(K, V)] {
+        if let Some((lending, counted)) = self.lending {
+            // SAFETY: the node is unshared (an `EntriesMut` is made only by
+            // `arrays_mut`), so nothing else reads or writes its entries and tail.
+            unsafe { own_all::<K, V>(lending, counted, self.entries.as_mut_ptr(), self.entries.len()) };
+        }
+        self.entries
+    }
+
+    #[inline]
+    fn own(&mut self, i: usize) {
+        assert!(i < self.entries.len(), "snapview bug: entry index out of bounds");
+        if let Some((lending, counted)) = self.lending {
+            // SAFETY: as in `into_slice`; `i` is inside the array (checked).
+            unsafe { own_entry::<K, V>(lending, counted, self.entries.as_mut_ptr(), self.entries.len(), i) };
+        }
+    }
+}
 
 /// Mutable access to the children of an unshared node.
 ///
@@ -248,7 +341,12 @@ impl<K, V> NodeRef<K, V> {
         )
     }
 
-    /// Where the `Lending` tail starts (meaningful when `children > 0`).
+    /// Whether a node with this many children has the `Lending` tail.
+    const fn has_tail(children: usize) -> bool {
+        children > 0 || lends_entries::<K, V>()
+    }
+
+    /// Where the `Lending` tail starts (meaningful when `has_tail`).
     fn lending_offset(entries: usize, children: usize) -> usize {
         round_up(Self::entries_offset(children) + entries * size_of::<(K, V)>(), align_of::<Lending>())
     }
@@ -259,9 +357,9 @@ impl<K, V> NodeRef<K, V> {
         debug_assert!(children <= 64);
         let arrays =
             entries.checked_mul(size_of::<(K, V)>()).and_then(|e| e.checked_add(Self::entries_offset(children)));
-        let size = match children {
-            0 => arrays,
-            _ => arrays
+        let size = match Self::has_tail(children) {
+            false => arrays,
+            true => arrays
                 .and_then(|end| end.checked_add(align_of::<Lending>() - 1))
                 .and_then(|end| (end & !(align_of::<Lending>() - 1)).checked_add(size_of::<Lending>())),
         };
@@ -291,10 +389,15 @@ impl<K, V> NodeRef<K, V> {
         // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
         // alignment) and large enough for it (the layout starts with it).
         unsafe { ptr.as_ptr().write(header) };
-        if children > 0 {
-            let lending = Lending { lent: AtomicU64::new(0), lender: AtomicPtr::new(ptr::null_mut()) };
-            // SAFETY: a node with children has the tail (see `layout`), at an
-            // offset aligned for it inside the allocation.
+        if Self::has_tail(children) {
+            let lending = Lending {
+                lent: AtomicU64::new(0),
+                lender: AtomicPtr::new(ptr::null_mut()),
+                borrowed: AtomicU64::new(0),
+                lent_out: AtomicU64::new(0),
+            };
+            // SAFETY: such a node has the tail (see `layout`), at an offset
+            // aligned for it inside the allocation.
             unsafe { lending_ptr::<K, V>(ptr, entries, children).write(lending) };
         }
         ptr
@@ -321,12 +424,23 @@ impl<K, V> NodeRef<K, V> {
         unsafe { self.ptr.as_ref() }
     }
 
-    /// The `Lending` tail, if the node has children.
+    /// The `Lending` tail, if the node has one.
     fn lending(&self) -> Option<&Lending> {
         let (entries, children) = self.counts();
-        // SAFETY: a live node with children has its tail initialised by
-        // `allocate` (N1), and it is only accessed through atomics.
-        (children > 0).then(|| unsafe { &*lending_ptr::<K, V>(self.ptr, entries, children) })
+        // SAFETY: a live node with a tail has it initialised by `allocate`
+        // (N1), and it is only accessed through atomics.
+        Self::has_tail(children).then(|| unsafe { &*lending_ptr::<K, V>(self.ptr, entries, children) })
+    }
+
+    /// The entries this node borrows (E1): bit `i` for entry `i`.
+    #[inline]
+    pub(crate) fn borrowed(&self) -> u64 {
+        if !lends_entries::<K, V>() {
+            return 0;
+        }
+        // Relaxed: written only by the writer that holds the node alone, or
+        // built it; read by it, or by a last reference after its Acquire.
+        self.lending().map_or(0, |l| l.borrowed.load(Ordering::Relaxed))
     }
 
     /// Whether the node holds a lender, i.e. may borrow some of its children.
@@ -345,7 +459,7 @@ impl<K, V> NodeRef<K, V> {
             assert!(lent == 0, "snapview bug: lent children without a lender");
             return;
         };
-        let lending = self.lending().expect("snapview bug: lending without children");
+        let lending = self.lending().expect("snapview bug: lending without a tail");
         let lender = core::mem::ManuallyDrop::new(lender).ptr.as_ptr();
         // Relaxed: lending state is read and written by the writer alone (the
         // node is not even visible to anyone else yet).
@@ -362,7 +476,7 @@ impl<K, V> NodeRef<K, V> {
         if !self.is_lending() {
             return (0, None);
         }
-        let lending = self.lending().expect("snapview bug: lending without children");
+        let lending = self.lending().expect("snapview bug: lending without a tail");
         // Relaxed: as in `set_lending`; the swap makes the caller the one owner.
         let lent = lending.lent.swap(0, Ordering::Relaxed);
         let lender = NonNull::new(lending.lender.swap(ptr::null_mut(), Ordering::Relaxed));
@@ -370,6 +484,88 @@ impl<K, V> NodeRef<K, V> {
         // SAFETY: a non-null lender is a counted reference (N6), which the swap
         // has handed to us alone.
         (lent, lender.map(|l| unsafe { Self::from_raw(l) }))
+    }
+
+    /// Claims this shared node's entries for one copy to borrow (E1):
+    /// false if they may not be lent (a collision node, a node that borrows
+    /// entries itself, or one whose entries a copy borrows already).
+    ///
+    /// The caller must hold a counted reference to the node, and, on `true`,
+    /// either give the copy it builds the borrowed entries and a counted
+    /// reference to this node, or undo the claim ([`end_lending`](Self::end_lending)).
+    pub(super) fn claim_entries(&self) -> bool {
+        let (entries, _) = self.counts();
+        if !lends_entries::<K, V>() || entries == 0 || self.datamap() == 0 || self.borrowed() != 0 {
+            return false;
+        }
+        let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
+        // AcqRel: the bit is the claim: of two writers (of two maps that
+        // share this node) only one sees it clear. `lent_out` is written
+        // after, and read only by the node's last reference, which cannot
+        // come while our reference lives, and whose Acquire follows its
+        // release.
+        if self.header().refs.fetch_or(LENT, Ordering::AcqRel) & LENT != 0 {
+            return false;
+        }
+        lending.lent_out.store(super::build::bits_below(entries), Ordering::Relaxed);
+        true
+    }
+
+    /// Records the entries this node borrows from its counted lender: those
+    /// of a new node (`Builder::finish`), or none once it owns them all.
+    pub(super) fn set_borrowed(&self, borrowed: u64) {
+        match self.lending() {
+            // Relaxed: the node is not visible to anyone else yet, or the
+            // writer holds it alone.
+            Some(lending) => lending.borrowed.store(borrowed, Ordering::Relaxed),
+            None => assert!(borrowed == 0, "snapview bug: borrowed entries without a tail"),
+        }
+    }
+
+    /// Turns the node's lender, whose counted reference the caller took out
+    /// with [`take_lending`](Self::take_lending) and is about to drop, into
+    /// the uncounted link that its borrowed entries need (E2).
+    pub(super) fn keep_link(&self, lender: &NodeRef<K, V>) {
+        let lending = self.lending().expect("snapview bug: borrowed entries without a tail");
+        // Relaxed: read only by the writer, or by this node's last reference.
+        lending.lender.store(lender.ptr.as_ptr(), Ordering::Relaxed);
+    }
+
+    /// Whether the node's only reference is the caller's, not counting the
+    /// `LENT` bit: a lender that only the copy borrowing from it still holds.
+    pub(super) fn is_unique_but_lent(&self) -> bool {
+        // Acquire: as in `is_unique`.
+        self.header().refs.load(Ordering::Acquire) & COUNT == 1
+    }
+
+    /// Ends a lending of this node's entries that the caller's copy, which
+    /// holds a counted reference to it, no longer needs (E1).
+    pub(super) fn end_lending(&self) {
+        // Relaxed: the caller's counted reference keeps the node from its last
+        // drop, which reads the bit only after that reference's Release.
+        self.header().refs.fetch_and(!LENT, Ordering::Relaxed);
+    }
+
+    /// Makes every entry this unshared node borrows its own (E1): a clone
+    /// written over the lender's bytes, or, if the lender is gone, the bytes
+    /// themselves. If a `Clone` panics, the entries cloned so far are the
+    /// node's and the rest stay borrowed: consistent either way.
+    pub(crate) fn own_borrowed_entries(&mut self)
+    where
+        K: Clone,
+        V: Clone,
+    {
+        if self.borrowed() == 0 {
+            return;
+        }
+        debug_assert!(self.is_unique(), "snapview bug: owning the entries of a shared node");
+        let (entries, children) = self.counts();
+        let counted = self.is_lending();
+        let lending = self.lending().expect("snapview bug: borrowed entries without a tail");
+        // SAFETY: the node is unshared (the caller holds it mutably, and the
+        // writer only calls this on a node it found unique), so nothing else
+        // reads or writes its entries or its tail.
+        unsafe { own_all::<K, V>(lending, counted, entries_ptr::<K, V>(self.ptr, children), entries) }
     }
 
     /// The bitmap of slots holding an inline entry.
@@ -446,7 +642,8 @@ impl<K, V> NodeRef<K, V> {
     pub(crate) fn is_unique(&self) -> bool {
         // Acquire: synchronizes with the Release decrement of every other
         // reference that was dropped (in `Drop`), so that their reads of the
-        // node happen-before our writes to it.
+        // node happen-before our writes to it. A node whose entries a copy
+        // borrows (`LENT`) is never unique: the copy reads them too (E1).
         self.header().refs.load(Ordering::Acquire) & !LENDING == 1
     }
 
@@ -531,7 +728,12 @@ impl<K, V> NodeRef<K, V> {
     #[inline(always)]
     unsafe fn arrays_mut(&mut self) -> NodeMut<'_, K, V> {
         let (ne, nc) = self.counts();
-        let lending = if self.is_lending() { self.lending().map(|l| l as *const Lending) } else { None };
+        let counted = self.is_lending();
+        let lending = if counted { self.lending().map(|l| l as *const Lending) } else { None };
+        let borrowing = match self.borrowed() {
+            0 => None,
+            _ => self.lending().map(|l| l as *const Lending),
+        };
         // SAFETY: 1. the count is 1 (the caller's guarantee) and we hold
         //    `&mut` to that one reference, so no other thread or borrow can
         //    reach the node (N3, N4);
@@ -539,10 +741,14 @@ impl<K, V> NodeRef<K, V> {
         //    N2), so three mutable slices and a shared tail reference do not
         //    alias;
         // 3. lent children are reachable only through `ChildrenMut::get`,
-        //    which makes them owned first (N3).
+        //    which makes them owned first (N3), and borrowed entries only
+        //    through `EntriesMut`, which does the same (E1).
         unsafe {
             (
-                core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr, nc), ne),
+                EntriesMut {
+                    entries: core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr, nc), ne),
+                    lending: borrowing.map(|l| (&*l, counted)),
+                },
                 ChildrenMut {
                     children: core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr), nc),
                     occupancy: core::slice::from_raw_parts_mut(occupancy_ptr(self.ptr, nc), nc),
@@ -655,7 +861,7 @@ impl<K, V> NodeRef<K, V> {
     /// The node's count of references (tests).
     pub(crate) fn ref_count(&self) -> u32 {
         // Relaxed: tests read it where nothing else runs.
-        self.header().refs.load(Ordering::Relaxed) & !LENDING
+        self.header().refs.load(Ordering::Relaxed) & COUNT
     }
 }
 
@@ -716,7 +922,7 @@ impl<K, V> Clone for NodeRef<K, V> {
         // Relaxed: a new reference is made from an existing one, which already
         // keeps the node alive; nothing needs to be ordered (as in Arc::clone).
         let old = self.header().refs.fetch_add(1, Ordering::Relaxed);
-        if old & !LENDING > MAX_REFS {
+        if old & COUNT > MAX_REFS {
             std::process::abort();
         }
         Self { ptr: self.ptr, _owns: PhantomData }
@@ -728,16 +934,26 @@ impl<K, V> Drop for NodeRef<K, V> {
         // Release: orders every use of the node through this reference before
         // the decrement, so that whoever frees it (below, after the Acquire
         // fence) sees those uses finished.
-        if self.header().refs.fetch_sub(1, Ordering::Release) & !LENDING != 1 {
+        let before = self.header().refs.fetch_sub(1, Ordering::Release);
+        if before & COUNT != 1 {
             return;
         }
         // Acquire: synchronizes with the Release decrements of all other
         // references, so their reads happen-before the drop and free.
         acquire_after_last_decrement(&self.header().refs);
         let (entries, children) = self.counts();
+        // (`LENT` is never set where entries are not lent: a `u64` map's drop
+        // compiles to what it was before lending.)
+        if lends_entries::<K, V>() && before & LENT != 0 {
+            // SAFETY: as below; the borrower's own end is ordered with ours
+            // by the handshake on `refs` (E2).
+            unsafe { free_lender::<K, V>(self.ptr, entries, children) };
+            return;
+        }
         // SAFETY: the count reached zero, so this was the last reference and
         // nothing else can reach the node (N3); its arrays are initialised (N2)
-        // and its counts give its layout (N1).
+        // and its counts give its layout (N1). No copy borrows its entries:
+        // `LENT` was clear, and no copy can be made without a reference.
         unsafe { free_node::<K, V>(self.ptr, entries, children) };
     }
 }
@@ -746,36 +962,295 @@ impl<K, V> Drop for NodeRef<K, V> {
 ///
 /// # Safety
 /// The node must be unreachable by anything else, with `entries` entries and
-/// `children` children initialised, as `allocate` made it.
+/// `children` children initialised, as `allocate` made it, and no copy may
+/// borrow its entries (`LENT` clear).
 unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize) {
     // Frees the allocation even if a K or V destructor panics, so that a
     // panicking Drop leaks nothing but what it panicked in.
-    struct Dealloc<K, V>(NonNull<Header>, usize, usize, PhantomData<(K, V)>);
-    impl<K, V> Drop for Dealloc<K, V> {
-        fn drop(&mut self) {
-            // SAFETY: the pointer and counts are those of `free_node`'s caller,
-            // and the contents have been dropped (or are being unwound).
-            unsafe { NodeRef::<K, V>::deallocate(self.0, self.1, self.2) };
-        }
-    }
     let _dealloc = Dealloc::<K, V>(ptr, entries, children, PhantomData);
     // SAFETY: `ptr` is a live node (caller); this temporary reference only
     // takes its lending state out and is never dropped.
-    let (lent, lender) = core::mem::ManuallyDrop::new(unsafe { NodeRef::<K, V>::from_raw(ptr) }).take_lending();
+    let node = core::mem::ManuallyDrop::new(unsafe { NodeRef::<K, V>::from_raw(ptr) });
+    let borrowed = node.borrowed();
+    // A link (E2) when the lender is not counted: read before `take_lending` clears it.
+    let link = match borrowed {
+        0 => None,
+        _ if node.is_lending() => None,
+        _ => node.lending().and_then(|lending| NonNull::new(lending.lender.load(Ordering::Relaxed))),
+    };
+    let (lent, lender) = node.take_lending();
     // SAFETY: the lent children are alive: the lender, not yet dropped, holds
     // them (N6).
     unsafe { own_lent::<K, V>(children_ptr::<K, V>(ptr), children, lent) };
     // Dropped when this function returns or unwinds, after the arrays below:
-    // what the lender frees is then no longer referenced from this node.
-    let _lender = lender;
+    // what the lender frees is then no longer referenced from this node, and
+    // the borrowed entries are given back only once this node is done.
+    let _borrowing = EndBorrowing { borrowed, lender, link };
     // SAFETY: 1. the arrays hold exactly `entries` and `children` initialised
     //    values (caller), each dropped once here and never used again; every
-    //    child is counted by this node now (`own_lent` above);
-    // 2. if a destructor panics, drop_in_place goes on dropping the rest of
-    //    that slice and `_dealloc` still frees the memory.
+    //    child is counted by this node now (`own_lent` above); the borrowed
+    //    entries are the lender's, left to it or to `_borrowing` (E1);
+    // 2. if a destructor panics, the rest are still dropped (by
+    //    `drop_entries_except` and drop_in_place) and `_dealloc` still
+    //    frees the memory.
     unsafe {
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(entries_ptr::<K, V>(ptr, children), entries));
+        drop_entries_except(entries_ptr::<K, V>(ptr, children), entries, borrowed);
         ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr), children));
+    }
+}
+
+/// Frees a node's allocation on drop (see `free_node`).
+struct Dealloc<K, V>(NonNull<Header>, usize, usize, PhantomData<(K, V)>);
+
+impl<K, V> Drop for Dealloc<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: made only with the pointer and counts of a node whose
+        // contents have been dropped or moved out (or are being unwound).
+        unsafe { NodeRef::<K, V>::deallocate(self.0, self.1, self.2) };
+    }
+}
+
+/// Gives back, on drop, the entries a dying node borrowed: to its counted
+/// lender (which then drops them with the rest of its entries), or through
+/// its link (E2).
+struct EndBorrowing<K, V> {
+    borrowed: u64,
+    lender: Option<NodeRef<K, V>>,
+    link: Option<NonNull<Header>>,
+}
+
+impl<K, V> Drop for EndBorrowing<K, V> {
+    fn drop(&mut self) {
+        if self.borrowed != 0 {
+            match (&self.lender, self.link) {
+                (Some(lender), _) => lender.end_lending(),
+                // SAFETY: a link of a node that borrows entries points at a
+                // lender that waits for it (E2), and this node, which is going,
+                // uses it for the last time.
+                (None, Some(link)) => unsafe { release_link::<K, V>(link) },
+                (None, None) => unreachable!("snapview bug: borrowed entries without a lender"),
+            }
+        }
+        // The counted lender, if any, is dropped with `self` after this.
+    }
+}
+
+/// Drops the last reference of a node whose entries a copy borrows (E2):
+/// everything it owns but the lent entries, then the handshake with the
+/// borrower: if the borrower has gone already, the lent entries and the
+/// memory too; otherwise the borrower will.
+///
+/// # Safety
+/// As for `free_node`, except that `LENT` was set when the count reached zero.
+unsafe fn free_lender<K, V>(ptr: NonNull<Header>, entries: usize, children: usize) {
+    // SAFETY: `ptr` is a live node (caller), read through a temporary
+    // reference that is never dropped.
+    let node = core::mem::ManuallyDrop::new(unsafe { NodeRef::<K, V>::from_raw(ptr) });
+    debug_assert_eq!(node.borrowed(), 0, "snapview bug: a lender that borrows");
+    let lending = node.lending().expect("snapview bug: lent entries without a tail");
+    // Relaxed: written before the borrower's copy was handed out, and ordered
+    // before this by our Acquire on the count.
+    let lent_out = lending.lent_out.load(Ordering::Relaxed);
+    let (lent, lender) = node.take_lending();
+    // SAFETY: as in `free_node`.
+    unsafe { own_lent::<K, V>(children_ptr::<K, V>(ptr), children, lent) };
+    let _lender = lender;
+    // Runs last, also when a destructor below panics.
+    let _handshake = Handshake::<K, V> { ptr, entries, children, lent_out, _owns: PhantomData };
+    // SAFETY: as in `free_node`, leaving the lent entries to the handshake.
+    unsafe {
+        drop_entries_except(entries_ptr::<K, V>(ptr, children), entries, lent_out);
+        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr), children));
+    }
+}
+
+/// The lender's half of the handshake (see `free_lender`).
+struct Handshake<K, V> {
+    ptr: NonNull<Header>,
+    entries: usize,
+    children: usize,
+    lent_out: u64,
+    _owns: PhantomData<(K, V)>,
+}
+
+impl<K, V> Drop for Handshake<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: the node's memory stays until one of the two ends frees it.
+        let refs = unsafe { &(*self.ptr.as_ptr()).refs };
+        // AcqRel: Release orders our drops before the borrower frees the
+        // memory; Acquire orders the borrower's last reads of the lent entries
+        // (its Release when it cleared `LENT`) before we drop them.
+        if refs.fetch_or(GONE, Ordering::AcqRel) & LENT != 0 {
+            return; // the borrower is still there: the lent entries are its to end
+        }
+        let _dealloc = Dealloc::<K, V>(self.ptr, self.entries, self.children, PhantomData);
+        // SAFETY: the borrower has ended: the lent entries are ours alone, and
+        // this is their one drop.
+        unsafe { drop_entries_except(entries_ptr::<K, V>(self.ptr, self.children), self.entries, !self.lent_out) };
+    }
+}
+
+/// The borrower's half of the handshake: gives the lent entries back to the
+/// lender at `link`, or, if the lender has gone, drops them and frees its
+/// memory (E2).
+///
+/// # Safety
+/// `link` must be the lender of entries that the caller borrowed and has
+/// stopped reading, and the caller must never use it again.
+unsafe fn release_link<K, V>(link: NonNull<Header>) {
+    // SAFETY: a lender's memory stays while `LENT` is set (E2).
+    let lender = core::mem::ManuallyDrop::new(unsafe { NodeRef::<K, V>::from_raw(link) });
+    // AcqRel: Release orders our reads of the lent entries before the lender
+    // drops them; Acquire, if it has gone, orders its drops before our free.
+    if lender.header().refs.fetch_and(!LENT, Ordering::AcqRel) & GONE == 0 {
+        return;
+    }
+    let (entries, children) = lender.counts();
+    let lending = lender.lending().expect("snapview bug: lent entries without a tail");
+    // Relaxed: ordered by the Acquire above.
+    let lent_out = lending.lent_out.load(Ordering::Relaxed);
+    let _dealloc = Dealloc::<K, V>(link, entries, children, PhantomData);
+    // SAFETY: the lender dropped all else (`free_lender`); the lent entries
+    // are ours alone now, dropped once here.
+    unsafe { drop_entries_except(entries_ptr::<K, V>(link, children), entries, !lent_out) };
+}
+
+/// Makes borrowed entry `i` of an unshared node its own (E1).
+///
+/// # Safety
+/// `lending` and the `len` entries at `entries` must be those of an unshared
+/// node (nothing else reads or writes them), `i < len`, and `counted` must
+/// say whether the node's lender is a counted reference.
+unsafe fn own_entry<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries: *mut (K, V), len: usize, i: usize) {
+    // Relaxed: the node is unshared (caller).
+    let borrowed = lending.borrowed.load(Ordering::Relaxed);
+    if borrowed & (1 << i) == 0 {
+        return;
+    }
+    if !counted {
+        // After its batch, a node stops borrowing all at once (E2).
+        // SAFETY: the caller's guarantees.
+        return unsafe { own_all::<K, V>(lending, counted, entries, len) };
+    }
+    // SAFETY: 1. entry `i` is initialised and alive: the counted lender holds
+    //    it; a `Clone` that panics leaves everything as it was;
+    // 2. the write replaces the lender's bytes without dropping them: they
+    //    are the lender's, which drops them itself once its bit is cleared.
+    unsafe {
+        let (k, v) = &*entries.add(i);
+        let fresh = (k.clone(), v.clone());
+        entries.add(i).write(fresh);
+    }
+    let left = borrowed & !(1 << i);
+    lending.borrowed.store(left, Ordering::Relaxed);
+    // SAFETY: a counted lender is alive (N6).
+    let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
+    let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
+    // Relaxed: read by the lender's last reference, after the Acquire that
+    // follows our counted reference's release.
+    lender_tail.lent_out.fetch_and(!(1 << i), Ordering::Relaxed);
+    if left == 0 {
+        lender.end_lending();
+    }
+}
+
+/// Makes every borrowed entry of an unshared node its own (E1, E2).
+///
+/// # Safety
+/// As for `own_entry`.
+unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries: *mut (K, V), len: usize) {
+    // Relaxed: the node is unshared (caller).
+    let borrowed = lending.borrowed.load(Ordering::Relaxed);
+    if borrowed == 0 {
+        return;
+    }
+    // SAFETY: a node that borrows has a lender: counted, or waiting for it (E2).
+    let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
+    if !counted
+        // Acquire: the lender's drops happened before it set GONE.
+        && lender.header().refs.load(Ordering::Acquire) & GONE != 0
+    {
+        // The lender has gone: the lent entries we still hold are ours, bit
+        // for bit; the others (cloned over by an earlier call cut short by a
+        // panic) it left to us too.
+        let (l_entries, l_children) = lender.counts();
+        let lent_out =
+            lender.lending().expect("snapview bug: lent entries without a tail").lent_out.load(Ordering::Relaxed);
+        lending.borrowed.store(0, Ordering::Relaxed);
+        lending.lender.store(ptr::null_mut(), Ordering::Relaxed);
+        let _dealloc = Dealloc::<K, V>(lender.ptr, l_entries, l_children, PhantomData);
+        // SAFETY: once GONE is set, only this node uses the lender's memory;
+        // the entries dropped are originals that this node no longer borrows.
+        unsafe { drop_entries_except(entries_ptr::<K, V>(lender.ptr, l_children), l_entries, !(lent_out & !borrowed)) };
+        return;
+    }
+    let mut bits = borrowed;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        assert!(i < len, "snapview bug: a borrowed bit past the entries");
+        // SAFETY: as in `own_entry`: the lender keeps entry `i` alive while
+        // this node borrows it (its count, or `LENT` and the handshake).
+        unsafe {
+            let (k, v) = &*entries.add(i);
+            let fresh = (k.clone(), v.clone());
+            entries.add(i).write(fresh);
+        }
+        lending.borrowed.fetch_and(!(1 << i), Ordering::Relaxed);
+        if counted {
+            let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
+            lender_tail.lent_out.fetch_and(!(1 << i), Ordering::Relaxed);
+        }
+    }
+    if counted {
+        lender.end_lending();
+    } else {
+        lending.lender.store(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: this node borrowed from `lender` and no longer reads it.
+        unsafe { release_link::<K, V>(lender.ptr) };
+    }
+}
+
+/// The lender recorded in a tail, as a reference that must not be dropped.
+///
+/// # Safety
+/// The lender must be alive, or waiting for this node (E2).
+unsafe fn lender_of<K, V>(lending: &Lending) -> NodeRef<K, V> {
+    // Relaxed: the lender is written by the writer, which is the reader here.
+    let lender =
+        NonNull::new(lending.lender.load(Ordering::Relaxed)).expect("snapview bug: borrowing without a lender");
+    // SAFETY: the caller's guarantee.
+    unsafe { NodeRef::from_raw(lender) }
+}
+
+/// Drops the `len` entries at `entries` whose bit in `keep` is clear. If one
+/// destructor panics, the ones after it are still dropped.
+///
+/// # Safety
+/// The entries must be initialised, and those dropped never used again.
+pub(super) unsafe fn drop_entries_except<K, V>(entries: *mut (K, V), len: usize, keep: u64) {
+    if keep == 0 {
+        // SAFETY: the caller's guarantee, for all of them.
+        unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(entries, len)) };
+        return;
+    }
+    /// On unwinding out of entry `at`'s drop, drops the ones after it.
+    struct Rest<K, V>(*mut (K, V), usize, u64, usize);
+    impl<K, V> Drop for Rest<K, V> {
+        fn drop(&mut self) {
+            let (entries, len, keep, at) = (self.0, self.1, self.2, self.3 + 1);
+            // SAFETY: the caller's guarantee, for the entries after `at`.
+            unsafe { drop_entries_except(entries.add(at), len - at, keep.checked_shr(at as u32).unwrap_or(0)) };
+        }
+    }
+    for i in 0..len {
+        if i < 64 && keep & (1 << i) != 0 {
+            continue;
+        }
+        let rest = Rest(entries, len, keep, i);
+        // SAFETY: entry `i` is initialised and not kept (caller).
+        unsafe { ptr::drop_in_place(entries.add(i)) };
+        core::mem::forget(rest);
     }
 }
 
@@ -791,7 +1266,7 @@ mod tests {
         assert_eq!(NodeRef::<u64, u64>::occupancy_offset(2), 24 + 2 * 8);
         assert_eq!(NodeRef::<u64, u64>::entries_offset(2), 24 + 2 * 8 + 2 * 8);
         assert_eq!(NodeRef::<u64, u64>::lending_offset(3, 2), 24 + 2 * 16 + 3 * 16);
-        assert_eq!(l.size(), 24 + 2 * 16 + 3 * 16 + 16, "and the lending tail");
+        assert_eq!(l.size(), 24 + 2 * 16 + 3 * 16 + 32, "and the lending tail");
         assert_eq!(NodeRef::<u64, u64>::layout(3, 0).size(), 24 + 3 * 16, "no tail without children");
         assert_eq!(l.align(), 8);
     }
@@ -900,6 +1375,55 @@ mod loom_tests {
             reader.join().unwrap();
             assert!(!copy.is_lending());
             assert!(copy.children().iter().all(|c| c.entries()[0].0 == 1));
+            drop(copy);
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
+    /// A trie leaf of two entries holding `token`, and a copy that wrote its
+    /// entry 1 (owned, a clone) and borrows its entry 0 (E1), settled while
+    /// the leaf is still held: through a link (E2).
+    fn lender_and_settled_borrower(token: &Arc<()>) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
+        let mut b = Builder::trie(0b11, 0);
+        b.push_entry((1, Arc::clone(token)));
+        b.push_entry((2, Arc::clone(token)));
+        let source = b.finish();
+        let mut copy = source.clone();
+        copy.make_mut().0.get(1).1 = Arc::clone(token);
+        crate::raw::settle(&copy);
+        assert_eq!(copy.borrowed(), 0b01);
+        (source, copy)
+    }
+
+    /// The two ends of a lending on two threads: the source's last reference
+    /// (a reader letting go of the old version) and the copy's (a newer
+    /// version going). Whichever comes second drops the lent entry and frees
+    /// the source's memory; each entry is dropped exactly once.
+    #[test]
+    fn loom_the_later_of_a_lender_and_its_borrower_drops_the_lent_entries() {
+        loom::model(|| {
+            let token = Arc::new(());
+            let (source, copy) = lender_and_settled_borrower(&token);
+            let reader = loom::thread::spawn(move || drop(source));
+            drop(copy);
+            reader.join().unwrap();
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
+    /// A later batch writing the borrowing copy in place while a reader lets
+    /// go of the source: the copy clones the borrowed entry (source still
+    /// there) or takes its bytes over (source gone), never both, never neither.
+    #[test]
+    fn loom_a_later_write_races_the_lenders_last_drop() {
+        loom::model(|| {
+            let token = Arc::new(());
+            let (source, mut copy) = lender_and_settled_borrower(&token);
+            let reader = loom::thread::spawn(move || drop(source));
+            copy.make_mut().0.get(0).1 = Arc::clone(&token);
+            assert_eq!(copy.borrowed(), 0);
+            reader.join().unwrap();
+            assert_eq!(copy.entries()[0].0, 1);
             drop(copy);
             assert_eq!(Arc::strong_count(&token), 1);
         });
