@@ -5,7 +5,7 @@
 # alternates them in bursts on the same maps (see probe.rs), so that the
 # host's noise hits both alike: the A/Bs in docs/benchmark-history.md.
 #
-#   [AB_PROBES=N] [AB_FEATURES=F] [AB_FILL=insert] [AB_WRITES=1] [AB_STRINGS=1] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
+#   [AB_PROBES=N] [AB_FEATURES=F] [AB_FILL=insert] [AB_WRITES=1] [AB_STRINGS=1] [AB_HOLD=µs] runtime/benches/ab.sh OLD [NEW] [-- ROUNDS SIZE...]
 #   e.g. runtime/benches/ab.sh a97d991 -- 30 1000000
 #
 # AB_FEATURES builds both sides with those snapview features, e.g.
@@ -17,7 +17,9 @@
 # loading them with one `extend` (nodes in iteration order). AB_WRITES=1
 # adds `publ`: publishing writes, as the `insert_publish` bench makes them,
 # and `bat`: batches of 1000 overwrites, one version each; AB_STRINGS=1 the
-# same two (`spub`, `sbat`) on maps keyed by `String`.
+# same two (`spub`, `sbat`) on maps keyed by `String`; AB_HOLD=µs (with
+# AB_STRINGS=1) adds `shld`, four passes of `sbat` over the same keys while
+# another thread holds snapshots of the map, each for that long.
 # Resolution: A/A runs (the same commit on both sides, session 12) differed
 # by up to 4% at 1M and, through code layout alone, by up to 19% for 1K
 # misses; `publ` by 2-5% (session 16). A smaller difference is not evidence.

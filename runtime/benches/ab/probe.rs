@@ -12,12 +12,15 @@
 //! Not a cargo target of this package (it names crates only `ab.sh` sets
 //! up): `ab.sh` copies it into `target/ab/probe` as that program's `main.rs`.
 //!
-//! Usage: `[AB_PROBES=N] [AB_FILL=insert] [AB_WRITES=1] [AB_STRINGS=1] snapview-ab [ROUNDS] [SIZE...]`
+//! Usage: `[AB_PROBES=N] [AB_FILL=insert] [AB_WRITES=1] [AB_STRINGS=1] [AB_HOLD=µs] snapview-ab [ROUNDS] [SIZE...]`
 //! (default 30 rounds; 1000 100000 1000000; 65536 probe keys; maps loaded
 //! by one `extend`; reads only: `AB_WRITES=1` adds publishing writes,
 //! `publ`, and batches of 1000 overwrites, `bat`; `AB_STRINGS=1` the same
 //! two on maps keyed by `String`, `spub` and `sbat`, whose entries need
-//! dropping).
+//! dropping; `AB_HOLD` with `AB_STRINGS=1` adds `shld`: four passes of
+//! `sbat` over the same keys while another thread keeps taking snapshots
+//! of the map and holding each for that many microseconds, as a scrape or
+//! a long iteration would).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -135,6 +138,33 @@ fn with_strings() -> bool {
     std::env::var("AB_STRINGS").is_ok_and(|w| w == "1")
 }
 
+/// How long the reader of `shld` holds each snapshot (`AB_HOLD`, in µs).
+fn hold() -> Option<std::time::Duration> {
+    std::env::var("AB_HOLD").ok().map(|h| std::time::Duration::from_micros(h.parse().expect("AB_HOLD: microseconds")))
+}
+
+/// Passes of `shld` over its keys per burst.
+const HOLD_PASSES: usize = 4;
+
+/// Takes snapshots of `map` and holds each for `hold` until `stop`.
+macro_rules! holds {
+    ($name:ident, $map:ty) => {
+        fn $name(map: &$map, hold: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let snapshot = map.snapshot();
+                let since = Instant::now();
+                while since.elapsed() < hold {
+                    std::hint::spin_loop();
+                }
+                drop(snapshot);
+            }
+        }
+    };
+}
+
+holds!(hold_a, snap_a::SnapMap<String, u64, Hasher>);
+holds!(hold_b, snap_b::SnapMap<String, u64, Hasher>);
+
 fn string_key(k: u64) -> String {
     format!("/routes/{:x}", k >> (k % 24))
 }
@@ -170,8 +200,10 @@ fn main() {
         let mut hb = hashbrown::HashMap::with_capacity_and_hasher(n, hasher());
         hb.extend(entries());
         let (sa, sb) = (a.snapshot(), b.snapshot());
-        let strings: Vec<String> = if with_strings() { keys.iter().map(|&k| string_key(k)).collect() } else { Vec::new() };
-        let (str_a, str_b) = (snap_a::SnapMap::builder().hasher(hasher()).build(), snap_b::SnapMap::builder().hasher(hasher()).build());
+        let strings: Vec<String> =
+            if with_strings() { keys.iter().map(|&k| string_key(k)).collect() } else { Vec::new() };
+        let (str_a, str_b) =
+            (snap_a::SnapMap::builder().hasher(hasher()).build(), snap_b::SnapMap::builder().hasher(hasher()).build());
         str_a.update(|tx| tx.extend(strings.iter().map(|k| (k.clone(), 0))));
         str_b.update(|tx| tx.extend(strings.iter().map(|k| (k.clone(), 0))));
 
@@ -221,19 +253,25 @@ fn main() {
                 let overwrites = &hits[..hits.len().min(WRITE_BURST)];
                 for build in builds {
                     let run = || {
-                        if build == "a" { batch_a(&a, overwrites, round as u64) } else { batch_b(&b, overwrites, round as u64) }
+                        if build == "a" {
+                            batch_a(&a, overwrites, round as u64)
+                        } else {
+                            batch_b(&b, overwrites, round as u64)
+                        }
                     };
                     record("bat", build, time(overwrites.len(), run));
                 }
             }
             if with_strings() {
-                let fresh: Vec<String> = misses[..misses.len().min(WRITE_BURST)].iter().map(|&k| string_key(k)).collect();
+                let fresh: Vec<String> =
+                    misses[..misses.len().min(WRITE_BURST)].iter().map(|&k| string_key(k)).collect();
                 for build in builds {
                     let pairs = || if build == "a" { publish_a(&str_a, &fresh) } else { publish_b(&str_b, &fresh) };
                     record("spub", build, time(2 * fresh.len(), pairs));
                 }
                 // The same keys as `hits`, in the same order.
-                let overwrites: Vec<String> = hits[..hits.len().min(WRITE_BURST)].iter().map(|&k| string_key(k)).collect();
+                let overwrites: Vec<String> =
+                    hits[..hits.len().min(WRITE_BURST)].iter().map(|&k| string_key(k)).collect();
                 for build in builds {
                     let run = || {
                         if build == "a" {
@@ -243,6 +281,33 @@ fn main() {
                         }
                     };
                     record("sbat", build, time(overwrites.len(), run));
+                }
+                if let Some(hold) = hold() {
+                    for build in builds {
+                        let stop = std::sync::atomic::AtomicBool::new(false);
+                        let run = || {
+                            std::thread::scope(|s| {
+                                s.spawn(|| {
+                                    if build == "a" { hold_a(&str_a, hold, &stop) } else { hold_b(&str_b, hold, &stop) }
+                                });
+                                // The same keys again and again, as a
+                                // service rewrites its hot keys: each pass
+                                // copies the nodes the one before wrote.
+                                let mut version = 0;
+                                for pass in 0..HOLD_PASSES {
+                                    let value = (round * HOLD_PASSES + pass) as u64;
+                                    version = if build == "a" {
+                                        sbatch_a(&str_a, &overwrites, value)
+                                    } else {
+                                        sbatch_b(&str_b, &overwrites, value)
+                                    };
+                                }
+                                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                                version
+                            })
+                        };
+                        record("shld", build, time(HOLD_PASSES * overwrites.len(), run));
+                    }
                 }
             }
         }

@@ -961,6 +961,37 @@ mod tests {
     }
 
     #[test]
+    fn a_node_whose_lender_has_gone_lends_its_entries_on() {
+        for source_held in [true, false] {
+            let (old, new) = (Rc::new(()), Rc::new(()));
+            let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
+            let copy = overwrite(&source, 1, &new);
+            settle(&copy);
+            assert_eq!(copy.borrowed(), 0b101, "borrowed through a link: the source was held");
+            let held = source_held.then(|| source.clone());
+            drop(source);
+            // The next write copies `copy`, which its version still holds.
+            let next = overwrite(&copy, 0, &new);
+            if source_held {
+                assert_eq!(copy.borrowed(), 0b101, "the lender lives: still borrowed");
+                assert_eq!(next.borrowed(), 0, "a node that borrows lends nothing: cloned");
+                assert_eq!(Rc::strong_count(&old), 1 + 3 + 1);
+            } else {
+                assert_eq!(copy.borrowed(), 0, "adopted from the gone lender, bit for bit");
+                assert_eq!(next.borrowed(), 0b110, "and lent on");
+                assert_eq!(Rc::strong_count(&old), 1 + 2, "no clone but the written entry's");
+            }
+            assert_eq!(copy.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+            assert_eq!(next.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+            settle(&next);
+            drop((held, copy));
+            assert_eq!(Rc::strong_count(&old), 1 + 1, "{source_held}: the one `next` holds");
+            drop(next);
+            assert_eq!((Rc::strong_count(&old), Rc::strong_count(&new)), (1, 1), "{source_held}");
+        }
+    }
+
+    #[test]
     fn make_mut_copies_a_shared_node_and_not_a_unique_one() {
         let mut a = leaf(&[(1, Rc::new(()))]);
         let before = a.entries().as_ptr();

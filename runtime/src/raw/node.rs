@@ -488,14 +488,16 @@ impl<K, V> NodeRef<K, V> {
 
     /// Claims this shared node's entries for one copy to borrow (E1):
     /// false if they may not be lent (a collision node, a node that borrows
-    /// entries itself, or one whose entries a copy borrows already).
+    /// entries from a lender still alive, or one whose entries a copy
+    /// borrows already).
     ///
-    /// The caller must hold a counted reference to the node, and, on `true`,
-    /// either give the copy it builds the borrowed entries and a counted
-    /// reference to this node, or undo the claim ([`end_lending`](Self::end_lending)).
+    /// The caller must be the writer, hold a counted reference to the node,
+    /// and, on `true`, either give the copy it builds the borrowed entries and
+    /// a counted reference to this node, or undo the claim
+    /// ([`end_lending`](Self::end_lending)).
     pub(super) fn claim_entries(&self) -> bool {
         let (entries, _) = self.counts();
-        if !lends_entries::<K, V>() || entries == 0 || self.datamap() == 0 || self.borrowed() != 0 {
+        if !lends_entries::<K, V>() || entries == 0 || self.datamap() == 0 {
             return false;
         }
         let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
@@ -505,6 +507,18 @@ impl<K, V> NodeRef<K, V> {
         // come while our reference lives, and whose Acquire follows its
         // release.
         if self.header().refs.fetch_or(LENT, Ordering::AcqRel) & LENT != 0 {
+            return false;
+        }
+        // A node that borrows lends nothing (lending is never two deep)
+        // unless its lender has gone meanwhile: the entries it borrowed are
+        // then its own, and it takes them before lending them on. Relaxed:
+        // the tail is the writer's, and the claim keeps other writers out.
+        let borrows = lending.borrowed.load(Ordering::Relaxed) != 0;
+        // SAFETY: called only for a node that borrows and does not count its
+        // lender (not `is_lending`), so borrows through a link; we are the
+        // writer, hold a reference, and hold the claim.
+        if borrows && (self.is_lending() || !unsafe { adopt_from_gone_lender::<K, V>(lending) }) {
+            self.end_lending();
             return false;
         }
         lending.lent_out.store(super::build::bits_below(entries), Ordering::Relaxed);
@@ -964,6 +978,9 @@ impl<K, V> Drop for NodeRef<K, V> {
 /// The node must be unreachable by anything else, with `entries` entries and
 /// `children` children initialised, as `allocate` made it, and no copy may
 /// borrow its entries (`LENT` clear).
+// Out of line, as `Arc`'s `drop_slow`: the drop of a reference that is not
+// the last one stays a few instructions, inlined where it is dropped.
+#[inline(never)]
 unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize) {
     // Frees the allocation even if a K or V destructor panics, so that a
     // panicking Drop leaks nothing but what it panicked in.
@@ -1042,6 +1059,7 @@ impl<K, V> Drop for EndBorrowing<K, V> {
 ///
 /// # Safety
 /// As for `free_node`, except that `LENT` was set when the count reached zero.
+#[inline(never)]
 unsafe fn free_lender<K, V>(ptr: NonNull<Header>, entries: usize, children: usize) {
     // SAFETY: `ptr` is a live node (caller), read through a temporary
     // reference that is never dropped.
@@ -1164,26 +1182,13 @@ unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries:
     if borrowed == 0 {
         return;
     }
-    // SAFETY: a node that borrows has a lender: counted, or waiting for it (E2).
-    let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
-    if !counted
-        // Acquire: the lender's drops happened before it set GONE.
-        && lender.header().refs.load(Ordering::Acquire) & GONE != 0
-    {
-        // The lender has gone: the lent entries we still hold are ours, bit
-        // for bit; the others (cloned over by an earlier call cut short by a
-        // panic) it left to us too.
-        let (l_entries, l_children) = lender.counts();
-        let lent_out =
-            lender.lending().expect("snapview bug: lent entries without a tail").lent_out.load(Ordering::Relaxed);
-        lending.borrowed.store(0, Ordering::Relaxed);
-        lending.lender.store(ptr::null_mut(), Ordering::Relaxed);
-        let _dealloc = Dealloc::<K, V>(lender.ptr, l_entries, l_children, PhantomData);
-        // SAFETY: once GONE is set, only this node uses the lender's memory;
-        // the entries dropped are originals that this node no longer borrows.
-        unsafe { drop_entries_except(entries_ptr::<K, V>(lender.ptr, l_children), l_entries, !(lent_out & !borrowed)) };
+    // SAFETY: the node is unshared (caller) and borrows (checked) through a
+    // link (`counted` false).
+    if !counted && unsafe { adopt_from_gone_lender::<K, V>(lending) } {
         return;
     }
+    // SAFETY: a node that borrows has a lender: counted, or waiting for it (E2).
+    let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
     let mut bits = borrowed;
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
@@ -1209,6 +1214,41 @@ unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries:
         // SAFETY: this node borrowed from `lender` and no longer reads it.
         unsafe { release_link::<K, V>(lender.ptr) };
     }
+}
+
+/// If the lender of a node that borrows entries through a link (E2) has gone,
+/// makes those entries the node's own, bit for bit, and frees the lender's
+/// memory; false, changing nothing, while the lender lives.
+///
+/// # Safety
+/// `lending` must be the tail of a live node that borrows entries through a
+/// link (its lender not counted), and nothing else may read or write that
+/// tail meanwhile: the caller is the writer, and holds the node alone or
+/// holds its claim (`LENT`, which keeps other writers out; the node's last
+/// drop, the only other reader, cannot come while the caller holds it).
+#[inline(never)]
+unsafe fn adopt_from_gone_lender<K, V>(lending: &Lending) -> bool {
+    // SAFETY: a node that borrows through a link has a lender waiting for it
+    // (E2): its memory stays until this node ends the borrowing.
+    let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
+    // Acquire: the lender's drops happened before it set GONE.
+    if lender.header().refs.load(Ordering::Acquire) & GONE == 0 {
+        return false;
+    }
+    // The lender has gone: the lent entries we still hold are ours, bit for
+    // bit; the others (cloned over by an earlier call cut short by a panic)
+    // it left to us too. Relaxed: the caller alone reads and writes the tail.
+    let borrowed = lending.borrowed.load(Ordering::Relaxed);
+    let (l_entries, l_children) = lender.counts();
+    let lent_out =
+        lender.lending().expect("snapview bug: lent entries without a tail").lent_out.load(Ordering::Relaxed);
+    lending.borrowed.store(0, Ordering::Relaxed);
+    lending.lender.store(ptr::null_mut(), Ordering::Relaxed);
+    let _dealloc = Dealloc::<K, V>(lender.ptr, l_entries, l_children, PhantomData);
+    // SAFETY: once GONE is set, only this node uses the lender's memory; the
+    // entries dropped are originals that this node no longer borrows.
+    unsafe { drop_entries_except(entries_ptr::<K, V>(lender.ptr, l_children), l_entries, !(lent_out & !borrowed)) };
+    true
 }
 
 /// The lender recorded in a tail, as a reference that must not be dropped.
@@ -1425,6 +1465,29 @@ mod loom_tests {
             reader.join().unwrap();
             assert_eq!(copy.entries()[0].0, 1);
             drop(copy);
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
+    /// A later write copying the borrowing copy (whose version is still
+    /// held) while a reader lets go of the source: the copy's entries are
+    /// cloned (source still there) or the borrowing copy first adopts them
+    /// and then lends them on (source gone). Either way the new copy reads
+    /// them, and each entry is dropped exactly once.
+    #[test]
+    fn loom_lending_on_races_the_lenders_last_drop() {
+        loom::model(|| {
+            let token = Arc::new(());
+            let (source, copy) = lender_and_settled_borrower(&token);
+            let reader = loom::thread::spawn(move || drop(source));
+            let mut next = copy.clone();
+            next.make_mut().0.get(1).1 = Arc::clone(&token);
+            crate::raw::settle(&next);
+            assert_eq!(next.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+            reader.join().unwrap();
+            drop(copy);
+            assert_eq!(next.entries()[0].0, 1);
+            drop(next);
             assert_eq!(Arc::strong_count(&token), 1);
         });
     }
