@@ -24,6 +24,10 @@
 //!   again, each write published on its own; throughput 2 elements.
 //! - `str_batch_publish`: 1000 overwrites of present keys in one version (the
 //!   key cloned for `insert`, for every map alike); throughput 1000 elements.
+//! - `str_batch_held`: the same batches while another thread keeps taking
+//!   snapshots (`snapshot()`, `ArcSwap::load_full`) and holding each for
+//!   50 µs, as a metrics scrape or a config dump does; the peers that have
+//!   no snapshot (hashbrown, dashmap, papaya) are left out.
 //! - `str_reload`: a hot reload of the whole table, alternating between two
 //!   tables that differ in 10 keys (5 values changed, 3 keys added, 2
 //!   removed), each handed over as a freshly read `Vec<(String, u64)>` (its
@@ -321,86 +325,82 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
     g.finish();
 }
 
+/// Runs `batch(base, value)` for the next 1000 keys (`hits[base..]`,
+/// wrapping) and a new value each time.
+fn each_batch(b: &mut criterion::Bencher<'_>, mut batch: impl FnMut(usize, u64)) {
+    let (mut base, mut round) = (0usize, 0u64);
+    b.iter(|| {
+        base = base.wrapping_add(BATCH);
+        round += 1;
+        batch(base, round)
+    })
+}
+
+/// One batch into snapview: each key cloned and inserted with `v`, one version.
+fn snapview_batch<'k, K: Clone + Eq + std::hash::Hash + 'k>(
+    map: &SnapMap<K, u64, H>,
+    keys: impl Iterator<Item = &'k K>,
+    v: u64,
+) {
+    map.update(|tx| {
+        for k in keys {
+            tx.insert(k.clone(), v);
+        }
+    })
+}
+
+/// One batch into an `imbl` map behind an `ArcSwap`: clone, insert, store.
+fn imbl_batch<'k, K: Clone + Eq + std::hash::Hash + 'k>(
+    cell: &ArcSwap<imbl::GenericHashMap<K, u64, H, imbl::shared_ptr::DefaultSharedPtr>>,
+    keys: impl Iterator<Item = &'k K>,
+    v: u64,
+) {
+    let mut m = imbl::GenericHashMap::clone(&cell.load());
+    for k in keys {
+        m.insert(k.clone(), v);
+    }
+    cell.store(Arc::new(m));
+}
+
+/// One batch into an `rpds` map behind an `ArcSwap`: clone, insert, store.
+fn rpds_batch<'k>(cell: &ArcSwap<RpdsMap>, keys: impl Iterator<Item = &'k String>, v: u64) {
+    let mut m = RpdsMap::clone(&cell.load());
+    for k in keys {
+        m.insert_mut(k.clone(), v);
+    }
+    cell.store(Arc::new(m));
+}
+
 /// 1000 overwrites of present keys with new values, published as one version.
 fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
     let hits = &fx.hits;
     let mask = hits.len() - 1;
     let mut g = group(c, "str_batch_publish", fx.n);
     g.throughput(Throughput::Elements(BATCH as u64));
-    // Runs `batch(base, value)` for the next 1000 keys (`hits[base..]`,
-    // wrapping) and a new value each time.
-    fn each_batch(b: &mut criterion::Bencher<'_>, mut batch: impl FnMut(usize, u64)) {
-        let (mut base, mut round) = (0usize, 0u64);
-        b.iter(|| {
-            base = base.wrapping_add(BATCH);
-            round += 1;
-            batch(base, round)
-        })
-    }
     let keys = |base: usize| (0..BATCH).map(move |t| &hits[(base + t) & mask]);
     let arc_hits = &fx.arc_hits;
     let arc_keys = |base: usize| (0..BATCH).map(move |t| &arc_hits[(base + t) & mask]);
 
     let map = &fx.snapview;
-    g.bench_function("snapview", |b| {
-        each_batch(b, |base, v| {
-            map.update(|tx| {
-                for k in keys(base) {
-                    tx.insert(k.clone(), v);
-                }
-            })
-        })
-    });
+    g.bench_function("snapview", |b| each_batch(b, |base, v| snapview_batch(map, keys(base), v)));
     assert_eq!(map.len(), fx.n);
 
     let map = &fx.snapview_arc;
-    g.bench_function("snapview<Arc<str>>", |b| {
-        each_batch(b, |base, v| {
-            map.update(|tx| {
-                for k in arc_keys(base) {
-                    tx.insert(k.clone(), v);
-                }
-            })
-        })
-    });
+    g.bench_function("snapview<Arc<str>>", |b| each_batch(b, |base, v| snapview_batch(map, arc_keys(base), v)));
     assert_eq!(map.len(), fx.n);
 
     let cell = ArcSwap::from_pointee(fx.imbl_arc.clone());
-    g.bench_function("imbl<Arc<str>>+ArcSwap", |b| {
-        each_batch(b, |base, v| {
-            let mut m = ImblArcMap::clone(&cell.load());
-            for k in arc_keys(base) {
-                m.insert(k.clone(), v);
-            }
-            cell.store(Arc::new(m));
-        })
-    });
+    g.bench_function("imbl<Arc<str>>+ArcSwap", |b| each_batch(b, |base, v| imbl_batch(&cell, arc_keys(base), v)));
     assert_eq!(cell.load().len(), fx.n);
     drop(cell);
 
     let cell = ArcSwap::from_pointee(fx.imbl.clone());
-    g.bench_function("imbl+ArcSwap", |b| {
-        each_batch(b, |base, v| {
-            let mut m = ImblMap::clone(&cell.load());
-            for k in keys(base) {
-                m.insert(k.clone(), v);
-            }
-            cell.store(Arc::new(m));
-        })
-    });
+    g.bench_function("imbl+ArcSwap", |b| each_batch(b, |base, v| imbl_batch(&cell, keys(base), v)));
     assert_eq!(cell.load().len(), fx.n);
     drop(cell);
 
     let cell = ArcSwap::from_pointee(fx.rpds.clone());
-    g.bench_function("rpds+ArcSwap", |b| {
-        each_batch(b, |base, v| {
-            let mut m = RpdsMap::clone(&cell.load());
-            for k in keys(base) {
-                m.insert_mut(k.clone(), v);
-            }
-            cell.store(Arc::new(m));
-        })
-    });
+    g.bench_function("rpds+ArcSwap", |b| each_batch(b, |base, v| rpds_batch(&cell, keys(base), v)));
     assert_eq!(cell.load().size(), fx.n);
     drop(cell);
 
@@ -413,6 +413,61 @@ fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
         })
     });
     assert_eq!(hb.len(), fx.n);
+    g.finish();
+}
+
+/// How long `str_batch_held`'s reader holds each snapshot.
+const HOLD: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Runs `body` while another thread keeps taking snapshots (`take`) and
+/// holding each for [`HOLD`].
+fn while_held<S>(take: impl Fn() -> S + Sync, body: impl FnOnce()) {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Relaxed) {
+                let snapshot = take();
+                let since = std::time::Instant::now();
+                while since.elapsed() < HOLD {
+                    std::hint::spin_loop();
+                }
+                drop(snapshot);
+            }
+        });
+        body();
+        stop.store(true, Relaxed);
+    });
+}
+
+/// 1000 overwrites in one version while a reader holds snapshots: a copy
+/// made while the old version is held cannot take its source's entries over
+/// at publish, which is where a persistent map's writes cost most.
+fn bench_batch_held(c: &mut Criterion, fx: &Fixture) {
+    let hits = &fx.hits;
+    let mask = hits.len() - 1;
+    let mut g = group(c, "str_batch_held", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let keys = |base: usize| (0..BATCH).map(move |t| &hits[(base + t) & mask]);
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        while_held(|| map.snapshot(), || each_batch(b, |base, v| snapview_batch(map, keys(base), v)))
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        while_held(|| cell.load_full(), || each_batch(b, |base, v| imbl_batch(&cell, keys(base), v)))
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    g.bench_function("rpds+ArcSwap", |b| {
+        while_held(|| cell.load_full(), || each_batch(b, |base, v| rpds_batch(&cell, keys(base), v)))
+    });
+    assert_eq!(cell.load().size(), fx.n);
     g.finish();
 }
 
@@ -486,6 +541,7 @@ fn benches(c: &mut Criterion) {
         bench_iter(c, &fx);
         bench_insert_publish(c, &mut fx);
         bench_batch_publish(c, &mut fx);
+        bench_batch_held(c, &fx);
         bench_reload(c, &fx);
     }
 }
