@@ -422,21 +422,11 @@ const HOLD: std::time::Duration = std::time::Duration::from_micros(50);
 /// Runs `body` while another thread keeps taking snapshots (`take`) and
 /// holding each for [`HOLD`].
 fn while_held<S>(take: impl Fn() -> S + Sync, body: impl FnOnce()) {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    let stop = AtomicBool::new(false);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Relaxed) {
-                let snapshot = take();
-                let since = std::time::Instant::now();
-                while since.elapsed() < HOLD {
-                    std::hint::spin_loop();
-                }
-                drop(snapshot);
-            }
-        });
+        s.spawn(|| common::hold_snapshots(&take, HOLD, &stop));
         body();
-        stop.store(true, Relaxed);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
 

@@ -146,25 +146,6 @@ fn hold() -> Option<std::time::Duration> {
 /// Passes of `shld` over its keys per burst.
 const HOLD_PASSES: usize = 4;
 
-/// Takes snapshots of `map` and holds each for `hold` until `stop`.
-macro_rules! holds {
-    ($name:ident, $map:ty) => {
-        fn $name(map: &$map, hold: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let snapshot = map.snapshot();
-                let since = Instant::now();
-                while since.elapsed() < hold {
-                    std::hint::spin_loop();
-                }
-                drop(snapshot);
-            }
-        }
-    };
-}
-
-holds!(hold_a, snap_a::SnapMap<String, u64, Hasher>);
-holds!(hold_b, snap_b::SnapMap<String, u64, Hasher>);
-
 fn string_key(k: u64) -> String {
     format!("/routes/{:x}", k >> (k % 24))
 }
@@ -288,7 +269,11 @@ fn main() {
                         let run = || {
                             std::thread::scope(|s| {
                                 s.spawn(|| {
-                                    if build == "a" { hold_a(&str_a, hold, &stop) } else { hold_b(&str_b, hold, &stop) }
+                                    if build == "a" {
+                                        common::hold_snapshots(|| str_a.snapshot(), hold, &stop)
+                                    } else {
+                                        common::hold_snapshots(|| str_b.snapshot(), hold, &stop)
+                                    }
                                 });
                                 // The same keys again and again, as a
                                 // service rewrites its hot keys: each pass

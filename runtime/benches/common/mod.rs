@@ -26,6 +26,21 @@ impl SplitMix64 {
     }
 }
 
+/// Keeps taking a snapshot (`take`) and holding it for `hold`, until `stop`:
+/// the reader of the benches that write while snapshots are held (a scrape,
+/// a config dump). Spins rather than sleeps, so each hold is as long as asked.
+#[allow(dead_code)]
+pub fn hold_snapshots<S>(take: impl Fn() -> S, hold: std::time::Duration, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let snapshot = take();
+        let since = std::time::Instant::now();
+        while since.elapsed() < hold {
+            std::hint::spin_loop();
+        }
+        drop(snapshot);
+    }
+}
+
 /// Sizes from `SNAPVIEW_BENCH_SIZES` (comma list, `_` allowed), or `default`.
 #[allow(dead_code)]
 pub fn bench_sizes(default: &[usize]) -> Vec<usize> {
