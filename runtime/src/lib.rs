@@ -58,10 +58,10 @@
 //! for a million keys, the top ones cached); iteration walks each node's inline
 //! entries as a slice. Writes copy the path from the root to the changed slot
 //! (children shared; entries copied bit for bit where they own nothing, and
-//! otherwise borrowed from the node copied, only the written one cloned: a
-//! key added to or removed from a shared node still clones that node's
-//! entries, so `Arc<str>` keys, which clone without allocating, suit a map
-//! whose `String` keys come and go often), then swap one pointer; the
+//! otherwise borrowed from the node copied, only the written one cloned, or
+//! the one a key added or removed moves; a batch that adds or removes
+//! several keys in one node clones that node's entries at the second), then
+//! swap one pointer; the
 //! writer keeps its own copies of the root and of the root's entry-free
 //! children between writes, so those are patched rather than copied. A
 //! batch copies each node once and then mutates its copy in place. `extend`

@@ -718,6 +718,11 @@ where
             removed
         }
         Slot::Entry(_) | Slot::Empty => None,
+        Slot::Child(child, _) if is_pair(child) && !node.is_unique() => {
+            // `Eq` runs here, before anything changes.
+            let at = child.entries().iter().position(|(k, _)| k.borrow() == key)?;
+            Some(fold_pair_into_shared(node, bit, at))
+        }
         Slot::Child(child, _) => {
             let child_at = index(nm, bit);
             // The child may end up a single entry, folded into this node by a
@@ -742,6 +747,43 @@ where
             Some(removed)
         }
     }
+}
+
+/// Whether `node` is a node of two entries and no children: one that a
+/// removal of either entry folds into its parent.
+fn is_pair<K, V>(node: &NodeRef<K, V>) -> bool {
+    node.entries().len() == 2 && node.children().is_empty()
+}
+
+/// Removes entry `at` of the pair (see [`is_pair`]) at `bit` in `node`, a
+/// node another version shares, and returns it: `node` is rebuilt once with
+/// the other entry inline in the pair's slot, and borrows its own entries
+/// from the shared original where they need dropping (E1), where the
+/// general way (copy `node`, remove from its copy of the child, then fold)
+/// had to own them all first, since the fold comes after the trie below has
+/// changed and must run no user code ("Panic safety"). Here the only user
+/// code, the two entries' `Clone`, runs while nothing has changed.
+fn fold_pair_into_shared<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64, at: usize) -> (K, V) {
+    let (dm, nm) = (node.datamap(), node.nodemap());
+    let (entry_at, child_at) = (index(dm, bit), index(nm, bit));
+    let mut removed = None;
+    rebuild(node, |from| {
+        assert!(!from.is_moving(), "snapview bug: a pair folded by moves into its parent");
+        let mut to = Builder::trie(dm | bit, nm & !bit);
+        to.take_children(from, child_at);
+        let mut pair = Drain::new(from.next_child());
+        // Cloned: `node`, shared, still holds the pair.
+        assert!(!pair.is_moving(), "snapview bug: a shared node's child taken apart by moves");
+        let (first, second) = (pair.next_entry(), pair.next_entry());
+        let (gone, kept) = if at == 0 { (first, second) } else { (second, first) };
+        removed = Some(gone);
+        to.take_children(from, from.children_left());
+        to.take_entries(from, entry_at);
+        to.push_entry(kept);
+        to.take_entries(from, from.entries_left());
+        to.finish()
+    });
+    removed.expect("snapview bug: a fold that removed nothing")
 }
 
 /// Replaces the single-entry child at `bit` by its entry, inline.
@@ -1192,6 +1234,49 @@ mod tests {
                 && a.children().iter().zip(b.children()).all(|(x, y)| keys_shape(x, y))
         }
         assert!(keys_shape(&forward, &backward));
+    }
+
+    /// A trie of `u64` keys (hashed to themselves) whose values need dropping.
+    fn build_rc(keys: &[u64], token: &std::rc::Rc<()>) -> NodeRef<u64, std::rc::Rc<()>> {
+        let s = Id::default();
+        let mut root = singleton(keys[0], keys[0], token.clone());
+        for &k in &keys[1..] {
+            insert(&mut root, 0, k, k, token.clone(), &s);
+        }
+        root
+    }
+
+    #[test]
+    fn removing_from_a_pair_below_a_shared_node_folds_it_and_borrows_the_nodes_entries() {
+        use std::rc::Rc;
+        for old_held in [true, false] {
+            let token = Rc::new(());
+            // Slots 2, 3 and 4 of the root hold keys 2, 3 and 4; slot 1 the
+            // pair of 1 and 65.
+            let old = build_rc(&[2, 3, 4, 1, 65], &token);
+            assert_eq!((old.datamap(), old.nodemap()), (0b11100, 0b10));
+            let mut root = old.clone();
+            assert!(remove(&mut root, 129, &129).is_none());
+            assert!(root.ptr_eq(&old), "a key the pair does not hold changes nothing");
+            let removed = remove(&mut root, 65, &65).expect("present");
+            assert_eq!(removed.0, 65);
+            assert_eq!((root.datamap(), root.nodemap()), (0b11110, 0), "{old_held}: the pair folded");
+            assert_eq!(root.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+            assert_eq!(root.borrowed(), 0b1110, "{old_held}: the root's own entries borrowed, one place on");
+            assert_eq!(Rc::strong_count(&token), 1 + 5 + 2, "{old_held}: the pair's two cloned, nothing else");
+            drop(removed);
+            let held = old_held.then(|| old.clone());
+            drop(old);
+            crate::raw::settle_node(&root);
+            assert_eq!(root.borrowed(), if old_held { 0b1110 } else { 0 }, "{old_held}");
+            drop(held);
+            assert_eq!(Rc::strong_count(&token), 1 + 4, "{old_held}: the old pair is gone, the rest is the root's");
+            for k in 1..=4 {
+                assert!(get(&root, 0, k, &k).is_some(), "{old_held}: {k}");
+            }
+            drop(root);
+            assert_eq!(Rc::strong_count(&token), 1, "{old_held}");
+        }
     }
 
     #[test]

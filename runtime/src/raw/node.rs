@@ -55,9 +55,11 @@
 //!
 //! - **E1** a node whose `borrowed` bits are not all 0 holds, at those
 //!   entries, the bytes of entries of its lender, which has `LENT` set and
-//!   those entries' bits set in `lent_out` (one borrower per lender; an
-//!   entry sits at the same index in both, since a borrower never changes
-//!   shape: a rebuild makes its entries its own first). Neither node drops a
+//!   exactly those entries' bits set in `lent_out` (one borrower per lender;
+//!   both are trie nodes, and an entry sits in the same *slot* in both, not
+//!   always at the same index: a copy rebuilt around a key it adds or
+//!   removes borrows the entries on either side, so each side's bits are in
+//!   its own index space, translated by [`lender_bits`]). Neither node drops a
 //!   lent entry while the other lives; a lender with `LENT` is never unique,
 //!   so never changed in place; a borrowed entry is made the borrower's own
 //!   (a clone written over it) before the writer changes or moves it (see
@@ -132,8 +134,8 @@ pub(super) struct Lending {
     /// a counted reference while the `LENDING` bit is set, else (when
     /// `borrowed` is not 0) an uncounted link (E2).
     lender: AtomicPtr<Header>,
-    /// Bit `i` set: entry `i` is the lender's entry `i`, bit for bit: this
-    /// node must not drop it (E1).
+    /// Bit `i` set: entry `i` is the lender's entry in the same slot, bit
+    /// for bit: this node must not drop it (E1).
     borrowed: AtomicU64,
     /// While `LENT` is set: bit `i` set, entry `i` is borrowed by a copy,
     /// so this node's last reference leaves it to the later of the two (E2).
@@ -193,6 +195,8 @@ pub(crate) struct EntriesMut<'a, K, V> {
     /// The node's tail, if it borrows entries, and whether its lender is a
     /// counted reference (during the batch that made the node) or a link (E2).
     lending: Option<(&'a Lending, bool)>,
+    /// The node's slots of entries: where its borrowed ones sit in the lender.
+    datamap: u64,
 }
 
 impl<'a, K: Clone, V: Clone> EntriesMut<'a, K, V> {
@@ -215,7 +219,7 @@ impl<'a, K: Clone, V: Clone> EntriesMut<'a, K, V> {
         if let Some((lending, counted)) = self.lending {
             // SAFETY: the node is unshared (an `EntriesMut` is made only by
             // `arrays_mut`), so nothing else reads or writes its entries and tail.
-            unsafe { own_all::<K, V>(lending, counted, self.entries.as_mut_ptr(), self.entries.len()) };
+            unsafe { own_all::<K, V>(lending, counted, self.datamap, self.entries.as_mut_ptr(), self.entries.len()) };
         }
         self.entries
     }
@@ -225,7 +229,9 @@ impl<'a, K: Clone, V: Clone> EntriesMut<'a, K, V> {
         assert!(i < self.entries.len(), "snapview bug: entry index out of bounds");
         if let Some((lending, counted)) = self.lending {
             // SAFETY: as in `into_slice`; `i` is inside the array (checked).
-            unsafe { own_entry::<K, V>(lending, counted, self.entries.as_mut_ptr(), self.entries.len(), i) };
+            unsafe {
+                own_entry::<K, V>(lending, counted, self.datamap, self.entries.as_mut_ptr(), self.entries.len(), i)
+            };
         }
     }
 }
@@ -503,9 +509,9 @@ impl<K, V> NodeRef<K, V> {
         let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
         // AcqRel: the bit is the claim: of two writers (of two maps that
         // share this node) only one sees it clear. `lent_out` is written
-        // after, and read only by the node's last reference, which cannot
-        // come while our reference lives, and whose Acquire follows its
-        // release.
+        // after, by the copy's `Builder` (`set_lent_out`), and read only by
+        // the node's last reference, which cannot come while our reference
+        // lives, and whose Acquire follows its release, or by the copy.
         if self.header().refs.fetch_or(LENT, Ordering::AcqRel) & LENT != 0 {
             return false;
         }
@@ -517,12 +523,20 @@ impl<K, V> NodeRef<K, V> {
         // SAFETY: called only for a node that borrows and does not count its
         // lender (not `is_lending`), so borrows through a link; we are the
         // writer, hold a reference, and hold the claim.
-        if borrows && (self.is_lending() || !unsafe { adopt_from_gone_lender::<K, V>(lending) }) {
+        if borrows && (self.is_lending() || !unsafe { adopt_from_gone_lender::<K, V>(lending, self.datamap()) }) {
             self.end_lending();
             return false;
         }
-        lending.lent_out.store(super::build::bits_below(entries), Ordering::Relaxed);
         true
+    }
+
+    /// Records which of its entries this node, whose claim
+    /// ([`claim_entries`](Self::claim_entries)) a copy holds, lends to that
+    /// copy (E1): what the copy's `Builder` borrowed, stored as it finishes.
+    pub(super) fn set_lent_out(&self, bits: u64) {
+        let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
+        // Relaxed: as in `claim_entries`, whose claim the caller holds.
+        lending.lent_out.store(bits, Ordering::Relaxed);
     }
 
     /// Records the entries this node borrows from its counted lender: those
@@ -579,7 +593,7 @@ impl<K, V> NodeRef<K, V> {
         // SAFETY: the node is unshared (the caller holds it mutably, and the
         // writer only calls this on a node it found unique), so nothing else
         // reads or writes its entries or its tail.
-        unsafe { own_all::<K, V>(lending, counted, entries_ptr::<K, V>(self.ptr, children), entries) }
+        unsafe { own_all::<K, V>(lending, counted, self.datamap(), entries_ptr::<K, V>(self.ptr, children), entries) }
     }
 
     /// The bitmap of slots holding an inline entry.
@@ -762,6 +776,7 @@ impl<K, V> NodeRef<K, V> {
                 EntriesMut {
                     entries: core::slice::from_raw_parts_mut(entries_ptr::<K, V>(self.ptr, nc), ne),
                     lending: borrowing.map(|l| (&*l, counted)),
+                    datamap: self.datamap(),
                 },
                 ChildrenMut {
                     children: core::slice::from_raw_parts_mut(children_ptr::<K, V>(self.ptr), nc),
@@ -1136,10 +1151,17 @@ unsafe fn release_link<K, V>(link: NonNull<Header>) {
 /// Makes borrowed entry `i` of an unshared node its own (E1).
 ///
 /// # Safety
-/// `lending` and the `len` entries at `entries` must be those of an unshared
-/// node (nothing else reads or writes them), `i < len`, and `counted` must
-/// say whether the node's lender is a counted reference.
-unsafe fn own_entry<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries: *mut (K, V), len: usize, i: usize) {
+/// `lending`, `datamap` and the `len` entries at `entries` must be those of
+/// an unshared node (nothing else reads or writes them), `i < len`, and
+/// `counted` must say whether the node's lender is a counted reference.
+unsafe fn own_entry<K: Clone, V: Clone>(
+    lending: &Lending,
+    counted: bool,
+    datamap: u64,
+    entries: *mut (K, V),
+    len: usize,
+    i: usize,
+) {
     // Relaxed: the node is unshared (caller).
     let borrowed = lending.borrowed.load(Ordering::Relaxed);
     if borrowed & (1 << i) == 0 {
@@ -1148,7 +1170,7 @@ unsafe fn own_entry<K: Clone, V: Clone>(lending: &Lending, counted: bool, entrie
     if !counted {
         // After its batch, a node stops borrowing all at once (E2).
         // SAFETY: the caller's guarantees.
-        return unsafe { own_all::<K, V>(lending, counted, entries, len) };
+        return unsafe { own_all::<K, V>(lending, counted, datamap, entries, len) };
     }
     // SAFETY: 1. entry `i` is initialised and alive: the counted lender holds
     //    it; a `Clone` that panics leaves everything as it was;
@@ -1166,7 +1188,7 @@ unsafe fn own_entry<K: Clone, V: Clone>(lending: &Lending, counted: bool, entrie
     let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
     // Relaxed: read by the lender's last reference, after the Acquire that
     // follows our counted reference's release.
-    lender_tail.lent_out.fetch_and(!(1 << i), Ordering::Relaxed);
+    lender_tail.lent_out.fetch_and(!lender_bits(1 << i, datamap, lender.datamap()), Ordering::Relaxed);
     if left == 0 {
         lender.end_lending();
     }
@@ -1176,7 +1198,13 @@ unsafe fn own_entry<K: Clone, V: Clone>(lending: &Lending, counted: bool, entrie
 ///
 /// # Safety
 /// As for `own_entry`.
-unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries: *mut (K, V), len: usize) {
+unsafe fn own_all<K: Clone, V: Clone>(
+    lending: &Lending,
+    counted: bool,
+    datamap: u64,
+    entries: *mut (K, V),
+    len: usize,
+) {
     // Relaxed: the node is unshared (caller).
     let borrowed = lending.borrowed.load(Ordering::Relaxed);
     if borrowed == 0 {
@@ -1184,7 +1212,7 @@ unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries:
     }
     // SAFETY: the node is unshared (caller) and borrows (checked) through a
     // link (`counted` false).
-    if !counted && unsafe { adopt_from_gone_lender::<K, V>(lending) } {
+    if !counted && unsafe { adopt_from_gone_lender::<K, V>(lending, datamap) } {
         return;
     }
     // SAFETY: a node that borrows has a lender: counted, or waiting for it (E2).
@@ -1204,7 +1232,7 @@ unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries:
         lending.borrowed.fetch_and(!(1 << i), Ordering::Relaxed);
         if counted {
             let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
-            lender_tail.lent_out.fetch_and(!(1 << i), Ordering::Relaxed);
+            lender_tail.lent_out.fetch_and(!lender_bits(1 << i, datamap, lender.datamap()), Ordering::Relaxed);
         }
     }
     if counted {
@@ -1221,13 +1249,14 @@ unsafe fn own_all<K: Clone, V: Clone>(lending: &Lending, counted: bool, entries:
 /// memory; false, changing nothing, while the lender lives.
 ///
 /// # Safety
-/// `lending` must be the tail of a live node that borrows entries through a
+/// `lending` must be the tail of a live node, whose datamap is `datamap`,
+/// that borrows entries through a
 /// link (its lender not counted), and nothing else may read or write that
 /// tail meanwhile: the caller is the writer, and holds the node alone or
 /// holds its claim (`LENT`, which keeps other writers out; the node's last
 /// drop, the only other reader, cannot come while the caller holds it).
 #[inline(never)]
-unsafe fn adopt_from_gone_lender<K, V>(lending: &Lending) -> bool {
+unsafe fn adopt_from_gone_lender<K, V>(lending: &Lending, datamap: u64) -> bool {
     // SAFETY: a node that borrows through a link has a lender waiting for it
     // (E2): its memory stays until this node ends the borrowing.
     let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
@@ -1238,7 +1267,7 @@ unsafe fn adopt_from_gone_lender<K, V>(lending: &Lending) -> bool {
     // The lender has gone: the lent entries we still hold are ours, bit for
     // bit; the others (cloned over by an earlier call cut short by a panic)
     // it left to us too. Relaxed: the caller alone reads and writes the tail.
-    let borrowed = lending.borrowed.load(Ordering::Relaxed);
+    let borrowed = lender_bits(lending.borrowed.load(Ordering::Relaxed), datamap, lender.datamap());
     let (l_entries, l_children) = lender.counts();
     let lent_out =
         lender.lending().expect("snapview bug: lent entries without a tail").lent_out.load(Ordering::Relaxed);
@@ -1249,6 +1278,30 @@ unsafe fn adopt_from_gone_lender<K, V>(lending: &Lending) -> bool {
     // entries dropped are originals that this node no longer borrows.
     unsafe { drop_entries_except(entries_ptr::<K, V>(lender.ptr, l_children), l_entries, !(lent_out & !borrowed)) };
     true
+}
+
+/// The bits, among a lender's entries, of the borrowed entries whose bits
+/// are set in `mask`, among its borrower's (E1): a borrowed entry sits in the
+/// same slot in both, at an index that a rebuilt borrower may have shifted
+/// (entries added or removed before it). `datamap` is the borrower's,
+/// `lender_datamap` the lender's; where they are equal (every copy that did
+/// not change shape), so are the indices.
+pub(super) fn lender_bits(mask: u64, datamap: u64, lender_datamap: u64) -> u64 {
+    if datamap == lender_datamap {
+        return mask;
+    }
+    let (mut theirs, mut slots, mut mine) = (0u64, datamap, mask);
+    while mine != 0 {
+        assert!(slots != 0, "snapview bug: a borrowed bit past the entries");
+        let slot = slots & slots.wrapping_neg();
+        slots &= slots - 1;
+        if mine & 1 != 0 {
+            assert!(lender_datamap & slot != 0, "snapview bug: a borrowed entry in a slot its lender does not fill");
+            theirs |= 1 << (lender_datamap & (slot - 1)).count_ones();
+        }
+        mine >>= 1;
+    }
+    theirs
 }
 
 /// The lender recorded in a tail, as a reference that must not be dropped.
@@ -1490,6 +1543,51 @@ mod loom_tests {
             drop(next);
             assert_eq!(Arc::strong_count(&token), 1);
         });
+    }
+
+    /// A source of three entries (one token each) and a copy rebuilt without
+    /// the first, settled while the source is held: the copy borrows the
+    /// other two, each at an index one lower than in the source (E1).
+    fn lender_and_rebuilt_borrower(tokens: &[Arc<()>]) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
+        let mut b = Builder::trie(0b111, 0);
+        for (i, token) in tokens.iter().enumerate() {
+            b.push_entry((i as u32, Arc::clone(token)));
+        }
+        let source = b.finish();
+        let mut copy = source.clone();
+        crate::raw::rebuild(&mut copy, |from| {
+            let mut to = Builder::trie(0b110, 0);
+            drop(from.next_entry());
+            to.take_entries(from, 2);
+            to.finish()
+        });
+        crate::raw::settle(&copy);
+        assert_eq!(copy.borrowed(), 0b11);
+        (source, copy)
+    }
+
+    /// The rebuilt copy's two ends against the source's last drop: the copy
+    /// dropped, or first written (entry 1, the source's entry 2), which
+    /// clones what it borrows (source still there) or adopts it (source
+    /// gone). Each token ends with its one count: every entry dropped once,
+    /// the removed one with the source, the written one's original too.
+    #[test]
+    fn loom_a_rebuilt_borrower_and_its_lender_drop_each_entry_once() {
+        for write_first in [false, true] {
+            loom::model(move || {
+                let tokens: Vec<Arc<()>> = (0..3).map(|_| Arc::new(())).collect();
+                let (source, mut copy) = lender_and_rebuilt_borrower(&tokens);
+                let reader = loom::thread::spawn(move || drop(source));
+                if write_first {
+                    copy.make_mut().0.get(1).1 = Arc::clone(&tokens[0]);
+                    assert_eq!(copy.borrowed(), 0);
+                    assert_eq!(copy.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+                }
+                drop(copy);
+                reader.join().unwrap();
+                assert!(tokens.iter().all(|t| Arc::strong_count(t) == 1), "{write_first}");
+            });
+        }
     }
 
     #[test]
