@@ -1131,6 +1131,64 @@ mod tests {
         }
     }
 
+    /// A value whose `Clone` panics once `fuse` has run out.
+    #[derive(Debug)]
+    struct Fused {
+        token: Rc<()>,
+        fuse: Rc<core::cell::Cell<u32>>,
+    }
+
+    impl Clone for Fused {
+        fn clone(&self) -> Self {
+            let left = self.fuse.get();
+            assert!(left > 0, "the fuse has run out");
+            self.fuse.set(left - 1);
+            Self { token: self.token.clone(), fuse: self.fuse.clone() }
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_copy_cut_short_owning_its_entries_leaves_its_lender_the_right_ones() {
+        let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
+        let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
+        let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
+        let mut b = Builder::trie(0b1111, 0);
+        for (i, token) in tokens.iter().enumerate() {
+            b.push_entry((i as u32, Fused { token: token.clone(), fuse: fuse.clone() }));
+        }
+        let source = b.finish();
+        // Rebuilt without slot 0: the copy's entries 0, 1, 2 are the source's 1, 2, 3.
+        let mut copy = source.clone();
+        let mut removed = None;
+        rebuild(&mut copy, |from| {
+            let mut to = Builder::trie(0b1110, 0);
+            removed = Some(from.next_entry());
+            to.take_entries(from, 3);
+            to.finish()
+        });
+        drop(removed);
+        assert_eq!(copy.borrowed(), 0b111);
+        // The batch then owns them all (as a second rebuild by moves does);
+        // the second clone panics.
+        fuse.set(1);
+        let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| copy.own_borrowed_entries()));
+        assert!(cut.is_err());
+        fuse.set(u32::MAX);
+        assert_eq!(copy.borrowed(), 0b110, "the first is the copy's, the other two still borrowed");
+        assert_eq!(counts(), [2, 3, 2, 2]);
+        // A reader holds the source when the copy settles: a link. When the
+        // source goes it drops its slot-0 entry and the original of the one
+        // the copy cloned (its entry 1), and leaves its entries 2 and 3.
+        let held = source.clone();
+        drop(source);
+        settle(&copy);
+        assert_eq!(copy.borrowed(), 0b110);
+        drop(held);
+        assert_eq!(counts(), [1, 2, 2, 2]);
+        drop(copy);
+        assert_eq!(counts(), [1, 1, 1, 1]);
+    }
+
     #[test]
     fn a_rebuilt_copy_of_a_pair_clones_its_entries() {
         // What is left of a pair is folded into its parent by moves: it must

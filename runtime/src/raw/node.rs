@@ -1217,10 +1217,17 @@ unsafe fn own_all<K: Clone, V: Clone>(
     }
     // SAFETY: a node that borrows has a lender: counted, or waiting for it (E2).
     let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
+    // The lender's bits of the same entries, translated once: slots keep
+    // their order in both nodes, so the k-th bit of one is the k-th of the
+    // other. (Translated entry by entry, `lender_bits` took 2.4% of the
+    // samples of batches adding 1000 keys to a 100K `String` map; 1.8% so.)
+    let mut theirs = lender_bits(borrowed, datamap, lender.datamap());
     let mut bits = borrowed;
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
+        let their_bit = theirs & theirs.wrapping_neg();
+        theirs &= theirs - 1;
         assert!(i < len, "snapview bug: a borrowed bit past the entries");
         // SAFETY: as in `own_entry`: the lender keeps entry `i` alive while
         // this node borrows it (its count, or `LENT` and the handshake).
@@ -1232,7 +1239,7 @@ unsafe fn own_all<K: Clone, V: Clone>(
         lending.borrowed.fetch_and(!(1 << i), Ordering::Relaxed);
         if counted {
             let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
-            lender_tail.lent_out.fetch_and(!lender_bits(1 << i, datamap, lender.datamap()), Ordering::Relaxed);
+            lender_tail.lent_out.fetch_and(!their_bit, Ordering::Relaxed);
         }
     }
     if counted {
@@ -1350,6 +1357,35 @@ pub(super) unsafe fn drop_entries_except<K, V>(entries: *mut (K, V), len: usize,
 #[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
+
+    /// `lender_bits` against its definition: the borrower's entry `i` sits in
+    /// the `i`-th slot of its datamap, and the lender's index of that slot is
+    /// the count of the lender's slots below it.
+    #[test]
+    fn lender_bits_finds_each_borrowed_entry_by_its_slot() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let lender = next() & next();
+            // A rebuilt borrower: the lender's slots, some gone, a few added.
+            let datamap = (lender & (next() | next())) | (next() & next() & next());
+            let slots: Vec<u64> = (0..64).map(|s| 1u64 << s).filter(|b| datamap & b != 0).collect();
+            let (mut mask, mut expected) = (0u64, 0u64);
+            for (i, &slot) in slots.iter().enumerate() {
+                if lender & slot != 0 && next() & 1 == 1 {
+                    mask |= 1 << i;
+                    expected |= 1 << (lender & (slot - 1)).count_ones();
+                }
+            }
+            assert_eq!(lender_bits(mask, datamap, lender), expected, "{mask:#x} {datamap:#x} {lender:#x}");
+        }
+        assert_eq!(lender_bits(0b101, 0b111, 0b111), 0b101, "the same slots: the same bits");
+    }
 
     #[test]
     fn layout_packs_children_after_header_then_occupancy_then_entries() {
