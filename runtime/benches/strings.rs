@@ -24,6 +24,9 @@
 //!   again, each write published on its own; throughput 2 elements.
 //! - `str_batch_publish`: 1000 overwrites of present keys in one version (the
 //!   key cloned for `insert`, for every map alike); throughput 1000 elements.
+//! - `str_batch_churn`: 1000 writes in one version that turn keys over: an
+//!   absent key added and one that the batch before added removed, 500
+//!   times; throughput 1000 elements.
 //! - `str_batch_held`: the same batches while another thread keeps taking
 //!   snapshots (`snapshot()`, `ArcSwap::load_full`) and holding each for
 //!   50 µs, as a metrics scrape or a config dump does; the peers that have
@@ -416,6 +419,100 @@ fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
     g.finish();
 }
 
+/// Batch `k` of `str_batch_churn`: the keys it adds and those it removes
+/// (the ones batch `k - 1` added), `BATCH / 2` each, in pairs.
+fn churn_pairs<T>(list: &[T], k: usize) -> impl Iterator<Item = (&T, &T)> {
+    let (half, mask) = (BATCH / 2, list.len() - 1);
+    assert!(list.len() >= BATCH, "two batches' keys must not overlap");
+    (0..half).map(move |t| (&list[(k * half + t) & mask], &list[((k - 1) * half + t) & mask]))
+}
+
+/// Runs `churn(k)` for k = 1, 2, ..
+fn each_churn(b: &mut criterion::Bencher<'_>, mut churn: impl FnMut(usize)) {
+    let mut k = 0;
+    b.iter(|| {
+        k += 1;
+        churn(k)
+    })
+}
+
+/// 1000 writes in one version that turn keys over: 500 absent keys added
+/// and the 500 that the batch before added removed, one of each in turn (a
+/// session or label table). Each added key is cloned in the timed loop, for
+/// every map alike.
+fn bench_batch_churn(c: &mut Criterion, fx: &mut Fixture) {
+    let mut g = group(c, "str_batch_churn", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let (misses, arc_misses) = (&fx.misses, &fx.arc_misses);
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        each_churn(b, |k| {
+            map.update(|tx| {
+                for (add, gone) in churn_pairs(misses, k) {
+                    tx.insert(add.clone(), 1);
+                    tx.remove(gone.as_str());
+                }
+            })
+        })
+    });
+    map.update(|tx| misses.iter().for_each(|k| _ = tx.remove(k.as_str())));
+    assert_eq!(map.len(), fx.n);
+
+    let map = &fx.snapview_arc;
+    g.bench_function("snapview<Arc<str>>", |b| {
+        each_churn(b, |k| {
+            map.update(|tx| {
+                for (add, gone) in churn_pairs(arc_misses, k) {
+                    tx.insert(add.clone(), 1);
+                    tx.remove(&**gone);
+                }
+            })
+        })
+    });
+    map.update(|tx| arc_misses.iter().for_each(|k| _ = tx.remove(&**k)));
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        each_churn(b, |k| {
+            let mut m = ImblMap::clone(&cell.load());
+            for (add, gone) in churn_pairs(misses, k) {
+                m.insert(add.clone(), 1);
+                m.remove(gone.as_str());
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    drop(cell);
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    g.bench_function("rpds+ArcSwap", |b| {
+        each_churn(b, |k| {
+            let mut m = RpdsMap::clone(&cell.load());
+            for (add, gone) in churn_pairs(misses, k) {
+                m.insert_mut(add.clone(), 1);
+                m.remove_mut(gone.as_str());
+            }
+            cell.store(Arc::new(m));
+        })
+    });
+    drop(cell);
+
+    let hb = &mut fx.hashbrown;
+    g.bench_function("hashbrown", |b| {
+        each_churn(b, |k| {
+            for (add, gone) in churn_pairs(misses, k) {
+                hb.insert(add.clone(), 1);
+                hb.remove(gone.as_str());
+            }
+        })
+    });
+    misses.iter().for_each(|k| _ = hb.remove(k.as_str()));
+    assert_eq!(hb.len(), fx.n);
+    g.finish();
+}
+
 /// How long `str_batch_held`'s reader holds each snapshot.
 const HOLD: std::time::Duration = std::time::Duration::from_micros(50);
 
@@ -531,6 +628,7 @@ fn benches(c: &mut Criterion) {
         bench_iter(c, &fx);
         bench_insert_publish(c, &mut fx);
         bench_batch_publish(c, &mut fx);
+        bench_batch_churn(c, &mut fx);
         bench_batch_held(c, &fx);
         bench_reload(c, &fx);
     }

@@ -59,9 +59,8 @@
 //! entries as a slice. Writes copy the path from the root to the changed slot
 //! (children shared; entries copied bit for bit where they own nothing, and
 //! otherwise borrowed from the node copied, only the written one cloned, or
-//! the one a key added or removed moves; a batch that adds or removes
-//! several keys in one node clones that node's entries at the second), then
-//! swap one pointer; the
+//! the one a key added or removed moves, and kept borrowed when the batch
+//! rebuilds its copy for another key), then swap one pointer; the
 //! writer keeps its own copies of the root and of the root's entry-free
 //! children between writes, so those are patched rather than copied. A
 //! batch copies each node once and then mutates its copy in place. `extend`

@@ -33,10 +33,9 @@ pub const DEFAULT_NAME: &str = "snapmap";
 /// values: anything `mem::needs_drop` says must be dropped), a copy *borrows*
 /// the entries of the node it copies instead of cloning them, and clones only
 /// the entry it writes, or the one that a key added or removed moves
-/// (docs/design.md, "Lending entries"); `u64`-like entries are copied bit for
-/// bit. Clones remain where one batch adds or removes several keys in the
-/// same node: the second clones the rest of that node's entries. So wrap
-/// large values in an `Arc`; keys that clone without allocating, such as
+/// (docs/design.md, "Lending entries"), also when one batch adds or removes
+/// several keys in the same node; `u64`-like entries are copied bit for
+/// bit. So wrap large values in an `Arc`; keys that clone without allocating, such as
 /// `Arc<str>`, make the writes that still clone cheaper (a count increment
 /// rather than an allocation; lookups by `&str` work either way;
 /// `docs/benchmarks.md`, "String keys", has the figures):

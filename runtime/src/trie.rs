@@ -23,7 +23,8 @@ use core::hash::{BuildHasher, Hash};
 use core::mem;
 
 use crate::raw::{
-    BitCount, Builder, Compiled, Drain, HotPath, NodeRef, Occupancy, Popcnt, rebuild, run_with_popcnt, settle_node,
+    BitCount, Builder, Compiled, Drain, HotPath, NodeRef, Occupancy, Popcnt, rebuild, rebuild_taking, run_with_popcnt,
+    settle_node,
 };
 
 /// Hash bits consumed per level: 64 slots per node.
@@ -423,7 +424,8 @@ where
                 // Hash the key already there before touching anything: it may panic.
                 let existing_hash = hasher.hash_one(&existing.0);
                 let (at, child_at) = (index(dm, bit), index(nm, bit));
-                rebuild(node, |from| {
+                // The entry moves down into a new child: it must be the node's own.
+                rebuild_taking(node, Some(at), |from| {
                     let mut to = Builder::trie(dm & !bit, nm | bit);
                     to.take_entries(from, at);
                     let existing = from.next_entry();
@@ -692,7 +694,7 @@ where
         let at = node.entries().iter().position(|(k, _)| k.borrow() == key)?;
         let len = node.entries().len();
         let mut removed = None;
-        rebuild(node, |from| {
+        rebuild_taking(node, Some(at), |from| {
             let mut to = Builder::collision(len - 1);
             to.take_entries(from, at);
             removed = Some(from.next_entry());
@@ -707,7 +709,7 @@ where
         Slot::Entry(entry) if entry.0.borrow() == key => {
             let at = index(dm, bit);
             let mut removed = None;
-            rebuild(node, |from| {
+            rebuild_taking(node, Some(at), |from| {
                 let mut to = Builder::trie(dm & !bit, nm);
                 to.take_entries(from, at);
                 removed = Some(from.next_entry());
@@ -727,13 +729,12 @@ where
             let child_at = index(nm, bit);
             // The child may end up a single entry, folded into this node by a
             // rebuild after the removal below has changed the trie: that
-            // rebuild must run no user code, so entries this node borrows
-            // (E1) are made its own now, while a panicking `Clone` changes
-            // nothing. A child of two items or fewer is the only one that can.
+            // rebuild must run no user code. So what it could not move as it
+            // is gets owned now, while a panicking `Clone` changes nothing.
+            // A child of two items or fewer is the only one that can fold.
             let may_fold = child.entries().len() + child.children().len() <= 2;
             if may_fold {
-                node.make_mut();
-                node.own_borrowed_entries();
+                own_what_a_fold_moves(node, child_at);
             }
             let (_, mut children) = node.make_mut();
             let removed = remove_at(children.get(child_at), hash, shift + BITS, key)?;
@@ -746,6 +747,25 @@ where
             }
             Some(removed)
         }
+    }
+}
+
+/// Makes `node` (copied first if shared) and its child at `child_at` ready
+/// for [`fold_child`]: the child's entries its own, since its entry moves
+/// into `node`, whose lender is another (E1); and `node`'s own too if it
+/// borrows them through a link, which a rebuild by moves cannot pass on.
+/// Entries `node` borrows from a counted lender move as they are. Runs
+/// `Clone` (at most the child's two entries, unless `node` borrows through a
+/// link), so it comes before the trie changes.
+fn own_what_a_fold_moves<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, child_at: usize) {
+    node.make_mut();
+    node.own_entries_to_move(None);
+    let (_, mut children) = node.make_mut();
+    let child = children.get(child_at);
+    // A shared child is rebuilt by clones, and a pair never borrows then
+    // (`REBUILD_BORROW_MIN`).
+    if child.is_unique() {
+        child.own_borrowed_entries();
     }
 }
 
@@ -1277,6 +1297,80 @@ mod tests {
             drop(root);
             assert_eq!(Rc::strong_count(&token), 1, "{old_held}");
         }
+    }
+
+    #[test]
+    fn a_batchs_later_adds_and_removes_in_a_node_it_copied_move_its_borrowed_entries_on() {
+        use std::rc::Rc;
+        for old_held in [true, false] {
+            let token = Rc::new(());
+            let s = Id::default();
+            // The root holds keys 2, 3 and 4 inline, and the pair of 1 and 65 at slot 1.
+            let old = build_rc(&[2, 3, 4, 1, 65], &token);
+            let mut root = old.clone();
+            // The first write copies the root, borrowing 2, 3 and 4; the
+            // others rebuild that copy by moves.
+            insert(&mut root, 0, 5, 5, token.clone(), &s);
+            insert(&mut root, 0, 6, 6, token.clone(), &s);
+            assert_eq!(root.borrowed(), 0b111, "{old_held}: 2, 3, 4 among 2..=6");
+            assert_eq!(Rc::strong_count(&token), 1 + 5 + 2, "{old_held}: nothing cloned");
+            let three = remove(&mut root, 3, &3).expect("present");
+            assert_eq!(root.borrowed(), 0b11, "{old_held}: 2 and 4 among 2, 4, 5, 6");
+            assert_eq!(Rc::strong_count(&token), 1 + 5 + 2 + 1, "{old_held}: the removed entry cloned");
+            // The pair, shared with `old`, is rebuilt by clones (both
+            // entries), then 1 folds up into the root by moves.
+            let sixty_five = remove(&mut root, 65, &65).expect("present");
+            assert_eq!((root.datamap(), root.nodemap()), (0b1110110, 0), "{old_held}");
+            assert_eq!(root.borrowed(), 0b110, "{old_held}: 2 and 4 among 1, 2, 4, 5, 6");
+            assert_eq!(Rc::strong_count(&token), 1 + 5 + 2 + 1 + 2, "{old_held}");
+            drop((three, sixty_five));
+            let held = old_held.then(|| old.clone());
+            drop(old);
+            crate::raw::settle_node(&root);
+            if old_held {
+                // A link cannot move on with the entries: a node borrowing
+                // through one owns them all before a rebuild by moves (here
+                // 70 pushes 6 down into a pair, then folds it back up).
+                assert_eq!(root.borrowed(), 0b110, "through a link");
+                insert(&mut root, 0, 70, 70, token.clone(), &s);
+                assert_eq!(root.borrowed(), 0, "owned");
+                drop(remove(&mut root, 70, &70).expect("present"));
+            }
+            drop(held);
+            assert_eq!(Rc::strong_count(&token), 1 + 5, "{old_held}: 1, 2, 4, 5 and 6, each once");
+            for k in [1, 2, 4, 5, 6] {
+                assert!(get(&root, 0, k, &k).is_some(), "{old_held}: {k}");
+            }
+            for k in [3, 65] {
+                assert!(get(&root, 0, k, &k).is_none(), "{old_held}: {k}");
+            }
+            drop(root);
+            assert_eq!(Rc::strong_count(&token), 1, "{old_held}");
+        }
+    }
+
+    #[test]
+    fn a_fold_in_a_batch_owns_the_entries_of_the_pair_it_moves_up() {
+        use std::rc::Rc;
+        let token = Rc::new(());
+        let s = Id::default();
+        let old = build_rc(&[2, 3, 4, 1, 65], &token);
+        let mut root = old.clone();
+        // An overwrite copies the root and the pair; the pair's copy borrows 65.
+        insert(&mut root, 0, 1, 1, token.clone(), &s);
+        assert_eq!(Rc::strong_count(&token), 1 + 5 + 1, "only the overwritten value is new");
+        // Removing 1 leaves 65 alone in the pair, to be folded up into the
+        // root, whose lender is another: it is cloned first.
+        drop(remove(&mut root, 1, &1).expect("present"));
+        assert_eq!((root.datamap(), root.nodemap()), (0b11110, 0));
+        assert_eq!(root.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [65, 2, 3, 4]);
+        assert_eq!(root.borrowed(), 0b1110, "the root's own entries still borrowed");
+        assert_eq!(Rc::strong_count(&token), 1 + 5 + 1);
+        drop(old);
+        crate::raw::settle_node(&root);
+        assert_eq!(Rc::strong_count(&token), 1 + 4);
+        drop(root);
+        assert_eq!(Rc::strong_count(&token), 1);
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl<K, V> Builder<K, V> {
     }
 
     /// Moves the next `n` entries of `from` into this node: from a node
-    /// owned alone, moved; from a shared one, borrowed if it lends them
+    /// owned alone, moved (those it borrows stay borrowed, from the same
+    /// lender); from a shared one, borrowed if it lends them
     /// ([`Drain::lends_entries`]), else cloned.
     ///
     /// The entries taken must go to the same slots in this node as in
@@ -109,10 +110,61 @@ impl<K, V> Builder<K, V> {
         K: Clone,
         V: Clone,
     {
-        if n > 0 && from.lends_entries() {
+        if n == 0 {
+            return;
+        }
+        if from.moving {
+            return self.move_entries(from, n);
+        }
+        if from.lends_entries() {
             return self.borrow_entries(from, n);
         }
         self.own_entries(from, n);
+    }
+
+    /// Moves the next `n` entries of `from`, a node owned alone, bit for
+    /// bit: its own become this node's own, and those it borrows (E1) stay
+    /// borrowed, with the counted lender that keeps them alive passed on to
+    /// this node and the lender's `lent_out` left as it is (the same
+    /// entries, in the same slots). So a second write that adds or removes
+    /// a key in a node its batch has copied clones nothing.
+    fn move_entries(&mut self, from: &mut Drain<K, V>, n: usize) {
+        let (at, next) = (self.entries_done, from.next_entry);
+        assert!(
+            from.moving && at + n <= self.entries && next + n <= from.entries,
+            "snapview bug: moved entries out of place"
+        );
+        let borrowed = from.borrowed_among(next, n);
+        if borrowed != 0 {
+            assert!(at + n <= 64, "snapview bug: borrowed entries out of place");
+            self.hold_lender_of(from);
+            self.borrowed |= borrowed << at;
+        }
+        // SAFETY: 1. both ranges are inside their entry arrays (just checked):
+        //    initialised in the source (N2), not yet written in this node;
+        // 2. moving mode: the Drain holds the only reference, and its cursor
+        //    moves past the range, so each entry is read once and its Drop
+        //    skips them: an owned entry is moved, a borrowed one stays the
+        //    lender's, whose counted reference this node now holds (E1).
+        unsafe {
+            ptr::copy_nonoverlapping(
+                NodeRef::<K, V>::entries_base(from.node.as_ptr(), from.children).add(next),
+                NodeRef::<K, V>::entries_base(self.ptr, self.children).add(at),
+                n,
+            );
+        }
+        self.entries_done += n;
+        from.next_entry += n;
+    }
+
+    /// Takes the counted lender of what this node borrows from `from`'s
+    /// node, unless it holds it already: one lender per node, for its lent
+    /// children and its borrowed entries alike.
+    fn hold_lender_of(&mut self, from: &mut Drain<K, V>) {
+        match &self.lender {
+            None => self.lender = Some(from.lender()),
+            Some(lender) => assert!(from.lends_through(lender), "snapview bug: borrowed from two nodes"),
+        }
     }
 
     /// Moves or clones the next `n` entries of `from` into this node.
@@ -137,11 +189,7 @@ impl<K, V> Builder<K, V> {
             !from.moving && at + n <= self.entries && next + n <= from.entries && at + n <= 64 && next + n <= 64,
             "snapview bug: borrowed entries out of place"
         );
-        match &self.lender {
-            None => self.lender = Some(from.lender()),
-            // One lender per node: the entries' and the lent children's.
-            Some(lender) => assert!(lender.ptr_eq(&from.node), "snapview bug: entries borrowed from two nodes"),
-        }
+        self.hold_lender_of(from);
         // SAFETY: 1. both ranges are inside their entry arrays (just checked):
         //    initialised in the source (N2), not yet written in this node;
         // 2. the copies are borrowed, not owned: their bits are set below
@@ -171,9 +219,7 @@ impl<K, V> Builder<K, V> {
             let occupancy = from.next_child_occupancy();
             let (child, lent) = from.next_child_raw();
             if lent {
-                if self.lender.is_none() {
-                    self.lender = Some(from.lender());
-                }
+                self.hold_lender_of(from);
                 self.lent |= 1 << self.children_done;
             }
             self.push_child_occupying(ManuallyDrop::into_inner(child), occupancy);
@@ -184,9 +230,7 @@ impl<K, V> Builder<K, V> {
     fn lend_children(&mut self, from: &mut Drain<K, V>, n: usize) {
         let (at, next) = (self.children_done, from.next_child);
         assert!(at + n <= self.children && next + n <= from.children, "snapview bug: too many children");
-        if self.lender.is_none() {
-            self.lender = Some(from.lender());
-        }
+        self.hold_lender_of(from);
         // SAFETY: 1. both ranges are inside their child arrays (just checked),
         //    and so inside their occupancy arrays, of the same lengths:
         //    initialised in the source (N2), not yet written in this node;
@@ -230,8 +274,9 @@ impl<K, V> Builder<K, V> {
             LENDING_COPIES.fetch_add(1, Ordering::Relaxed);
         }
         // N6, E1: the lent children and borrowed entries, and the reference
-        // that keeps them alive.
-        if this.borrowed != 0 {
+        // that keeps them alive. Entries moved on from a node that borrowed
+        // them are already in the lender's `lent_out`.
+        if this.lent_out != 0 {
             lender.as_ref().expect("snapview bug: borrowed entries without a lender").set_lent_out(this.lent_out);
         }
         node.set_borrowed(this.borrowed);
@@ -282,6 +327,12 @@ pub(crate) struct Drain<K, V> {
     /// Moving mode: the node's lent bits and lender, taken out of it (N6).
     lent: u64,
     lender: Option<NodeRef<K, V>>,
+    /// Moving mode: the lender's address, kept once `lender` is handed out.
+    lender_at: Option<NonNull<Header>>,
+    /// Moving mode: the entries the node borrows from `lender` (E1), which
+    /// are passed on as they are ([`Builder::take_entries`]), never handed
+    /// out one by one.
+    borrowed: u64,
     /// Cloning mode: children are lent rather than counted (see `LEND_MIN`).
     lend: bool,
     /// Cloning mode: whether entries are lent rather than cloned (E1):
@@ -302,10 +353,13 @@ impl<K, V> Drain<K, V> {
     /// Takes `node` apart: by moves if it is the only reference, else by clones.
     pub(crate) fn new(node: NodeRef<K, V>) -> Self {
         let moving = node.is_unique();
-        // A node taken apart by moves owns every entry: `rebuild` sees to it
-        // (`own_borrowed_entries`), and no other caller drains a borrower.
-        assert!(!moving || node.borrowed() == 0, "snapview bug: moving entries a node borrows");
-        let (lent, lender) = if moving { node.take_lending() } else { (0, None) };
+        let borrowed = if moving { node.borrowed() } else { 0 };
+        // Borrowed entries are passed on with the counted lender that keeps
+        // them alive; a link (E2) cannot be: `rebuild` makes a node that
+        // borrows through one own its entries first.
+        assert!(borrowed == 0 || node.is_lending(), "snapview bug: moving entries borrowed through a link");
+        let (lent, lender) = if moving { node.take_lending_alone() } else { (0, None) };
+        let lender_at = lender.as_ref().map(NodeRef::as_ptr);
         let (entries, children) = node.counts();
         let lend = !moving && children >= LEND_MIN;
         Self {
@@ -317,6 +371,8 @@ impl<K, V> Drain<K, V> {
             next_child: 0,
             lent,
             lender,
+            lender_at,
+            borrowed,
             lend,
             lend_entries: if moving { Some(false) } else { None },
         }
@@ -352,6 +408,8 @@ impl<K, V> Drain<K, V> {
     {
         let i = self.next_entry;
         assert!(i < self.entries, "snapview bug: drained past the last entry");
+        // An entry handed out on its own must be the node's: `rebuild_taking`.
+        assert!(self.borrowed_among(i, 1) == 0, "snapview bug: a borrowed entry moved out");
         let entry = if self.moving {
             // SAFETY: 1. in moving mode this Drain holds the only reference
             //    (checked in `new`), so nothing else reads the slot;
@@ -369,7 +427,7 @@ impl<K, V> Drain<K, V> {
     /// Moving mode: drops the entries not handed out yet, except those whose
     /// bit is set in `keep`, which now belong to a node that borrowed them.
     fn drop_entries_except(&mut self, keep: u64) {
-        assert!(self.moving, "snapview bug: dropping a shared node's entries");
+        assert!(self.moving && self.borrowed == 0, "snapview bug: dropping entries not the node's own");
         let (at, left) = (self.next_entry, self.entries - self.next_entry);
         // Done with the entries whatever happens below: Drop skips them.
         self.next_entry = self.entries;
@@ -384,6 +442,22 @@ impl<K, V> Drain<K, V> {
                 keep.checked_shr(at as u32).unwrap_or(0),
             )
         };
+    }
+
+    /// Moving mode: the bits of the borrowed entries among the `n` from
+    /// index `at`, shifted down to bit 0.
+    #[inline]
+    fn borrowed_among(&self, at: usize, n: usize) -> u64 {
+        if self.borrowed == 0 {
+            return 0;
+        }
+        self.borrowed.checked_shr(at as u32).unwrap_or(0) & bits_below(n)
+    }
+
+    /// Whether `lender` keeps alive what this Drain lends: its node (cloning
+    /// mode) or the node's own lender (moving mode), handed out or not.
+    fn lends_through(&self, lender: &NodeRef<K, V>) -> bool {
+        if self.moving { self.lender_at == Some(lender.as_ptr()) } else { lender.ptr_eq(&self.node) }
     }
 
     /// Whether the copy being built borrows the shared node's entries
@@ -470,6 +544,13 @@ impl<K, V> Drop for Drain<K, V> {
             return;
         }
         let ptr = self.node.as_ptr();
+        let borrowed_left = self.borrowed_among(self.next_entry, self.entries - self.next_entry);
+        if let Some(lender) = self.lender.as_ref().filter(|_| borrowed_left != 0) {
+            // Borrowed entries never passed on (only on the way to an abort:
+            // `rebuild`'s closures take every entry): the lender gets them
+            // back and drops them itself.
+            lender.end_lending();
+        }
         let left = self.children - self.next_child;
         // SAFETY: the lent children not handed out are alive: `self.lender`,
         // dropped after this function, holds them (N6). Shifting the bits
@@ -484,14 +565,15 @@ impl<K, V> Drop for Drain<K, V> {
         // SAFETY: 1. moving mode: this Drain holds the only reference;
         // 2. the slots past each cursor are initialised and were not handed out,
         //    so dropping them drops each value once (each is counted now, see
-        //    above); those before the cursors now belong to whoever took them;
-        // 3. `free_node` with zero counts only deallocates, with the node's
-        //    real layout, since it is called with the header's counts below.
+        //    above), but the borrowed entries, which are the lender's (E1);
+        //    those before the cursors now belong to whoever took them;
+        // 3. `deallocate` uses the header's counts, the node's real layout.
         unsafe {
-            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+            super::node::drop_entries_except(
                 NodeRef::<K, V>::entries_base(ptr, self.children).add(self.next_entry),
                 self.entries - self.next_entry,
-            ));
+                borrowed_left,
+            );
             ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
                 NodeRef::<K, V>::children_base(ptr).add(self.next_child),
                 self.children - self.next_child,
@@ -543,9 +625,28 @@ const REBUILD_BORROW_MIN: usize = 3;
 ///
 /// In moving mode `f` must not run user code (it only moves values, which
 /// cannot panic): `*slot` is being taken apart, and a panic there would leave
-/// it half-moved, so the process aborts instead.
+/// it half-moved, so the process aborts instead. The entries it moves that
+/// `*slot` borrows stay borrowed in the new node ([`Builder::take_entries`]);
+/// `f` may not take one out for itself ([`Drain::next_entry`]): see
+/// [`rebuild_taking`].
 pub(crate) fn rebuild<K, V>(slot: &mut NodeRef<K, V>, f: impl FnOnce(&mut Drain<K, V>) -> NodeRef<K, V>)
 where
+    K: Clone,
+    V: Clone,
+{
+    rebuild_taking(slot, None, f);
+}
+
+/// [`rebuild`] for an `f` that takes entry `taken` of `*slot` out for
+/// itself ([`Drain::next_entry`]): to return it, or to move it elsewhere in
+/// the trie, whose other nodes have other lenders. If `*slot` is owned alone
+/// and borrows that entry (E1), it is made `*slot`'s own first, before
+/// anything changes, since that runs `Clone`.
+pub(crate) fn rebuild_taking<K, V>(
+    slot: &mut NodeRef<K, V>,
+    taken: Option<usize>,
+    f: impl FnOnce(&mut Drain<K, V>) -> NodeRef<K, V>,
+) where
     K: Clone,
     V: Clone,
 {
@@ -559,9 +660,9 @@ where
         *slot = new;
         return;
     }
-    // Entries are moved below, under the guard; borrowed ones are made the
-    // node's own first, since that may run `Clone` (E1).
-    slot.own_borrowed_entries();
+    // Entries are moved below, under the guard; those that cannot be passed
+    // on borrowed are made the node's own first, since that may run `Clone`.
+    slot.own_entries_to_move(taken);
     struct AbortOnUnwind;
     impl Drop for AbortOnUnwind {
         fn drop(&mut self) {
@@ -915,7 +1016,7 @@ mod tests {
         // Rebuilt by moves (as a batch does to its own copy), then abandoned,
         // as a panicking batch abandons its working copy.
         let mut copy = copy_of(&node);
-        rebuild(&mut copy, |from| {
+        rebuild_taking(&mut copy, Some(0), |from| {
             let mut to = Builder::trie(0, (1 << 12) - 1);
             let _entry = from.next_entry();
             to.take_children(from, 12);
@@ -1033,17 +1134,17 @@ mod tests {
         b.finish()
     }
 
-    fn keys(node: &NodeRef<u32, Rc<()>>) -> Vec<u32> {
+    fn keys<V>(node: &NodeRef<u32, V>) -> Vec<u32> {
         node.entries().iter().map(|e| e.0).collect()
     }
 
-    /// What `trie::insert` does with a new key whose slot in a shared node is
-    /// empty: the copy, rebuilt with `entry` in slot `bit`.
-    fn with_entry(node: &NodeRef<u32, Rc<()>>, bit: u64, entry: (u32, Rc<()>)) -> NodeRef<u32, Rc<()>> {
+    /// What `trie::insert` does with a new key whose slot in `node` is
+    /// empty: `node` rebuilt with `entry` in slot `bit` (by moves if it is
+    /// unshared, as a batch's second write to a node it copied).
+    fn add_entry<V: Clone>(node: &mut NodeRef<u32, V>, bit: u64, entry: (u32, V)) {
         let (dm, nm) = (node.datamap(), node.nodemap());
         let at = (dm & (bit - 1)).count_ones() as usize;
-        let mut copy = node.clone();
-        rebuild(&mut copy, |from| {
+        rebuild(node, |from| {
             let mut to = Builder::trie(dm | bit, nm);
             to.take_entries(from, at);
             to.push_entry(entry);
@@ -1051,17 +1152,22 @@ mod tests {
             to.take_children(from, from.children_left());
             to.finish()
         });
+    }
+
+    /// `add_entry` to a copy of a shared node.
+    fn with_entry(node: &NodeRef<u32, Rc<()>>, bit: u64, entry: (u32, Rc<()>)) -> NodeRef<u32, Rc<()>> {
+        let mut copy = node.clone();
+        add_entry(&mut copy, bit, entry);
         copy
     }
 
-    /// What `trie::remove` does with the key in slot `bit` of a shared node:
-    /// the copy, rebuilt without it, and the entry removed.
-    fn without_entry(node: &NodeRef<u32, Rc<()>>, bit: u64) -> (NodeRef<u32, Rc<()>>, (u32, Rc<()>)) {
+    /// What `trie::remove` does with the key in slot `bit` of `node`:
+    /// `node` rebuilt without it, and the entry removed.
+    fn take_entry<V: Clone>(node: &mut NodeRef<u32, V>, bit: u64) -> (u32, V) {
         let (dm, nm) = (node.datamap(), node.nodemap());
         let at = (dm & (bit - 1)).count_ones() as usize;
-        let mut copy = node.clone();
         let mut removed = None;
-        rebuild(&mut copy, |from| {
+        rebuild_taking(node, Some(at), |from| {
             let mut to = Builder::trie(dm & !bit, nm);
             to.take_entries(from, at);
             removed = Some(from.next_entry());
@@ -1069,7 +1175,14 @@ mod tests {
             to.take_children(from, from.children_left());
             to.finish()
         });
-        (copy, removed.expect("the rebuild ran"))
+        removed.expect("the rebuild ran")
+    }
+
+    /// `take_entry` from a copy of a shared node.
+    fn without_entry(node: &NodeRef<u32, Rc<()>>, bit: u64) -> (NodeRef<u32, Rc<()>>, (u32, Rc<()>)) {
+        let mut copy = node.clone();
+        let removed = take_entry(&mut copy, bit);
+        (copy, removed)
     }
 
     #[test]
@@ -1131,6 +1244,66 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_key_added_to_a_borrowing_copy_moves_its_borrowed_entries_on() {
+        for source_held in [true, false] {
+            let tokens: Vec<Rc<()>> = (0..3).map(|_| Rc::new(())).collect();
+            let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
+            let source = leaf_in(0b10101, &[(0, tokens[0].clone()), (2, tokens[1].clone()), (4, tokens[2].clone())]);
+            let new = Rc::new(());
+            // The batch's first write copies the source; its second and
+            // third rebuild that copy, unshared, by moves.
+            let mut copy = with_entry(&source, 0b10, (1, new.clone()));
+            assert_eq!(copy.borrowed(), 0b1101);
+            add_entry(&mut copy, 0b1000, (3, new.clone()));
+            add_entry(&mut copy, 0b100000, (5, new.clone()));
+            assert_eq!(keys(&copy), [0, 1, 2, 3, 4, 5]);
+            assert_eq!(copy.borrowed(), 0b10101, "{source_held}: the source's entries, each in its slot");
+            assert_eq!(counts(), [2, 2, 2], "{source_held}: nothing cloned");
+            assert!(copy.is_lending(), "the counted lender moved on with the entries");
+            let held = source_held.then(|| source.clone());
+            drop(source);
+            settle(&copy);
+            assert_eq!(copy.borrowed(), if source_held { 0b10101 } else { 0 }, "{source_held}");
+            assert_eq!(counts(), [2, 2, 2], "{source_held}");
+            drop(held);
+            assert_eq!(counts(), [2, 2, 2], "{source_held}: the copy's entries outlive the source");
+            assert_eq!(keys(&copy), [0, 1, 2, 3, 4, 5]);
+            drop(copy);
+            assert_eq!(counts(), [1, 1, 1], "{source_held}");
+            assert_eq!(Rc::strong_count(&new), 1);
+        }
+    }
+
+    #[test]
+    fn a_borrowed_key_removed_from_a_borrowing_copy_is_cloned_alone() {
+        for source_held in [true, false] {
+            let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
+            let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
+            let entries: Vec<_> = (0..4).map(|i| (i as u32, tokens[i].clone())).collect();
+            let source = leaf_in(0b1111, &entries);
+            drop(entries);
+            let new = Rc::new(());
+            let mut copy = with_entry(&source, 0b10000, (4, new.clone()));
+            assert_eq!(copy.borrowed(), 0b1111);
+            // Removed from the unshared copy: the entry leaves the node, so
+            // it is cloned; the source keeps its original, no longer lent.
+            let removed = take_entry(&mut copy, 0b10);
+            assert_eq!((keys(&copy), removed.0), (vec![0, 2, 3, 4], 1));
+            assert_eq!(copy.borrowed(), 0b0111, "{source_held}: the other three moved on borrowed");
+            assert_eq!(counts(), [2, 3, 2, 2], "{source_held}: only the removed entry cloned");
+            drop(removed);
+            let held = source_held.then(|| source.clone());
+            drop(source);
+            settle(&copy);
+            drop(held);
+            assert_eq!(counts(), [2, 1, 2, 2], "{source_held}: the source dropped its entry 1 once");
+            drop(copy);
+            assert_eq!(counts(), [1, 1, 1, 1], "{source_held}");
+            assert_eq!(Rc::strong_count(&new), 1);
+        }
+    }
+
     /// A value whose `Clone` panics once `fuse` has run out.
     #[derive(Debug)]
     struct Fused {
@@ -1168,7 +1341,8 @@ mod tests {
         });
         drop(removed);
         assert_eq!(copy.borrowed(), 0b111);
-        // The batch then owns them all (as a second rebuild by moves does);
+        // The batch then owns them all (as a fold owns those of a pair it
+        // moves up, `trie::own_what_a_fold_moves`);
         // the second clone panics.
         fuse.set(1);
         let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| copy.own_borrowed_entries()));
@@ -1187,6 +1361,37 @@ mod tests {
         assert_eq!(counts(), [1, 2, 2, 2]);
         drop(copy);
         assert_eq!(counts(), [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_clone_that_panics_as_a_borrowed_key_is_removed_leaves_the_copy_as_it_was() {
+        let tokens: Vec<Rc<()>> = (0..3).map(|_| Rc::new(())).collect();
+        let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
+        let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
+        let fused = |i: usize| (i as u32, Fused { token: tokens[i].clone(), fuse: fuse.clone() });
+        let mut b = Builder::trie(0b111, 0);
+        (0..3).for_each(|i| b.push_entry(fused(i)));
+        let source = b.finish();
+        let mut copy = source.clone();
+        add_entry(&mut copy, 0b1000, (3, Fused { token: Rc::new(()), fuse: fuse.clone() }));
+        assert_eq!((copy.borrowed(), counts()), (0b111, vec![2, 2, 2]));
+        // Removing entry 1 from the unshared copy clones it first: the clone
+        // panics before anything has moved.
+        fuse.set(0);
+        let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| take_entry(&mut copy, 0b10)));
+        assert!(cut.is_err());
+        fuse.set(u32::MAX);
+        assert_eq!(keys(&copy), [0, 1, 2, 3], "the copy is as it was");
+        assert_eq!((copy.borrowed(), counts()), (0b111, vec![2, 2, 2]));
+        // The next try removes it.
+        let removed = take_entry(&mut copy, 0b10);
+        assert_eq!((keys(&copy), removed.0, copy.borrowed()), (vec![0, 2, 3], 1, 0b011));
+        drop(removed);
+        drop(source);
+        settle(&copy);
+        assert_eq!(counts(), [2, 1, 2]);
+        drop(copy);
+        assert_eq!(counts(), [1, 1, 1]);
     }
 
     #[test]
