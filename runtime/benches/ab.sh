@@ -17,7 +17,8 @@
 # loading them with one `extend` (nodes in iteration order). AB_WRITES=1
 # adds `publ`: publishing writes, as the `insert_publish` bench makes them,
 # and `bat`: batches of 1000 overwrites, one version each; AB_STRINGS=1 the
-# same two (`spub`, `sbat`) on maps keyed by `String`; AB_HOLD=µs (with
+# same two (`spub`, `sbat`) on maps keyed by `String`, and `schu`, batches
+# that turn keys over (500 added, the 500 added before removed); AB_HOLD=µs (with
 # AB_STRINGS=1) adds `shld`, four passes of `sbat` over the same keys while
 # another thread holds snapshots of the map, each for that long.
 # Resolution: A/A runs (the same commit on both sides, session 12) differed

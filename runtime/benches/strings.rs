@@ -445,33 +445,24 @@ fn bench_batch_churn(c: &mut Criterion, fx: &mut Fixture) {
     g.throughput(Throughput::Elements(BATCH as u64));
     let (misses, arc_misses) = (&fx.misses, &fx.arc_misses);
 
-    let map = &fx.snapview;
-    g.bench_function("snapview", |b| {
-        each_churn(b, |k| {
-            map.update(|tx| {
-                for (add, gone) in churn_pairs(misses, k) {
-                    tx.insert(add.clone(), 1);
-                    tx.remove(gone.as_str());
-                }
-            })
+    /// Batch `k` into snapview, keyed by `String` or `Arc<str>`.
+    fn snapview_churn<K: Clone + Eq + std::hash::Hash + std::borrow::Borrow<str>>(
+        map: &SnapMap<K, u64, H>,
+        fresh: &[K],
+        k: usize,
+    ) {
+        map.update(|tx| {
+            for (add, gone) in churn_pairs(fresh, k) {
+                tx.insert(add.clone(), 1);
+                tx.remove(gone.borrow());
+            }
         })
-    });
-    map.update(|tx| misses.iter().for_each(|k| _ = tx.remove(k.as_str())));
-    assert_eq!(map.len(), fx.n);
-
-    let map = &fx.snapview_arc;
-    g.bench_function("snapview<Arc<str>>", |b| {
-        each_churn(b, |k| {
-            map.update(|tx| {
-                for (add, gone) in churn_pairs(arc_misses, k) {
-                    tx.insert(add.clone(), 1);
-                    tx.remove(&**gone);
-                }
-            })
-        })
-    });
-    map.update(|tx| arc_misses.iter().for_each(|k| _ = tx.remove(&**k)));
-    assert_eq!(map.len(), fx.n);
+    }
+    g.bench_function("snapview", |b| each_churn(b, |k| snapview_churn(&fx.snapview, misses, k)));
+    g.bench_function("snapview<Arc<str>>", |b| each_churn(b, |k| snapview_churn(&fx.snapview_arc, arc_misses, k)));
+    fx.snapview.update(|tx| misses.iter().for_each(|k| _ = tx.remove(k.as_str())));
+    fx.snapview_arc.update(|tx| arc_misses.iter().for_each(|k| _ = tx.remove(&**k)));
+    assert_eq!((fx.snapview.len(), fx.snapview_arc.len()), (fx.n, fx.n));
 
     let cell = ArcSwap::from_pointee(fx.imbl.clone());
     g.bench_function("imbl+ArcSwap", |b| {

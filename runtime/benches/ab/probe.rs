@@ -17,7 +17,8 @@
 //! by one `extend`; reads only: `AB_WRITES=1` adds publishing writes,
 //! `publ`, and batches of 1000 overwrites, `bat`; `AB_STRINGS=1` the same
 //! two on maps keyed by `String`, `spub` and `sbat`, whose entries need
-//! dropping; `AB_HOLD` with `AB_STRINGS=1` adds `shld`: four passes of
+//! dropping, and `schu`, batches that turn keys over (500 added, the 500
+//! the batch before added removed); `AB_HOLD` with `AB_STRINGS=1` adds `shld`: four passes of
 //! `sbat` over the same keys while another thread keeps taking snapshots
 //! of the map and holding each for that many microseconds, as a scrape or
 //! a long iteration would).
@@ -131,6 +132,37 @@ batches!(batch_b, snap_b::SnapMap<u64, u64, Hasher>, u64);
 batches!(sbatch_a, snap_a::SnapMap<String, u64, Hasher>, String);
 batches!(sbatch_b, snap_b::SnapMap<String, u64, Hasher>, String);
 
+/// Batches per burst of `schu`.
+const CHURN_BATCHES: usize = 4;
+
+/// `schu`: batches of [`BATCH`] writes that turn keys over (the
+/// `str_batch_churn` bench's step): each adds the next `BATCH / 2` keys of
+/// `fresh` (absent from the map) and removes the ones the batch before
+/// added, one of each in turn. `next` numbers the batches across bursts.
+macro_rules! churns {
+    ($name:ident, $map:ty) => {
+        #[inline(never)]
+        fn $name(map: &$map, fresh: &[String], next: &mut usize) -> u64 {
+            let (half, len) = (BATCH / 2, fresh.len());
+            assert!(len >= BATCH, "two batches' keys must not overlap");
+            for _ in 0..CHURN_BATCHES {
+                let k = *next;
+                *next += 1;
+                map.update(|tx| {
+                    for t in 0..half {
+                        tx.insert(fresh[(k * half + t) % len].clone(), 1);
+                        tx.remove(&fresh[(k * half + len - half + t) % len]);
+                    }
+                });
+            }
+            map.version()
+        }
+    };
+}
+
+churns!(churn_a, snap_a::SnapMap<String, u64, Hasher>);
+churns!(churn_b, snap_b::SnapMap<String, u64, Hasher>);
+
 /// Whether each round also times writes to maps keyed by `String`
 /// (`AB_STRINGS=1`): URL-like keys of 19-24 bytes, too long to sit inline in
 /// a small-string type, so every clone allocates.
@@ -198,6 +230,14 @@ fn main() {
         let misses: Vec<u64> = (0..probes).map(|_| rng.next()).collect();
         let passes = (BURST / n).max(1);
 
+        // `schu`'s keys: absent from the maps, and enough for two batches.
+        let churned: Vec<String> = if with_strings() {
+            let mut churn_rng = SplitMix64(7);
+            (0..WRITE_BURST).map(|_| string_key(churn_rng.next())).collect()
+        } else {
+            Vec::new()
+        };
+        let (mut churn_next_a, mut churn_next_b) = (0, 0);
         let mut results: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut record =
             |case: &str, who: &str, ns: f64| results.entry(format!("{case:4} {who}")).or_default().push(ns);
@@ -262,6 +302,16 @@ fn main() {
                         }
                     };
                     record("sbat", build, time(overwrites.len(), run));
+                }
+                for build in builds {
+                    let run = || {
+                        if build == "a" {
+                            churn_a(&str_a, &churned, &mut churn_next_a)
+                        } else {
+                            churn_b(&str_b, &churned, &mut churn_next_b)
+                        }
+                    };
+                    record("schu", build, time(CHURN_BATCHES * BATCH, run));
                 }
                 if let Some(hold) = hold() {
                     for build in builds {

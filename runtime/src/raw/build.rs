@@ -1134,6 +1134,20 @@ mod tests {
         b.finish()
     }
 
+    /// A trie leaf whose entries fill the slots of `datamap`, each keyed by
+    /// its slot and holding a token of its own (so that an entry dropped in
+    /// place of another shows), and the tokens.
+    fn leaf_of_tokens(datamap: u64) -> (Vec<Rc<()>>, NodeRef<u32, Rc<()>>) {
+        let slots: Vec<u32> = (0..64).filter(|s| datamap & (1 << s) != 0).collect();
+        let tokens: Vec<Rc<()>> = slots.iter().map(|_| Rc::new(())).collect();
+        let entries: Vec<_> = slots.iter().zip(&tokens).map(|(&s, t)| (s, t.clone())).collect();
+        (tokens, leaf_in(datamap, &entries))
+    }
+
+    fn counts_of(tokens: &[Rc<()>]) -> Vec<usize> {
+        tokens.iter().map(Rc::strong_count).collect()
+    }
+
     fn keys<V>(node: &NodeRef<u32, V>) -> Vec<u32> {
         node.entries().iter().map(|e| e.0).collect()
     }
@@ -1221,12 +1235,8 @@ mod tests {
     #[test]
     fn a_copy_rebuilt_without_a_key_borrows_the_entries_left() {
         for source_held in [true, false] {
-            // One token per entry: a wrong entry dropped in place of another shows.
-            let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
-            let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
-            let entries: Vec<_> = (0..4).map(|i| (i as u32, tokens[i].clone())).collect();
-            let source = leaf_in(0b1111, &entries);
-            drop(entries);
+            let (tokens, source) = leaf_of_tokens(0b1111);
+            let counts = || counts_of(&tokens);
             // Entries 2 and 3 of the source are entries 1 and 2 of the copy.
             let (copy, removed) = without_entry(&source, 0b10);
             assert_eq!((keys(&copy), removed.0), (vec![0, 2, 3], 1));
@@ -1247,9 +1257,8 @@ mod tests {
     #[test]
     fn a_key_added_to_a_borrowing_copy_moves_its_borrowed_entries_on() {
         for source_held in [true, false] {
-            let tokens: Vec<Rc<()>> = (0..3).map(|_| Rc::new(())).collect();
-            let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
-            let source = leaf_in(0b10101, &[(0, tokens[0].clone()), (2, tokens[1].clone()), (4, tokens[2].clone())]);
+            let (tokens, source) = leaf_of_tokens(0b10101);
+            let counts = || counts_of(&tokens);
             let new = Rc::new(());
             // The batch's first write copies the source; its second and
             // third rebuild that copy, unshared, by moves.
@@ -1278,11 +1287,8 @@ mod tests {
     #[test]
     fn a_borrowed_key_removed_from_a_borrowing_copy_is_cloned_alone() {
         for source_held in [true, false] {
-            let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
-            let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
-            let entries: Vec<_> = (0..4).map(|i| (i as u32, tokens[i].clone())).collect();
-            let source = leaf_in(0b1111, &entries);
-            drop(entries);
+            let (tokens, source) = leaf_of_tokens(0b1111);
+            let counts = || counts_of(&tokens);
             let new = Rc::new(());
             let mut copy = with_entry(&source, 0b10000, (4, new.clone()));
             assert_eq!(copy.borrowed(), 0b1111);
@@ -1323,7 +1329,7 @@ mod tests {
     #[test]
     fn a_rebuilt_copy_cut_short_owning_its_entries_leaves_its_lender_the_right_ones() {
         let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
-        let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
+        let counts = || counts_of(&tokens);
         let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
         let mut b = Builder::trie(0b1111, 0);
         for (i, token) in tokens.iter().enumerate() {
@@ -1366,7 +1372,7 @@ mod tests {
     #[test]
     fn a_clone_that_panics_as_a_borrowed_key_is_removed_leaves_the_copy_as_it_was() {
         let tokens: Vec<Rc<()>> = (0..3).map(|_| Rc::new(())).collect();
-        let counts = || tokens.iter().map(Rc::strong_count).collect::<Vec<_>>();
+        let counts = || counts_of(&tokens);
         let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
         let fused = |i: usize| (i as u32, Fused { token: tokens[i].clone(), fuse: fuse.clone() });
         let mut b = Builder::trie(0b111, 0);

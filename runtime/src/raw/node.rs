@@ -1639,17 +1639,22 @@ mod loom_tests {
         });
     }
 
+    /// A trie leaf of one entry per token, in slots 0, 1, ..
+    fn leaf_of(tokens: &[Arc<()>]) -> NodeRef<u32, Arc<()>> {
+        let mut b = Builder::trie((1 << tokens.len()) - 1, 0);
+        for (i, token) in tokens.iter().enumerate() {
+            b.push_entry((i as u32, Arc::clone(token)));
+        }
+        b.finish()
+    }
+
     /// A source of three entries (one token each) and a copy rebuilt without
     /// the first, settled while the source is held: the copy borrows the
     /// other two, each at an index one lower than in the source (E1).
     fn lender_and_rebuilt_borrower(tokens: &[Arc<()>]) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
-        let mut b = Builder::trie(0b111, 0);
-        for (i, token) in tokens.iter().enumerate() {
-            b.push_entry((i as u32, Arc::clone(token)));
-        }
-        let source = b.finish();
+        let source = leaf_of(tokens);
         let mut copy = source.clone();
-        crate::raw::rebuild(&mut copy, |from| {
+        crate::raw::rebuild_taking(&mut copy, Some(0), |from| {
             let mut to = Builder::trie(0b110, 0);
             drop(from.next_entry());
             to.take_entries(from, 2);
@@ -1700,11 +1705,7 @@ mod loom_tests {
     fn model_a_borrower_rebuilt_by_moves(keep_copy: bool) {
         loom::model(move || {
             let tokens: Vec<Arc<()>> = (0..4).map(|_| Arc::new(())).collect();
-            let mut b = Builder::trie(0b1111, 0);
-            for (i, token) in tokens.iter().enumerate() {
-                b.push_entry((i as u32, Arc::clone(token)));
-            }
-            let source = b.finish();
+            let source = leaf_of(&tokens);
             let mut copy = source.clone();
             crate::raw::rebuild(&mut copy, |from| {
                 let mut to = Builder::trie(0b11111, 0);
