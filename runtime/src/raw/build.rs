@@ -28,11 +28,6 @@ pub(crate) struct Builder<K, V> {
     lent: u64,
     /// Bit `i`: entry `i` is `lender`'s entry in the same slot, bit for bit (E1).
     borrowed: u64,
-    /// The same entries' bits among the lender's: its `lent_out`, stored
-    /// once the node is finished (a plain store where an atomic OR per
-    /// `borrow_entries`, right after copying the entries, waited for those
-    /// stores to drain).
-    lent_out: u64,
     lender: Option<NodeRef<K, V>>,
     _owns: PhantomData<(K, V)>,
 }
@@ -58,7 +53,6 @@ impl<K, V> Builder<K, V> {
             children_done: 0,
             lent: 0,
             borrowed: 0,
-            lent_out: 0,
             lender: None,
             _owns: PhantomData,
         }
@@ -124,9 +118,8 @@ impl<K, V> Builder<K, V> {
 
     /// Moves the next `n` entries of `from`, a node owned alone, bit for
     /// bit: its own become this node's own, and those it borrows (E1) stay
-    /// borrowed, with the counted lender that keeps them alive passed on to
-    /// this node and the lender's `lent_out` left as it is (the same
-    /// entries, in the same slots). So a second write that adds or removes
+    /// borrowed, in the same slots, with the counted lender that keeps them
+    /// alive passed on to this node. So a second write that adds or removes
     /// a key in a node its batch has copied clones nothing.
     fn move_entries(&mut self, from: &mut Drain<K, V>, n: usize) {
         let (at, next) = (self.entries_done, from.next_entry);
@@ -203,7 +196,6 @@ impl<K, V> Builder<K, V> {
             );
         }
         self.borrowed |= bits_below(n) << at;
-        self.lent_out |= bits_below(n) << next;
         self.entries_done += n;
         from.next_entry += n;
     }
@@ -274,11 +266,7 @@ impl<K, V> Builder<K, V> {
             LENDING_COPIES.fetch_add(1, Ordering::Relaxed);
         }
         // N6, E1: the lent children and borrowed entries, and the reference
-        // that keeps them alive. Entries moved on from a node that borrowed
-        // them are already in the lender's `lent_out`.
-        if this.lent_out != 0 {
-            lender.as_ref().expect("snapview bug: borrowed entries without a lender").set_lent_out(this.lent_out);
-        }
+        // that keeps them alive.
         node.set_borrowed(this.borrowed);
         node.set_lending(this.lent, lender);
         node

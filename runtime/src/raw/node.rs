@@ -54,8 +54,9 @@
 //!   `shape` holds these two counts.
 //!
 //! - **E1** a node whose `borrowed` bits are not all 0 holds, at those
-//!   entries, the bytes of entries of its lender, which has `LENT` set and
-//!   exactly those entries' bits set in `lent_out` (one borrower per lender;
+//!   entries, the bytes of entries of its lender, which has `LENT` set, and
+//!   once the borrower has settled into a link (E2), exactly those entries'
+//!   bits set in `lent_out` (before, nothing reads it; one borrower per lender;
 //!   both are trie nodes, and an entry sits in the same *slot* in both, not
 //!   always at the same index: a copy rebuilt around a key it adds or
 //!   removes borrows the entries on either side, so each side's bits are in
@@ -139,8 +140,9 @@ pub(super) struct Lending {
     /// Bit `i` set: entry `i` is the lender's entry in the same slot, bit
     /// for bit: this node must not drop it (E1).
     borrowed: AtomicU64,
-    /// While `LENT` is set: bit `i` set, entry `i` is borrowed by a copy,
-    /// so this node's last reference leaves it to the later of the two (E2).
+    /// While `LENT` is set and the borrowing copy has settled into a link:
+    /// bit `i` set, entry `i` is borrowed by that copy, so this node's last
+    /// reference leaves it to the later of the two (E2).
     lent_out: AtomicU64,
 }
 
@@ -537,9 +539,10 @@ impl<K, V> NodeRef<K, V> {
         let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
         // AcqRel: the bit is the claim: of two writers (of two maps that
         // share this node) only one sees it clear. `lent_out` is written
-        // after, by the copy's `Builder` (`set_lent_out`), and read only by
-        // the node's last reference, which cannot come while our reference
-        // lives, and whose Acquire follows its release, or by the copy.
+        // when the copy settles into a link (`keep_link`), and read only
+        // after: by the node's last reference, which cannot come while a
+        // counted reference lives, and whose Acquire follows its release,
+        // or by the copy.
         if self.header().refs.fetch_or(LENT, Ordering::AcqRel) & LENT != 0 {
             return false;
         }
@@ -558,15 +561,6 @@ impl<K, V> NodeRef<K, V> {
         true
     }
 
-    /// Records which of its entries this node, whose claim
-    /// ([`claim_entries`](Self::claim_entries)) a copy holds, lends to that
-    /// copy (E1): what the copy's `Builder` borrowed, stored as it finishes.
-    pub(super) fn set_lent_out(&self, bits: u64) {
-        let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
-        // Relaxed: as in `claim_entries`, whose claim the caller holds.
-        lending.lent_out.store(bits, Ordering::Relaxed);
-    }
-
     /// Records the entries this node borrows from its counted lender: those
     /// of a new node (`Builder::finish`), or none once it owns them all.
     pub(super) fn set_borrowed(&self, borrowed: u64) {
@@ -580,9 +574,20 @@ impl<K, V> NodeRef<K, V> {
 
     /// Turns the node's lender, whose counted reference the caller took out
     /// with [`take_lending`](Self::take_lending) and is about to drop, into
-    /// the uncounted link that its borrowed entries need (E2).
+    /// the uncounted link that its borrowed entries need (E2), and records
+    /// in the lender which of its entries are lent (`lent_out`): until now
+    /// only this node's `borrowed` bits said so, since nothing reads
+    /// `lent_out` while a counted reference keeps the lender alive. (A
+    /// write of a borrowed entry used to clear its bit in the lender at
+    /// once: an atomic on a line of another node, seldom in cache.)
     pub(super) fn keep_link(&self, lender: &NodeRef<K, V>) {
         let lending = self.lending().expect("snapview bug: borrowed entries without a tail");
+        let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
+        // Relaxed: `lent_out` is read by the lender's last reference after
+        // its Acquire on the count, which follows the Release of the
+        // caller's counted reference, dropped after this; or by this node.
+        let lent_out = lender_bits(self.borrowed(), self.datamap(), lender.datamap());
+        lender_tail.lent_out.store(lent_out, Ordering::Relaxed);
         // Relaxed: read only by the writer, or by this node's last reference.
         lending.lender.store(lender.ptr.as_ptr(), Ordering::Relaxed);
     }
@@ -1241,13 +1246,11 @@ unsafe fn own_entry<K: Clone, V: Clone>(
     }
     let left = borrowed & !(1 << i);
     lending.borrowed.store(left, Ordering::Relaxed);
-    // SAFETY: a counted lender is alive (N6).
-    let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
-    let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
-    // Relaxed: read by the lender's last reference, after the Acquire that
-    // follows our counted reference's release.
-    lender_tail.lent_out.fetch_and(!lender_bits(1 << i, datamap, lender.datamap()), Ordering::Relaxed);
+    // The lender's `lent_out` is left alone: it is written when this node
+    // settles into a link (`keep_link`), from the bits left then.
     if left == 0 {
+        // SAFETY: a counted lender is alive (N6).
+        let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
         lender.end_lending();
     }
 }
@@ -1275,17 +1278,14 @@ unsafe fn own_all<K: Clone, V: Clone>(
     }
     // SAFETY: a node that borrows has a lender: counted, or waiting for it (E2).
     let lender = core::mem::ManuallyDrop::new(unsafe { lender_of::<K, V>(lending) });
-    // The lender's bits of the same entries, translated once: slots keep
-    // their order in both nodes, so the k-th bit of one is the k-th of the
-    // other. (Translated entry by entry, `lender_bits` took 2.4% of the
-    // samples of batches adding 1000 keys to a 100K `String` map; 1.8% so.)
-    let mut theirs = lender_bits(borrowed, datamap, lender.datamap());
+    // The lender's `lent_out` is left alone: a counted lender's is written
+    // when this node settles into a link, from the bits left then; a link's
+    // keeps naming the originals of the entries cloned here, which the
+    // later of the two ends drops (E2), as it does if a `Clone` panics.
     let mut bits = borrowed;
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        let their_bit = theirs & theirs.wrapping_neg();
-        theirs &= theirs - 1;
         assert!(i < len, "snapview bug: a borrowed bit past the entries");
         // SAFETY: as in `own_entry`: the lender keeps entry `i` alive while
         // this node borrows it (its count, or `LENT` and the handshake).
@@ -1295,10 +1295,6 @@ unsafe fn own_all<K: Clone, V: Clone>(
             entries.add(i).write(fresh);
         }
         lending.borrowed.fetch_and(!(1 << i), Ordering::Relaxed);
-        if counted {
-            let lender_tail = lender.lending().expect("snapview bug: lent entries without a tail");
-            lender_tail.lent_out.fetch_and(!their_bit, Ordering::Relaxed);
-        }
     }
     if counted {
         lender.end_lending();
