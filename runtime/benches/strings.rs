@@ -31,6 +31,11 @@
 //!   snapshots (`snapshot()`, `ArcSwap::load_full`) and holding each for
 //!   50 µs, as a metrics scrape or a config dump does; the peers that have
 //!   no snapshot (hashbrown, dashmap, papaya) are left out.
+//! - `str_batch_beside`: the `str_batch_publish` batches while another thread
+//!   writes the same kind of batches into a second map of the same kind (its
+//!   own entries, built apart): what one map's writer costs another's when a
+//!   service writes several maps from several threads; the persistent peers
+//!   only.
 //! - `str_reload`: a hot reload of the whole table, alternating between two
 //!   tables that differ in 10 keys (5 values changed, 3 keys added, 2
 //!   removed), each handed over as a freshly read `Vec<(String, u64)>` (its
@@ -507,15 +512,20 @@ fn bench_batch_churn(c: &mut Criterion, fx: &mut Fixture) {
 /// How long `str_batch_held`'s reader holds each snapshot.
 const HOLD: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Runs `body` while another thread keeps taking snapshots (`take`) and
-/// holding each for [`HOLD`].
-fn while_held<S>(take: impl Fn() -> S + Sync, body: impl FnOnce()) {
+/// Runs `body` while another thread runs `other` until `body` is done.
+fn beside(other: impl FnOnce(&std::sync::atomic::AtomicBool) + Send, body: impl FnOnce()) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| common::hold_snapshots(&take, HOLD, &stop));
+        s.spawn(|| other(&stop));
         body();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+}
+
+/// Runs `body` while another thread keeps taking snapshots (`take`) and
+/// holding each for [`HOLD`].
+fn while_held<S>(take: impl Fn() -> S + Sync, body: impl FnOnce()) {
+    beside(|stop| common::hold_snapshots(&take, HOLD, stop), body)
 }
 
 /// 1000 overwrites in one version while a reader holds snapshots: a copy
@@ -546,6 +556,78 @@ fn bench_batch_held(c: &mut Criterion, fx: &Fixture) {
         while_held(|| cell.load_full(), || each_batch(b, |base, v| rpds_batch(&cell, keys(base), v)))
     });
     assert_eq!(cell.load().size(), fx.n);
+    g.finish();
+}
+
+/// Runs `body` while another thread keeps running `write(round)`.
+fn while_written_beside(write: impl Fn(u64) + Sync, body: impl FnOnce()) {
+    beside(
+        |stop| {
+            let mut round = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                write(round);
+            }
+        },
+        body,
+    )
+}
+
+/// 1000 overwrites in one version while another thread writes batches into
+/// a second map: the maps share nothing, so whatever the measured writer
+/// loses beyond what the hardware takes (shared cache, memory bandwidth,
+/// the allocator) is state the library shares between maps.
+fn bench_batch_beside(c: &mut Criterion, fx: &Fixture) {
+    let hits = &fx.hits;
+    let mask = hits.len() - 1;
+    let mut g = group(c, "str_batch_beside", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let keys = |base: usize| (0..BATCH).map(move |t| &hits[(base + t) & mask]);
+    // The other writer goes through the keys in another order.
+    let other_keys = |round: u64| (0..BATCH).map(move |t| &hits[mask.wrapping_sub(round as usize * BATCH + t) & mask]);
+    let entries = || fx.keys.iter().map(|k| (k.clone(), value_of(k)));
+
+    let map = &fx.snapview;
+    let other: SnapMap<String, u64, H> = SnapMap::builder().hasher(fx.hasher.clone()).build();
+    other.update(|tx| tx.extend(entries()));
+    g.bench_function("snapview", |b| {
+        while_written_beside(
+            |round| snapview_batch(&other, other_keys(round), round),
+            || each_batch(b, |base, v| snapview_batch(map, keys(base), v)),
+        )
+    });
+    assert_eq!((map.len(), other.len()), (fx.n, fx.n));
+    drop(other);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    let other = ArcSwap::from_pointee(entries().fold(ImblMap::with_hasher(fx.hasher.clone()), |mut m, (k, v)| {
+        m.insert(k, v);
+        m
+    }));
+    g.bench_function("imbl+ArcSwap", |b| {
+        while_written_beside(
+            |round| imbl_batch(&other, other_keys(round), round),
+            || each_batch(b, |base, v| imbl_batch(&cell, keys(base), v)),
+        )
+    });
+    assert_eq!((cell.load().len(), other.load().len()), (fx.n, fx.n));
+    drop((cell, other));
+
+    let cell = ArcSwap::from_pointee(fx.rpds.clone());
+    let other = ArcSwap::from_pointee(entries().fold(
+        RpdsMap::new_with_hasher_and_ptr_kind(fx.hasher.clone()),
+        |mut m, (k, v)| {
+            m.insert_mut(k, v);
+            m
+        },
+    ));
+    g.bench_function("rpds+ArcSwap", |b| {
+        while_written_beside(
+            |round| rpds_batch(&other, other_keys(round), round),
+            || each_batch(b, |base, v| rpds_batch(&cell, keys(base), v)),
+        )
+    });
+    assert_eq!((cell.load().size(), other.load().size()), (fx.n, fx.n));
     g.finish();
 }
 
@@ -621,6 +703,7 @@ fn benches(c: &mut Criterion) {
         bench_batch_publish(c, &mut fx);
         bench_batch_churn(c, &mut fx);
         bench_batch_held(c, &fx);
+        bench_batch_beside(c, &fx);
         bench_reload(c, &fx);
     }
 }

@@ -202,10 +202,9 @@ where
         let base = Arc::clone(&writer.current);
         // The spare was made equal to the current root when it was kept.
         let root = writer.spare.take().or_else(|| base.root().cloned());
-        let lending_before = raw::lending_copies();
         let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written));
         let result = f(&mut tx);
-        let lent = raw::lending_copies() != lending_before;
+        let lent = tx.built_lending();
         match tx.into_changes() {
             Ok(Changed { root, len, changes, written }) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));

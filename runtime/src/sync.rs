@@ -11,10 +11,6 @@ use std::sync::atomic::fence;
 #[cfg(not(snapview_loom))]
 pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-/// A process-wide event counter that is read only as a hint, never to order
-/// memory: std's even under loom, whose atomics cannot live in a `static`.
-pub(crate) use std::sync::atomic::AtomicU64 as StaticCounter;
-
 /// The Acquire half of freeing on the last decrement: `fence(Acquire)`, or,
 /// under ThreadSanitizer (`--cfg snapview_tsan`), an Acquire load of the
 /// count, which orders the same and which TSan (unlike a fence) models; std's

@@ -6,7 +6,7 @@ use core::hash::{BuildHasher, Hash};
 use crate::entry::Entry;
 use crate::iter::{Iter, Keys, Values};
 use crate::order::{TrieOrdered, hash_of_order};
-use crate::raw::NodeRef;
+use crate::raw::{LendingWatch, NodeRef};
 use crate::trie::{self, Target, WrittenPaths};
 
 /// A trie root; `None` for an empty map.
@@ -43,6 +43,7 @@ pub struct Tx<'m, K, V, S> {
     /// Effective writes so far: inserts, replacements, removals (a clear counts its entries).
     changes: usize,
     written: WrittenPaths,
+    lending: LendingWatch,
 }
 
 /// The batch's entries as a map, with its writes so far.
@@ -55,7 +56,20 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug, S> core::fmt::Debug for Tx<'_, K,
 impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// A batch on `root`; `written` is an empty list whose buffer it reuses.
     pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S, written: WrittenPaths) -> Self {
-        Self { root, len, hasher, changes: 0, written }
+        Self { root, len, hasher, changes: 0, written, lending: LendingWatch::start() }
+    }
+
+    /// Whether the batch may have built a node that lends (so that its paths
+    /// must be settled at publish); asked on the thread that made the `Tx`.
+    pub(crate) fn built_lending(&self) -> bool {
+        self.lending.built_lending()
+    }
+
+    /// Before a write touches the trie: if a `Clone` panics half-way down,
+    /// the copies already made on its path must still be settled at publish.
+    fn will_write(&mut self, hash: u64) {
+        self.written.record(hash);
+        self.lending.will_write();
     }
 
     /// What the batch did if any write took effect, else the working root
@@ -119,9 +133,7 @@ where
 
     /// [`insert`](Self::insert) of a key whose hash is known.
     fn insert_hashed(&mut self, key: K, hash: u64, value: V) -> Option<V> {
-        // Before the trie is touched: if a `Clone` panics half-way down, the
-        // copies already made on this path must still be settled at publish.
-        self.written.record(hash);
+        self.will_write(hash);
         let old = match &mut self.root {
             None => {
                 self.root = Some(trie::singleton(hash, key, value));
@@ -160,11 +172,10 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let root = self.root.as_mut()?;
         // Look first, so that removing an absent key copies nothing.
-        trie::get(root, self.len, hash, key)?;
-        // Before the trie is touched, as in `insert`.
-        self.written.record(hash);
+        trie::get(self.root.as_ref()?, self.len, hash, key)?;
+        self.will_write(hash);
+        let root = self.root.as_mut()?;
         let removed = trie::remove(root, hash, key)?;
         if root.entries().is_empty() && root.children().is_empty() {
             self.root = None;
@@ -231,9 +242,9 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.root.as_ref()?;
+        self.will_write(hash);
         let root = self.root.as_mut()?;
-        // Before the trie is touched, as in `insert`.
-        self.written.record(hash);
         let value = trie::value_mut(root, hash, target)?;
         self.changes += usize::from(count == Count::Write);
         Some(value)

@@ -7,12 +7,12 @@
 //! drops what it was given, and a `Drain` dropped half-way drops what it did
 //! not hand out, so an unwinding panic neither leaks nor double-drops.
 
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 
 use super::node::{Header, NodeRef, Occupancy, own_lent};
-use crate::sync::{Ordering, StaticCounter};
 
 /// Fills a freshly allocated node, then hands it out as a [`NodeRef`].
 ///
@@ -262,8 +262,7 @@ impl<K, V> Builder<K, V> {
         // handed over (ManuallyDrop: its Drop will not run).
         let node = unsafe { NodeRef::from_raw(this.ptr) };
         if lender.is_some() {
-            // Relaxed: a hint (see `lending_copies`).
-            LENDING_COPIES.fetch_add(1, Ordering::Relaxed);
+            count_lending_build();
         }
         // N6, E1: the lent children and borrowed entries, and the reference
         // that keeps them alive.
@@ -688,15 +687,65 @@ pub(crate) fn settle<K, V>(node: &NodeRef<K, V>) {
     }
 }
 
-/// How many lending nodes have been built in this process.
-static LENDING_COPIES: StaticCounter = StaticCounter::new(0);
+thread_local! {
+    /// How many lending nodes this thread has built. Per thread, not one
+    /// process-wide counter: writers of different maps on different threads
+    /// passed that one's cache line between them at every copy (1K-key
+    /// `String` batches beside another writer took 1.41x the time of batches
+    /// alone, 1.21x with this; docs/benchmarks.md, "Two writers, two maps").
+    static LENDING_BUILT_HERE: Cell<u64> = const { Cell::new(0) };
+}
 
-/// The number of lending nodes built so far, process-wide: a writer that finds
-/// it unchanged across its batch knows that the batch made none, so there is
-/// nothing to [`settle`]. (Relaxed is enough: the batch's own builds happen
-/// before the writer's second reading, on its thread or on one it joined.)
-pub(crate) fn lending_copies() -> u64 {
-    LENDING_COPIES.load(Ordering::Relaxed)
+#[inline]
+fn count_lending_build() {
+    LENDING_BUILT_HERE.with(|n| n.set(n.get() + 1));
+}
+
+/// This thread's count, and the address of its counter, which names the
+/// thread for as long as the thread lives.
+#[inline]
+fn lending_built_here() -> (usize, u64) {
+    LENDING_BUILT_HERE.with(|n| (ptr::from_ref(n).addr(), n.get()))
+}
+
+/// Tells a writer whether its batch built a lending node, so that it must
+/// [`settle`] the batch's paths, or none, so that it can skip the walk.
+///
+/// A batch's writes run on the writer's thread, whose own count then tells,
+/// unless the batch's [`Tx`](crate::Tx) (which is `Send`) was handed to another
+/// thread: each write first calls [`will_write`](Self::will_write), which
+/// notices that, and then the answer is "yes". Another map's batch on this
+/// thread, inside the closure, also moves the count: a walk for nothing,
+/// never a walk missed.
+pub(crate) struct LendingWatch {
+    thread: usize,
+    built_before: u64,
+    written_elsewhere: bool,
+}
+
+impl LendingWatch {
+    /// Starts watching, on the writer's thread, before the batch's first write.
+    #[inline]
+    pub(crate) fn start() -> Self {
+        let (thread, built_before) = lending_built_here();
+        Self { thread, built_before, written_elsewhere: false }
+    }
+
+    /// Called before each write that may copy a node.
+    #[inline]
+    pub(crate) fn will_write(&mut self) {
+        if !self.written_elsewhere && lending_built_here().0 != self.thread {
+            self.written_elsewhere = true;
+        }
+    }
+
+    /// Whether the batch may have built a lending node; asked on the thread
+    /// that started watching, once the batch's writes are over.
+    #[inline]
+    pub(crate) fn built_lending(&self) -> bool {
+        let (thread, built) = lending_built_here();
+        self.written_elsewhere || thread != self.thread || built != self.built_before
+    }
 }
 
 /// Makes `node` own every child it borrows (N3, N6), and settles the
@@ -836,7 +885,7 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
-    fn leaf(entries: &[(u32, Rc<()>)]) -> NodeRef<u32, Rc<()>> {
+    fn leaf<V: Clone>(entries: &[(u32, V)]) -> NodeRef<u32, V> {
         let mut b = Builder::collision(entries.len());
         for e in entries {
             b.push_entry(e.clone());
@@ -886,7 +935,7 @@ mod tests {
 
     /// A node of `width` single-entry children (slots 0..width) and one
     /// entry (slot 63), every value holding `token`.
-    fn wide(width: u32, token: &Rc<()>) -> NodeRef<u32, Rc<()>> {
+    fn wide<V: Clone>(width: u32, token: &V) -> NodeRef<u32, V> {
         let nodemap = (1u64 << width) - 1;
         let mut b = Builder::trie(1 << 63, nodemap);
         for i in 0..width {
@@ -901,10 +950,36 @@ mod tests {
     }
 
     /// A copy-on-write of `node`, which stays shared, as a write makes it.
-    fn copy_of(node: &NodeRef<u32, Rc<()>>) -> NodeRef<u32, Rc<()>> {
+    fn copy_of<V: Clone>(node: &NodeRef<u32, V>) -> NodeRef<u32, V> {
         let mut copy = node.clone();
         copy.make_mut();
         copy
+    }
+
+    #[test]
+    fn a_lending_watch_counts_the_lending_builds_of_its_own_thread_only() {
+        let node = wide(LEND_MIN as u32, &0u32);
+        let watch = LendingWatch::start();
+        assert!(!watch.built_lending());
+        std::thread::spawn(|| assert!(copy_of(&wide(LEND_MIN as u32, &0u32)).is_lending())).join().unwrap();
+        assert!(!watch.built_lending(), "another thread's copy is not this batch's");
+        let narrow = wide(2, &0u32);
+        assert!(!copy_of(&narrow).is_lending());
+        assert!(!watch.built_lending(), "a counting copy lends nothing");
+        let copy = copy_of(&node);
+        assert!(copy.is_lending());
+        assert!(watch.built_lending());
+    }
+
+    #[test]
+    fn a_write_on_another_thread_makes_a_lending_watch_answer_yes() {
+        let mut watch = LendingWatch::start();
+        watch.will_write();
+        assert!(!watch.built_lending(), "a write on the watch's own thread that built nothing");
+        std::thread::scope(|s| {
+            s.spawn(|| watch.will_write());
+        });
+        assert!(watch.built_lending(), "what the other thread built is not counted here");
     }
 
     #[test]

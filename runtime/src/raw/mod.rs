@@ -13,6 +13,6 @@ mod node;
 
 #[cfg(all(test, snapview_loom))]
 pub(crate) use build::settle;
-pub(crate) use build::{Builder, Drain, lending_copies, rebuild, rebuild_taking, settle_node};
+pub(crate) use build::{Builder, Drain, LendingWatch, rebuild, rebuild_taking, settle_node};
 pub(crate) use cpu::{BitCount, Compiled, HotPath, Popcnt, run_with_popcnt};
 pub(crate) use node::{NodeRef, Occupancy, Slot, prefetch};
