@@ -66,7 +66,9 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     }
 
     /// Before a write touches the trie: if a `Clone` panics half-way down,
-    /// the copies already made on its path must still be settled at publish.
+    /// the copies already made on its path must still be settled at publish;
+    /// and a write on another thread than the one that made the `Tx` (it is
+    /// `Send`) builds where the writer's count cannot see it.
     fn will_write(&mut self, hash: u64) {
         self.written.record(hash);
         self.lending.will_write();
