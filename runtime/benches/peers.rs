@@ -54,7 +54,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::{Bencher, Criterion, SamplingMode, Throughput};
 use snapview::SnapMap;
 
 mod common;
@@ -182,118 +182,52 @@ impl Fixture {
 fn bench_snapshot(c: &mut Criterion, fx: &Fixture) {
     let cell = ArcSwap::from_pointee(fx.imbl.clone());
     let mut g = group(c, "snapshot", fx.n);
-    g.bench_function("snapview", |b| {
-        b.iter(|| {
-            let s = fx.snapview.snapshot();
-            black_box(&s);
-        })
-    });
-    g.bench_function("snapview.read", |b| {
-        b.iter(|| {
-            let r = fx.snapview.read();
-            black_box(&r);
-        })
-    });
-    g.bench_function("ArcSwap.load_full", |b| {
-        b.iter(|| {
-            let s = cell.load_full();
-            black_box(&s);
-        })
-    });
-    g.bench_function("ArcSwap.load", |b| {
-        b.iter(|| {
-            let s = cell.load();
-            black_box(&s);
-        })
-    });
-    g.bench_function("imbl.clone", |b| {
-        b.iter(|| {
-            let s = fx.imbl.clone();
-            black_box(&s);
-        })
-    });
-    g.bench_function("rpds.clone", |b| {
-        b.iter(|| {
-            let s = fx.rpds.clone();
-            black_box(&s);
-        })
-    });
-    g.bench_function("evmap.read", |b| {
-        b.iter(|| {
-            let s = fx.evmap_r.read();
-            black_box(&s);
-        })
-    });
+    g.bench_function("snapview", |b| take(b, || fx.snapview.snapshot()));
+    g.bench_function("snapview.read", |b| take(b, || fx.snapview.read()));
+    g.bench_function("ArcSwap.load_full", |b| take(b, || cell.load_full()));
+    g.bench_function("ArcSwap.load", |b| take(b, || cell.load()));
+    g.bench_function("imbl.clone", |b| take(b, || fx.imbl.clone()));
+    g.bench_function("rpds.clone", |b| take(b, || fx.rpds.clone()));
+    g.bench_function("evmap.read", |b| take(b, || fx.evmap_r.read()));
     g.finish();
+}
+
+/// Times taking a view with `view` and dropping it.
+fn take<T>(b: &mut Bencher<'_>, view: impl Fn() -> T) {
+    b.iter(|| {
+        let s = view();
+        black_box(&s);
+    })
+}
+
+/// Times `op` on one key per iteration, walking `keys` (2^k of them) in order.
+fn each_key<R>(b: &mut Bencher<'_>, keys: &[u64], mut op: impl FnMut(u64) -> R) {
+    let mask = keys.len() - 1;
+    let mut i = 0;
+    b.iter(|| {
+        i = (i + 1) & mask;
+        black_box(op(keys[i]))
+    })
 }
 
 /// One lookup per iteration, walking `probe` (2^k keys) in order.
 fn bench_get(c: &mut Criterion, fx: &Fixture, case: &str, probe: &[u64]) {
     assert!(probe.len().is_power_of_two());
-    let mask = probe.len() - 1;
     let mut g = group(c, case, fx.n);
 
     let snap = fx.snapview.snapshot();
-    g.bench_function("snapview", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(snap.get(&probe[i]).copied())
-        })
-    });
+    g.bench_function("snapview", |b| each_key(b, probe, |k| snap.get(&k).copied()));
     drop(snap);
-    g.bench_function("hashbrown", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(fx.hashbrown.get(&probe[i]).copied())
-        })
-    });
-    g.bench_function("std", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(fx.std.get(&probe[i]).copied())
-        })
-    });
-    g.bench_function("imbl", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(fx.imbl.get(&probe[i]).copied())
-        })
-    });
-    g.bench_function("rpds", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(fx.rpds.get(&probe[i]).copied())
-        })
-    });
-    g.bench_function("dashmap", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(fx.dashmap.get(&probe[i]).map(|r| *r))
-        })
-    });
+    g.bench_function("hashbrown", |b| each_key(b, probe, |k| fx.hashbrown.get(&k).copied()));
+    g.bench_function("std", |b| each_key(b, probe, |k| fx.std.get(&k).copied()));
+    g.bench_function("imbl", |b| each_key(b, probe, |k| fx.imbl.get(&k).copied()));
+    g.bench_function("rpds", |b| each_key(b, probe, |k| fx.rpds.get(&k).copied()));
+    g.bench_function("dashmap", |b| each_key(b, probe, |k| fx.dashmap.get(&k).map(|r| *r)));
     let pinned = fx.papaya.pin();
-    g.bench_function("papaya", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(pinned.get(&probe[i]).copied())
-        })
-    });
+    g.bench_function("papaya", |b| each_key(b, probe, |k| pinned.get(&k).copied()));
     drop(pinned);
     let guard = fx.evmap_r.read().expect("evmap is published");
-    g.bench_function("evmap", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            black_box(guard.get_one(&probe[i]).copied())
-        })
-    });
+    g.bench_function("evmap", |b| each_key(b, probe, |k| guard.get_one(&k).copied()));
     drop(guard);
     g.finish();
 }
@@ -313,7 +247,7 @@ fn bench_get_chain(c: &mut Criterion, fx: &Fixture) {
     /// Times `get` over `probe`, each probe chosen by the previous result:
     /// the low bit of the value just found picks one of two neighbours, a
     /// data dependency no branch predictor can guess around.
-    fn chain(b: &mut criterion::Bencher<'_>, probe: &[u64], mask: usize, get: impl Fn(&u64) -> Option<u64>) {
+    fn chain(b: &mut Bencher<'_>, probe: &[u64], mask: usize, get: impl Fn(&u64) -> Option<u64>) {
         let (mut i, mut at) = (0, 0);
         b.iter(|| {
             let found = get(&probe[at]);
@@ -449,16 +383,12 @@ fn bench_iter_inserted(c: &mut Criterion, fx: &Fixture, expected: u64) {
 /// Insert an absent key, publish; remove it, publish. Size stays `n`.
 fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
     let fresh = &fx.misses;
-    let mask = fresh.len() - 1;
     let mut g = group(c, "insert_publish", fx.n);
     g.throughput(Throughput::Elements(2));
 
     let map = &fx.snapview;
     g.bench_function("snapview", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             black_box(map.insert(k, k));
             black_box(map.remove(&k));
         })
@@ -467,10 +397,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let cell = ArcSwap::from_pointee(fx.imbl.clone());
     g.bench_function("imbl+ArcSwap", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             let mut m = ImblMap::clone(&cell.load());
             m.insert(k, k);
             cell.store(Arc::new(m));
@@ -484,10 +411,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let cell = ArcSwap::from_pointee(fx.rpds.clone());
     g.bench_function("rpds+ArcSwap", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             let m = cell.load().insert(k, k);
             cell.store(Arc::new(m));
             let m = cell.load().remove(&k);
@@ -499,10 +423,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let w = &mut fx.evmap_w;
     g.bench_function("evmap", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             w.update(k, k).refresh();
             w.empty(k).refresh();
         })
@@ -511,10 +432,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let dm = &fx.dashmap;
     g.bench_function("dashmap", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             black_box(dm.insert(k, k));
             black_box(dm.remove(&k));
         })
@@ -523,10 +441,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let pinned = fx.papaya.pin();
     g.bench_function("papaya", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             black_box(pinned.insert(k, k));
             black_box(pinned.remove(&k));
         })
@@ -536,10 +451,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let hb = &mut fx.hashbrown;
     g.bench_function("hashbrown", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) & mask;
-            let k = fresh[i];
+        each_key(b, fresh, |k| {
             black_box(hb.insert(k, k));
             black_box(hb.remove(&k));
         })
@@ -764,23 +676,29 @@ impl Changes {
     }
 }
 
+/// Makes the 10 `Changes` in `map`: any map with `insert(k, v)` and `remove(&k)`.
+macro_rules! make_changes {
+    ($changes:expr, $map:expr) => {{
+        let changes: &Changes = &$changes;
+        for &k in &changes.updated {
+            $map.insert(k, value_of(k) + 1);
+        }
+        for &k in &changes.added {
+            $map.insert(k, value_of(k));
+        }
+        for k in &changes.removed {
+            $map.remove(k);
+        }
+    }};
+}
+
 fn bench_diff(c: &mut Criterion, fx: &mut Fixture) {
     let ch = Changes::pick(fx);
     let mut g = group(c, "diff", fx.n);
     g.sampling_mode(SamplingMode::Flat);
 
     let old = fx.snapview.snapshot();
-    fx.snapview.update(|tx| {
-        for &k in &ch.updated {
-            tx.insert(k, value_of(k) + 1);
-        }
-        for &k in &ch.added {
-            tx.insert(k, value_of(k));
-        }
-        for k in &ch.removed {
-            tx.remove(k);
-        }
-    });
+    fx.snapview.update(|tx| make_changes!(ch, tx));
     let new = fx.snapview.snapshot();
     assert_eq!(old.diff(&new).count(), 10);
     g.bench_function("snapview", |b| b.iter(|| black_box(old.diff(&new).count())));
@@ -798,30 +716,14 @@ fn bench_diff(c: &mut Criterion, fx: &mut Fixture) {
 
     let old: imbl::OrdMap<u64, u64> = fx.keys.iter().map(|&k| (k, value_of(k))).collect();
     let mut new = old.clone();
-    for &k in &ch.updated {
-        new.insert(k, value_of(k) + 1);
-    }
-    for &k in &ch.added {
-        new.insert(k, value_of(k));
-    }
-    for k in &ch.removed {
-        new.remove(k);
-    }
+    make_changes!(ch, new);
     assert_eq!(old.diff(&new).count(), 10);
     g.bench_function("imbl::OrdMap", |b| b.iter(|| black_box(old.diff(&new).count())));
     drop((old, new));
 
     let old = fx.hashbrown.clone();
     let mut new = old.clone();
-    for &k in &ch.updated {
-        new.insert(k, value_of(k) + 1);
-    }
-    for &k in &ch.added {
-        new.insert(k, value_of(k));
-    }
-    for k in &ch.removed {
-        new.remove(k);
-    }
+    make_changes!(ch, new);
     let scan = || {
         let removed_or_updated = old.iter().filter(|&(k, v)| new.get(k) != Some(v)).count();
         let added = new.keys().filter(|k| !old.contains_key(*k)).count();

@@ -233,10 +233,10 @@ mod tests {
     /// runs on a map of the keys 0..100.
     fn changes(ops: impl FnOnce(&mut Tx<'_, u32, u32, Hasher>)) -> usize {
         let hasher = Hasher::with_seed(7);
-        let mut load = Tx::new(None, 0, &hasher, WrittenPaths::default());
+        let mut load = Tx::new(None, 0, &hasher, WrittenPaths::default(), None);
         load.extend((0..100).map(|k| (k, k)));
         let base = load.into_changes().ok().expect("loaded");
-        let mut tx = Tx::new(base.root, base.len, &hasher, WrittenPaths::default());
+        let mut tx = Tx::new(base.root, base.len, &hasher, WrittenPaths::default(), None);
         ops(&mut tx);
         tx.into_changes().map_or(0, |c| c.changes)
     }

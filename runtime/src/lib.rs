@@ -50,6 +50,11 @@
 //!   share one instance of it (copies borrow entries rather than clone them),
 //!   so a value that a later version still holds is not dropped when an
 //!   older one goes.
+//! - Versions share every node a write did not copy, and the values in it.
+//!   A value that changes through `&V` (a `Mutex`, an atomic, a `Cell`
+//!   inside it) changes in every version that shares it, as with any
+//!   persistent map; a write clones such values rather than lend them
+//!   ([`Lendable`]), so the copies it makes are each version's own.
 //!
 //! # Costs
 //!
@@ -58,7 +63,7 @@
 //! for a million keys, the top ones cached); iteration walks each node's inline
 //! entries as a slice. Writes copy the path from the root to the changed slot
 //! (children shared; entries copied bit for bit where they own nothing, and
-//! otherwise borrowed from the node copied, only the written one cloned, or
+//! otherwise, for [`Lendable`] types, borrowed from the node copied, only the written one cloned, or
 //! the one a key added or removed moves, and kept borrowed when the batch
 //! rebuilds its copy for another key), then swap one pointer; the
 //! writer keeps its own copies of the root and of the root's entry-free
@@ -127,6 +132,7 @@ pub use diff::{Change, Diff};
 pub use entry::{Entry, OccupiedEntry, VacantEntry};
 pub use iter::{Iter, Keys, Values};
 pub use map::{DEFAULT_NAME, SnapMap, SnapMapBuilder};
+pub use raw::Lendable;
 pub use tx::Tx;
 pub use view::{ReadGuard, Snapshot, View};
 pub use watch::Subscription;

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::DefaultHashBuilder;
 use crate::hooks::{HookConfig, MapHook};
-use crate::raw::{self, NodeRef};
+use crate::raw::{self, LendGuard, Lendable, NodeRef};
 use crate::trie::{self, WrittenPaths};
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
@@ -30,12 +30,15 @@ pub const DEFAULT_NAME: &str = "snapmap";
 ///
 /// Keys need `Hash + Eq + Clone` and values `Clone`, because a write copies the
 /// nodes on its path. Where entries own memory (`String` keys, `Arc` or `Vec`
-/// values: anything `mem::needs_drop` says must be dropped), a copy *borrows*
-/// the entries of the node it copies instead of cloning them, and clones only
-/// the entry it writes, or the one that a key added or removed moves
-/// (docs/design.md, "Lending entries"), also when one batch adds or removes
-/// several keys in the same node; `u64`-like entries are copied bit for
-/// bit. So wrap large values in an `Arc`; keys that clone without allocating, such as
+/// values), a copy *borrows* the entries of the node it copies instead of
+/// cloning them, and clones only the entry it writes, or the one that a key
+/// added or removed moves (docs/design.md, "Lending entries"), also when one
+/// batch adds or removes several keys in the same node; `u64`-like entries
+/// are copied bit for bit. It does so for common std types (integers,
+/// `String`, `Box<str>`, `Arc<str>`, `Vec<u8>`, ...) in any map, and for
+/// types of your own that implement [`Lendable`] in a map built with
+/// [`lend_entries`](SnapMapBuilder::lend_entries); other entries are cloned.
+/// So wrap large values in an `Arc`; keys that clone without allocating, such as
 /// `Arc<str>`, make the writes that still clone cheaper (a count increment
 /// rather than an allocation; lookups by `&str` work either way;
 /// `docs/benchmarks.md`, "String keys", has the figures):
@@ -62,6 +65,10 @@ pub struct SnapMap<K, V, S = DefaultHashBuilder> {
     /// The same as `meta.hook`, one pointer closer.
     hook: MapHook,
     watchers: Arc<Watchers<K, V, S>>,
+    /// Set by [`SnapMapBuilder::lend_entries`], where `K` and `V` are proven
+    /// [`Lendable`]: what lets each batch's copies lend entries of types
+    /// that are not lent by default.
+    lend: Option<fn() -> LendGuard>,
 }
 
 /// What writers keep between writes.
@@ -91,6 +98,7 @@ impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
             name: None,
             hasher: DefaultHashBuilder::default(),
             hooks: HookConfig::default(),
+            lend: None,
             _map: PhantomData,
         }
     }
@@ -99,10 +107,10 @@ impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
 impl<K, V, S> SnapMap<K, V, S> {
     /// An empty map with this hasher and the default name.
     pub fn with_hasher(hasher: S) -> Self {
-        Self::from_parts(DEFAULT_NAME.into(), hasher, HookConfig::default())
+        Self::from_parts(DEFAULT_NAME.into(), hasher, HookConfig::default(), None)
     }
 
-    fn from_parts(name: Box<str>, hasher: S, hooks: HookConfig) -> Self {
+    fn from_parts(name: Box<str>, hasher: S, hooks: HookConfig, lend: Option<fn() -> LendGuard>) -> Self {
         let hook = MapHook::new(&name, hooks);
         let meta = Arc::new(Meta { name, hook: hook.clone() });
         let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
@@ -112,6 +120,7 @@ impl<K, V, S> SnapMap<K, V, S> {
             meta,
             hook,
             watchers: Watchers::new(),
+            lend,
         }
     }
 
@@ -198,11 +207,14 @@ where
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
+        // Until the batch is over, on this thread: settling and recycling
+        // copy nodes too.
+        let _lend = self.lend.map(|allow| allow());
         let writer = &mut *writer;
         let base = Arc::clone(&writer.current);
         // The spare was made equal to the current root when it was kept.
         let root = writer.spare.take().or_else(|| base.root().cloned());
-        let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written));
+        let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written), self.lend);
         let result = f(&mut tx);
         let lent = tx.built_lending();
         match tx.into_changes() {
@@ -312,6 +324,8 @@ where
     }
 }
 
+/// A map whose version 1 holds the entries, published as one batch (version
+/// 0, the empty map, if there are none); a later duplicate key wins.
 impl<K, V, S> FromIterator<(K, V)> for SnapMap<K, V, S>
 where
     K: Hash + Eq + Clone,
@@ -325,8 +339,22 @@ where
     }
 }
 
-/// Inserts everything as one batch (one version).
+/// Inserts everything as one batch (one version; none if `iter` is empty).
 impl<K, V, S> Extend<(K, V)> for SnapMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        (&*self).extend(iter);
+    }
+}
+
+/// Inserts everything as one batch, like `Extend` on the map itself: writers
+/// take `&self`, so a shared map (an `Arc<SnapMap>`, a `static`) can be
+/// extended too, as `(&*map).extend(entries)`.
+impl<K, V, S> Extend<(K, V)> for &SnapMap<K, V, S>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -337,8 +365,8 @@ where
     }
 }
 
-/// `SnapMap::from([(k1, v1), (k2, v2)])`: a map whose first version holds
-/// these entries (a later duplicate key wins).
+/// `SnapMap::from([(k1, v1), (k2, v2)])`: a map whose version 1 holds these
+/// entries (version 0 if `N` is 0); a later duplicate key wins.
 impl<K, V, const N: usize> From<[(K, V); N]> for SnapMap<K, V, DefaultHashBuilder>
 where
     K: Hash + Eq + Clone,
@@ -354,6 +382,7 @@ pub struct SnapMapBuilder<K, V, S> {
     name: Option<Box<str>>,
     hasher: S,
     hooks: HookConfig,
+    lend: Option<fn() -> LendGuard>,
     _map: PhantomData<fn() -> (K, V)>,
 }
 
@@ -363,6 +392,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for SnapMapBuilder<K, V, S> {
             .field("name", &self.name)
             .field("hasher", &self.hasher)
             .field("hooks", &self.hooks)
+            .field("lend_entries", &self.lend.is_some())
             .finish()
     }
 }
@@ -376,7 +406,24 @@ impl<K, V, S> SnapMapBuilder<K, V, S> {
 
     /// Uses this hasher instead of the default.
     pub fn hasher<S2>(self, hasher: S2) -> SnapMapBuilder<K, V, S2> {
-        SnapMapBuilder { name: self.name, hasher, hooks: self.hooks, _map: PhantomData }
+        SnapMapBuilder { name: self.name, hasher, hooks: self.hooks, lend: self.lend, _map: PhantomData }
+    }
+
+    /// Lets a write share the entries of the nodes it copies with the copy
+    /// (*lend* them) instead of cloning them, for key and value types that
+    /// are not lent by default: a clone fewer per entry of each copied node
+    /// (an allocation, for a type that owns a `String`).
+    ///
+    /// Maps of common std types (integers, `String`, `Box<str>`, `Arc<str>`,
+    /// `Vec<u8>`, ...) lend without it; see [`Lendable`] for the list and for
+    /// what a type must promise.
+    pub fn lend_entries(mut self) -> Self
+    where
+        K: Lendable,
+        V: Lendable,
+    {
+        self.lend = Some(LendGuard::allow::<K, V>);
+        self
     }
 
     /// Times one call in `every` of each operation on this map (`1`: every
@@ -398,7 +445,7 @@ impl<K, V, S> SnapMapBuilder<K, V, S> {
 
     /// The empty map.
     pub fn build(self) -> SnapMap<K, V, S> {
-        SnapMap::from_parts(self.name.unwrap_or_else(|| DEFAULT_NAME.into()), self.hasher, self.hooks)
+        SnapMap::from_parts(self.name.unwrap_or_else(|| DEFAULT_NAME.into()), self.hasher, self.hooks, self.lend)
     }
 }
 

@@ -704,21 +704,8 @@ where
         return removed;
     }
     let bit = slot_bit(hash, shift);
-    let (dm, nm) = (node.datamap(), node.nodemap());
     match slot(node, bit) {
-        Slot::Entry(entry) if entry.0.borrow() == key => {
-            let at = index(dm, bit);
-            let mut removed = None;
-            rebuild_taking(node, Some(at), |from| {
-                let mut to = Builder::trie(dm & !bit, nm);
-                to.take_entries(from, at);
-                removed = Some(from.next_entry());
-                to.take_entries(from, from.entries_left());
-                to.take_children(from, from.children_left());
-                to.finish()
-            });
-            removed
-        }
+        Slot::Entry(entry) if entry.0.borrow() == key => Some(take_inline_entry(node, bit)),
         Slot::Entry(_) | Slot::Empty => None,
         Slot::Child(child, _) if is_pair(child) && !node.is_unique() => {
             // `Eq` runs here, before anything changes.
@@ -726,7 +713,7 @@ where
             Some(fold_pair_into_shared(node, bit, at))
         }
         Slot::Child(child, _) => {
-            let child_at = index(nm, bit);
+            let child_at = index(node.nodemap(), bit);
             // The child may end up a single entry, folded into this node by a
             // rebuild after the removal below has changed the trie: that
             // rebuild must run no user code. So what it could not move as it
@@ -748,6 +735,25 @@ where
             Some(removed)
         }
     }
+}
+
+/// Takes the entry in slot `bit` of `node` (which must hold one) out of the
+/// trie: `node` is rebuilt without it, copied first if shared.
+#[inline]
+pub(crate) fn take_inline_entry<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) -> (K, V) {
+    let (dm, nm) = (node.datamap(), node.nodemap());
+    debug_assert!(dm & bit != 0, "slot {bit:#x} holds no entry");
+    let at = index(dm, bit);
+    let mut removed = None;
+    rebuild_taking(node, Some(at), |from| {
+        let mut to = Builder::trie(dm & !bit, nm);
+        to.take_entries(from, at);
+        removed = Some(from.next_entry());
+        to.take_entries(from, from.entries_left());
+        to.take_children(from, from.children_left());
+        to.finish()
+    });
+    removed.expect("the rebuild runs its closure")
 }
 
 /// Makes `node` (copied first if shared) and its child at `child_at` ready
@@ -1056,6 +1062,7 @@ pub(crate) fn nodes_equal<K: Eq, V: PartialEq>(a: &NodeRef<K, V>, b: &NodeRef<K,
 mod tests {
     use super::*;
     use crate::order::trie_order;
+    use crate::raw::LendGuard;
 
     #[test]
     fn a_slot_is_read_alike_from_a_hash_and_from_its_order() {
@@ -1268,6 +1275,7 @@ mod tests {
 
     #[test]
     fn removing_from_a_pair_below_a_shared_node_folds_it_and_borrows_the_nodes_entries() {
+        let _lend = LendGuard::allow::<u64, std::rc::Rc<()>>();
         use std::rc::Rc;
         for old_held in [true, false] {
             let token = Rc::new(());
@@ -1301,6 +1309,7 @@ mod tests {
 
     #[test]
     fn a_batchs_later_adds_and_removes_in_a_node_it_copied_move_its_borrowed_entries_on() {
+        let _lend = LendGuard::allow::<u64, std::rc::Rc<()>>();
         use std::rc::Rc;
         for old_held in [true, false] {
             let token = Rc::new(());
@@ -1351,6 +1360,7 @@ mod tests {
 
     #[test]
     fn a_fold_in_a_batch_owns_the_entries_of_the_pair_it_moves_up() {
+        let _lend = LendGuard::allow::<u64, std::rc::Rc<()>>();
         use std::rc::Rc;
         let token = Rc::new(());
         let s = Id::default();

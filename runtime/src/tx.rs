@@ -6,7 +6,7 @@ use core::hash::{BuildHasher, Hash};
 use crate::entry::Entry;
 use crate::iter::{Iter, Keys, Values};
 use crate::order::{TrieOrdered, hash_of_order};
-use crate::raw::{LendingWatch, NodeRef};
+use crate::raw::{LendGuard, LendingWatch, NodeRef};
 use crate::trie::{self, Target, WrittenPaths};
 
 /// A trie root; `None` for an empty map.
@@ -44,6 +44,9 @@ pub struct Tx<'m, K, V, S> {
     changes: usize,
     written: WrittenPaths,
     lending: LendingWatch,
+    /// The map's leave to lend entries of its types (`lend_entries`), for
+    /// writes on another thread than the batch's ([`will_write`](Self::will_write)).
+    lend: Option<fn() -> LendGuard>,
 }
 
 /// The batch's entries as a map, with its writes so far.
@@ -55,8 +58,14 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug, S> core::fmt::Debug for Tx<'_, K,
 
 impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// A batch on `root`; `written` is an empty list whose buffer it reuses.
-    pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, hasher: &'m S, written: WrittenPaths) -> Self {
-        Self { root, len, hasher, changes: 0, written, lending: LendingWatch::start() }
+    pub(crate) fn new(
+        root: Option<NodeRef<K, V>>,
+        len: usize,
+        hasher: &'m S,
+        written: WrittenPaths,
+        lend: Option<fn() -> LendGuard>,
+    ) -> Self {
+        Self { root, len, hasher, changes: 0, written, lending: LendingWatch::start(), lend }
     }
 
     /// Whether the batch may have built a node that lends (so that its paths
@@ -68,10 +77,17 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// Before a write touches the trie: if a `Clone` panics half-way down,
     /// the copies already made on its path must still be settled at publish;
     /// and a write on another thread than the one that made the `Tx` (it is
-    /// `Send`) builds where the writer's count cannot see it.
-    fn will_write(&mut self, hash: u64) {
+    /// `Send`) builds where the writer's count cannot see it. There, the
+    /// returned guard lets the write's copies lend what the map lends (the
+    /// batch's own guard is on its thread); hold it until the write is over.
+    #[must_use]
+    fn will_write(&mut self, hash: u64) -> Option<LendGuard> {
         self.written.record(hash);
         self.lending.will_write();
+        match self.lending.written_elsewhere() {
+            true => self.lend.map(|allow| allow()),
+            false => None,
+        }
     }
 
     /// What the batch did if any write took effect, else the working root
@@ -135,7 +151,7 @@ where
 
     /// [`insert`](Self::insert) of a key whose hash is known.
     fn insert_hashed(&mut self, key: K, hash: u64, value: V) -> Option<V> {
-        self.will_write(hash);
+        let _lend = self.will_write(hash);
         let old = match &mut self.root {
             None => {
                 self.root = Some(trie::singleton(hash, key, value));
@@ -176,7 +192,7 @@ where
     {
         // Look first, so that removing an absent key copies nothing.
         trie::get(self.root.as_ref()?, self.len, hash, key)?;
-        self.will_write(hash);
+        let _lend = self.will_write(hash);
         let root = self.root.as_mut()?;
         let removed = trie::remove(root, hash, key)?;
         if root.entries().is_empty() && root.children().is_empty() {
@@ -245,7 +261,7 @@ where
         Q: Eq + ?Sized,
     {
         self.root.as_ref()?;
-        self.will_write(hash);
+        let _lend = self.will_write(hash);
         let root = self.root.as_mut()?;
         let value = trie::value_mut(root, hash, target)?;
         self.changes += usize::from(count == Count::Write);

@@ -1,8 +1,8 @@
-//! The std-like surface: construction (`FromIterator`, `Extend`, `From` an
-//! array, builder, `Default`), indexing, `Debug` output, `IntoIterator` for references, `Borrow`
-//! look-ups, read guards, pointer equality, `std::HashMap`-like return values,
-//! version rules of each write, and (feature `serde`) serialization and
-//! deserialization.
+//! The std-like surface: construction (`FromIterator`, `Extend` on the map
+//! and on a reference to it, `From` an array, builder, `Default`), indexing,
+//! `Debug` output, `IntoIterator` for references, `Borrow` look-ups, read
+//! guards, pointer equality, `std::HashMap`-like return values, version rules
+//! of each write, and (feature `serde`) serialization and deserialization.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
@@ -40,6 +40,18 @@ fn extend_publishes_one_version() {
     map.extend(std::iter::empty());
     assert_eq!(map.version(), 2, "extending with nothing publishes nothing");
     assert!(Snapshot::ptr_eq(&now, &map.snapshot()));
+}
+
+#[test]
+fn a_shared_map_extends_through_a_reference() {
+    let map = std::sync::Arc::new(SnapMap::<u32, u32>::new());
+    let writer = std::sync::Arc::clone(&map);
+    std::thread::spawn(move || (&*writer).extend((0..100).map(|i| (i, i + 1)))).join().expect("the writer thread");
+    assert_eq!(map.version(), 1, "one batch through `&SnapMap`");
+    assert_eq!(map.len(), 100);
+    assert_eq!(map.snapshot().get(&99), Some(&100));
+    (&*map).extend(std::iter::empty());
+    assert_eq!(map.version(), 1, "extending with nothing publishes nothing");
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
-use common::{Grouped, Registry, Rng, Tag};
+use common::{Grouped, Registry, Rng, Tag, lending_map_of};
 use snapview::SnapMap;
 
 /// `n` entries with random keys drawn from about `n` values, so roughly a
@@ -113,7 +113,7 @@ fn a_load_drops_each_superseded_value_once_and_keeps_the_rest() {
     let keys = table(5000, 13);
     let entries: Vec<(u64, Tag)> = keys.iter().map(|&(k, _)| (k, Tag::new(&registry))).collect();
     let last: HashMap<u64, u64> = entries.iter().map(|(k, tag)| (*k, tag.id())).collect();
-    let map: SnapMap<u64, Tag> = entries.into_iter().collect();
+    let map: SnapMap<u64, Tag> = lending_map_of(entries);
     assert_eq!(map.len(), last.len());
     assert_eq!(registry.live_count(), last.len(), "the superseded values are gone");
     let snapshot = map.snapshot();

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use common::{Registry, Tag};
+use common::{Registry, Tag, lending_map};
 use snapview::{ReadGuard, SnapMap, Snapshot, View};
 
 /// A key equal by `n`, hashed by `group` only (equal groups collide fully).
@@ -23,6 +23,9 @@ struct Key {
     group: u32,
     tag: Tag,
 }
+
+// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Key {}
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
@@ -43,6 +46,9 @@ struct Val {
     n: u32,
     tag: Tag,
 }
+
+// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Val {}
 
 impl PartialEq for Val {
     fn eq(&self, other: &Self) -> bool {
@@ -79,11 +85,7 @@ impl Env {
             let distinct: HashSet<u64> = view.iter().flat_map(|(k, v)| [k.tag.id(), v.tag.id()]).collect();
             assert_eq!(distinct.len(), in_view, "an instance appears twice in one version");
         }
-        let live = self.reg.live();
-        let leaked: Vec<_> = live.difference(&reachable).collect();
-        let freed: Vec<_> = reachable.difference(&live).collect();
-        assert!(leaked.is_empty(), "live but unreachable (leaked): {leaked:?}");
-        assert!(freed.is_empty(), "reachable but dropped (freed early): {freed:?}");
+        self.reg.assert_live_exactly(&reachable, "after this step");
     }
 }
 
@@ -110,7 +112,7 @@ fn steps() -> u32 {
 fn random_ops(grouping: fn(u32) -> u32, seed: u64) {
     let env = Env { reg: Registry::new(), grouping };
     let mut rng = Rng(seed);
-    let map = Map::new();
+    let map: Map = lending_map();
     let mut held: Vec<Snapshot<Key, Val>> = Vec::new();
     let keys = 300;
 
@@ -199,7 +201,7 @@ fn random_ops_with_collision_nodes() {
 #[test]
 fn a_replaced_value_lives_until_the_last_old_snapshot_goes() {
     let env = Env { reg: Registry::new(), grouping: |n| n };
-    let map = Map::new();
+    let map: Map = lending_map();
     map.update(|tx| {
         for n in 0..2_000 {
             tx.insert(env.key(n), env.val(n));
@@ -252,7 +254,7 @@ fn unshared_writes_move_instead_of_cloning() {
     // copied changes the copy in place: replacing a value drops exactly the
     // value replaced and clones nothing.
     let env = Env { reg: Registry::new(), grouping: |n| n % 4 };
-    let map = Map::new();
+    let map: Map = lending_map();
     map.update(|tx| {
         for n in 0..40 {
             tx.insert(env.key(n), env.val(n));

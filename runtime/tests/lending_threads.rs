@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Registry, Rng, Tag};
+use common::{Registry, Rng, Tag, lending_map};
 use snapview::{SnapMap, Snapshot};
 
 /// Enough accounts that a write's copies hold tens of entries each.
@@ -42,6 +42,9 @@ struct Val {
     amount: i64,
     tag: Tag,
 }
+
+// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Val {}
 
 type Map = SnapMap<String, Val>;
 
@@ -171,7 +174,7 @@ fn reader(map: &Map, reg: &Registry, id: u64, stop: &AtomicBool) -> usize {
 
 fn run(duration: Duration) {
     let reg = Registry::new();
-    let map = Arc::new(Map::new());
+    let map: Arc<Map> = Arc::new(lending_map());
     map.update(|tx| {
         tx.extend((0..ACCOUNTS).map(|i| (account(i), Val { amount: INITIAL, tag: Tag::new(&reg) })));
     });

@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Once};
 
-use common::{Registry, Tag};
+use common::{Registry, Tag, lending_map};
 use snapview::{Entry, SnapMap, Snapshot, View};
 
 /// Which user code panics.
@@ -92,6 +92,9 @@ struct Key {
     tag: Tag,
 }
 
+// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Key {}
+
 impl Clone for Key {
     fn clone(&self) -> Self {
         spring(Trap::KeyClone);
@@ -120,6 +123,9 @@ struct Val {
     n: u32,
     tag: Tag,
 }
+
+// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Val {}
 
 impl Clone for Val {
     fn clone(&self) -> Self {
@@ -151,7 +157,7 @@ impl Env {
         Val { n, tag: Tag::new(&self.reg) }
     }
 
-    /// Live instances are exactly those reachable from `views` (and `extra` ids).
+    /// Live instances are exactly those reachable from `views`.
     fn check_instances<S: BuildHasher>(&self, views: &[&View<Key, Val, S>]) {
         let mut reachable = HashSet::new();
         for view in views {
@@ -160,11 +166,7 @@ impl Env {
                 reachable.insert(v.tag.id());
             }
         }
-        let live = self.reg.live();
-        let leaked: Vec<_> = live.difference(&reachable).collect();
-        let freed: Vec<_> = reachable.difference(&live).collect();
-        assert!(leaked.is_empty(), "leaked after a panic: {leaked:?}");
-        assert!(freed.is_empty(), "dropped while reachable: {freed:?}");
+        self.reg.assert_live_exactly(&reachable, "after a panic");
     }
 }
 
@@ -291,7 +293,7 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
 fn sweep(grouping: fn(u32) -> u32) {
     quiet_panics();
     let env = Env { reg: Registry::new(), grouping };
-    let map = Map::new();
+    let map: Map = lending_map();
     map.update(|tx| {
         for n in 0..150 {
             tx.insert(env.key(n * 2), env.val(n * 2));
@@ -404,7 +406,7 @@ fn panics_in_writes_with_long_collision_nodes_publish_nothing() {
 fn a_panicking_update_closure_publishes_nothing() {
     quiet_panics();
     let env = Env { reg: Registry::new(), grouping: |n| n };
-    let map = Map::new();
+    let map: Map = lending_map();
     map.insert(env.key(1), env.val(1));
     let before = map.snapshot();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -438,7 +440,7 @@ fn a_panic_caught_inside_a_batch_leaves_the_batch_consistent() {
     // panicking Hash), and publishes what it did besides.
     quiet_panics();
     let env = Env { reg: Registry::new(), grouping: |n| n / 3 };
-    let map = Map::new();
+    let map: Map = lending_map();
     map.update(|tx| tx.extend((0..100).map(|n| (env.key(n), env.val(n)))));
     let mut model = contents(&map.snapshot());
     let mut marker = 1_000;
@@ -552,7 +554,7 @@ fn a_write_that_panics_half_way_down_its_path_leaves_nothing_behind() {
         for remove in [false, true] {
             for after in 0..4 {
                 let map: SnapMap<Key, Val, BuildHasherDefault<SlotHasher>> =
-                    SnapMap::builder().hasher(BuildHasherDefault::default()).build();
+                    SnapMap::builder().hasher(BuildHasherDefault::default()).lend_entries().build();
                 map.update(|tx| tx.extend((1..=7).map(|n| (env.key(n), env.val(n)))));
                 let before = map.snapshot();
                 map.update(|tx| {

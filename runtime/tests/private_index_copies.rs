@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Registry, Rng, Tag};
+use common::{Registry, Rng, Tag, lending_map};
 use snapview::{SnapMap, Snapshot};
 
 /// Enough keys that the first two trie levels are made of children alone.
@@ -98,11 +98,14 @@ fn single_writes_small_and_large_batches_match_the_model() {
 #[derive(Clone)]
 struct Val(#[allow(dead_code)] Tag);
 
+// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Val {}
+
 #[test]
 fn no_value_instance_outlives_the_versions_that_reach_it() {
     let reg: Arc<Registry> = Registry::new();
     let mut rng = Rng(99);
-    let map: SnapMap<u64, Val> = SnapMap::new();
+    let map: SnapMap<u64, Val> = lending_map();
     map.update(|tx| {
         for k in 0..KEYS {
             tx.insert(k, Val(Tag::new(&reg)));

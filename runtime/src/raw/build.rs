@@ -739,6 +739,13 @@ impl LendingWatch {
         }
     }
 
+    /// Whether a write ran on another thread than the one that started
+    /// watching.
+    #[inline]
+    pub(crate) fn written_elsewhere(&self) -> bool {
+        self.written_elsewhere
+    }
+
     /// Whether the batch may have built a lending node; asked on the thread
     /// that started watching, once the batch's writes are over.
     #[inline]
@@ -883,6 +890,8 @@ fn take_over<K, V>(node: &NodeRef<K, V>, lender: NodeRef<K, V>, lent: u64) -> Re
 #[cfg(all(test, not(snapview_loom)))]
 mod tests {
     use super::*;
+    use crate::raw::{LendGuard, Lendable};
+    use crate::trie::take_inline_entry;
     use std::rc::Rc;
 
     fn leaf<V: Clone>(entries: &[(u32, V)]) -> NodeRef<u32, V> {
@@ -895,6 +904,7 @@ mod tests {
 
     #[test]
     fn abandoned_builder_drops_what_it_was_given() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let mut b = Builder::<u32, Rc<()>>::collision(3);
         b.push_entry((1, token.clone()));
@@ -906,6 +916,7 @@ mod tests {
 
     #[test]
     fn moving_drain_moves_and_drops_the_rest_once() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = leaf(&[(1, token.clone()), (2, token.clone()), (3, token.clone())]);
         assert_eq!(Rc::strong_count(&token), 4);
@@ -921,6 +932,7 @@ mod tests {
 
     #[test]
     fn cloning_drain_leaves_a_shared_node_alone() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = leaf(&[(1, token.clone()), (2, token.clone())]);
         let keep = node.clone();
@@ -984,6 +996,7 @@ mod tests {
 
     #[test]
     fn a_copy_of_a_wide_node_lends_its_children_without_counting_them() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = wide(LEND_MIN as u32, &token);
         let copy = copy_of(&node);
@@ -998,6 +1011,7 @@ mod tests {
 
     #[test]
     fn a_copy_of_a_narrow_node_counts_its_children() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = wide(LEND_MIN as u32 - 1, &token);
         let copy = copy_of(&node);
@@ -1008,6 +1022,7 @@ mod tests {
 
     #[test]
     fn settling_while_the_source_is_held_counts_each_lent_child() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = wide(10, &token);
         let copy = copy_of(&node);
@@ -1023,6 +1038,7 @@ mod tests {
 
     #[test]
     fn settling_once_the_source_is_gone_takes_its_counts_over() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = wide(10, &token);
         let mut copy = copy_of(&node);
@@ -1040,6 +1056,7 @@ mod tests {
 
     #[test]
     fn taking_counts_over_passes_runs_and_frees_each_replaced_child() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for replaced in [vec![0], vec![9], vec![0, 9], vec![2, 3, 7], (0..10).collect()] {
             let token = Rc::new(());
             let node = wide(10, &token);
@@ -1059,6 +1076,7 @@ mod tests {
 
     #[test]
     fn a_lent_child_taken_mutably_is_counted_first_and_copied_on_write() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = wide(10, &token);
         let mut copy = copy_of(&node);
@@ -1074,6 +1092,7 @@ mod tests {
 
     #[test]
     fn a_lending_node_dropped_unsettled_gives_every_count_back() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let token = Rc::new(());
         let node = wide(12, &token);
         // Rebuilt by moves (as a batch does to its own copy), then abandoned,
@@ -1112,6 +1131,7 @@ mod tests {
 
     #[test]
     fn a_copy_borrows_its_sources_entries_and_clones_only_the_one_it_writes() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let (old, new) = (Rc::new(()), Rc::new(()));
         let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
         let copy = overwrite(&source, 1, &new);
@@ -1128,6 +1148,7 @@ mod tests {
 
     #[test]
     fn settling_once_the_source_is_gone_takes_its_entries_over() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let (old, new) = (Rc::new(()), Rc::new(()));
         let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
         let copy = overwrite(&source, 1, &new);
@@ -1142,6 +1163,7 @@ mod tests {
 
     #[test]
     fn a_held_source_drops_what_it_alone_held_and_the_later_of_the_two_the_rest() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_goes_first in [true, false] {
             let (old, new) = (Rc::new(()), Rc::new(()));
             let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
@@ -1167,6 +1189,7 @@ mod tests {
 
     #[test]
     fn a_later_write_to_a_borrowing_node_owns_its_entries_first() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_held in [true, false] {
             let (old, new) = (Rc::new(()), Rc::new(()));
             let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
@@ -1238,32 +1261,16 @@ mod tests {
         copy
     }
 
-    /// What `trie::remove` does with the key in slot `bit` of `node`:
-    /// `node` rebuilt without it, and the entry removed.
-    fn take_entry<V: Clone>(node: &mut NodeRef<u32, V>, bit: u64) -> (u32, V) {
-        let (dm, nm) = (node.datamap(), node.nodemap());
-        let at = (dm & (bit - 1)).count_ones() as usize;
-        let mut removed = None;
-        rebuild_taking(node, Some(at), |from| {
-            let mut to = Builder::trie(dm & !bit, nm);
-            to.take_entries(from, at);
-            removed = Some(from.next_entry());
-            to.take_entries(from, from.entries_left());
-            to.take_children(from, from.children_left());
-            to.finish()
-        });
-        removed.expect("the rebuild ran")
-    }
-
-    /// `take_entry` from a copy of a shared node.
+    /// `trie::take_inline_entry` from a copy of a shared node.
     fn without_entry(node: &NodeRef<u32, Rc<()>>, bit: u64) -> (NodeRef<u32, Rc<()>>, (u32, Rc<()>)) {
         let mut copy = node.clone();
-        let removed = take_entry(&mut copy, bit);
+        let removed = take_inline_entry(&mut copy, bit);
         (copy, removed)
     }
 
     #[test]
     fn a_copy_rebuilt_around_a_key_it_adds_borrows_the_entries_on_either_side() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_held in [true, false] {
             let (old, new) = (Rc::new(()), Rc::new(()));
             // Slots 0, 2 and 4; the new key goes into slot 1, so the entry of
@@ -1297,6 +1304,7 @@ mod tests {
 
     #[test]
     fn a_copy_rebuilt_without_a_key_borrows_the_entries_left() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_held in [true, false] {
             let (tokens, source) = leaf_of_tokens(0b1111);
             let counts = || counts_of(&tokens);
@@ -1319,6 +1327,7 @@ mod tests {
 
     #[test]
     fn a_key_added_to_a_borrowing_copy_moves_its_borrowed_entries_on() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_held in [true, false] {
             let (tokens, source) = leaf_of_tokens(0b10101);
             let counts = || counts_of(&tokens);
@@ -1349,6 +1358,7 @@ mod tests {
 
     #[test]
     fn a_borrowed_key_removed_from_a_borrowing_copy_is_cloned_alone() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_held in [true, false] {
             let (tokens, source) = leaf_of_tokens(0b1111);
             let counts = || counts_of(&tokens);
@@ -1357,7 +1367,7 @@ mod tests {
             assert_eq!(copy.borrowed(), 0b1111);
             // Removed from the unshared copy: the entry leaves the node, so
             // it is cloned; the source keeps its original, no longer lent.
-            let removed = take_entry(&mut copy, 0b10);
+            let removed = take_inline_entry(&mut copy, 0b10);
             assert_eq!((keys(&copy), removed.0), (vec![0, 2, 3, 4], 1));
             assert_eq!(copy.borrowed(), 0b0111, "{source_held}: the other three moved on borrowed");
             assert_eq!(counts(), [2, 3, 2, 2], "{source_held}: only the removed entry cloned");
@@ -1389,8 +1399,12 @@ mod tests {
         }
     }
 
+    // SAFETY: two `Rc`s; the fuse's `Cell` is shared behind one, as clones share it.
+    unsafe impl Lendable for Fused {}
+
     #[test]
     fn a_rebuilt_copy_cut_short_owning_its_entries_leaves_its_lender_the_right_ones() {
+        let _lend = LendGuard::allow::<u32, Fused>();
         let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
         let counts = || counts_of(&tokens);
         let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
@@ -1434,6 +1448,7 @@ mod tests {
 
     #[test]
     fn a_clone_that_panics_as_a_borrowed_key_is_removed_leaves_the_copy_as_it_was() {
+        let _lend = LendGuard::allow::<u32, Fused>();
         let tokens: Vec<Rc<()>> = (0..3).map(|_| Rc::new(())).collect();
         let counts = || counts_of(&tokens);
         let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
@@ -1447,13 +1462,13 @@ mod tests {
         // Removing entry 1 from the unshared copy clones it first: the clone
         // panics before anything has moved.
         fuse.set(0);
-        let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| take_entry(&mut copy, 0b10)));
+        let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| take_inline_entry(&mut copy, 0b10)));
         assert!(cut.is_err());
         fuse.set(u32::MAX);
         assert_eq!(keys(&copy), [0, 1, 2, 3], "the copy is as it was");
         assert_eq!((copy.borrowed(), counts()), (0b111, vec![2, 2, 2]));
         // The next try removes it.
-        let removed = take_entry(&mut copy, 0b10);
+        let removed = take_inline_entry(&mut copy, 0b10);
         assert_eq!((keys(&copy), removed.0, copy.borrowed()), (vec![0, 2, 3], 1, 0b011));
         drop(removed);
         drop(source);
@@ -1465,6 +1480,7 @@ mod tests {
 
     #[test]
     fn a_rebuilt_copy_of_a_pair_clones_its_entries() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         // What is left of a pair is folded into its parent by moves: it must
         // own its one entry (`REBUILD_BORROW_MIN`).
         let token = Rc::new(());
@@ -1483,6 +1499,7 @@ mod tests {
 
     #[test]
     fn a_node_whose_lender_has_gone_lends_its_entries_on() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         for source_held in [true, false] {
             let (old, new) = (Rc::new(()), Rc::new(()));
             let source = trie_leaf(&[(1, old.clone()), (2, old.clone()), (3, old.clone())]);
@@ -1514,6 +1531,7 @@ mod tests {
 
     #[test]
     fn make_mut_copies_a_shared_node_and_not_a_unique_one() {
+        let _lend = LendGuard::allow::<u32, Rc<()>>();
         let mut a = leaf(&[(1, Rc::new(()))]);
         let before = a.entries().as_ptr();
         a.make_mut().0.get(0).0 = 7;

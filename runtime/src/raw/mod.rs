@@ -9,10 +9,13 @@
 
 mod build;
 mod cpu;
+mod lend;
 mod node;
 
 #[cfg(all(test, snapview_loom))]
 pub(crate) use build::settle;
 pub(crate) use build::{Builder, Drain, LendingWatch, rebuild, rebuild_taking, settle_node};
 pub(crate) use cpu::{BitCount, Compiled, HotPath, Popcnt, run_with_popcnt};
+pub(crate) use lend::LendGuard;
+pub use lend::Lendable;
 pub(crate) use node::{NodeRef, Occupancy, Slot, prefetch};

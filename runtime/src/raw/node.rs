@@ -89,6 +89,7 @@ use core::ptr::{self, NonNull};
 use std::alloc;
 
 use super::cpu::{BitCount, Compiled};
+use super::lend::may_lend;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering, acquire_after_last_decrement};
 
 /// Past this count a clone aborts, as `Arc` does: a count that wraps would
@@ -146,9 +147,11 @@ pub(super) struct Lending {
     lent_out: AtomicU64,
 }
 
-/// Whether copies of this map's nodes lend their entries rather than clone
-/// them: only where an entry owns something (`String` keys, `Arc` values);
-/// a `u64 -> u64` map keeps its nodes and code as they are.
+/// Whether this map's nodes can hold lent entries, and so carry the tail that
+/// records them: only where an entry owns something (`String` keys, `Arc`
+/// values); a `u64 -> u64` map keeps its nodes and code as they are. Whether
+/// a copy does lend them is [`may_lend`]'s answer, asked when it claims them
+/// ([`NodeRef::claim_entries`]): entries of other types are cloned.
 const fn lends_entries<K, V>() -> bool {
     core::mem::needs_drop::<(K, V)>()
 }
@@ -456,8 +459,9 @@ impl<K, V> NodeRef<K, V> {
     /// Whether the node holds a lender, i.e. may borrow some of its children.
     #[inline]
     pub(crate) fn is_lending(&self) -> bool {
-        // Relaxed: the flag is set and cleared by the writer alone, which is
-        // the only one to read it.
+        // Relaxed: the flag is set and cleared by the writer alone, and read
+        // by it, or by the node's last reference (`free_node`,
+        // `take_lending`) after its Acquire on the count.
         self.header().refs.load(Ordering::Relaxed) & LENDING != 0
     }
 
@@ -523,9 +527,10 @@ impl<K, V> NodeRef<K, V> {
     }
 
     /// Claims this shared node's entries for one copy to borrow (E1):
-    /// false if they may not be lent (a collision node, a node that borrows
-    /// entries from a lender still alive, or one whose entries a copy
-    /// borrows already).
+    /// false if they may not be lent (entries of a type that may change
+    /// through `&` or is not known not to, [`may_lend`]; a collision node; a
+    /// node that borrows entries from a lender still alive, or one whose
+    /// entries a copy borrows already).
     ///
     /// The caller must be the writer, hold a counted reference to the node,
     /// and, on `true`, either give the copy it builds the borrowed entries and
@@ -533,7 +538,7 @@ impl<K, V> NodeRef<K, V> {
     /// ([`end_lending`](Self::end_lending)).
     pub(super) fn claim_entries(&self) -> bool {
         let (entries, _) = self.counts();
-        if !lends_entries::<K, V>() || entries == 0 || self.datamap() == 0 {
+        if !lends_entries::<K, V>() || entries == 0 || self.datamap() == 0 || !may_lend::<K, V>() {
             return false;
         }
         let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
@@ -940,7 +945,8 @@ impl<K, V> NodeRef<K, V> {
         // layout and the tail's place, are those of the allocation (N1).
         unsafe {
             ptr::drop_in_place(&raw mut (*ptr.as_ptr()).refs);
-            if children > 0 {
+            // (Plain atomics need no drop; loom's do, a leaf's tail too.)
+            if Self::has_tail(children) {
                 ptr::drop_in_place(lending_ptr::<K, V>(ptr, entries, children));
             }
             alloc::dealloc(ptr.as_ptr().cast(), Self::layout(entries, children));
@@ -1081,16 +1087,29 @@ unsafe fn free_node<K, V>(ptr: NonNull<Header>, entries: usize, children: usize)
     // what the lender frees is then no longer referenced from this node, and
     // the borrowed entries are given back only once this node is done.
     let _borrowing = EndBorrowing { borrowed, lender, link };
-    // SAFETY: 1. the arrays hold exactly `entries` and `children` initialised
-    //    values (caller), each dropped once here and never used again; every
-    //    child is counted by this node now (`own_lent` above); the borrowed
+    // Dropped after the entries, or as they unwind.
+    let _children = DropChildren::<K, V>(ptr, children, PhantomData);
+    // SAFETY: 1. the entry array holds exactly `entries` initialised values
+    //    (caller), each dropped once here and never used again; the borrowed
     //    entries are the lender's, left to it or to `_borrowing` (E1);
-    // 2. if a destructor panics, the rest are still dropped (by
-    //    `drop_entries_except` and drop_in_place) and `_dealloc` still
+    // 2. if a destructor panics, the other entries are still dropped (by
+    //    `drop_entries_except`), then the children (`_children`, each
+    //    counted by this node now: `own_lent` above), and `_dealloc` still
     //    frees the memory.
-    unsafe {
-        drop_entries_except(entries_ptr::<K, V>(ptr, children), entries, borrowed);
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr), children));
+    unsafe { drop_entries_except(entries_ptr::<K, V>(ptr, children), entries, borrowed) };
+}
+
+/// Drops a dying node's children (see `free_node`): when the node's entries
+/// are dropped, or if one of their destructors panics, so that a panicking
+/// `Drop` does not leak the sub-trees below the node.
+struct DropChildren<K, V>(NonNull<Header>, usize, PhantomData<(K, V)>);
+
+impl<K, V> Drop for DropChildren<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: made only for a dying node whose `self.1` children are
+        // initialised and counted by it (lent ones owned first: `own_lent`),
+        // each dropped here once and never used again.
+        unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(self.0), self.1)) };
     }
 }
 
@@ -1144,8 +1163,9 @@ unsafe fn free_lender<K, V>(ptr: NonNull<Header>, entries: usize, children: usiz
     let node = core::mem::ManuallyDrop::new(unsafe { NodeRef::<K, V>::from_raw(ptr) });
     debug_assert_eq!(node.borrowed(), 0, "snapview bug: a lender that borrows");
     let lending = node.lending().expect("snapview bug: lent entries without a tail");
-    // Relaxed: written before the borrower's copy was handed out, and ordered
-    // before this by our Acquire on the count.
+    // Relaxed: written when the borrower settled into a link (`keep_link`),
+    // before it dropped its counted reference to this node; our Acquire on
+    // the count synchronizes with that Release decrement.
     let lent_out = lending.lent_out.load(Ordering::Relaxed);
     let (lent, lender) = node.take_lending();
     // SAFETY: as in `free_node`.
@@ -1153,11 +1173,10 @@ unsafe fn free_lender<K, V>(ptr: NonNull<Header>, entries: usize, children: usiz
     let _lender = lender;
     // Runs last, also when a destructor below panics.
     let _handshake = Handshake::<K, V> { ptr, entries, children, lent_out, _owns: PhantomData };
+    // As in `free_node`.
+    let _children = DropChildren::<K, V>(ptr, children, PhantomData);
     // SAFETY: as in `free_node`, leaving the lent entries to the handshake.
-    unsafe {
-        drop_entries_except(entries_ptr::<K, V>(ptr, children), entries, lent_out);
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(children_ptr::<K, V>(ptr), children));
-    }
+    unsafe { drop_entries_except(entries_ptr::<K, V>(ptr, children), entries, lent_out) };
 }
 
 /// The lender's half of the handshake (see `free_lender`).
@@ -1474,7 +1493,7 @@ mod tests {
 #[cfg(all(test, snapview_loom))]
 mod loom_tests {
     use super::*;
-    use crate::raw::Builder;
+    use crate::raw::{Builder, LendGuard};
     use std::sync::Arc;
 
     fn node_holding(token: &Arc<()>) -> NodeRef<u32, Arc<()>> {
@@ -1486,6 +1505,7 @@ mod loom_tests {
     #[test]
     fn loom_the_last_of_two_concurrent_drops_frees_exactly_once() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let node = node_holding(&token);
             let other = node.clone();
@@ -1506,6 +1526,7 @@ mod loom_tests {
     #[test]
     fn loom_publish_snapshot_and_last_drop_free_exactly_once() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let mut root = Builder::trie(0, 1);
             root.push_child(node_holding(&token));
@@ -1539,6 +1560,7 @@ mod loom_tests {
     #[test]
     fn loom_settling_races_the_last_drop_of_the_old_version() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let width = 8; // LEND_MIN: the copy lends
             let mut source = Builder::trie(1 << 63, (1 << width) - 1);
@@ -1585,6 +1607,7 @@ mod loom_tests {
     #[test]
     fn loom_the_later_of_a_lender_and_its_borrower_drops_the_lent_entries() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let (source, copy) = lender_and_settled_borrower(&token);
             let reader = loom::thread::spawn(move || drop(source));
@@ -1600,6 +1623,7 @@ mod loom_tests {
     #[test]
     fn loom_a_later_write_races_the_lenders_last_drop() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let (source, mut copy) = lender_and_settled_borrower(&token);
             let reader = loom::thread::spawn(move || drop(source));
@@ -1620,6 +1644,7 @@ mod loom_tests {
     #[test]
     fn loom_lending_on_races_the_lenders_last_drop() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let (source, copy) = lender_and_settled_borrower(&token);
             let reader = loom::thread::spawn(move || drop(source));
@@ -1670,6 +1695,7 @@ mod loom_tests {
     fn loom_a_rebuilt_borrower_and_its_lender_drop_each_entry_once() {
         for write_first in [false, true] {
             loom::model(move || {
+                let _lend = LendGuard::allow::<u32, Arc<()>>();
                 let tokens: Vec<Arc<()>> = (0..3).map(|_| Arc::new(())).collect();
                 let (source, mut copy) = lender_and_rebuilt_borrower(&tokens);
                 let reader = loom::thread::spawn(move || drop(source));
@@ -1700,6 +1726,7 @@ mod loom_tests {
 
     fn model_a_borrower_rebuilt_by_moves(keep_copy: bool) {
         loom::model(move || {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let tokens: Vec<Arc<()>> = (0..4).map(|_| Arc::new(())).collect();
             let source = leaf_of(&tokens);
             let mut copy = source.clone();
@@ -1736,6 +1763,7 @@ mod loom_tests {
     #[test]
     fn loom_a_node_is_unique_once_every_other_holder_dropped() {
         loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
             let token = Arc::new(());
             let mut node = node_holding(&token);
             let other = node.clone();

@@ -41,6 +41,19 @@ impl Registry {
         self.lock().contains(&id)
     }
 
+    /// Asserts that the live ids are exactly `reachable`: none alive that no
+    /// held version reaches (a leak, or an entry a lender kept), none freed
+    /// that one still reaches. `when` says where, in the message.
+    pub fn assert_live_exactly(&self, reachable: &HashSet<u64>, when: &str) {
+        let live = self.live();
+        let mut leaked: Vec<_> = live.difference(reachable).collect();
+        let mut freed: Vec<_> = reachable.difference(&live).collect();
+        leaked.sort_unstable();
+        freed.sort_unstable();
+        assert!(leaked.is_empty(), "{when}: live but unreachable (leaked, or kept by a lender): {leaked:?}");
+        assert!(freed.is_empty(), "{when}: reachable but dropped (freed early): {freed:?}");
+    }
+
     /// How many instances were ever created.
     pub fn created(&self) -> u64 {
         self.next.load(Ordering::Relaxed)
@@ -51,6 +64,34 @@ impl Registry {
 pub struct Tag {
     id: u64,
     registry: Arc<Registry>,
+}
+
+// SAFETY: an id and an `Arc`: nothing changes through `&Tag`. A lent copy
+// keeps its original's id (its `Clone`, which makes a new one, does not
+// run): what the drop-counting tests count on to see each instance dropped
+// once.
+unsafe impl snapview::Lendable for Tag {}
+
+/// An empty map whose writes lend entries of any [`snapview::Lendable`]
+/// types, as the tests of lending need: by default only common std types
+/// are lent, not the types these tests count instances of.
+pub fn lending_map<K, V>() -> snapview::SnapMap<K, V>
+where
+    K: snapview::Lendable,
+    V: snapview::Lendable,
+{
+    snapview::SnapMap::builder().lend_entries().build()
+}
+
+/// A [`lending_map`] holding `entries`, published as one version.
+pub fn lending_map_of<K, V>(entries: impl IntoIterator<Item = (K, V)>) -> snapview::SnapMap<K, V>
+where
+    K: snapview::Lendable + std::hash::Hash + Eq + Clone,
+    V: snapview::Lendable + Clone,
+{
+    let mut map = lending_map();
+    map.extend(entries);
+    map
 }
 
 impl Tag {

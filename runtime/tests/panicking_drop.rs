@@ -1,0 +1,117 @@
+//! A value whose `Drop` panics leaks nothing else: the node it sits in still
+//! drops its other entries and its children (the sub-trees below), and frees
+//! its memory. Until session 28 a node dropped its entries and then its
+//! children in one go, so a panic in the first skipped the second.
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use snapview::{Lendable, SnapMap};
+
+/// Live values per test (tests run in parallel).
+static LIVE: [AtomicIsize; 2] = [const { AtomicIsize::new(0) }; 2];
+
+/// A value that counts itself in `LIVE[slot]`, and panics when dropped if `boom`.
+struct Value {
+    slot: usize,
+    boom: bool,
+}
+
+impl Value {
+    fn new(slot: usize, boom: bool) -> Self {
+        LIVE[slot].fetch_add(1, Ordering::Relaxed);
+        Self { slot, boom }
+    }
+}
+
+/// A clone does not panic when dropped: only the original does (`insert`
+/// returns a clone of the value it replaces while an older version holds it).
+impl Clone for Value {
+    fn clone(&self) -> Self {
+        Self::new(self.slot, false)
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        LIVE[self.slot].fetch_sub(1, Ordering::Relaxed);
+        if self.boom {
+            std::panic::panic_any(MESSAGE);
+        }
+    }
+}
+
+// SAFETY: two plain fields: nothing changes through `&Value`.
+unsafe impl Lendable for Value {}
+
+/// Hashes a `u64` key to itself, so that a test places its keys: key `k`
+/// goes to slot `k % 64` of the root.
+#[derive(Default)]
+struct Placed(u64);
+
+impl Hasher for Placed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("u64 keys only")
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = SnapMap<u64, Value, BuildHasherDefault<Placed>>;
+
+/// Key 0 (whose value panics when dropped) and key 2 inline in the root;
+/// keys 1, 65 and 129 share slot 1, so they sit in a child.
+fn root_with_a_child(slot: usize, lend: bool) -> Map {
+    let builder = SnapMap::builder().hasher(BuildHasherDefault::<Placed>::default());
+    let map: Map = if lend { builder.lend_entries().build() } else { builder.build() };
+    map.update(|tx| {
+        tx.insert(0, Value::new(slot, true));
+        for k in [2, 1, 65, 129] {
+            tx.insert(k, Value::new(slot, false));
+        }
+    });
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 5);
+    map
+}
+
+const MESSAGE: &str = "snapview test: a value's drop panics";
+
+/// Runs `f`, silencing the test's own panics (and only them).
+fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&MESSAGE) {
+                default(info);
+            }
+        }));
+    });
+    catch_unwind(AssertUnwindSafe(f))
+}
+
+#[test]
+fn a_node_whose_entry_panics_as_it_drops_still_drops_its_children() {
+    let map = root_with_a_child(0, false);
+    assert!(quietly(move || drop(map)).is_err(), "the value's drop panicked");
+    assert_eq!(LIVE[0].load(Ordering::Relaxed), 0, "values leaked");
+}
+
+#[test]
+fn a_lender_whose_entry_panics_as_it_drops_still_drops_its_children() {
+    let map = root_with_a_child(1, true);
+    let old = map.snapshot();
+    // The copy of the root borrows key 2 from the old one (which now lends
+    // it) and shares its child; the panicking value stays the old root's.
+    map.insert(0, Value::new(1, false));
+    drop(map);
+    assert!(quietly(move || drop(old)).is_err(), "the value's drop panicked");
+    assert_eq!(LIVE[1].load(Ordering::Relaxed), 0, "values leaked");
+}
