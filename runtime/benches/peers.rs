@@ -200,13 +200,15 @@ fn take<T>(b: &mut Bencher<'_>, view: impl Fn() -> T) {
     })
 }
 
-/// Times `op` on one key per iteration, walking `keys` (2^k of them) in order.
-fn each_key<R>(b: &mut Bencher<'_>, keys: &[u64], mut op: impl FnMut(u64) -> R) {
+/// Times `op` on one key per iteration, walking `keys` (2^k of them) in
+/// order. The key is passed by reference into the array, as the cases wrote
+/// `map.get(&probe[i])` before this helper: the same code after inlining.
+fn each_key<R>(b: &mut Bencher<'_>, keys: &[u64], mut op: impl FnMut(&u64) -> R) {
     let mask = keys.len() - 1;
     let mut i = 0;
     b.iter(|| {
         i = (i + 1) & mask;
-        black_box(op(keys[i]))
+        black_box(op(&keys[i]))
     })
 }
 
@@ -216,18 +218,18 @@ fn bench_get(c: &mut Criterion, fx: &Fixture, case: &str, probe: &[u64]) {
     let mut g = group(c, case, fx.n);
 
     let snap = fx.snapview.snapshot();
-    g.bench_function("snapview", |b| each_key(b, probe, |k| snap.get(&k).copied()));
+    g.bench_function("snapview", |b| each_key(b, probe, |k| snap.get(k).copied()));
     drop(snap);
-    g.bench_function("hashbrown", |b| each_key(b, probe, |k| fx.hashbrown.get(&k).copied()));
-    g.bench_function("std", |b| each_key(b, probe, |k| fx.std.get(&k).copied()));
-    g.bench_function("imbl", |b| each_key(b, probe, |k| fx.imbl.get(&k).copied()));
-    g.bench_function("rpds", |b| each_key(b, probe, |k| fx.rpds.get(&k).copied()));
-    g.bench_function("dashmap", |b| each_key(b, probe, |k| fx.dashmap.get(&k).map(|r| *r)));
+    g.bench_function("hashbrown", |b| each_key(b, probe, |k| fx.hashbrown.get(k).copied()));
+    g.bench_function("std", |b| each_key(b, probe, |k| fx.std.get(k).copied()));
+    g.bench_function("imbl", |b| each_key(b, probe, |k| fx.imbl.get(k).copied()));
+    g.bench_function("rpds", |b| each_key(b, probe, |k| fx.rpds.get(k).copied()));
+    g.bench_function("dashmap", |b| each_key(b, probe, |k| fx.dashmap.get(k).map(|r| *r)));
     let pinned = fx.papaya.pin();
-    g.bench_function("papaya", |b| each_key(b, probe, |k| pinned.get(&k).copied()));
+    g.bench_function("papaya", |b| each_key(b, probe, |k| pinned.get(k).copied()));
     drop(pinned);
     let guard = fx.evmap_r.read().expect("evmap is published");
-    g.bench_function("evmap", |b| each_key(b, probe, |k| guard.get_one(&k).copied()));
+    g.bench_function("evmap", |b| each_key(b, probe, |k| guard.get_one(k).copied()));
     drop(guard);
     g.finish();
 }
@@ -388,7 +390,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let map = &fx.snapview;
     g.bench_function("snapview", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             black_box(map.insert(k, k));
             black_box(map.remove(&k));
         })
@@ -397,7 +399,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let cell = ArcSwap::from_pointee(fx.imbl.clone());
     g.bench_function("imbl+ArcSwap", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             let mut m = ImblMap::clone(&cell.load());
             m.insert(k, k);
             cell.store(Arc::new(m));
@@ -411,7 +413,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let cell = ArcSwap::from_pointee(fx.rpds.clone());
     g.bench_function("rpds+ArcSwap", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             let m = cell.load().insert(k, k);
             cell.store(Arc::new(m));
             let m = cell.load().remove(&k);
@@ -423,7 +425,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let w = &mut fx.evmap_w;
     g.bench_function("evmap", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             w.update(k, k).refresh();
             w.empty(k).refresh();
         })
@@ -432,7 +434,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let dm = &fx.dashmap;
     g.bench_function("dashmap", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             black_box(dm.insert(k, k));
             black_box(dm.remove(&k));
         })
@@ -441,7 +443,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let pinned = fx.papaya.pin();
     g.bench_function("papaya", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             black_box(pinned.insert(k, k));
             black_box(pinned.remove(&k));
         })
@@ -451,7 +453,7 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     let hb = &mut fx.hashbrown;
     g.bench_function("hashbrown", |b| {
-        each_key(b, fresh, |k| {
+        each_key(b, fresh, |&k| {
             black_box(hb.insert(k, k));
             black_box(hb.remove(&k));
         })

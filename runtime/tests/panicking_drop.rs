@@ -3,10 +3,13 @@
 //! its memory. Until session 28 a node dropped its entries and then its
 //! children in one go, so a panic in the first skipped the second.
 
-use std::hash::{BuildHasherDefault, Hasher};
+mod common;
+
+use std::hash::BuildHasherDefault;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use common::Identity;
 use snapview::{Lendable, SnapMap};
 
 /// Live values per test (tests run in parallel).
@@ -45,31 +48,12 @@ impl Drop for Value {
 // SAFETY: two plain fields: nothing changes through `&Value`.
 unsafe impl Lendable for Value {}
 
-/// Hashes a `u64` key to itself, so that a test places its keys: key `k`
-/// goes to slot `k % 64` of the root.
-#[derive(Default)]
-struct Placed(u64);
-
-impl Hasher for Placed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("u64 keys only")
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Map = SnapMap<u64, Value, BuildHasherDefault<Placed>>;
+type Map = SnapMap<u64, Value, BuildHasherDefault<Identity>>;
 
 /// Key 0 (whose value panics when dropped) and key 2 inline in the root;
 /// keys 1, 65 and 129 share slot 1, so they sit in a child.
 fn root_with_a_child(slot: usize, lend: bool) -> Map {
-    let builder = SnapMap::builder().hasher(BuildHasherDefault::<Placed>::default());
+    let builder = SnapMap::builder().hasher(BuildHasherDefault::<Identity>::default());
     let map: Map = if lend { builder.lend_entries().build() } else { builder.build() };
     map.update(|tx| {
         tx.insert(0, Value::new(slot, true));

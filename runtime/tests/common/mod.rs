@@ -170,3 +170,22 @@ impl std::hash::Hash for Colliding {
         self.hash.hash(state);
     }
 }
+
+/// A hasher that returns a `u64` key itself, so that a test places its keys:
+/// key `k` goes to slot `k % 64` of the root, `(k >> 6) % 64` below.
+#[derive(Default)]
+pub struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("u64 keys only")
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
