@@ -4,8 +4,9 @@
 //! Keys and values own heap memory, so that AddressSanitizer sees an entry
 //! dropped twice, read after its drop, or never dropped (a leak, at exit),
 //! wherever a copy moves, lends or clones it. The input's first byte picks
-//! the hashing: few distinct hashes (collision nodes, deep chains) or every
-//! key its own (wide nodes, whose copies lend their children).
+//! the hashing (bit 0): few distinct hashes (collision nodes, deep chains)
+//! or every key its own (wide nodes, whose copies lend their children); and
+//! (bit 1) whether the map's copies lend entries or clone them.
 //!
 //! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`).
 #![no_main]
@@ -87,9 +88,11 @@ fn check_diff(old: &Snapshot<Key, Val>, old_model: &Model, new: &Snapshot<Key, V
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else { return };
     WIDE.store(mode & 1 != 0, Ordering::Relaxed);
-    // Lending entries (a `Box` key is not lent by default): the fuzzer
-    // sees a double drop or a read after a drop of a lent entry.
-    let map: SnapMap<Key, Val> = SnapMap::builder().lend_entries().build();
+    // Entries lent (a `Box` key is not lent by default), so that the fuzzer
+    // sees a double drop or a read after a drop of a lent entry; or, as in a
+    // map of types not declared `Lendable`, cloned.
+    let builder = SnapMap::builder();
+    let map: SnapMap<Key, Val> = if mode & 2 == 0 { builder.lend_entries().build() } else { builder.build() };
     let mut model = Model::new();
     let mut kept: Vec<(Snapshot<Key, Val>, Model)> = Vec::new();
     let mut ops = data.chunks_exact(3);

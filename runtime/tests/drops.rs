@@ -108,11 +108,13 @@ fn steps() -> u32 {
 }
 
 /// Random inserts, removes, batches and clears, with snapshots and read guards
-/// taken and released along the way, checked after every step.
-fn random_ops(grouping: fn(u32) -> u32, seed: u64) {
+/// taken and released along the way, checked after every step; in a map
+/// whose copies lend entries (`lend`), or clone them, as a map of types not
+/// declared `Lendable` does.
+fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
     let env = Env { reg: Registry::new(), grouping };
     let mut rng = Rng(seed);
-    let map: Map = lending_map();
+    let map: Map = if lend { lending_map() } else { Map::new() };
     let mut held: Vec<Snapshot<Key, Val>> = Vec::new();
     let keys = 300;
 
@@ -188,14 +190,20 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64) {
 #[test]
 fn random_ops_distinct_hashes() {
     for seed in 1..=3 {
-        random_ops(|n| n, seed);
+        random_ops(|n| n, seed, true);
     }
 }
 
 #[test]
 fn random_ops_with_collision_nodes() {
-    random_ops(|n| n % 4, 11);
-    random_ops(|n| n / 3, 12);
+    random_ops(|n| n % 4, 11, true);
+    random_ops(|n| n / 3, 12, true);
+}
+
+#[test]
+fn random_ops_cloning_entries() {
+    random_ops(|n| n, 21, false);
+    random_ops(|n| n / 3, 22, false);
 }
 
 #[test]
