@@ -9,20 +9,11 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{Registry, Tag, lending_map_of};
+use common::{Registry, Tag, Tagged as Val, lending_map_of};
 use snapview::{SnapMap, Snapshot};
 
 /// Enough keys that the nodes a write copies have 8 or more children.
 const KEYS: u64 = 6_000;
-
-#[derive(Clone)]
-struct Val {
-    n: u64,
-    tag: Tag,
-}
-
-// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
-unsafe impl snapview::Lendable for Val {}
 
 fn reachable(views: &[Snapshot<u64, Val>]) -> HashSet<u64> {
     views.iter().flat_map(|s| s.values().map(|v| v.tag.id()).collect::<Vec<_>>()).collect()

@@ -10,20 +10,11 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use common::{Registry, Rng, Tag, lending_map};
+use common::{Registry, Rng, Tag, Tagged as Val, lending_map};
 use snapview::{SnapMap, Snapshot};
 
 /// Enough keys that the nodes a write copies have 8 or more children.
 const KEYS: u64 = 6_000;
-
-#[derive(Clone)]
-struct Val {
-    n: u64,
-    tag: Tag,
-}
-
-// SAFETY: numbers and a `Tag`: nothing changes through a shared reference.
-unsafe impl snapview::Lendable for Val {}
 
 struct Held {
     snap: Snapshot<u64, Val>,

@@ -72,6 +72,16 @@ pub struct Tag {
 // once.
 unsafe impl snapview::Lendable for Tag {}
 
+/// A value with a number to check and a [`Tag`] to count.
+#[derive(Clone, Debug)]
+pub struct Tagged {
+    pub n: u64,
+    pub tag: Tag,
+}
+
+// SAFETY: a number and a `Tag`: nothing changes through `&Tagged`.
+unsafe impl snapview::Lendable for Tagged {}
+
 /// An empty map whose writes lend entries of any [`snapview::Lendable`]
 /// types, as the tests of lending need: by default only common std types
 /// are lent, not the types these tests count instances of.
