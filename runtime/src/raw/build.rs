@@ -1446,6 +1446,81 @@ mod tests {
         assert_eq!(counts(), [1, 1, 1, 1]);
     }
 
+    /// A [`Fused`] whose drop panics once `trip` is set (and clears it, so
+    /// that only one drop panics: a second, while unwinding, would abort).
+    #[derive(Clone, Debug)]
+    struct Tripwire {
+        _fused: Fused,
+        trip: Rc<core::cell::Cell<bool>>,
+    }
+
+    impl Drop for Tripwire {
+        fn drop(&mut self) {
+            if self.trip.replace(false) {
+                panic!("snapview test: a tripwire's drop");
+            }
+        }
+    }
+
+    // SAFETY: a `Fused` and an `Rc`; the `Cell` is shared behind it, as clones share it.
+    unsafe impl Lendable for Tripwire {}
+
+    #[test]
+    fn a_claim_cut_short_by_a_panicking_drop_leaves_the_node_claimable() {
+        let _lend = LendGuard::allow::<u32, Tripwire>();
+        let tokens: Vec<Rc<()>> = (0..4).map(|_| Rc::new(())).collect();
+        let counts = || counts_of(&tokens);
+        let fuse = Rc::new(core::cell::Cell::new(u32::MAX));
+        let trip = Rc::new(core::cell::Cell::new(false));
+        let mut b = Builder::trie(0b1111, 0);
+        for (i, token) in tokens.iter().enumerate() {
+            let fused = Fused { token: token.clone(), fuse: fuse.clone() };
+            b.push_entry((i as u32, Tripwire { _fused: fused, trip: trip.clone() }));
+        }
+        let source = b.finish();
+        // The copy borrows the source's entries 1, 2, 3 and settles into a
+        // link while a reader holds the source, which then records them as
+        // lent out.
+        let mut copy = source.clone();
+        let mut removed = None;
+        rebuild(&mut copy, |from| {
+            let mut to = Builder::trie(0b1110, 0);
+            removed = Some(from.next_entry());
+            to.take_entries(from, 3);
+            to.finish()
+        });
+        drop(removed);
+        let held = source.clone();
+        drop(source);
+        settle(&copy);
+        // Owning its entries is cut short after the first clone, which the
+        // source's original of key 1 no longer backs.
+        fuse.set(1);
+        let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| copy.own_borrowed_entries()));
+        assert!(cut.is_err());
+        fuse.set(u32::MAX);
+        assert_eq!(copy.borrowed(), 0b110);
+        // The reader lets go: the source drops its key 0 and leaves the rest,
+        // lent out, to the copy.
+        drop(held);
+        assert_eq!(counts(), [1, 3, 2, 2]);
+        // A write copies the copy: the claim adopts the gone source's
+        // entries and drops the original of key 1, whose destructor panics.
+        let shared = copy.clone();
+        trip.set(true);
+        let cut = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| copy.claim_entries()));
+        assert!(cut.is_err(), "the original's drop panicked");
+        assert_eq!((copy.borrowed(), counts()), (0, vec![1, 2, 2, 2]), "the adoption is done");
+        // The claim went with the panic: the next copy claims the entries,
+        // and the node's last drop frees it (not a lender's half-drop
+        // waiting for a borrower that never comes, which leaked it).
+        assert!(copy.claim_entries(), "the claim outlived the panic");
+        copy.end_lending();
+        drop(shared);
+        drop(copy);
+        assert_eq!(counts(), [1, 1, 1, 1]);
+    }
+
     #[test]
     fn a_clone_that_panics_as_a_borrowed_key_is_removed_leaves_the_copy_as_it_was() {
         let _lend = LendGuard::allow::<u32, Fused>();

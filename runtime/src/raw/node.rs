@@ -556,14 +556,33 @@ impl<K, V> NodeRef<K, V> {
         // then its own, and it takes them before lending them on. Relaxed:
         // the tail is the writer's, and the claim keeps other writers out.
         let borrows = lending.borrowed.load(Ordering::Relaxed) != 0;
-        // SAFETY: called only for a node that borrows and does not count its
-        // lender (not `is_lending`), so borrows through a link; we are the
-        // writer, hold a reference, and hold the claim.
-        if borrows && (self.is_lending() || !unsafe { adopt_from_gone_lender::<K, V>(lending, self.datamap()) }) {
+        if borrows && (self.is_lending() || !self.adopt_while_claimed(lending)) {
             self.end_lending();
             return false;
         }
         true
+    }
+
+    /// [`adopt_from_gone_lender`] for [`claim_entries`](Self::claim_entries),
+    /// which holds the claim and has checked that the node borrows through a
+    /// link. If an original's destructor panics in the adoption (the node
+    /// has taken its entries over by then), the claim ends with the unwind:
+    /// left set, it would make the node's last drop take it for a lender
+    /// whose borrower is still to come, and never free it.
+    fn adopt_while_claimed(&self, lending: &Lending) -> bool {
+        struct EndClaim<'a, K, V>(&'a NodeRef<K, V>);
+        impl<K, V> Drop for EndClaim<'_, K, V> {
+            fn drop(&mut self) {
+                self.0.end_lending();
+            }
+        }
+        let on_unwind = EndClaim(self);
+        // SAFETY: the node borrows through a link (the caller checked that it
+        // borrows and does not count its lender); we are the writer, hold a
+        // reference, and hold the claim.
+        let adopted = unsafe { adopt_from_gone_lender::<K, V>(lending, self.datamap()) };
+        core::mem::forget(on_unwind);
+        adopted
     }
 
     /// Records the entries this node borrows from its counted lender: those
