@@ -46,7 +46,14 @@ async fn an_edit_is_one_version_visible_in_the_next_request_and_logged() {
     assert_eq!(common::route(&client, &service, "/static/a").await.1["upstream"], "http://10.0.1.9:80");
     assert_eq!(service.routes().version(), 2);
 
-    let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    // The reloader publishes, then logs the diff: a request can see the new
+    // version before the line is written.
+    let logged = || String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !logged().contains("routes v1 -> v2") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let logged = logged();
     let line =
         logged.lines().find(|l| l.contains("routes v1 -> v2")).unwrap_or_else(|| panic!("no diff logged:\n{logged}"));
     for part in

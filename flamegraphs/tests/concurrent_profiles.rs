@@ -20,10 +20,13 @@ async fn a_second_cpu_profile_gets_409_and_the_first_completes() {
     assert!(!profile.sample.is_empty());
     assert!(common::has_string(&profile, SPIN_FN));
 
-    // The flamegraph shares the profiler.
-    let running = server.get("/debug/pprof/profile?seconds=2");
+    // The flamegraph shares the profiler. It asks 1.5 s into a 5 s profile
+    // and waits for the profiler for half a second: refused, unless the
+    // first request took more than 1.5 s to reach the profiler (with 700 ms
+    // and a 2 s profile, a loaded 2-core machine could swap the two).
+    let running = server.get("/debug/pprof/profile?seconds=5");
     let second = async {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         server.get("/debug/pprof/flamegraph?seconds=1").await
     };
     let (running, second) = tokio::join!(running, second);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Server;
 
@@ -16,7 +16,17 @@ async fn a_client_that_disconnects_frees_the_profiler() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         request.abort();
         assert!(request.await.unwrap_err().is_cancelled());
-        let (status, _, body) = server.get("/debug/pprof/profile?seconds=1").await;
+        // The server learns of the closed connection when its read or write
+        // fails, a moment later on a loaded machine: refusals for up to 5 s
+        // are that moment; an abandoned profile would hold the profiler 30.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (status, _, body) = loop {
+            let answer = server.get("/debug/pprof/profile?seconds=1").await;
+            if answer.0 != 409 || Instant::now() >= deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(status, 200, "after abandoning {path}: {}", String::from_utf8_lossy(&body));
         assert!(!common::decode_profile(&body).sample.is_empty());
     }

@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use otlp_receiver::{counter_points, integer_attribute, spans_named, string_attribute};
 use snapview_instrument::probe::MapProbe;
 use snapview_instrument::{Op, Protocol, Telemetry};
@@ -54,6 +54,13 @@ fn spans_and_histograms_reach_the_collector() {
         record_stats("otlp-test-map");
     });
     drop(guard);
+    // Dropping the guard waits for the final export only as long as the
+    // export timeout (2 s), which a loaded 2-core machine can overrun: the
+    // export then completes on the pipeline's thread, after the drop.
+    let exported = receiver.wait_until(Duration::from_secs(10), |r| {
+        !spans_named(&r.spans(), "handle_request").is_empty() && snapshot_calls(&r.metrics()).is_some()
+    });
+    assert!(exported, "the app span and the call counts reach the collector");
 
     let spans = receiver.spans();
     let request = spans_named(&spans, "handle_request");
@@ -71,9 +78,7 @@ fn spans_and_histograms_reach_the_collector() {
     let metrics = receiver.metrics();
     let metric =
         |name: &str| metrics.iter().rev().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} exported"));
-    let calls = counter_points(metric("snapview.op.calls"));
-    let snapshots = calls.iter().find(|p| labels_are(&p.attributes, "otlp-test-map", "snapshot")).unwrap();
-    assert_eq!(snapshots.value, Some(number_data_point::Value::AsInt(10)));
+    assert_eq!(snapshot_calls(&metrics), Some(number_data_point::Value::AsInt(10)));
     let buckets = counter_points(metric("snapview.op.duration.bucket"));
     let inf = buckets
         .iter()
@@ -96,6 +101,13 @@ fn spans_and_histograms_reach_the_collector() {
     });
     assert!(p50.is_some(), "{quantiles:#?}");
     assert_eq!(metric("snapview.op.duration").unit, "s");
+}
+
+/// The latest exported count of the test map's snapshots.
+fn snapshot_calls(metrics: &[Metric]) -> Option<number_data_point::Value> {
+    let calls = metrics.iter().rev().find(|m| m.name == "snapview.op.calls")?;
+    let point = counter_points(calls).iter().find(|p| labels_are(&p.attributes, "otlp-test-map", "snapshot"))?;
+    point.value
 }
 
 fn labels_are(attributes: &[KeyValue], map: &str, op: &str) -> bool {

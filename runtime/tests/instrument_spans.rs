@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use snapview::SnapMap;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Level, Subscriber};
+use tracing::subscriber::NoSubscriber;
+use tracing::{Dispatch, Level, Subscriber};
 use tracing_subscriber::Registry;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -73,7 +74,17 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanLog {
     }
 }
 
+/// A second `Dispatch`, registered for the whole run before any log is.
+/// While exactly one is registered, tracing-core 0.1.36 caches a callsite's
+/// interest from the default of whichever thread reaches the callsite first
+/// (tokio-rs/tracing#3611): a test outside `with_log` (building its map)
+/// could cache "never" for a span that another test's log, installed on
+/// its own thread meanwhile, was waiting for. With two registered it asks
+/// each of them.
+static ANCHOR: LazyLock<Dispatch> = LazyLock::new(|| Dispatch::new(NoSubscriber::default()));
+
 fn with_log(level: Level, f: impl FnOnce()) -> SpanLog {
+    LazyLock::force(&ANCHOR);
     let log = SpanLog::default();
     let filter = Targets::new().with_default(LevelFilter::from_level(level));
     let subscriber = Registry::default().with(log.clone().with_filter(filter));
