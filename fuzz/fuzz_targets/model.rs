@@ -6,7 +6,9 @@
 //! wherever a copy moves, lends or clones it. The input's first byte picks
 //! the hashing (bit 0): few distinct hashes (collision nodes, deep chains)
 //! or every key its own (wide nodes, whose copies lend their children); and
-//! (bit 1) whether the map's copies lend entries or clone them.
+//! (bit 1) whether the map's copies lend entries or clone them. Its other
+//! six bits seed the hasher (foldhash, as the default), so that a crash
+//! artifact rebuilds the trie it crashed on.
 //!
 //! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`).
 #![no_main]
@@ -17,6 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use snapview::{Change, SnapMap, Snapshot};
+
+/// The default hasher's algorithm, seeded by the input.
+type Seeded = foldhash::fast::FixedState;
+type Snap = Snapshot<Key, Val, Seeded>;
 
 /// Whether this input's keys hash apart (set from its first byte).
 static WIDE: AtomicBool = AtomicBool::new(false);
@@ -51,7 +57,7 @@ fn unbox(v: Option<Val>) -> Option<u16> {
 
 type Model = HashMap<u8, u16>;
 
-fn check(snap: &Snapshot<Key, Val>, model: &Model) {
+fn check(snap: &Snap, model: &Model) {
     assert_eq!(snap.len(), model.len());
     assert_eq!(snap.iter().len(), model.len());
     let seen: Model = snap.iter().map(|(k, v)| (*k.0, **v)).collect();
@@ -61,7 +67,7 @@ fn check(snap: &Snapshot<Key, Val>, model: &Model) {
     }
 }
 
-fn check_diff(old: &Snapshot<Key, Val>, old_model: &Model, new: &Snapshot<Key, Val>, new_model: &Model) {
+fn check_diff(old: &Snap, old_model: &Model, new: &Snap, new_model: &Model) {
     let mut expected: Vec<(u8, Option<u16>, Option<u16>)> = Vec::new();
     for (k, v) in old_model {
         match new_model.get(k) {
@@ -91,10 +97,10 @@ fuzz_target!(|data: &[u8]| {
     // Entries lent (a `Box` key is not lent by default), so that the fuzzer
     // sees a double drop or a read after a drop of a lent entry; or, as in a
     // map of types not declared `Lendable`, cloned.
-    let builder = SnapMap::builder();
-    let map: SnapMap<Key, Val> = if mode & 2 == 0 { builder.lend_entries().build() } else { builder.build() };
+    let builder = SnapMap::builder().hasher(Seeded::with_seed(u64::from(mode >> 2)));
+    let map: SnapMap<Key, Val, Seeded> = if mode & 2 == 0 { builder.lend_entries().build() } else { builder.build() };
     let mut model = Model::new();
-    let mut kept: Vec<(Snapshot<Key, Val>, Model)> = Vec::new();
+    let mut kept: Vec<(Snap, Model)> = Vec::new();
     let mut ops = data.chunks_exact(3);
     while let Some(&[op, k, v]) = ops.next() {
         let value = u16::from(v) << 1;

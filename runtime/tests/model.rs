@@ -14,15 +14,19 @@ use std::mem;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use snapview::{DefaultHashBuilder, SnapMap, Snapshot, Tx, View};
+use snapview::{SnapMap, Snapshot, Tx, View};
 
 mod common;
 use common::Colliding;
 
-type Map<K> = SnapMap<K, u32>;
+/// foldhash, as the default hasher, but seeded by the case (`seed`), so that
+/// a saved regression rebuilds the trie it failed on, not only its
+/// operations.
+type Hasher = foldhash::fast::FixedState;
+type Map<K> = SnapMap<K, u32, Hasher>;
 type Model<K> = HashMap<K, u32>;
-type KeyView<K> = View<K, u32, DefaultHashBuilder>;
-type KeyTx<'t, 'm, K> = &'t mut Tx<'m, K, u32, DefaultHashBuilder>;
+type KeyView<K> = View<K, u32, Hasher>;
+type KeyTx<'t, 'm, K> = &'t mut Tx<'m, K, u32, Hasher>;
 
 /// How the harness looks keys up; `String` goes through `&str` (`Borrow`).
 trait Key: Hash + Eq + Clone + Debug {
@@ -35,13 +39,13 @@ trait Key: Hash + Eq + Clone + Debug {
     fn contains_key(view: &KeyView<Self>, key: &Self) -> bool {
         view.contains_key(key)
     }
-    fn tx_get<'a>(tx: &'a Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a u32> {
+    fn tx_get<'a>(tx: &'a Tx<'_, Self, u32, Hasher>, key: &Self) -> Option<&'a u32> {
         tx.get(key)
     }
     fn tx_remove(tx: KeyTx<'_, '_, Self>, key: &Self) -> Option<u32> {
         tx.remove(key)
     }
-    fn tx_get_mut<'a>(tx: &'a mut Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a mut u32> {
+    fn tx_get_mut<'a>(tx: &'a mut Tx<'_, Self, u32, Hasher>, key: &Self) -> Option<&'a mut u32> {
         tx.get_mut(key)
     }
     fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
@@ -61,13 +65,13 @@ impl Key for String {
     fn contains_key(view: &KeyView<Self>, key: &Self) -> bool {
         view.contains_key(key.as_str())
     }
-    fn tx_get<'a>(tx: &'a Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a u32> {
+    fn tx_get<'a>(tx: &'a Tx<'_, Self, u32, Hasher>, key: &Self) -> Option<&'a u32> {
         tx.get(key.as_str())
     }
     fn tx_remove(tx: KeyTx<'_, '_, Self>, key: &Self) -> Option<u32> {
         tx.remove(key.as_str())
     }
-    fn tx_get_mut<'a>(tx: &'a mut Tx<'_, Self, u32, DefaultHashBuilder>, key: &Self) -> Option<&'a mut u32> {
+    fn tx_get_mut<'a>(tx: &'a mut Tx<'_, Self, u32, Hasher>, key: &Self) -> Option<&'a mut u32> {
         tx.get_mut(key.as_str())
     }
     fn remove(map: &Map<Self>, key: &Self) -> Option<u32> {
@@ -346,7 +350,7 @@ fn run_tx<K: Key>(tx: KeyTx<'_, '_, K>, model: &mut Model<K>, ops: Vec<TxOp<K>>,
     effective
 }
 
-fn run<K: Key>(ops: Vec<Op<K>>, absent: K) {
+fn run<K: Key>(ops: Vec<Op<K>>, absent: K, seed: u64) {
     // Every key the run mentions, plus one it never writes: probes for both
     // present and absent keys.
     let mut probes: Vec<K> = Vec::new();
@@ -380,10 +384,10 @@ fn run<K: Key>(ops: Vec<Op<K>>, absent: K) {
     assert!(!seen.contains(&absent));
     probes.push(absent);
 
-    let mut map: Map<K> = SnapMap::new();
+    let mut map: Map<K> = SnapMap::with_hasher(Hasher::with_seed(seed));
     let mut model: Model<K> = HashMap::new();
     let mut version = 0u64;
-    let mut saved: Vec<(Snapshot<K, u32>, Model<K>, u64)> = Vec::new();
+    let mut saved: Vec<(Snapshot<K, u32, Hasher>, Model<K>, u64)> = Vec::new();
     check_view(&map.snapshot(), &model, 0, &probes);
 
     for op in ops {
@@ -455,27 +459,27 @@ fn u16_key() -> impl Strategy<Value = u16> + Clone {
 
 proptest! {
     #[test]
-    fn small_integer_keys(ops in ops(u16_key())) {
-        run(ops, 999);
+    fn small_integer_keys(ops in ops(u16_key()), seed: u64) {
+        run(ops, 999, seed);
     }
 
     /// Only four distinct hashes: four big collision nodes under a chain of
     /// single-child nodes.
     #[test]
-    fn keys_colliding_in_four_groups(ops in ops(u16_key().prop_map(|id| Colliding { id, hash: id % 4 }))) {
-        run(ops, Colliding { id: 999, hash: 1 });
+    fn keys_colliding_in_four_groups(ops in ops(u16_key().prop_map(|id| Colliding { id, hash: id % 4 })), seed: u64) {
+        run(ops, Colliding { id: 999, hash: 1 }, seed);
     }
 
     /// Groups of three keys share a hash: many small collision nodes that
     /// appear, shrink to one entry and fold back into their parents.
     #[test]
-    fn keys_colliding_in_threes(ops in ops(u16_key().prop_map(|id| Colliding { id, hash: id / 3 }))) {
-        run(ops, Colliding { id: 999, hash: 7 });
+    fn keys_colliding_in_threes(ops in ops(u16_key().prop_map(|id| Colliding { id, hash: id / 3 })), seed: u64) {
+        run(ops, Colliding { id: 999, hash: 7 }, seed);
     }
 
     /// String keys, looked up, removed and read in batches through `&str`.
     #[test]
-    fn string_keys(ops in ops(u16_key().prop_map(|n| format!("key-{n}")))) {
-        run(ops, "absent".to_string());
+    fn string_keys(ops in ops(u16_key().prop_map(|n| format!("key-{n}"))), seed: u64) {
+        run(ops, "absent".to_string(), seed);
     }
 }
