@@ -25,6 +25,8 @@ use common::Colliding;
 type Hasher = foldhash::fast::FixedState;
 type Map<K> = SnapMap<K, u32, Hasher>;
 type Model<K> = HashMap<K, u32>;
+/// A snapshot, the model's contents when it was taken, and its version.
+type Saved<K> = (Snapshot<K, u32, Hasher>, Model<K>, u64);
 type KeyView<K> = View<K, u32, Hasher>;
 type KeyTx<'t, 'm, K> = &'t mut Tx<'m, K, u32, Hasher>;
 
@@ -387,7 +389,7 @@ fn run<K: Key>(ops: Vec<Op<K>>, absent: K, seed: u64) {
     let mut map: Map<K> = SnapMap::with_hasher(Hasher::with_seed(seed));
     let mut model: Model<K> = HashMap::new();
     let mut version = 0u64;
-    let mut saved: Vec<(Snapshot<K, u32, Hasher>, Model<K>, u64)> = Vec::new();
+    let mut saved: Vec<Saved<K>> = Vec::new();
     check_view(&map.snapshot(), &model, 0, &probes);
 
     for op in ops {
