@@ -426,6 +426,43 @@ impl<K, V, S> SnapMapBuilder<K, V, S> {
         self
     }
 
+    /// [`lend_entries`](Self::lend_entries) for a value type that is `Copy`
+    /// (counters, an enum, a small struct of numbers): no `unsafe impl
+    /// Lendable` needed, since a `Copy` type can hold no cell (`UnsafeCell`
+    /// is not `Copy`) and owns nothing that it drops. What it saves is the
+    /// keys' clones: a map of `String` keys and such values otherwise clones
+    /// every key of each node a write copies.
+    ///
+    /// ```
+    /// use snapview::SnapMap;
+    ///
+    /// #[derive(Clone, Copy, Debug, Default, PartialEq)]
+    /// struct Hits {
+    ///     ok: u64,
+    ///     failed: u64,
+    /// }
+    ///
+    /// let stats = SnapMap::<String, Hits>::builder().lend_copy_values().build();
+    /// stats.insert("/api".into(), Hits { ok: 1, failed: 0 });
+    /// assert_eq!(stats.snapshot().get("/api").map(|h| h.ok), Some(1));
+    /// ```
+    ///
+    /// A value that is not `Copy` needs [`Lendable`] and `lend_entries`:
+    ///
+    /// ```compile_fail
+    /// use snapview::SnapMap;
+    ///
+    /// let names = SnapMap::<String, String>::builder().lend_copy_values().build();
+    /// ```
+    pub fn lend_copy_values(mut self) -> Self
+    where
+        K: Lendable,
+        V: Copy,
+    {
+        self.lend = Some(LendGuard::allow_copy_values::<K, V>);
+        self
+    }
+
     /// Times one call in `every` of each operation on this map (`1`: every
     /// call, `0`: none; calls are counted either way), instead of the global
     /// default (`snapview::instrument::set_default_sample_every`). Has an

@@ -12,6 +12,8 @@
 mod common;
 
 use std::cell::RefCell;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -152,13 +154,13 @@ fn a_key_relabelled_through_an_old_snapshot_never_frees_what_the_new_version_rea
 
 /// A value that counts its clones in `CLONES[slot]`: each test its own slot,
 /// since tests run in parallel.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Counted {
     text: String,
     slot: usize,
 }
 
-static CLONES: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+static CLONES: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
 
 impl Clone for Counted {
     fn clone(&self) -> Self {
@@ -185,20 +187,27 @@ type Fixed = std::hash::BuildHasherDefault<common::Identity>;
 /// (161 and 64 are coprime).
 const STRIDE: usize = 161;
 
-/// Clones made by ten batches of 25 overwrites each, every batch with the
-/// version before it held, in a map built with `lend_entries` or not; on
-/// another thread than the batch's if `elsewhere`.
-fn clones_of_writes(slot: usize, lend: bool, elsewhere: bool) -> usize {
-    let counted = |k: u64| Counted { text: format!("value {k}"), slot };
-    let builder = SnapMap::<u64, Counted>::builder().hasher(Fixed::default());
-    let mut map = if lend { builder.lend_entries().build() } else { builder.build() };
-    map.extend((0..KEYS).map(|k| (k, counted(k))));
+/// Clones made by ten batches of 25 overwrites each of entries `entry(k)`,
+/// every batch with the version before it held; on another thread than the
+/// batch's if `elsewhere`.
+fn clones_of_writes<K, V>(
+    slot: usize,
+    mut map: SnapMap<K, V, Fixed>,
+    entry: impl Fn(u64) -> (K, V),
+    elsewhere: bool,
+) -> usize
+where
+    K: Hash + Eq + Clone + Send + Sync + Debug,
+    V: Clone + PartialEq + Send + Sync + Debug,
+{
+    map.extend((0..KEYS).map(&entry));
     let before = CLONES[slot].load(Ordering::Relaxed);
     for round in 0..10 {
         let _old = map.snapshot();
-        let write = |tx: &mut snapview::Tx<'_, u64, Counted, Fixed>| {
-            for k in (round..KEYS).step_by(STRIDE) {
-                tx.insert(k, counted(k));
+        let writes: Vec<(K, V)> = (round..KEYS).step_by(STRIDE).map(&entry).collect();
+        let write = |tx: &mut snapview::Tx<'_, K, V, Fixed>| {
+            for (k, v) in writes {
+                tx.insert(k, v);
             }
         };
         map.update(|tx| match elsewhere {
@@ -207,14 +216,26 @@ fn clones_of_writes(slot: usize, lend: bool, elsewhere: bool) -> usize {
         });
     }
     let clones = CLONES[slot].load(Ordering::Relaxed) - before;
-    assert!(map.snapshot().iter().all(|(k, v)| v.text == format!("value {k}")));
+    let now = map.snapshot();
+    assert_eq!(now.len(), KEYS as usize);
+    for (k, v) in (0..KEYS).map(&entry) {
+        assert_eq!(now.get(&k), Some(&v));
+    }
     clones
+}
+
+/// `u64` keys and [`Counted`] values in slot `slot`, in a map built with
+/// `lend_entries` if `lend`.
+fn counted_writes(slot: usize, lend: bool, elsewhere: bool) -> usize {
+    let builder = SnapMap::builder().hasher(Fixed::default());
+    let map = if lend { builder.lend_entries().build() } else { builder.build() };
+    clones_of_writes(slot, map, |k| (k, Counted { text: format!("value {k}"), slot }), elsewhere)
 }
 
 #[test]
 fn a_lendable_type_is_lent_only_in_a_map_built_to_lend_it() {
-    let cloned = clones_of_writes(0, false, false);
-    let lent = clones_of_writes(1, true, false);
+    let cloned = counted_writes(0, false, false);
+    let lent = counted_writes(1, true, false);
     assert_lent_where_built_to(cloned, lent);
 }
 
@@ -227,9 +248,51 @@ fn assert_lent_where_built_to(cloned: usize, lent: usize) {
     assert!(lent * 10 < cloned, "lent: {lent} clones, cloned: {cloned}");
 }
 
+/// A key that owns a `String` (so that its map's entries need dropping, and
+/// may be lent) and hashes as its number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Named {
+    n: u64,
+    name: String,
+}
+
+impl Hash for Named {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.n.hash(state);
+    }
+}
+
+// SAFETY: a number and a `String`: nothing changes through `&Named`.
+unsafe impl Lendable for Named {}
+
+/// A `Copy` value whose `Clone`, which a map calls where it does not lend
+/// (the only way to see a `Copy` value copied), counts.
+#[derive(Copy, Debug, PartialEq)]
+struct Hits {
+    n: u64,
+    slot: usize,
+}
+
+#[expect(clippy::non_canonical_clone_impl, reason = "counting the clones is the point")]
+impl Clone for Hits {
+    fn clone(&self) -> Self {
+        CLONES[self.slot].fetch_add(1, Ordering::Relaxed);
+        *self
+    }
+}
+
+#[test]
+fn a_copy_value_is_lent_in_a_map_built_with_lend_copy_values_without_an_unsafe_impl() {
+    let entry = |slot: usize| move |n: u64| (Named { n, name: format!("route {n}") }, Hits { n, slot });
+    let map = || SnapMap::builder().hasher(Fixed::default());
+    let cloned = clones_of_writes(4, map().build(), entry(4), false);
+    let lent = clones_of_writes(5, map().lend_copy_values().build(), entry(5), false);
+    assert_lent_where_built_to(cloned, lent);
+}
+
 #[test]
 fn a_batch_handed_to_another_thread_lends_there_too() {
-    let cloned = clones_of_writes(2, false, true);
-    let lent = clones_of_writes(3, true, true);
+    let cloned = counted_writes(2, false, true);
+    let lent = counted_writes(3, true, true);
     assert_lent_where_built_to(cloned, lent);
 }

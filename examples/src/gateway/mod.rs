@@ -167,7 +167,9 @@ impl Service {
         let table = config::load(&config.routes_path).map_err(StartError::Routes)?;
         let gateway = app::Gateway {
             routes: Arc::new(SnapMap::builder().name("routes").build()),
-            request_stats: Arc::new(SnapMap::builder().name("request_stats").build()),
+            // `RouteStats` is `Copy`: its copies may share the `String` keys
+            // of the nodes a write copies instead of cloning them.
+            request_stats: Arc::new(SnapMap::builder().name("request_stats").lend_copy_values().build()),
         };
         reload::apply(&gateway.routes, &table);
         tracing::info!(

@@ -14,8 +14,10 @@
 //! - std types listed here ([`copies_as_clones`]), whatever the map: `String`
 //!   keys and `u64` values, for example;
 //! - the [`Lendable`] types of a map built with
-//!   [`SnapMapBuilder::lend_entries`](crate::SnapMapBuilder::lend_entries): its
-//!   batches say so to the copies they make through a thread-local
+//!   [`SnapMapBuilder::lend_entries`](crate::SnapMapBuilder::lend_entries), or
+//!   a `Lendable` key and a `Copy` value in one built with
+//!   [`SnapMapBuilder::lend_copy_values`](crate::SnapMapBuilder::lend_copy_values):
+//!   its batches say so to the copies they make through a thread-local
 //!   ([`LendGuard`]).
 //!
 //! Every other entry is cloned, which is right for any type and is what
@@ -34,7 +36,10 @@ use core::marker::PhantomData;
 /// Maps whose key and value types are common std types (integers, `String`,
 /// `Box<str>`, `Arc<str>`, `Vec<u8>`, ...) lend without asking. For other
 /// types, implement this trait and build the map with
-/// [`SnapMapBuilder::lend_entries`](crate::SnapMapBuilder::lend_entries).
+/// [`SnapMapBuilder::lend_entries`](crate::SnapMapBuilder::lend_entries); for
+/// a value type that is `Copy` (a small struct of numbers, an enum), build it
+/// with [`SnapMapBuilder::lend_copy_values`](crate::SnapMapBuilder::lend_copy_values),
+/// which needs no `unsafe`.
 ///
 /// ```
 /// use snapview::{Lendable, SnapMap};
@@ -154,6 +159,19 @@ pub(crate) struct LendGuard {
 impl LendGuard {
     /// Lets copies on this thread lend `(K, V)` entries until the guard goes.
     pub(crate) fn allow<K: Lendable, V: Lendable>() -> Self {
+        Self::allow_unchecked::<K, V>()
+    }
+
+    /// As [`allow`](Self::allow), for a `Copy` value type: a `Copy` type
+    /// holds no `UnsafeCell` (which is not `Copy`) and owns nothing it
+    /// drops, so its bytes cannot change through `&V`, and a copy bit for
+    /// bit is what `Copy` promises to be a valid value.
+    pub(crate) fn allow_copy_values<K: Lendable, V: Copy>() -> Self {
+        Self::allow_unchecked::<K, V>()
+    }
+
+    /// The guard, for types the caller has proven lendable.
+    fn allow_unchecked<K, V>() -> Self {
         let before = LENDS_HERE.replace(Some((typeid::of::<K>(), typeid::of::<V>())));
         Self { before, _on_this_thread: PhantomData }
     }
