@@ -43,6 +43,10 @@
 //!   `lend_entries` (`Route` is `Lendable`), whose copies lend them; imbl
 //!   behind an `ArcSwap` for reference. Each write makes a new `Route` (its
 //!   upstream cloned), for every map alike.
+//! - `str_batch_stats`: the same with a `Copy` value (`Stats`, two counters):
+//!   snapview by default, whose copies clone the keys of the nodes they copy,
+//!   and built with `lend_copy_values`, whose copies lend them (no `unsafe
+//!   impl` needed); imbl behind an `ArcSwap`.
 //! - `str_reload`: a hot reload of the whole table, alternating between two
 //!   tables that differ in 10 keys (5 values changed, 3 keys added, 2
 //!   removed), each handed over as a freshly read `Vec<(String, u64)>` (its
@@ -56,7 +60,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use criterion::{Criterion, SamplingMode, Throughput};
-use snapview::SnapMap;
+use snapview::{SnapMap, SnapMapBuilder};
 
 mod common;
 use common::{SplitMix64, bench_sizes};
@@ -441,52 +445,86 @@ struct Route {
 // SAFETY: a `String` and a number: nothing changes through `&Route`.
 unsafe impl snapview::Lendable for Route {}
 
-type ImblRouteMap = imbl::GenericHashMap<String, Route, H, imbl::shared_ptr::DefaultSharedPtr>;
+/// A `Copy` map value: what a service counts per path.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    ok: u64,
+    failed: u64,
+}
 
 /// 1000 overwrites of `Route` values, published as one version: what
 /// lending buys a type of the user's own that says it may be lent.
 fn bench_batch_route(c: &mut Criterion, fx: &Fixture) {
+    let route = |k: &String, weight: u64| Route { upstream: k.clone(), weight };
+    let lending = ("snapview, lend_entries", SnapMapBuilder::lend_entries as fn(_) -> _);
+    bench_batch_of_values(c, fx, "str_batch_route", route, lending, |k, r| r.upstream == *k && r.weight > 0);
+}
+
+/// 1000 overwrites of `Stats` values, published as one version: what
+/// `lend_copy_values` buys a `Copy` value (its map's keys lent, not cloned).
+fn bench_batch_stats(c: &mut Criterion, fx: &Fixture) {
+    let stats = |_: &String, ok: u64| Stats { ok, failed: ok / 7 };
+    let lending = ("snapview, lend_copy_values", SnapMapBuilder::lend_copy_values as fn(_) -> _);
+    bench_batch_of_values(c, fx, "str_batch_stats", stats, lending, |_, s| s.ok > 0 && s.failed == s.ok / 7);
+}
+
+/// A builder option that makes a map lend its entries.
+type Opt<V> = fn(SnapMapBuilder<String, V, H>) -> SnapMapBuilder<String, V, H>;
+
+/// 1000 overwrites of `value(key, v)` values, published as one version:
+/// snapview as built by default, and built by `lending` (named); imbl behind
+/// an `ArcSwap` for reference. `written` checks a value of the last batch.
+fn bench_batch_of_values<V: Clone + Send + Sync + 'static>(
+    c: &mut Criterion,
+    fx: &Fixture,
+    name: &str,
+    value: impl Fn(&String, u64) -> V,
+    lending: (&str, Opt<V>),
+    written: impl Fn(&String, &V) -> bool,
+) {
     let hits = &fx.hits;
     let mask = hits.len() - 1;
-    let mut g = group(c, "str_batch_route", fx.n);
+    let mut g = group(c, name, fx.n);
     g.throughput(Throughput::Elements(BATCH as u64));
     let keys = |base: usize| (0..BATCH).map(move |t| &hits[(base + t) & mask]);
-    let route = |k: &String, weight: u64| Route { upstream: k.clone(), weight };
-    let entries = || fx.keys.iter().map(|k| (k.clone(), route(k, value_of(k))));
+    let entries = || fx.keys.iter().map(|k| (k.clone(), value(k, value_of(k))));
 
-    for lend in [false, true] {
+    for (name, build) in [("snapview", None), (lending.0, Some(lending.1))] {
         let builder = SnapMap::builder().hasher(fx.hasher.clone());
-        let mut map: SnapMap<String, Route, H> = if lend { builder.lend_entries().build() } else { builder.build() };
+        let builder = match build {
+            Some(lend) => lend(builder),
+            None => builder,
+        };
+        let mut map: SnapMap<String, V, H> = builder.build();
         map.extend(entries());
-        let name = if lend { "snapview, lend_entries" } else { "snapview" };
         g.bench_function(name, |b| {
             each_batch(b, |base, v| {
                 map.update(|tx| {
                     for k in keys(base) {
-                        tx.insert(k.clone(), route(k, v));
+                        tx.insert(k.clone(), value(k, v));
                     }
                 })
             })
         });
         assert_eq!(map.len(), fx.n);
-        assert_eq!(map.snapshot().get(&hits[0]).map(|r| r.upstream.as_str()), Some(hits[0].as_str()));
+        assert!(map.snapshot().get(&hits[0]).is_some_and(|v| written(&hits[0], v)));
     }
 
-    let mut imbl = ImblRouteMap::with_hasher(fx.hasher.clone());
+    let mut imbl =
+        imbl::GenericHashMap::<String, V, H, imbl::shared_ptr::DefaultSharedPtr>::with_hasher(fx.hasher.clone());
     imbl.extend(entries());
     let cell = ArcSwap::from_pointee(imbl);
     g.bench_function("imbl+ArcSwap", |b| {
         each_batch(b, |base, v| {
-            let mut m = ImblRouteMap::clone(&cell.load());
+            let mut m = imbl::GenericHashMap::clone(&cell.load());
             for k in keys(base) {
-                m.insert(k.clone(), route(k, v));
+                m.insert(k.clone(), value(k, v));
             }
             cell.store(Arc::new(m));
         })
     });
     assert_eq!(cell.load().len(), fx.n);
-    let last = cell.load().get(&hits[0]).map(|r| (r.upstream.clone(), r.weight));
-    assert!(last.is_some_and(|(upstream, weight)| upstream == hits[0] && weight > 0));
+    assert!(cell.load().get(&hits[0]).is_some_and(|v| written(&hits[0], v)));
     g.finish();
 }
 
@@ -771,6 +809,7 @@ fn benches(c: &mut Criterion) {
         bench_batch_held(c, &fx);
         bench_batch_beside(c, &fx);
         bench_batch_route(c, &fx);
+        bench_batch_stats(c, &fx);
         bench_reload(c, &fx);
     }
 }

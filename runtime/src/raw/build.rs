@@ -1402,6 +1402,21 @@ mod tests {
     // SAFETY: two `Rc`s; the fuse's `Cell` is shared behind one, as clones share it.
     unsafe impl Lendable for Fused {}
 
+    /// A copy of `source` (entries in slots 0 to 3) rebuilt without slot 0:
+    /// it borrows the other three, its entries 0, 1, 2 the source's 1, 2, 3.
+    fn copy_without_slot_0<V: Clone>(source: &NodeRef<u32, V>) -> NodeRef<u32, V> {
+        let mut copy = source.clone();
+        let mut removed = None;
+        rebuild(&mut copy, |from| {
+            let mut to = Builder::trie(0b1110, 0);
+            removed = Some(from.next_entry());
+            to.take_entries(from, 3);
+            to.finish()
+        });
+        drop(removed);
+        copy
+    }
+
     #[test]
     fn a_rebuilt_copy_cut_short_owning_its_entries_leaves_its_lender_the_right_ones() {
         let _lend = LendGuard::allow::<u32, Fused>();
@@ -1413,16 +1428,7 @@ mod tests {
             b.push_entry((i as u32, Fused { token: token.clone(), fuse: fuse.clone() }));
         }
         let source = b.finish();
-        // Rebuilt without slot 0: the copy's entries 0, 1, 2 are the source's 1, 2, 3.
-        let mut copy = source.clone();
-        let mut removed = None;
-        rebuild(&mut copy, |from| {
-            let mut to = Builder::trie(0b1110, 0);
-            removed = Some(from.next_entry());
-            to.take_entries(from, 3);
-            to.finish()
-        });
-        drop(removed);
+        let mut copy = copy_without_slot_0(&source);
         assert_eq!(copy.borrowed(), 0b111);
         // The batch then owns them all (as a fold owns those of a pair it
         // moves up, `trie::own_what_a_fold_moves`);
@@ -1481,15 +1487,7 @@ mod tests {
         // The copy borrows the source's entries 1, 2, 3 and settles into a
         // link while a reader holds the source, which then records them as
         // lent out.
-        let mut copy = source.clone();
-        let mut removed = None;
-        rebuild(&mut copy, |from| {
-            let mut to = Builder::trie(0b1110, 0);
-            removed = Some(from.next_entry());
-            to.take_entries(from, 3);
-            to.finish()
-        });
-        drop(removed);
+        let mut copy = copy_without_slot_0(&source);
         let held = source.clone();
         drop(source);
         settle(&copy);
