@@ -1435,10 +1435,20 @@ pub(super) unsafe fn drop_entries_except<K, V>(entries: *mut (K, V), len: usize,
             unsafe { drop_entries_except(entries.add(at), len - at, keep.checked_shr(at as u32).unwrap_or(0)) };
         }
     }
-    for i in 0..len {
-        if i < 64 && keep & (1 << i) != 0 {
-            continue;
-        }
+    // Only the set bits are visited, rather than a test per entry: which
+    // entries a batch wrote (and so which the lender drops) follows its keys,
+    // and a test per entry mispredicted about once per entry written.
+    let mut doomed = !keep & super::build::bits_below(len);
+    while doomed != 0 {
+        let i = doomed.trailing_zeros() as usize;
+        doomed &= doomed - 1;
+        let rest = Rest(entries, len, keep, i);
+        // SAFETY: entry `i` is initialised and not kept (caller).
+        unsafe { ptr::drop_in_place(entries.add(i)) };
+        core::mem::forget(rest);
+    }
+    // Past 64 entries (a collision node) nothing is kept.
+    for i in 64..len {
         let rest = Rest(entries, len, keep, i);
         // SAFETY: entry `i` is initialised and not kept (caller).
         unsafe { ptr::drop_in_place(entries.add(i)) };
@@ -1505,6 +1515,66 @@ mod tests {
     fn layout_of_zero_sized_entries_is_header_and_children() {
         let l = NodeRef::<(), ()>::layout(1000, 1);
         assert_eq!(l.size(), size_of::<Header>() + 8 + 8 + size_of::<Lending>());
+    }
+
+    /// Records its index when dropped, and panics then if told to.
+    struct Marked(usize, bool);
+
+    std::thread_local! {
+        static DROPPED: core::cell::RefCell<Vec<usize>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+
+    impl Drop for Marked {
+        fn drop(&mut self) {
+            DROPPED.with(|d| d.borrow_mut().push(self.0));
+            assert!(!self.1, "entry {} panics as it drops", self.0);
+        }
+    }
+
+    /// Runs `drop_entries_except` over `len` marked entries (entry
+    /// `panics_at` panicking) and returns the indices dropped, sorted.
+    fn dropped_by(len: usize, keep: u64, panics_at: Option<usize>) -> Vec<usize> {
+        let mut entries: Vec<(Marked, ())> = (0..len).map(|i| (Marked(i, Some(i) == panics_at), ())).collect();
+        DROPPED.with(|d| d.borrow_mut().clear());
+        let ptr = entries.as_mut_ptr();
+        // SAFETY: the entries are initialised; the Vec forgets them all
+        // below (the kept ones are leaked: they own nothing).
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { drop_entries_except(ptr, len, keep) }));
+        // SAFETY: length 0 drops nothing; the entries' memory is freed.
+        unsafe { entries.set_len(0) };
+        assert_eq!(run.is_err(), panics_at.is_some_and(|at| at >= 64 || keep & (1 << at) == 0));
+        let mut dropped = DROPPED.with(|d| d.take());
+        dropped.sort_unstable();
+        dropped
+    }
+
+    /// Every entry not kept is dropped exactly once, also when one of their
+    /// destructors panics, and past 64 entries (a collision node) none is kept.
+    #[test]
+    fn drop_entries_except_drops_each_entry_not_kept_exactly_once() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..400 {
+            let len = [0, 1, 5, 17, 63, 64, 65, 90][round % 8];
+            let keep = match round % 3 {
+                0 => 0,
+                1 => next(),
+                _ => next() & next() & next(),
+            };
+            let panics_at = (round % 4 == 3 && len > 0).then(|| next() as usize % len);
+            let expected: Vec<usize> = (0..len).filter(|&i| i >= 64 || keep & (1 << i) == 0).collect();
+            assert_eq!(
+                dropped_by(len, keep, panics_at),
+                expected,
+                "len {len}, keep {keep:#x}, panics at {panics_at:?}"
+            );
+        }
     }
 }
 
