@@ -5,6 +5,7 @@ use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::marker::PhantomData;
 use core::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -204,6 +205,11 @@ where
     /// the closure (or a `Hash`, `Eq`, `Clone` it calls into) panics, nothing
     /// is published and the map stays at its last version, usable by the next
     /// writer. A batch that changes nothing publishes nothing.
+    ///
+    /// After a publish the writer frees what only the replaced version held
+    /// (unless a snapshot still holds it). If a value's `Drop` panics there,
+    /// the batch stays published and subscribers are told of it; the panic
+    /// then propagates out of `update`.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
@@ -227,13 +233,27 @@ where
                 // reader still has it (arc-swap has turned every reader's
                 // pending load into a counted reference by now).
                 let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
-                settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
+                // Settling and recycling free what only the old version held,
+                // so a value's destructor may panic here, after the publish.
+                // The version stands: it is settled and announced before the
+                // panic goes on (docs/design.md, "Panic safety", rule 7).
+                let freed = panic::catch_unwind(AssertUnwindSafe(|| {
+                    settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
+                }));
+                if freed.is_err()
+                    && let Some(root) = next.root().filter(|_| lent)
+                {
+                    settle_despite_panics(root, &written);
+                }
                 writer.written = written;
                 writer.written.clear();
                 if self.watchers.watched() {
                     self.watchers.published(&next);
                 }
                 publish.published(next.version(), changes);
+                if let Err(payload) = freed {
+                    panic::resume_unwind(payload);
+                }
             }
             // Nothing changed: the working root equals the current one in
             // contents. A write that panicked (and was caught) may have left
@@ -279,6 +299,15 @@ fn settle_and_recycle<K: Clone, V: Clone>(
     if let Some(root) = root {
         trie::settle_written(root, written);
     }
+}
+
+/// Settles the copies that a panicking destructor left lending, walking the
+/// written paths again until a walk completes. Each panic comes after its
+/// node's lending state was taken out (`raw::settle_node`), so every walk
+/// settles at least one copy more than the last, and the loop ends. The
+/// panics of these walks are dropped: the caller resumes the first one.
+fn settle_despite_panics<K, V>(root: &NodeRef<K, V>, written: &WrittenPaths) {
+    while panic::catch_unwind(AssertUnwindSafe(|| trie::settle_written(root, written))).is_err() {}
 }
 
 /// Brings `old` (the root of a version nobody else holds) up to date with

@@ -1,19 +1,22 @@
 //! A value whose `Drop` panics leaks nothing else: the node it sits in still
 //! drops its other entries and its children (the sub-trees below), and frees
 //! its memory. Until session 28 a node dropped its entries and then its
-//! children in one go, so a panic in the first skipped the second.
+//! children in one go, so a panic in the first skipped the second. And a
+//! publish whose freeing of the old version meets such a value still settles
+//! and announces the version it published (since session 30).
 
 mod common;
 
 use std::hash::BuildHasherDefault;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use common::Identity;
 use snapview::{Lendable, SnapMap};
 
 /// Live values per test (tests run in parallel).
-static LIVE: [AtomicIsize; 2] = [const { AtomicIsize::new(0) }; 2];
+static LIVE: [AtomicIsize; 4] = [const { AtomicIsize::new(0) }; 4];
 
 /// A value that counts itself in `LIVE[slot]`, and panics when dropped if `boom`.
 struct Value {
@@ -98,4 +101,63 @@ fn a_lender_whose_entry_panics_as_it_drops_still_drops_its_children() {
     drop(map);
     assert!(quietly(move || drop(old)).is_err(), "the value's drop panicked");
     assert_eq!(LIVE[1].load(Ordering::Relaxed), 0, "values leaked");
+}
+
+/// Two children of the root, each of three keys: slot 0 holds keys 0 (whose
+/// value panics when dropped), 64 and 128; slot 3 holds 3, 67 and 131.
+fn two_children(slot: usize, lend: bool) -> Map {
+    let builder = SnapMap::builder().hasher(BuildHasherDefault::<Identity>::default());
+    let map: Map = if lend { builder.lend_entries().build() } else { builder.build() };
+    map.update(|tx| {
+        for k in [0, 64, 128, 3, 67, 131] {
+            tx.insert(k, Value::new(slot, k == 0));
+        }
+    });
+    map
+}
+
+/// A batch writes keys 0 and 3, and freeing the old version after the
+/// publish drops the original of key 0, which panics. With lending, each
+/// copy borrowed its source's entries, and settling walks slot 0's path
+/// first: the source drops the original there; slot 3's copy must still be
+/// settled after it, or it keeps its source (and the original of key 3)
+/// alive until a later version replaces it. Without lending, the old
+/// version's nodes go as the writer recycles its root.
+fn a_panicking_drop_after_the_publish(slot: usize, lend: bool) {
+    let map = two_children(slot, lend);
+    let mut changes = map.subscribe();
+    let before = map.version();
+    let batch = quietly(|| {
+        map.update(|tx| {
+            tx.insert(0, Value::new(slot, false));
+            tx.insert(3, Value::new(slot, false));
+        })
+    });
+    assert!(batch.is_err(), "the old value's drop panicked");
+    assert_eq!(map.version(), before + 1, "the batch was published");
+    assert_eq!(map.snapshot().len(), 6);
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 6, "only the current version's values are alive");
+    let noticed = changes.poll_changed(&mut Context::from_waker(Waker::noop()));
+    assert!(
+        matches!(&noticed, Poll::Ready(Some(s)) if s.version() == before + 1),
+        "subscribers are told of the version"
+    );
+    drop(noticed);
+    // The next batch starts from it as usual.
+    map.insert(64, Value::new(slot, false));
+    assert_eq!(map.version(), before + 2);
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 6);
+    // The subscription holds the last version it was told of.
+    drop((map, changes));
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 0, "values leaked");
+}
+
+#[test]
+fn a_value_that_panics_as_a_publish_frees_it_leaves_that_version_settled_and_announced() {
+    a_panicking_drop_after_the_publish(2, true);
+}
+
+#[test]
+fn a_value_that_panics_as_a_publish_frees_it_unlent_leaves_that_version_announced() {
+    a_panicking_drop_after_the_publish(3, false);
 }

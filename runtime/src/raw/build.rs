@@ -261,13 +261,15 @@ impl<K, V> Builder<K, V> {
         // now initialised (just checked), and the Builder's one reference is
         // handed over (ManuallyDrop: its Drop will not run).
         let node = unsafe { NodeRef::from_raw(this.ptr) };
-        if lender.is_some() {
-            count_lending_build();
-        }
+        let lends = lender.is_some();
         // N6, E1: the lent children and borrowed entries, and the reference
-        // that keeps them alive.
+        // that keeps them alive, recorded before anything else runs: until
+        // then an unwinding `node` would drop them as its own.
         node.set_borrowed(this.borrowed);
         node.set_lending(this.lent, lender);
+        if lends {
+            count_lending_build();
+        }
         node
     }
 }
@@ -539,8 +541,11 @@ impl<K, V> Drop for Drain<K, V> {
             lender.end_lending();
         }
         let left = self.children - self.next_child;
-        // SAFETY: the lent children not handed out are alive: `self.lender`,
-        // dropped after this function, holds them (N6). Shifting the bits
+        // SAFETY: the lent children not handed out are alive: their lender
+        // holds them (N6), and outlives this drop: `self.lender`, dropped
+        // after this function, or, once a Builder took it over
+        // (`Builder::hold_lender_of`), the node that Builder made, which
+        // `rebuild` keeps while it drops this Drain. Shifting the bits
         // lines them up with the slice that starts at the cursor.
         unsafe {
             own_lent::<K, V>(

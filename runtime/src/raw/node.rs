@@ -55,8 +55,11 @@
 //!
 //! - **E1** a node whose `borrowed` bits are not all 0 holds, at those
 //!   entries, the bytes of entries of its lender, which has `LENT` set, and
-//!   once the borrower has settled into a link (E2), exactly those entries'
-//!   bits set in `lent_out` (before, nothing reads it; one borrower per lender;
+//!   once the borrower has settled into a link (E2), those entries' bits set
+//!   in `lent_out`, and no others but those of entries the borrower has
+//!   since cloned for itself in an `own_all` cut short by a panicking
+//!   `Clone`, whose originals the later end drops (before settling, nothing
+//!   reads `lent_out`; one borrower per lender;
 //!   both are trie nodes, and an entry sits in the same *slot* in both, not
 //!   always at the same index: a copy rebuilt around a key it adds or
 //!   removes borrows the entries on either side, so each side's bits are in
@@ -100,8 +103,10 @@ const MAX_REFS: u32 = 1 << 28;
 /// sets and clears it; counting never reaches it (`MAX_REFS`).
 const LENDING: u32 = 1 << 31;
 /// A bit of `refs`: a copy borrows this node's entries (E1). Set by the
-/// writer that makes the copy, cleared by whichever end of the borrowing
-/// comes first (see "Lending entries" in docs/design.md).
+/// writer that makes the copy; cleared by the borrower's end (the writer
+/// during the batch, or the borrower's drop or later batch through a link),
+/// while the lender's end sets `GONE` instead (see "Lending entries" in
+/// docs/design.md).
 const LENT: u32 = 1 << 30;
 /// A bit of `refs`: the node's last reference went while `LENT` was set; it
 /// has dropped all it owned but the lent entries, and its memory waits for
@@ -451,8 +456,9 @@ impl<K, V> NodeRef<K, V> {
         if !lends_entries::<K, V>() {
             return 0;
         }
-        // Relaxed: written only by the writer that holds the node alone, or
-        // built it; read by it, or by a last reference after its Acquire.
+        // Relaxed: written only by the writer (on a node it holds alone or
+        // builds, or, settling, on a published node whose tail no reader
+        // reads); read by it, or by a last reference after its Acquire.
         self.lending().map_or(0, |l| l.borrowed.load(Ordering::Relaxed))
     }
 
@@ -542,8 +548,9 @@ impl<K, V> NodeRef<K, V> {
             return false;
         }
         let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
-        // AcqRel: the bit is the claim: of two writers (of two maps that
-        // share this node) only one sees it clear. `lent_out` is written
+        // AcqRel: the bit is the claim. A previous borrower's end may have
+        // cleared it on another thread (`release_link`, AcqRel), and the
+        // Acquire orders that end before this claim. `lent_out` is written
         // when the copy settles into a link (`keep_link`), and read only
         // after: by the node's last reference, which cannot come while a
         // counted reference lives, and whose Acquire follows its release,
@@ -590,7 +597,9 @@ impl<K, V> NodeRef<K, V> {
     pub(super) fn set_borrowed(&self, borrowed: u64) {
         match self.lending() {
             // Relaxed: the node is not visible to anyone else yet, or the
-            // writer holds it alone.
+            // writer holds it alone, or settles it (`take_over`): readers of
+            // a published node never read its tail, and its last reference
+            // reads it only after its Acquire.
             Some(lending) => lending.borrowed.store(borrowed, Ordering::Relaxed),
             None => assert!(borrowed == 0, "snapview bug: borrowed entries without a tail"),
         }
