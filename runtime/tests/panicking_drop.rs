@@ -16,7 +16,7 @@ use common::Identity;
 use snapview::{Lendable, SnapMap};
 
 /// Live values per test (tests run in parallel).
-static LIVE: [AtomicIsize; 4] = [const { AtomicIsize::new(0) }; 4];
+static LIVE: [AtomicIsize; 5] = [const { AtomicIsize::new(0) }; 5];
 
 /// A value that counts itself in `LIVE[slot]`, and panics when dropped if `boom`.
 struct Value {
@@ -103,40 +103,43 @@ fn a_lender_whose_entry_panics_as_it_drops_still_drops_its_children() {
     assert_eq!(LIVE[1].load(Ordering::Relaxed), 0, "values leaked");
 }
 
-/// Two children of the root, each of three keys: slot 0 holds keys 0 (whose
-/// value panics when dropped), 64 and 128; slot 3 holds 3, 67 and 131.
-fn two_children(slot: usize, lend: bool) -> Map {
+/// Three children of the root, each of three keys: slot 0 holds keys 0, 64
+/// and 128; slot 3 holds 3, 67 and 131; slot 5 holds 5, 69 and 133. The
+/// values of the keys in `booms` panic when dropped.
+fn three_children(slot: usize, lend: bool, booms: &[u64]) -> Map {
     let builder = SnapMap::builder().hasher(BuildHasherDefault::<Identity>::default());
     let map: Map = if lend { builder.lend_entries().build() } else { builder.build() };
     map.update(|tx| {
-        for k in [0, 64, 128, 3, 67, 131] {
-            tx.insert(k, Value::new(slot, k == 0));
+        for k in [0, 64, 128, 3, 67, 131, 5, 69, 133] {
+            tx.insert(k, Value::new(slot, booms.contains(&k)));
         }
     });
     map
 }
 
-/// A batch writes keys 0 and 3, and freeing the old version after the
-/// publish drops the original of key 0, which panics. With lending, each
-/// copy borrowed its source's entries, and settling walks slot 0's path
-/// first: the source drops the original there; slot 3's copy must still be
-/// settled after it, or it keeps its source (and the original of key 3)
-/// alive until a later version replaces it. Without lending, the old
-/// version's nodes go as the writer recycles its root.
-fn a_panicking_drop_after_the_publish(slot: usize, lend: bool) {
-    let map = two_children(slot, lend);
+/// A batch writes keys 0, 3 and 5, and freeing the old version after the
+/// publish drops the original of key 0 (and of 3, if in `booms`), which
+/// panics. With lending, each copy borrowed its source's entries, and
+/// settling walks the paths in that order: the source drops the original
+/// there; the copies after it must still be settled, or each keeps its
+/// source (and the original it replaced) alive until a later version
+/// replaces it. Without lending, the old version's nodes go as the writer
+/// recycles its root.
+fn a_panicking_drop_after_the_publish(slot: usize, lend: bool, booms: &[u64]) {
+    let map = three_children(slot, lend, booms);
     let mut changes = map.subscribe();
     let before = map.version();
     let batch = quietly(|| {
         map.update(|tx| {
             tx.insert(0, Value::new(slot, false));
             tx.insert(3, Value::new(slot, false));
+            tx.insert(5, Value::new(slot, false));
         })
     });
     assert!(batch.is_err(), "the old value's drop panicked");
     assert_eq!(map.version(), before + 1, "the batch was published");
-    assert_eq!(map.snapshot().len(), 6);
-    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 6, "only the current version's values are alive");
+    assert_eq!(map.snapshot().len(), 9);
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 9, "only the current version's values are alive");
     let noticed = changes.poll_changed(&mut Context::from_waker(Waker::noop()));
     assert!(
         matches!(&noticed, Poll::Ready(Some(s)) if s.version() == before + 1),
@@ -146,7 +149,7 @@ fn a_panicking_drop_after_the_publish(slot: usize, lend: bool) {
     // The next batch starts from it as usual.
     map.insert(64, Value::new(slot, false));
     assert_eq!(map.version(), before + 2);
-    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 6);
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 9);
     // The subscription holds the last version it was told of.
     drop((map, changes));
     assert_eq!(LIVE[slot].load(Ordering::Relaxed), 0, "values leaked");
@@ -154,10 +157,17 @@ fn a_panicking_drop_after_the_publish(slot: usize, lend: bool) {
 
 #[test]
 fn a_value_that_panics_as_a_publish_frees_it_leaves_that_version_settled_and_announced() {
-    a_panicking_drop_after_the_publish(2, true);
+    a_panicking_drop_after_the_publish(2, true, &[0]);
+}
+
+/// Two paths' settling panics: the second walk panics at slot 3, and only a
+/// third one settles slot 5.
+#[test]
+fn two_values_that_panic_as_a_publish_frees_them_leave_that_version_settled() {
+    a_panicking_drop_after_the_publish(4, true, &[0, 3]);
 }
 
 #[test]
 fn a_value_that_panics_as_a_publish_frees_it_unlent_leaves_that_version_announced() {
-    a_panicking_drop_after_the_publish(3, false);
+    a_panicking_drop_after_the_publish(3, false, &[0]);
 }
