@@ -134,20 +134,23 @@ where
 
     /// The value, for changing in place: a write, as [`Tx::get_mut`].
     pub fn get_mut(&mut self) -> &mut V {
-        let count = self.count();
-        self.tx.value_mut(self.hash, Target::Key(&self.key), count).expect(INCONSISTENT_KEY)
+        let value = self.tx.value_mut(self.hash, Target::Key(&self.key), self.count()).expect(INCONSISTENT_KEY);
+        // Only once it succeeded: a `Clone` that panics on the way (and that
+        // the batch catches) leaves the next access to count the write.
+        self.written = true;
+        value
     }
 
     /// The value, borrowed for as long as the entry's batch: a write, as [`Tx::get_mut`].
-    pub fn into_mut(mut self) -> &'t mut V {
+    pub fn into_mut(self) -> &'t mut V {
         let count = self.count();
         let Self { tx, key, hash, .. } = self;
         tx.value_mut(hash, Target::Key(&key), count).expect(INCONSISTENT_KEY)
     }
 
     /// How the next mutable access counts: a write the first time only.
-    fn count(&mut self) -> Count {
-        if mem::replace(&mut self.written, true) { Count::Counted } else { Count::Write }
+    fn count(&self) -> Count {
+        if self.written { Count::Counted } else { Count::Write }
     }
 
     /// Replaces the value; returns the old one. The stored key is kept.

@@ -229,15 +229,17 @@ where
                 let next = Arc::new(next);
                 self.current.store(Arc::clone(&next));
                 drop(mem::replace(&mut writer.current, Arc::clone(&next)));
-                // `base` is now the only holder of the old version unless a
-                // reader still has it (arc-swap has turned every reader's
-                // pending load into a counted reference by now).
-                let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
                 // Settling and recycling free what only the old version held,
                 // so a value's destructor may panic here, after the publish.
                 // The version stands: it is settled and announced before the
                 // panic goes on (docs/design.md, "Panic safety", rule 7).
                 let freed = panic::catch_unwind(AssertUnwindSafe(|| {
+                    // `base` is now the only holder of the old version unless
+                    // a reader still has it (arc-swap has turned every
+                    // reader's pending load into a counted reference by now).
+                    // If one has, dropping `base` may still free the version
+                    // here, should that reader let go meanwhile.
+                    let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
                     settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
                 }));
                 if freed.is_err()

@@ -314,7 +314,13 @@ pub(crate) fn singleton<K, V>(hash: u64, key: K, value: V) -> NodeRef<K, V> {
     b.finish()
 }
 
-/// Inserts or replaces; returns the value replaced. `len`, the trie's entry
+/// What an [`insert`] of a key the trie holds already gives back: the value
+/// it replaced, and the key it was given (the stored key is kept). The
+/// caller drops that key after it has counted the write: a `Drop` that
+/// panics must not make the write look undone.
+pub(crate) type Replaced<K, V> = Option<(V, K)>;
+
+/// Inserts or replaces ([`Replaced`]). `len`, the trie's entry
 /// count, only tells the descent whether and where its nodes are cold (0 is
 /// always correct: a small trie's descent fetches nothing ahead).
 ///
@@ -326,7 +332,7 @@ pub(crate) fn insert<K, V, S>(
     key: K,
     value: V,
     hasher: &S,
-) -> Option<V>
+) -> Replaced<K, V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -352,7 +358,7 @@ fn insert_fetching_ahead<K, V, S>(
     key: K,
     value: V,
     hasher: &S,
-) -> Option<V>
+) -> Replaced<K, V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -382,10 +388,10 @@ where
     S: BuildHasher,
     A: FetchAhead,
 {
-    type Output = Option<V>;
+    type Output = Replaced<K, V>;
 
     #[inline(always)]
-    fn run(self) -> Option<V> {
+    fn run(self) -> Replaced<K, V> {
         let Self { node, hash, key, value, hasher, ahead } = self;
         insert_below(node, hash, key, value, hasher, ahead)
     }
@@ -399,7 +405,7 @@ fn insert_below<K, V, S, A: FetchAhead>(
     value: V,
     hasher: &S,
     ahead: A,
-) -> Option<V>
+) -> Replaced<K, V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -418,7 +424,7 @@ where
         match slot(node, bit) {
             Slot::Entry(existing) if existing.0 == key => {
                 let (mut entries, _) = node.make_mut();
-                return Some(mem::replace(&mut entries.get(index(dm, bit)).1, value));
+                return Some((mem::replace(&mut entries.get(index(dm, bit)).1, value), key));
             }
             Slot::Entry(existing) => {
                 // Hash the key already there before touching anything: it may panic.
@@ -502,14 +508,14 @@ impl FetchAhead for FetchPlanned {
     }
 }
 
-fn insert_collision<K, V>(node: &mut NodeRef<K, V>, key: K, value: V) -> Option<V>
+fn insert_collision<K, V>(node: &mut NodeRef<K, V>, key: K, value: V) -> Replaced<K, V>
 where
     K: Eq + Clone,
     V: Clone,
 {
     if let Some(at) = node.entries().iter().position(|(k, _)| *k == key) {
         let (mut entries, _) = node.make_mut();
-        return Some(mem::replace(&mut entries.get(at).1, value));
+        return Some((mem::replace(&mut entries.get(at).1, value), key));
     }
     let len = node.entries().len();
     rebuild(node, |from| {
@@ -632,7 +638,8 @@ fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shi
 /// They must come sorted by [`trie_order`](crate::order::trie_order). Every
 /// node is allocated once, at its exact size, in iteration order (a node
 /// before its children, siblings left to right), so a map loaded this way is
-/// laid out for its own iteration. Runs no user code.
+/// laid out for its own iteration. Runs no user code: what `items` holds
+/// after the last entry it yields is the caller's to drop.
 pub(crate) fn build_sorted<K, V>(orders: &[u64], mut items: impl Iterator<Item = (K, V)>) -> Option<NodeRef<K, V>> {
     if orders.is_empty() {
         return None;
@@ -1639,7 +1646,10 @@ mod tests {
                 held.remove(0);
             }
             if r >> 7 & 1 == 0 || model.len() < 2 {
-                assert_eq!(insert(&mut root, model.len(), h, key.clone(), step, &s), model.insert(key, step));
+                assert_eq!(
+                    insert(&mut root, model.len(), h, key.clone(), step, &s).map(|(old, _)| old),
+                    model.insert(key, step)
+                );
             } else if model.contains_key(&key) {
                 assert_eq!(remove(&mut root, h, &key).map(|e| e.1), model.remove(&key));
             }

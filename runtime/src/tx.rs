@@ -128,9 +128,12 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
 
     /// Removes every entry.
     pub fn clear(&mut self) {
-        if self.root.take().is_some() {
+        if let Some(root) = self.root.take() {
             self.changes += self.len;
             self.len = 0;
+            // Dropped once the batch is empty: a value's destructor may
+            // panic, and a batch that catches it must not keep the old `len`.
+            drop(root);
         }
     }
 }
@@ -152,18 +155,22 @@ where
     /// [`insert`](Self::insert) of a key whose hash is known.
     fn insert_hashed(&mut self, key: K, hash: u64, value: V) -> Option<V> {
         let _lend = self.will_write(hash);
-        let old = match &mut self.root {
+        let replaced = match &mut self.root {
             None => {
                 self.root = Some(trie::singleton(hash, key, value));
                 None
             }
             Some(root) => trie::insert(root, self.len, hash, key, value, self.hasher),
         };
-        if old.is_none() {
-            self.len += 1;
-        }
         self.changes += 1;
-        old
+        let Some((old, unused_key)) = replaced else {
+            self.len += 1;
+            return None;
+        };
+        // Dropped once the write is counted: if its `Drop` panics and the
+        // batch catches it, the write must not look undone.
+        drop(unused_key);
+        Some(old)
     }
 
     /// Removes `key`; returns its value if it was present.
@@ -427,9 +434,13 @@ where
         debug_assert!(self.root.is_none() && self.len == 0);
         let table = TrieOrdered::new(iter, self.hasher);
         self.written.rebuilt();
-        self.len = table.len();
-        self.changes += table.yielded();
-        let (orders, entries) = table.into_parts();
-        self.root = trie::build_sorted(&orders, entries);
+        let (len, yielded) = (table.len(), table.yielded());
+        let (orders, mut entries) = table.into_parts();
+        self.root = trie::build_sorted(&orders, &mut entries);
+        self.len = len;
+        self.changes += yielded;
+        // Last: what is left are the pairs of keys given again later, and
+        // their destructors may panic; the batch holds the whole load by then.
+        drop(entries);
     }
 }
