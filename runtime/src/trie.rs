@@ -944,7 +944,9 @@ fn settle_path<K, V>(root: &NodeRef<K, V>, hash: u64) {
 /// Nodes holding entries are never kept private: their clones would be
 /// instances of values that no version holds; nor are nodes below depth 1
 /// (see [`PRIVATE_DEPTH`]). So the memory this costs is at most one extra
-/// copy of the root's entry-free children: 64 nodes of at most 1080 bytes (24 of header, 16 per child with its occupancy, 32 of lending tail), 69 KB.
+/// copy of the root's entry-free children: 64 nodes of at most 1080 bytes
+/// (a 24-byte header, 16 bytes per child with its occupancy, a 32-byte
+/// lending tail), 69 KB.
 ///
 /// If a `Clone` panics, the half-updated spare is dropped during unwinding;
 /// `current` is untouched.
