@@ -6,27 +6,13 @@
 //! findings): a one-pass load, `clear`, an entry's retried `get_mut`, and an
 //! `insert` whose key was dropped after replacing the value.
 
+mod common;
+
 use std::hash::{Hash, Hasher};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::{PLANNED_PANIC, quietly};
 use snapview::{Entry, SnapMap};
-
-const MESSAGE: &str = "snapview test: a planned panic";
-
-/// Runs `f`, silencing the test's own panics (and only them).
-fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<&str>() != Some(&MESSAGE) {
-                default(info);
-            }
-        }));
-    });
-    catch_unwind(AssertUnwindSafe(f))
-}
 
 /// A value that panics when dropped if `boom`; its clones do not.
 #[derive(Debug, PartialEq)]
@@ -54,7 +40,7 @@ impl Clone for Value {
 impl Drop for Value {
     fn drop(&mut self) {
         if self.boom {
-            std::panic::panic_any(MESSAGE);
+            std::panic::panic_any(PLANNED_PANIC);
         }
     }
 }
@@ -122,7 +108,7 @@ fn an_insert_whose_unused_key_panics_as_it_drops_still_counts_as_a_write() {
     impl Drop for Key {
         fn drop(&mut self) {
             if self.boom {
-                std::panic::panic_any(MESSAGE);
+                std::panic::panic_any(PLANNED_PANIC);
             }
         }
     }
@@ -149,7 +135,7 @@ fn an_entry_whose_first_get_mut_panicked_counts_its_retry_as_a_write() {
     impl Clone for Cloned {
         fn clone(&self) -> Self {
             if ARMED.swap(false, Ordering::Relaxed) {
-                std::panic::panic_any(MESSAGE);
+                std::panic::panic_any(PLANNED_PANIC);
             }
             Self(self.0)
         }

@@ -8,11 +8,10 @@
 mod common;
 
 use std::hash::BuildHasherDefault;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use common::Identity;
+use common::{Identity, PLANNED_PANIC, quietly};
 use snapview::{Lendable, SnapMap};
 
 /// Live values per test (tests run in parallel).
@@ -43,7 +42,7 @@ impl Drop for Value {
     fn drop(&mut self) {
         LIVE[self.slot].fetch_sub(1, Ordering::Relaxed);
         if self.boom {
-            std::panic::panic_any(MESSAGE);
+            std::panic::panic_any(PLANNED_PANIC);
         }
     }
 }
@@ -66,22 +65,6 @@ fn root_with_a_child(slot: usize, lend: bool) -> Map {
     });
     assert_eq!(LIVE[slot].load(Ordering::Relaxed), 5);
     map
-}
-
-const MESSAGE: &str = "snapview test: a value's drop panics";
-
-/// Runs `f`, silencing the test's own panics (and only them).
-fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<&str>() != Some(&MESSAGE) {
-                default(info);
-            }
-        }));
-    });
-    catch_unwind(AssertUnwindSafe(f))
 }
 
 #[test]

@@ -16,9 +16,9 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
-use common::{Registry, Tag, lending_map};
+use common::{PLANNED_PANIC, Registry, Tag, lending_map, silence_planned_panics};
 use snapview::{Entry, SnapMap, Snapshot, View};
 
 /// Which user code panics.
@@ -29,8 +29,6 @@ enum Trap {
     KeyClone,
     ValueClone,
 }
-
-const MESSAGE: &str = "snapview test: deliberate panic";
 
 thread_local! {
     /// The armed trap and how many more calls of its kind go through first.
@@ -45,23 +43,10 @@ fn spring(kind: Trap) {
         if left == 0 {
             ARMED.set(None);
             FIRED.set(true);
-            std::panic::panic_any(MESSAGE);
+            std::panic::panic_any(PLANNED_PANIC);
         }
         ARMED.set(Some((trap, left - 1)));
     }
-}
-
-/// Silences the deliberate panics (and only them) in the test output.
-fn quiet_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<&str>() != Some(&MESSAGE) {
-                default(info);
-            }
-        }));
-    });
 }
 
 /// Runs `f` with `trap` armed to go off on its `after`-th call; returns
@@ -78,7 +63,7 @@ fn with_trap<R>(trap: Trap, after: u32, f: impl FnOnce() -> R) -> Option<R> {
             Some(r)
         }
         Err(payload) => {
-            let ours = payload.downcast_ref::<&str>() == Some(&MESSAGE);
+            let ours = payload.downcast_ref::<&str>() == Some(&PLANNED_PANIC);
             assert!(ours, "an unexpected panic: {:?}", payload.downcast_ref::<String>());
             None
         }
@@ -237,7 +222,7 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
                 tx.remove(&env.key(keys[keys.len() - 1]));
                 tx.insert(env.key(fresh + 1), env.val(3));
                 if let Write::BatchThenPanic = write {
-                    std::panic::panic_any(MESSAGE);
+                    std::panic::panic_any(PLANNED_PANIC);
                 }
             });
             next.insert(fresh, 1);
@@ -294,7 +279,7 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
 /// lend entries (`lend`), or clone them, as a map of types not declared
 /// `Lendable` does.
 fn sweep(grouping: fn(u32) -> u32, lend: bool) {
-    quiet_panics();
+    silence_planned_panics();
     let env = Env { reg: Registry::new(), grouping };
     let map: Map = if lend { lending_map() } else { Map::new() };
     map.update(|tx| {
@@ -412,7 +397,7 @@ fn panics_in_writes_with_long_collision_nodes_publish_nothing() {
 
 #[test]
 fn a_panicking_update_closure_publishes_nothing() {
-    quiet_panics();
+    silence_planned_panics();
     let env = Env { reg: Registry::new(), grouping: |n| n };
     let map: Map = lending_map();
     map.insert(env.key(1), env.val(1));
@@ -424,7 +409,7 @@ fn a_panicking_update_closure_publishes_nothing() {
             tx.clear();
             tx.insert(env.key(3), env.val(3));
             assert_eq!(tx.len(), 1);
-            std::panic::panic_any(MESSAGE)
+            std::panic::panic_any(PLANNED_PANIC)
         })
     }));
     assert!(result.is_err());
@@ -446,7 +431,7 @@ fn a_panic_caught_inside_a_batch_leaves_the_batch_consistent() {
     // If the closure catches a panic from one write, the batch goes on from
     // the state before that write (as std's HashMap stays usable after a
     // panicking Hash), and publishes what it did besides.
-    quiet_panics();
+    silence_planned_panics();
     let env = Env { reg: Registry::new(), grouping: |n| n / 3 };
     let map: Map = lending_map();
     map.update(|tx| tx.extend((0..100).map(|n| (env.key(n), env.val(n)))));
@@ -555,7 +540,7 @@ fn a_write_that_panics_half_way_down_its_path_leaves_nothing_behind() {
     // seed; here the shapes are fixed. Covers both a batch that publishes
     // (a marker write besides) and one that changes nothing, whose working
     // root becomes the writer's spare.
-    quiet_panics();
+    silence_planned_panics();
     let env = Env { reg: Registry::new(), grouping: laid_out };
     let mut fired = 0;
     for publishes in [true, false] {

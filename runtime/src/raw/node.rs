@@ -1469,18 +1469,22 @@ pub(super) unsafe fn drop_entries_except<K, V>(entries: *mut (K, V), len: usize,
 mod tests {
     use super::*;
 
+    /// A xorshift64 generator from `seed`: random bitmaps, the same every run.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// `lender_bits` against its definition: the borrower's entry `i` sits in
     /// the `i`-th slot of its datamap, and the lender's index of that slot is
     /// the count of the lender's slots below it.
     #[test]
     fn lender_bits_finds_each_borrowed_entry_by_its_slot() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         for _ in 0..20_000 {
             let lender = next() & next();
             // A rebuilt borrower: the lender's slots, some gone, a few added.
@@ -1562,13 +1566,7 @@ mod tests {
     /// destructors panics, and past 64 entries (a collision node) none is kept.
     #[test]
     fn drop_entries_except_drops_each_entry_not_kept_exactly_once() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         for round in 0..400 {
             let len = [0, 1, 5, 17, 63, 64, 65, 90][round % 8];
             let keep = match round % 3 {

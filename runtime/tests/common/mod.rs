@@ -199,3 +199,27 @@ impl std::hash::Hasher for Identity {
         self.0 = n;
     }
 }
+
+/// The payload of the tests' planned panics, which [`silence_planned_panics`]
+/// keeps out of the output.
+pub const PLANNED_PANIC: &str = "snapview test: a planned panic";
+
+/// Installs, once per test binary, a panic hook that reports every panic but
+/// the planned ones.
+pub fn silence_planned_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&PLANNED_PANIC) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, catching its panic, with the planned ones kept out of the output.
+pub fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    silence_planned_panics();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
