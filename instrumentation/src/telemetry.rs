@@ -37,7 +37,7 @@ mod otlp;
 mod span_queue;
 
 #[cfg(feature = "otlp")]
-pub use otlp::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, Protocol};
+pub use otlp::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, Protocol};
 
 /// A layer over the [`Registry`] every telemetry subscriber is built on, as
 /// [`TelemetryBuilder::layer`] takes it.

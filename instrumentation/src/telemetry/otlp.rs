@@ -33,6 +33,9 @@ pub const DEFAULT_OTLP_FILTER: &str = "info,snapview=debug";
 /// exporters when the guard is dropped.
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest export timeout [`TelemetryBuilder::otlp_timeout`] takes.
+pub const MAX_EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Spans that may wait for export; more are dropped and counted. The SDK's
 /// default, a few batches' worth.
 const MAX_QUEUED_SPANS: usize = 2048;
@@ -134,9 +137,11 @@ impl TelemetryBuilder {
 
     /// The longest one export may take, retries included, and the longest
     /// dropping the guard waits for the exporters. Default
-    /// [`DEFAULT_EXPORT_TIMEOUT`] (2 s).
+    /// [`DEFAULT_EXPORT_TIMEOUT`] (2 s); at most [`MAX_EXPORT_TIMEOUT`]
+    /// (60 s), which a longer one is taken as, so that a collector that went
+    /// away cannot hold a program's exit for longer.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
-        self.otlp.timeout = timeout;
+        self.otlp.timeout = timeout.min(MAX_EXPORT_TIMEOUT);
         self
     }
 }
@@ -203,12 +208,15 @@ impl Pipeline {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
         };
-        // tonic's channel spawns its connection task on the runtime current
-        // while it is built, and keeps using that runtime from the SDK's
-        // export threads.
-        let _entered = runtime.as_ref().map(Runtime::enter);
-        let span_exporter = span_exporter(config, protocol)?;
-        let metric_exporter = metric_exporter(config, protocol)?;
+        let (span_exporter, metric_exporter) = match build_exporters(config, protocol, runtime.as_ref()) {
+            Ok(exporters) => exporters,
+            Err(error) => {
+                // Dropping the runtime would block, and panic inside an
+                // application's async context, where the builder may run.
+                runtime.map(Runtime::shutdown_background);
+                return Err(error);
+            }
+        };
         let resource = config.resource();
 
         let (processor, span_losses) = BoundedSpanProcessor::new(span_exporter, MAX_QUEUED_SPANS);
@@ -256,6 +264,18 @@ impl Drop for Pipeline {
             runtime.shutdown_background();
         }
     }
+}
+
+/// Both exporters, built inside `runtime` if there is one: tonic's channel
+/// spawns its connection task on the runtime current while it is built, and
+/// keeps using that runtime from the SDK's export threads.
+fn build_exporters(
+    config: &OtlpConfig,
+    protocol: Protocol,
+    runtime: Option<&Runtime>,
+) -> Result<(SpanExporter, MetricExporter), TelemetryError> {
+    let _entered = runtime.map(Runtime::enter);
+    Ok((span_exporter(config, protocol)?, metric_exporter(config, protocol)?))
 }
 
 /// A one-thread runtime for the gRPC connections, owned by the pipeline, so
