@@ -20,7 +20,7 @@ fn build_with_endpoint(endpoint: &str) -> TelemetryError {
         .otlp_endpoint(endpoint)
         .build()
         .err()
-        .expect("an endpoint that is not a URI cannot make an exporter")
+        .expect("this endpoint cannot make an exporter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -41,6 +41,14 @@ async fn a_bad_endpoint_is_an_error_on_a_current_thread_runtime() {
 #[test]
 fn a_bad_endpoint_is_an_error_outside_any_runtime() {
     let error = build_with_endpoint("http://bad host:4317");
+    assert!(matches!(error, TelemetryError::Exporter { .. }), "{error:?}");
+}
+
+/// No TLS is compiled in: an `https` endpoint fails when it is built, not at
+/// the first export.
+#[tokio::test]
+async fn an_https_endpoint_is_an_error() {
+    let error = build_with_endpoint("https://localhost:4317");
     assert!(matches!(error, TelemetryError::Exporter { .. }), "{error:?}");
 }
 
