@@ -356,7 +356,8 @@ where
 }
 
 /// A map whose version 1 holds the entries, published as one batch (version
-/// 0, the empty map, if there are none); a later duplicate key wins.
+/// 0, the empty map, if there are none); of equal keys, the
+/// last value is kept under the first key, as with std's `HashMap`.
 impl<K, V, S> FromIterator<(K, V)> for SnapMap<K, V, S>
 where
     K: Hash + Eq + Clone,
@@ -397,7 +398,8 @@ where
 }
 
 /// `SnapMap::from([(k1, v1), (k2, v2)])`: a map whose version 1 holds these
-/// entries (version 0 if `N` is 0); a later duplicate key wins.
+/// entries (version 0 if `N` is 0); of equal keys, the
+/// last value is kept under the first key, as with std's `HashMap`.
 impl<K, V, const N: usize> From<[(K, V); N]> for SnapMap<K, V, DefaultHashBuilder>
 where
     K: Hash + Eq + Clone,

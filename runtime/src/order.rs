@@ -66,7 +66,8 @@ pub(crate) fn hash_of_order(order: u64) -> u64 {
     hash
 }
 
-/// A table's entries in trie order, the last of equal keys kept.
+/// A table's entries in trie order, one of equal keys kept (the last value
+/// under the first key).
 pub(crate) struct TrieOrdered<K, V> {
     /// The trie order of each kept entry's hash, sorted (equal orders in
     /// the table's order).
@@ -83,7 +84,8 @@ pub(crate) struct TrieOrdered<K, V> {
 }
 
 impl<K: Hash + Eq, V> TrieOrdered<K, V> {
-    /// Hashes and sorts `entries`, and drops all but the last of equal keys.
+    /// Hashes and sorts `entries`, and keeps one entry of equal keys: the
+    /// last value, under the first key.
     /// If a `Hash` or `Eq` panics, the entries are dropped and nothing else
     /// has happened.
     pub(crate) fn new(entries: impl Iterator<Item = (K, V)>, hasher: &impl BuildHasher) -> Self {
@@ -95,7 +97,7 @@ impl<K: Hash + Eq, V> TrieOrdered<K, V> {
             slots.push(Some((key, value)));
         }
         sort_pairs(&mut pairs);
-        keep_last_of_equal_keys(&mut pairs, &slots);
+        keep_one_of_equal_keys(&mut pairs, &mut slots);
         let (orders, at) = pairs.into_iter().unzip();
         let yielded = slots.len();
         Self { orders, at, slots, yielded }
@@ -154,17 +156,22 @@ impl<K, V> TrieOrdered<K, V> {
     }
 }
 
-/// Drops the pair of every entry whose key appears again later in the
-/// table. Equal keys have equal hashes, so they sit in one run of equal
-/// orders, in the table's order.
-fn keep_last_of_equal_keys<K: Eq, V>(pairs: &mut Vec<(u64, usize)>, slots: &[Option<(K, V)>]) {
-    let key = |at: usize| &slot(slots, at).0;
+/// Keeps one entry of each key: the last value, under the first key given,
+/// which is what `insert`s in the table's order would leave (std's
+/// `collect` too: an `insert` that replaces a value keeps the stored key).
+/// Equal keys have equal hashes, so they sit in one run of equal orders, in
+/// the table's order. The first key passes down to each later entry of its
+/// key in turn, and the pair of every entry whose key appears again later
+/// is dropped.
+fn keep_one_of_equal_keys<K: Eq, V>(pairs: &mut Vec<(u64, usize)>, slots: &mut [Option<(K, V)>]) {
     let mut superseded: Vec<usize> = Vec::new();
     let mut start = 0;
     for run in pairs.chunk_by(|a, b| a.0 == b.0) {
         if run.len() > 1 {
             for (i, &(_, at)) in run.iter().enumerate() {
-                if run[i + 1..].iter().any(|&(_, later)| key(later) == key(at)) {
+                let next_of_key = run[i + 1..].iter().find(|&&(_, later)| slot(slots, later).0 == slot(slots, at).0);
+                if let Some(&(_, later)) = next_of_key {
+                    pass_key_on(slots, at, later);
                     superseded.push(start + i);
                 }
             }
@@ -181,6 +188,15 @@ fn keep_last_of_equal_keys<K: Eq, V>(pairs: &mut Vec<(u64, usize)>, slots: &[Opt
         position += 1;
         !drop
     });
+}
+
+/// Swaps the keys of the entries at `from` and `to`, so that `to` holds the
+/// key first given.
+fn pass_key_on<K, V>(slots: &mut [Option<(K, V)>], from: usize, to: usize) {
+    let [Some(from), Some(to)] = slots.get_disjoint_mut([from, to]).expect("snapview bug: one entry twice") else {
+        unreachable!("snapview bug: an entry taken before the table was sorted")
+    };
+    core::mem::swap(&mut from.0, &mut to.0);
 }
 
 fn slot<K, V>(slots: &[Option<(K, V)>], at: usize) -> &(K, V) {

@@ -427,8 +427,8 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    /// Fills the empty working copy with `iter`; for equal keys the last wins,
-    /// as with `insert`. `Hash` and `Eq` run before the trie is touched, so a
+    /// Fills the empty working copy with `iter`; of equal keys, the last
+    /// value under the first key, as `insert`s in turn would leave. `Hash` and `Eq` run before the trie is touched, so a
     /// panic in them leaves the batch empty, as it was.
     fn load(&mut self, iter: impl Iterator<Item = (K, V)>) {
         debug_assert!(self.root.is_none() && self.len == 0);

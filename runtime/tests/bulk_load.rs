@@ -1,6 +1,6 @@
 //! A map loaded in one pass (`collect`, `extend` into an empty map) holds
-//! what single inserts of the same entries would, the last of equal keys
-//! winning: at sizes on both sides of the radix sort's threshold (128), with
+//! what single inserts of the same entries would, the last value of equal
+//! keys kept under the first key (as std's `collect`): at sizes on both sides of the radix sort's threshold (128), with
 //! hashes whose leading trie-order bits all agree (one run for the radix
 //! passes to leave alone), with full 64-bit collisions, and with every
 //! value dropped exactly once.
@@ -122,4 +122,46 @@ fn a_load_drops_each_superseded_value_once_and_keeps_the_rest() {
     }
     drop((map, snapshot));
     assert_eq!(registry.live_count(), 0);
+}
+
+/// A key equal to another of the same `id` whatever its `given` mark, so
+/// that a test can tell which of equal keys a map stored.
+#[derive(Clone, Copy, Debug)]
+struct Marked {
+    id: u64,
+    given: usize,
+}
+
+impl PartialEq for Marked {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Marked {}
+
+impl std::hash::Hash for Marked {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+#[test]
+fn a_load_keeps_the_first_of_equal_keys_with_the_last_value_as_std_does() {
+    for (n, seed) in [(2, 21), (127, 22), (129, 23), (5000, 24)] {
+        let entries: Vec<(Marked, usize)> =
+            table(n, seed).into_iter().map(|(id, given)| (Marked { id, given }, given)).collect();
+        let model: HashMap<Marked, usize> = entries.iter().copied().collect();
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
+        let mut loaded = SnapMap::with_hasher(hasher.clone());
+        loaded.extend(entries.iter().copied());
+        let one_by_one = inserted_one_by_one(&entries, hasher);
+        let (loaded, one_by_one) = (loaded.snapshot(), one_by_one.snapshot());
+        assert_eq!(loaded.len(), model.len());
+        for (key, value) in &model {
+            let (stored, got) = loaded.get_key_value(key).expect("every key is loaded");
+            assert_eq!((stored.given, *got), (key.given, *value), "id {:#x} of {n} entries", key.id);
+            assert_eq!(one_by_one.get_key_value(key).map(|(k, _)| k.given), Some(key.given));
+        }
+    }
 }
