@@ -49,3 +49,23 @@ async fn the_load_generator_stops_with_the_service() {
     assert!(load.sent as f64 <= bound, "at most 500 requests/s over {ran:.2} s: {load:?}");
     assert_eq!(load.failed, 0, "{load:?}");
 }
+
+/// A request still running after the grace period is cut off with its
+/// connection: a 30 s CPU profile then lets go of the process's one profiler
+/// at once, and the next service in the process can take a profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cut_off_at_shutdown_end_with_it() {
+    let (service, _file) = common::start(common::ROUTES).await;
+    let url = format!("http://{}/debug/pprof/profile?seconds=30", service.local_addr());
+    let long = tokio::spawn(async move { common::client().get(url).send().await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = tokio::time::timeout(Duration::from_secs(10), service.shutdown()).await.expect("shutdown within 10 s");
+    assert!(report.forced, "the profile was still running after the grace period");
+    assert!(tokio::time::timeout(Duration::from_secs(2), long).await.is_ok(), "the cut-off request ended");
+
+    let (next, _next_file) = common::start(common::ROUTES).await;
+    let url = format!("http://{}/debug/pprof/profile?seconds=1", next.local_addr());
+    let status = common::client().get(url).send().await.unwrap().status();
+    assert_eq!(status, 200, "the profiler is free again");
+    next.shutdown().await;
+}

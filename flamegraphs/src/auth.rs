@@ -7,11 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 /// Passes the request on if it carries `Authorization: Bearer <token>`, else 401.
 pub(crate) async fn require_token(State(token): State<String>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+    let presented =
+        request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer_credentials);
     match presented {
         Some(presented) if same_secret(presented.as_bytes(), token.as_bytes()) => next.run(request).await,
         _ => unauthorized(),
@@ -25,6 +22,13 @@ fn unauthorized() -> Response {
     response
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme's
+/// name is case-insensitive (RFC 9110, 11.1), so `bearer` passes too.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
 /// Compares without an early exit, so the time taken does not tell how many
 /// leading bytes of a guess were right (the length still shows).
 fn same_secret(presented: &[u8], token: &[u8]) -> bool {
@@ -33,7 +37,17 @@ fn same_secret(presented: &[u8], token: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::same_secret;
+    use super::{bearer_credentials, same_secret};
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_is_not() {
+        assert_eq!(bearer_credentials("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_credentials("bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_credentials("BEARER S3cret"), Some("S3cret"));
+        assert_eq!(bearer_credentials("Basic s3cret"), None);
+        assert_eq!(bearer_credentials("Bearers3cret"), None);
+        assert_eq!(bearer_credentials("s3cret"), None);
+    }
 
     #[test]
     fn secrets_compare_whole() {

@@ -1,4 +1,7 @@
-//! What the debug server is told: its token and whether it may listen beyond loopback.
+//! What the debug server is told: its token, whether it may listen beyond
+//! loopback, and its bounds on each client.
+
+use crate::connections::ConnectionLimits;
 
 /// The environment variable [`DebugConfig::default`] reads the bearer token from.
 pub const TOKEN_ENV: &str = "SNAPVIEW_DEBUG_TOKEN";
@@ -19,12 +22,15 @@ pub struct DebugConfig {
     pub token: Option<String>,
     /// Whether [`serve_with`](crate::serve_with) may listen on a non-loopback address.
     pub allow_remote: bool,
+    /// The standalone server's bounds on each client (the routes merged
+    /// into an application's server get that server's).
+    pub limits: ConnectionLimits,
 }
 
 impl Default for DebugConfig {
     fn default() -> Self {
         let token = std::env::var(TOKEN_ENV).ok().filter(|token| !token.is_empty());
-        DebugConfig { token, allow_remote: false }
+        DebugConfig { token, allow_remote: false, limits: ConnectionLimits::default() }
     }
 }
 
@@ -49,12 +55,21 @@ impl DebugConfig {
     }
 }
 
+impl DebugConfig {
+    /// Sets the standalone server's bounds on each client.
+    pub fn limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
 impl std::fmt::Debug for DebugConfig {
     // The token is a secret: never in logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DebugConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_remote", &self.allow_remote)
+            .field("limits", &self.limits)
             .finish()
     }
 }

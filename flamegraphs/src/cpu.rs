@@ -117,10 +117,26 @@ fn folded(report: &Report) -> Vec<String> {
         .iter()
         .map(|(frames, count)| {
             let mut stack = vec![frames.thread_name_or_id()];
-            stack.extend(
-                frames.frames.iter().rev().flat_map(|frame| frame.iter().rev().map(|symbol| symbol.to_string())),
-            );
+            stack.extend(frames.frames.iter().rev().flat_map(|frame| frame.iter().rev().map(frame_name)));
             format!("{} {count}", stack.join(";"))
         })
         .collect()
+}
+
+/// A symbol as one frame of a folded stack: `;` separates frames there, and
+/// Rust's array types have one (`<[T; N]>::map`). The view profiles use the
+/// same ':' for it.
+fn frame_name(symbol: &impl std::fmt::Display) -> String {
+    symbol.to_string().replace([';', '\n'], ":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_name;
+
+    #[test]
+    fn a_symbol_is_one_frame_of_a_folded_stack() {
+        assert_eq!(frame_name(&"<[T; N]>::map"), "<[T: N]>::map");
+        assert_eq!(frame_name(&"core::ptr::drop_in_place"), "core::ptr::drop_in_place");
+    }
 }

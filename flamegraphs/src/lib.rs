@@ -66,6 +66,7 @@
 
 mod auth;
 mod config;
+mod connections;
 mod cpu;
 mod query;
 mod reply;
@@ -73,4 +74,5 @@ mod server;
 mod views;
 
 pub use config::{DebugConfig, TOKEN_ENV};
-pub use server::{DEFAULT_ADDR, router, router_with, serve, serve_with, serve_with_shutdown};
+pub use connections::{ConnectionLimits, serve_router};
+pub use server::{DEFAULT_ADDR, ROUTES, router, router_with, serve, serve_with, serve_with_shutdown};

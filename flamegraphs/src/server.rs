@@ -13,6 +13,7 @@ use snapview_instrument::prometheus;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::config::DebugConfig;
+use crate::connections::serve_router;
 use crate::query::Query;
 use crate::{auth, cpu, reply, views};
 
@@ -25,22 +26,52 @@ pub fn router() -> Router {
     router_with(&DebugConfig::default())
 }
 
-/// The debug routes: `/debug/pprof/...` and `/metrics`, every one (and the
-/// 404 of unknown paths) behind the token if `config` has one.
+/// The debug routes, [`ROUTES`], behind the token if `config` has one, to
+/// merge into an application's router: they bring no fallback (so an
+/// application that has one can merge them), and the token guards only them,
+/// never the application's other paths or its 404s.
 pub fn router_with(config: &DebugConfig) -> Router {
-    let router = Router::new()
-        .route("/debug/pprof", get(index))
-        .route("/debug/pprof/", get(index))
-        .route("/debug/pprof/profile", get(cpu::profile))
-        .route("/debug/pprof/flamegraph", get(cpu::flamegraph))
-        .route("/debug/pprof/views", get(views::views))
-        .route("/debug/pprof/histograms", get(histograms))
-        .route("/metrics", get(metrics))
-        .fallback(not_found);
+    let routes = routes();
     match &config.token {
-        Some(token) => router.layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
-        None => router,
+        Some(token) => routes.route_layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
+        None => routes,
     }
+}
+
+/// The paths the debug router serves.
+pub const ROUTES: [&str; 7] = [
+    "/debug/pprof",
+    "/debug/pprof/",
+    "/debug/pprof/profile",
+    "/debug/pprof/flamegraph",
+    "/debug/pprof/views",
+    "/debug/pprof/histograms",
+    "/metrics",
+];
+
+fn routes() -> Router {
+    let handlers = [
+        get(index),
+        get(index),
+        get(cpu::profile),
+        get(cpu::flamegraph),
+        get(views::views),
+        get(histograms),
+        get(metrics),
+    ];
+    ROUTES.into_iter().zip(handlers).fold(Router::new(), |router, (path, handler)| router.route(path, handler))
+}
+
+/// What [`serve_with`] serves: the debug routes, and a 404 that names the
+/// index for any other path, every answer behind the token if there is one
+/// (so that without it, nothing tells which paths exist).
+fn standalone(config: &DebugConfig) -> Router {
+    let unknown = Router::new().fallback(not_found);
+    let unknown = match &config.token {
+        Some(token) => unknown.layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
+        None => unknown,
+    };
+    router_with(config).merge(unknown)
 }
 
 /// Serves [`router()`] on `addr` until the process ends. See [`serve_with`].
@@ -52,7 +83,8 @@ pub async fn serve(addr: impl ToSocketAddrs) -> io::Result<()> {
     serve_with(addr, DebugConfig::default()).await
 }
 
-/// Serves the debug routes on `addr` until the process ends.
+/// Serves the debug routes on `addr` until the process ends, within
+/// `config.limits` (see [`serve_router`]).
 ///
 /// # Errors
 ///
@@ -82,7 +114,7 @@ pub async fn serve_with_shutdown(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     check_reach(listener.local_addr()?, &config)?;
-    axum::serve(listener, router_with(&config)).with_graceful_shutdown(signal).await
+    serve_router(listener, standalone(&config), config.limits, signal).await
 }
 
 fn check_reach(addr: SocketAddr, config: &DebugConfig) -> io::Result<()> {

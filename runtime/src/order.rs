@@ -191,9 +191,11 @@ fn keep_one_of_equal_keys<K: Eq, V>(pairs: &mut Vec<(u64, usize)>, slots: &mut [
 }
 
 /// Swaps the keys of the entries at `from` and `to`, so that `to` holds the
-/// key first given.
+/// key first given. Equal orders keep the table's order, so `from < to`.
 fn pass_key_on<K, V>(slots: &mut [Option<(K, V)>], from: usize, to: usize) {
-    let [Some(from), Some(to)] = slots.get_disjoint_mut([from, to]).expect("snapview bug: one entry twice") else {
+    debug_assert!(from < to, "equal keys in the table's order");
+    let (earlier, later) = slots.split_at_mut(to);
+    let (Some(from), Some(to)) = (&mut earlier[from], &mut later[0]) else {
         unreachable!("snapview bug: an entry taken before the table was sorted")
     };
     core::mem::swap(&mut from.0, &mut to.0);

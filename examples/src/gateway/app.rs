@@ -58,16 +58,10 @@ pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
 /// or iteration) nest under it, in Jaeger and in `/debug/pprof/views`.
 async fn request_span(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let template = match &matched {
-        Some(matched) => matched.as_str(),
-        // The debug endpoints are a handful of fixed paths; anything else is
-        // one name, so that scanners cannot mint span names.
-        None if path.starts_with("/debug/pprof") => path,
-        None => "other",
-    };
+    let name = span_name(request.method(), matched.as_ref().map(MatchedPath::as_str), path);
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{} {template}", request.method()),
+        otel.name = %name,
         http.request.method = %request.method(),
         url.path = %path,
         http.response.status_code = Empty,
@@ -75,6 +69,31 @@ async fn request_span(matched: Option<MatchedPath>, request: Request, next: Next
     let response = next.run(request).instrument(span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());
     response
+}
+
+/// The request span's name, from a bounded set whatever clients send, so
+/// that scanners cannot mint names: the method if it is one of HTTP's own
+/// (else `_OTHER`, as the HTTP semantic conventions say), and the route
+/// template, the debug endpoint's path, or `other`.
+fn span_name(method: &Method, template: Option<&str>, path: &str) -> String {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    let method = if KNOWN.contains(method) { method.as_str() } else { "_OTHER" };
+    let template = match template {
+        Some(template) => template,
+        None if snapview::debug::ROUTES.contains(&path) => path,
+        None => "other",
+    };
+    format!("{method} {template}")
 }
 
 /// `GET /route/<path>`: the upstream of the longest matching prefix.
@@ -175,6 +194,16 @@ mod tests {
         assert_eq!(hit("/apix"), None);
         assert_eq!(hit("/"), None);
         assert_eq!(hit("/nothing/here"), None);
+    }
+
+    #[test]
+    fn span_names_come_from_a_bounded_set() {
+        let custom = Method::from_bytes(b"SCAN1").unwrap();
+        assert_eq!(span_name(&Method::GET, Some("/route/{*path}"), "/route/a/b"), "GET /route/{*path}");
+        assert_eq!(span_name(&Method::GET, None, "/debug/pprof/profile"), "GET /debug/pprof/profile");
+        assert_eq!(span_name(&Method::GET, None, "/debug/pprof/x1234"), "GET other");
+        assert_eq!(span_name(&Method::GET, None, "/wp-login.php"), "GET other");
+        assert_eq!(span_name(&custom, Some("/metrics"), "/metrics"), "_OTHER /metrics");
     }
 
     #[test]

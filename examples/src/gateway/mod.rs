@@ -184,14 +184,17 @@ impl Service {
         let (stop, stopped) = watch::channel(false);
         let (stop_server, mut signal) = watch::channel(false);
         let app = app::router(gateway.clone(), &config.debug);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // An error means the sender is gone: stop as well.
-                    let _ = signal.wait_for(|stopped| *stopped).await;
-                })
-                .await
-        });
+        // Not `axum::serve`: its connections never time out, and outlive the
+        // task when `shutdown` cuts requests off (see `serve_router`).
+        let server = tokio::spawn(snapview::debug::serve_router(
+            listener,
+            app,
+            snapview::debug::ConnectionLimits::default(),
+            async move {
+                // An error means the sender is gone: stop as well.
+                let _ = signal.wait_for(|stopped| *stopped).await;
+            },
+        ));
         let reloader = tokio::spawn(reload::run(
             config.routes_path.clone(),
             config.reload_every,

@@ -213,7 +213,9 @@ impl Pipeline {
             Err(error) => {
                 // Dropping the runtime would block, and panic inside an
                 // application's async context, where the builder may run.
-                runtime.map(Runtime::shutdown_background);
+                if let Some(runtime) = runtime {
+                    runtime.shutdown_background();
+                }
                 return Err(error);
             }
         };
