@@ -44,8 +44,16 @@ thread_local! {
     static SHARD_CACHE: [Cell<Option<&'static Shard>>; CACHED_MAPS] = const { [const { Cell::new(None) }; CACHED_MAPS] };
 }
 
+/// While timing is off, how many calls a thread makes before it looks at
+/// the default interval again.
+const RECHECK_WHEN_OFF: u32 = 1024;
+
 /// Sets how many calls share one timed call, for every map that does not set
 /// its own: `1` times every call, `0` times none (calls are still counted).
+///
+/// Each thread's count of each (map, operation) takes the new interval when
+/// its current one runs out: after at most the old interval's calls, or 1024
+/// when timing was off.
 pub fn set_default_sample_every(every: u32) {
     DEFAULT_EVERY.store(every, Ordering::Relaxed);
 }
@@ -195,8 +203,9 @@ impl OpShard {
     fn restart_countdown(&self, every: Option<u32>) -> bool {
         match every.unwrap_or_else(default_sample_every) {
             0 => {
-                // Timing off: look again after a long while, in case it was turned on.
-                self.countdown.store(u32::MAX, Ordering::Relaxed);
+                // Timing off: look again after a while, in case it was turned
+                // back on (a cold call per `RECHECK_WHEN_OFF` calls).
+                self.countdown.store(RECHECK_WHEN_OFF, Ordering::Relaxed);
                 false
             }
             every => {
