@@ -508,7 +508,9 @@ macro_rules! projection {
             $item: core::fmt::Debug,
         {
             fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.debug_list().entries(self.clone()).finish()
+                // Unwatched, as `Iter`'s: printing is not an iteration to record.
+                let unwatched = Self { inner: self.inner.copy_with(IterHook::none()) };
+                f.debug_list().entries(unwatched).finish()
             }
         }
     };

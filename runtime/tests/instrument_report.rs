@@ -249,3 +249,22 @@ fn a_clone_of_an_iterator_is_counted_as_its_own_iteration() {
     assert_eq!(stats(&report, name, Op::Iter).calls, 2);
     assert_eq!(stats(&report, name, Op::IterNext).calls, N);
 }
+
+#[test]
+fn printing_a_snapshot_or_its_iterators_records_no_iteration() {
+    let name = "report.debug";
+    let map: SnapMap<u64, u64> = SnapMap::builder().name(name).sample_every(1).build();
+    map.insert(1, 10);
+    let snapshot = map.snapshot();
+    let printed = [
+        format!("{snapshot:?}"),
+        format!("{:?}", snapshot.iter()),
+        format!("{:?}", snapshot.keys()),
+        format!("{:?}", snapshot.values()),
+    ];
+    assert_eq!(printed[1..], ["[(1, 10)]", "[1]", "[10]"]);
+    let report = report();
+    for op in [Op::Iter, Op::IterNext] {
+        assert_eq!(report.get(name, op).map_or(0, |s| s.calls), 0, "{op} after printing:\n{report}");
+    }
+}
