@@ -153,7 +153,7 @@ impl<'a, K: Eq, V: PartialEq> Active<'a, K, V> {
 ///
 /// Created by [`View::diff`]. Each key that differs appears exactly once; the
 /// order is unspecified.
-pub struct Diff<'a, K, V, S> {
+pub struct Diff<'a, K, V, S = crate::DefaultHashBuilder> {
     stack: Vec<Frame<'a, K, V>>,
     active: Active<'a, K, V>,
     unrelated: Option<Unrelated<'a, K, V, S>>,

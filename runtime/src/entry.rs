@@ -12,7 +12,7 @@ use crate::tx::{Count, Tx};
 /// As std's `hash_map::Entry`. Writes through it count as the batch's writes:
 /// the first one under each node copies that node if the published version
 /// still shares it, and reading copies nothing.
-pub enum Entry<'t, 'm, K, V, S> {
+pub enum Entry<'t, 'm, K, V, S = crate::DefaultHashBuilder> {
     /// The batch holds the key.
     Occupied(OccupiedEntry<'t, 'm, K, V, S>),
     /// The batch does not hold the key.
@@ -20,7 +20,7 @@ pub enum Entry<'t, 'm, K, V, S> {
 }
 
 /// An entry of a key the batch holds: from [`Entry::Occupied`].
-pub struct OccupiedEntry<'t, 'm, K, V, S> {
+pub struct OccupiedEntry<'t, 'm, K, V, S = crate::DefaultHashBuilder> {
     tx: &'t mut Tx<'m, K, V, S>,
     /// The key given to [`Tx::entry`], equal to the stored one.
     key: K,
@@ -31,7 +31,7 @@ pub struct OccupiedEntry<'t, 'm, K, V, S> {
 }
 
 /// An entry of a key the batch does not hold: from [`Entry::Vacant`].
-pub struct VacantEntry<'t, 'm, K, V, S> {
+pub struct VacantEntry<'t, 'm, K, V, S = crate::DefaultHashBuilder> {
     tx: &'t mut Tx<'m, K, V, S>,
     key: K,
     hash: u64,

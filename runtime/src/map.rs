@@ -411,7 +411,7 @@ where
 }
 
 /// Configures a [`SnapMap`]: its name (which labels its telemetry) and hasher.
-pub struct SnapMapBuilder<K, V, S> {
+pub struct SnapMapBuilder<K, V, S = DefaultHashBuilder> {
     name: Option<Box<str>>,
     hasher: S,
     hooks: HookConfig,

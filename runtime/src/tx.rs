@@ -36,7 +36,7 @@ pub(crate) struct Changed<K, V> {
 /// Reads see the batch's own writes. The first write under each node copies it
 /// (the published version still shares it); later writes there change the copy
 /// in place. If the closure panics nothing is published.
-pub struct Tx<'m, K, V, S> {
+pub struct Tx<'m, K, V, S = crate::DefaultHashBuilder> {
     root: Option<NodeRef<K, V>>,
     len: usize,
     hasher: &'m S,

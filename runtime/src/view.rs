@@ -26,7 +26,7 @@ pub(crate) struct Meta {
 ///
 /// You reach it through a [`Snapshot`] or a [`ReadGuard`], which dereference to
 /// it; it never changes once published.
-pub struct View<K, V, S> {
+pub struct View<K, V, S = crate::DefaultHashBuilder> {
     root: Option<NodeRef<K, V>>,
     len: usize,
     /// How lookups walk `root`, made from `len` once, at publication.

@@ -392,3 +392,34 @@ fn any_sized_keys_and_values() {
     assert!(snap.iter().all(|(k, v)| v.iter().all(|x| *x == if *k == 3 { 9 } else { u64::from(*k) })));
     assert_eq!(snap.len(), 40);
 }
+
+/// Every public type with a hasher parameter defaults it, as `std`'s do, so
+/// that helpers can name them without it.
+#[test]
+fn the_types_name_the_default_hasher_by_default() {
+    fn total(view: &snapview::View<String, u64>) -> u64 {
+        view.values().sum()
+    }
+    fn add(tx: &mut snapview::Tx<'_, String, u64>, key: &str) {
+        match tx.entry(key.to_owned()) {
+            snapview::Entry::Occupied(mut occupied) => *occupied.get_mut() += 1,
+            snapview::Entry::Vacant(vacant) => {
+                vacant.insert(1);
+            }
+        }
+    }
+    fn changes(diff: snapview::Diff<'_, String, u64>) -> usize {
+        diff.count()
+    }
+    let map: SnapMap<String, u64> = SnapMap::new();
+    let before = map.snapshot();
+    map.update(|tx| {
+        add(tx, "a");
+        add(tx, "a");
+        add(tx, "b");
+    });
+    let after = map.snapshot();
+    assert_eq!(total(&after), 3);
+    assert_eq!(changes(before.diff(&after)), 2);
+    let _: snapview::SnapMapBuilder<String, u64> = SnapMap::builder();
+}
