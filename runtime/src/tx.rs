@@ -352,6 +352,13 @@ where
     }
 
     /// Keeps only the entries for which `keep` returns true.
+    ///
+    /// Unlike std's `HashMap::retain`, `keep` sees `&V`, not `&mut V`: to
+    /// hand out `&mut V`, the batch would have to copy every node of the map
+    /// that another version shares and clone every value in it, where a
+    /// filter copies only the paths of the entries it removes. To change
+    /// values too, use [`get_mut`](Self::get_mut) or [`entry`](Self::entry)
+    /// on the keys that need it.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         let doomed: Vec<K> = self.iter().filter(|(k, v)| !keep(k, v)).map(|(k, _)| k.clone()).collect();
         for k in &doomed {

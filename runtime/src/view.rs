@@ -213,6 +213,12 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for View<K, V, S> {
 
 /// Equal when both hold the same entries. Two versions of one map compare
 /// shape by shape and skip shared sub-trees; otherwise it is `len` look-ups.
+///
+/// A shared sub-tree (or the same version) is taken as equal without
+/// comparing its values, so for a value type whose `==` is not reflexive
+/// (`f64::NAN != f64::NAN`) the answer depends on what the versions share:
+/// a snapshot equals its clone, where std's `HashMap` holding a NaN is not
+/// equal to itself. [`diff`](View::diff) skips shared sub-trees the same way.
 impl<K, V, S> PartialEq for View<K, V, S>
 where
     K: Hash + Eq,
