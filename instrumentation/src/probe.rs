@@ -204,10 +204,11 @@ enum IterState {
     Done,
 }
 
+/// What a watched iteration keeps. No shard: an iterator is `Send`, and a
+/// shard is written only by its own thread, so each call takes the shard of
+/// the thread that makes it.
 struct Watch {
     clock: &'static quanta::Clock,
-    /// This thread's `iter.next` shard, looked up once per iteration.
-    next_shard: &'static OpShard,
     started_with: usize,
     start: u64,
     /// This iteration is a sample: its duration is recorded, and its
@@ -226,20 +227,23 @@ struct Watch {
 
 impl Watch {
     /// Counts the plain `next()`s made since `plain_from` down from the
-    /// sampling countdown, as if each had asked whether to be timed: the
-    /// `next()`s timed are the same as when every call asks.
+    /// sampling countdown in `next_shard`, as if each had asked whether to
+    /// be timed: the `next()`s timed are the same as when every call asks.
     #[inline]
-    fn count_plain_nexts(&mut self, remaining: usize) {
+    fn count_plain_nexts(&mut self, next_shard: &OpShard, remaining: usize) {
         if let Some(from) = self.plain_from.take() {
             let plain = u32::try_from(from - remaining).unwrap_or(u32::MAX);
-            self.next_shard.skip_untimed(plain);
+            next_shard.skip_untimed(plain);
         }
     }
 }
 
 /// What [`IterProbe::before_next`] started, for [`IterProbe::after_next`].
 pub struct NextStep {
+    /// The clock when the `next()` is timed: sampled, or traced (for `max_next_ns`).
     start: Option<u64>,
+    /// Whether its time goes into the `iter.next` histogram.
+    sampled: bool,
     _span: Option<EnteredSpan>,
 }
 
@@ -268,12 +272,13 @@ impl IterProbe<'_> {
     /// an iteration that is neither none.
     #[inline]
     pub fn next_watch(&mut self, remaining: usize) -> Option<usize> {
+        let probe = self.probe;
         match &mut self.state {
             IterState::Idle => Some(remaining),
             IterState::Counting { .. } | IterState::Done => None,
             IterState::Watching(watch) if watch.traced => Some(remaining),
             IterState::Watching(watch) => {
-                let untimed = watch.next_shard.untimed_ahead() as usize;
+                let untimed = probe.shard(Op::IterNext).untimed_ahead() as usize;
                 if untimed > 0 {
                     watch.plain_from = Some(remaining);
                 }
@@ -289,16 +294,21 @@ impl IterProbe<'_> {
             self.begin(remaining);
         }
         let IterState::Watching(watch) = &mut self.state else {
-            return NextStep { start: None, _span: None };
+            return NextStep { start: None, sampled: false, _span: None };
         };
-        watch.count_plain_nexts(remaining);
-        // An exact-size iterator with nothing left yields nothing: no span for that call.
-        let traced = watch.next_spans && remaining > 0;
-        let span = traced.then(|| spans::iter_next(&watch.span, self.probe.name(), self.version).entered());
+        let next_shard = self.probe.shard(Op::IterNext);
+        watch.count_plain_nexts(next_shard, remaining);
+        // An exact-size iterator with nothing left yields nothing: no span,
+        // and no tick of the sampling countdown, for that call.
+        let yields = remaining > 0;
+        let span = (watch.next_spans && yields)
+            .then(|| spans::iter_next(&watch.span, self.probe.name(), self.version).entered());
         // A sampled iteration samples its `next()`s like any other call (all
-        // of them with `sample_every(1)`); a traced one times each for `max_next_ns`.
-        let timed = watch.traced || (watch.sampled && watch.next_shard.should_time(self.probe.sample_every));
-        NextStep { start: timed.then(|| watch.clock.raw()), _span: span }
+        // of them with `sample_every(1)`), asking at each whether this one is
+        // timed, traced or not; a traced one times each for `max_next_ns`.
+        let sampled = yields && watch.sampled && next_shard.should_time(self.probe.sample_every);
+        let timed = sampled || watch.traced;
+        NextStep { start: timed.then(|| watch.clock.raw()), sampled, _span: span }
     }
 
     /// Called after a watched `next()`; `yielded` is whether it returned an item.
@@ -313,8 +323,8 @@ impl IterProbe<'_> {
         let Some(start) = step.start else { return };
         let nanos = watch.clock.delta_as_nanos(start, watch.clock.raw());
         watch.max_next_ns = watch.max_next_ns.max(nanos);
-        if watch.sampled {
-            self.probe.record(watch.next_shard, Op::IterNext, nanos);
+        if step.sampled {
+            self.probe.record(self.probe.shard(Op::IterNext), Op::IterNext, nanos);
         }
     }
 
@@ -325,7 +335,7 @@ impl IterProbe<'_> {
             IterState::Idle | IterState::Done => {}
             IterState::Counting { started_with } => self.count(started_with - remaining),
             IterState::Watching(mut watch) => {
-                watch.count_plain_nexts(remaining);
+                watch.count_plain_nexts(self.probe.shard(Op::IterNext), remaining);
                 let items = watch.started_with - remaining;
                 self.count(items);
                 let nanos = nanos_since(watch.start);
@@ -345,7 +355,6 @@ impl IterProbe<'_> {
             let next_spans = traced && spans::iter_next_enabled();
             let watch = Watch {
                 clock: clock(),
-                next_shard: self.probe.shard(Op::IterNext),
                 started_with: remaining,
                 start: now(),
                 sampled,
