@@ -34,18 +34,28 @@ async fn take_profiler() -> Option<MutexGuard<'static, ()>> {
 }
 
 /// `GET /debug/pprof/profile`: gzipped `profile.proto`.
+///
+/// Encoding and compressing a profile of thousands of stacks takes
+/// milliseconds, as does drawing one: both run on the blocking pool, so
+/// that the runtime's workers go on answering other requests.
 pub(crate) async fn profile(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     let report = capture(raw.as_deref()).await?;
-    let profile = report.pprof().map_err(|err| internal_error("could not encode the profile", err))?;
-    Ok(reply::profile(&profile, "profile"))
+    blocking(move || {
+        let profile = report.pprof().map_err(|err| internal_error("could not encode the profile", err))?;
+        Ok(reply::profile(&profile, "profile"))
+    })
+    .await?
 }
 
 /// `GET /debug/pprof/flamegraph`: the CPU profile as an SVG.
 pub(crate) async fn flamegraph(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     let report = capture(raw.as_deref()).await?;
-    let svg = reply::flamegraph("CPU profile", "samples", folded(&report).iter().map(String::as_str))
-        .map_err(|err| internal_error("could not draw the flamegraph", err))?;
-    Ok(reply::svg(svg))
+    blocking(move || {
+        let svg = reply::flamegraph("CPU profile", "samples", folded(&report).iter().map(String::as_str))
+            .map_err(|err| internal_error("could not draw the flamegraph", err))?;
+        Ok(reply::svg(svg))
+    })
+    .await?
 }
 
 /// Parses the window, takes the profiler, profiles for the window and

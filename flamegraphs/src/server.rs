@@ -113,7 +113,11 @@ pub async fn serve_with_shutdown(
     config: DebugConfig,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    check_reach(listener.local_addr()?, &config)?;
+    let addr = listener.local_addr()?;
+    check_reach(addr, &config)?;
+    if !addr.ip().is_loopback() && config.token.is_none() {
+        tracing::warn!(%addr, "serving /debug/pprof beyond loopback without a token: anyone who reaches {addr} can profile this process");
+    }
     serve_router(listener, standalone(&config), config.limits, signal).await
 }
 
