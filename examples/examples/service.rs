@@ -94,7 +94,14 @@ async fn run(args: Args) -> Result<ShutdownReport, String> {
             "Ctrl-C"
         }
     };
-    tracing::info!("{reason}: shutting down");
+    tracing::info!("{reason}: shutting down (Ctrl-C to stop at once)");
+    // A Ctrl-C now does not wait for running requests and the exports.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("service: Ctrl-C during shutdown, stopping now");
+            std::process::exit(130);
+        }
+    });
     let report = service.shutdown().await;
     tracing::info!(forced = report.forced, "stopped");
     Ok(report)

@@ -1,12 +1,16 @@
 //! The README's first command, shortened: the `service` example runs with
 //! its load generator for 2 s, prints the URLs and the latency report, and
-//! exits 0; bad flags exit 2.
+//! exits 0; bad flags exit 2; a Ctrl-C during shutdown stops it at once.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The example's binary beside this test's (`target/<profile>/examples/service`),
-/// built by `cargo test`; built here if this test was run alone.
+/// built by `cargo test`; built here if this test was run alone. (Not
+/// rebuilt here when it exists: this build's features are not the outer
+/// one's, so it would build the workspace's crates again with other
+/// features. After editing the example, run the package's tests, or
+/// `cargo build --example service`, before `--test service_binary` alone.)
 fn service_binary() -> PathBuf {
     let test_exe = std::env::current_exe().unwrap();
     let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).unwrap();
@@ -58,4 +62,47 @@ fn bad_flags_exit_2_with_the_usage() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--rate") && stderr.contains("usage: service"), "{stderr}");
+}
+
+/// Ctrl-C lets running requests finish (for up to 5 s); a second one stops
+/// the program at once, with the exit status of an interrupt (130).
+#[test]
+fn a_second_ctrl_c_stops_at_once() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut child = Command::new(service_binary())
+        .args(["--addr", "127.0.0.1:0", "--no-load"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("SNAPVIEW_DEBUG_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the service example starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = lines.next().expect("a banner").unwrap();
+    let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    // A 30 s profile: the first Ctrl-C waits for it (at most the grace).
+    let mut profile = TcpStream::connect(&addr).unwrap();
+    profile.write_all(b"GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupt = || {
+        // The shell's own `kill`: no package to install for it.
+        let sent = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
+        assert!(sent.success());
+    };
+    interrupt();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    interrupt();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(second.elapsed() < Duration::from_secs(3), "still running 3 s after the second Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
 }

@@ -35,9 +35,10 @@ impl Default for DebugConfig {
 }
 
 impl DebugConfig {
-    /// Requires `Authorization: Bearer <token>` on every request.
+    /// Requires `Authorization: Bearer <token>` on every request; an empty
+    /// token means none, as for [`TOKEN_ENV`].
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(token.into()).filter(|token| !token.is_empty());
         self
     }
 

@@ -13,11 +13,12 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use snapview::View;
 use snapview::debug::DebugConfig;
-use snapview::{DefaultHashBuilder, View};
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use super::config::MAX_PREFIX_LEN;
 use super::{RouteMap, StatsMap};
 
 /// The `request_stats` key of requests that matched no route.
@@ -129,12 +130,17 @@ async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Re
 /// The entry of the longest prefix of `path` that ends on a segment boundary:
 /// for `/api/users/42`, looks up `/api/users/42`, `/api/users`, `/api`, `/`,
 /// in that order. So a request costs one hash look-up per path segment,
-/// whatever the number of routes, and `/api` never matches `/apix`.
-pub fn longest_prefix<'a>(
-    routes: &'a View<String, String, DefaultHashBuilder>,
-    path: &str,
-) -> Option<(&'a str, &'a str)> {
+/// whatever the number of routes, and `/api` never matches `/apix`. Only the
+/// first [`MAX_PREFIX_LEN`] bytes are looked at (no route is longer), so a
+/// long path costs no more than a short one.
+pub fn longest_prefix<'a>(routes: &'a View<String, String>, path: &str) -> Option<(&'a str, &'a str)> {
     let mut candidate = path.trim_end_matches('/');
+    if candidate.len() > MAX_PREFIX_LEN {
+        // The last segment boundary within reach; a byte index of '/' is a
+        // char boundary.
+        let reach = &candidate.as_bytes()[..=MAX_PREFIX_LEN];
+        candidate = &candidate[..reach.iter().rposition(|&b| b == b'/').unwrap_or(0)];
+    }
     loop {
         let key = if candidate.is_empty() { "/" } else { candidate };
         if let Some((prefix, upstream)) = routes.get_key_value(key) {
@@ -204,6 +210,17 @@ mod tests {
         assert_eq!(span_name(&Method::GET, None, "/debug/pprof/x1234"), "GET other");
         assert_eq!(span_name(&Method::GET, None, "/wp-login.php"), "GET other");
         assert_eq!(span_name(&custom, Some("/metrics"), "/metrics"), "_OTHER /metrics");
+    }
+
+    #[test]
+    fn a_path_is_looked_up_only_as_far_as_a_prefix_can_reach() {
+        let deep = format!("/{}", "a/".repeat(MAX_PREFIX_LEN)); // 2 KB of one-letter segments
+        let within = &deep[..MAX_PREFIX_LEN]; // "/a/a/.../a", 1024 bytes: the longest a route may be
+        let map = routes(&[within, "/a"]);
+        let snap = map.snapshot();
+        assert_eq!(longest_prefix(&snap, &deep).map(|(p, _)| p), Some(within));
+        let long_segment = format!("/a/{}", "b".repeat(4 * MAX_PREFIX_LEN));
+        assert_eq!(longest_prefix(&snap, &long_segment).map(|(p, _)| p), Some("/a"));
     }
 
     #[test]

@@ -92,20 +92,44 @@ pub fn banner(addr: SocketAddr, args: &Args) -> String {
         Some(d) => format!("for {} s", d.as_secs()),
         None => "until Ctrl-C".to_owned(),
     };
-    let auth = if args.config.debug.token.is_some() { " -H \"Authorization: Bearer $TOKEN\"" } else { "" };
+    let tokened = args.config.debug.token.is_some();
+    let auth = if tokened { " -H \"Authorization: Bearer $SNAPVIEW_DEBUG_TOKEN\"" } else { "" };
+    // A browser and `go tool pprof` cannot send the token's header: with a
+    // token, fetch with curl and read the file.
+    let (index, go_tools) = if tokened {
+        (
+            format!("curl{auth} {base}/debug/pprof/                # the index of the debug endpoints"),
+            format!(
+                "curl{auth} -o views.pb.gz '{base}/debug/pprof/views?seconds=5&format=pprof' && go tool pprof -top views.pb.gz
+  curl{auth} -o cpu.pb.gz '{base}/debug/pprof/profile?seconds=5' && go tool pprof -top cpu.pb.gz   # CPU profile"
+            ),
+        )
+    } else {
+        (
+            format!("open {base}/debug/pprof/                # the index of the debug endpoints"),
+            format!(
+                "go tool pprof -top '{base}/debug/pprof/views?seconds=5&format=pprof'
+  go tool pprof -top '{base}/debug/pprof/profile?seconds=5'      # CPU profile"
+            ),
+        )
+    };
+    let token_note = if tokened {
+        "\nThe debug endpoints need the token: export SNAPVIEW_DEBUG_TOKEN=<the token> for the commands below.\n"
+    } else {
+        ""
+    };
     format!(
         "\
 snapview demo gateway listening on {base} ({until}); load generator {load}
-
+{token_note}
 Try:
   curl {base}/route/api/users/42          # resolved on one snapshot of `routes` (JSON; not proxied)
   curl {base}/route/nowhere               # 404: no route
   curl {base}/metrics                     # per-route counters from one snapshot of `request_stats`
   curl{auth} {base}/debug/pprof/histograms       # latency of every snapshot, iteration, publish
-  open {base}/debug/pprof/                # the index of the debug endpoints
+  {index}
   curl{auth} -o views.svg '{base}/debug/pprof/views?seconds=5'   # view-cost flamegraph (SVG)
-  go tool pprof -top '{base}/debug/pprof/views?seconds=5&format=pprof'
-  go tool pprof -top '{base}/debug/pprof/profile?seconds=5'      # CPU profile
+  {go_tools}
   curl{auth} -o cpu.svg '{base}/debug/pprof/flamegraph?seconds=5'
 
 Edit the routes while it runs (the change is published as one version and its diff logged):
@@ -160,5 +184,22 @@ mod tests {
             assert!(err.contains(needle), "{args:?}: {err}");
         }
         assert!(parse_strs(&["--addr", "0.0.0.0:80", "--allow-remote"]).is_ok());
+    }
+
+    #[test]
+    fn with_a_token_every_debug_command_sends_it() {
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let tokened = parse_strs(&["--token", "s3cret"]).unwrap().unwrap();
+        let text = banner(addr, &tokened);
+        assert!(text.contains("export SNAPVIEW_DEBUG_TOKEN"), "{text}");
+        let debug_lines: Vec<&str> = text.lines().filter(|line| line.contains("/debug/pprof")).collect();
+        assert!(debug_lines.len() >= 6, "{text}");
+        for line in debug_lines {
+            assert!(line.contains("Bearer $SNAPVIEW_DEBUG_TOKEN"), "{line}");
+            assert!(!line.trim_start().starts_with("open ") && !line.trim_start().starts_with("go tool"), "{line}");
+        }
+        let open = banner(addr, &parse_strs(&["--token", ""]).unwrap().unwrap());
+        assert!(!open.contains("Authorization"), "{open}");
+        assert!(open.contains("go tool pprof -top 'http://127.0.0.1:8080/debug/pprof/profile"), "{open}");
     }
 }

@@ -53,22 +53,31 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates the routes file at `path`.
+/// Reads and validates the routes file at `path`; returns the table and the
+/// text it came from (what the reloader then compares new text with).
 ///
 /// # Errors
 ///
 /// The file cannot be read, is not valid TOML, or breaks a rule of [`parse`].
-pub fn load(path: &Path) -> Result<RouteTable, ConfigError> {
+pub fn load(path: &Path) -> Result<(RouteTable, String), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| ConfigError { path: path.to_owned(), message: format!("cannot read: {err}") })?;
-    parse(&text).map_err(|message| ConfigError { path: path.to_owned(), message })
+    let table = parse(&text).map_err(|message| ConfigError { path: path.to_owned(), message })?;
+    Ok((table, text))
 }
+
+/// The longest route prefix, in bytes: a request's path is looked up only
+/// that far, so its cost does not grow with the path's length.
+pub const MAX_PREFIX_LEN: usize = 1024;
 
 /// Parses and validates the text of a routes file.
 ///
 /// Rules: every `prefix` starts with `/` and has no trailing `/` (except `/`
-/// itself, the catch-all), prefixes are unique, every `upstream` is an
-/// `http://` or `https://` URL.
+/// itself, the catch-all), is at most [`MAX_PREFIX_LEN`] bytes, and is
+/// written as requests send it: characters a path carries percent-encoded
+/// (spaces, non-ASCII) must be written so (`/caf%C3%A9`), since routes are
+/// matched against the request's path as sent; prefixes are unique; every
+/// `upstream` is an `http://` or `https://` URL.
 ///
 /// # Errors
 ///
@@ -84,6 +93,15 @@ pub fn parse(text: &str) -> Result<RouteTable, String> {
         if prefix.len() > 1 && prefix.ends_with('/') {
             return Err(format!("route #{n}: prefix {prefix:?} must not end with '/'"));
         }
+        if prefix.len() > MAX_PREFIX_LEN {
+            return Err(format!("route #{n}: prefix of {} bytes, longer than {MAX_PREFIX_LEN}", prefix.len()));
+        }
+        if let Some(c) = prefix.chars().find(|&c| !is_path_char(c)) {
+            return Err(format!(
+                "route #{n}: prefix {prefix:?} has {c:?}, which requests send percent-encoded; write it as {:?}",
+                percent_encoded(&prefix)
+            ));
+        }
         if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
             return Err(format!("route #{n} ({prefix}): upstream {upstream:?} must be an http:// or https:// URL"));
         }
@@ -94,13 +112,34 @@ pub fn parse(text: &str) -> Result<RouteTable, String> {
     Ok(table)
 }
 
+/// Whether `c` may stand for itself in a URL's path (RFC 3986 `pchar`, and
+/// `/`; `%` for an escape already written).
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(c)
+}
+
+/// `prefix` with each character that is not a path character percent-encoded.
+fn percent_encoded(prefix: &str) -> String {
+    let mut encoded = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if is_path_char(c) {
+            encoded.push(c);
+        } else {
+            for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    encoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_shipped_file_parses() {
-        let table = load(&crate::gateway::default_routes_path()).unwrap();
+        let (table, _) = load(&crate::gateway::default_routes_path()).unwrap();
         assert_eq!(table.get("/api").map(String::as_str), Some("http://10.0.0.1:8080"));
         assert!(table.len() >= 4);
     }
@@ -123,5 +162,22 @@ mod tests {
         assert!(scheme.contains("http://"), "{scheme}");
         let unknown = parse("[[route]]\nprefix = \"/a\"\nupstream = \"http://a\"\nweight = 3").unwrap_err();
         assert!(unknown.contains("weight"), "{unknown}");
+    }
+
+    fn route(prefix: &str) -> String {
+        format!("[[route]]\nprefix = {prefix:?}\nupstream = \"http://a\"")
+    }
+
+    #[test]
+    fn prefixes_are_written_as_requests_send_them() {
+        let accented = parse(&route("/café")).unwrap_err();
+        assert!(accented.contains("\"/caf%C3%A9\""), "{accented}");
+        let spaced = parse(&route("/my docs")).unwrap_err();
+        assert!(spaced.contains("\"/my%20docs\""), "{spaced}");
+        assert!(parse(&route("/caf%C3%A9")).is_ok());
+        assert!(parse(&route("/v1/items;matrix=1/~user@host:80")).is_ok());
+        let long = parse(&route(&format!("/{}", "a".repeat(MAX_PREFIX_LEN)))).unwrap_err();
+        assert!(long.contains("longer than 1024"), "{long}");
+        assert!(parse(&route(&format!("/{}", "a".repeat(MAX_PREFIX_LEN - 1)))).is_ok());
     }
 }

@@ -163,8 +163,14 @@ impl Service {
         }
         if let Some(load) = &config.load {
             load.validate().map_err(StartError::Load)?;
+            // The generator only sends to this process, over loopback: say so
+            // now rather than have it end at its first request.
+            load::target_for(config.addr).map_err(StartError::Load)?;
         }
-        let table = config::load(&config.routes_path).map_err(StartError::Routes)?;
+        if !config.addr.ip().is_loopback() && config.debug.token.is_none() {
+            tracing::warn!(addr = %config.addr, "serving /debug/pprof beyond loopback without a token:                 anyone who reaches it can profile this process (--token)");
+        }
+        let (table, loaded_text) = config::load(&config.routes_path).map_err(StartError::Routes)?;
         let gateway = app::Gateway {
             routes: Arc::new(SnapMap::builder().name("routes").build()),
             // `RouteStats` is `Copy`: its copies may share the `String` keys
@@ -199,6 +205,7 @@ impl Service {
             config.routes_path.clone(),
             config.reload_every,
             Arc::clone(&gateway.routes),
+            loaded_text,
             stopped.clone(),
         ));
         let load =

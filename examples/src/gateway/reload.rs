@@ -88,11 +88,26 @@ pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
 /// Polls `path` every `every` until `stop` turns true, publishing each valid
 /// new table and logging its diff; an invalid or unreadable file is logged
 /// (once per distinct problem) and the last good table stays in force.
-pub async fn run(path: PathBuf, every: Duration, routes: Arc<RouteMap>, mut stop: watch::Receiver<bool>) {
+/// `loaded` is the text the current table came from.
+///
+/// New text is acted on once two polls in a row read it: a file rewritten in
+/// place (`cp`, a shell's `>`, an editor saving without a rename) is empty or
+/// cut short for a moment, and a poll in that moment must not publish what
+/// it read (an empty file is a valid, empty table). A rename replaces the
+/// file at once, so the reload then takes one poll more, nothing else.
+pub async fn run(
+    path: PathBuf,
+    every: Duration,
+    routes: Arc<RouteMap>,
+    loaded: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // The text last acted on (published or rejected), and the last read error.
-    let mut seen: Option<String> = std::fs::read_to_string(&path).ok();
+    // The text last acted on (published or rejected), new text read once,
+    // and the last read error.
+    let mut seen = loaded;
+    let mut settling: Option<String> = None;
     let mut read_error: Option<String> = None;
     loop {
         tokio::select! {
@@ -112,11 +127,15 @@ pub async fn run(path: PathBuf, every: Duration, routes: Arc<RouteMap>, mut stop
             }
         };
         read_error = None;
-        if seen.as_ref() == Some(&text) {
-            continue;
+        if text == seen {
+            settling = None;
+        } else if settling.as_ref() == Some(&text) {
+            reload(&path, &text, &routes);
+            settling = None;
+            seen = text;
+        } else {
+            settling = Some(text);
         }
-        reload(&path, &text, &routes);
-        seen = Some(text);
     }
     tracing::debug!("routes reloader stopped");
 }

@@ -1,0 +1,45 @@
+//! A routes file rewritten in place (truncated, then written: `cp`, a
+//! shell's `>`, an editor that saves without a rename) is empty for a moment.
+//! A poll in that moment must not publish an empty table: the reloader acts
+//! on new text only once two polls in a row read it.
+
+use std::time::Duration;
+
+mod common;
+
+/// The reloader's interval in `common::start`.
+const POLL: Duration = Duration::from_millis(50);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rewritten_in_place_never_publishes_its_empty_moment() {
+    let (service, file) = common::start(common::ROUTES).await;
+    let first = service.routes().version();
+    // Each time, the file is empty for half a poll: at most one poll reads
+    // it so, and the next reads the whole text again. Eight times, so that
+    // some poll lands in an empty moment.
+    for _ in 0..8 {
+        std::fs::File::create(&file.path).unwrap();
+        tokio::time::sleep(POLL / 2).await;
+        std::fs::write(&file.path, common::ROUTES).unwrap();
+        tokio::time::sleep(POLL * 3).await;
+    }
+    assert_eq!(service.routes().version(), first, "a version was published for a file that did not change");
+    assert_eq!(service.routes().snapshot().len(), 3);
+
+    // An edit written in place is published once it reads the same twice.
+    let edited = common::ROUTES.replace("http://10.0.1.1:80", "http://10.0.1.9:80");
+    std::fs::File::create(&file.path).unwrap();
+    tokio::time::sleep(POLL / 2).await;
+    std::fs::write(&file.path, &edited).unwrap();
+    let client = common::client();
+    let json = common::wait_for_route(&client, &service, "/static/x", Some("/static")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut json = json;
+    while json["upstream"] != "http://10.0.1.9:80" {
+        assert!(std::time::Instant::now() < deadline, "the edit was not picked up: {json}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        json = common::route(&client, &service, "/static/x").await.1;
+    }
+    assert_eq!(service.routes().version(), first + 1, "one version for the edit, none for the empty moment");
+    service.shutdown().await;
+}

@@ -1,0 +1,21 @@
+//! What `Service::start` refuses before it binds anything, with a message
+//! that says why.
+
+mod common;
+
+/// The load generator only sends over loopback: asked for on a specific
+/// remote address, the service refuses to start, instead of starting with a
+/// generator that ends at its first request.
+#[tokio::test]
+async fn a_load_generator_on_a_remote_address_is_refused_at_start() {
+    let file = common::TempRoutes::new(common::ROUTES);
+    let config = snapview_examples::gateway::Config {
+        addr: "192.0.2.1:8080".parse().unwrap(),
+        allow_remote: true,
+        routes_path: file.path.clone(),
+        load: Some(snapview_examples::gateway::load::LoadConfig::default()),
+        ..Default::default()
+    };
+    let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
+    assert!(err.to_string().contains("only targets loopback"), "{err}");
+}
