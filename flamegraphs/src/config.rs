@@ -74,3 +74,14 @@ impl std::fmt::Debug for DebugConfig {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DebugConfig;
+
+    #[test]
+    fn an_empty_token_is_no_token() {
+        assert_eq!(DebugConfig::default().token("").token, None);
+        assert_eq!(DebugConfig::default().token("s3cret").token.as_deref(), Some("s3cret"));
+    }
+}
