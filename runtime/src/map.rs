@@ -204,7 +204,12 @@ where
     /// the version before or the version after, never part of the batch. If
     /// the closure (or a `Hash`, `Eq`, `Clone` it calls into) panics, nothing
     /// is published and the map stays at its last version, usable by the next
-    /// writer. A batch that changes nothing publishes nothing.
+    /// writer. A batch that writes nothing (only reads, and removals of absent
+    /// keys) publishes nothing. An insert, a removal or a `get_mut` of a
+    /// present key is a write even when the contents end equal to the last
+    /// version's (the same value stored again, a key inserted then removed),
+    /// so that batch publishes a new version: values need no `PartialEq`.
+    /// [`Tx::assign`] compares values and writes only those that differ.
     ///
     /// After a publish the writer frees what only the replaced version held
     /// (unless a snapshot still holds it). If a value's `Drop` panics there,
