@@ -19,3 +19,22 @@ async fn a_load_generator_on_a_remote_address_is_refused_at_start() {
     let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
     assert!(err.to_string().contains("only targets loopback"), "{err}");
 }
+
+/// A token no request can present (a newline read along from a file, a
+/// space) is refused at start, without echoing it, instead of a server that
+/// answers every request 401.
+#[tokio::test]
+async fn a_token_that_cannot_be_sent_is_refused_at_start() {
+    let file = common::TempRoutes::new(common::ROUTES);
+    let config = snapview_examples::gateway::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        routes_path: file.path.clone(),
+        load: None,
+        debug: snapview::debug::DebugConfig::default().token("s3cret\n"),
+        ..Default::default()
+    };
+    let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("--token") && message.contains("printable ASCII"), "{message}");
+    assert!(!message.contains("s3cret"), "the token is a secret: {message}");
+}

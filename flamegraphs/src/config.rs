@@ -57,6 +57,32 @@ impl DebugConfig {
 }
 
 impl DebugConfig {
+    /// Checks that the token can be presented at all: a request carries it in
+    /// a header, whose value loses its leading and trailing spaces and must be
+    /// ASCII to be read, so a token with a space, a control character (a
+    /// newline read from a file) or a non-ASCII character would refuse every
+    /// request. [`serve_with`](crate::serve_with) and
+    /// [`serve_with_shutdown`](crate::serve_with_shutdown) check it first.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput`, naming the position of the first character that cannot
+    /// be sent (never the token itself: it is a secret).
+    pub fn validate(&self) -> std::io::Result<()> {
+        let Some(token) = &self.token else { return Ok(()) };
+        match token.chars().position(|c| !c.is_ascii_graphic()) {
+            None => Ok(()),
+            Some(at) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the debug token's character {} cannot be sent in an Authorization header: \
+                     use printable ASCII without spaces",
+                    at + 1
+                ),
+            )),
+        }
+    }
+
     /// Sets the standalone server's bounds on each client.
     pub fn limits(mut self, limits: ConnectionLimits) -> Self {
         self.limits = limits;
@@ -78,6 +104,19 @@ impl std::fmt::Debug for DebugConfig {
 #[cfg(test)]
 mod tests {
     use super::DebugConfig;
+
+    #[test]
+    fn a_token_that_cannot_be_sent_is_an_error_that_hides_it() {
+        for token in ["s3cret\n", " s3cret", "s3 cret", "s3crét", "\ts3cret"] {
+            let err = DebugConfig::default().token(token).validate().unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{token:?}");
+            assert!(!err.to_string().contains("s3"), "{err}");
+        }
+        let at = DebugConfig::default().token("ab cd").validate().unwrap_err().to_string();
+        assert!(at.contains("character 3 "), "{at}");
+        assert!(DebugConfig::default().token("A-z0_9.~+/=!#$%").validate().is_ok());
+        assert!(DebugConfig::default().without_token().validate().is_ok());
+    }
 
     #[test]
     fn an_empty_token_is_no_token() {

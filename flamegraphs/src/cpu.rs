@@ -11,7 +11,7 @@ use pprof::{ProfilerGuard, ProfilerGuardBuilder, Report};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::query::Query;
-use crate::reply::{self, Failure};
+use crate::reply::{self, Failure, blocking};
 
 /// Shared objects whose code must not be unwound from the signal handler:
 /// unwinding through them can deadlock (`_Unwind_Backtrace` taking a lock
@@ -69,24 +69,27 @@ async fn capture(raw: Option<&str>) -> Result<Report, Failure> {
     let builder = blocking(move || prepare(hz)).await?;
     let held = take_profiler().await.ok_or_else(busy)?;
     // `held` goes along so that it is released only after the profiler
-    // stops, even if this future is dropped while it starts.
-    let (held, guard) = blocking(move || start(builder).map(|guard| (held, guard))).await??;
-    // Dropping this future (client gone) drops `guard`, which stops the
-    // profiler, then `held`.
+    // stops, even if this future is dropped while it starts (then the
+    // runtime drops the finished task's output, in field order).
+    let running = blocking(move || start(builder).map(|guard| Running { guard, _held: held })).await??;
+    // Dropping this future (client gone) drops `running`: the profiler
+    // stops, then `held` goes.
     tokio::time::sleep(window).await;
     // Symbolizing every sampled frame takes a while too.
     blocking(move || {
-        let report = guard.report().build();
-        drop(guard);
-        drop(held);
+        let report = running.guard.report().build();
+        drop(running);
         report.map_err(|err| internal_error("profiling failed", err))
     })
     .await?
 }
 
-/// Runs `work` on tokio's blocking pool, off the runtime's workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(work).await.map_err(|err| internal_error("profiling failed", err))
+/// A running CPU profile and the lock on the profiler. The fields drop in
+/// this order, so the lock is released only once the profiler has stopped:
+/// a request waiting for it then cannot find pprof-rs still running (409).
+struct Running {
+    guard: ProfilerGuard<'static>,
+    _held: MutexGuard<'static, ()>,
 }
 
 fn internal_error(what: &str, err: impl std::fmt::Display) -> Failure {

@@ -26,6 +26,15 @@ impl IntoResponse for Failure {
     }
 }
 
+/// Runs `work` on tokio's blocking pool, off the runtime's workers: the
+/// encoding, compressing and drawing of profiles, milliseconds each, that
+/// would otherwise hold up every other request on a small runtime.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format_args!("building the answer failed: {err}"))
+    })
+}
+
 /// `status` with a one-line plain-text message.
 pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()

@@ -6,9 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use axum::extract::RawQuery;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, Response};
-use axum::routing::get;
+use axum::routing::any;
 use snapview_instrument::prometheus;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
@@ -29,13 +31,49 @@ pub fn router() -> Router {
 /// The debug routes, [`ROUTES`], behind the token if `config` has one, to
 /// merge into an application's router: they bring no fallback (so an
 /// application that has one can merge them), and the token guards only them,
-/// never the application's other paths or its 404s.
+/// every method on them (a wrong one's 405 would tell the path exists), never
+/// the application's other paths or its 404s.
+///
+/// # Panics
+///
+/// If the token cannot be sent in a header ([`DebugConfig::validate`]), as
+/// axum's own routing panics on a bad route: a mistake of set-up, better
+/// caught at start than as a server refusing every request. Call
+/// `validate` first to report it your own way.
 pub fn router_with(config: &DebugConfig) -> Router {
-    let routes = routes();
+    if let Err(err) = config.validate() {
+        panic!("{err}");
+    }
+    let handlers = [
+        any(index),
+        any(index),
+        any(cpu::profile),
+        any(cpu::flamegraph),
+        any(views::views),
+        any(histograms),
+        any(metrics),
+    ];
+    let routes =
+        ROUTES.into_iter().zip(handlers).fold(Router::new(), |router, (path, handler)| router.route(path, handler));
+    // Every method reaches the route, so the method is checked inside the
+    // token check: axum's own 405 for `get` routes (and its `Allow` header)
+    // answers before any layer of the route's can, telling without the
+    // token which paths exist.
+    let routes = routes.route_layer(axum::middleware::from_fn(only_get));
     match &config.token {
         Some(token) => routes.route_layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
         None => routes,
     }
+}
+
+/// 405 for anything but `GET` and `HEAD` (whose body hyper leaves out).
+async fn only_get(request: Request, next: Next) -> Response {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        return next.run(request).await;
+    }
+    let mut response = reply::error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here");
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    response
 }
 
 /// The paths the debug router serves.
@@ -48,19 +86,6 @@ pub const ROUTES: [&str; 7] = [
     "/debug/pprof/histograms",
     "/metrics",
 ];
-
-fn routes() -> Router {
-    let handlers = [
-        get(index),
-        get(index),
-        get(cpu::profile),
-        get(cpu::flamegraph),
-        get(views::views),
-        get(histograms),
-        get(metrics),
-    ];
-    ROUTES.into_iter().zip(handlers).fold(Router::new(), |router, (path, handler)| router.route(path, handler))
-}
 
 /// What [`serve_with`] serves: the debug routes, and a 404 that names the
 /// index for any other path, every answer behind the token if there is one
@@ -88,10 +113,12 @@ pub async fn serve(addr: impl ToSocketAddrs) -> io::Result<()> {
 ///
 /// # Errors
 ///
+/// `InvalidInput` if the token cannot be sent ([`DebugConfig::validate`]);
 /// `PermissionDenied` if `addr` resolves to a non-loopback address and
 /// `config` does not [`allow_remote`](DebugConfig::allow_remote); otherwise
 /// the errors of resolving, binding and accepting.
 pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Result<()> {
+    config.validate()?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
     for addr in &addrs {
         check_reach(*addr, &config)?;
@@ -105,6 +132,7 @@ pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Re
 ///
 /// # Errors
 ///
+/// `InvalidInput` if the token cannot be sent ([`DebugConfig::validate`]);
 /// `PermissionDenied` if the listener is on a non-loopback address and
 /// `config` does not [`allow_remote`](DebugConfig::allow_remote); the errors
 /// of accepting otherwise.
@@ -113,6 +141,7 @@ pub async fn serve_with_shutdown(
     config: DebugConfig,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    config.validate()?;
     let addr = listener.local_addr()?;
     check_reach(addr, &config)?;
     if !addr.ip().is_loopback() && config.token.is_none() {

@@ -8,10 +8,10 @@ use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::Response;
 use pprof::protos::{Function, Line, Location, Profile, Sample, ValueType};
-use snapview_instrument::views::{self, ViewProfile};
+use snapview_instrument::views::{self, ViewProfile, ViewsError};
 
 use crate::query::Query;
-use crate::reply::{self, Failure};
+use crate::reply::{self, Failure, blocking};
 
 /// The `format` values, the default first.
 const FORMATS: [&str; 3] = ["svg", "folded", "pprof"];
@@ -22,14 +22,28 @@ pub(crate) async fn views(RawQuery(raw): RawQuery) -> Result<Response, Failure> 
     let bad_request = |message| Failure::new(StatusCode::BAD_REQUEST, message);
     let window = query.seconds().map_err(bad_request)?;
     let format = query.format(&FORMATS).map_err(bad_request)?;
-    // 503, not 409: nothing is busy, this process was not set up for it.
-    let open = views::profiler().start().map_err(|err| Failure::new(StatusCode::SERVICE_UNAVAILABLE, err))?;
+    let open = views::profiler().start().map_err(refused)?;
     // Dropping this future (client gone) drops `open`, which discards the window.
     tokio::time::sleep(window).await;
     let profile = open.finish();
+    // Off the workers, as the CPU profile's encoding (see `cpu::profile`).
+    blocking(move || render(&profile, format)).await?
+}
+
+fn refused(err: ViewsError) -> Failure {
+    let status = match err {
+        // Busy: another request may succeed once a window ends.
+        ViewsError::TooManyWindows => StatusCode::CONFLICT,
+        // Nothing is busy, this process was not set up for it.
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Failure::new(status, err)
+}
+
+fn render(profile: &ViewProfile, format: &str) -> Result<Response, Failure> {
     Ok(match format {
         "folded" => reply::body("text/plain; charset=utf-8", profile.folded()),
-        "pprof" => reply::profile(&to_pprof(&profile), "views"),
+        "pprof" => reply::profile(&to_pprof(profile), "views"),
         _ => reply::svg(
             reply::flamegraph("snapview view costs", "ns", profile.folded().lines())
                 .map_err(|err| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, err))?,

@@ -40,6 +40,8 @@ async fn an_application_with_a_fallback_merges_the_routes_and_keeps_its_404() {
         assert_eq!(common::get(&url, None).await.0, 401, "{path} without the token");
         let status = common::get(&url, Some("Bearer s3cret")).await.0;
         assert!(status == 200 || status == 400, "{path} with the token: {status}");
+        let wrong_method = reqwest::Client::new().post(&url).send().await.unwrap().status();
+        assert_eq!(wrong_method, 401, "POST {path} without the token");
     }
 }
 

@@ -1,5 +1,5 @@
-//! With a token every endpoint, unknown paths included, answers 401 unless
-//! the request carries it; without one, no header is needed.
+//! With a token every endpoint, unknown paths and wrong methods included,
+//! answers 401 unless the request carries it; without one, no header is needed.
 
 mod common;
 
@@ -24,6 +24,28 @@ async fn a_token_guards_every_path() {
         let (got, _, _) = common::get(&server.url(path), Some("Bearer s3cret")).await;
         assert_eq!(got, status, "{path} with the token");
     }
+}
+
+/// A wrong method's 405 (with its `Allow` header) would tell which paths
+/// exist: without the token it is a 401 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_every_method() {
+    let server = Server::start(DebugConfig::default().token("s3cret")).await;
+    let client = reqwest::Client::new();
+    for path in snapview_flame::ROUTES {
+        for method in [reqwest::Method::POST, reqwest::Method::DELETE, reqwest::Method::PUT] {
+            let response = client.request(method.clone(), server.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method} {path} without the token");
+            assert!(!response.headers().contains_key("allow"), "{method} {path} tells its methods");
+            let response = client.request(method.clone(), server.url(path)).bearer_auth("s3cret").send().await.unwrap();
+            assert_eq!(response.status(), 405, "{method} {path} with the token");
+            assert_eq!(response.headers()["allow"], "GET,HEAD");
+        }
+    }
+    let head = client.head(server.url("/metrics")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty(), "HEAD has no body");
+    assert_eq!(client.head(server.url("/metrics")).send().await.unwrap().status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,12 @@ use crate::telemetry::BoxedLayer;
 /// application's spans they nest under (INFO and up).
 pub const WINDOW_FILTER: &str = "info,snapview=debug";
 
+/// How many windows may be open at once. Each open window costs every
+/// snapview span's close a hash-map update, and each holds one of the debug
+/// server's connections for up to its length: without a bound, a few clients
+/// could slow the application and take every connection the server allows.
+pub const MAX_WINDOWS: usize = 4;
+
 /// The process-wide profiler, the one the [`Telemetry`](crate::Telemetry)
 /// pipeline installs and the `/debug/pprof/views` endpoint reads.
 pub fn profiler() -> &'static ViewProfiler {
@@ -42,9 +48,11 @@ pub fn profiler() -> &'static ViewProfiler {
 /// Collects view costs for the windows that are open. See the module docs.
 #[derive(Default)]
 pub struct ViewProfiler {
-    /// The filter of the layer made last (the one a new window turns on).
-    filter: Mutex<Option<reload::Handle<EnvFilter, Registry>>>,
-    /// The open windows; the filter is on exactly while this is non-empty.
+    /// The filters of the layers made so far whose subscribers still live
+    /// (a failed build's, or a replaced subscriber's, go when seen dead).
+    /// Lock order: `windows`, then `filters`.
+    filters: Mutex<Vec<reload::Handle<EnvFilter, Registry>>>,
+    /// The open windows; the filters are on exactly while this is non-empty.
     windows: Mutex<Vec<Weak<Stacks>>>,
 }
 
@@ -54,6 +62,8 @@ pub struct ViewProfiler {
 pub enum ViewsError {
     /// No subscriber carries this profiler's layer.
     NotInstalled,
+    /// [`MAX_WINDOWS`] windows are open already.
+    TooManyWindows,
 }
 
 impl fmt::Display for ViewsError {
@@ -63,6 +73,9 @@ impl fmt::Display for ViewsError {
                 "view profiling is not installed: build the subscriber with snapview's Telemetry pipeline, \
                  or add `snapview_instrument::views::profiler().layer()` to it",
             ),
+            ViewsError::TooManyWindows => {
+                write!(f, "{MAX_WINDOWS} view profiles are being taken already; retry when one ends")
+            }
         }
     }
 }
@@ -77,35 +90,49 @@ impl fmt::Debug for ViewProfiler {
 
 impl ViewProfiler {
     /// The layer that collects view costs for this profiler, with its own
-    /// (reloadable, idle: `off`) filter, for a subscriber built on
-    /// `tracing_subscriber::Registry`. If it is called again, windows opened
-    /// afterwards use the newest layer (the subscriber built last).
+    /// (reloadable) filter, for a subscriber built on
+    /// `tracing_subscriber::Registry`: `off` while no window is open. It may
+    /// be called again (a subscriber per test, a rebuilt pipeline): windows
+    /// turn on the filter of every such layer that still lives, and a layer
+    /// made while a window is open starts on.
     pub fn layer(&'static self) -> BoxedLayer {
-        let (filter, handle) = reload::Layer::new(idle_filter());
-        *lock(&self.filter) = Some(handle);
+        let windows = lock(&self.windows);
+        let any_open = windows.iter().any(|w| w.strong_count() > 0);
+        let (filter, handle) = reload::Layer::new(if any_open { window_filter() } else { idle_filter() });
+        lock(&self.filters).push(handle);
+        drop(windows);
         ViewLayer { profiler: self }.with_filter(filter).boxed()
     }
 
-    /// Whether [`layer`](Self::layer) was made (and, presumably, installed).
+    /// Whether a layer [`layer`](Self::layer) made still lives (presumably
+    /// in an installed subscriber).
     pub fn is_installed(&self) -> bool {
-        lock(&self.filter).is_some()
+        lock(&self.filters).iter().any(is_alive)
     }
 
     /// Opens a window: view costs are collected into it until it is
-    /// [`finish`](ViewWindow::finish)ed or dropped. Windows may overlap.
+    /// [`finish`](ViewWindow::finish)ed or dropped. Up to [`MAX_WINDOWS`]
+    /// windows may overlap, each collecting everything while it is open.
     ///
     /// # Errors
     ///
-    /// [`ViewsError::NotInstalled`] if no layer was made.
+    /// [`ViewsError::NotInstalled`] if no layer was made;
+    /// [`ViewsError::TooManyWindows`] if [`MAX_WINDOWS`] are open.
     pub fn start(&'static self) -> Result<ViewWindow, ViewsError> {
         let stacks = Arc::new(Stacks::default());
         let mut windows = lock(&self.windows);
         {
-            let filter = lock(&self.filter);
-            let handle = filter.as_ref().ok_or(ViewsError::NotInstalled)?;
+            let mut filters = lock(&self.filters);
+            filters.retain(is_alive);
+            if filters.is_empty() {
+                return Err(ViewsError::NotInstalled);
+            }
             windows.retain(|w| w.strong_count() > 0);
+            if windows.len() >= MAX_WINDOWS {
+                return Err(ViewsError::TooManyWindows);
+            }
             if windows.is_empty() {
-                set_filter(handle, EnvFilter::new(WINDOW_FILTER));
+                set_filters(&filters, window_filter);
             }
         }
         windows.push(Arc::downgrade(&stacks));
@@ -116,9 +143,7 @@ impl ViewProfiler {
         let mut windows = lock(&self.windows);
         windows.retain(|w| w.strong_count() > 0 && !core::ptr::eq(w.as_ptr(), Arc::as_ptr(stacks)));
         if windows.is_empty() {
-            if let Some(handle) = lock(&self.filter).as_ref() {
-                set_filter(handle, idle_filter());
-            }
+            set_filters(&lock(&self.filters), idle_filter);
         }
     }
 
@@ -133,10 +158,21 @@ fn idle_filter() -> EnvFilter {
     EnvFilter::new("off")
 }
 
-fn set_filter(handle: &reload::Handle<EnvFilter, Registry>, filter: EnvFilter) {
-    // Fails only if the subscriber holding the layer is gone; then there is
-    // nothing to filter.
-    let _ = handle.reload(filter);
+fn window_filter() -> EnvFilter {
+    EnvFilter::new(WINDOW_FILTER)
+}
+
+fn set_filters(handles: &[reload::Handle<EnvFilter, Registry>], filter: fn() -> EnvFilter) {
+    for handle in handles {
+        // Fails only if the subscriber holding the layer is gone; then there
+        // is nothing to filter.
+        let _ = handle.reload(filter());
+    }
+}
+
+/// Whether the layer of `handle` still exists.
+fn is_alive(handle: &reload::Handle<EnvFilter, Registry>) -> bool {
+    handle.with_current(|_| ()).is_ok()
 }
 
 /// Folded stack -> nanoseconds, for one window.
@@ -307,4 +343,22 @@ impl Visit for LabelFields {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_max_windows_are_open_at_once() {
+        let profiler: &'static ViewProfiler = Box::leak(Box::default());
+        let _layer = profiler.layer();
+        let mut open: Vec<ViewWindow> = (0..MAX_WINDOWS).map(|_| profiler.start().unwrap()).collect();
+        assert_eq!(profiler.start().unwrap_err(), ViewsError::TooManyWindows);
+        // A window dropped or finished makes room.
+        drop(open.pop());
+        open.push(profiler.start().unwrap());
+        let _ = open.pop().unwrap().finish();
+        assert!(profiler.start().is_ok());
+    }
 }

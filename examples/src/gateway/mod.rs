@@ -107,6 +107,8 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     /// The load generator's settings are out of bounds.
     Load(LoadError),
+    /// The debug token cannot be sent in a header (`DebugConfig::validate`).
+    Token(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -120,6 +122,7 @@ impl fmt::Display for StartError {
             ),
             StartError::Bind(addr, err) => write!(f, "cannot listen on {addr}: {err}"),
             StartError::Load(err) => err.fmt(f),
+            StartError::Token(err) => write!(f, "--token or ${}: {err}", snapview::debug::TOKEN_ENV),
         }
     }
 }
@@ -161,6 +164,7 @@ impl Service {
         if !config.addr.ip().is_loopback() && !config.allow_remote {
             return Err(StartError::NotLoopback(config.addr));
         }
+        config.debug.validate().map_err(StartError::Token)?;
         if let Some(load) = &config.load {
             load.validate().map_err(StartError::Load)?;
             // The generator only sends to this process, over loopback: say so
@@ -168,7 +172,11 @@ impl Service {
             load::target_for(config.addr).map_err(StartError::Load)?;
         }
         if !config.addr.ip().is_loopback() && config.debug.token.is_none() {
-            tracing::warn!(addr = %config.addr, "serving /debug/pprof beyond loopback without a token:                 anyone who reaches it can profile this process (--token)");
+            tracing::warn!(
+                addr = %config.addr,
+                "serving /debug/pprof beyond loopback without a token: \
+                 anyone who reaches it can profile this process (--token)"
+            );
         }
         let (table, loaded_text) = config::load(&config.routes_path).map_err(StartError::Routes)?;
         let gateway = app::Gateway {
