@@ -3,6 +3,7 @@
 //! short-lived handle that counts the call, times it if this call is sampled,
 //! and opens the operation's span if its level is enabled.
 
+use core::marker::PhantomData;
 use std::sync::OnceLock;
 
 use tracing::Span;
@@ -71,7 +72,7 @@ impl MapProbe {
     pub fn start(&self, op: Op) -> OpTimer<'_> {
         let shard = &self.stats.shard().ops[op.index()];
         let start = shard.should_time(self.sample_every).then(now);
-        OpTimer { probe: self, shard, op, start }
+        OpTimer { probe: self, shard, op, start, _owner_thread: PhantomData }
     }
 
     /// Records an owned snapshot of `version` that `timer` measured.
@@ -124,12 +125,23 @@ impl core::fmt::Debug for MapProbe {
 }
 
 /// One call in progress. Dropping it without [`finish`](Self::finish) records nothing.
+///
+/// Not `Send`: it holds the starting thread's shard, which only that thread
+/// may write (finished on another thread, it would race with the owner).
+///
+/// ```compile_fail
+/// use snapview_instrument::{Op, probe::MapProbe};
+/// let probe: &'static MapProbe = Box::leak(Box::new(MapProbe::new("routes")));
+/// let timer = probe.start(Op::Get);
+/// std::thread::spawn(move || timer.finish());
+/// ```
 #[must_use = "a call is counted only when finished"]
 pub struct OpTimer<'p> {
     probe: &'p MapProbe,
     shard: &'static OpShard,
     op: Op,
     start: Option<u64>,
+    _owner_thread: PhantomData<*const ()>,
 }
 
 impl core::fmt::Debug for OpTimer<'_> {
@@ -223,6 +235,10 @@ struct Watch {
     /// `next()`s, which sampling must count as untimed calls (see
     /// [`IterProbe::next_watch`]).
     plain_from: Option<usize>,
+    /// The `next()`s already added to `iter.next`'s calls: those up to the
+    /// last sampled one, counted before its sample is recorded, so that no
+    /// report shows more samples than calls while the iteration goes on.
+    counted: usize,
 }
 
 impl Watch {
@@ -324,7 +340,11 @@ impl IterProbe<'_> {
         let nanos = watch.clock.delta_as_nanos(start, watch.clock.raw());
         watch.max_next_ns = watch.max_next_ns.max(nanos);
         if step.sampled {
-            self.probe.record(self.probe.shard(Op::IterNext), Op::IterNext, nanos);
+            let next_shard = self.probe.shard(Op::IterNext);
+            let items = watch.started_with - remaining;
+            next_shard.add_calls((items - watch.counted) as u64);
+            watch.counted = items;
+            self.probe.record(next_shard, Op::IterNext, nanos);
         }
     }
 
@@ -337,7 +357,7 @@ impl IterProbe<'_> {
             IterState::Watching(mut watch) => {
                 watch.count_plain_nexts(self.probe.shard(Op::IterNext), remaining);
                 let items = watch.started_with - remaining;
-                self.count(items);
+                self.count(items - watch.counted);
                 let nanos = nanos_since(watch.start);
                 if watch.sampled {
                     self.probe.record(self.probe.shard(Op::Iter), Op::Iter, nanos);
@@ -363,6 +383,7 @@ impl IterProbe<'_> {
                 next_spans,
                 max_next_ns: 0,
                 plain_from: None,
+                counted: 0,
             };
             IterState::Watching(watch)
         } else {
@@ -370,9 +391,10 @@ impl IterProbe<'_> {
         };
     }
 
-    fn count(&self, items: usize) {
+    /// Counts the iteration and its `next()`s not counted yet.
+    fn count(&self, uncounted_nexts: usize) {
         self.probe.shard(Op::Iter).add_calls(1);
-        self.probe.shard(Op::IterNext).add_calls(items as u64);
+        self.probe.shard(Op::IterNext).add_calls(uncounted_nexts as u64);
     }
 }
 

@@ -127,8 +127,11 @@ impl MapStats {
         let mut calls = 0;
         for shard in self.shards.iter() {
             let op_shard = &shard.ops[op.index()];
-            calls += op_shard.calls.load(Ordering::Relaxed);
+            // Drained first: the drain's Acquire of `written` makes visible
+            // the calls counted before each sample it takes, so a report
+            // never holds more samples than calls.
             op_shard.drain_into(&mut timings);
+            calls += op_shard.calls.load(Ordering::Relaxed);
         }
         (calls, timings.clone())
     }
@@ -378,6 +381,30 @@ mod loom_tests {
             let mut merged = lock(&timings);
             shard.drain_into(&mut merged);
             assert_eq!((merged.histogram.len(), merged.sum), (3, 6));
+        });
+    }
+
+    /// A call is counted before its sample is pushed, and a report drains
+    /// before it reads the count: it never holds more samples than calls.
+    #[test]
+    fn loom_a_report_never_has_more_samples_than_calls() {
+        loom::model(|| {
+            let shard = Arc::new(OpShard::default());
+            let timings = Arc::new(Mutex::new(Timings::default()));
+            let owner = {
+                let (shard, timings) = (Arc::clone(&shard), Arc::clone(&timings));
+                loom::thread::spawn(move || {
+                    for nanos in 1..=2 {
+                        shard.add_calls(1);
+                        shard.push(nanos, &timings);
+                    }
+                })
+            };
+            let mut report = Timings::default();
+            shard.drain_into(&mut report);
+            let calls = shard.calls.load(Ordering::Relaxed);
+            assert!(report.histogram.len() <= calls, "{} samples, {calls} calls", report.histogram.len());
+            owner.join().unwrap();
         });
     }
 }

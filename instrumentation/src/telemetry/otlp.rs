@@ -229,7 +229,10 @@ impl Pipeline {
         if let Some(interval) = config.metrics_interval {
             reader = reader.with_interval(interval);
         }
-        let meter_provider = SdkMeterProvider::builder().with_reader(reader.build()).with_resource(resource).build();
+        let meter_provider = super::metrics::with_cardinality_limits(SdkMeterProvider::builder())
+            .with_reader(reader.build())
+            .with_resource(resource)
+            .build();
         super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, "snapview"));
 
         Ok(Pipeline { tracer_provider, meter_provider, span_losses, timeout: config.timeout, runtime })
