@@ -391,20 +391,21 @@ mod loom_tests {
         loom::model(|| {
             let shard = Arc::new(OpShard::default());
             let timings = Arc::new(Mutex::new(Timings::default()));
-            let owner = {
-                let (shard, timings) = (Arc::clone(&shard), Arc::clone(&timings));
+            let reporter = {
+                let shard = Arc::clone(&shard);
                 loom::thread::spawn(move || {
-                    for nanos in 1..=2 {
-                        shard.add_calls(1);
-                        shard.push(nanos, &timings);
-                    }
+                    // As `MapStats::collect`: drain, then read the count.
+                    let mut report = Timings::default();
+                    shard.drain_into(&mut report);
+                    let calls = shard.calls.load(Ordering::Relaxed);
+                    assert!(report.histogram.len() <= calls, "{} samples, {calls} calls", report.histogram.len());
                 })
             };
-            let mut report = Timings::default();
-            shard.drain_into(&mut report);
-            let calls = shard.calls.load(Ordering::Relaxed);
-            assert!(report.histogram.len() <= calls, "{} samples, {calls} calls", report.histogram.len());
-            owner.join().unwrap();
+            for nanos in 1..=2 {
+                shard.add_calls(1);
+                shard.push(nanos, &timings);
+            }
+            reporter.join().unwrap();
         });
     }
 }
