@@ -5,7 +5,9 @@
 //! view for free: [`SnapMap::snapshot`] is one reference-count increment,
 //! takes no lock, copies nothing and allocates nothing, and the [`Snapshot`]
 //! it returns can be held, iterated and sent across threads while writers go
-//! on. Two snapshots diff in O(changes) ([`View::diff`]).
+//! on (the first snapshot a thread ever takes may allocate arc-swap's
+//! per-thread record, once, reused after the thread ends). Two snapshots
+//! diff in O(changes) ([`View::diff`]: the keys written between them).
 //!
 //! ```
 //! use snapview::{Change, SnapMap};
@@ -59,8 +61,8 @@
 //! # Costs
 //!
 //! Reads: `snapshot()` is one atomic increment; [`SnapMap::read`] is cheaper
-//! still for short reads; `get` walks at most 11 levels of a 64-way trie (4
-//! for a million keys, the top ones cached); iteration walks each node's inline
+//! still for short reads; `get` walks at most 11 levels of a 64-way trie and
+//! a collision node (4 levels for a million keys, the top ones cached); iteration walks each node's inline
 //! entries as a slice. Writes copy the path from the root to the changed slot
 //! (children shared; entries copied bit for bit where they own nothing, and
 //! otherwise, for [`Lendable`] types, borrowed from the node copied, only the written one cloned, or
@@ -101,7 +103,8 @@
 //! - `instrument`: every snapshot, read guard, iteration, publish and diff
 //!   (and, if a map asks, every look-up) is counted, sampled into latency
 //!   histograms and traced with `tracing` spans; see [`instrument`]. Requires
-//!   `snapview-instrument` (and through it `tracing`, `hdrhistogram`, `quanta`).
+//!   `snapview-instrument` (and through it `tracing`, `tracing-subscriber`,
+//!   `hdrhistogram`, `quanta`, `thread_local` and `serde`).
 //!   Without it the crate compiles to the uninstrumented code.
 //! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
 //!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.

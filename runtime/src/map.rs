@@ -6,6 +6,7 @@ use core::hash::{BuildHasher, Hash};
 use core::marker::PhantomData;
 use core::mem;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -62,6 +63,12 @@ pub struct SnapMap<K, V, S = DefaultHashBuilder> {
     /// replaced only after a publish succeeded; the spare is taken out before
     /// use), so poisoning is ignored.
     writer: Mutex<Writer<K, V, S>>,
+    /// The thread running a batch of this map ([`this_thread`]; 0: none),
+    /// so that a write from inside the batch's closure panics with a reason
+    /// instead of waiting for the lock it holds itself (std's `Mutex`
+    /// deadlocks then). Only the holder of `writer` stores it. A check, not
+    /// part of any protocol between threads: std's atomic even under loom.
+    batch_thread: AtomicU64,
     meta: Arc<Meta>,
     /// The same as `meta.hook`, one pointer closer.
     hook: MapHook,
@@ -118,6 +125,7 @@ impl<K, V, S> SnapMap<K, V, S> {
         Self {
             current: ArcSwap::new(Arc::clone(&first)),
             writer: Mutex::new(Writer { current: first, spare: None, written: WrittenPaths::default() }),
+            batch_thread: AtomicU64::new(0),
             meta,
             hook,
             watchers: Watchers::new(),
@@ -126,6 +134,12 @@ impl<K, V, S> SnapMap<K, V, S> {
     }
 
     /// The current version, owned: O(1), allocation-free, never changes.
+    ///
+    /// (arc-swap, which publishes the versions, gives each thread a record the
+    /// first time it loads: a thread's first snapshot may allocate it, once;
+    /// it is reused by later threads when this one ends. With `instrument`,
+    /// an enabled `tracing` subscriber receives a span per snapshot, and
+    /// allocates as it does.)
     #[inline]
     pub fn snapshot(&self) -> Snapshot<K, V, S> {
         Snapshot::from_arc(self.hook.snapshot(|| self.current.load_full(), |view| view.version()))
@@ -169,6 +183,16 @@ impl<K, V, S> SnapMap<K, V, S> {
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer<K, V, S>> {
+        // Relaxed: only this thread can have stored its own number, and its
+        // own stores are visible to it; another thread's number never equals
+        // it. Loom runs its threads on one OS thread, where a thread-local
+        // cannot tell them apart.
+        if !cfg!(snapview_loom) && self.batch_thread.load(Ordering::Relaxed) == this_thread() {
+            panic!(
+                "a write to a SnapMap from inside its own `update` (insert, remove, clear, extend, update or \
+                 subscribe on the same map) would wait for itself: write through the `Tx` the closure gets"
+            );
+        }
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -215,9 +239,18 @@ where
     /// (unless a snapshot still holds it). If a value's `Drop` panics there,
     /// the batch stays published and subscribers are told of it; the panic
     /// then propagates out of `update`.
+    ///
+    /// # Panics
+    ///
+    /// If the closure writes to this same map other than through the `Tx`
+    /// (`insert`, `remove`, `clear`, `extend`, `update`, `subscribe`): that
+    /// write would wait for the lock its own batch holds. The batch then
+    /// publishes nothing, as for any panic in the closure. Writing to other
+    /// maps, and reading this one (`snapshot`, `read`), is fine.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
+        let _in_batch = InBatch::mark(&self.batch_thread);
         // Until the batch is over, on this thread: settling and recycling
         // copy nodes too.
         let _lend = self.lend.map(|allow| allow());
@@ -254,10 +287,12 @@ where
                 }
                 writer.written = written;
                 writer.written.clear();
-                if self.watchers.watched() {
-                    self.watchers.published(&next);
-                }
+                let superseded = if self.watchers.watched() { self.watchers.published(&next) } else { None };
                 publish.published(next.version(), changes);
+                // The version subscriptions were last told of, let go only
+                // now: it may be the old version's last holder, and its
+                // values' `Drop`s (which may panic) come after the announcing.
+                let freed = freed.and(panic::catch_unwind(AssertUnwindSafe(|| drop(superseded))));
                 if let Err(payload) = freed {
                     panic::resume_unwind(payload);
                 }
@@ -279,6 +314,32 @@ where
             }
         }
         result
+    }
+}
+
+/// A number that tells the calling thread apart from every other live
+/// thread (never 0): the address of a thread-local.
+fn this_thread() -> u64 {
+    thread_local!(static MARK: u8 = const { 0 });
+    MARK.with(|mark| core::ptr::from_ref(mark).addr() as u64)
+}
+
+/// Marks the calling thread as running a batch of one map, until dropped
+/// (also when the batch unwinds), which happens before the writer lock goes.
+struct InBatch<'a>(&'a AtomicU64);
+
+impl<'a> InBatch<'a> {
+    fn mark(batch_thread: &'a AtomicU64) -> Self {
+        // Relaxed: read back only by this thread (see `lock_writer`); the
+        // writer lock orders it for the next holder.
+        batch_thread.store(this_thread(), Ordering::Relaxed);
+        Self(batch_thread)
+    }
+}
+
+impl Drop for InBatch<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }
 

@@ -107,7 +107,11 @@ impl<K, V, S> View<K, V, S> {
 
     /// What changed from `self` (the older) to `newer`.
     ///
-    /// For two versions of the same map this costs O(changes × depth): the
+    /// For two versions of the same map this costs O(written × depth), where
+    /// `written` counts the keys written between them, changes or not (a
+    /// value stored again equal, a key inserted then removed, `clear` then
+    /// the same entries: the copies they made are compared entry by entry,
+    /// [`Tx::assign`](crate::Tx::assign) writes only what differs): the
     /// walk skips every sub-tree the versions still share (plus, at most, a
     /// scan of 64 × 64 child pointers: the writer keeps private copies of the
     /// root's children, which it compares by their children). For versions of

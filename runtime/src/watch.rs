@@ -17,8 +17,11 @@ pub(crate) struct Watchers<K, V, S> {
 }
 
 struct State<K, V, S> {
-    /// The newest version published while subscriptions existed.
+    /// The newest version published while subscriptions existed; let go when
+    /// the last subscription goes, so that it holds no old version's values.
     latest: Option<Arc<View<K, V, S>>>,
+    /// Subscriptions alive.
+    subscriptions: usize,
     /// The map is gone: no version will come after `latest`.
     closed: bool,
     /// Subscriptions waiting in `changed`, by id (a re-polled future replaces its waker).
@@ -28,7 +31,8 @@ struct State<K, V, S> {
 
 impl<K, V, S> Watchers<K, V, S> {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self { state: Mutex::new(State { latest: None, closed: false, waiting: Vec::new(), next_id: 0 }) })
+        let state = State { latest: None, subscriptions: 0, closed: false, waiting: Vec::new(), next_id: 0 };
+        Arc::new(Self { state: Mutex::new(state) })
     }
 
     /// A new subscription that has seen `version`. The caller holds the
@@ -37,6 +41,7 @@ impl<K, V, S> Watchers<K, V, S> {
     pub(crate) fn subscribe(self: &Arc<Self>, version: u64) -> Subscription<K, V, S> {
         let id = {
             let mut state = self.lock();
+            state.subscriptions += 1;
             state.next_id += 1;
             state.next_id
         };
@@ -49,14 +54,18 @@ impl<K, V, S> Watchers<K, V, S> {
         Arc::strong_count(self) > 1
     }
 
-    /// A new version was published.
-    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) {
-        let waiting = {
+    /// A new version was published: the waiting subscriptions are woken.
+    /// Returns the version it replaces as the latest, for the caller to drop
+    /// once everything else about the publish is done: dropping it may free
+    /// that version, and a value's `Drop` may panic.
+    #[must_use = "dropping the replaced version may panic: the caller decides when"]
+    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) -> Option<Arc<View<K, V, S>>> {
+        let (replaced, waiting) = {
             let mut state = self.lock();
-            state.latest = Some(Arc::clone(view));
-            core::mem::take(&mut state.waiting)
+            (state.latest.replace(Arc::clone(view)), core::mem::take(&mut state.waiting))
         };
         waiting.into_iter().for_each(|(_, waker)| waker.wake());
+        replaced
     }
 
     /// The map is being dropped.
@@ -135,7 +144,17 @@ impl<K, V, S> Subscription<K, V, S> {
 
 impl<K, V, S> Drop for Subscription<K, V, S> {
     fn drop(&mut self) {
-        self.watchers.lock().waiting.retain(|(id, _)| *id != self.id);
+        let unwatched = {
+            let mut state = self.watchers.lock();
+            state.waiting.retain(|(id, _)| *id != self.id);
+            state.subscriptions -= 1;
+            // The last one: no one will ask for `latest`, and it would keep
+            // a version (and its values) alive until the next watched
+            // publish, or the map's end.
+            if state.subscriptions == 0 { state.latest.take() } else { None }
+        };
+        // Outside the lock: this may free that version, and run user `Drop`s.
+        drop(unwatched);
     }
 }
 

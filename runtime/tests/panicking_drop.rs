@@ -8,14 +8,15 @@
 mod common;
 
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicIsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 
 use common::{Identity, PLANNED_PANIC, quietly};
 use snapview::{Lendable, SnapMap};
 
 /// Live values per test (tests run in parallel).
-static LIVE: [AtomicIsize; 5] = [const { AtomicIsize::new(0) }; 5];
+static LIVE: [AtomicIsize; 6] = [const { AtomicIsize::new(0) }; 6];
 
 /// A value that counts itself in `LIVE[slot]`, and panics when dropped if `boom`.
 struct Value {
@@ -153,4 +154,39 @@ fn two_values_that_panic_as_a_publish_frees_them_leave_that_version_settled() {
 #[test]
 fn a_value_that_panics_as_a_publish_frees_it_unlent_leaves_that_version_announced() {
     a_panicking_drop_after_the_publish(3, false, &[0]);
+}
+
+/// A waker that notes it was woken.
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// While a subscription exists, the version it was last told of is held for
+/// it, so that version is freed when the next publish replaces it: a value
+/// that panics there must not keep the waiting subscription from being woken
+/// (it was freed under the subscriptions' lock, before the wake-ups).
+#[test]
+fn a_value_that_panics_as_the_subscriptions_version_is_replaced_still_wakes_them() {
+    let slot = 5;
+    let map: Map = SnapMap::builder().hasher(BuildHasherDefault::<Identity>::default()).build();
+    let mut changes = map.subscribe();
+    map.insert(0, Value::new(slot, true));
+    let flag = Arc::new(Flag::default());
+    let waker = Waker::from(Arc::clone(&flag));
+    let mut cx = Context::from_waker(&waker);
+    assert!(matches!(changes.poll_changed(&mut cx), Poll::Ready(Some(s)) if s.version() == 1));
+    assert!(changes.poll_changed(&mut cx).is_pending());
+
+    let publish = quietly(|| drop(map.insert(0, Value::new(slot, false))));
+    assert!(publish.is_err(), "the replaced version's value panicked as it dropped");
+    assert_eq!(map.version(), 2, "the version stands");
+    assert!(flag.0.load(Ordering::Relaxed), "the waiting subscription was woken");
+    assert!(matches!(changes.poll_changed(&mut cx), Poll::Ready(Some(s)) if s.version() == 2));
+    drop((map, changes));
+    assert_eq!(LIVE[slot].load(Ordering::Relaxed), 0, "values leaked");
 }

@@ -122,3 +122,19 @@ fn subscriptions_and_their_futures_move_into_tasks() {
     map.insert("k".into(), vec![1]);
     assert_eq!(block_on(sub.changed()).unwrap().get("k"), Some(&vec![1]));
 }
+
+/// While subscriptions exist, the last version they were told of is held for
+/// them; once the last one is dropped nothing may keep it (it held its values
+/// until the next watched publish, or the map's end).
+#[test]
+fn dropping_the_last_subscription_lets_go_of_the_version_it_was_told_of() {
+    let map: SnapMap<u32, Arc<()>> = SnapMap::new();
+    let value = Arc::new(());
+    let (first, second) = (map.subscribe(), map.subscribe());
+    map.insert(1, Arc::clone(&value));
+    drop(first);
+    assert_eq!(Arc::strong_count(&value), 2, "the current version holds it");
+    drop(second);
+    drop(map.remove(&1));
+    assert_eq!(Arc::strong_count(&value), 1, "no subscription: nothing holds the removed value");
+}
