@@ -26,3 +26,33 @@ async fn requests_resolve_to_the_longest_prefix() {
     }
     service.shutdown().await;
 }
+
+/// A HEAD request is resolved and counted, but its answer has no body, so it
+/// adds no response bytes.
+#[tokio::test]
+async fn head_requests_count_no_response_bytes() {
+    let (service, _file) = common::start(common::ROUTES).await;
+    let client = common::client();
+    let url = format!("http://{}/route/api/users/1", service.local_addr());
+    for _ in 0..3 {
+        let head = client.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert!(head.bytes().await.unwrap().is_empty());
+    }
+    let (status, metrics) = common::get(&client, &service, "/metrics").await;
+    assert_eq!(status, 200);
+    let line = |name: &str| {
+        metrics.lines().find(|l| l.starts_with(&format!("{name}{{route=\"/api/users\"}}"))).map(str::to_owned)
+    };
+    assert_eq!(
+        line("gateway_requests_total").as_deref(),
+        Some("gateway_requests_total{route=\"/api/users\"} 3"),
+        "{metrics}"
+    );
+    assert_eq!(
+        line("gateway_response_bytes_total").as_deref(),
+        Some("gateway_response_bytes_total{route=\"/api/users\"} 0"),
+        "{metrics}"
+    );
+    service.shutdown().await;
+}

@@ -5,8 +5,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// Passes the request on if it carries `Authorization: Bearer <token>`, else 401.
-pub(crate) async fn require_token(State(token): State<String>, request: Request, next: Next) -> Response {
+/// axum middleware: passes the request on if it carries `Authorization:
+/// Bearer <token>` (the scheme's name in any case; the token compared in
+/// constant time), else answers 401 with `WWW-Authenticate: Bearer`. The
+/// debug routes use it; it guards an application's own routes with the
+/// same token, e.g. a `/metrics` that stands in for the debug one:
+///
+/// ```
+/// use axum::{Router, middleware, routing::get};
+/// let token = "s3cret".to_string();
+/// let app: Router = Router::new().route(
+///     "/metrics",
+///     get(|| async { "# my metrics" })
+///         .route_layer(middleware::from_fn_with_state(token, snapview_flame::require_token)),
+/// );
+/// ```
+pub async fn require_token(State(token): State<String>, request: Request, next: Next) -> Response {
     let presented =
         request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer_credentials);
     match presented {

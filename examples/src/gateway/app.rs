@@ -12,7 +12,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use snapview::View;
 use snapview::debug::DebugConfig;
 use tracing::Instrument;
@@ -46,10 +46,21 @@ pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
         .route("/route", get(resolve))
         .route("/route/", get(resolve))
         .route("/route/{*path}", get(resolve))
-        .route("/metrics", get(super::metrics::metrics))
+        .route("/metrics", metrics_route(debug))
         .with_state(gateway)
         .fallback_service(snapview::debug::router_with(debug))
         .layer(middleware::from_fn(request_span))
+}
+
+/// `GET /metrics`, behind the debug token if there is one: it carries
+/// snapview's latency histograms, which the debug router's own `/metrics`
+/// (that this one stands in for) keeps behind the token.
+fn metrics_route(debug: &DebugConfig) -> MethodRouter<Gateway> {
+    let route = get(super::metrics::metrics);
+    match &debug.token {
+        Some(token) => route.route_layer(middleware::from_fn_with_state(token.clone(), snapview::debug::require_token)),
+        None => route,
+    }
 }
 
 /// Wraps each request in an INFO span named, for OpenTelemetry, after the
@@ -122,7 +133,9 @@ async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Re
             ),
         };
         let body = body.to_string();
-        record(&gateway.request_stats, route, status, body.len());
+        // A HEAD answer carries no body (axum leaves it out).
+        let sent = if method == Method::HEAD { 0 } else { body.len() };
+        record(&gateway.request_stats, route, status, sent);
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     })
 }

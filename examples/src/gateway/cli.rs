@@ -20,7 +20,7 @@ usage: service [OPTIONS]
   --no-load            do not start the built-in load generator
   --rate N             load generator requests/s, 1..=5000 (default 200)
   --load-seconds N     stop the load generator after N seconds, 1..=3600 (default 300)
-  --token TOKEN        bearer token for /debug/pprof/* (default: $SNAPVIEW_DEBUG_TOKEN)
+  --token TOKEN        bearer token for /debug/pprof/* and /metrics (default: $SNAPVIEW_DEBUG_TOKEN)
   -h, --help           this message
 
 environment: RUST_LOG (log filter, default info), OTEL_EXPORTER_OTLP_ENDPOINT (export
@@ -106,7 +106,9 @@ pub fn banner(addr: SocketAddr, args: &Args) -> String {
         )
     } else {
         (
-            format!("open {base}/debug/pprof/                # the index of the debug endpoints"),
+            format!(
+                "curl {base}/debug/pprof/                # the index of the debug endpoints (or open it in a browser)"
+            ),
             format!(
                 "go tool pprof -top '{base}/debug/pprof/views?seconds=5&format=pprof'
   go tool pprof -top '{base}/debug/pprof/profile?seconds=5'      # CPU profile"
@@ -125,7 +127,7 @@ snapview demo gateway listening on {base} ({until}); load generator {load}
 Try:
   curl {base}/route/api/users/42          # resolved on one snapshot of `routes` (JSON; not proxied)
   curl {base}/route/nowhere               # 404: no route
-  curl {base}/metrics                     # per-route counters from one snapshot of `request_stats`
+  curl{auth} {base}/metrics                     # per-route counters from one snapshot of `request_stats`
   curl{auth} {base}/debug/pprof/histograms       # latency of every snapshot, iteration, publish
   {index}
   curl{auth} -o views.svg '{base}/debug/pprof/views?seconds=5'   # view-cost flamegraph (SVG)
@@ -192,8 +194,9 @@ mod tests {
         let tokened = parse_strs(&["--token", "s3cret"]).unwrap().unwrap();
         let text = banner(addr, &tokened);
         assert!(text.contains("export SNAPVIEW_DEBUG_TOKEN"), "{text}");
-        let debug_lines: Vec<&str> = text.lines().filter(|line| line.contains("/debug/pprof")).collect();
-        assert!(debug_lines.len() >= 6, "{text}");
+        let debug_lines: Vec<&str> =
+            text.lines().filter(|line| line.contains("/debug/pprof") || line.contains("/metrics")).collect();
+        assert!(debug_lines.len() >= 7, "{text}");
         for line in debug_lines {
             assert!(line.contains("Bearer $SNAPVIEW_DEBUG_TOKEN"), "{line}");
             assert!(!line.trim_start().starts_with("open ") && !line.trim_start().starts_with("go tool"), "{line}");
@@ -201,5 +204,7 @@ mod tests {
         let open = banner(addr, &parse_strs(&["--token", ""]).unwrap().unwrap());
         assert!(!open.contains("Authorization"), "{open}");
         assert!(open.contains("go tool pprof -top 'http://127.0.0.1:8080/debug/pprof/profile"), "{open}");
+        // Every command runs as printed on Linux (there, `open` is not a browser).
+        assert!(open.lines().all(|line| !line.trim_start().starts_with("open ")), "{open}");
     }
 }
