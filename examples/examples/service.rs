@@ -33,9 +33,14 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let outcome = runtime.block_on(run(args));
+    // Flushes the spans and metrics still queued for the collector (bounded
+    // wait), while the runtime still runs the task that stops the program
+    // at a second Ctrl-C: dropped after the runtime, that Ctrl-C did nothing.
+    let flushed = runtime.block_on(runtime.spawn_blocking(move || drop(telemetry)));
     drop(runtime);
-    // Flushes the spans and metrics still queued for the collector (bounded wait).
-    drop(telemetry);
+    if let Err(err) = flushed {
+        eprintln!("service: the final export failed: {err}");
+    }
     match outcome {
         Ok(report) => {
             if let Some(load) = report.load {

@@ -56,3 +56,29 @@ async fn head_requests_count_no_response_bytes() {
     );
     service.shutdown().await;
 }
+
+/// A path is matched in its normal form, as the prefixes are stored: dot
+/// segments resolved (a client that does not resolve them, `curl
+/// --path-as-is`, reached `/static` for `/static/../api/...`), escapes in
+/// either case and escaped unreserved characters alike. Sent raw over TCP,
+/// as an HTTP client would normalize them first.
+#[tokio::test]
+async fn paths_are_matched_in_normal_form() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (service, _file) = common::start(common::ROUTES).await;
+    for (sent, route, path) in [
+        ("/route/static/../api/users/1", "/api/users", "/api/users/1"),
+        ("/route/%61pi/orders", "/api", "/api/orders"),
+        ("/route/static/./app.js", "/static", "/static/app.js"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(service.local_addr()).await.unwrap();
+        let request = format!("GET {sent} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{sent}: {answer}");
+        let body: serde_json::Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!((body["route"].as_str(), body["path"].as_str()), (Some(route), Some(path)), "{sent}: {body}");
+    }
+    service.shutdown().await;
+}

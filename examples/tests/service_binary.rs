@@ -106,3 +106,50 @@ fn a_second_ctrl_c_stops_at_once() {
     };
     assert_eq!(status.code(), Some(130), "{status:?}");
 }
+
+/// A Ctrl-C while the final export waits for a collector that does not
+/// answer stops the program at once too (130): the export ran after the
+/// runtime, with the second Ctrl-C's listener, was gone.
+#[test]
+fn a_ctrl_c_during_the_final_export_stops_at_once() {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    // A collector that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let mut child = Command::new(service_binary())
+        .args(["--addr", "127.0.0.1:0", "--no-load", "--seconds", "1"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("SNAPVIEW_DEBUG_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the service example starts");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(lines.any(|line| line.contains("stopped")), "the service reports it stopped");
+    // Now it waits for the export (2 s at most); keep draining its stderr.
+    std::thread::spawn(move || lines.for_each(drop));
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
+    assert!(kill.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "still running 5 s after the Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "stopped by the Ctrl-C, not by the export's end: {status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(1), "{:?}", sent.elapsed());
+}

@@ -463,6 +463,31 @@ where
     }
 }
 
+/// Copies the entries in as one batch, as std's `HashMap` extends from
+/// references for `Copy` types: `map.extend(other_snapshot.iter())`.
+impl<'a, K, V, S> Extend<(&'a K, &'a V)> for SnapMap<K, V, S>
+where
+    K: Hash + Eq + Copy + 'a,
+    V: Copy + 'a,
+    S: BuildHasher + Clone,
+{
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, iter: I) {
+        (&*self).extend(iter);
+    }
+}
+
+/// As `Extend<(&K, &V)>` on the map itself, through `&SnapMap`.
+impl<'a, K, V, S> Extend<(&'a K, &'a V)> for &SnapMap<K, V, S>
+where
+    K: Hash + Eq + Copy + 'a,
+    V: Copy + 'a,
+    S: BuildHasher + Clone,
+{
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, iter: I) {
+        self.extend(iter.into_iter().map(|(&k, &v)| (k, v)));
+    }
+}
+
 /// `SnapMap::from([(k1, v1), (k2, v2)])`: a map whose version 1 holds these
 /// entries (version 0 if `N` is 0); of equal keys, the
 /// last value is kept under the first key, as with std's `HashMap`.

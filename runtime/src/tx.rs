@@ -408,6 +408,19 @@ where
     }
 }
 
+/// Copies the entries in, as std's `HashMap` extends from references for
+/// `Copy` types: `tx.extend(other_snapshot.iter())`.
+impl<'a, K, V, S> Extend<(&'a K, &'a V)> for Tx<'_, K, V, S>
+where
+    K: Hash + Eq + Copy + 'a,
+    V: Copy + 'a,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, iter: I) {
+        self.extend(iter.into_iter().map(|(&k, &v)| (k, v)));
+    }
+}
+
 impl<K, V, S> Extend<(K, V)> for Tx<'_, K, V, S>
 where
     K: Hash + Eq + Clone,

@@ -37,9 +37,30 @@ fn extend_publishes_one_version() {
     assert_eq!(now.get(&0), Some(&"nil"));
     assert_eq!(before.len(), 1, "the earlier snapshot is untouched");
     assert_eq!(before.get(&0), Some(&"zero"));
-    map.extend(std::iter::empty());
+    map.extend(std::iter::empty::<(u32, &str)>());
     assert_eq!(map.version(), 2, "extending with nothing publishes nothing");
     assert!(Snapshot::ptr_eq(&now, &map.snapshot()));
+}
+
+/// As std's `HashMap`: `Copy` keys and values extend from references, e.g.
+/// another snapshot's entries, or a std map's.
+#[test]
+fn copy_entries_extend_from_references() {
+    let source: SnapMap<u32, u64> = (0..50).map(|i| (i, u64::from(i) * 2)).collect();
+    let source = source.snapshot();
+    let mut map: SnapMap<u32, u64> = SnapMap::new();
+    map.extend(source.iter());
+    assert_eq!((map.version(), map.len()), (1, 50), "one batch");
+    let std_map = std::collections::HashMap::from([(7u32, 70u64), (100, 1000)]);
+    (&map).extend(&std_map);
+    assert_eq!((map.version(), map.len()), (2, 51));
+    let copied = map.update(|tx| {
+        tx.extend([(&200, &2000)]);
+        tx.len()
+    });
+    assert_eq!(copied, 52);
+    let now = map.snapshot();
+    assert_eq!((now.get(&7), now.get(&100), now.get(&200)), (Some(&70), Some(&1000), Some(&2000)));
 }
 
 #[test]
@@ -50,7 +71,7 @@ fn a_shared_map_extends_through_a_reference() {
     assert_eq!(map.version(), 1, "one batch through `&SnapMap`");
     assert_eq!(map.len(), 100);
     assert_eq!(map.snapshot().get(&99), Some(&100));
-    (&*map).extend(std::iter::empty());
+    (&*map).extend(std::iter::empty::<(u32, u32)>());
     assert_eq!(map.version(), 1, "extending with nothing publishes nothing");
 }
 
@@ -237,7 +258,7 @@ fn return_values_and_versions_follow_each_write() {
         tx.remove(&1);
         tx.clear();
         tx.retain(|_, _| false);
-        tx.extend(std::iter::empty());
+        tx.extend(std::iter::empty::<(u32, u32)>());
     });
     assert_eq!(map.version(), 3, "a batch that writes nothing publishes nothing");
     map.update(|tx| {

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::config::MAX_PREFIX_LEN;
+use super::path;
 use super::{RouteMap, StatsMap};
 
 /// The `request_stats` key of requests that matched no route.
@@ -114,7 +115,10 @@ fn span_name(method: &Method, template: Option<&str>, path: &str) -> String {
 /// upstream and the version in the answer always belong together, even if a
 /// reload publishes meanwhile.
 async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Response {
-    let path = uri.path().strip_prefix("/route").filter(|p| !p.is_empty()).unwrap_or("/");
+    let sent = uri.path().strip_prefix("/route").filter(|p| !p.is_empty()).unwrap_or("/");
+    // As prefixes are stored: `/static/../api` is `/api`, `%7e` is `~`.
+    let normal = path::normalize(sent);
+    let path: &str = &normal;
     let routes = gateway.routes.snapshot();
     let hit = longest_prefix(&routes, path);
     let route = hit.map_or(UNMATCHED, |(prefix, _)| prefix);
@@ -134,8 +138,8 @@ async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Re
         };
         let body = body.to_string();
         // A HEAD answer carries no body (axum leaves it out).
-        let sent = if method == Method::HEAD { 0 } else { body.len() };
-        record(&gateway.request_stats, route, status, sent);
+        let body_bytes = if method == Method::HEAD { 0 } else { body.len() };
+        record(&gateway.request_stats, route, status, body_bytes);
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     })
 }

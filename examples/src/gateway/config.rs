@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::path;
+
 /// A validated routing table: prefix → upstream URL.
 ///
 /// A `BTreeMap` so that errors, logs and the publish batch come in a stable order.
@@ -75,8 +77,11 @@ pub const MAX_PREFIX_LEN: usize = 1024;
 /// Rules: every `prefix` starts with `/` and has no trailing `/` (except `/`
 /// itself, the catch-all), is at most [`MAX_PREFIX_LEN`] bytes, and is
 /// written as requests send it: characters a path carries percent-encoded
-/// (spaces, non-ASCII) must be written so (`/caf%C3%A9`), since routes are
-/// matched against the request's path as sent; prefixes are unique; every
+/// (spaces, non-ASCII) must be written so (`/caf%C3%A9`), each `%` starting
+/// an escape, and no `.` or `..` segment (requests are matched with theirs
+/// resolved); prefixes are unique once in the normal form both prefixes and
+/// requests are matched in ([`path::normalize`]: `/caf%c3%a9` is
+/// `/caf%C3%A9`, `/%61pi` is `/api`), which is the form stored; every
 /// `upstream` is an `http://` or `https://` URL.
 ///
 /// # Errors
@@ -102,14 +107,31 @@ pub fn parse(text: &str) -> Result<RouteTable, String> {
                 percent_encoded(&prefix)
             ));
         }
+        if let Some(at) = prefix.match_indices('%').map(|(at, _)| at).find(|&at| !starts_an_escape(&prefix[at..])) {
+            return Err(format!(
+                "route #{n}: prefix {prefix:?} has a '%' at byte {at} that starts no escape (two hex digits); \
+                 write a '%' itself as %25"
+            ));
+        }
+        if path::has_dot_segments(&prefix) {
+            return Err(format!(
+                "route #{n}: prefix {prefix:?} has a '.' or '..' segment; requests are matched with theirs resolved"
+            ));
+        }
         if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
             return Err(format!("route #{n} ({prefix}): upstream {upstream:?} must be an http:// or https:// URL"));
         }
-        if table.insert(prefix.clone(), upstream).is_some() {
-            return Err(format!("route #{n}: prefix {prefix:?} appears twice"));
+        let normal = path::normalize(&prefix).into_owned();
+        if table.insert(normal.clone(), upstream).is_some() {
+            return Err(format!("route #{n}: prefix {prefix:?} appears twice (as {normal:?})"));
         }
     }
     Ok(table)
+}
+
+/// Whether `s` starts with `%` and two hex digits.
+fn starts_an_escape(s: &str) -> bool {
+    matches!(s.as_bytes(), [b'%', high, low, ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
 }
 
 /// Whether `c` may stand for itself in a URL's path (RFC 3986 `pchar`, and
@@ -176,8 +198,22 @@ mod tests {
         assert!(spaced.contains("\"/my%20docs\""), "{spaced}");
         assert!(parse(&route("/caf%C3%A9")).is_ok());
         assert!(parse(&route("/v1/items;matrix=1/~user@host:80")).is_ok());
+        let stray = parse(&route("/100%")).unwrap_err();
+        assert!(stray.contains("starts no escape") && stray.contains("%25"), "{stray}");
+        let dots = parse(&route("/static/../api")).unwrap_err();
+        assert!(dots.contains("'..' segment"), "{dots}");
+        assert!(parse(&route("/%2E%2E")).unwrap_err().contains("'..' segment"), "escaped dots are dots");
         let long = parse(&route(&format!("/{}", "a".repeat(MAX_PREFIX_LEN)))).unwrap_err();
         assert!(long.contains("longer than 1024"), "{long}");
         assert!(parse(&route(&format!("/{}", "a".repeat(MAX_PREFIX_LEN - 1)))).is_ok());
+    }
+
+    #[test]
+    fn prefixes_are_stored_in_the_normal_form_requests_are_matched_in() {
+        let table = parse(&route("/caf%c3%a9/%61pi")).unwrap();
+        assert_eq!(table.keys().collect::<Vec<_>>(), ["/caf%C3%A9/api"]);
+        let twice = format!("{}\n{}", route("/api"), route("/%61pi"));
+        let err = parse(&twice).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //!   TOML file and hot-reloaded ([`reload`]): each edit is published as one
 //!   version and its diff is logged; a bad file keeps the last good version.
 //! - Each request to `/route/<path>` takes one snapshot of `routes` and
-//!   resolves the longest matching prefix ([`app`]).
+//!   resolves the longest matching prefix of its path in normal form
+//!   ([`app`], [`path`]).
 //! - `request_stats` (`SnapMap<String, RouteStats>`) counts requests per
 //!   route, one `update` per request; `/metrics` renders one snapshot of it
 //!   ([`metrics`]).
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod load;
 pub mod metrics;
+pub mod path;
 pub mod reload;
 
 use std::fmt;
