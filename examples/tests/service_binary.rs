@@ -5,28 +5,43 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The example's binary beside this test's (`target/<profile>/examples/service`),
-/// built by `cargo test`; built here if this test was run alone. (Not
-/// rebuilt here when it exists: this build's features are not the outer
-/// one's, so it would build the workspace's crates again with other
-/// features. After editing the example, run the package's tests, or
-/// `cargo build --example service`, before `--test service_binary` alone.)
+/// The example's binary beside this test's, in `target/<profile>/examples/`.
+/// `cargo test` builds it there as `service-<hash>` (only `cargo build`
+/// links it as `service`), so the newest of those is this build's: after an
+/// edit to the example, the package's tests run the new one. Built here if
+/// there is none (this test run alone on a fresh tree; this build's features
+/// are not the outer one's, so the workspace's crates build again).
 fn service_binary() -> PathBuf {
     let test_exe = std::env::current_exe().unwrap();
-    let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir.join("examples").join(format!("service{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "-q", "-p", "snapview-examples", "--example", "service"]);
-        if cfg!(feature = "console") {
-            cargo.args(["--features", "console"]);
-        }
-        if !cfg!(debug_assertions) {
-            cargo.arg("--release");
-        }
-        assert!(cargo.status().expect("cargo runs").success(), "cargo build --example service");
+    let examples = test_exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
+    if let Some(newest) = newest_service_binary(&examples) {
+        return newest;
     }
-    binary
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "-q", "-p", "snapview-examples", "--example", "service"]);
+    if cfg!(feature = "console") {
+        cargo.args(["--features", "console"]);
+    }
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    assert!(cargo.status().expect("cargo runs").success(), "cargo build --example service");
+    examples.join(format!("service{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The most recently built `service` or `service-<hash>` executable in `examples`.
+fn newest_service_binary(examples: &std::path::Path) -> Option<PathBuf> {
+    let is_binary = |name: &str| {
+        let stem = name.strip_suffix(std::env::consts::EXE_SUFFIX).unwrap_or(name);
+        stem == "service" || (stem.starts_with("service-") && !stem.contains('.'))
+    };
+    std::fs::read_dir(examples)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| is_binary(&entry.file_name().to_string_lossy()))
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, path)| path)
 }
 
 fn run(args: &[&str]) -> Output {
