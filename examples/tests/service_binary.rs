@@ -112,13 +112,7 @@ fn a_second_ctrl_c_stops_at_once() {
     std::thread::sleep(Duration::from_millis(300));
     let second = Instant::now();
     interrupt();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(second.elapsed() < Duration::from_secs(3), "still running 3 s after the second Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, second, Duration::from_secs(3));
     assert_eq!(status.code(), Some(130), "{status:?}");
 }
 
@@ -158,13 +152,22 @@ fn a_ctrl_c_during_the_final_export_stops_at_once() {
     let sent = Instant::now();
     let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
     assert!(kill.success());
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(5), "still running 5 s after the Ctrl-C");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, sent, Duration::from_secs(5));
     assert_eq!(status.code(), Some(130), "stopped by the Ctrl-C, not by the export's end: {status:?}");
     assert!(sent.elapsed() < Duration::from_secs(1), "{:?}", sent.elapsed());
+}
+
+/// The exit status of `child`, which must exit within `limit` of `since`.
+fn exit_within(
+    child: &mut std::process::Child,
+    since: std::time::Instant,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(since.elapsed() < limit, "still running {limit:?} after the Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
