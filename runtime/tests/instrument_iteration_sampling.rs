@@ -4,11 +4,13 @@
 //! only for the span.
 #![cfg(feature = "instrument")]
 
+mod common;
+
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use snapview::SnapMap;
-use snapview::instrument::{Op, report};
+use common::{calls_and_samples, sampled_map};
+use snapview::instrument::Op;
 use tracing::span::{Attributes, Id};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
@@ -39,20 +41,10 @@ fn traced() {
     });
 }
 
-fn map_of(name: &str, sample_every: u32, len: u64) -> SnapMap<u64, u64> {
-    let map = SnapMap::builder().name(name).sample_every(sample_every).build();
-    map.update(|tx| tx.extend((0..len).map(|i| (i, i))));
-    map
-}
-
-fn calls_and_samples(map: &str, op: Op) -> (u64, u64) {
-    report().get(map, op).map_or((0, 0), |stats| (stats.calls, stats.samples))
-}
-
 #[test]
 fn a_traced_iteration_samples_its_nexts_one_in_n() {
     traced();
-    let map = map_of("sampling.traced", 16, 1000);
+    let map = sampled_map("sampling.traced", 16, 1000);
     let snapshot = map.snapshot();
     let spans_before = ITER_SPANS.load(Ordering::Relaxed);
     let mut items = 0;

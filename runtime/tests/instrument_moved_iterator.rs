@@ -4,16 +4,18 @@
 //! iterations are sampled, not traced.
 #![cfg(feature = "instrument")]
 
+mod common;
+
 use std::sync::mpsc;
 use std::thread;
 
-use snapview::SnapMap;
+use common::{calls_and_samples, sampled_map};
 use snapview::instrument::{Op, report};
 
 #[test]
 fn an_iterator_moved_to_another_thread_samples_there() {
     const ROUNDS: u64 = 3000;
-    let map = map_of("moved", 1, 64);
+    let map = sampled_map("moved", 1, 64);
     let snapshot = map.snapshot();
     thread::scope(|scope| {
         let (send, moved) = mpsc::sync_channel::<snapview::Iter<'_, u64, u64>>(16);
@@ -40,14 +42,4 @@ fn an_iterator_moved_to_another_thread_samples_there() {
     let (calls, samples) = calls_and_samples("moved", Op::IterNext);
     assert_eq!(calls, 2 * ROUNDS * 64);
     assert_eq!(samples, calls, "with sample_every(1) every next() is timed");
-}
-
-fn map_of(name: &str, sample_every: u32, len: u64) -> SnapMap<u64, u64> {
-    let map = SnapMap::builder().name(name).sample_every(sample_every).build();
-    map.update(|tx| tx.extend((0..len).map(|i| (i, i))));
-    map
-}
-
-fn calls_and_samples(map: &str, op: Op) -> (u64, u64) {
-    report().get(map, op).map_or((0, 0), |stats| (stats.calls, stats.samples))
 }

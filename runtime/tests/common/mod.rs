@@ -223,3 +223,18 @@ pub fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     silence_planned_panics();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
 }
+
+/// A map called `name`, timing one call in `sample_every`, holding keys
+/// `0..len` (each its own value), loaded in one batch.
+#[cfg(feature = "instrument")]
+pub fn sampled_map(name: &str, sample_every: u32, len: u64) -> snapview::SnapMap<u64, u64> {
+    let map = snapview::SnapMap::builder().name(name).sample_every(sample_every).build();
+    map.update(|tx| tx.extend((0..len).map(|i| (i, i))));
+    map
+}
+
+/// The calls and samples the report holds for `op` on the map called `map`.
+#[cfg(feature = "instrument")]
+pub fn calls_and_samples(map: &str, op: snapview::instrument::Op) -> (u64, u64) {
+    snapview::instrument::report().get(map, op).map_or((0, 0), |stats| (stats.calls, stats.samples))
+}
