@@ -129,18 +129,19 @@ fn folded(report: &Report) -> Vec<String> {
         .data
         .iter()
         .map(|(frames, count)| {
-            let mut stack = vec![frames.thread_name_or_id()];
+            // A thread's name is as free as a symbol's.
+            let mut stack = vec![frame_name(&frames.thread_name_or_id())];
             stack.extend(frames.frames.iter().rev().flat_map(|frame| frame.iter().rev().map(frame_name)));
             format!("{} {count}", stack.join(";"))
         })
         .collect()
 }
 
-/// A symbol as one frame of a folded stack: `;` separates frames there, and
-/// Rust's array types have one (`<[T; N]>::map`). The view profiles use the
-/// same ':' for it.
+/// A symbol or thread name as one frame of a folded stack: `;` separates
+/// frames there, and Rust's array types have one (`<[T; N]>::map`). The view
+/// profiles use the same rule.
 fn frame_name(symbol: &impl std::fmt::Display) -> String {
-    symbol.to_string().replace([';', '\n'], ":")
+    snapview_instrument::text::folded_frame(&symbol.to_string()).into_owned()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 //! # }
 //! ```
 //!
-//! Then `go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=10`.
+//! Then `go tool pprof 'http://127.0.0.1:6060/debug/pprof/profile?seconds=10'`.
 //!
 //! # Endpoints
 //!
@@ -37,7 +37,9 @@
 //! message naming the parameter. Unknown paths are `404`.
 //!
 //! One CPU profile runs at a time, because the profiler (a `SIGPROF` timer)
-//! is process-wide: a second request while one runs gets `409 Conflict`. A
+//! is process-wide: a second request while one runs waits up to half a
+//! second for it to end (a client that has just left may still hold it),
+//! then gets `409 Conflict`. A
 //! client that disconnects mid-profile stops the profiler: the handler's
 //! future is dropped, and with it the profiler guard. View profiles may
 //! overlap each other and a CPU profile. If no subscriber carries the view
@@ -54,8 +56,11 @@
 //! [`serve`] binds loopback addresses only unless
 //! [`DebugConfig::allow_remote`] is set: profiles reveal the program's code
 //! paths. With a token ([`DebugConfig::token`], or the `SNAPVIEW_DEBUG_TOKEN`
-//! environment variable), every path, unknown ones included, answers
-//! `401 Unauthorized` unless the request carries `Authorization: Bearer <token>`.
+//! environment variable), every path [`serve`] answers, unknown ones
+//! included, is `401 Unauthorized` unless the request carries
+//! `Authorization: Bearer <token>`; merged into an application by
+//! [`router_with`], the token guards the debug routes only, not the
+//! application's own paths or its `404`s.
 //!
 //! # Features
 //!

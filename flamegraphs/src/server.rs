@@ -178,7 +178,7 @@ async fn index() -> Html<String> {
     Html(format!(
         "<!DOCTYPE html>\n<html><head><title>/debug/pprof/</title></head><body>\n\
          <h1>/debug/pprof/</h1>\n<ul>\n{items}</ul>\n\
-         <p>Read a CPU profile with <code>go tool pprof http://HOST/debug/pprof/profile?seconds=10</code>.</p>\n\
+         <p>Read a CPU profile with <code>go tool pprof 'http://HOST/debug/pprof/profile?seconds=10'</code>.</p>\n\
          </body></html>\n"
     ))
 }

@@ -43,6 +43,7 @@ mod report;
 mod spans;
 mod sync;
 mod telemetry;
+pub mod text;
 pub mod views;
 
 pub use op::Op;

@@ -161,7 +161,8 @@ impl fmt::Display for Report {
             .map(|s| {
                 let n = |v: u64| v.to_string();
                 [
-                    s.map.clone(),
+                    // A line break in a name would forge a row.
+                    crate::text::printable(&s.map).into_owned(),
                     s.op.to_string(),
                     n(s.calls),
                     n(s.samples),

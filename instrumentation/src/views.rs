@@ -313,8 +313,7 @@ fn frame_label(attrs: &Attributes<'_>) -> String {
     } else {
         fields.otel_name.unwrap_or_else(|| meta.name().to_owned())
     };
-    // ';' separates frames and a line ends a stack in the folded format.
-    label.replace([';', '\n'], ":")
+    crate::text::folded_frame(&label).into_owned()
 }
 
 #[derive(Default)]

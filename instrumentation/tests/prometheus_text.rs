@@ -83,3 +83,40 @@ fn series_agree_with_the_report() {
     assert!((sum - snap.sum as f64 / 1e9).abs() < 1e-12);
     assert_eq!(line(r#"snapview_op_calls_total{map="prom.agree",op="publish"}"#), "1");
 }
+
+/// Names a program may choose (quotes, backslashes, line breaks, control
+/// characters, markup, noncharacters, 100 KB): each stays one label value, so
+/// the exposition passes promtool with one `calls_total` line per (map, op),
+/// and the JSON report keeps every name as it was given.
+#[test]
+fn unusual_map_names_stay_one_label_value_each() {
+    let long = "x".repeat(100_000);
+    let names = [
+        "",
+        "a\"b\\c",
+        "line\nbreak",
+        "cr\rtab\t",
+        "<script>&",
+        "semi;colon space",
+        "é€😀\u{fffe}",
+        "nul\0ctl\u{1b}[0m",
+        "\\n literally",
+        "trailing\\",
+        &long,
+    ];
+    for name in names {
+        record_some(name);
+    }
+    let snapshot = report();
+    let text = prometheus::render(&snapshot);
+    if let Some((ok, said)) = promtool_check(&text) {
+        assert!(ok, "promtool rejected the exposition: {said}");
+    }
+    let calls = text.lines().filter(|l| l.starts_with("snapview_op_calls_total{")).count();
+    assert_eq!(calls, snapshot.iter().count(), "a name broke a line");
+    let json = serde_json::to_value(&snapshot).unwrap();
+    let ops = json["ops"].as_array().unwrap();
+    for name in names {
+        assert!(ops.iter().any(|op| op["map"] == name), "{name:?} is not in the JSON report");
+    }
+}

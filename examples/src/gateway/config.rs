@@ -82,7 +82,8 @@ pub const MAX_PREFIX_LEN: usize = 1024;
 /// resolved); prefixes are unique once in the normal form both prefixes and
 /// requests are matched in ([`path::normalize`]: `/caf%c3%a9` is
 /// `/caf%C3%A9`, `/%61pi` is `/api`), which is the form stored; every
-/// `upstream` is an `http://` or `https://` URL.
+/// `upstream` is an `http://` or `https://` URL with a host, and nothing a
+/// URI may not hold (no space, no control character).
 ///
 /// # Errors
 ///
@@ -118,8 +119,8 @@ pub fn parse(text: &str) -> Result<RouteTable, String> {
                 "route #{n}: prefix {prefix:?} has a '.' or '..' segment; requests are matched with theirs resolved"
             ));
         }
-        if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
-            return Err(format!("route #{n} ({prefix}): upstream {upstream:?} must be an http:// or https:// URL"));
+        if let Err(why) = check_upstream(&upstream) {
+            return Err(format!("route #{n} ({prefix}): upstream {upstream:?} {why}"));
         }
         let normal = path::normalize(&prefix).into_owned();
         if table.insert(normal.clone(), upstream).is_some() {
@@ -127,6 +128,20 @@ pub fn parse(text: &str) -> Result<RouteTable, String> {
         }
     }
     Ok(table)
+}
+
+/// Why `upstream` is not an `http://` or `https://` URL with a host, if it
+/// is not. A whole URI, not only its scheme: the upstream is logged and
+/// answered as it is, so a space or a line break in it would forge a log line.
+fn check_upstream(upstream: &str) -> Result<(), &'static str> {
+    if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
+        return Err("must be an http:// or https:// URL");
+    }
+    let uri: axum::http::Uri = upstream.parse().map_err(|_| "is not a URL (a space, a control character?)")?;
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err("has no host"),
+    }
 }
 
 /// Whether `s` starts with `%` and two hex digits.
@@ -184,6 +199,20 @@ mod tests {
         assert!(scheme.contains("http://"), "{scheme}");
         let unknown = parse("[[route]]\nprefix = \"/a\"\nupstream = \"http://a\"\nweight = 3").unwrap_err();
         assert!(unknown.contains("weight"), "{unknown}");
+    }
+
+    /// The upstream is logged and answered as written: a line break in it
+    /// would forge a log line, a space make a reload's diff ambiguous.
+    #[test]
+    fn an_upstream_is_a_whole_url_with_a_host() {
+        let upstream = |u: &str| parse(&format!("[[route]]\nprefix = \"/a\"\nupstream = {u:?}"));
+        for bad in ["http://a\n2099-01-01T00:00:00Z ERROR forged", "http://x), -/api", "http://a\tb", "http://"] {
+            let err = upstream(bad).unwrap_err();
+            assert!(err.contains("route #1 (/a): upstream"), "{bad:?}: {err}");
+        }
+        for good in ["http://a", "https://user.example:8443/base?x=1", "http://[::1]:9000", "http://10.0.0.7/v1"] {
+            assert_eq!(upstream(good).map(|t| t["/a"].clone()), Ok(good.to_owned()));
+        }
     }
 
     fn route(prefix: &str) -> String {
