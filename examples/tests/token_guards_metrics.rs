@@ -33,5 +33,16 @@ async fn metrics_and_debug_need_the_token_and_routes_do_not() {
     let metrics = client.get(url("/metrics")).bearer_auth("s3cret").send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("gateway_requests_total"), "{metrics}");
     assert_eq!(client.get(url("/route/api/users/1")).send().await.unwrap().status(), 200, "routes need no token");
+
+    // A wrong method must not tell, without the token, that `/metrics`
+    // exists (axum's own 405 carries `Allow`).
+    let post = client.post(url("/metrics")).send().await.unwrap();
+    assert_eq!(post.status(), 401, "POST /metrics without the token");
+    assert!(post.headers().get("allow").is_none(), "{:?}", post.headers());
+    let post = client.post(url("/metrics")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(post.status(), 405, "POST /metrics with the token");
+    assert_eq!(post.headers()["allow"], "GET,HEAD");
+    let head = client.head(url("/metrics")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(head.status(), 200, "HEAD /metrics with the token");
     service.shutdown().await;
 }

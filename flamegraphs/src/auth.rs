@@ -9,17 +9,8 @@ use axum::response::{IntoResponse, Response};
 /// Bearer <token>` (the scheme's name in any case; the token compared in
 /// constant time), else answers 401 with `WWW-Authenticate: Bearer`. The
 /// debug routes use it; it guards an application's own routes with the
-/// same token, e.g. a `/metrics` that stands in for the debug one:
-///
-/// ```
-/// use axum::{Router, middleware, routing::get};
-/// let token = "s3cret".to_string();
-/// let app: Router = Router::new().route(
-///     "/metrics",
-///     get(|| async { "# my metrics" })
-///         .route_layer(middleware::from_fn_with_state(token, snapview_flame::require_token)),
-/// );
-/// ```
+/// same token, e.g. a `/metrics` that stands in for the debug one: made with
+/// `any` and [`only_get`](crate::only_get) (see there why not `get`).
 pub async fn require_token(State(token): State<String>, request: Request, next: Next) -> Response {
     let presented =
         request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer_credentials);
@@ -40,7 +31,8 @@ fn unauthorized() -> Response {
 /// name is case-insensitive (RFC 9110, 11.1), so `bearer` passes too.
 fn bearer_credentials(value: &str) -> Option<&str> {
     let (scheme, credentials) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+    // One or more spaces after the scheme (RFC 9110, 11.4: `1*SP`).
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials.trim_start_matches(' '))
 }
 
 /// Compares without an early exit, so the time taken does not tell how many
@@ -58,6 +50,7 @@ mod tests {
         assert_eq!(bearer_credentials("Bearer s3cret"), Some("s3cret"));
         assert_eq!(bearer_credentials("bearer s3cret"), Some("s3cret"));
         assert_eq!(bearer_credentials("BEARER S3cret"), Some("S3cret"));
+        assert_eq!(bearer_credentials("Bearer   s3cret"), Some("s3cret"));
         assert_eq!(bearer_credentials("Basic s3cret"), None);
         assert_eq!(bearer_credentials("Bearers3cret"), None);
         assert_eq!(bearer_credentials("s3cret"), None);

@@ -81,4 +81,4 @@ mod views;
 pub use auth::require_token;
 pub use config::{DebugConfig, TOKEN_ENV};
 pub use connections::{ConnectionLimits, serve_router};
-pub use server::{DEFAULT_ADDR, ROUTES, router, router_with, serve, serve_with, serve_with_shutdown};
+pub use server::{DEFAULT_ADDR, ROUTES, only_get, router, router_with, serve, serve_with, serve_with_shutdown};

@@ -66,8 +66,26 @@ pub fn router_with(config: &DebugConfig) -> Router {
     }
 }
 
-/// 405 for anything but `GET` and `HEAD` (whose body hyper leaves out).
-async fn only_get(request: Request, next: Next) -> Response {
+/// Middleware: `405 Method Not Allowed` with `Allow: GET,HEAD` for anything
+/// but `GET` and `HEAD` (whose body hyper leaves out).
+///
+/// The debug routes use it under [`require_token`](crate::require_token),
+/// on routes made with `any`: a route made with `get` answers a wrong method
+/// with axum's own 405 and `Allow` before any of its layers runs, telling
+/// without the token that the path exists. Guard an application's own
+/// route the same way:
+///
+/// ```
+/// use axum::{Router, middleware, routing::any};
+/// let token = "s3cret".to_string();
+/// let app: Router = Router::new().route(
+///     "/metrics",
+///     any(|| async { "# my metrics" })
+///         .layer(middleware::from_fn(snapview_flame::only_get))
+///         .layer(middleware::from_fn_with_state(token, snapview_flame::require_token)),
+/// );
+/// ```
+pub async fn only_get(request: Request, next: Next) -> Response {
     if request.method() == Method::GET || request.method() == Method::HEAD {
         return next.run(request).await;
     }

@@ -246,7 +246,10 @@ where
     /// (`insert`, `remove`, `clear`, `extend`, `update`, `subscribe`): that
     /// write would wait for the lock its own batch holds. The batch then
     /// publishes nothing, as for any panic in the closure. Writing to other
-    /// maps, and reading this one (`snapshot`, `read`), is fine.
+    /// maps, and reading this one (`snapshot`, `read`), is fine. The check
+    /// sees the batch's own thread only: a thread the closure starts and
+    /// waits for (`thread::scope`) that writes to this map other than
+    /// through the `Tx` waits for the batch forever, as with any lock.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
@@ -661,5 +664,30 @@ mod serde_impls {
             }
             Ok(entries)
         }
+    }
+}
+
+#[cfg(all(test, not(snapview_loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::SnapMap;
+
+    /// The race of a last subscription dropped during a publish, made
+    /// deterministic: its drop has run, its reference to the watchers not
+    /// yet (another reference stands in for it), so the publish still finds
+    /// the map watched. The version it publishes must not be kept for a
+    /// subscription that no longer exists.
+    #[test]
+    fn a_publish_right_after_the_last_subscription_went_keeps_no_version() {
+        let map: SnapMap<u32, Arc<()>> = SnapMap::new();
+        let value = Arc::new(());
+        let subscription = map.subscribe();
+        let its_reference_not_yet_dropped = Arc::clone(&map.watchers);
+        drop(subscription);
+        map.insert(1, Arc::clone(&value));
+        drop(its_reference_not_yet_dropped);
+        map.insert(1, Arc::new(()));
+        assert_eq!(Arc::strong_count(&value), 1, "the version with the first value is still held");
     }
 }

@@ -48,8 +48,11 @@ impl<K, V, S> Watchers<K, V, S> {
         Subscription { watchers: Arc::clone(self), seen: version, id }
     }
 
-    /// Whether any subscription exists (the map's own reference aside).
-    /// Called under the writer lock, after which `subscribe` cannot race.
+    /// Whether any subscription may exist (the map's own reference aside):
+    /// the publish's cheap test, which an unwatched map passes with one load.
+    /// Called under the writer lock, after which `subscribe` cannot race; a
+    /// subscription being dropped still counts here until its `Arc` goes,
+    /// which [`published`](Self::published) checks exactly.
     pub(crate) fn watched(self: &Arc<Self>) -> bool {
         Arc::strong_count(self) > 1
     }
@@ -62,6 +65,12 @@ impl<K, V, S> Watchers<K, V, S> {
     pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) -> Option<Arc<View<K, V, S>>> {
         let (replaced, waiting) = {
             let mut state = self.lock();
+            // The last subscription may have gone between `watched` and
+            // here (its drop ran, its `Arc` not yet): nobody would ask for
+            // this version, and nothing would let go of it before the map's end.
+            if state.subscriptions == 0 {
+                return None;
+            }
             (state.latest.replace(Arc::clone(view)), core::mem::take(&mut state.waiting))
         };
         waiting.into_iter().for_each(|(_, waker)| waker.wake());

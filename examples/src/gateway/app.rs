@@ -12,7 +12,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, any, get};
 use snapview::View;
 use snapview::debug::DebugConfig;
 use tracing::Instrument;
@@ -55,11 +55,13 @@ pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
 
 /// `GET /metrics`, behind the debug token if there is one: it carries
 /// snapview's latency histograms, which the debug router's own `/metrics`
-/// (that this one stands in for) keeps behind the token.
+/// (that this one stands in for) keeps behind the token. Every method
+/// reaches it and is checked inside the token check, as on the debug routes
+/// (`get` would answer a wrong method's 405 before the token is asked for).
 fn metrics_route(debug: &DebugConfig) -> MethodRouter<Gateway> {
-    let route = get(super::metrics::metrics);
+    let route = any(super::metrics::metrics).layer(middleware::from_fn(snapview::debug::only_get));
     match &debug.token {
-        Some(token) => route.route_layer(middleware::from_fn_with_state(token.clone(), snapview::debug::require_token)),
+        Some(token) => route.layer(middleware::from_fn_with_state(token.clone(), snapview::debug::require_token)),
         None => route,
     }
 }

@@ -75,6 +75,9 @@ pub struct LoadSummary {
     pub answered: u64,
     /// Requests that failed (connection error, timeout).
     pub failed: u64,
+    /// Requests answered `401 Unauthorized` (counted in `answered` too):
+    /// none, unless the server wants a token the generator was not given.
+    pub unauthorized: u64,
 }
 
 /// The address to send to for a server listening on `listening`: the
@@ -115,7 +118,8 @@ impl LoadConfig {
 /// route matches, for the 404s) and `GET /metrics` once a second, at most
 /// `config.rate` requests per second, until `config.duration` has passed or
 /// `stop` turns true. Requests go one after another, so a slow server slows
-/// it down instead of piling requests up.
+/// it down instead of piling requests up. `/metrics` is asked with `token`,
+/// if the server has one (it guards `/metrics`).
 ///
 /// # Errors
 ///
@@ -124,6 +128,7 @@ pub async fn run(
     target: SocketAddr,
     config: LoadConfig,
     routes: Arc<RouteMap>,
+    token: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<LoadSummary, LoadError> {
     let target = target_for(target)?;
@@ -151,14 +156,15 @@ pub async fn run(
         while owed >= TICKS_PER_SECOND {
             owed -= TICKS_PER_SECOND;
             let path = &paths[(summary.sent % paths.len() as u64) as usize];
-            send(&client, &format!("{base}/route{path}"), &mut summary).await;
+            send(client.get(format!("{base}/route{path}")), &mut summary).await;
             if *stop.borrow() {
                 break 'run;
             }
         }
         if metrics_at.elapsed() >= Duration::from_secs(1) {
             metrics_at = Instant::now();
-            send(&client, &format!("{base}/metrics"), &mut summary).await;
+            let request = client.get(format!("{base}/metrics"));
+            send(if let Some(token) = &token { request.bearer_auth(token) } else { request }, &mut summary).await;
         }
         if paths_at.elapsed() >= Duration::from_secs(1) {
             // Follow the routes file, so an edit shows in the load at once.
@@ -166,22 +172,34 @@ pub async fn run(
             paths = demo_paths(&routes);
         }
     }
-    tracing::info!(sent = summary.sent, answered = summary.answered, failed = summary.failed, "load generator stopped");
+    tracing::info!(
+        sent = summary.sent,
+        answered = summary.answered,
+        failed = summary.failed,
+        unauthorized = summary.unauthorized,
+        "load generator stopped"
+    );
     Ok(summary)
 }
 
-async fn send(client: &reqwest::Client, url: &str, summary: &mut LoadSummary) {
+async fn send(request: reqwest::RequestBuilder, summary: &mut LoadSummary) {
     summary.sent += 1;
-    match client.get(url).send().await {
+    match request.send().await {
         Ok(response) => {
             summary.answered += 1;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                summary.unauthorized += 1;
+                if summary.unauthorized == 1 {
+                    tracing::warn!(url = %response.url(), "load generator: answered 401 (a token it lacks)");
+                }
+            }
             // Read the body so the connection is reused.
             let _ = response.bytes().await;
         }
         Err(err) => {
             summary.failed += 1;
             if summary.failed == 1 {
-                tracing::warn!(url, error = %err, "load generator: request failed");
+                tracing::warn!(url = err.url().map(|u| u.as_str()), error = %err, "load generator: request failed");
             }
         }
     }

@@ -218,8 +218,10 @@ impl Service {
             loaded_text,
             stopped.clone(),
         ));
-        let load =
-            config.load.map(|load| tokio::spawn(load::run(addr, load, Arc::clone(&gateway.routes), stopped.clone())));
+        let load = config.load.map(|load| {
+            let token = config.debug.token.clone();
+            tokio::spawn(load::run(addr, load, Arc::clone(&gateway.routes), token, stopped.clone()))
+        });
         Ok(Service { addr, gateway, stop, stop_server, server, reloader, load })
     }
 
