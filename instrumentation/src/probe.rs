@@ -39,6 +39,9 @@ pub struct MapProbe {
 impl MapProbe {
     /// The probe of the map called `name`. Maps sharing a name share their stats.
     pub fn new(name: &str) -> Self {
+        // The clock calibrates once per process (quanta spins ~0.6 ms here):
+        // at a map's creation, not in whichever call is timed first.
+        clock();
         Self { stats: stats_for(name), sample_every: None, records_get: false }
     }
 
@@ -203,6 +206,16 @@ pub struct IterProbe<'p> {
     version: u64,
     state: IterState,
 }
+
+// A `tracing::Span` is not `UnwindSafe` (its dispatcher is a `dyn Subscriber`:
+// tokio-rs/tracing#1642), which would make every iterator and diff lose the
+// auto trait the feature-off build has, and `catch_unwind(move || it.count())`
+// stop compiling when `instrument` is turned on. A probe seen again after a
+// caught panic only records what its iteration did and closes its span.
+impl std::panic::UnwindSafe for IterProbe<'_> {}
+impl std::panic::RefUnwindSafe for IterProbe<'_> {}
+impl std::panic::UnwindSafe for DiffProbe<'_> {}
+impl std::panic::RefUnwindSafe for DiffProbe<'_> {}
 
 enum IterState {
     /// No `next()` yet.

@@ -9,6 +9,7 @@
 //! the HdrHistogram; [`report`](crate::report()) drains the rings the same way.
 
 use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::sync::PoisonError;
 
 use hdrhistogram::Histogram;
@@ -42,6 +43,30 @@ thread_local! {
     /// This thread's shard of each of the first `CACHED_MAPS` maps: a constant
     /// initializer and no destructor make it a plain thread-relative load.
     static SHARD_CACHE: [Cell<Option<&'static Shard>>; CACHED_MAPS] = const { [const { Cell::new(None) }; CACHED_MAPS] };
+    /// Set once this thread's [`TeardownGuard`] has run: the thread is
+    /// ending and its shards may already belong to a new thread. No
+    /// destructor, so it can be read at any point of the thread's end.
+    static ENDING: Cell<bool> = const { Cell::new(false) };
+    /// Registered right after the `ThreadLocal` look-up first runs on a
+    /// thread, so that its destructor runs just before `thread_local`'s own
+    /// (they run in the reverse order of registration), which hands this
+    /// thread's id, and with it its shards, to the next thread that starts.
+    static TEARDOWN_GUARD: TeardownGuard = const { TeardownGuard };
+}
+
+/// Forgets this thread's cached shards when its thread-locals are being
+/// destroyed. A destructor that runs later (a thread-local of the
+/// application's, registered earlier, that flushes into a map) would
+/// otherwise write through the cache into a shard a new thread owns, or ask
+/// `thread_local` for a shard after its guard is gone, which panics, and a
+/// panic in a thread-local destructor aborts the process.
+struct TeardownGuard;
+
+impl Drop for TeardownGuard {
+    fn drop(&mut self) {
+        let _ = ENDING.try_with(|ending| ending.set(true));
+        let _ = SHARD_CACHE.try_with(|cache| cache.iter().for_each(|slot| slot.set(None)));
+    }
 }
 
 /// While timing is off, how many calls a thread makes before it looks at
@@ -107,13 +132,34 @@ impl MapStats {
 
     #[cold]
     fn shard_slow(&'static self) -> &'static Shard {
-        let shard = self.shards.get_or(Shard::default);
-        SHARD_CACHE.with(|cache| {
+        let shard = match self.thread_shard() {
+            Some(shard) => shard,
+            // The thread is ending (see `TeardownGuard`): what it records
+            // now goes to a shard of its own that no report reads, leaked
+            // once per map it writes at that point, rather than into a
+            // shard another thread owns.
+            None => Box::leak(Box::default()),
+        };
+        let _ = SHARD_CACHE.try_with(|cache| {
             if let Some(slot) = cache.get(self.index) {
                 slot.set(Some(shard));
             }
         });
         shard
+    }
+
+    /// This thread's shard in `shards`, unless the thread is ending.
+    fn thread_shard(&'static self) -> Option<&'static Shard> {
+        if ENDING.try_with(Cell::get).unwrap_or(true) {
+            return None;
+        }
+        // `thread_local` panics when asked after its guard is gone and ours
+        // never ran (its guard was registered by an earlier user, say
+        // `tracing-subscriber`, and this is the thread's first shard, asked
+        // from a later destructor): caught here, or it would abort.
+        let shard = std::panic::catch_unwind(AssertUnwindSafe(|| self.shards.get_or(Shard::default))).ok()?;
+        TEARDOWN_GUARD.try_with(|_| ()).ok()?;
+        Some(shard)
     }
 
     /// The merged durations of `op`, behind the lock every drain takes.

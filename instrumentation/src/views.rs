@@ -253,7 +253,8 @@ struct ViewLayer {
 }
 
 /// Per span: its frame label, when it started, and the time of the snapview
-/// spans inside it (subtracted from its own).
+/// spans inside it, directly or through application spans (subtracted from
+/// its own).
 struct Timing {
     frame: String,
     started: Instant,
@@ -277,8 +278,12 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ViewLayer {
         else {
             return;
         };
-        if let Some(parent) = span.parent() {
-            if let Some(timing) = parent.extensions_mut().get_mut::<Timing>() {
+        // Subtracted from the nearest snapview span around it, not merely
+        // its parent: an application span in between records no time of its
+        // own, so that enclosing snapview span's self time would count this
+        // span's time a second time (`publish;validate;iter` and `publish`).
+        if let Some(outer) = span.scope().skip(1).find(|s| s.metadata().target() == TARGET) {
+            if let Some(timing) = outer.extensions_mut().get_mut::<Timing>() {
                 timing.children_ns = timing.children_ns.saturating_add(elapsed);
             }
         }

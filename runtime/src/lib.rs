@@ -105,7 +105,13 @@
 //!   histograms and traced with `tracing` spans; see [`instrument`]. Requires
 //!   `snapview-instrument` (and through it `tracing`, `tracing-subscriber`,
 //!   `hdrhistogram`, `quanta`, `thread_local` and `serde`).
-//!   Without it the crate compiles to the uninstrumented code.
+//!   Without it the crate compiles to the uninstrumented code. One
+//!   difference shows in the borrow checker: with it, an iterator or a diff
+//!   records its iteration when dropped, so it must be dropped before the
+//!   snapshot it borrows (declared after it, as usual; an iterator declared
+//!   before its snapshot, `let it; let snap = ..; it = snap.iter();`, is
+//!   `E0597` only with the feature). Auto traits (`Send`, `Sync`,
+//!   `UnwindSafe`) are the same with and without it.
 //! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
 //!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.
 //! - `console`: `instrument`, plus tokio-console support in the telemetry

@@ -100,3 +100,27 @@ fn not_send_or_sync_with_non_thread_safe_contents() {
     assert_not_send!(Tx<'static, u64, Cell<u64>, snapview::DefaultHashBuilder>);
     assert_not_send!(Tx<'static, u64, Rc<u64>, snapview::DefaultHashBuilder>);
 }
+
+fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+
+/// Reads can run inside `catch_unwind` without `AssertUnwindSafe`, with the
+/// `instrument` feature as without it: a feature must not take an auto trait
+/// away (an iteration's probe holds a `tracing::Span`, which is not
+/// `UnwindSafe`: tokio-rs/tracing#1642).
+#[test]
+fn reads_are_unwind_safe_with_and_without_instrument() {
+    assert_unwind_safe::<SnapMap<u64, u64>>();
+    assert_unwind_safe::<Snapshot<String, u64>>();
+    assert_unwind_safe::<snapview::ReadGuard<u64, u64>>();
+    assert_unwind_safe::<Iter<'static, u64, u64>>();
+    assert_unwind_safe::<Keys<'static, u64, u64>>();
+    assert_unwind_safe::<Values<'static, u64, u64>>();
+    assert_unwind_safe::<Diff<'static, u64, u64>>();
+    assert_unwind_safe::<snapview::Subscription<u64, u64>>();
+
+    let map: SnapMap<u64, u64> = (0..10).map(|i| (i, i)).collect();
+    let snapshot = map.snapshot();
+    let mut entries = snapshot.iter();
+    entries.next();
+    assert_eq!(std::panic::catch_unwind(move || entries.count()).ok(), Some(9));
+}
