@@ -95,6 +95,9 @@ pub(crate) struct MapStats {
     pub(crate) name: &'static str,
     index: usize,
     shards: ThreadLocal<Shard>,
+    /// Where ending threads record (see `TeardownGuard`): shared by them
+    /// all, read by no report, its samples dropped.
+    ending: Shard,
     timings: [Mutex<Timings>; Op::ALL.len()],
 }
 
@@ -108,6 +111,7 @@ pub(crate) fn stats_for(name: &str) -> &'static MapStats {
         name: Box::leak(name.into()),
         index: registry.len(),
         shards: ThreadLocal::new(),
+        ending: Shard::discarding(),
         timings: core::array::from_fn(|_| Mutex::default()),
     }));
     registry.push(stats);
@@ -132,14 +136,10 @@ impl MapStats {
 
     #[cold]
     fn shard_slow(&'static self) -> &'static Shard {
-        let shard = match self.thread_shard() {
-            Some(shard) => shard,
-            // The thread is ending (see `TeardownGuard`): what it records
-            // now goes to a shard of its own that no report reads, leaked
-            // once per map it writes at that point, rather than into a
-            // shard another thread owns.
-            None => Box::leak(Box::default()),
-        };
+        // The thread is ending (see `TeardownGuard`): what it records now
+        // goes to the map's discarding shard rather than into one another
+        // thread owns.
+        let shard = self.thread_shard().unwrap_or(&self.ending);
         let _ = SHARD_CACHE.try_with(|cache| {
             if let Some(slot) = cache.get(self.index) {
                 slot.set(Some(shard));
@@ -157,7 +157,13 @@ impl MapStats {
         // never ran (its guard was registered by an earlier user, say
         // `tracing-subscriber`, and this is the thread's first shard, asked
         // from a later destructor): caught here, or it would abort.
-        let shard = std::panic::catch_unwind(AssertUnwindSafe(|| self.shards.get_or(Shard::default))).ok()?;
+        // The panic hook still runs (a message on stderr), and with
+        // `panic = "abort"` this cannot help.
+        let Ok(shard) = std::panic::catch_unwind(AssertUnwindSafe(|| self.shards.get_or(Shard::default))) else {
+            // The thread is ending: every later look-up on it too.
+            let _ = ENDING.try_with(|ending| ending.set(true));
+            return None;
+        };
         TEARDOWN_GUARD.try_with(|_| ()).ok()?;
         Some(shard)
     }
@@ -189,6 +195,15 @@ pub(crate) struct Shard {
     pub(crate) ops: [OpShard; Op::ALL.len()],
 }
 
+impl Shard {
+    /// A shard whose samples are dropped instead of merged, and that no
+    /// report reads: any number of ending threads may write it at once
+    /// (atomics, so only its own meaningless contents suffer).
+    fn discarding() -> Self {
+        Self { ops: core::array::from_fn(|_| OpShard { discards: true, ..OpShard::default() }) }
+    }
+}
+
 /// One thread's measurements of one operation on one map. Only its owner
 /// thread writes `calls`, `countdown`, `slots` and `written`; only a holder of
 /// the (map, op) timings lock writes `drained`.
@@ -198,6 +213,8 @@ pub(crate) struct OpShard {
     slots: [AtomicU64; RING],
     written: AtomicU64,
     drained: AtomicU64,
+    /// Samples are dropped when the ring is full, never merged (`Shard::discarding`).
+    discards: bool,
 }
 
 impl Default for OpShard {
@@ -208,6 +225,7 @@ impl Default for OpShard {
             slots: core::array::from_fn(|_| AtomicU64::new(0)),
             written: AtomicU64::new(0),
             drained: AtomicU64::new(0),
+            discards: false,
         }
     }
 }
@@ -282,6 +300,11 @@ impl OpShard {
 
     #[cold]
     fn flush(&self, timings: &Mutex<Timings>) {
+        if self.discards {
+            // Its calls are not counted anywhere: its samples must not be either.
+            self.drained.store(self.written.load(Ordering::Relaxed), Ordering::Release);
+            return;
+        }
         self.drain_into(&mut lock(timings));
     }
 

@@ -291,7 +291,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ViewLayer {
         for ancestor in span.scope() {
             match ancestor.extensions().get::<Timing>() {
                 Some(timing) => frames.push(timing.frame.clone()),
-                None => frames.push(ancestor.name().to_owned()),
+                None => frames.push(crate::text::folded_frame(ancestor.name()).into_owned()),
             }
         }
         frames.reverse();

@@ -82,8 +82,8 @@ pub const MAX_PREFIX_LEN: usize = 1024;
 /// resolved); prefixes are unique once in the normal form both prefixes and
 /// requests are matched in ([`path::normalize`]: `/caf%c3%a9` is
 /// `/caf%C3%A9`, `/%61pi` is `/api`), which is the form stored; every
-/// `upstream` is an `http://` or `https://` URL with a host, and nothing a
-/// URI may not hold (no space, no control character).
+/// `upstream` is an `http://` or `https://` URL with a host, ASCII without
+/// spaces or control characters, no fragment and no user credentials.
 ///
 /// # Errors
 ///
@@ -137,9 +137,23 @@ fn check_upstream(upstream: &str) -> Result<(), &'static str> {
     if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
         return Err("must be an http:// or https:// URL");
     }
-    let uri: axum::http::Uri = upstream.parse().map_err(|_| "is not a URL (a space, a control character?)")?;
-    match uri.host() {
-        Some(host) if !host.is_empty() => Ok(()),
+    // `Uri` takes anything after a `#` unchecked, and non-ASCII bytes in the
+    // path: a URL is ASCII without spaces or controls (RFC 3986).
+    if let Some(c) = upstream.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(if c.is_ascii() {
+            "has a space or a control character; percent-encode it"
+        } else {
+            "has a non-ASCII character; percent-encode it"
+        });
+    }
+    if upstream.contains('#') {
+        return Err("has a fragment ('#'), which is never sent upstream");
+    }
+    let uri: axum::http::Uri = upstream.parse().map_err(|_| "is not a URL")?;
+    match uri.authority() {
+        // Logged and answered to every client: no credentials in it.
+        Some(authority) if authority.as_str().contains('@') => Err("has user credentials ('user@'), which are logged"),
+        Some(authority) if !authority.host().is_empty() => Ok(()),
         _ => Err("has no host"),
     }
 }
@@ -206,7 +220,17 @@ mod tests {
     #[test]
     fn an_upstream_is_a_whole_url_with_a_host() {
         let upstream = |u: &str| parse(&format!("[[route]]\nprefix = \"/a\"\nupstream = {u:?}"));
-        for bad in ["http://a\n2099-01-01T00:00:00Z ERROR forged", "http://x), -/api", "http://a\tb", "http://"] {
+        for bad in [
+            "http://a\n2099-01-01T00:00:00Z ERROR forged",
+            "http://a#\n2099-01-01T00:00:00Z ERROR forged",
+            "http://a/#frag",
+            "http://x), -/api",
+            "http://a\tb",
+            "http://a/caf\u{e9}",
+            "http://a/\u{3a9}",
+            "http://user:secret@a",
+            "http://",
+        ] {
             let err = upstream(bad).unwrap_err();
             assert!(err.contains("route #1 (/a): upstream"), "{bad:?}: {err}");
         }
