@@ -289,7 +289,10 @@ impl OpShard {
         let written = self.written.load(Ordering::Relaxed);
         // Acquire: pairs with the Release store of `drained` in `drain_into`,
         // so the drainer's reads of the slots we are about to reuse are done.
-        if written - self.drained.load(Ordering::Acquire) == RING as u64 {
+        // Wrapping: the same instruction as `-` in a release build, and no
+        // overflow check in a debug one, where the discarding shard that
+        // ending threads share can see `written` fall behind `drained`.
+        if written.wrapping_sub(self.drained.load(Ordering::Acquire)) == RING as u64 {
             self.flush(timings);
         }
         self.slots[written as usize % RING].store(nanos, Ordering::Relaxed);

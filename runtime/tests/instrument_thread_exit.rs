@@ -61,3 +61,24 @@ fn maps_written_as_a_thread_ends_neither_abort_nor_share_a_shard() {
     assert_eq!(used_before.len(), 108);
     assert_eq!(first_used_at_exit.len(), 100);
 }
+
+/// Threads ending at once share each map's discarding shard; with every
+/// call timed, their samples fill its ring concurrently (a debug build's
+/// overflow check on the ring's counters would abort inside the destructor).
+#[test]
+fn threads_ending_together_with_every_call_timed_end_normally() {
+    let map: Map = Arc::new(SnapMap::builder().name("exit.together").sample_every(1).build());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let map = Arc::clone(&map);
+            std::thread::spawn(move || {
+                FLUSH.with(|flush| flush.0.borrow_mut().push((Arc::clone(&map), 2_000)));
+                map.insert(u64::MAX, 0);
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("the thread ends normally");
+    }
+    assert_eq!(map.len(), 2_001);
+}
