@@ -71,7 +71,17 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
         let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
             Ok("http/protobuf") => Protocol::HttpProtobuf,
-            _ => Protocol::Grpc,
+            Ok("grpc") | Ok("") | Err(std::env::VarError::NotPresent) => Protocol::Grpc,
+            // Exporting with another protocol than the collector speaks
+            // would fail at every export, with nothing but SDK warnings.
+            Ok(other) => {
+                return Err(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc (the default) or http/protobuf"
+                ));
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err("OTEL_EXPORTER_OTLP_PROTOCOL is not valid Unicode".to_owned());
+            }
         };
         builder = builder.otlp(protocol);
     }

@@ -79,6 +79,23 @@ fn bad_flags_exit_2_with_the_usage() {
     assert!(stderr.contains("--rate") && stderr.contains("usage: service"), "{stderr}");
 }
 
+/// An OTLP protocol the exporters do not speak (`http/json` is in the spec)
+/// was taken as gRPC, and every export failed with only SDK warnings to say
+/// so: the service now refuses to start, naming the variable.
+#[test]
+fn an_unsupported_otlp_protocol_is_refused_at_start() {
+    let output = Command::new(service_binary())
+        .args(["--addr", "127.0.0.1:0", "--no-load", "--seconds", "1"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .output()
+        .expect("the service example runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"), "it did not start");
+}
+
 /// Ctrl-C lets running requests finish (for up to 5 s); a second one stops
 /// the program at once, with the exit status of an interrupt (130).
 #[test]

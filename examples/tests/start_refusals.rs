@@ -17,7 +17,26 @@ async fn a_load_generator_on_a_remote_address_is_refused_at_start() {
         ..Default::default()
     };
     let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
-    assert!(err.to_string().contains("only targets loopback"), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("only targets loopback"), "{message}");
+    assert!(message.contains("--no-load"), "the message names the way out: {message}");
+}
+
+/// A zero reload interval made `tokio::time::interval` panic inside the
+/// spawned reloader: the service started and ran on without hot reload.
+#[tokio::test]
+async fn a_zero_reload_interval_is_refused_at_start() {
+    let file = common::TempRoutes::new(common::ROUTES);
+    let config = snapview_examples::gateway::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        routes_path: file.path.clone(),
+        reload_every: std::time::Duration::ZERO,
+        load: None,
+        ..Default::default()
+    };
+    let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
+    assert!(matches!(err, snapview_examples::gateway::StartError::ReloadInterval), "{err:?}");
+    assert!(err.to_string().contains("reload interval"), "{err}");
 }
 
 /// A token no request can present (a newline read along from a file, a

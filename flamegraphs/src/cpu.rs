@@ -5,7 +5,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use axum::extract::RawQuery;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use pprof::{ProfilerGuard, ProfilerGuardBuilder, Report};
 use tokio::sync::{Mutex, MutexGuard};
@@ -38,7 +38,10 @@ async fn take_profiler() -> Option<MutexGuard<'static, ()>> {
 /// Encoding and compressing a profile of thousands of stacks takes
 /// milliseconds, as does drawing one: both run on the blocking pool, so
 /// that the runtime's workers go on answering other requests.
-pub(crate) async fn profile(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+pub(crate) async fn profile(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+    if method == Method::HEAD {
+        return checked(raw.as_deref()).map(|()| reply::profile_head("profile"));
+    }
     let report = capture(raw.as_deref()).await?;
     blocking(move || {
         let profile = report.pprof().map_err(|err| internal_error("could not encode the profile", err))?;
@@ -48,7 +51,10 @@ pub(crate) async fn profile(RawQuery(raw): RawQuery) -> Result<Response, Failure
 }
 
 /// `GET /debug/pprof/flamegraph`: the CPU profile as an SVG.
-pub(crate) async fn flamegraph(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+pub(crate) async fn flamegraph(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+    if method == Method::HEAD {
+        return checked(raw.as_deref()).map(|()| reply::svg(Vec::new()));
+    }
     let report = capture(raw.as_deref()).await?;
     blocking(move || {
         let svg = reply::flamegraph("CPU profile", "samples", folded(&report).iter().map(String::as_str))
@@ -56,6 +62,17 @@ pub(crate) async fn flamegraph(RawQuery(raw): RawQuery) -> Result<Response, Fail
         Ok(reply::svg(svg))
     })
     .await?
+}
+
+/// What a `HEAD` request gets instead of a profile: the checks of its
+/// parameters, so that it answers as a `GET` would begin to, but no
+/// profiling. A monitor's or link checker's probe must not hold the
+/// process-wide profiler for a window (a real request meanwhile gets 409).
+fn checked(raw: Option<&str>) -> Result<(), Failure> {
+    let query = Query::parse(raw);
+    query.seconds().map_err(bad_request)?;
+    query.frequency().map_err(bad_request)?;
+    Ok(())
 }
 
 /// Parses the window, takes the profiler, profiles for the window and

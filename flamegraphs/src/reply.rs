@@ -52,15 +52,21 @@ pub(crate) fn svg(svg: Vec<u8>) -> Response {
 
 /// A gzipped `profile.proto` download, as `go tool pprof` fetches it.
 pub(crate) fn profile(profile: &pprof::protos::Profile, filename: &str) -> Response {
-    let disposition = format!("attachment; filename=\"{filename}\"");
     match gzip(&profile.encode_to_vec()) {
-        Ok(bytes) => (
-            [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => download(bytes, filename),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format_args!("could not compress the profile: {err}")),
     }
+}
+
+/// What a `HEAD` of a [`profile`] download gets: its headers.
+pub(crate) fn profile_head(filename: &str) -> Response {
+    download(Vec::new(), filename)
+}
+
+fn download(bytes: Vec<u8>, filename: &str) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    ([(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+        .into_response()
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {

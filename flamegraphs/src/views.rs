@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::RawQuery;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use pprof::protos::{Function, Line, Location, Profile, Sample, ValueType};
 use snapview_instrument::views::{self, ViewProfile, ViewsError};
@@ -17,11 +17,17 @@ use crate::reply::{self, Failure, blocking};
 const FORMATS: [&str; 3] = ["svg", "folded", "pprof"];
 
 /// `GET /debug/pprof/views`.
-pub(crate) async fn views(RawQuery(raw): RawQuery) -> Result<Response, Failure> {
+///
+/// A `HEAD` request is checked as a `GET` is, but opens no window (there
+/// are only [`views::MAX_WINDOWS`]) and gets only the headers.
+pub(crate) async fn views(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     let query = Query::parse(raw.as_deref());
     let bad_request = |message| Failure::new(StatusCode::BAD_REQUEST, message);
     let window = query.seconds().map_err(bad_request)?;
     let format = query.format(&FORMATS).map_err(bad_request)?;
+    if method == Method::HEAD {
+        return head(format);
+    }
     let open = views::profiler().start().map_err(refused)?;
     // Dropping this future (client gone) drops `open`, which discards the window.
     tokio::time::sleep(window).await;
@@ -38,6 +44,17 @@ fn refused(err: ViewsError) -> Failure {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     Failure::new(status, err)
+}
+
+fn head(format: &str) -> Result<Response, Failure> {
+    if !views::profiler().is_installed() {
+        return Err(refused(ViewsError::NotInstalled));
+    }
+    Ok(match format {
+        "folded" => reply::body("text/plain; charset=utf-8", ""),
+        "pprof" => reply::profile_head("views"),
+        _ => reply::svg(Vec::new()),
+    })
 }
 
 fn render(profile: &ViewProfile, format: &str) -> Result<Response, Failure> {

@@ -282,10 +282,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ViewLayer {
         // its parent: an application span in between records no time of its
         // own, so that enclosing snapview span's self time would count this
         // span's time a second time (`publish;validate;iter` and `publish`).
-        if let Some(outer) = span.scope().skip(1).find(|s| s.metadata().target() == TARGET) {
-            if let Some(timing) = outer.extensions_mut().get_mut::<Timing>() {
-                timing.children_ns = timing.children_ns.saturating_add(elapsed);
-            }
+        if let Some(outer) = span.scope().skip(1).find(|s| s.metadata().target() == TARGET)
+            && let Some(timing) = outer.extensions_mut().get_mut::<Timing>()
+        {
+            timing.children_ns = timing.children_ns.saturating_add(elapsed);
         }
         let mut frames: Vec<String> = Vec::new();
         for ancestor in span.scope() {

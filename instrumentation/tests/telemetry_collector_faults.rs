@@ -197,3 +197,72 @@ fn resetting_collector_grpc() {
     survives("resetting, gRPC", Protocol::Grpc, &collector.endpoint);
     assert!(collector.accepted() > 0, "the exporter never connected: the resets were not exercised");
 }
+
+/// A listener whose accept queue is full and never drained: the kernel
+/// drops further connection attempts without an answer, as a firewall or an
+/// overloaded collector host does, so a client's connect hangs until its
+/// own timeout (the system's is some two minutes).
+struct Blackhole {
+    endpoint: String,
+    _listener: std::net::TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    fn start() -> Blackhole {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        // std's listener has a backlog of 128; this one holds one connection.
+        let listener = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            socket.listen(0).unwrap().into_std().unwrap()
+        });
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(stream) => queued.push(stream),
+                Err(_) => {
+                    return Blackhole { endpoint: format!("http://{addr}"), _listener: listener, _queued: queued };
+                }
+            }
+        }
+        panic!("the accept queue of a listener with backlog 0 took 16 connections: no black hole to test against");
+    }
+}
+
+/// The SDK's gRPC channel bounds each request but not the connection under
+/// it: toward a host that never answers, every export waited for the
+/// system's connect timeout, holding the spans behind it unexported and
+/// uncounted. The export timeout now bounds the connection too.
+#[test]
+fn unanswered_connection_attempts_grpc() {
+    let _serial = one_at_a_time();
+    let blackhole = Blackhole::start();
+    let (subscriber, guard) = Telemetry::builder()
+        .fmt(false)
+        .otlp(Protocol::Grpc)
+        .otlp_endpoint(blackhole.endpoint.as_str())
+        .otlp_timeout(EXPORT_TIMEOUT)
+        .build()
+        .unwrap();
+    const FEW: u64 = 10;
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..FEW {
+            tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "m", version = 1u64).in_scope(|| {});
+        }
+    });
+    let flushing = Instant::now();
+    guard.flush();
+    assert!(flushing.elapsed() < SHUTDOWN_BOUND, "flush took {:?}", flushing.elapsed());
+    // The failed export is counted once it gives up: after the export
+    // timeout, give or take a retry, where it used to take minutes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard.dropped_spans() < FEW && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(guard.dropped_spans(), FEW, "the export toward the black hole did not give up in 10 s");
+    let dropping = Instant::now();
+    drop(guard);
+    assert!(dropping.elapsed() < SHUTDOWN_BOUND, "dropping the guard took {:?}", dropping.elapsed());
+}

@@ -2,8 +2,8 @@
 //!
 //! Services share maps between threads: routing tables, hot-reloaded config,
 //! feature flags, label caches. [`SnapMap`] gives their readers a consistent
-//! view for free: [`SnapMap::snapshot`] is one reference-count increment,
-//! takes no lock, copies nothing and allocates nothing, and the [`Snapshot`]
+//! view for free: [`SnapMap::snapshot`] is one `ArcSwap::load_full` (a few
+//! uncontended atomic operations and a reference-count increment), takes no lock, copies nothing and allocates nothing, and the [`Snapshot`]
 //! it returns can be held, iterated and sent across threads while writers go
 //! on (the first snapshot a thread ever takes may allocate arc-swap's
 //! per-thread record, once, reused after the thread ends). Two snapshots
@@ -33,8 +33,11 @@
 //!   batch. It stays unchanged for as long as it is held, whatever writers do.
 //! - Every write publishes at most one version: [`SnapMap::insert`],
 //!   [`SnapMap::remove`] of a present key, and [`SnapMap::update`] with at least
-//!   one effective write each publish exactly one; a write that changes
-//!   nothing (removing an absent key, an empty batch) publishes none.
+//!   one effective write each publish exactly one; a call that performs no
+//!   write (removing an absent key, clearing an empty map, a batch of only
+//!   reads or absent removals, an `assign` of an identical table) publishes
+//!   none. `insert` always publishes, even of an equal value, as does a batch
+//!   whose writes cancel out (insert then remove of a new key).
 //!   [`Tx::get_mut`] of a present key, and an [`Entry`] handing out its value
 //!   mutably, count as writes even if the value is left as it was.
 //!   [`View::version`] counts published versions from 0.
@@ -60,7 +63,8 @@
 //!
 //! # Costs
 //!
-//! Reads: `snapshot()` is one atomic increment; [`SnapMap::read`] is cheaper
+//! Reads: `snapshot()` is one `ArcSwap::load_full` (a reference-count
+//! increment and arc-swap's few uncontended atomics); [`SnapMap::read`] is cheaper
 //! still for short reads; `get` walks at most 11 levels of a 64-way trie and
 //! a collision node (4 levels for a million keys, the top ones cached); iteration walks each node's inline
 //! entries as a slice. Writes copy the path from the root to the changed slot
@@ -98,7 +102,8 @@
 //! # Features
 //!
 //! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map), and
-//!   `serde::Deserialize` for [`SnapMap`] (from a map, one version).
+//!   `serde::Deserialize` for [`SnapMap`] (from a map, one version; version 0
+//!   if the map is empty).
 //!   Requires the `serde` crate.
 //! - `instrument`: every snapshot, read guard, iteration, publish and diff
 //!   (and, if a map asks, every look-up) is counted, sampled into latency

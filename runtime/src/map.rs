@@ -25,13 +25,15 @@ pub const DEFAULT_NAME: &str = "snapmap";
 /// A concurrent hash map whose readers take O(1) point-in-time [`Snapshot`]s.
 ///
 /// Readers never lock and never wait: [`snapshot`](Self::snapshot) is one
-/// reference-count increment, and what it returns never changes. Writers
+/// `ArcSwap::load_full` (a reference-count increment and a few uncontended
+/// atomics), and what it returns never changes. Writers
 /// ([`insert`](Self::insert), [`remove`](Self::remove), [`update`](Self::update))
 /// take turns on a mutex, copy the trie path they touch, and publish the new
 /// version with one atomic pointer swap; they never wait for readers.
 ///
 /// Keys need `Hash + Eq + Clone` and values `Clone`, because a write copies the
-/// nodes on its path. Where entries own memory (`String` keys, `Arc` or `Vec`
+/// nodes on its path; writes also need the hasher to be `Clone` (each version
+/// carries its own, so that a snapshot hashes lookups without the map). Where entries own memory (`String` keys, `Arc` or `Vec`
 /// values), a copy *borrows* the entries of the node it copies instead of
 /// cloning them, and clones only the entry it writes, or the one that a key
 /// added or removed moves (docs/design.md, "Lending entries"), also when one
@@ -290,12 +292,14 @@ where
                 }
                 writer.written = written;
                 writer.written.clear();
-                let superseded = if self.watchers.watched() { self.watchers.published(&next) } else { None };
+                let (superseded, woken) =
+                    if self.watchers.watched() { self.watchers.published(&next) } else { (None, Ok(())) };
                 publish.published(next.version(), changes);
                 // The version subscriptions were last told of, let go only
                 // now: it may be the old version's last holder, and its
-                // values' `Drop`s (which may panic) come after the announcing.
-                let freed = freed.and(panic::catch_unwind(AssertUnwindSafe(|| drop(superseded))));
+                // values' `Drop`s (which may panic) come after the announcing,
+                // as does a panic of a subscriber's waker.
+                let freed = freed.and(woken).and(panic::catch_unwind(AssertUnwindSafe(|| drop(superseded))));
                 if let Err(payload) = freed {
                     panic::resume_unwind(payload);
                 }
@@ -399,7 +403,13 @@ fn spare_for<K: Clone, V: Clone>(
 
 impl<K, V, S> Drop for SnapMap<K, V, S> {
     fn drop(&mut self) {
-        self.watchers.close();
+        // A waker's panic goes on once every subscription is woken; not
+        // while another panic unwinds, where a second one would abort.
+        if let Err(payload) = self.watchers.close()
+            && !std::thread::panicking()
+        {
+            panic::resume_unwind(payload);
+        }
     }
 }
 
@@ -628,7 +638,8 @@ mod serde_impls {
     use super::SnapMap;
 
     /// Reads a map (as a [`Snapshot`](crate::Snapshot) serializes) into a new
-    /// `SnapMap`, published as one version and built in one pass, as
+    /// `SnapMap`, published as one version (none if the map read is empty)
+    /// and built in one pass, as
     /// [`FromIterator`] does; for a repeated key the last value wins.
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<'de, K, V, S> Deserialize<'de> for SnapMap<K, V, S>

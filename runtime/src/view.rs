@@ -259,7 +259,7 @@ impl<'a, K, V, S> IntoIterator for &'a View<K, V, S> {
 
 /// An owned, immutable, point-in-time view of a [`SnapMap`](crate::SnapMap).
 ///
-/// Taking one is O(1) and allocates nothing (one reference-count increment);
+/// Taking one is O(1) and allocates nothing (one `ArcSwap::load_full`);
 /// it can be held as long as wanted, cloned, and sent across threads, and it
 /// never changes: writers that go on publishing copy what they touch. All read
 /// methods come from [`View`], which it dereferences to.

@@ -6,7 +6,9 @@
 use core::fmt;
 use core::future::poll_fn;
 use core::task::{Context, Poll, Waker};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
 
 use crate::view::{Snapshot, View};
 
@@ -28,6 +30,9 @@ struct State<K, V, S> {
     waiting: Vec<(u64, Waker)>,
     next_id: u64,
 }
+
+/// The version a publish replaced as the one subscriptions were last told of.
+pub(crate) type Replaced<K, V, S> = Option<Arc<View<K, V, S>>>;
 
 impl<K, V, S> Watchers<K, V, S> {
     pub(crate) fn new() -> Arc<Self> {
@@ -59,38 +64,51 @@ impl<K, V, S> Watchers<K, V, S> {
 
     /// A new version was published: the waiting subscriptions are woken.
     /// Returns the version it replaces as the latest, for the caller to drop
-    /// once everything else about the publish is done: dropping it may free
-    /// that version, and a value's `Drop` may panic.
-    #[must_use = "dropping the replaced version may panic: the caller decides when"]
-    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) -> Option<Arc<View<K, V, S>>> {
+    /// once everything else about the publish is done (dropping it may free
+    /// that version, and a value's `Drop` may panic), and the first panic of
+    /// a waker, for the caller to resume then too.
+    #[must_use = "dropping the replaced version may panic, and a waker may have: the caller decides when"]
+    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) -> (Replaced<K, V, S>, thread::Result<()>) {
         let (replaced, waiting) = {
             let mut state = self.lock();
             // The last subscription may have gone between `watched` and
             // here (its drop ran, its `Arc` not yet): nobody would ask for
             // this version, and nothing would let go of it before the map's end.
             if state.subscriptions == 0 {
-                return None;
+                return (None, Ok(()));
             }
             (state.latest.replace(Arc::clone(view)), core::mem::take(&mut state.waiting))
         };
-        waiting.into_iter().for_each(|(_, waker)| waker.wake());
-        replaced
+        (replaced, wake_all(waiting))
     }
 
-    /// The map is being dropped.
-    pub(crate) fn close(&self) {
+    /// The map is being dropped. Returns the first panic of a waker.
+    pub(crate) fn close(&self) -> thread::Result<()> {
         let waiting = {
             let mut state = self.lock();
             state.closed = true;
             core::mem::take(&mut state.waiting)
         };
-        waiting.into_iter().for_each(|(_, waker)| waker.wake());
+        wake_all(waiting)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K, V, S>> {
         // No critical section can panic halfway (pushes and takes only).
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Wakes every waiting subscription even if a waker panics (a `Waker` is
+/// user code): the ones after it, already taken off the list, would
+/// otherwise wait for a version that has come. Returns the first panic.
+fn wake_all(waiting: Vec<(u64, Waker)>) -> thread::Result<()> {
+    let mut first_panic = Ok(());
+    for (_, waker) in waiting {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            first_panic = first_panic.and(Err(payload));
+        }
+    }
+    first_panic
 }
 
 /// A handle that learns of every new version of one map, for reload loops:

@@ -57,7 +57,11 @@ pub enum LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::NotLoopback(addr) => write!(f, "the load generator only targets loopback addresses, not {addr}"),
+            LoadError::NotLoopback(addr) => write!(
+                f,
+                "the load generator only targets loopback addresses (or all of them: 0.0.0.0, [::]), \
+                 not {addr}; --no-load serves {addr} without it"
+            ),
             LoadError::Rate(rate) => write!(f, "load rate must be in 1..={MAX_RATE} requests/s, got {rate}"),
             LoadError::Duration(d) => write!(f, "load duration must be in 1..={} s, got {d:?}", MAX_DURATION.as_secs()),
         }

@@ -111,6 +111,8 @@ pub enum StartError {
     Load(LoadError),
     /// The debug token cannot be sent in a header (`DebugConfig::validate`).
     Token(io::Error),
+    /// [`Config::reload_every`] is zero: the reloader's timer cannot tick.
+    ReloadInterval,
 }
 
 impl fmt::Display for StartError {
@@ -125,6 +127,7 @@ impl fmt::Display for StartError {
             StartError::Bind(addr, err) => write!(f, "cannot listen on {addr}: {err}"),
             StartError::Load(err) => err.fmt(f),
             StartError::Token(err) => write!(f, "--token or ${}: {err}", snapview::debug::TOKEN_ENV),
+            StartError::ReloadInterval => f.write_str("the routes file's reload interval must be above zero"),
         }
     }
 }
@@ -167,6 +170,12 @@ impl Service {
             return Err(StartError::NotLoopback(config.addr));
         }
         config.debug.validate().map_err(StartError::Token)?;
+        // `tokio::time::interval` panics on zero, inside the spawned
+        // reloader, whose end nobody watches: the service would run on
+        // without hot reload, silently.
+        if config.reload_every.is_zero() {
+            return Err(StartError::ReloadInterval);
+        }
         if let Some(load) = &config.load {
             load.validate().map_err(StartError::Load)?;
             // The generator only sends to this process, over loopback: say so

@@ -52,7 +52,7 @@ fn workload() {
         let sum: u64 = snapshot.values().sum();
         snapview_workload_spin(sum);
         round += 1;
-        if round % 64 == 0 {
+        if round.is_multiple_of(64) {
             routes.insert(round % 128, round);
         }
     }

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -36,13 +36,19 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest export timeout [`TelemetryBuilder::otlp_timeout`] takes.
 pub const MAX_EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The shortest export timeout [`TelemetryBuilder::otlp_timeout`] takes: a
+/// zero one would fail every export at once, and let the guard's drop return
+/// before the final export, losing everything without a word.
+pub const MIN_EXPORT_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Spans that may wait for export; more are dropped and counted. The SDK's
 /// default, a few batches' worth.
 const MAX_QUEUED_SPANS: usize = 2048;
 
 /// Crates on the export path. Their spans are never exported, whatever the
 /// filter: exporting the spans of an export would feed the queue forever.
-const EXPORT_PATH_CRATES: [&str; 9] = [
+/// (The SDK's own log events name their package, hyphen and all.)
+const EXPORT_PATH_CRATES: [&str; 10] = [
     "h2",
     "hyper",
     "hyper_util",
@@ -52,6 +58,7 @@ const EXPORT_PATH_CRATES: [&str; 9] = [
     "opentelemetry",
     "opentelemetry_sdk",
     "opentelemetry_otlp",
+    "opentelemetry-otlp",
 ];
 
 /// Transport of the OTLP export.
@@ -139,9 +146,12 @@ impl TelemetryBuilder {
     /// dropping the guard waits for the exporters. Default
     /// [`DEFAULT_EXPORT_TIMEOUT`] (2 s); at most [`MAX_EXPORT_TIMEOUT`]
     /// (60 s), which a longer one is taken as, so that a collector that went
-    /// away cannot hold a program's exit for longer.
+    /// away cannot hold a program's exit for longer; at least
+    /// [`MIN_EXPORT_TIMEOUT`] (100 ms), which a shorter one is taken as.
+    /// It bounds connecting too: a collector host that never answers costs
+    /// each export this long, not the system's connect timeout.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
-        self.otlp.timeout = timeout.min(MAX_EXPORT_TIMEOUT);
+        self.otlp.timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
         self
     }
 }
@@ -297,7 +307,13 @@ fn export_runtime() -> Result<Runtime, TelemetryError> {
 fn span_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<SpanExporter, TelemetryError> {
     let endpoint = config.endpoint(protocol, "/v1/traces");
     let built = match protocol {
-        Protocol::Grpc => with_common(SpanExporter::builder().with_tonic(), endpoint, config.timeout).build(),
+        Protocol::Grpc => {
+            let builder = with_common(SpanExporter::builder().with_tonic(), endpoint, config.timeout);
+            match grpc_channel(config, Signal::TRACES)? {
+                Some(channel) => builder.with_channel(channel).build(),
+                None => builder.build(),
+            }
+        }
         Protocol::HttpProtobuf => with_common(SpanExporter::builder().with_http(), endpoint, config.timeout)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build(),
@@ -308,12 +324,79 @@ fn span_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<SpanExporter
 fn metric_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<MetricExporter, TelemetryError> {
     let endpoint = config.endpoint(protocol, "/v1/metrics");
     let built = match protocol {
-        Protocol::Grpc => with_common(MetricExporter::builder().with_tonic(), endpoint, config.timeout).build(),
+        Protocol::Grpc => {
+            let builder = with_common(MetricExporter::builder().with_tonic(), endpoint, config.timeout);
+            match grpc_channel(config, Signal::METRICS)? {
+                Some(channel) => builder.with_channel(channel).build(),
+                None => builder.build(),
+            }
+        }
         Protocol::HttpProtobuf => with_common(MetricExporter::builder().with_http(), endpoint, config.timeout)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build(),
     };
     built.map_err(|source| TelemetryError::Exporter { what: "metric exporter", source: source.into() })
+}
+
+/// The environment variables of one signal's gRPC endpoint.
+struct Signal {
+    what: &'static str,
+    endpoint_var: &'static str,
+    insecure_var: &'static str,
+}
+
+impl Signal {
+    const TRACES: Signal = Signal {
+        what: "trace exporter",
+        endpoint_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        insecure_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_INSECURE,
+    };
+    const METRICS: Signal = Signal {
+        what: "metric exporter",
+        endpoint_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+        insecure_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_INSECURE,
+    };
+}
+
+/// A plain-text gRPC channel that also gives up *connecting* after the
+/// export timeout, for a plain `http://` endpoint; `None` for any other (TLS,
+/// a Unix socket), which the SDK builds itself, or rejects.
+///
+/// The SDK's own channel bounds each request but not the connection under
+/// it: toward a host that silently drops connection attempts (a firewall, a
+/// full accept queue) every export would wait for the kernel's connect
+/// timeout, some two minutes on Linux, and the spans behind it with it.
+/// Must run inside the export runtime (the channel spawns its task there).
+fn grpc_channel(config: &OtlpConfig, signal: Signal) -> Result<Option<tonic::transport::Channel>, TelemetryError> {
+    let endpoint = grpc_endpoint(config.endpoint.as_deref(), &signal, |var| std::env::var(var).ok());
+    if !endpoint.starts_with("http://") {
+        return Ok(None);
+    }
+    let endpoint = tonic::transport::Endpoint::from_shared(endpoint)
+        .map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
+    Ok(Some(endpoint.timeout(config.timeout).connect_timeout(config.timeout).connect_lazy()))
+}
+
+/// The gRPC endpoint the SDK would use: the explicit one, else the signal's
+/// variable, else `OTEL_EXPORTER_OTLP_ENDPOINT` (empty values skipped), else
+/// `http://localhost:4317`; one without a scheme gets `http://` if the
+/// `INSECURE` variables say `true`, else `https://`.
+fn grpc_endpoint(explicit: Option<&str>, signal: &Signal, env: impl Fn(&str) -> Option<String>) -> String {
+    let set = |var: &str| env(var).filter(|value| !value.is_empty());
+    let endpoint = explicit
+        .filter(|endpoint| !endpoint.is_empty())
+        .map(str::to_owned)
+        .or_else(|| set(signal.endpoint_var))
+        .or_else(|| set(opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT))
+        .unwrap_or_else(|| "http://localhost:4317".to_owned());
+    let has_scheme = endpoint.split_once("://").is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
+    if has_scheme {
+        return endpoint;
+    }
+    let insecure = env(signal.insecure_var)
+        .or_else(|| env(opentelemetry_otlp::OTEL_EXPORTER_OTLP_INSECURE))
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    format!("{}://{endpoint}", if insecure { "http" } else { "https" })
 }
 
 /// An explicit endpoint (else the SDK's environment and defaults) and the
@@ -349,5 +432,54 @@ fn run_bounded<const N: usize>(timeout: Duration, tasks: [Box<dyn FnOnce() + Sen
         if finished.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint_with(explicit: Option<&str>, vars: &[(&str, &str)]) -> String {
+        grpc_endpoint(explicit, &Signal::TRACES, |var| {
+            vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_explicit_endpoint_wins_over_the_environment() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:1"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:2"),
+        ];
+        assert_eq!(endpoint_with(Some("http://mine:3"), &vars), "http://mine:3");
+        assert_eq!(endpoint_with(Some(""), &vars), "http://traces:1");
+    }
+
+    #[test]
+    fn the_signal_variable_wins_over_the_general_one_and_empty_ones_are_skipped() {
+        assert_eq!(endpoint_with(None, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:2")]), "http://all:2");
+        let vars = [("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:2")];
+        assert_eq!(endpoint_with(None, &vars), "http://all:2");
+        let vars = [("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4")];
+        assert_eq!(endpoint_with(None, &vars), "http://localhost:4317", "another signal's variable");
+    }
+
+    #[test]
+    fn an_endpoint_without_scheme_is_tls_unless_insecure() {
+        assert_eq!(endpoint_with(Some("collector:4317"), &[]), "https://collector:4317");
+        let insecure = [("OTEL_EXPORTER_OTLP_INSECURE", "TRUE")];
+        assert_eq!(endpoint_with(Some("collector:4317"), &insecure), "http://collector:4317");
+        let vars = [("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "false"), ("OTEL_EXPORTER_OTLP_INSECURE", "true")];
+        assert_eq!(endpoint_with(Some("collector:4317"), &vars), "https://collector:4317", "the signal's own wins");
+        assert_eq!(endpoint_with(Some("collector:4317/p://q"), &insecure), "http://collector:4317/p://q");
+        assert_eq!(endpoint_with(Some("https://collector:4317"), &insecure), "https://collector:4317");
+    }
+
+    #[test]
+    fn timeouts_are_bounded_both_ways() {
+        let timeout = |t| super::super::Telemetry::builder().otlp_timeout(t).otlp.timeout;
+        assert_eq!(timeout(Duration::ZERO), MIN_EXPORT_TIMEOUT);
+        assert_eq!(timeout(Duration::MAX), MAX_EXPORT_TIMEOUT);
+        assert_eq!(timeout(Duration::from_secs(3)), Duration::from_secs(3));
     }
 }

@@ -666,14 +666,18 @@ pub(crate) fn rebuild_taking<K, V>(
     //    above), and `*slot` is overwritten below without being dropped, so the
     //    count stays right;
     // 2. between the read and the write `*slot` must not be used or dropped:
-    //    `f` cannot reach it (we hold `&mut`), and if `f` panicked the guard
-    //    aborts before unwinding could drop the stale `*slot`.
+    //    `f` cannot reach it (we hold `&mut`), and if `f` or the drain's drop
+    //    panicked, the guard aborts before unwinding could drop the stale
+    //    `*slot`;
+    // 3. the drain is `ManuallyDrop`, so that such unwinding does not drop it
+    //    either before the guard aborts: that would run the destructors of
+    //    the entries not handed out and free the node `*slot` still points to.
     unsafe {
         let old = ptr::read(slot);
-        let mut from = Drain::new(old);
+        let mut from = ManuallyDrop::new(Drain::new(old));
         debug_assert!(from.is_moving());
         let new = f(&mut from);
-        drop(from);
+        drop(ManuallyDrop::into_inner(from));
         ptr::write(slot, new);
     }
     core::mem::forget(guard);
@@ -773,18 +777,18 @@ impl LendingWatch {
 /// no user code except the destructors of what the lender alone held.
 pub(crate) fn settle_node<K, V>(node: &NodeRef<K, V>) -> u64 {
     let (lent, lender) = node.take_lending();
-    if let Some(lender) = lender {
-        if let Err(lender) = take_over(node, lender, lent) {
-            // SAFETY: the lent children are alive: `lender`, dropped only after
-            // this, holds them (N6).
-            unsafe { own_lent(node.children().as_ptr(), node.children().len(), lent) };
-            if node.borrowed() != 0 {
-                // Someone still holds the lender: its entries stay borrowed,
-                // through an uncounted link, until one of the two goes (E2).
-                node.keep_link(&lender);
-            }
-            drop(lender);
+    if let Some(lender) = lender
+        && let Err(lender) = take_over(node, lender, lent)
+    {
+        // SAFETY: the lent children are alive: `lender`, dropped only after
+        // this, holds them (N6).
+        unsafe { own_lent(node.children().as_ptr(), node.children().len(), lent) };
+        if node.borrowed() != 0 {
+            // Someone still holds the lender: its entries stay borrowed,
+            // through an uncounted link, until one of the two goes (E2).
+            node.keep_link(&lender);
         }
+        drop(lender);
     }
     lent
 }
