@@ -6,11 +6,15 @@
 //!
 //! `cargo run --release -p snapview-examples --example service` (`--help` for the flags)
 
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::pin;
 use std::process::ExitCode;
+use std::task::Poll;
 
 use snapview::instrument::{Protocol, Telemetry, TelemetryGuard};
 use snapview_examples::gateway::cli::{self, Args};
-use snapview_examples::gateway::{Service, ShutdownReport};
+use snapview_examples::gateway::{Service, ShutdownReport, StartError};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {
@@ -63,6 +67,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts the service; on the default address, if its port is taken, on a
+/// free one instead (the banner says which): `cargo run` of the demo should
+/// not fail because something else holds 8080.
+async fn start(args: &Args) -> Result<Service, String> {
+    match Service::start(args.config.clone()).await {
+        Err(StartError::Bind(addr, err)) if err.kind() == io::ErrorKind::AddrInUse && !args.addr_given => {
+            tracing::warn!(%addr, "the default address is in use: listening on a free port instead (--addr to choose)");
+            let mut config = args.config.clone();
+            config.addr.set_port(0);
+            Service::start(config).await
+        }
+        started => started,
+    }
+    .map_err(|err| err.to_string())
+}
+
 /// Logs to stderr always (the reload diffs belong in the terminal), plus OTLP
 /// export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, plus tokio-console with
 /// the `console` feature in a `--cfg tokio_unstable` build.
@@ -95,17 +115,25 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
 }
 
 async fn run(args: Args) -> Result<ShutdownReport, String> {
-    let service = Service::start(args.config.clone()).await.map_err(|err| err.to_string())?;
+    // tokio installs its Ctrl-C handler when `ctrl_c()` is first polled:
+    // poll it once now, so that a Ctrl-C as soon as the banner is out (a
+    // script reading it, say) shuts down cleanly instead of killing.
+    let mut ctrl_c = pin!(tokio::signal::ctrl_c());
+    if let Poll::Ready(installed) = poll_fn(|cx| Poll::Ready(ctrl_c.as_mut().poll(cx))).await {
+        installed.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
+        return Err("interrupted before starting".to_owned());
+    }
+    let service = start(&args).await?;
     println!("{}", cli::banner(service.local_addr(), &args));
     let reason = match args.run_for {
         Some(duration) => {
             tokio::select! {
                 _ = tokio::time::sleep(duration) => "time is up",
-                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = ctrl_c => "Ctrl-C",
             }
         }
         None => {
-            tokio::signal::ctrl_c().await.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
+            ctrl_c.await.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
             "Ctrl-C"
         }
     };

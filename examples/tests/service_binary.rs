@@ -96,23 +96,72 @@ fn an_unsupported_otlp_protocol_is_refused_at_start() {
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"), "it did not start");
 }
 
+/// The service on a free loopback port, without load, OTLP or token, until
+/// Ctrl-C; its stdout piped.
+fn spawn_until_ctrl_c() -> std::process::Child {
+    Command::new(service_binary())
+        .args(["--addr", "127.0.0.1:0", "--no-load"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("SNAPVIEW_DEBUG_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the service example starts")
+}
+
+/// One Ctrl-C, sent as soon as the banner is out: a clean shutdown, exit 0,
+/// with the latency report printed. (Before tokio's handler was installed,
+/// which the first wait for Ctrl-C did after the banner, it killed.)
+#[test]
+fn one_ctrl_c_right_after_the_banner_shuts_down_cleanly() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::time::{Duration, Instant};
+
+    let mut child = spawn_until_ctrl_c();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    assert!(banner.contains("listening on http://127.0.0.1:"), "{banner}");
+    let sent = Instant::now();
+    let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
+    assert!(kill.success());
+    let status = exit_within(&mut child, sent, Duration::from_secs(10));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "a clean shutdown: {status:?}\n{rest}");
+    assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
+}
+
+/// Without `--addr`, a taken default port (8080) does not stop the demo: it
+/// listens on a free port and says so in the banner. With `--addr`, the
+/// address asked for is kept, and a taken one is an error.
+#[test]
+fn a_taken_default_port_falls_back_to_a_free_one() {
+    use std::net::TcpListener;
+
+    // Hold 8080 for the test, unless something else already does.
+    let _held = TcpListener::bind("127.0.0.1:8080");
+    assert!(TcpListener::bind("127.0.0.1:8080").is_err(), "8080 is taken, by this test or another program");
+    let output = run(&["--seconds", "1", "--no-load"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("listening on http://127.0.0.1:"), "{stdout}");
+    assert!(!stdout.contains("listening on http://127.0.0.1:8080 "), "{stdout}");
+
+    let output = run(&["--seconds", "1", "--no-load", "--addr", "127.0.0.1:8080"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on 127.0.0.1:8080"));
+}
+
 /// Ctrl-C lets running requests finish (for up to 5 s); a second one stops
 /// the program at once, with the exit status of an interrupt (130).
 #[test]
 fn a_second_ctrl_c_stops_at_once() {
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;
-    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
-    let mut child = Command::new(service_binary())
-        .args(["--addr", "127.0.0.1:0", "--no-load"])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("SNAPVIEW_DEBUG_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the service example starts");
+    let mut child = spawn_until_ctrl_c();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let banner = lines.next().expect("a banner").unwrap();
     let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();

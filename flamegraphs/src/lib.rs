@@ -48,6 +48,11 @@
 //! `503 Service Unavailable` with the reason: the server works, this process
 //! was not set up for it.
 //!
+//! Every route also answers `HEAD`. For the three profiles, a `HEAD` checks
+//! the parameters as a `GET` does and answers the headers at once, without
+//! profiling: an uptime monitor's probe must not hold the CPU profiler, or
+//! one of the view windows, for the window it names.
+//!
 //! A window in which nothing was recorded gives a valid, empty answer: an SVG
 //! that says "no samples", an empty folded text, a profile with no samples.
 //!

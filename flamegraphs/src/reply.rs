@@ -91,7 +91,24 @@ pub(crate) fn flamegraph<'a>(
     options.count_name = count_name.to_owned();
     let mut out = Vec::new();
     pprof::flamegraph::from_lines(&mut options, lines, &mut out).map_err(|err| err.to_string())?;
-    Ok(out)
+    Ok(without_doctype(out))
+}
+
+/// inferno's SVG without its `<!DOCTYPE svg PUBLIC ...>`: browsers need none
+/// (SVG 2 has none), and strict XML parsers refuse a DTD unless told to
+/// accept one (roxmltree, Go's encoding/xml in strict mode), which would make
+/// the flamegraph unreadable to scripts that post-process it.
+fn without_doctype(mut svg: Vec<u8>) -> Vec<u8> {
+    const OPEN: &[u8] = b"<!DOCTYPE";
+    if let Some(start) = svg.windows(OPEN.len()).position(|w| w == OPEN)
+        && let Some(len) = svg[start..].iter().position(|&b| b == b'>')
+    {
+        let end = start + len + 1;
+        // The line the declaration stood on goes with it.
+        let end = if svg.get(end) == Some(&b'\n') { end + 1 } else { end };
+        svg.drain(start..end);
+    }
+    svg
 }
 
 /// The SVG for a window that recorded nothing.
@@ -109,4 +126,27 @@ fn empty_svg(title: &str) -> Vec<u8> {
 
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flamegraph_parses_as_xml_without_a_dtd() {
+        let svg = flamegraph("t", "samples", ["main;work 3", "main;idle 1"]).unwrap();
+        let text = String::from_utf8(svg).unwrap();
+        assert!(!text.contains("<!DOCTYPE"), "{}", &text[..200]);
+        let doc = roxmltree::Document::parse(&text).expect("strict XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(doc.descendants().any(|n| n.text().is_some_and(|t| t.contains("work"))));
+    }
+
+    #[test]
+    fn only_the_doctype_goes() {
+        let svg =
+            b"<?xml version=\"1.0\"?>\n<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"x.dtd\">\n<svg/>\n".to_vec();
+        assert_eq!(without_doctype(svg), b"<?xml version=\"1.0\"?>\n<svg/>\n");
+        assert_eq!(without_doctype(b"<svg/>".to_vec()), b"<svg/>");
+    }
 }

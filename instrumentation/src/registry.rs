@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use thread_local::ThreadLocal;
 
 use crate::op::Op;
-use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, unmodelled};
 
 /// Significant figures kept by every histogram.
 pub(crate) const SIGNIFICANT_FIGURES: u8 = 3;
@@ -33,7 +33,7 @@ const CACHED_MAPS: usize = 64;
 pub const DEFAULT_SAMPLE_EVERY: u32 = 64;
 
 /// A setting, not part of any protocol: std's atomic even under loom.
-static DEFAULT_EVERY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(DEFAULT_SAMPLE_EVERY);
+static DEFAULT_EVERY: unmodelled::AtomicU32 = unmodelled::AtomicU32::new(DEFAULT_SAMPLE_EVERY);
 
 /// Every map name's stats. A std lock even under loom: it is not on the
 /// recording path, and a static needs a `const` constructor.

@@ -151,10 +151,10 @@ impl OpStats {
 }
 
 impl fmt::Display for Report {
-    /// A table, one row per (map, op), columns as wide as their widest cell.
+    /// A table, one row per (map, op), columns as wide as their widest cell,
+    /// headed by the [`OpStats`] field names; times in nanoseconds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEADER: [&str; 11] =
-            ["map", "op", "calls", "samples", "min ns", "p50", "p90", "p99", "p99.9", "max", "mean"];
+        const HEADER: [&str; 11] = ["map", "op", "calls", "samples", "min", "p50", "p90", "p99", "p999", "max", "mean"];
         let rows: Vec<[String; 11]> = self
             .ops
             .iter()

@@ -9,3 +9,12 @@ pub(crate) use loom::sync::{Mutex, MutexGuard};
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(snapview_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// std's atomics even under loom, for what is no part of the recording
+/// path's protocol (settings, the telemetry pipeline's counters): loom's
+/// would only add states to explore, and cannot be built in a `static`.
+pub(crate) mod unmodelled {
+    #[cfg(feature = "otlp")]
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+}

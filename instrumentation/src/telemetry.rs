@@ -98,6 +98,13 @@ impl fmt::Debug for TelemetryBuilder {
     }
 }
 
+impl Default for TelemetryBuilder {
+    /// [`Telemetry::builder()`].
+    fn default() -> Self {
+        Telemetry::builder()
+    }
+}
+
 impl TelemetryBuilder {
     /// `RUST_LOG`-style directives (`info,snapview=debug`) for the fmt layer
     /// and for extra layers added without their own. Default: `RUST_LOG`,

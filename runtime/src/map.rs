@@ -6,7 +6,6 @@ use core::hash::{BuildHasher, Hash};
 use core::marker::PhantomData;
 use core::mem;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -14,6 +13,7 @@ use arc_swap::ArcSwap;
 use crate::DefaultHashBuilder;
 use crate::hooks::{HookConfig, MapHook};
 use crate::raw::{self, LendGuard, Lendable, NodeRef};
+use crate::sync::unmodelled::{AtomicU64, Ordering};
 use crate::trie::{self, WrittenPaths};
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};

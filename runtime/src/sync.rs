@@ -25,3 +25,10 @@ pub(crate) fn acquire_after_last_decrement(count: &AtomicU32) {
         fence(Ordering::Acquire);
     }
 }
+
+/// std's atomics even under loom, for what is no part of a protocol between
+/// threads that loom should check (a thread's own mark, a setting): loom's
+/// would only add states to explore, and cannot be built in a `static`.
+pub(crate) mod unmodelled {
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+}

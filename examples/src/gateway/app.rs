@@ -1,5 +1,6 @@
-//! The HTTP side: resolving `/route/<path>` on a snapshot of `routes`, the
-//! per-request span, the per-route counters in `request_stats`.
+//! The HTTP side: resolving `/route/<path>` (or any path not otherwise
+//! served) on a snapshot of `routes`, the per-request span, the per-route
+//! counters in `request_stats`.
 //!
 //! The gateway *resolves* a request's upstream and answers with it as JSON;
 //! it does not proxy. Proxying would add an HTTP client and real upstreams to
@@ -34,14 +35,17 @@ pub struct Gateway {
     pub request_stats: Arc<StatsMap>,
 }
 
-/// The whole application: the gateway's routes, `/metrics`, and, for every
-/// other path, snapview's `/debug/pprof` router (with `debug`'s token, if any),
-/// all under the per-request span.
+/// The whole application: the gateway's routes, `/metrics`, snapview's
+/// `/debug/pprof` router (with `debug`'s token, if any), and, for every other
+/// path, the gateway again, as a gateway resolves any path it is sent
+/// (`GET /api/users/42` as `GET /route/api/users/42`); all under the
+/// per-request span.
 ///
 /// The debug router is the fallback rather than merged because both serve
 /// `/metrics`: the gateway's own includes snapview's families (see
 /// [`metrics`](super::metrics)), so nothing is lost.
 pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
+    let any_other_path = get(resolve_path).with_state(gateway.clone());
     Router::new()
         .route("/", get(index))
         .route("/route", get(resolve))
@@ -49,7 +53,7 @@ pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
         .route("/route/{*path}", get(resolve))
         .route("/metrics", metrics_route(debug))
         .with_state(gateway)
-        .fallback_service(snapview::debug::router_with(debug))
+        .fallback_service(snapview::debug::router_with(debug).fallback_service(any_other_path))
         .layer(middleware::from_fn(request_span))
 }
 
@@ -112,12 +116,24 @@ fn span_name(method: &Method, template: Option<&str>, path: &str) -> String {
 }
 
 /// `GET /route/<path>`: the upstream of the longest matching prefix.
+async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Response {
+    let sent = uri.path().strip_prefix("/route").filter(|p| !p.is_empty()).unwrap_or("/");
+    resolved(&gateway, &method, sent)
+}
+
+/// `GET <path>` for any path the application serves nothing else on: as
+/// `GET /route/<path>`.
+async fn resolve_path(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Response {
+    resolved(&gateway, &method, uri.path())
+}
+
+/// The answer for a request of `sent`: the upstream of the longest matching
+/// prefix, as JSON, or 404.
 ///
 /// One snapshot of `routes` serves the whole request, so the route, the
 /// upstream and the version in the answer always belong together, even if a
 /// reload publishes meanwhile.
-async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Response {
-    let sent = uri.path().strip_prefix("/route").filter(|p| !p.is_empty()).unwrap_or("/");
+fn resolved(gateway: &Gateway, method: &Method, sent: &str) -> Response {
     // As prefixes are stored: `/static/../api` is `/api`, `%7e` is `~`.
     let normal = path::normalize(sent);
     let path: &str = &normal;
@@ -140,7 +156,7 @@ async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Re
         };
         let body = body.to_string();
         // A HEAD answer carries no body (axum leaves it out).
-        let body_bytes = if method == Method::HEAD { 0 } else { body.len() };
+        let body_bytes = if *method == Method::HEAD { 0 } else { body.len() };
         record(&gateway.request_stats, route, status, body_bytes);
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     })
@@ -189,6 +205,7 @@ fn record(stats: &StatsMap, route: &str, status: StatusCode, bytes: usize) {
 async fn index() -> impl IntoResponse {
     "snapview demo gateway\n\
      GET /route/<path>          the upstream of the longest matching route prefix (JSON; resolved, not proxied)\n\
+     GET /<path>                the same, for any path not listed here\n\
      GET /metrics               per-route counters from one snapshot of request_stats, and snapview's own metrics\n\
      GET /debug/pprof/          CPU profiles, view-cost flamegraphs, latency histograms\n"
 }

@@ -13,7 +13,8 @@ use super::load::{self, LoadConfig};
 pub const USAGE: &str = "\
 usage: service [OPTIONS]
 
-  --addr ADDR          listen here (default 127.0.0.1:8080; port 0 picks a free port)
+  --addr ADDR          listen here (default 127.0.0.1:8080, else a free port if it is taken;
+                       port 0 picks a free port)
   --allow-remote       allow a non-loopback --addr (set --token too: /debug/pprof is served)
   --routes PATH        routes file (default examples/data/routes.toml)
   --seconds N          run N seconds, then shut down cleanly (default: until Ctrl-C)
@@ -34,6 +35,9 @@ pub struct Args {
     pub config: Config,
     /// Run this long, then shut down; `None`: until Ctrl-C.
     pub run_for: Option<Duration>,
+    /// Whether `--addr` was given: if not, and the default port is taken,
+    /// the service listens on a free port instead of failing.
+    pub addr_given: bool,
 }
 
 /// Parses the arguments (without the program name). `Ok(None)` means
@@ -46,7 +50,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
     let mut config = Config::default();
     let mut load = Some(LoadConfig::default());
     let (mut rate, mut load_seconds) = (load::DEFAULT_RATE, load::DEFAULT_DURATION.as_secs());
-    let mut run_for = None;
+    let (mut run_for, mut addr_given) = (None, false);
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -55,6 +59,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
             "--addr" => {
                 let v = value()?;
                 config.addr = v.parse().map_err(|_| format!("--addr: not an IP:port address: {v:?}"))?;
+                addr_given = true;
             }
             "--allow-remote" => config.allow_remote = true,
             "--routes" => config.routes_path = PathBuf::from(value()?),
@@ -70,7 +75,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
         return Err(format!("--addr {}: not a loopback address; add --allow-remote (and --token)", config.addr));
     }
     config.load = load.map(|_| LoadConfig { rate, duration: Duration::from_secs(load_seconds) });
-    Ok(Some(Args { config, run_for }))
+    Ok(Some(Args { config, run_for, addr_given }))
 }
 
 fn number(flag: &str, value: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {

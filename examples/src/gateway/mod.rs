@@ -3,9 +3,9 @@
 //! - `routes` (`SnapMap<String, String>`, prefix → upstream) is loaded from a
 //!   TOML file and hot-reloaded ([`reload`]): each edit is published as one
 //!   version and its diff is logged; a bad file keeps the last good version.
-//! - Each request to `/route/<path>` takes one snapshot of `routes` and
-//!   resolves the longest matching prefix of its path in normal form
-//!   ([`app`], [`path`]).
+//! - Each request to `/route/<path>`, or to `<path>` itself where nothing
+//!   else is served, takes one snapshot of `routes` and resolves the longest
+//!   matching prefix of its path in normal form ([`app`], [`path`]).
 //! - `request_stats` (`SnapMap<String, RouteStats>`) counts requests per
 //!   route, one `update` per request; `/metrics` renders one snapshot of it
 //!   ([`metrics`]).
@@ -197,6 +197,10 @@ impl Service {
             request_stats: Arc::new(SnapMap::builder().name("request_stats").lend_copy_values().build()),
         };
         reload::apply(&gateway.routes, &table);
+        // What `/metrics` does at each scrape, once now: so that the latency
+        // report (`/debug/pprof/histograms`) lists both maps from the start,
+        // before the first request or scrape.
+        drop(gateway.request_stats.snapshot());
         tracing::info!(
             routes = table.len(),
             version = gateway.routes.version(),

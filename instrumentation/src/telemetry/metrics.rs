@@ -25,7 +25,7 @@
 //! (2000 series per instrument, 11 maps' buckets) the SDK would fold the
 //! rest into one overflow series, mixing `le` values.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::unmodelled::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry::KeyValue;

@@ -7,8 +7,8 @@
 //! queue never overflows — and both losses are counted: spans refused at the
 //! gate, and spans of failed exports.
 
+use crate::sync::unmodelled::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
