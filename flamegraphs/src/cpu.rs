@@ -53,7 +53,7 @@ pub(crate) async fn profile(method: Method, RawQuery(raw): RawQuery) -> Result<R
 /// `GET /debug/pprof/flamegraph`: the CPU profile as an SVG.
 pub(crate) async fn flamegraph(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     if method == Method::HEAD {
-        return checked(raw.as_deref()).map(|()| reply::svg(Vec::new()));
+        return checked(raw.as_deref()).map(|()| reply::head("image/svg+xml"));
     }
     let report = capture(raw.as_deref()).await?;
     blocking(move || {
@@ -69,18 +69,19 @@ pub(crate) async fn flamegraph(method: Method, RawQuery(raw): RawQuery) -> Resul
 /// profiling. A monitor's or link checker's probe must not hold the
 /// process-wide profiler for a window (a real request meanwhile gets 409).
 fn checked(raw: Option<&str>) -> Result<(), Failure> {
+    parameters(raw).map(drop)
+}
+
+/// The window and the sampling frequency (Hz) a request asks for.
+fn parameters(raw: Option<&str>) -> Result<(Duration, i32), Failure> {
     let query = Query::parse(raw);
-    query.seconds().map_err(bad_request)?;
-    query.frequency().map_err(bad_request)?;
-    Ok(())
+    Ok((query.seconds().map_err(bad_request)?, query.frequency().map_err(bad_request)?))
 }
 
 /// Parses the window, takes the profiler, profiles for the window and
 /// builds the report; the response to send instead when any of it fails.
 async fn capture(raw: Option<&str>) -> Result<Report, Failure> {
-    let query = Query::parse(raw);
-    let window = query.seconds().map_err(bad_request)?;
-    let hz = query.frequency().map_err(bad_request)?;
+    let (window, hz) = parameters(raw)?;
     // The slow part of starting, done before taking the profiler so that a
     // client leaving meanwhile does not keep it.
     let builder = blocking(move || prepare(hz)).await?;

@@ -49,7 +49,8 @@
 //! was not set up for it.
 //!
 //! Every route also answers `HEAD`. For the three profiles, a `HEAD` checks
-//! the parameters as a `GET` does and answers the headers at once, without
+//! the parameters as a `GET` does and answers the headers at once (with no
+//! `Content-Length`, which would have to be the `GET`'s), without
 //! profiling: an uptime monitor's probe must not hold the CPU profiler, or
 //! one of the view windows, for the window it names.
 //!

@@ -1,7 +1,11 @@
 //! Building the responses the handlers share.
 
+use std::convert::Infallible;
 use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flate2::Compression;
@@ -60,13 +64,40 @@ pub(crate) fn profile(profile: &pprof::protos::Profile, filename: &str) -> Respo
 
 /// What a `HEAD` of a [`profile`] download gets: its headers.
 pub(crate) fn profile_head(filename: &str) -> Response {
-    download(Vec::new(), filename)
+    download(Body::new(UnknownLength), filename)
 }
 
-fn download(bytes: Vec<u8>, filename: &str) -> Response {
+fn download(bytes: impl Into<Body>, filename: &str) -> Response {
     let disposition = format!("attachment; filename=\"{filename}\"");
-    ([(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        bytes.into(),
+    )
         .into_response()
+}
+
+/// The headers a `GET` of `content_type` gets, for a `HEAD` that does not
+/// run the profile: no `Content-Length` (see [`UnknownLength`]).
+pub(crate) fn head(content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], Body::new(UnknownLength)).into_response()
+}
+
+/// The body of a `HEAD` answer: it ends at once, but does not say it is
+/// empty. A known length, even 0, would be sent as `Content-Length`, which
+/// in a `HEAD` answer must be what the `GET` would send (RFC 9110, 8.6), and
+/// that is not known without profiling; an unknown one sends none.
+struct UnknownLength;
+
+impl http_body::Body for UnknownLength {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Poll::Ready(None)
+    }
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {

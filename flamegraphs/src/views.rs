@@ -51,9 +51,9 @@ fn head(format: &str) -> Result<Response, Failure> {
         return Err(refused(ViewsError::NotInstalled));
     }
     Ok(match format {
-        "folded" => reply::body("text/plain; charset=utf-8", ""),
+        "folded" => reply::head("text/plain; charset=utf-8"),
         "pprof" => reply::profile_head("views"),
-        _ => reply::svg(Vec::new()),
+        _ => reply::head("image/svg+xml"),
     })
 }
 

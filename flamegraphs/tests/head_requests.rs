@@ -9,11 +9,15 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
-/// `HEAD url`: (status, content type, body length, how long it took).
+/// `HEAD url`: (status, content type, body length, how long it took). A
+/// 200 carries no `Content-Length`: it would have to be the `GET`'s.
 async fn head(url: &str) -> (u16, String, usize, Duration) {
     let started = Instant::now();
     let response = reqwest::Client::new().head(url).send().await.expect("the server answers");
     let status = response.status().as_u16();
+    if status == 200 {
+        assert_eq!(response.headers().get("content-length"), None, "{url}");
+    }
     let content_type =
         response.headers().get("content-type").map(|v| v.to_str().expect("ascii").to_owned()).unwrap_or_default();
     let body = response.bytes().await.expect("the body arrives").len();

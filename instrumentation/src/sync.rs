@@ -14,7 +14,7 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 /// path's protocol (settings, the telemetry pipeline's counters): loom's
 /// would only add states to explore, and cannot be built in a `static`.
 pub(crate) mod unmodelled {
+    pub(crate) use std::sync::atomic::AtomicU32;
     #[cfg(feature = "otlp")]
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-    pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 }

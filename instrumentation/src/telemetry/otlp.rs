@@ -368,8 +368,13 @@ impl Signal {
 /// timeout, some two minutes on Linux, and the spans behind it with it.
 /// Must run inside the export runtime (the channel spawns its task there).
 fn grpc_channel(config: &OtlpConfig, signal: Signal) -> Result<Option<tonic::transport::Channel>, TelemetryError> {
+    let endpoint_vars = [signal.endpoint_var, opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT];
+    if endpoint_vars.iter().any(|var| matches!(std::env::var(var), Err(std::env::VarError::NotUnicode(_)))) {
+        // The SDK's own build reports it.
+        return Ok(None);
+    }
     let endpoint = grpc_endpoint(config.endpoint.as_deref(), &signal, |var| std::env::var(var).ok());
-    if !endpoint.starts_with("http://") {
+    if !endpoint.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
         return Ok(None);
     }
     let endpoint = tonic::transport::Endpoint::from_shared(endpoint)

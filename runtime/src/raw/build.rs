@@ -669,16 +669,17 @@ pub(crate) fn rebuild_taking<K, V>(
     //    `f` cannot reach it (we hold `&mut`), and if `f` or the drain's drop
     //    panicked, the guard aborts before unwinding could drop the stale
     //    `*slot`;
-    // 3. the drain is `ManuallyDrop`, so that such unwinding does not drop it
-    //    either before the guard aborts: that would run the destructors of
-    //    the entries not handed out and free the node `*slot` still points to.
+    // 3. the drain and the new node are `ManuallyDrop`, so that such
+    //    unwinding drops neither before the guard aborts: that would run
+    //    user destructors (of the entries not handed out, of the new node's)
+    //    and free the node `*slot` still points to.
     unsafe {
         let old = ptr::read(slot);
         let mut from = ManuallyDrop::new(Drain::new(old));
         debug_assert!(from.is_moving());
-        let new = f(&mut from);
+        let new = ManuallyDrop::new(f(&mut from));
         drop(ManuallyDrop::into_inner(from));
-        ptr::write(slot, new);
+        ptr::write(slot, ManuallyDrop::into_inner(new));
     }
     core::mem::forget(guard);
 }
