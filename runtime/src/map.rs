@@ -33,9 +33,10 @@ pub const DEFAULT_NAME: &str = "snapmap";
 ///
 /// Keys need `Hash + Eq + Clone` and values `Clone`, because a write copies the
 /// nodes on its path; writes also need the hasher to be `Clone` (each version
-/// carries its own, so that a snapshot hashes lookups without the map). Where entries own memory (`String` keys, `Arc` or `Vec`
-/// values), a copy *borrows* the entries of the node it copies instead of
-/// cloning them, and clones only the entry it writes, or the one that a key
+/// carries its own, so that a snapshot hashes lookups without the map).
+/// Where entries own memory (`String` keys, `Arc` or `Vec` values), a copy
+/// *borrows* the entries of the node it copies instead of cloning them, and
+/// clones only the entry it writes, or the one that a key
 /// added or removed moves (docs/design.md, "Lending entries"), also when one
 /// batch adds or removes several keys in the same node; `u64`-like entries
 /// are copied bit for bit. It does so for common std types (integers,
