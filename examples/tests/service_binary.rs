@@ -1,6 +1,10 @@
 //! The README's first command, shortened: the `service` example runs with
 //! its load generator for 2 s, prints the URLs and the latency report, and
-//! exits 0; bad flags exit 2; a Ctrl-C during shutdown stops it at once.
+//! exits 0; bad flags exit 2; a Ctrl-C during shutdown stops it at once;
+//! with `OTEL_EXPORTER_OTLP_ENDPOINT` its traces reach a collector.
+
+#[path = "../../instrumentation/tests/support/otlp_receiver.rs"]
+mod otlp_receiver;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -94,6 +98,58 @@ fn an_unsupported_otlp_protocol_is_refused_at_start() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported"), "{stderr}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"), "it did not start");
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, the demo's traces reach a real
+/// OTLP gRPC receiver as Jaeger would get them: the load generator's requests,
+/// each a `request` span named after its route template with an integer
+/// status code, and under it the `routes` snapshot and the `route` span of
+/// the version it resolved with, all in one trace, from service
+/// `snapview-demo`.
+#[test]
+fn its_traces_reach_an_otlp_collector() {
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use otlp_receiver::{integer_attribute, string_attribute};
+
+    let (endpoint, receiver) = otlp_receiver::start();
+    let output = Command::new(service_binary())
+        .args(["--seconds", "2", "--addr", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("SNAPVIEW_DEBUG_TOKEN")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("the service example runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stderr}", output.status);
+    // The final export was sent before the exit; the receiver may still be
+    // taking it in.
+    let requests = |r: &otlp_receiver::ReceiverHandle| r.spans().iter().any(|s| s.name == "GET /route/{*path}");
+    assert!(receiver.wait_until(std::time::Duration::from_secs(10), requests), "no request span arrived\n{stderr}");
+    let spans = receiver.spans();
+    let children = |parent: &Span, name: &str| -> Vec<&Span> {
+        spans.iter().filter(|s| s.parent_span_id == parent.span_id && s.name.starts_with(name)).collect()
+    };
+    let routed = |request: &&Span| !children(request, "GET /api").is_empty();
+    let request = spans
+        .iter()
+        .filter(|s| s.name == "GET /route/{*path}")
+        .find(routed)
+        .unwrap_or_else(|| panic!("a request routed to /api, among {} spans\n{stderr}", spans.len()));
+    assert!(request.parent_span_id.is_empty(), "a request starts its trace: {request:#?}");
+    assert_eq!(integer_attribute(&request.attributes, "http.response.status_code").as_deref(), Some("200"));
+    let route = children(request, "GET /api")[0];
+    let snapshot = match children(request, "snapview.snapshot")[..] {
+        [snapshot] => snapshot,
+        ref found => panic!("one snapshot per request, found {}: {request:#?}", found.len()),
+    };
+    assert_eq!(string_attribute(&snapshot.attributes, "map"), Some("routes"), "{snapshot:#?}");
+    let version = integer_attribute(&snapshot.attributes, "version");
+    assert!(version.is_some(), "{snapshot:#?}");
+    assert_eq!(integer_attribute(&route.attributes, "routes.version"), version, "{route:#?}");
+    assert!(snapshot.trace_id == request.trace_id && route.trace_id == request.trace_id);
+    assert!(receiver.service_names().iter().all(|name| name == "snapview-demo"), "{:?}", receiver.service_names());
 }
 
 /// The service on a free loopback port, without load, OTLP or token, until

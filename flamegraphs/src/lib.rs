@@ -59,9 +59,9 @@
 //!
 //! # Security
 //!
-//! [`serve`] binds loopback addresses only unless
-//! [`DebugConfig::allow_remote`] is set: profiles reveal the program's code
-//! paths. With a token ([`DebugConfig::token`], or the `SNAPVIEW_DEBUG_TOKEN`
+//! [`serve`] binds loopback addresses only, and so does [`serve_with`]
+//! unless [`DebugConfig::allow_remote`] is set: profiles reveal the
+//! program's code paths. With a token ([`DebugConfig::token`], or the `SNAPVIEW_DEBUG_TOKEN`
 //! environment variable), every path [`serve`] answers, unknown ones
 //! included, is `401 Unauthorized` unless the request carries
 //! `Authorization: Bearer <token>`; merged into an application by

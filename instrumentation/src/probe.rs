@@ -11,7 +11,7 @@ use tracing::span::EnteredSpan;
 
 use crate::op::Op;
 use crate::registry::{MapStats, OpShard, stats_for};
-use crate::spans;
+use crate::spans::{self, int};
 
 /// The clock of every timing: the TSC where it is reliable (about half the cost
 /// of `Instant::now()`), the OS monotonic clock otherwise.
@@ -185,13 +185,13 @@ impl PublishTimer<'_> {
     /// The write published `version` with `changes` effective changes.
     pub fn published(self, version: u64, changes: usize) {
         self.timer.finish();
-        self.span.record("version", version).record("changes", changes);
+        self.span.record("version", int(version)).record("changes", int(changes));
     }
 
     /// The write changed nothing, so the map stays at `version`: it is not a
     /// publish and is not counted, but its span says so.
     pub fn unchanged(self, version: u64) {
-        self.span.record("version", version).record("changes", 0);
+        self.span.record("version", int(version)).record("changes", 0_i64);
     }
 }
 
@@ -375,7 +375,11 @@ impl IterProbe<'_> {
                 if watch.sampled {
                     self.probe.record(self.probe.shard(Op::Iter), Op::Iter, nanos);
                 }
-                watch.span.record("items", items).record("duration_ns", nanos).record("max_next_ns", watch.max_next_ns);
+                watch
+                    .span
+                    .record("items", int(items))
+                    .record("duration_ns", int(nanos))
+                    .record("max_next_ns", int(watch.max_next_ns));
             }
         }
     }
@@ -477,7 +481,7 @@ impl DiffProbe<'_> {
             if let Some(start) = start {
                 self.probe.record(shard, Op::Diff, nanos_since(start));
             }
-            span.record("changes", changes);
+            span.record("changes", int(changes));
         }
     }
 }

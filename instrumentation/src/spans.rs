@@ -11,15 +11,25 @@ use tracing::field::Empty;
 /// The target of every snapview span and event, for filters such as `snapview=debug`.
 pub const TARGET: &str = "snapview";
 
+/// A number as a span field: an `i64`, saturating at `i64::MAX` (no
+/// version, count or duration in nanoseconds reaches it). tracing-opentelemetry
+/// 0.34 exports `i64` fields as OTLP integers, but `u64` and `usize` ones
+/// (it has no `record_u64`) through `Debug`, as strings, which a trace
+/// backend cannot compare as numbers (`duration_ns > 1000`).
+#[inline]
+pub(crate) fn int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// `snapview.snapshot` (DEBUG): an owned snapshot was taken. It has no extent;
 /// it marks in the caller's trace which version the caller saw.
 pub(crate) fn snapshot(map: &str, version: u64) {
-    drop(tracing::debug_span!(target: "snapview", "snapview.snapshot", map, version));
+    drop(tracing::debug_span!(target: "snapview", "snapview.snapshot", map, version = int(version)));
 }
 
 /// `snapview.read` (DEBUG): a borrowed read guard was taken.
 pub(crate) fn read(map: &str, version: u64) {
-    drop(tracing::debug_span!(target: "snapview", "snapview.read", map, version));
+    drop(tracing::debug_span!(target: "snapview", "snapview.read", map, version = int(version)));
 }
 
 /// `snapview.publish` (DEBUG): one write, from its start to its publication;
@@ -35,7 +45,7 @@ pub(crate) fn iter(map: &str, version: u64) -> Span {
         target: "snapview",
         "snapview.iter",
         map,
-        version,
+        version = int(version),
         items = Empty,
         duration_ns = Empty,
         max_next_ns = Empty
@@ -44,7 +54,7 @@ pub(crate) fn iter(map: &str, version: u64) -> Span {
 
 /// `snapview.iter.next` (TRACE): one `next()`, under its iteration's span.
 pub(crate) fn iter_next(parent: &Span, map: &str, version: u64) -> Span {
-    tracing::trace_span!(target: "snapview", parent: parent, "snapview.iter.next", map, version)
+    tracing::trace_span!(target: "snapview", parent: parent, "snapview.iter.next", map, version = int(version))
 }
 
 /// Whether `snapview.iter.next` spans are wanted at all; asked once per iteration.
@@ -56,5 +66,5 @@ pub(crate) fn iter_next_enabled() -> bool {
 /// `version` is the newer version, `from_version` the older, and `changes` is
 /// recorded when it ends.
 pub(crate) fn diff(map: &str, from_version: u64, version: u64) -> Span {
-    tracing::debug_span!(target: "snapview", "snapview.diff", map, version, from_version, changes = Empty)
+    tracing::debug_span!(target: "snapview", "snapview.diff", map, version = int(version), from_version = int(from_version), changes = Empty)
 }

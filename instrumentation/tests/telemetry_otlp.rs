@@ -17,14 +17,15 @@ use snapview_instrument::probe::MapProbe;
 use snapview_instrument::{Op, Protocol, Telemetry};
 
 /// The app span with snapview's spans under it, as a request handler using a
-/// map would produce them, and a few iterations' worth of `iter.next` spans.
+/// map would produce them (numbers as `i64`, as snapview records them), and a
+/// few iterations' worth of `iter.next` spans.
 fn emit_spans() {
     let request = tracing::info_span!("handle_request", route = "/api");
     let _request = request.enter();
-    tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "routes", version = 3u64).in_scope(|| {});
-    tracing::debug_span!(target: "snapview", "snapview.iter", map = "routes", version = 3u64).in_scope(|| {
+    tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "routes", version = 3i64).in_scope(|| {});
+    tracing::debug_span!(target: "snapview", "snapview.iter", map = "routes", version = 3i64).in_scope(|| {
         for _ in 0..3 {
-            tracing::trace_span!(target: "snapview", "snapview.iter.next", map = "routes", version = 3u64)
+            tracing::trace_span!(target: "snapview", "snapview.iter.next", map = "routes", version = 3i64)
                 .in_scope(|| {});
         }
     });

@@ -159,6 +159,8 @@ fn a_real_maps_spans_and_calls_reach_the_collector() {
     let iter = the_span(&spans, "snapview.iter");
     assert_eq!(int(iter, "items"), Some(done.items.to_string()));
     assert_eq!(int(iter, "version"), Some("4".to_owned()));
+    let nanos = |key| int(iter, key).and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("{key}: {iter:#?}"));
+    assert!(nanos("max_next_ns") <= nanos("duration_ns"), "{iter:#?}");
 
     let diff = the_span(&spans, "snapview.diff");
     assert_eq!(int(diff, "version"), Some(done.diff_to.to_string()), "{diff:#?}");

@@ -86,7 +86,9 @@ async fn request_span(matched: Option<MatchedPath>, request: Request, next: Next
         http.response.status_code = Empty,
     );
     let response = next.run(request).instrument(span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
+    // An integer, as the HTTP semantic conventions want it: tracing-opentelemetry
+    // sends a `u16` field (recorded as `u64`) as a string.
+    span.record("http.response.status_code", i64::from(response.status().as_u16()));
     response
 }
 
@@ -142,7 +144,9 @@ fn resolved(gateway: &Gateway, method: &Method, sent: &str) -> Response {
     let route = hit.map_or(UNMATCHED, |(prefix, _)| prefix);
     // A child span named after the route, so that view costs and traces can
     // be told apart per route (`GET /route/{*path};route /api;snapview.publish`).
-    let span = tracing::info_span!("route", otel.name = %format_args!("{method} {route}"), route, routes.version = routes.version());
+    let version = i64::try_from(routes.version()).unwrap_or(i64::MAX); // an OTLP integer, as snapview's own `version`
+    let span =
+        tracing::info_span!("route", otel.name = %format_args!("{method} {route}"), route, routes.version = version);
     span.in_scope(|| {
         let (status, body) = match hit {
             Some((prefix, upstream)) => (

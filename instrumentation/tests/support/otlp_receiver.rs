@@ -111,13 +111,12 @@ pub fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a
     }
 }
 
-/// An integer attribute as text, whether it was sent as an integer or as a
-/// string: tracing-opentelemetry 0.34 has no `record_u64` and may record `u64`
-/// fields through `Debug`, as strings.
+/// Integer attribute `key` as text; `None` if it is absent or was sent as
+/// anything but an OTLP integer (tracing-opentelemetry 0.34 sends `u64`
+/// fields as strings, which is why snapview records its numbers as `i64`).
 pub fn integer_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
     match attribute(attributes, key)? {
         any_value::Value::IntValue(i) => Some(i.to_string()),
-        any_value::Value::StringValue(s) => Some(s.clone()),
         _ => None,
     }
 }
