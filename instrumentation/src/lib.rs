@@ -26,9 +26,11 @@
 //!
 //! # Features
 //!
-//! - `otlp`: OTLP export of the spans and the histograms from the telemetry
-//!   pipeline (gRPC or HTTP/protobuf). Requires `opentelemetry`,
-//!   `opentelemetry_sdk`, `opentelemetry-otlp` and `tracing-opentelemetry`.
+//! - `otlp`: OTLP export of the spans and of the histograms (as OTLP
+//!   histograms) from the telemetry pipeline (gRPC or HTTP/protobuf).
+//!   Requires `opentelemetry`, `opentelemetry_sdk`, `opentelemetry-otlp`,
+//!   `opentelemetry-proto`, `tracing-opentelemetry`, `tonic`, `prost`,
+//!   `reqwest` (blocking) and `tokio`.
 //! - `console`: tokio-console support in the telemetry pipeline. Requires
 //!   `console-subscriber`, and the application built with `--cfg tokio_unstable`.
 

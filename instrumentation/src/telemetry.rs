@@ -30,6 +30,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 #[cfg(feature = "console")]
 mod console;
 #[cfg(feature = "otlp")]
+mod metric_export;
+#[cfg(feature = "otlp")]
 mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;

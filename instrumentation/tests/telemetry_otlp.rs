@@ -11,10 +11,10 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
-use otlp_receiver::{counter_points, integer_attribute, spans_named, string_attribute};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, number_data_point};
+use otlp_receiver::{counter_points, gauge_points, histogram_points, integer_attribute, spans_named, string_attribute};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
+use snapview_instrument::{BUCKET_BOUNDS_NS, Op, Protocol, Telemetry};
 
 /// The app span with snapview's spans under it, as a request handler using a
 /// map would produce them (numbers as `i64`, as snapview records them), and a
@@ -80,28 +80,32 @@ fn spans_and_histograms_reach_the_collector() {
     let metric =
         |name: &str| metrics.iter().rev().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} exported"));
     assert_eq!(snapshot_calls(&metrics), Some(number_data_point::Value::AsInt(10)));
-    let buckets = counter_points(metric("snapview.op.duration.bucket"));
-    let inf = buckets
+    let histogram = metric("snapview.op.duration");
+    assert_eq!(histogram.unit, "s");
+    let point = histogram_points(histogram)
         .iter()
-        .find(|p| {
-            labels_are(&p.attributes, "otlp-test-map", "snapshot")
-                && string_attribute(&p.attributes, "le") == Some("+Inf")
-        })
-        .unwrap();
-    assert_eq!(inf.value, Some(number_data_point::Value::AsInt(10)), "every sample is under +Inf");
-    for name in ["snapview.op.duration.count", "snapview.op.duration.sum"] {
-        assert!(counter_points(metric(name)).iter().any(|p| labels_are(&p.attributes, "otlp-test-map", "snapshot")));
-    }
-    let quantiles = match &metric("snapview.op.duration").data {
-        Some(metric::Data::Gauge(gauge)) => &gauge.data_points,
-        other => panic!("snapview.op.duration is a gauge: {other:?}"),
-    };
-    let p50 = quantiles.iter().find(|p| {
+        .find(|p| labels_are(&p.attributes, "otlp-test-map", "snapshot"))
+        .unwrap_or_else(|| panic!("{histogram:#?}"));
+    assert_eq!(point.count, 10, "every timed call");
+    let bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| ns as f64 / 1e9).collect();
+    assert_eq!(point.explicit_bounds, bounds);
+    assert_eq!(point.bucket_counts.len(), bounds.len() + 1, "one bucket past the last bound");
+    assert_eq!(point.bucket_counts.iter().sum::<u64>(), 10, "each sample in one bucket: {point:#?}");
+    let (min, max, sum) = (point.min.unwrap(), point.max.unwrap(), point.sum.unwrap());
+    assert!(0.0 < min && min <= max && min * 10.0 <= sum && sum <= max * 10.0, "{point:#?}");
+    // The samples' buckets lie between the ones of min and max.
+    let bucket_of = |seconds: f64| bounds.iter().position(|&bound| seconds <= bound).unwrap_or(bounds.len());
+    let used: Vec<usize> = (0..point.bucket_counts.len()).filter(|&i| point.bucket_counts[i] > 0).collect();
+    assert_eq!((used[0], used[used.len() - 1]), (bucket_of(min), bucket_of(max)), "{point:#?}");
+    assert!(point.start_time_unix_nano > 0 && point.start_time_unix_nano <= point.time_unix_nano);
+
+    let quantiles = metric("snapview.op.duration.quantile");
+    assert_eq!(quantiles.unit, "s");
+    let p50 = gauge_points(quantiles).iter().find(|p| {
         labels_are(&p.attributes, "otlp-test-map", "snapshot")
             && string_attribute(&p.attributes, "quantile") == Some("0.5")
     });
     assert!(p50.is_some(), "{quantiles:#?}");
-    assert_eq!(metric("snapview.op.duration").unit, "s");
 }
 
 /// The latest exported count of the test map's snapshots.

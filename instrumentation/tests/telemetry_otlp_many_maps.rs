@@ -1,7 +1,8 @@
 //! OTLP export of many maps: each of the first `MAX_OTLP_MAPS` map names
-//! exports every series (all `le` buckets up to `+Inf`), with no SDK overflow
-//! series mixing them (the SDK's default limit, 2000 series per instrument,
-//! held the buckets of 11 maps); the maps named later are left out whole.
+//! exports every series (a histogram per op, every quantile), with no SDK
+//! overflow series mixing them (the SDK's default limit is 2000 series per
+//! instrument; the quantiles of 64 maps are 64 x 7 x 6); the maps named
+//! later are left out whole.
 
 #![cfg(feature = "otlp")]
 
@@ -10,10 +11,11 @@ mod otlp_receiver;
 
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
-use otlp_receiver::{attribute, counter_points, string_attribute};
+use otlp_receiver::{attribute, counter_points, gauge_points, histogram_points, string_attribute};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{BUCKET_BOUNDS_NS, MAX_OTLP_MAPS, Op, Protocol, Telemetry};
+use snapview_instrument::{MAX_OTLP_MAPS, Op, Protocol, Telemetry};
 
 const NAMED: usize = MAX_OTLP_MAPS + 6;
 
@@ -32,24 +34,28 @@ fn the_first_max_otlp_maps_export_every_series_and_no_overflow() {
     drop(guard);
     let latest = |metrics: &[Metric], name: &str| metrics.iter().rev().find(|m| m.name == name).cloned();
     let exported = receiver.wait_until(Duration::from_secs(10), |r| {
-        latest(&r.metrics(), "snapview.op.duration.bucket").is_some()
-            && latest(&r.metrics(), "snapview.op.calls").is_some()
+        ["snapview.op.duration", "snapview.op.duration.quantile", "snapview.op.calls"]
+            .iter()
+            .all(|name| latest(&r.metrics(), name).is_some())
     });
     assert!(exported, "the final export arrives");
     let metrics = receiver.metrics();
+    let of = |attributes: &[KeyValue], name: &str, op: Op| {
+        string_attribute(attributes, "map") == Some(name) && string_attribute(attributes, "op") == Some(op.as_str())
+    };
 
-    let buckets = latest(&metrics, "snapview.op.duration.bucket").unwrap();
-    let points = counter_points(&buckets);
+    let quantiles = latest(&metrics, "snapview.op.duration.quantile").unwrap();
+    let points = gauge_points(&quantiles);
     assert!(points.iter().all(|p| attribute(&p.attributes, "otel.metric.overflow").is_none()), "an overflow series");
-    assert_eq!(points.len(), MAX_OTLP_MAPS * Op::ALL.len() * (BUCKET_BOUNDS_NS.len() + 1));
+    assert_eq!(points.len(), MAX_OTLP_MAPS * Op::ALL.len() * 6, "six quantiles per map and op");
+
+    let histogram = latest(&metrics, "snapview.op.duration").unwrap();
+    let points = histogram_points(&histogram);
+    assert_eq!(points.len(), MAX_OTLP_MAPS * Op::ALL.len());
     for name in &names[..MAX_OTLP_MAPS] {
         for op in Op::ALL {
-            let inf = points.iter().find(|p| {
-                string_attribute(&p.attributes, "map") == Some(name)
-                    && string_attribute(&p.attributes, "op") == Some(op.as_str())
-                    && string_attribute(&p.attributes, "le") == Some("+Inf")
-            });
-            assert!(inf.is_some(), "no +Inf bucket for {name} {op:?}");
+            let point = points.iter().find(|p| of(&p.attributes, name, op));
+            assert_eq!(point.map(|p| p.count), Some(1), "the histogram of {name} {op:?}");
         }
     }
 

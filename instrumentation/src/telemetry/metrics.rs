@@ -1,35 +1,38 @@
 //! The latency histograms as OTLP metrics, read from [`crate::report`] at
-//! each collection.
-//!
-//! The OpenTelemetry SDK (0.33) builds histogram data points only from
-//! measurements it aggregates itself, and offers no observable histogram, so a
-//! histogram aggregated elsewhere cannot be exported as one. It is exported
-//! the way Prometheus exposes a histogram and a summary instead, all with the
-//! attributes `map` and `op`, durations in seconds:
+//! each collection, all with the attributes `map` and `op`, durations in
+//! seconds:
 //!
 //! | metric | kind | value |
 //! |---|---|---|
 //! | `snapview.op.calls` | counter | calls, exact (timed or not) |
-//! | `snapview.op.duration.count` | counter | timed calls (samples) |
-//! | `snapview.op.duration.sum` | counter, s | total time of the samples |
-//! | `snapview.op.duration.bucket` | counter, extra attribute `le` | samples ≤ `le` seconds (cumulative, last `+Inf`) |
-//! | `snapview.op.duration` | gauge, s, extra attribute `quantile` | `0` (min), `0.5`, `0.9`, `0.99`, `0.999`, `1` (max) |
+//! | `snapview.op.duration` | histogram, s | the timed calls: count, sum, min, max and buckets ([`BUCKET_BOUNDS_NS`]) |
+//! | `snapview.op.duration.quantile` | gauge, s, extra attribute `quantile` | `0` (min), `0.5`, `0.9`, `0.99`, `0.999`, `1` (max) |
 //!
-//! The bucket counters aggregate across processes (`histogram_quantile` over
-//! `le` works on them); the quantile gauges are exact per process but do not.
+//! The histogram aggregates across processes (a collector's Prometheus
+//! exporter turns it into `snapview_op_duration_seconds_bucket`, `_sum` and
+//! `_count`, the names of [`crate::Report::to_prometheus`]); the quantile
+//! gauges are exact per process but do not.
 //!
-//! All five read one report per collection, so that `count`, `sum` and the
-//! `+Inf` bucket of one export agree. They export the first
-//! [`MAX_OTLP_MAPS`] map names of the process, and each instrument's
-//! cardinality limit holds all their series: past the SDK's default limit
-//! (2000 series per instrument, 11 maps' buckets) the SDK would fold the
-//! rest into one overflow series, mixing `le` values.
+//! The OpenTelemetry SDK (0.33) builds histogram data points only from
+//! measurements it aggregates itself, and has no observable histogram, so
+//! the SDK observes the two others and the exporter
+//! ([`super::otlp`]) adds the histogram, built here, to each export's request.
+//!
+//! All three read one report per collection, so that one export's calls and
+//! durations agree. They export the first [`MAX_OTLP_MAPS`] map names of the
+//! process, and each SDK instrument's cardinality limit holds all their
+//! series: past the SDK's default limit (2000 series per instrument) it would
+//! fold the rest into one overflow series.
 
 use crate::sync::unmodelled::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Meter};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::metrics::v1 as proto;
 use opentelemetry_sdk::metrics::{Instrument, MeterProviderBuilder, Stream};
 
 use crate::{BUCKET_BOUNDS_NS, Op, OpStats, Report, report};
@@ -38,20 +41,24 @@ const NANOS_PER_SECOND: f64 = 1e9;
 
 /// How many map names OTLP export covers: the first this many the process
 /// named (Prometheus text and the debug endpoint show every map). Each
-/// instrument's series table is allocated for them up front, ~0.5 MB in all.
+/// instrument's series table is allocated for them up front.
 pub const MAX_OTLP_MAPS: usize = 64;
 
-/// The quantiles the `snapview.op.duration` gauge exports per (map, op).
+/// The meter's name: the instrumentation scope of every snapview metric.
+pub(super) const SCOPE: &str = "snapview";
+
+/// The quantiles the `snapview.op.duration.quantile` gauge exports per (map, op).
 const QUANTILES: usize = 6;
 
-/// The instruments, with how many series each (map, op) takes in it.
-const INSTRUMENTS: [(&str, usize); 5] = [
-    ("snapview.op.calls", 1),
-    ("snapview.op.duration.count", 1),
-    ("snapview.op.duration.sum", 1),
-    ("snapview.op.duration.bucket", BUCKET_BOUNDS_NS.len() + 1),
-    ("snapview.op.duration", QUANTILES),
-];
+/// The SDK's instruments, with how many series each (map, op) takes in it.
+const INSTRUMENTS: [(&str, usize); 2] = [("snapview.op.calls", 1), ("snapview.op.duration.quantile", QUANTILES)];
+
+/// The histogram, which the exporter adds to each request.
+const HISTOGRAM: &str = "snapview.op.duration";
+
+/// The readers of one collection's report: the SDK's instruments, then the
+/// exporter's histogram.
+const READERS: usize = INSTRUMENTS.len() + 1;
 
 /// Raises each instrument's cardinality limit to what [`MAX_OTLP_MAPS`] maps
 /// can fill.
@@ -67,14 +74,13 @@ fn series_limit(per_op: usize) -> usize {
 }
 
 /// Registers the instruments; their callbacks live as long as the meter
-/// provider.
-pub(super) fn register(meter: &Meter) {
-    let shared = Arc::new(SharedReport::default());
+/// provider. `shared` is the one [`Histograms`] reads too.
+pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
     let reader = |index: usize| {
-        let shared = Arc::clone(&shared);
-        move || shared.for_instrument(index)
+        let shared = Arc::clone(shared);
+        move || shared.for_reader(index)
     };
-    let [calls, count, sum, bucket, quantiles] = [0, 1, 2, 3, 4].map(reader);
+    let [calls, quantiles] = [0, 1].map(reader);
     meter
         .u64_observable_counter(INSTRUMENTS[0].0)
         .with_description("Operations on snapview maps, timed or not")
@@ -84,47 +90,120 @@ pub(super) fn register(meter: &Meter) {
         })
         .build();
     meter
-        .u64_observable_counter(INSTRUMENTS[1].0)
-        .with_description("Timed operations on snapview maps")
-        .with_unit("{call}")
-        .with_callback(move |observer| {
-            observe_each(&count(), observer, |o, stats, labels| o.observe(stats.samples, labels))
-        })
-        .build();
-    meter
-        .f64_observable_counter(INSTRUMENTS[2].0)
-        .with_description("Total duration of the timed operations on snapview maps")
-        .with_unit("s")
-        .with_callback(move |observer| {
-            observe_each(&sum(), observer, |o, stats, labels| o.observe(seconds(stats.sum), labels));
-        })
-        .build();
-    meter
-        .u64_observable_counter(INSTRUMENTS[3].0)
-        .with_description("Timed operations on snapview maps that took at most `le` seconds")
-        .with_unit("{call}")
-        .with_callback(move |observer| observe_each(&bucket(), observer, observe_buckets))
-        .build();
-    meter
-        .f64_observable_gauge(INSTRUMENTS[4].0)
+        .f64_observable_gauge(INSTRUMENTS[1].0)
         .with_description("Duration quantiles of the timed operations on snapview maps")
         .with_unit("s")
         .with_callback(move |observer| observe_each(&quantiles(), observer, observe_quantiles))
         .build();
 }
 
-/// The report of the current collection, shared by the five instruments.
+/// The `snapview.op.duration` histograms, built for each export from the
+/// report its collection read.
+#[derive(Debug)]
+pub(super) struct Histograms {
+    shared: Arc<SharedReport>,
+    /// Where the cumulative counts start, as far as the collector knows: the
+    /// pipeline's start (a map may have recorded before it).
+    start: SystemTime,
+}
+
+impl Histograms {
+    pub(super) fn new(shared: Arc<SharedReport>) -> Self {
+        Self { shared, start: SystemTime::now() }
+    }
+
+    /// Adds the histograms of this collection's report to `request`, in the
+    /// `snapview` scope beside the SDK's instruments.
+    pub(super) fn add_to(&self, request: &mut ExportMetricsServiceRequest) {
+        let report = self.shared.for_reader(INSTRUMENTS.len());
+        let Some(metric) = histogram_metric(&report, self.start, SystemTime::now()) else { return };
+        let Some(resource) = request.resource_metrics.first_mut() else { return };
+        let is_ours = |scope: &&mut proto::ScopeMetrics| scope.scope.as_ref().is_some_and(|s| s.name == SCOPE);
+        match resource.scope_metrics.iter_mut().find(is_ours) {
+            Some(scope) => scope.metrics.push(metric),
+            None => resource.scope_metrics.push(proto::ScopeMetrics {
+                scope: Some(InstrumentationScope { name: SCOPE.to_owned(), ..Default::default() }),
+                metrics: vec![metric],
+                schema_url: String::new(),
+            }),
+        }
+    }
+}
+
+/// The histogram metric of `report`, or `None` if it has no (map, op) yet.
+fn histogram_metric(report: &Report, start: SystemTime, now: SystemTime) -> Option<proto::Metric> {
+    let (start, now) = (unix_nanos(start), unix_nanos(now));
+    let explicit_bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
+    let mut data_points = Vec::new();
+    for_each_exported(report, |stats| {
+        let timed = stats.samples > 0;
+        data_points.push(proto::HistogramDataPoint {
+            attributes: vec![string_attribute("map", &stats.map), string_attribute("op", stats.op.as_str())],
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            count: stats.samples,
+            sum: Some(seconds(stats.sum)),
+            bucket_counts: bucket_counts(stats),
+            explicit_bounds: explicit_bounds.clone(),
+            min: timed.then(|| seconds(stats.min)),
+            max: timed.then(|| seconds(stats.max)),
+            ..Default::default()
+        });
+    });
+    if data_points.is_empty() {
+        return None;
+    }
+    Some(proto::Metric {
+        name: HISTOGRAM.to_owned(),
+        description: "Duration of the timed operations on snapview maps".to_owned(),
+        unit: "s".to_owned(),
+        data: Some(proto::metric::Data::Histogram(proto::Histogram {
+            data_points,
+            aggregation_temporality: proto::AggregationTemporality::Cumulative.into(),
+        })),
+        ..Default::default()
+    })
+}
+
+/// Each bucket's own count (OTLP's are not cumulative), the last one past
+/// the last bound.
+fn bucket_counts(stats: &OpStats) -> Vec<u64> {
+    let mut below = 0;
+    stats
+        .buckets()
+        .map(|(_, cumulative)| {
+            let count = cumulative.saturating_sub(below);
+            below = cumulative;
+            count
+        })
+        .collect()
+}
+
+fn string_attribute(key: &str, value: &str) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    opentelemetry_proto::tonic::common::v1::KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }),
+        ..Default::default()
+    }
+}
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The report of the current collection, shared by its readers.
 ///
 /// The SDK runs each instrument's callback once per collection, in an order
-/// it does not promise: an instrument that finds it has already read the
-/// current report starts the next collection's, which the others then read.
-#[derive(Default)]
-struct SharedReport(Mutex<Option<(Arc<Report>, [bool; INSTRUMENTS.len()])>>);
+/// it does not promise, and the exporter reads it last: a reader that finds
+/// it has already read the current report starts the next collection's,
+/// which the others then read.
+#[derive(Debug, Default)]
+pub(super) struct SharedReport(Mutex<Option<(Arc<Report>, [bool; READERS])>>);
 
 impl SharedReport {
-    fn for_instrument(&self, index: usize) -> Arc<Report> {
+    fn for_reader(&self, index: usize) -> Arc<Report> {
         let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = || (Arc::new(report()), [false; INSTRUMENTS.len()]);
+        let fresh = || (Arc::new(report()), [false; READERS]);
         let (shared, read) = match &mut *current {
             Some((_, read)) if read[index] => current.insert(fresh()),
             Some(current) => current,
@@ -137,13 +216,22 @@ impl SharedReport {
 
 type Labels = [KeyValue; 2];
 
-/// Observes every (map, op) of `report` of the first [`MAX_OTLP_MAPS`] map
-/// names, labelled with `map` and `op`.
+/// Observes every (map, op) of `report` that OTLP export covers, labelled
+/// with `map` and `op`.
 fn observe_each<T>(
     report: &Report,
     observer: &dyn AsyncInstrument<T>,
     observe: impl Fn(&dyn AsyncInstrument<T>, &OpStats, &Labels),
 ) {
+    for_each_exported(report, |stats| {
+        let labels = [KeyValue::new("map", stats.map.clone()), KeyValue::new("op", stats.op.as_str())];
+        observe(observer, stats, &labels);
+    });
+}
+
+/// Calls `f` with every (map, op) of `report` of the first [`MAX_OTLP_MAPS`]
+/// map names.
+fn for_each_exported(report: &Report, mut f: impl FnMut(&OpStats)) {
     let mut maps: Vec<&str> = Vec::new();
     for stats in report.iter() {
         // The report lists each map's ops together, maps in the order named.
@@ -154,8 +242,7 @@ fn observe_each<T>(
             }
             maps.push(&stats.map);
         }
-        let labels = [KeyValue::new("map", stats.map.clone()), KeyValue::new("op", stats.op.as_str())];
-        observe(observer, stats, &labels);
+        f(stats);
     }
 }
 
@@ -168,12 +255,6 @@ fn warn_maps_left_out() {
             "more snapview map names than OTLP export covers: the maps named after the first {MAX_OTLP_MAPS} \
              are not exported over OTLP (Prometheus text and /debug/pprof/histograms show them)"
         );
-    }
-}
-
-fn observe_buckets(observer: &dyn AsyncInstrument<u64>, stats: &OpStats, labels: &Labels) {
-    for (bound, count) in stats.buckets() {
-        observer.observe(count, &with(labels, KeyValue::new("le", le(bound))));
     }
 }
 
@@ -197,11 +278,6 @@ fn observe_quantiles(observer: &dyn AsyncInstrument<f64>, stats: &OpStats, label
 fn with(labels: &Labels, extra: KeyValue) -> [KeyValue; 3] {
     let [map, op] = labels.clone();
     [map, op, extra]
-}
-
-/// A bucket bound as Prometheus writes `le`: `0.001`, `+Inf`.
-fn le(bound: f64) -> String {
-    if bound.is_infinite() { "+Inf".to_owned() } else { bound.to_string() }
 }
 
 fn seconds(nanos: u64) -> f64 {

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithTonicConfig};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -20,6 +20,8 @@ use tokio::runtime::Runtime;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 
+use super::metric_export::MetricExport;
+use super::metrics::{Histograms, SCOPE, SharedReport};
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};
 
@@ -218,7 +220,9 @@ impl Pipeline {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
         };
-        let (span_exporter, metric_exporter) = match build_exporters(config, protocol, runtime.as_ref()) {
+        let shared = Arc::new(SharedReport::default());
+        let histograms = Histograms::new(Arc::clone(&shared));
+        let (span_exporter, metric_exporter) = match build_exporters(config, protocol, runtime.as_ref(), histograms) {
             Ok(exporters) => exporters,
             Err(error) => {
                 // Dropping the runtime would block, and panic inside an
@@ -243,7 +247,7 @@ impl Pipeline {
             .with_reader(reader.build())
             .with_resource(resource)
             .build();
-        super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, "snapview"));
+        super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE), &shared);
 
         Ok(Pipeline { tracer_provider, meter_provider, span_losses, timeout: config.timeout, runtime })
     }
@@ -288,9 +292,10 @@ fn build_exporters(
     config: &OtlpConfig,
     protocol: Protocol,
     runtime: Option<&Runtime>,
-) -> Result<(SpanExporter, MetricExporter), TelemetryError> {
+    histograms: Histograms,
+) -> Result<(SpanExporter, MetricExport), TelemetryError> {
     let _entered = runtime.map(Runtime::enter);
-    Ok((span_exporter(config, protocol)?, metric_exporter(config, protocol)?))
+    Ok((span_exporter(config, protocol)?, metric_exporter(config, protocol, histograms)?))
 }
 
 /// A one-thread runtime for the gRPC connections, owned by the pipeline, so
@@ -321,21 +326,27 @@ fn span_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<SpanExporter
     built.map_err(|source| TelemetryError::Exporter { what: "trace exporter", source: source.into() })
 }
 
-fn metric_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<MetricExporter, TelemetryError> {
-    let endpoint = config.endpoint(protocol, "/v1/metrics");
-    let built = match protocol {
-        Protocol::Grpc => {
-            let builder = with_common(MetricExporter::builder().with_tonic(), endpoint, config.timeout);
-            match grpc_channel(config, Signal::METRICS)? {
-                Some(channel) => builder.with_channel(channel).build(),
-                None => builder.build(),
-            }
+/// Our own metrics exporter (`metric_export`): the SDK's cannot carry the
+/// latency histograms.
+fn metric_exporter(
+    config: &OtlpConfig,
+    protocol: Protocol,
+    histograms: Histograms,
+) -> Result<MetricExport, TelemetryError> {
+    match protocol {
+        Protocol::Grpc => match grpc_channel(config, Signal::METRICS)? {
+            Some(channel) => Ok(MetricExport::grpc(channel, histograms)),
+            None => Err(TelemetryError::Exporter {
+                what: Signal::METRICS.what,
+                source: "the gRPC metrics endpoint must be a plain http:// one (no TLS is compiled in), \
+                         and its environment variables valid Unicode"
+                    .into(),
+            }),
+        },
+        Protocol::HttpProtobuf => {
+            MetricExport::http(config.endpoint(protocol, "/v1/metrics"), config.timeout, histograms)
         }
-        Protocol::HttpProtobuf => with_common(MetricExporter::builder().with_http(), endpoint, config.timeout)
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .build(),
-    };
-    built.map_err(|source| TelemetryError::Exporter { what: "metric exporter", source: source.into() })
+    }
 }
 
 /// The environment variables of one signal's gRPC endpoint.

@@ -32,7 +32,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceReq
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, NumberDataPoint, metric};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, metric,
+};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::runtime::Runtime;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -173,5 +175,26 @@ impl MetricsService for Received {
         let metrics = request.into_inner().resource_metrics.into_iter().flat_map(|r| r.scope_metrics);
         lock(&self.metrics).extend(metrics.flat_map(|scope| scope.metrics));
         Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// The data points of a cumulative OTLP histogram; panics if `metric` is
+/// anything else.
+pub fn histogram_points(metric: &Metric) -> &[HistogramDataPoint] {
+    match &metric.data {
+        Some(metric::Data::Histogram(histogram)) => {
+            let cumulative = AggregationTemporality::Cumulative as i32;
+            assert_eq!(histogram.aggregation_temporality, cumulative, "{} is cumulative", metric.name);
+            &histogram.data_points
+        }
+        other => panic!("{} is a histogram: {other:?}", metric.name),
+    }
+}
+
+/// The data points of a gauge; panics if `metric` is anything else.
+pub fn gauge_points(metric: &Metric) -> &[NumberDataPoint] {
+    match &metric.data {
+        Some(metric::Data::Gauge(gauge)) => &gauge.data_points,
+        other => panic!("{} is a gauge: {other:?}", metric.name),
     }
 }

@@ -1,0 +1,259 @@
+//! The metrics exporter. Each export sends one OTLP request holding the
+//! SDK's instruments, as the SDK aggregated them, and the latency histograms
+//! of the same collection ([`Histograms`]), which the SDK's own exporter
+//! cannot carry: its data points can only be built by its aggregation.
+//!
+//! It speaks gRPC (through a channel that bounds connecting, as the span
+//! exporter's) or HTTP/protobuf (`POST .../v1/metrics`), bounded by the
+//! export timeout, with the headers of `OTEL_EXPORTER_OTLP_METRICS_HEADERS`
+//! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,...`, values
+//! percent-decoded), as the SDK's exporter would. No TLS is compiled in.
+
+use std::fmt;
+use std::time::Duration;
+
+use opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_HEADERS;
+use opentelemetry_otlp::{
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+
+use super::TelemetryError;
+use super::metrics::Histograms;
+
+const WHAT: &str = "metric exporter";
+
+/// Sends the metrics of each collection, histograms included.
+#[derive(Debug)]
+pub(super) struct MetricExport {
+    transport: Transport,
+    histograms: Histograms,
+}
+
+enum Transport {
+    Grpc { client: MetricsServiceClient<Channel>, headers: MetadataMap },
+    Http { client: reqwest::blocking::Client, url: String, headers: HeaderMap },
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Grpc { .. } => f.write_str("Grpc"),
+            Transport::Http { url, .. } => f.debug_struct("Http").field("url", url).finish_non_exhaustive(),
+        }
+    }
+}
+
+impl MetricExport {
+    /// Exports over gRPC through `channel`, which bounds connecting and each
+    /// request by the export timeout.
+    pub(super) fn grpc(channel: Channel, histograms: Histograms) -> Self {
+        let headers = grpc_headers(&configured_headers(env_var));
+        Self { transport: Transport::Grpc { client: MetricsServiceClient::new(channel), headers }, histograms }
+    }
+
+    /// Exports over HTTP/protobuf to `url` (the explicit endpoint with
+    /// `/v1/metrics` if there is one, else the SDK's variables).
+    pub(super) fn http(url: Option<String>, timeout: Duration, histograms: Histograms) -> Result<Self, TelemetryError> {
+        let url = url.unwrap_or_else(|| http_url(env_var));
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|source| exporter_error(format!("endpoint {url:?}: {source}")))?;
+        if parsed.scheme() != "http" {
+            return Err(exporter_error(format!("endpoint {url:?}: only http:// is supported (no TLS is compiled in)")));
+        }
+        let headers = http_headers(&configured_headers(env_var));
+        // reqwest's blocking client starts a runtime of its own, which must
+        // not happen on a thread of the application's runtime, where the
+        // builder may be called.
+        let client = std::thread::Builder::new()
+            .name("snapview-otlp-client".into())
+            .spawn(move || reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout).build())
+            .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?
+            .join()
+            .map_err(|_| exporter_error("building the HTTP client panicked".to_owned()))?
+            .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?;
+        Ok(Self { transport: Transport::Http { client, url, headers }, histograms })
+    }
+
+    fn request(&self, metrics: &ResourceMetrics) -> ExportMetricsServiceRequest {
+        let mut request = ExportMetricsServiceRequest::from(metrics);
+        self.histograms.add_to(&mut request);
+        request
+    }
+}
+
+impl PushMetricExporter for MetricExport {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let request = self.request(metrics);
+        let sent = match &self.transport {
+            Transport::Grpc { client, headers } => {
+                let mut call = tonic::Request::new(request);
+                *call.metadata_mut() = headers.clone();
+                client.clone().export(call).await.map(drop).map_err(|status| status.to_string())
+            }
+            // The SDK's reader thread runs this future with a plain executor,
+            // not on a tokio runtime, so blocking here is allowed.
+            Transport::Http { client, url, headers } => post(client, url, headers, &request),
+        };
+        sent.map_err(|error| OTelSdkError::InternalFailure(format!("OTLP metrics export failed: {error}")))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(()) // nothing is held between exports
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(()) // nothing to release: the reader stops calling `export`
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+fn post(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    headers: &HeaderMap,
+    request: &ExportMetricsServiceRequest,
+) -> Result<(), String> {
+    let body = prost::Message::encode_to_vec(request);
+    let response = client
+        .post(url)
+        .headers(headers.clone())
+        .header(CONTENT_TYPE, "application/x-protobuf")
+        .body(body)
+        .send()
+        .map_err(|error| error.to_string())?;
+    let status = response.status();
+    if status.is_success() { Ok(()) } else { Err(format!("{url} answered {status}")) }
+}
+
+fn exporter_error(message: String) -> TelemetryError {
+    TelemetryError::Exporter { what: WHAT, source: message.into() }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The HTTP endpoint the SDK would use without an explicit one: the metrics
+/// variable as it is, else the general one with `/v1/metrics`, else
+/// `http://localhost:4318/v1/metrics` (empty values skipped).
+fn http_url(env: impl Fn(&str) -> Option<String>) -> String {
+    let set = |var: &str| env(var).filter(|value| !value.is_empty());
+    set(OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)
+        .or_else(|| set(OTEL_EXPORTER_OTLP_ENDPOINT).map(|base| format!("{}/v1/metrics", base.trim_end_matches('/'))))
+        .unwrap_or_else(|| "http://localhost:4318/v1/metrics".to_owned())
+}
+
+/// The extra headers: `OTEL_EXPORTER_OTLP_METRICS_HEADERS`, else
+/// `OTEL_EXPORTER_OTLP_HEADERS`, as `key=value` pairs separated by commas,
+/// keys and values trimmed, values percent-decoded; malformed pairs are
+/// skipped.
+fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    let Some(value) = env(OTEL_EXPORTER_OTLP_METRICS_HEADERS).or_else(|| env(OTEL_EXPORTER_OTLP_HEADERS)) else {
+        return Vec::new();
+    };
+    value
+        .split(',')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let key = key.trim();
+            (!key.is_empty()).then_some(())?;
+            Some((key.to_owned(), percent_decode(value.trim())?))
+        })
+        .collect()
+}
+
+/// `%XX` escapes decoded; `None` if one is malformed or the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+fn grpc_headers(pairs: &[(String, String)]) -> MetadataMap {
+    let mut headers = MetadataMap::new();
+    for (key, value) in pairs {
+        let key = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes());
+        if let (Ok(key), Ok(value)) = (key, MetadataValue::try_from(value.as_str())) {
+            headers.insert(key, value);
+        }
+    }
+    headers
+}
+
+fn http_headers(pairs: &[(String, String)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (key, value) in pairs {
+        if let (Ok(key), Ok(value)) = (HeaderName::try_from(key.as_str()), HeaderValue::try_from(value.as_str())) {
+            headers.insert(key, value);
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |var| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
+    }
+
+    #[test]
+    fn headers_come_from_the_metrics_variable_first_and_are_decoded() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_HEADERS", "general=1"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", " api-key = a%20b%2Cc , bad, =x, broken=%zz,x=1=2"),
+        ];
+        let headers = configured_headers(env_of(&vars));
+        let wanted = [("api-key", "a b,c"), ("x", "1=2")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(headers, wanted);
+        assert_eq!(configured_headers(env_of(&vars[..1])), [("general".to_owned(), "1".to_owned())]);
+        assert!(configured_headers(env_of(&[])).is_empty());
+    }
+
+    #[test]
+    fn header_names_that_http_refuses_are_left_out() {
+        let pairs =
+            [("Good-Name", "v"), ("bad name", "v"), ("ok", "line\nbreak")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let http = http_headers(&pairs);
+        assert_eq!(http.len(), 1);
+        assert_eq!(http["good-name"], "v");
+        let grpc = grpc_headers(&pairs);
+        assert_eq!(grpc.len(), 1);
+        assert_eq!(grpc.get("good-name").unwrap(), "v");
+    }
+
+    #[test]
+    fn the_http_url_follows_the_sdks_variables() {
+        assert_eq!(http_url(env_of(&[])), "http://localhost:4318/v1/metrics");
+        assert_eq!(http_url(env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1/")])), "http://c:1/v1/metrics");
+        let both =
+            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1"), ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:2/x")];
+        assert_eq!(http_url(env_of(&both)), "http://m:2/x");
+        let empty = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1"), ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "")];
+        assert_eq!(http_url(env_of(&empty)), "http://c:1/v1/metrics");
+    }
+}

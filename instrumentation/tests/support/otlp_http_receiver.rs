@@ -1,0 +1,93 @@
+//! An in-process OTLP/HTTP receiver for tests: `POST /v1/traces` and
+//! `POST /v1/metrics` on `127.0.0.1:0` (axum), keeping every request's
+//! path, headers and body, and answering `200 OK` as a collector does.
+//!
+//! Include it with `#[path = "support/otlp_http_receiver.rs"] mod
+//! otlp_http_receiver;`; the including crate needs the dev-dependencies
+//! `axum` (`tokio`, `http1`), `tokio` (`rt-multi-thread`, `net`), `prost`
+//! and `opentelemetry-proto` (`gen-tonic`, `metrics`).
+
+// Each including test crate uses a part of this module.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use tokio::runtime::Runtime;
+
+/// One request as it arrived.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+type Log = Arc<Mutex<Vec<Received>>>;
+
+/// A running receiver; it stops when dropped.
+pub struct HttpReceiver {
+    /// `http://127.0.0.1:<port>`: the base of its `/v1/...` paths.
+    pub endpoint: String,
+    log: Log,
+    _runtime: Runtime,
+}
+
+/// Starts a receiver on its own one-thread tokio runtime.
+pub fn start() -> HttpReceiver {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let log = Log::default();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        Router::new().route("/v1/traces", post(keep)).route("/v1/metrics", post(keep)).with_state(Arc::clone(&log));
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    HttpReceiver { endpoint, log, _runtime: runtime }
+}
+
+async fn keep(State(log): State<Log>, uri: Uri, headers: HeaderMap, body: Bytes) {
+    let received = Received { path: uri.path().to_owned(), headers, body };
+    log.lock().unwrap_or_else(PoisonError::into_inner).push(received);
+}
+
+impl HttpReceiver {
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The requests to `/v1/metrics`, decoded; panics on a body that is not
+    /// an `ExportMetricsServiceRequest`.
+    pub fn metrics_requests(&self) -> Vec<(Received, ExportMetricsServiceRequest)> {
+        let decode = |r: Received| {
+            let request = prost::Message::decode(r.body.clone()).expect("an OTLP metrics request");
+            (r, request)
+        };
+        self.requests().into_iter().filter(|r| r.path == "/v1/metrics").map(decode).collect()
+    }
+
+    /// Polls `done` every 10 ms until it holds or `timeout` has passed;
+    /// returns whether it held.
+    pub fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+}
+
+/// Every metric of `request`, whatever its resource and scope.
+pub fn metrics_of(request: &ExportMetricsServiceRequest) -> impl Iterator<Item = &Metric> {
+    request.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics)
+}
