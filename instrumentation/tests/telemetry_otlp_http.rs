@@ -64,7 +64,14 @@ fn spans_and_metrics_reach_an_http_collector_with_the_configured_headers() {
 #[ignore = "run by spans_and_metrics_reach_an_http_collector_with_the_configured_headers, with its environment"]
 fn child_exports_over_http() {
     let probe = MapProbe::new(MAP).sample_every(1);
-    let (subscriber, guard) = Telemetry::builder().fmt(false).otlp(Protocol::HttpProtobuf).build().unwrap();
+    // The endpoint and headers come from the environment; the timeout is
+    // long so that the final export arrives whole however loaded the machine.
+    let (subscriber, guard) = Telemetry::builder()
+        .fmt(false)
+        .otlp(Protocol::HttpProtobuf)
+        .otlp_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     tracing::subscriber::with_default(subscriber, || {
         for version in 0..SNAPSHOTS {
             let timer = probe.start(Op::Snapshot);
@@ -74,11 +81,11 @@ fn child_exports_over_http() {
     drop(guard); // the final export of both
 }
 
-/// reqwest's blocking client runs a runtime of its own, which may neither
-/// start nor stop on a thread of the application's runtime (tokio panics):
-/// an HTTP pipeline built and dropped in an async `main` must do neither.
+/// reqwest's blocking client runs a runtime of its own, which may not start
+/// on a thread of the application's runtime (tokio panics): an HTTP pipeline
+/// built in an async `main` exports, and is dropped there.
 #[test]
-fn an_http_pipeline_builds_exports_and_drops_inside_an_async_runtime() {
+fn an_http_pipeline_built_inside_an_async_runtime_exports() {
     let receiver = otlp_http_receiver::start();
     let application = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     application.block_on(async {
@@ -87,6 +94,7 @@ fn an_http_pipeline_builds_exports_and_drops_inside_an_async_runtime() {
             .fmt(false)
             .otlp(Protocol::HttpProtobuf)
             .otlp_endpoint(&receiver.endpoint)
+            .otlp_timeout(Duration::from_secs(10))
             .build()
             .unwrap();
         tracing::subscriber::with_default(subscriber, || probe.start(Op::Get).finish());

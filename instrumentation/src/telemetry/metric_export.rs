@@ -5,19 +5,25 @@
 //!
 //! It speaks gRPC (through a channel that bounds connecting, as the span
 //! exporter's) or HTTP/protobuf (`POST .../v1/metrics`), bounded by the
-//! export timeout, with the headers of `OTEL_EXPORTER_OTLP_METRICS_HEADERS`
-//! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,...`, values
-//! percent-decoded), as the SDK's exporter would. No TLS is compiled in.
+//! export timeout, and reads the SDK exporter's variables: the headers of
+//! `OTEL_EXPORTER_OTLP_METRICS_HEADERS` or else `OTEL_EXPORTER_OTLP_HEADERS`
+//! (`key=value,...`, values percent-decoded, empty ones skipped), and
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`. Unlike the SDK's it
+//! does not retry (the next export carries the cumulative counts anyway). A
+//! collector's partial success (rejected points) is logged as a warning. No
+//! TLS is compiled in.
 
 use std::fmt;
 use std::time::Duration;
 
-use opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_HEADERS;
 use opentelemetry_otlp::{
     OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -31,11 +37,17 @@ use super::metrics::Histograms;
 
 const WHAT: &str = "metric exporter";
 
+/// Who is exporting, for the collector's logs (the SDK's exporter says
+/// `OTel-OTLP-Exporter-Rust/<version>`).
+pub(super) const USER_AGENT: &str =
+    concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"), " OTel-OTLP-Exporter-Rust/0.33");
+
 /// Sends the metrics of each collection, histograms included.
 #[derive(Debug)]
 pub(super) struct MetricExport {
     transport: Transport,
     histograms: Histograms,
+    temporality: Temporality,
 }
 
 enum Transport {
@@ -57,7 +69,8 @@ impl MetricExport {
     /// request by the export timeout.
     pub(super) fn grpc(channel: Channel, histograms: Histograms) -> Self {
         let headers = grpc_headers(&configured_headers(env_var));
-        Self { transport: Transport::Grpc { client: MetricsServiceClient::new(channel), headers }, histograms }
+        let transport = Transport::Grpc { client: MetricsServiceClient::new(channel), headers };
+        Self { transport, temporality: histograms.temporality(), histograms }
     }
 
     /// Exports over HTTP/protobuf to `url` (the explicit endpoint with
@@ -75,12 +88,16 @@ impl MetricExport {
         // builder may be called.
         let client = std::thread::Builder::new()
             .name("snapview-otlp-client".into())
-            .spawn(move || reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout).build())
+            .spawn(move || {
+                let builder = reqwest::blocking::Client::builder().user_agent(USER_AGENT);
+                builder.timeout(timeout).connect_timeout(timeout).build()
+            })
             .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?
             .join()
             .map_err(|_| exporter_error("building the HTTP client panicked".to_owned()))?
             .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?;
-        Ok(Self { transport: Transport::Http { client, url, headers }, histograms })
+        let transport = Transport::Http { client, url, headers };
+        Ok(Self { transport, temporality: histograms.temporality(), histograms })
     }
 
     fn request(&self, metrics: &ResourceMetrics) -> ExportMetricsServiceRequest {
@@ -97,7 +114,13 @@ impl PushMetricExporter for MetricExport {
             Transport::Grpc { client, headers } => {
                 let mut call = tonic::Request::new(request);
                 *call.metadata_mut() = headers.clone();
-                client.clone().export(call).await.map(drop).map_err(|status| status.to_string())
+                match client.clone().export(call).await {
+                    Ok(response) => {
+                        warn_of_rejections(response.into_inner().partial_success);
+                        Ok(())
+                    }
+                    Err(status) => Err(grpc_error(&status)),
+                }
             }
             // The SDK's reader thread runs this future with a plain executor,
             // not on a tokio runtime, so blocking here is allowed.
@@ -115,7 +138,7 @@ impl PushMetricExporter for MetricExport {
     }
 
     fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
+        self.temporality
     }
 }
 
@@ -134,14 +157,62 @@ fn post(
         .send()
         .map_err(|error| error.to_string())?;
     let status = response.status();
-    if status.is_success() { Ok(()) } else { Err(format!("{url} answered {status}")) }
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}"));
+    }
+    // A collector may answer with an empty body: no partial success to report.
+    let body = response.bytes().map_err(|error| error.to_string())?;
+    let answer: Option<ExportMetricsServiceResponse> = prost::Message::decode(body).ok();
+    warn_of_rejections(answer.and_then(|answer| answer.partial_success));
+    Ok(())
+}
+
+/// A failed gRPC export, by its status code and local cause only: the
+/// server's message may echo the request's headers, credentials included,
+/// into the SDK's error log (the SDK's exporter leaves it out too).
+fn grpc_error(status: &tonic::Status) -> String {
+    let mut error = format!("gRPC status {:?}", status.code());
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        error.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    error
+}
+
+/// Logs a partial success: the collector refused some points, the only sign
+/// of it a collector gives (the SDK's exporter logs it too).
+fn warn_of_rejections(partial: Option<ExportMetricsPartialSuccess>) {
+    if let Some(partial) = partial.filter(|p| p.rejected_data_points > 0 || !p.error_message.is_empty()) {
+        tracing::warn!(
+            rejected_data_points = partial.rejected_data_points,
+            "the OTLP collector refused part of a metrics export: {}",
+            partial.error_message
+        );
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`,
+/// `delta` or `lowmemory`, any case), cumulative if unset or not one of
+/// them (with a warning).
+pub(super) fn temporality_preference(env: impl Fn(&str) -> Option<String>) -> Temporality {
+    let Some(value) = env(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).filter(|v| !v.trim().is_empty()) else {
+        return Temporality::Cumulative;
+    };
+    value.trim().parse().unwrap_or_else(|()| {
+        tracing::warn!(
+            "{OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE}={value:?} is not cumulative, delta or lowmemory: \
+             exporting cumulative metrics"
+        );
+        Temporality::Cumulative
+    })
 }
 
 fn exporter_error(message: String) -> TelemetryError {
     TelemetryError::Exporter { what: WHAT, source: message.into() }
 }
 
-fn env_var(name: &str) -> Option<String> {
+pub(super) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
@@ -157,8 +228,8 @@ fn http_url(env: impl Fn(&str) -> Option<String>) -> String {
 
 /// The extra headers: `OTEL_EXPORTER_OTLP_METRICS_HEADERS`, else
 /// `OTEL_EXPORTER_OTLP_HEADERS`, as `key=value` pairs separated by commas,
-/// keys and values trimmed, values percent-decoded; malformed pairs are
-/// skipped.
+/// keys and values trimmed, values percent-decoded (kept as written if an
+/// escape is malformed); pairs without `=`, a key or a value are skipped.
 fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
     let Some(value) = env(OTEL_EXPORTER_OTLP_METRICS_HEADERS).or_else(|| env(OTEL_EXPORTER_OTLP_HEADERS)) else {
         return Vec::new();
@@ -167,9 +238,9 @@ fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, Stri
         .split(',')
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=')?;
-            let key = key.trim();
-            (!key.is_empty()).then_some(())?;
-            Some((key.to_owned(), percent_decode(value.trim())?))
+            let (key, value) = (key.trim(), value.trim());
+            let value = percent_decode(value).unwrap_or_else(|| value.to_owned());
+            (!key.is_empty() && !value.is_empty()).then(|| (key.to_owned(), value))
         })
         .collect()
 }
@@ -225,10 +296,10 @@ mod tests {
     fn headers_come_from_the_metrics_variable_first_and_are_decoded() {
         let vars = [
             ("OTEL_EXPORTER_OTLP_HEADERS", "general=1"),
-            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", " api-key = a%20b%2Cc , bad, =x, broken=%zz,x=1=2"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", " api-key = a%20b%2Cc , bad, =x, empty= ,raw=%zz,x=1=2"),
         ];
         let headers = configured_headers(env_of(&vars));
-        let wanted = [("api-key", "a b,c"), ("x", "1=2")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let wanted = [("api-key", "a b,c"), ("raw", "%zz"), ("x", "1=2")].map(|(k, v)| (k.to_owned(), v.to_owned()));
         assert_eq!(headers, wanted);
         assert_eq!(configured_headers(env_of(&vars[..1])), [("general".to_owned(), "1".to_owned())]);
         assert!(configured_headers(env_of(&[])).is_empty());
@@ -244,6 +315,15 @@ mod tests {
         let grpc = grpc_headers(&pairs);
         assert_eq!(grpc.len(), 1);
         assert_eq!(grpc.get("good-name").unwrap(), "v");
+    }
+
+    #[test]
+    fn the_temporality_preference_is_read_as_the_sdk_reads_it() {
+        let var = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+        assert_eq!(temporality_preference(env_of(&[])), Temporality::Cumulative);
+        assert_eq!(temporality_preference(env_of(&[(var, "Delta")])), Temporality::Delta);
+        assert_eq!(temporality_preference(env_of(&[(var, " lowmemory ")])), Temporality::LowMemory);
+        assert_eq!(temporality_preference(env_of(&[(var, "sometimes")])), Temporality::Cumulative);
     }
 
     #[test]

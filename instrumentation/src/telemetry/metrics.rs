@@ -25,6 +25,7 @@
 //! fold the rest into one overflow series.
 
 use crate::sync::unmodelled::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -33,7 +34,7 @@ use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::metrics::v1 as proto;
-use opentelemetry_sdk::metrics::{Instrument, MeterProviderBuilder, Stream};
+use opentelemetry_sdk::metrics::{Instrument, MeterProviderBuilder, Stream, Temporality};
 
 use crate::{BUCKET_BOUNDS_NS, Op, OpStats, Report, report};
 
@@ -98,25 +99,56 @@ pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
 }
 
 /// The `snapview.op.duration` histograms, built for each export from the
-/// report its collection read.
+/// report its collection read, cumulative or, when the exporter's
+/// temporality asks for it, as deltas since the previous export.
 #[derive(Debug)]
 pub(super) struct Histograms {
     shared: Arc<SharedReport>,
-    /// Where the cumulative counts start, as far as the collector knows: the
-    /// pipeline's start (a map may have recorded before it).
-    start: SystemTime,
+    temporality: Temporality,
+    delta: bool,
+    /// What the previous export reported (its time, and each series' totals
+    /// when exporting deltas); before the first, the pipeline's start, where
+    /// the cumulative counts start as far as the collector knows (a map may
+    /// have recorded before it).
+    previous: Mutex<(SystemTime, SeriesTotals)>,
+}
+
+/// Each (map, op) series' totals at the previous export.
+type SeriesTotals = HashMap<(String, Op), Totals>;
+
+/// One series' totals at an export: the timed calls, their sum in
+/// nanoseconds, and the cumulative bucket counts.
+#[derive(Debug, Default)]
+struct Totals {
+    count: u64,
+    sum: u64,
+    buckets: Vec<u64>,
+}
+
+impl Totals {
+    fn of(stats: &OpStats) -> Self {
+        Self { count: stats.samples, sum: stats.sum, buckets: stats.buckets().map(|(_, count)| count).collect() }
+    }
 }
 
 impl Histograms {
-    pub(super) fn new(shared: Arc<SharedReport>) -> Self {
-        Self { shared, start: SystemTime::now() }
+    /// Histograms in `temporality`: deltas for `Delta` and `LowMemory` (as the
+    /// SDK treats a histogram), cumulative otherwise.
+    pub(super) fn new(shared: Arc<SharedReport>, temporality: Temporality) -> Self {
+        let delta = matches!(temporality, Temporality::Delta | Temporality::LowMemory);
+        Self { shared, temporality, delta, previous: Mutex::new((SystemTime::now(), HashMap::new())) }
+    }
+
+    /// The temporality the exporter asks of the SDK's instruments.
+    pub(super) fn temporality(&self) -> Temporality {
+        self.temporality
     }
 
     /// Adds the histograms of this collection's report to `request`, in the
     /// `snapview` scope beside the SDK's instruments.
     pub(super) fn add_to(&self, request: &mut ExportMetricsServiceRequest) {
         let report = self.shared.for_reader(INSTRUMENTS.len());
-        let Some(metric) = histogram_metric(&report, self.start, SystemTime::now()) else { return };
+        let Some(metric) = self.metric(&report, SystemTime::now()) else { return };
         let Some(resource) = request.resource_metrics.first_mut() else { return };
         let is_ours = |scope: &&mut proto::ScopeMetrics| scope.scope.as_ref().is_some_and(|s| s.name == SCOPE);
         match resource.scope_metrics.iter_mut().find(is_ours) {
@@ -128,52 +160,97 @@ impl Histograms {
             }),
         }
     }
-}
 
-/// The histogram metric of `report`, or `None` if it has no (map, op) yet.
-fn histogram_metric(report: &Report, start: SystemTime, now: SystemTime) -> Option<proto::Metric> {
-    let (start, now) = (unix_nanos(start), unix_nanos(now));
-    let explicit_bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
-    let mut data_points = Vec::new();
-    for_each_exported(report, |stats| {
-        let timed = stats.samples > 0;
-        data_points.push(proto::HistogramDataPoint {
-            attributes: vec![string_attribute("map", &stats.map), string_attribute("op", stats.op.as_str())],
-            start_time_unix_nano: start,
-            time_unix_nano: now,
-            count: stats.samples,
-            sum: Some(seconds(stats.sum)),
-            bucket_counts: bucket_counts(stats),
-            explicit_bounds: explicit_bounds.clone(),
-            min: timed.then(|| seconds(stats.min)),
-            max: timed.then(|| seconds(stats.max)),
-            ..Default::default()
+    /// The histogram metric of `report` at `now`, or `None` if it has no
+    /// (map, op) yet.
+    fn metric(&self, report: &Report, now: SystemTime) -> Option<proto::Metric> {
+        let mut previous = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
+        let (since, totals) = &mut *previous;
+        let (start, time) = (unix_nanos(*since), unix_nanos(now));
+        let explicit_bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
+        let mut data_points = Vec::new();
+        for_each_exported(report, |stats| {
+            let now_totals = Totals::of(stats);
+            let point = if self.delta {
+                let before = totals.remove(&(stats.map.clone(), stats.op)).unwrap_or_default();
+                let point = delta_point(stats, &before, &now_totals);
+                totals.insert((stats.map.clone(), stats.op), now_totals);
+                point
+            } else {
+                cumulative_point(stats, &now_totals)
+            };
+            data_points.push(proto::HistogramDataPoint {
+                attributes: vec![string_attribute("map", &stats.map), string_attribute("op", stats.op.as_str())],
+                start_time_unix_nano: start,
+                time_unix_nano: time,
+                explicit_bounds: explicit_bounds.clone(),
+                ..point
+            });
         });
-    });
-    if data_points.is_empty() {
-        return None;
+        if self.delta {
+            *since = now;
+        }
+        if data_points.is_empty() {
+            return None;
+        }
+        let temporality =
+            if self.delta { proto::AggregationTemporality::Delta } else { proto::AggregationTemporality::Cumulative };
+        Some(proto::Metric {
+            name: HISTOGRAM.to_owned(),
+            description: "Duration of the timed operations on snapview maps".to_owned(),
+            unit: "s".to_owned(),
+            data: Some(proto::metric::Data::Histogram(proto::Histogram {
+                data_points,
+                aggregation_temporality: temporality.into(),
+            })),
+            ..Default::default()
+        })
     }
-    Some(proto::Metric {
-        name: HISTOGRAM.to_owned(),
-        description: "Duration of the timed operations on snapview maps".to_owned(),
-        unit: "s".to_owned(),
-        data: Some(proto::metric::Data::Histogram(proto::Histogram {
-            data_points,
-            aggregation_temporality: proto::AggregationTemporality::Cumulative.into(),
-        })),
-        ..Default::default()
-    })
 }
 
-/// Each bucket's own count (OTLP's are not cumulative), the last one past
-/// the last bound.
-fn bucket_counts(stats: &OpStats) -> Vec<u64> {
+/// The counts of a cumulative point, with the all-time min and max.
+fn cumulative_point(stats: &OpStats, totals: &Totals) -> proto::HistogramDataPoint {
+    let timed = stats.samples > 0;
+    proto::HistogramDataPoint {
+        count: totals.count,
+        sum: Some(seconds(totals.sum)),
+        bucket_counts: own_counts(&totals.buckets),
+        min: timed.then(|| seconds(stats.min)),
+        max: timed.then(|| seconds(stats.max)),
+        ..Default::default()
+    }
+}
+
+/// The counts of a delta point: what `now` added to `before`. The min and
+/// max of the interval are not known (the report has only all-time ones),
+/// except in a series' first interval, where they are the all-time ones.
+fn delta_point(stats: &OpStats, before: &Totals, now: &Totals) -> proto::HistogramDataPoint {
+    let first = before.count == 0 && now.count > 0;
+    let added: Vec<u64> = now
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| c.saturating_sub(before.buckets.get(i).copied().unwrap_or(0)))
+        .collect();
+    proto::HistogramDataPoint {
+        count: now.count.saturating_sub(before.count),
+        sum: Some(seconds(now.sum.saturating_sub(before.sum))),
+        bucket_counts: own_counts(&added),
+        min: first.then(|| seconds(stats.min)),
+        max: first.then(|| seconds(stats.max)),
+        ..Default::default()
+    }
+}
+
+/// Each bucket's own count from cumulative ones (OTLP's are not
+/// cumulative), the last one past the last bound.
+fn own_counts(cumulative: &[u64]) -> Vec<u64> {
     let mut below = 0;
-    stats
-        .buckets()
-        .map(|(_, cumulative)| {
-            let count = cumulative.saturating_sub(below);
-            below = cumulative;
+    cumulative
+        .iter()
+        .map(|&at_most| {
+            let count = at_most.saturating_sub(below);
+            below = at_most;
             count
         })
         .collect()
@@ -282,4 +359,17 @@ fn with(labels: &Labels, extra: KeyValue) -> [KeyValue; 3] {
 
 fn seconds(nanos: u64) -> f64 {
     nanos as f64 / NANOS_PER_SECOND
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_counts_undo_the_cumulation_and_keep_the_last_bucket() {
+        assert_eq!(own_counts(&[0, 2, 2, 5, 9]), [0, 2, 0, 3, 4]);
+        assert_eq!(own_counts(&[]), [] as [u64; 0]);
+        // A later bound never holds fewer; were it to, no count goes negative.
+        assert_eq!(own_counts(&[3, 1]), [3, 0]);
+    }
 }

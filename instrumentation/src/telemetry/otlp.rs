@@ -20,7 +20,7 @@ use tokio::runtime::Runtime;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 
-use super::metric_export::MetricExport;
+use super::metric_export::{self, MetricExport};
 use super::metrics::{Histograms, SCOPE, SharedReport};
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};
@@ -221,7 +221,8 @@ impl Pipeline {
             Protocol::HttpProtobuf => None,
         };
         let shared = Arc::new(SharedReport::default());
-        let histograms = Histograms::new(Arc::clone(&shared));
+        let temporality = metric_export::temporality_preference(metric_export::env_var);
+        let histograms = Histograms::new(Arc::clone(&shared), temporality);
         let (span_exporter, metric_exporter) = match build_exporters(config, protocol, runtime.as_ref(), histograms) {
             Ok(exporters) => exporters,
             Err(error) => {
@@ -389,6 +390,9 @@ fn grpc_channel(config: &OtlpConfig, signal: Signal) -> Result<Option<tonic::tra
         return Ok(None);
     }
     let endpoint = tonic::transport::Endpoint::from_shared(endpoint)
+        .map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
+    let endpoint = endpoint
+        .user_agent(metric_export::USER_AGENT)
         .map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
     Ok(Some(endpoint.timeout(config.timeout).connect_timeout(config.timeout).connect_lazy()))
 }
