@@ -105,9 +105,10 @@ fn an_unsupported_otlp_protocol_is_refused_at_start() {
 /// each a `request` span named after its route template with an integer
 /// status code, and under it the `routes` snapshot and the `route` span of
 /// the version it resolved with, all in one trace, from service
-/// `snapview-demo`.
+/// `snapview-demo`; and the latency histograms of its maps.
 #[test]
 fn its_traces_reach_an_otlp_collector() {
+    use opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint;
     use opentelemetry_proto::tonic::trace::v1::Span;
     use otlp_receiver::{integer_attribute, string_attribute};
 
@@ -150,6 +151,18 @@ fn its_traces_reach_an_otlp_collector() {
     assert_eq!(integer_attribute(&route.attributes, "routes.version"), version, "{route:#?}");
     assert!(snapshot.trace_id == request.trace_id && route.trace_id == request.trace_id);
     assert!(receiver.service_names().iter().all(|name| name == "snapview-demo"), "{:?}", receiver.service_names());
+
+    // And its latency histograms, as OTLP histograms, for both maps.
+    let metrics = receiver.metrics();
+    let histogram = metrics.iter().rev().find(|m| m.name == "snapview.op.duration").expect("the histograms");
+    let timed = |map: &str, op: &str| {
+        let points = otlp_receiver::histogram_points(histogram);
+        let of = |p: &&HistogramDataPoint| {
+            string_attribute(&p.attributes, "map") == Some(map) && string_attribute(&p.attributes, "op") == Some(op)
+        };
+        points.iter().find(of).map_or(0, |p| p.count)
+    };
+    assert!(timed("routes", "snapshot") > 0 && timed("request_stats", "publish") > 0, "{histogram:#?}");
 }
 
 /// The service on a free loopback port, without load, OTLP or token, until
