@@ -10,8 +10,11 @@
 //! (`key=value,...`, values percent-decoded, empty ones skipped), and
 //! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`. Unlike the SDK's it
 //! does not retry (the next export carries the cumulative counts anyway). A
-//! collector's partial success (rejected points) is logged as a warning. No
-//! TLS is compiled in.
+//! collector's partial success (rejected points) is logged as a warning. A
+//! collector that takes no metrics at all (Jaeger takes only traces: gRPC
+//! `Unimplemented`, HTTP 404) is told once, as a warning, and not as an
+//! export error every interval; exports go on, in case it starts taking them.
+//! No TLS is compiled in.
 
 use std::fmt;
 use std::time::Duration;
@@ -34,6 +37,7 @@ use tonic::transport::Channel;
 
 use super::TelemetryError;
 use super::metrics::Histograms;
+use crate::sync::unmodelled::{AtomicBool, Ordering};
 
 const WHAT: &str = "metric exporter";
 
@@ -48,6 +52,15 @@ pub(super) struct MetricExport {
     transport: Transport,
     histograms: Histograms,
     temporality: Temporality,
+    /// Whether the collector's refusal of all metrics has been told.
+    told_no_metrics: AtomicBool,
+}
+
+/// Why an export did not go through.
+enum Failure {
+    /// The collector has no metrics service (Jaeger).
+    NoMetricsService,
+    Other(String),
 }
 
 enum Transport {
@@ -70,7 +83,7 @@ impl MetricExport {
     pub(super) fn grpc(channel: Channel, histograms: Histograms) -> Self {
         let headers = grpc_headers(&configured_headers(env_var));
         let transport = Transport::Grpc { client: MetricsServiceClient::new(channel), headers };
-        Self { transport, temporality: histograms.temporality(), histograms }
+        Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
 
     /// Exports over HTTP/protobuf to `url` (the explicit endpoint with
@@ -97,7 +110,22 @@ impl MetricExport {
             .map_err(|_| exporter_error("building the HTTP client panicked".to_owned()))?
             .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?;
         let transport = Transport::Http { client, url, headers };
-        Ok(Self { transport, temporality: histograms.temporality(), histograms })
+        Ok(Self {
+            transport,
+            temporality: histograms.temporality(),
+            histograms,
+            told_no_metrics: AtomicBool::new(false),
+        })
+    }
+
+    fn tell_no_metrics_once(&self) {
+        // Relaxed: a flag for a log line, ordering nothing else.
+        if !self.told_no_metrics.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the OTLP collector takes no metrics (Jaeger takes only traces): the latency histograms are not \
+                 exported to it, while traces are; the report and Prometheus text still have them"
+            );
+        }
     }
 
     fn request(&self, metrics: &ResourceMetrics) -> ExportMetricsServiceRequest {
@@ -119,14 +147,24 @@ impl PushMetricExporter for MetricExport {
                         warn_of_rejections(response.into_inner().partial_success);
                         Ok(())
                     }
-                    Err(status) => Err(grpc_error(&status)),
+                    Err(status) if status.code() == tonic::Code::Unimplemented => Err(Failure::NoMetricsService),
+                    Err(status) => Err(Failure::Other(grpc_error(&status))),
                 }
             }
             // The SDK's reader thread runs this future with a plain executor,
             // not on a tokio runtime, so blocking here is allowed.
             Transport::Http { client, url, headers } => post(client, url, headers, &request),
         };
-        sent.map_err(|error| OTelSdkError::InternalFailure(format!("OTLP metrics export failed: {error}")))
+        match sent {
+            Ok(()) => Ok(()),
+            Err(Failure::NoMetricsService) => {
+                self.tell_no_metrics_once();
+                Ok(())
+            }
+            Err(Failure::Other(error)) => {
+                Err(OTelSdkError::InternalFailure(format!("OTLP metrics export failed: {error}")))
+            }
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -147,7 +185,7 @@ fn post(
     url: &str,
     headers: &HeaderMap,
     request: &ExportMetricsServiceRequest,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let body = prost::Message::encode_to_vec(request);
     let response = client
         .post(url)
@@ -155,13 +193,16 @@ fn post(
         .header(CONTENT_TYPE, "application/x-protobuf")
         .body(body)
         .send()
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| Failure::Other(error.to_string()))?;
     let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(Failure::NoMetricsService);
+    }
     if !status.is_success() {
-        return Err(format!("{url} answered {status}"));
+        return Err(Failure::Other(format!("{url} answered {status}")));
     }
     // A collector may answer with an empty body: no partial success to report.
-    let body = response.bytes().map_err(|error| error.to_string())?;
+    let body = response.bytes().map_err(|error| Failure::Other(error.to_string()))?;
     let answer: Option<ExportMetricsServiceResponse> = prost::Message::decode(body).ok();
     warn_of_rejections(answer.and_then(|answer| answer.partial_success));
     Ok(())

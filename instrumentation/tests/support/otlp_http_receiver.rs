@@ -42,12 +42,21 @@ pub struct HttpReceiver {
 
 /// Starts a receiver on its own one-thread tokio runtime.
 pub fn start() -> HttpReceiver {
+    serve(Router::new().route("/v1/traces", post(keep)).route("/v1/metrics", post(keep)))
+}
+
+/// Like [`start`], but serving only `/v1/traces`, as Jaeger does: a metrics
+/// export gets `404 Not Found`.
+pub fn start_traces_only() -> HttpReceiver {
+    serve(Router::new().route("/v1/traces", post(keep)))
+}
+
+fn serve(routes: Router<Log>) -> HttpReceiver {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let log = Log::default();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let app =
-        Router::new().route("/v1/traces", post(keep)).route("/v1/metrics", post(keep)).with_state(Arc::clone(&log));
+    let app = routes.with_state(Arc::clone(&log));
     runtime.spawn(async move { axum::serve(listener, app).await });
     HttpReceiver { endpoint, log, _runtime: runtime }
 }

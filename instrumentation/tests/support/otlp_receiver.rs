@@ -56,6 +56,20 @@ pub fn start() -> (String, ReceiverHandle) {
     (endpoint, ReceiverHandle { received, _runtime: runtime })
 }
 
+/// Like [`start`], but serving only the trace service, as Jaeger does: a
+/// metrics export gets gRPC's `Unimplemented`.
+pub fn start_traces_only() -> (String, ReceiverHandle) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let received = Received::default();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(received.clone()))
+        .serve_with_incoming(TcpListenerStream::new(listener));
+    runtime.spawn(server);
+    (endpoint, ReceiverHandle { received, _runtime: runtime })
+}
+
 /// A running receiver: what it was sent so far, in arrival order.
 pub struct ReceiverHandle {
     received: Received,
