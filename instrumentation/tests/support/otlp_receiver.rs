@@ -44,27 +44,23 @@ use tonic::{Request, Response, Status};
 /// endpoint (`http://127.0.0.1:<port>`, for `otlp_endpoint`) and the handle
 /// that reads what it received. The receiver stops when the handle is dropped.
 pub fn start() -> (String, ReceiverHandle) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let received = Received::default();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(received.clone()))
-        .add_service(MetricsServiceServer::new(received.clone()))
-        .serve_with_incoming(TcpListenerStream::new(listener));
-    runtime.spawn(server);
-    (endpoint, ReceiverHandle { received, _runtime: runtime })
+    serve(true)
 }
 
 /// Like [`start`], but serving only the trace service, as Jaeger does: a
 /// metrics export gets gRPC's `Unimplemented`.
 pub fn start_traces_only() -> (String, ReceiverHandle) {
+    serve(false)
+}
+
+fn serve(with_metrics: bool) -> (String, ReceiverHandle) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let received = Received::default();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let server = tonic::transport::Server::builder()
         .add_service(TraceServiceServer::new(received.clone()))
+        .add_optional_service(with_metrics.then(|| MetricsServiceServer::new(received.clone())))
         .serve_with_incoming(TcpListenerStream::new(listener));
     runtime.spawn(server);
     (endpoint, ReceiverHandle { received, _runtime: runtime })
