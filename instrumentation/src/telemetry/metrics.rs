@@ -105,7 +105,6 @@ pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
 pub(super) struct Histograms {
     shared: Arc<SharedReport>,
     temporality: Temporality,
-    delta: bool,
     /// What the previous export reported (its time, and each series' totals
     /// when exporting deltas); before the first, the pipeline's start, where
     /// the cumulative counts start as far as the collector knows (a map may
@@ -135,8 +134,11 @@ impl Histograms {
     /// Histograms in `temporality`: deltas for `Delta` and `LowMemory` (as the
     /// SDK treats a histogram), cumulative otherwise.
     pub(super) fn new(shared: Arc<SharedReport>, temporality: Temporality) -> Self {
-        let delta = matches!(temporality, Temporality::Delta | Temporality::LowMemory);
-        Self { shared, temporality, delta, previous: Mutex::new((SystemTime::now(), HashMap::new())) }
+        Self { shared, temporality, previous: Mutex::new((SystemTime::now(), HashMap::new())) }
+    }
+
+    fn is_delta(&self) -> bool {
+        matches!(self.temporality, Temporality::Delta | Temporality::LowMemory)
     }
 
     /// The temporality the exporter asks of the SDK's instruments.
@@ -171,7 +173,7 @@ impl Histograms {
         let mut data_points = Vec::new();
         for_each_exported(report, |stats| {
             let now_totals = Totals::of(stats);
-            let point = if self.delta {
+            let point = if self.is_delta() {
                 let before = totals.remove(&(stats.map.clone(), stats.op)).unwrap_or_default();
                 let point = delta_point(stats, &before, &now_totals);
                 totals.insert((stats.map.clone(), stats.op), now_totals);
@@ -187,14 +189,17 @@ impl Histograms {
                 ..point
             });
         });
-        if self.delta {
+        if self.is_delta() {
             *since = now;
         }
         if data_points.is_empty() {
             return None;
         }
-        let temporality =
-            if self.delta { proto::AggregationTemporality::Delta } else { proto::AggregationTemporality::Cumulative };
+        let temporality = if self.is_delta() {
+            proto::AggregationTemporality::Delta
+        } else {
+            proto::AggregationTemporality::Cumulative
+        };
         Some(proto::Metric {
             name: HISTOGRAM.to_owned(),
             description: "Duration of the timed operations on snapview maps".to_owned(),
