@@ -29,7 +29,11 @@ fn nanos_since(start: u64) -> u64 {
 }
 
 /// One map's recording handle: its name's stats and its sampling settings.
-#[derive(Clone)]
+///
+/// `Copy`: an iteration's and a diff's probes carry their own copy rather
+/// than borrow the map's, so that they borrow nothing and the iterators that
+/// hold them have a `Drop` that outlives no borrow (see [`IterProbe`]).
+#[derive(Clone, Copy)]
 pub struct MapProbe {
     stats: &'static MapStats,
     sample_every: Option<u32>,
@@ -99,13 +103,13 @@ impl MapProbe {
     }
 
     /// Starts watching an iteration over `version`; nothing happens until its first `next()`.
-    pub fn iteration(&self, version: u64) -> IterProbe<'_> {
-        IterProbe { probe: self, version, state: IterState::Idle }
+    pub fn iteration(&self, version: u64) -> IterProbe {
+        IterProbe { probe: *self, version, state: IterState::Idle }
     }
 
     /// Starts watching a diff from `from_version` to `version`; nothing happens until its first `next()`.
-    pub fn diff(&self, from_version: u64, version: u64) -> DiffProbe<'_> {
-        DiffProbe { probe: self, from_version, version, state: DiffState::Idle }
+    pub fn diff(&self, from_version: u64, version: u64) -> DiffProbe {
+        DiffProbe { probe: *self, from_version, version, state: DiffState::Idle }
     }
 
     fn shard(&self, op: Op) -> &'static OpShard {
@@ -150,7 +154,7 @@ pub struct OpTimer<'p> {
 impl core::fmt::Debug for OpTimer<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OpTimer")
-            .field("probe", self.probe)
+            .field("probe", &self.probe)
             .field("op", &self.op)
             .field("sampled", &self.start.is_some())
             .finish_non_exhaustive()
@@ -201,8 +205,14 @@ impl PublishTimer<'_> {
 /// it calls [`finish`](Self::finish) on drop. Every other `next()` costs one
 /// predictable comparison, and the items are counted from the iterator's
 /// length.
-pub struct IterProbe<'p> {
-    probe: &'p MapProbe,
+///
+/// It borrows nothing (it holds a copy of the [`MapProbe`]): an iterator
+/// records its iteration when dropped, and a `Drop` that borrowed from the
+/// map would make the borrow checker ask the iterator to go before the
+/// snapshot it borrows, which code written for the feature-off build need not
+/// do (an edition-2021 tail expression such as `snap.values().any(..)`).
+pub struct IterProbe {
+    probe: MapProbe,
     version: u64,
     state: IterState,
 }
@@ -212,10 +222,10 @@ pub struct IterProbe<'p> {
 // auto trait the feature-off build has, and `catch_unwind(move || it.count())`
 // stop compiling when `instrument` is turned on. A probe seen again after a
 // caught panic only records what its iteration did and closes its span.
-impl std::panic::UnwindSafe for IterProbe<'_> {}
-impl std::panic::RefUnwindSafe for IterProbe<'_> {}
-impl std::panic::UnwindSafe for DiffProbe<'_> {}
-impl std::panic::RefUnwindSafe for DiffProbe<'_> {}
+impl std::panic::UnwindSafe for IterProbe {}
+impl std::panic::RefUnwindSafe for IterProbe {}
+impl std::panic::UnwindSafe for DiffProbe {}
+impl std::panic::RefUnwindSafe for DiffProbe {}
 
 enum IterState {
     /// No `next()` yet.
@@ -276,9 +286,9 @@ pub struct NextStep {
     _span: Option<EnteredSpan>,
 }
 
-impl core::fmt::Debug for IterProbe<'_> {
+impl core::fmt::Debug for IterProbe {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("IterProbe").field("probe", self.probe).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("IterProbe").field("probe", &self.probe).field("version", &self.version).finish_non_exhaustive()
     }
 }
 
@@ -288,7 +298,7 @@ impl core::fmt::Debug for NextStep {
     }
 }
 
-impl IterProbe<'_> {
+impl IterProbe {
     /// When the iterator must call [`before_next`](Self::before_next) and
     /// [`after_next`](Self::after_next) again: at the `next()` made when it has
     /// this many items left (`remaining`, as passed to `after_next`); `None`:
@@ -415,7 +425,7 @@ impl IterProbe<'_> {
     }
 }
 
-impl Clone for IterProbe<'_> {
+impl Clone for IterProbe {
     /// A clone of an iterator is a new iteration.
     fn clone(&self) -> Self {
         Self { probe: self.probe, version: self.version, state: IterState::Idle }
@@ -425,8 +435,10 @@ impl Clone for IterProbe<'_> {
 /// Watches one diff walk for its iterator, which calls
 /// [`before_next`](Self::before_next) and [`after_next`](Self::after_next)
 /// around every `next()` and [`finish`](Self::finish) on drop.
-pub struct DiffProbe<'p> {
-    probe: &'p MapProbe,
+///
+/// It borrows nothing, for the reason [`IterProbe`] gives.
+pub struct DiffProbe {
+    probe: MapProbe,
     from_version: u64,
     version: u64,
     state: DiffState,
@@ -438,17 +450,17 @@ enum DiffState {
     Done,
 }
 
-impl core::fmt::Debug for DiffProbe<'_> {
+impl core::fmt::Debug for DiffProbe {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DiffProbe")
-            .field("probe", self.probe)
+            .field("probe", &self.probe)
             .field("from_version", &self.from_version)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
 
-impl DiffProbe<'_> {
+impl DiffProbe {
     /// Called before each `next()`: the first one starts the clock and the span.
     #[inline]
     pub fn before_next(&mut self) {

@@ -157,7 +157,7 @@ pub struct Diff<'a, K, V, S = crate::DefaultHashBuilder> {
     stack: Vec<Frame<'a, K, V>>,
     active: Active<'a, K, V>,
     unrelated: Option<Unrelated<'a, K, V, S>>,
-    hook: DiffHook<'a>,
+    hook: DiffHook,
 }
 
 /// Two snapshots of different maps: no shared structure to follow.

@@ -21,13 +21,12 @@ pub(crate) use off::*;
 
 #[cfg(feature = "instrument")]
 mod on {
-    use core::slice;
-
     use snapview_instrument::Op;
     use snapview_instrument::probe::{DiffProbe, IterProbe, MapProbe, NextStep, PublishTimer};
 
     use super::HookConfig;
     use crate::iter::Iter;
+    use crate::raw::{Finish, HoldsBack, Reader};
 
     /// One map's probe.
     #[derive(Clone)]
@@ -91,11 +90,11 @@ mod on {
             PublishHook(self.0.start_publish())
         }
 
-        pub(crate) fn iteration(&self, version: u64, len: usize) -> IterHook<'_> {
+        pub(crate) fn iteration(&self, version: u64, len: usize) -> IterHook {
             IterHook { watch_at: len, probe: Some(self.0.iteration(version)) }
         }
 
-        pub(crate) fn diff(&self, from_version: u64, version: u64) -> DiffHook<'_> {
+        pub(crate) fn diff(&self, from_version: u64, version: u64) -> DiffHook {
             DiffHook(self.0.diff(from_version, version))
         }
     }
@@ -115,18 +114,18 @@ mod on {
 
     /// One iteration's probe; none for iterations that are not views (a batch's own).
     #[derive(Clone)]
-    pub(crate) struct IterHook<'m> {
+    pub(crate) struct IterHook {
         /// The iterator's `remaining` at the next `next()` the probe watches
         /// (`NEVER`: none), kept beside the probe so that the per-item check
         /// is one comparison, not a walk into the probe's state.
         watch_at: usize,
-        probe: Option<IterProbe<'m>>,
+        probe: Option<IterProbe>,
     }
 
     /// No `remaining` count reaches it.
     const NEVER: usize = usize::MAX;
 
-    impl IterHook<'_> {
+    impl IterHook {
         pub(crate) fn none() -> Self {
             Self { watch_at: NEVER, probe: None }
         }
@@ -160,9 +159,15 @@ mod on {
             Self { watch_at: if probe.is_some() { remaining } else { NEVER }, probe }
         }
 
-        /// Records the iteration, with `remaining` items not yielded. Takes
-        /// the hook by value, moved out of the iterator, like the two calls
-        /// below: see [`Iter::next_watched`].
+        /// The iterator is dropped with `remaining` items not yielded:
+        /// records the iteration. The recording takes the hook by value,
+        /// moved out of the iterator, like the two calls below: see
+        /// [`Iter::next_watched`].
+        #[inline(always)]
+        pub(crate) fn dropped(&mut self, remaining: usize) {
+            core::mem::replace(self, IterHook::none()).finish(remaining);
+        }
+
         #[inline(never)]
         fn finish(mut self, remaining: usize) {
             if let Some(probe) = self.probe.as_mut() {
@@ -189,71 +194,27 @@ mod on {
         }
     }
 
-    /// The current node's entries that an iterator holds back so that its
-    /// `entries` end just before a watched `next()` ([`Iter::cut`]): `next()`
-    /// then needs no test of its own per entry, and takes the watched path
-    /// only once `entries` runs out.
-    pub(crate) struct Held<'a, T> {
-        /// The node's unyielded entries as of the last cut; the iterator's
-        /// `entries` is what is left of `cut[..split]`.
-        cut: &'a [T],
-        split: usize,
-    }
+    /// What an iterator's cursor keeps of the current node's entries that it
+    /// holds back, so that its window ends just before a watched `next()`
+    /// ([`Iter::cut`]): `next()` then needs no test of its own per entry,
+    /// and takes the watched path only once the window runs out.
+    pub(crate) type Held = HoldsBack;
 
-    // Not derived: that would ask `T: Copy`.
-    impl<T> Clone for Held<'_, T> {
-        fn clone(&self) -> Self {
-            *self
-        }
-    }
-
-    impl<T> Copy for Held<'_, T> {}
-
-    impl<'a, T> Held<'a, T> {
-        pub(crate) fn none() -> Self {
-            Self { cut: &[], split: 0 }
-        }
-
-        /// Whether anything is held back (else `cut` and `split` are stale).
-        #[inline(always)]
-        pub(crate) fn any(&self) -> bool {
-            self.split < self.cut.len()
-        }
-
-        /// How many entries are held back (`split` never passes `cut`'s end).
-        #[inline(always)]
-        pub(crate) fn len(&self) -> usize {
-            self.cut.len() - self.split
-        }
-
-        /// Ends `entries` after the next `unwatched` of the node's unyielded
-        /// entries (`entries`, then what is held) and holds the rest back;
-        /// gives them all back to `entries` if the watch falls past them.
-        /// Writes nothing in the common case: no watch in this node, none held.
-        #[inline(always)]
-        pub(crate) fn cut(&mut self, entries: &mut slice::Iter<'a, T>, unwatched: usize) {
-            let holding = self.any();
-            let all = match holding {
-                true => &self.cut[self.split - entries.len()..],
-                false => entries.as_slice(),
-            };
-            if unwatched < all.len() {
-                self.cut = all;
-                self.split = unwatched;
-                *entries = all[..unwatched].iter();
-            } else if holding {
-                self.split = self.cut.len();
-                *entries = all.iter();
-            }
-        }
+    /// Ends the cursor's window after the next `unwatched` of the node's
+    /// unread entries, holding the rest back; gives them all back if the
+    /// watch falls past them. Writes nothing in the common case: no watch in
+    /// this node, none held.
+    #[inline(always)]
+    pub(crate) fn cut<T, R: Finish>(reader: &mut Reader<'_, T, R, Held>, unwatched: usize) {
+        reader.window(unwatched);
     }
 
     impl<'a, K, V> Iter<'a, K, V> {
         /// A `next()` that the probe watches: the iteration's first, or any
         /// of a sampled or traced iteration.
         ///
-        /// Called once the current node's `entries` ran out ([`Iter::cut`]
-        /// ends them before each watched `next()`). Inlined, while the
+        /// Called once the cursor's window ran out ([`Iter::cut`] ends it
+        /// before each watched `next()`). Inlined, while the
         /// probe's calls are out of line and get the hook moved out of the
         /// iterator, never the iterator's address: one call in the caller's
         /// loop that might reach the iterator (this function out of line,
@@ -264,28 +225,21 @@ mod on {
         /// where every `next()` is watched).
         #[inline(always)]
         pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
-            let mut hook = core::mem::replace(&mut self.hook, IterHook::none());
+            let mut hook = core::mem::replace(self.hook_mut(), IterHook::none());
             let step = hook.before_next(self.remaining());
             // Under the placeholder hook, what is held back is given back.
             let item = self.next_refill();
             hook.after_next(step, item.is_some(), self.remaining());
-            drop(core::mem::replace(&mut self.hook, hook));
+            drop(core::mem::replace(self.hook_mut(), hook));
             self.cut();
             item
         }
     }
 
-    impl<K, V> Drop for Iter<'_, K, V> {
-        #[inline(always)]
-        fn drop(&mut self) {
-            core::mem::replace(&mut self.hook, IterHook::none()).finish(self.remaining());
-        }
-    }
-
     /// One diff walk's probe.
-    pub(crate) struct DiffHook<'m>(DiffProbe<'m>);
+    pub(crate) struct DiffHook(DiffProbe);
 
-    impl DiffHook<'_> {
+    impl DiffHook {
         #[inline]
         pub(crate) fn before_next(&mut self) {
             self.0.before_next();
@@ -297,7 +251,7 @@ mod on {
         }
     }
 
-    impl Drop for DiffHook<'_> {
+    impl Drop for DiffHook {
         fn drop(&mut self) {
             self.0.finish();
         }
@@ -309,6 +263,7 @@ mod off {
     use core::marker::PhantomData;
 
     use super::HookConfig;
+    use crate::raw::{Finish, HoldsNothing, Reader};
 
     #[derive(Clone)]
     pub(crate) struct MapHook;
@@ -344,13 +299,13 @@ mod off {
         }
 
         #[inline(always)]
-        pub(crate) fn iteration(&self, _version: u64, _len: usize) -> IterHook<'_> {
-            IterHook(PhantomData)
+        pub(crate) fn iteration(&self, _version: u64, _len: usize) -> IterHook {
+            IterHook
         }
 
         #[inline(always)]
-        pub(crate) fn diff(&self, _from_version: u64, _version: u64) -> DiffHook<'_> {
-            DiffHook(PhantomData)
+        pub(crate) fn diff(&self, _from_version: u64, _version: u64) -> DiffHook {
+            DiffHook
         }
     }
 
@@ -365,13 +320,16 @@ mod off {
     }
 
     #[derive(Clone)]
-    pub(crate) struct IterHook<'m>(PhantomData<&'m ()>);
+    pub(crate) struct IterHook;
 
-    impl IterHook<'_> {
+    impl IterHook {
         #[inline(always)]
         pub(crate) fn none() -> Self {
-            Self(PhantomData)
+            Self
         }
+
+        #[inline(always)]
+        pub(crate) fn dropped(&mut self, _remaining: usize) {}
 
         #[inline(always)]
         pub(crate) fn watching(&self, _remaining: usize) -> bool {
@@ -390,40 +348,15 @@ mod off {
 
         #[inline(always)]
         pub(crate) fn restarted(&self, _remaining: usize) -> Self {
-            Self(PhantomData)
+            Self
         }
     }
 
-    /// Nothing is held back without the feature.
-    pub(crate) struct Held<'a, T>(PhantomData<&'a [T]>);
+    /// Nothing is held back without the feature: the cursor keeps no count.
+    pub(crate) type Held = HoldsNothing;
 
-    impl<T> Clone for Held<'_, T> {
-        fn clone(&self) -> Self {
-            *self
-        }
-    }
-
-    impl<T> Copy for Held<'_, T> {}
-
-    impl<T> Held<'_, T> {
-        #[inline(always)]
-        pub(crate) fn none() -> Self {
-            Self(PhantomData)
-        }
-
-        #[inline(always)]
-        pub(crate) fn any(&self) -> bool {
-            false
-        }
-
-        #[inline(always)]
-        pub(crate) fn len(&self) -> usize {
-            0
-        }
-
-        #[inline(always)]
-        pub(crate) fn cut(&mut self, _entries: &mut core::slice::Iter<'_, T>, _unwatched: usize) {}
-    }
+    #[inline(always)]
+    pub(crate) fn cut<T, R: Finish>(_reader: &mut Reader<'_, T, R, Held>, _unwatched: usize) {}
 
     impl<'a, K, V> crate::iter::Iter<'a, K, V> {
         #[inline(always)]
@@ -432,9 +365,9 @@ mod off {
         }
     }
 
-    pub(crate) struct DiffHook<'m>(PhantomData<&'m ()>);
+    pub(crate) struct DiffHook;
 
-    impl DiffHook<'_> {
+    impl DiffHook {
         #[inline(always)]
         pub(crate) fn before_next(&mut self) {}
 

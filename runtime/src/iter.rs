@@ -7,11 +7,11 @@
 use core::iter::FusedIterator;
 use core::slice;
 
-use crate::hooks::{Held, IterHook};
-use crate::raw::NodeRef;
+use crate::hooks::{Held, IterHook, cut};
+use crate::raw::{Finish, NodeRef, Reader};
 use crate::trie::MAX_DEPTH;
 
-// `RawIter::depth` is a `u8`.
+// `Walk::depth` is a `u8`.
 const _: () = assert!(MAX_DEPTH <= u8::MAX as usize);
 
 /// How many siblings ahead of the node being entered are prefetched.
@@ -21,7 +21,8 @@ const PREFETCH_AHEAD: usize = 8;
 /// ~25% of the walk); above it, misses dominate and prefetching halves them.
 const PREFETCH_MIN_LEN: usize = 16 * 1024;
 
-/// Walks every entry under one node, in trie order.
+/// Walks the nodes under one node, in trie order, handing out each node's
+/// entries; [`RawIter`] and [`Iter`] read them.
 ///
 /// The innermost level's children left to walk sit in `siblings`, the outer
 /// levels in `stack`, and only a level with children left is pushed: moving
@@ -32,18 +33,18 @@ const PREFETCH_MIN_LEN: usize = 16 * 1024;
 /// emptied levels, LLVM turned the stack's index into a byte offset that it
 /// could not bound, and the cursor's store per element came back.
 ///
-/// `repr(C)` with the stack last, and the depth a `u8`: so that
-/// LLVM can tell the stack's slots from the entry cursor. Its alias analysis
-/// looks through the index's zero extension and sees it at most 255 slots
-/// past the stack's start, never on the fields before it; a `for` loop then
-/// keeps `entries` in a register. With a `usize` depth (masked to the array's
-/// length or not: it does not read ranges from a mask) the slot might have
-/// been anywhere, and the loop stored the cursor back after every element:
-/// 6 instructions per element where it is now 4 (docs/benchmark-history.md,
-/// "What changed in session 14").
+/// `repr(C)` with the stack last, and the depth a `u8`, inside iterators
+/// that are `repr(C)` with the walk last: so that LLVM can tell the stack's
+/// slots from the entry cursor before it. Its alias analysis looks through
+/// the index's zero extension and sees it at most 255 slots past the stack's
+/// start, never on the fields before it; a `for` loop then keeps the cursor
+/// in a register. With a `usize` depth (masked to the array's length or not:
+/// it does not read ranges from a mask) the slot might have been anywhere,
+/// and the loop stored the cursor back after every element: 6 instructions
+/// per element where it is now 4 (docs/benchmark-history.md, "What changed
+/// in session 14").
 #[repr(C)]
-pub(crate) struct RawIter<'a, K, V> {
-    entries: slice::Iter<'a, (K, V)>,
+pub(crate) struct Walk<'a, K, V> {
     /// How many levels of `stack` are in use (at most [`MAX_DEPTH`]).
     depth: u8,
     /// Whether to prefetch nodes ahead of the walk (see [`PREFETCH_MIN_LEN`]).
@@ -55,47 +56,40 @@ pub(crate) struct RawIter<'a, K, V> {
     stack: [slice::Iter<'a, NodeRef<K, V>>; MAX_DEPTH],
 }
 
-impl<'a, K, V> RawIter<'a, K, V> {
-    /// A walk of a sub-tree of unknown size: prefetches as for a large one.
-    pub(crate) fn new(root: Option<&'a NodeRef<K, V>>) -> Self {
-        Self::sized(root, usize::MAX)
-    }
-
-    /// A walk of the `len` entries under `root`.
+impl<'a, K, V> Walk<'a, K, V> {
+    /// A walk of the `len` entries under `root`, and the root's entries.
     ///
     /// Inlined into the caller, which then tests `prefetch` once, not at
     /// every node change: 0.3-0.4 fewer instructions per element of a `for`
     /// loop at 1K to 1M entries (`instructions.py`, session 17).
     #[inline(always)]
-    pub(crate) fn sized(root: Option<&'a NodeRef<K, V>>, len: usize) -> Self {
-        let mut it = Self {
-            entries: [].iter(),
-            siblings: [].iter(),
-            stack: core::array::from_fn(|_| [].iter()),
-            depth: 0,
-            prefetch: len >= PREFETCH_MIN_LEN,
+    pub(crate) fn start(root: Option<&'a NodeRef<K, V>>, len: usize) -> (Self, &'a [(K, V)]) {
+        let mut walk = Self::done(len >= PREFETCH_MIN_LEN);
+        let entries = match root {
+            Some(root) => walk.enter(root),
+            None => &[],
         };
-        if let Some(root) = root {
-            it.enter(root);
-        }
-        it
+        (walk, entries)
     }
 
-    /// Makes `node` the current one; returns how many entries it holds.
+    /// A walk with no node left.
+    #[inline(always)]
+    fn done(prefetch: bool) -> Self {
+        Self { siblings: [].iter(), stack: core::array::from_fn(|_| [].iter()), depth: 0, prefetch }
+    }
+
+    /// Makes `node` the current one; returns its entries.
     #[inline]
-    fn enter(&mut self, node: &'a NodeRef<K, V>) -> usize {
+    fn enter(&mut self, node: &'a NodeRef<K, V>) -> &'a [(K, V)] {
         // A leaf (most nodes) has nothing to come back to: no stack level.
         if let Some(entries) = node.leaf_entries() {
-            self.entries = entries.iter();
-            return entries.len();
+            return entries;
         }
         if self.prefetch {
             for child in node.children().iter().take(PREFETCH_AHEAD) {
                 child.prefetch::<2>();
             }
         }
-        let entries = node.entries();
-        self.entries = entries.iter();
         let outer = core::mem::replace(&mut self.siblings, node.children().iter());
         // Only a level with children left is pushed, so that a level popped
         // always has one: moving on is then never a loop over empty levels.
@@ -103,21 +97,20 @@ impl<'a, K, V> RawIter<'a, K, V> {
             self.stack[usize::from(self.depth)] = outer;
             self.depth += 1;
         }
-        entries.len()
+        node.entries()
     }
 
-    /// Moves to the next node; returns how many entries it holds, or `None`
-    /// at the end.
+    /// Moves to the next node; returns its entries, or `None` at the end.
     ///
-    /// The count, taken from the node's header, is what [`Iter`] subtracts
-    /// from its length: recomputed from the new slice cursor, as before
-    /// session 17, it cost a subtraction and a shift after the cursor's own
-    /// arithmetic. Taking the next sibling first, and testing for an empty
-    /// level only when there is none, tests the common move once where the
-    /// emptiness test and `next()` tested it twice. Together: a `for` loop
-    /// over a 1K map 11.0 → 9.6 instructions per element, 10K 14.8 → 12.0,
-    /// 100K 14.6 → 12.9, 1M 16.5 → 14.7 (docs/benchmark-history.md, "What changed
-    /// in session 17").
+    /// Their count, taken from the node's header (the slice's length), is
+    /// what [`Iter`] subtracts from its length: recomputed from the cursor,
+    /// as before session 17, it cost a subtraction and a shift after the
+    /// cursor's own arithmetic. Taking the next sibling first, and testing
+    /// for an empty level only when there is none, tests the common move
+    /// once where the emptiness test and `next()` tested it twice. Together:
+    /// a `for` loop over a 1K map 11.0 → 9.6 instructions per element, 10K
+    /// 14.8 → 12.0, 100K 14.6 → 12.9, 1M 16.5 → 14.7
+    /// (docs/benchmark-history.md, "What changed in session 17").
     ///
     /// Inlined into the loop that calls `next()`, although a node change is
     /// rarer than an entry: out of line, the call took the iterator's
@@ -125,7 +118,7 @@ impl<'a, K, V> RawIter<'a, K, V> {
     /// waited on a store and its reload (a `for` loop over a 1K map: 1.48 →
     /// 0.83 ns per element, session 12, `runtime/benches/ab.sh`).
     #[inline(always)]
-    fn next_node(&mut self) -> Option<usize> {
+    fn next_node(&mut self) -> Option<&'a [(K, V)]> {
         let child = match self.siblings.next() {
             Some(child) => child,
             None => {
@@ -148,6 +141,43 @@ impl<'a, K, V> RawIter<'a, K, V> {
         }
         Some(self.enter(child))
     }
+
+    /// Folds every entry under the nodes left: what is left at each level,
+    /// innermost first; every sub-tree by recursion ([`fold_tree`]), so the
+    /// walk keeps its cursors in registers and a leaf costs no stack push.
+    #[inline]
+    fn fold<B, F: FnMut(B, &'a (K, V)) -> B>(self, mut acc: B, f: &mut F) -> B {
+        let levels = self.stack[..usize::from(self.depth)].iter().rev();
+        for level in core::iter::once(&self.siblings).chain(levels) {
+            acc = match self.prefetch {
+                true => fold_tree::<_, _, _, true>(level.as_slice(), acc, f),
+                false => fold_tree::<_, _, _, false>(level.as_slice(), acc, f),
+            };
+        }
+        acc
+    }
+}
+
+impl<K, V> Clone for Walk<'_, K, V> {
+    fn clone(&self) -> Self {
+        Self { siblings: self.siblings.clone(), stack: self.stack.clone(), depth: self.depth, prefetch: self.prefetch }
+    }
+}
+
+/// Walks every entry under one node, in trie order (the diff's walk of a
+/// sub-tree, and [`Iter`]'s `fold`).
+#[repr(C)]
+pub(crate) struct RawIter<'a, K, V> {
+    entries: slice::Iter<'a, (K, V)>,
+    walk: Walk<'a, K, V>,
+}
+
+impl<'a, K, V> RawIter<'a, K, V> {
+    /// A walk of a sub-tree of unknown size: prefetches as for a large one.
+    pub(crate) fn new(root: Option<&'a NodeRef<K, V>>) -> Self {
+        let (walk, entries) = Walk::start(root, usize::MAX);
+        Self { entries: entries.iter(), walk }
+    }
 }
 
 impl<'a, K, V> Iterator for RawIter<'a, K, V> {
@@ -159,26 +189,23 @@ impl<'a, K, V> Iterator for RawIter<'a, K, V> {
             if let Some(entry) = self.entries.next() {
                 return Some(entry);
             }
-            self.next_node()?;
+            self.entries = self.walk.next_node()?.iter();
         }
     }
 
     /// Internal iteration (`fold`, hence `sum`, `for_each`, `count`): what is
-    /// left of the current node's entries, then what is left at each level of
-    /// the stack, innermost first; every sub-tree by recursion ([`fold_tree`]),
-    /// so the walk keeps its cursors in registers and a leaf costs no stack
-    /// push. Same order as `next`.
+    /// left of the current node's entries, then the rest of the walk
+    /// ([`Walk::fold`]). Same order as `next`.
     #[inline]
     fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, mut f: F) -> B {
-        let mut acc = fold_entries(self.entries.as_slice(), init, &mut f);
-        let levels = self.stack[..usize::from(self.depth)].iter().rev();
-        for level in core::iter::once(&self.siblings).chain(levels) {
-            acc = match self.prefetch {
-                true => fold_tree::<_, _, _, true>(level.as_slice(), acc, &mut f),
-                false => fold_tree::<_, _, _, false>(level.as_slice(), acc, &mut f),
-            };
-        }
-        acc
+        let acc = fold_entries(self.entries.as_slice(), init, &mut f);
+        self.walk.fold(acc, &mut f)
+    }
+}
+
+impl<K, V> Clone for RawIter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Self { entries: self.entries.clone(), walk: self.walk.clone() }
     }
 }
 
@@ -285,17 +312,32 @@ impl<K, V> FusedIterator for RawIter<'_, K, V> {}
 ///
 /// Created by [`View::iter`](crate::View::iter). Allocates nothing; its length
 /// is known exactly.
+#[repr(C)]
 pub struct Iter<'a, K, V> {
-    inner: RawIter<'a, K, V>,
-    /// What the instrumentation holds back of the current node's entries
-    /// (see [`cut`](Self::cut)); zero-sized without the `instrument` feature.
-    held: Held<'a, (K, V)>,
-    /// How many items follow the current node's unyielded ones: the
-    /// iterator's length is this plus `inner.entries` and what is held
-    /// back ([`remaining`](Self::remaining)). Counted per node, not per
-    /// item, so that `next()`'s fast path is the slice cursor alone.
+    /// The current node's unread entries, and what rides with them ([`Rest`]).
+    /// Its dropped part borrows nothing, so an `Iter` may be dropped after
+    /// its snapshot, with the `instrument` feature (whose hook records the
+    /// iteration then) as without it (`raw::Reader`).
+    reader: Reader<'a, (K, V), Rest, Held>,
+    walk: Walk<'a, K, V>,
+}
+
+/// What rides with an [`Iter`]'s cursor, and is told on drop how much the
+/// cursor left unread.
+pub(crate) struct Rest {
+    /// How many items follow the current node's unread ones: the
+    /// iterator's length is this plus the cursor's window and what is held
+    /// back ([`Iter::remaining`]). Counted per node, not per item, so that
+    /// `next()`'s fast path is the cursor alone.
     beyond: usize,
-    pub(crate) hook: IterHook<'a>,
+    hook: IterHook,
+}
+
+impl Finish for Rest {
+    #[inline(always)]
+    fn finish(&mut self, unread: usize) {
+        self.hook.dropped(self.beyond + unread);
+    }
 }
 
 impl<'a, K, V> Iter<'a, K, V> {
@@ -304,21 +346,34 @@ impl<'a, K, V> Iter<'a, K, V> {
         Self::with_hook(root, len, IterHook::none())
     }
 
-    pub(crate) fn with_hook(root: Option<&'a NodeRef<K, V>>, len: usize, hook: IterHook<'a>) -> Self {
-        let inner = RawIter::sized(root, len);
-        let beyond = len - inner.entries.len();
-        let mut it = Self { inner, held: Held::none(), beyond, hook };
+    pub(crate) fn with_hook(root: Option<&'a NodeRef<K, V>>, len: usize, hook: IterHook) -> Self {
+        let (walk, entries) = Walk::start(root, len);
+        let rest = Rest { beyond: len - entries.len(), hook };
+        let mut it = Self { reader: Reader::with(entries, rest), walk };
         it.cut();
         it
+    }
+
+    /// The instrumentation's hook.
+    #[inline(always)]
+    pub(crate) fn hook(&self) -> &IterHook {
+        &self.reader.rider().hook
+    }
+
+    /// The instrumentation's hook (only the instrumented build swaps it).
+    #[cfg_attr(not(feature = "instrument"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn hook_mut(&mut self) -> &mut IterHook {
+        &mut self.reader.rider_mut().hook
     }
 
     /// How many items are left: the iterator's length.
     #[inline(always)]
     pub(crate) fn remaining(&self) -> usize {
-        self.beyond + self.inner.entries.len() + self.held.len()
+        self.reader.rider().beyond + self.reader.len() + self.reader.held()
     }
 
-    /// The `next()` after the current node's `entries` ran out, when the
+    /// The `next()` after the current node's entries ran out, when the
     /// instrumentation does not watch it: the entries held back, or the
     /// next node's. (Entries are held back only up to a watched `next()`,
     /// so only the watched path, under a placeholder hook, finds any. Its
@@ -328,35 +383,33 @@ impl<'a, K, V> Iter<'a, K, V> {
     #[inline(always)]
     pub(crate) fn next_refill(&mut self) -> Option<(&'a K, &'a V)> {
         loop {
-            if self.held.any() {
+            if self.reader.held() != 0 {
                 // The rest of this node: `beyond` stays.
-            } else if let Some(entered) = self.inner.next_node() {
-                // The instrumented loop keeps more values live across the
-                // probe's calls than it has registers for; the count is one
-                // more (+4-6% instructions, +10-22% time at 1K-100K), and the
-                // length of `entries`, which `cut` reads anyway, is not.
-                self.beyond -= if cfg!(feature = "instrument") { self.inner.entries.len() } else { entered };
+            } else if let Some(entries) = self.walk.next_node() {
+                self.reader.set(entries);
+                self.reader.rider_mut().beyond -= entries.len();
             } else {
                 return None;
             }
             self.cut();
-            if let Some((k, v)) = self.inner.entries.next() {
+            if let Some((k, v)) = self.reader.next() {
                 return Some((k, v));
             }
         }
     }
 
     /// A copy of the iterator with `hook`, cut for it.
-    fn copy_with(&self, hook: IterHook<'a>) -> Self {
-        let mut it = Self { inner: self.inner.clone(), held: self.held, beyond: self.beyond, hook };
+    fn copy_with(&self, hook: IterHook) -> Self {
+        let rest = Rest { beyond: self.reader.rider().beyond, hook };
+        let mut it = Self { reader: self.reader.copied(rest), walk: self.walk.clone() };
         it.cut();
         it
     }
 
-    /// Ends `inner.entries` just before the next `next()` that the
+    /// Ends the cursor's window just before the next `next()` that the
     /// instrumentation watches, and holds the rest of the node's entries
     /// back, so that `next()` needs no test of its own per entry: it takes
-    /// the watched path only once `entries` runs out. (Tested per entry,
+    /// the watched path only once the window runs out. (Tested per entry,
     /// with the watched call in the caller's loop, the loop kept the cursor
     /// in memory: a `for` loop ran 1.9-2.4x the feature-off build, then
     /// 1.4-1.5x at 1K and 10K entries, 1.1-1.2x at 100K and 1M, in
@@ -365,8 +418,8 @@ impl<'a, K, V> Iter<'a, K, V> {
     /// without the feature.
     #[inline(always)]
     pub(crate) fn cut(&mut self) {
-        let unwatched = self.hook.unwatched_ahead(self.remaining());
-        self.held.cut(&mut self.inner.entries, unwatched);
+        let unwatched = self.hook().unwatched_ahead(self.remaining());
+        cut(&mut self.reader, unwatched);
     }
 }
 
@@ -375,10 +428,10 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some((k, v)) = self.inner.entries.next() {
+        if let Some((k, v)) = self.reader.next() {
             return Some((k, v));
         }
-        if self.hook.watching(self.remaining()) {
+        if self.hook().watching(self.remaining()) {
             return self.next_watched();
         }
         self.next_refill()
@@ -397,22 +450,24 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     #[inline]
     fn fold<B, F: FnMut(B, Self::Item) -> B>(mut self, init: B, mut f: F) -> B {
         let mut acc = init;
-        if self.hook.watching(self.remaining()) {
-            debug_assert!(self.inner.entries.len() == 0, "`cut` ends the entries before a watched `next()`");
+        if self.hook().watching(self.remaining()) {
+            debug_assert!(self.reader.len() == 0, "`cut` ends the window before a watched `next()`");
             match self.next_watched() {
                 Some(item) => acc = f(acc, item),
                 None => return acc,
             }
         }
-        if self.hook.watches_again() {
+        if self.hook().watches_again() {
             return self.by_next(acc, f);
         }
-        debug_assert!(!self.held.any(), "nothing is held back from an unwatched walk");
-        let inner = core::mem::replace(&mut self.inner, RawIter::new(None));
-        let acc = inner.fold(acc, |acc, (k, v)| f(acc, (k, v)));
+        debug_assert!(self.reader.held() == 0, "nothing is held back from an unwatched walk");
+        let entries = self.reader.as_slice();
+        self.reader.set(&[]);
+        let walk = core::mem::replace(&mut self.walk, Walk::done(false));
+        let acc = RawIter { entries: entries.iter(), walk }.fold(acc, |acc, (k, v)| f(acc, (k, v)));
         // For the count of items the instrumentation records when `self` is
         // dropped. (If `f` panics, the items folded so far go uncounted.)
-        self.beyond = 0;
+        self.reader.rider_mut().beyond = 0;
         acc
     }
 }
@@ -433,21 +488,9 @@ impl<'a, K, V> Iter<'a, K, V> {
 impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
 impl<K, V> FusedIterator for Iter<'_, K, V> {}
 
-impl<K, V> Clone for RawIter<'_, K, V> {
-    fn clone(&self) -> Self {
-        Self {
-            entries: self.entries.clone(),
-            siblings: self.siblings.clone(),
-            stack: self.stack.clone(),
-            depth: self.depth,
-            prefetch: self.prefetch,
-        }
-    }
-}
-
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
-        self.copy_with(self.hook.restarted(self.remaining()))
+        self.copy_with(self.hook().restarted(self.remaining()))
     }
 }
 

@@ -110,13 +110,13 @@
 //!   histograms and traced with `tracing` spans; see [`instrument`]. Requires
 //!   `snapview-instrument` (and through it `tracing`, `tracing-subscriber`,
 //!   `hdrhistogram`, `quanta`, `thread_local` and `serde`).
-//!   Without it the crate compiles to the uninstrumented code. One
-//!   difference shows in the borrow checker: with it, an iterator or a diff
-//!   records its iteration when dropped, so it must be dropped before the
-//!   snapshot it borrows (declared after it, as usual; an iterator declared
-//!   before its snapshot, `let it; let snap = ..; it = snap.iter();`, is
-//!   `E0597` only with the feature). Auto traits (`Send`, `Sync`,
-//!   `UnwindSafe`) are the same with and without it.
+//!   Without it the crate compiles to the uninstrumented code. Code that
+//!   compiles without it compiles with it (features unify across a build):
+//!   an iterator or a diff records its iteration when dropped, from a part
+//!   that borrows nothing, so it may still be dropped after the snapshot it
+//!   reads (an edition-2021 tail expression such as `snap.values().any(..)`,
+//!   or an iterator declared before its snapshot). Auto traits (`Send`,
+//!   `Sync`, `UnwindSafe`) are the same with and without it.
 //! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
 //!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.
 //! - `console`: `instrument`, plus tokio-console support in the telemetry

@@ -9,6 +9,7 @@
 
 mod build;
 mod cpu;
+mod cursor;
 mod lend;
 mod node;
 
@@ -16,6 +17,12 @@ mod node;
 pub(crate) use build::settle;
 pub(crate) use build::{Builder, Drain, LendingWatch, rebuild, rebuild_taking, settle_node};
 pub(crate) use cpu::{BitCount, Compiled, HotPath, Popcnt, run_with_popcnt};
+pub(crate) use cursor::{Finish, Reader};
+// One of the two, as `hooks::Held`: the instrumented build holds entries back.
+#[cfg(feature = "instrument")]
+pub(crate) use cursor::HoldsBack;
+#[cfg(not(feature = "instrument"))]
+pub(crate) use cursor::HoldsNothing;
 pub(crate) use lend::LendGuard;
 pub use lend::Lendable;
 pub(crate) use node::{NodeRef, Occupancy, Slot, prefetch};
