@@ -164,8 +164,11 @@ mod on {
         /// moved out of the iterator, like the two calls below: see
         /// [`Iter::next_watched`].
         #[inline(always)]
-        pub(crate) fn dropped(&mut self, remaining: usize) {
-            core::mem::replace(self, IterHook::none()).finish(remaining);
+        pub(crate) fn dropped(&mut self, remaining: Option<usize>) {
+            // Always a count: this build's cursor keeps one (`Held`).
+            if let Some(remaining) = remaining {
+                core::mem::replace(self, IterHook::none()).finish(remaining);
+            }
         }
 
         #[inline(never)]
@@ -329,7 +332,7 @@ mod off {
         }
 
         #[inline(always)]
-        pub(crate) fn dropped(&mut self, _remaining: usize) {}
+        pub(crate) fn dropped(&mut self, _remaining: Option<usize>) {}
 
         #[inline(always)]
         pub(crate) fn watching(&self, _remaining: usize) -> bool {

@@ -1,8 +1,9 @@
 //! Iteration over a trie: depth-first, entries of a node before its children.
 //!
 //! The iterator carries a fixed stack of child-slice cursors ([`MAX_DEPTH`]
-//! deep), so it never allocates; the inner loop is a slice iterator over one
-//! node's inline entries.
+//! deep), so it never allocates; the inner loop is a cursor over one node's
+//! inline entries (`raw::Reader` for [`Iter`], a slice iterator for
+//! [`RawIter`]).
 
 use core::iter::FusedIterator;
 use core::slice;
@@ -315,9 +316,10 @@ impl<K, V> FusedIterator for RawIter<'_, K, V> {}
 #[repr(C)]
 pub struct Iter<'a, K, V> {
     /// The current node's unread entries, and what rides with them ([`Rest`]).
-    /// Its dropped part borrows nothing, so an `Iter` may be dropped after
-    /// its snapshot, with the `instrument` feature (whose hook records the
-    /// iteration then) as without it (`raw::Reader`).
+    /// Its dropped part needs nothing alive, so an `Iter` may be dropped
+    /// after its snapshot (and after what its keys borrow), with the
+    /// `instrument` feature (whose hook records the iteration then) as
+    /// without it (`raw::Reader`).
     reader: Reader<'a, (K, V), Rest, Held>,
     walk: Walk<'a, K, V>,
 }
@@ -334,9 +336,11 @@ pub(crate) struct Rest {
 }
 
 impl Finish for Rest {
+    /// Without the feature the cursor counts nothing (`unread` is `None`),
+    /// and the hook records nothing.
     #[inline(always)]
-    fn finish(&mut self, unread: usize) {
-        self.hook.dropped(self.beyond + unread);
+    fn finish(&mut self, unread: Option<usize>) {
+        self.hook.dropped(unread.map(|unread| self.beyond + unread));
     }
 }
 

@@ -113,9 +113,10 @@
 //!   Without it the crate compiles to the uninstrumented code. Code that
 //!   compiles without it compiles with it (features unify across a build):
 //!   an iterator or a diff records its iteration when dropped, from a part
-//!   that borrows nothing, so it may still be dropped after the snapshot it
-//!   reads (an edition-2021 tail expression such as `snap.values().any(..)`,
-//!   or an iterator declared before its snapshot). Auto traits (`Send`,
+//!   that needs neither the snapshot nor the keys and values alive, so it
+//!   may still be dropped after them (an edition-2021 tail expression such
+//!   as `snap.values().any(..)`, an iterator declared before its snapshot,
+//!   or one that outlives what borrowed keys borrow). Auto traits (`Send`,
 //!   `Sync`, `UnwindSafe`) are the same with and without it.
 //! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
 //!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.

@@ -35,6 +35,15 @@ pub fn changed_since(map: &SnapMap<u64, u64>, old: &Snapshot<u64, u64>) -> bool 
     old.diff(&new).next().is_some()
 }
 
+/// Whether any of `words`, upper-cased, contains `needle`: a map whose keys
+/// borrow a local that the tail expression's iterator outlives too.
+pub fn any_upper_contains(words: &[&str], needle: &str) -> bool {
+    let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+    let map: SnapMap<&str, usize> = upper.iter().map(|w| (w.as_str(), w.len())).collect();
+    let snap = map.snapshot();
+    snap.keys().any(|k| k.contains(needle))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +60,8 @@ mod tests {
         assert!(!changed_since(&map, &old));
         map.insert(3, 30);
         assert!(changed_since(&map, &old));
+        assert!(any_upper_contains(&["route", "table"], "BL"));
+        assert!(!any_upper_contains(&["route", "table"], "bl"));
     }
 
     /// The feature is on in this build when asked for: the functions above
