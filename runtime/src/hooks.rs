@@ -166,6 +166,7 @@ mod on {
         #[inline(always)]
         pub(crate) fn dropped(&mut self, remaining: Option<usize>) {
             // Always a count: this build's cursor keeps one (`Held`).
+            debug_assert!(remaining.is_some(), "the instrumented cursor counts what is unread");
             if let Some(remaining) = remaining {
                 core::mem::replace(self, IterHook::none()).finish(remaining);
             }

@@ -4,9 +4,10 @@
 //! compile, and none of it was written to drop its iterators first. Until
 //! session 36 an iterator's `Drop`, which records its iteration, borrowed the
 //! map's probe and was an `impl Drop` on the borrowing type, so this file
-//! failed to compile with the feature (`E0597`: the borrowck asks a type with
-//! a `Drop` to go before what it borrows). The iterator now records from a
-//! part that borrows nothing and reads only the cursor's addresses.
+//! failed to compile with the feature (`E0597`: the borrowck keeps every
+//! lifetime in a `Drop` type's parameters alive until its drop). The
+//! iterator now records from a part that needs nothing alive (no lifetime,
+//! no key or value type) and reads only the cursor's addresses.
 //!
 //! `runtime/tests/edition2021` holds the common form of the same thing, in
 //! edition-2021 code: a temporary iterator in a tail expression.

@@ -41,8 +41,9 @@ pub(crate) trait Hold: Copy + private::Sealed {
     fn new<T>() -> Self;
     /// How many items it holds back.
     fn held(self) -> usize;
-    /// The same, holding nothing back (for the next slice).
-    fn emptied(self) -> Self;
+    /// Holds nothing back any more (for the next slice), in place: the item
+    /// size stays, unwritten.
+    fn release(&mut self);
     /// The items unread from `ptr` to `end` and held back, if it counts.
     fn unread(self, ptr: *const u8, end: *const u8) -> Option<usize>;
 }
@@ -82,8 +83,8 @@ impl Hold for HoldsBack {
     }
 
     #[inline(always)]
-    fn emptied(self) -> Self {
-        Self { held: 0, ..self }
+    fn release(&mut self) {
+        self.held = 0;
     }
 
     #[inline(always)]
@@ -104,9 +105,7 @@ impl Hold for HoldsNothing {
     }
 
     #[inline(always)]
-    fn emptied(self) -> Self {
-        self
-    }
+    fn release(&mut self) {}
 
     #[inline(always)]
     fn unread(self, _ptr: *const u8, _end: *const u8) -> Option<usize> {
@@ -118,9 +117,10 @@ impl Hold for HoldsNothing {
 /// addresses (the [`Reader`] knows the item type; for a zero-sized one they
 /// count items in bytes from the slice's start), and what it holds back.
 ///
-/// Invariant C1: `ptr <= end`, both addresses of items (or one past the
-/// last) of the reader's type `T` in one slice, and `end` moved on by the
-/// items held back is at most that slice's end.
+/// Invariant C1: `ptr <= end` (for a zero-sized `T`, in the wrapping sense:
+/// its byte counts may pass the top of memory), both addresses of items (or
+/// one past the last) of the reader's type `T` in one slice, and `end` moved
+/// on by the items held back is at most that slice's end.
 #[derive(Clone, Copy)]
 struct Cursor<H> {
     ptr: *const u8,
@@ -213,21 +213,24 @@ impl<'a, T, R: Finish, H: Hold> Reader<'a, T, R, H> {
     /// A reader over `entries`.
     #[inline(always)]
     pub(crate) fn with(entries: &'a [T], rider: R) -> Self {
-        Self { tally: Tally { cursor: Self::over(entries, H::new::<T>()), rider }, _borrow: PhantomData }
+        let (ptr, end) = Self::bounds(entries);
+        Self { tally: Tally { cursor: Cursor { ptr, end, held: H::new::<T>() }, rider }, _borrow: PhantomData }
     }
 
     /// Reads `entries` next, from their first; drops what was unread and held.
     #[inline(always)]
     pub(crate) fn set(&mut self, entries: &'a [T]) {
-        self.tally.cursor = Self::over(entries, self.tally.cursor.held.emptied());
+        let c = &mut self.tally.cursor;
+        (c.ptr, c.end) = Self::bounds(entries);
+        c.held.release();
     }
 
+    /// The addresses of `slice`'s first item and of one past its last.
     #[inline(always)]
-    fn over(slice: &[T], held: H) -> Cursor<H> {
+    fn bounds(slice: &[T]) -> (*const u8, *const u8) {
         let ptr = slice.as_ptr().cast::<u8>();
         // SAFETY: one past the slice's end.
-        let end = unsafe { advance::<T>(ptr, slice.len()) };
-        Cursor { ptr, end, held }
+        (ptr, unsafe { advance::<T>(ptr, slice.len()) })
     }
 
     /// A reader at the same position as this one (window and held items
@@ -370,8 +373,13 @@ mod tests {
         assert_eq!(r.as_slice(), &[30, 40]);
         r.window(0);
         assert_eq!((r.len(), r.held()), (0, 2));
-        let copy = r.copied(Report(Rc::new(Cell::new(None))));
+        let copied = Rc::new(Cell::new(None));
+        let mut copy = r.copied(Report(copied.clone()));
         assert_eq!((copy.len(), copy.held()), (0, 2));
+        copy.window(1);
+        assert_eq!(copy.next(), Some(&30));
+        drop(copy);
+        assert_eq!(copied.get(), Some(1), "the copy counts its own unread items");
         drop(r);
         assert_eq!(seen.get(), Some(2), "held items count as unread");
     }
