@@ -389,13 +389,22 @@ impl<'a, K, V> Iter<'a, K, V> {
         loop {
             if self.reader.held() != 0 {
                 // The rest of this node: `beyond` stays.
+                self.cut();
             } else if let Some(entries) = self.walk.next_node() {
                 self.reader.set(entries);
                 self.reader.rider_mut().beyond -= entries.len();
+                // Nothing is held back now, so an iteration that watches no
+                // later `next()` (63 in 64 at the default sampling) needs no
+                // new window: its node change skips the count of what is
+                // left and the window's arithmetic. Instrumented `for` loop,
+                // 1K entries: 1.25 -> 0.95 ns per element, 100K 1.95 -> 1.74
+                // (`AB_FEATURES=instrument runtime/benches/ab.sh`, session 37).
+                if self.hook().watches_again() {
+                    self.cut();
+                }
             } else {
                 return None;
             }
-            self.cut();
             if let Some((k, v)) = self.reader.next() {
                 return Some((k, v));
             }
