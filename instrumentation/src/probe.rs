@@ -33,10 +33,17 @@ fn nanos_since(start: u64) -> u64 {
 /// `Copy`: an iteration's and a diff's probes carry their own copy rather
 /// than borrow the map's, so that they borrow nothing and the iterators that
 /// hold them have a `Drop` that outlives no borrow (see [`IterProbe`]).
+///
+/// 16 bytes: `sample_every` and whether it overrides the default are two
+/// fields, not an `Option<u32>` (whose tag would take 8 bytes with the
+/// `bool`'s padding), so that an iterator's probe stays within the size an
+/// iterator moves inline (`snapview`'s `hooks::IterHook`).
 #[derive(Clone, Copy)]
 pub struct MapProbe {
     stats: &'static MapStats,
-    sample_every: Option<u32>,
+    sample_every: u32,
+    /// `sample_every` is this map's own, not the global default.
+    own_sampling: bool,
     records_get: bool,
 }
 
@@ -46,14 +53,20 @@ impl MapProbe {
         // The clock calibrates once per process (quanta spins ~0.6 ms here):
         // at a map's creation, not in whichever call is timed first.
         clock();
-        Self { stats: stats_for(name), sample_every: None, records_get: false }
+        Self { stats: stats_for(name), sample_every: 0, own_sampling: false, records_get: false }
     }
 
     /// Times one call in `every` (`1`: all, `0`: none) instead of the global
     /// default ([`set_default_sample_every`](crate::set_default_sample_every)).
     pub fn sample_every(mut self, every: u32) -> Self {
-        self.sample_every = Some(every);
+        (self.sample_every, self.own_sampling) = (every, true);
         self
+    }
+
+    /// This map's sampling interval, if it has its own.
+    #[inline]
+    fn sampling(&self) -> Option<u32> {
+        self.own_sampling.then_some(self.sample_every)
     }
 
     /// Also records look-ups ([`Op::Get`]); off by default.
@@ -78,7 +91,7 @@ impl MapProbe {
     #[inline]
     pub fn start(&self, op: Op) -> OpTimer<'_> {
         let shard = &self.stats.shard().ops[op.index()];
-        let start = shard.should_time(self.sample_every).then(now);
+        let start = shard.should_time(self.sampling()).then(now);
         OpTimer { probe: self, shard, op, start, _owner_thread: PhantomData }
     }
 
@@ -125,7 +138,7 @@ impl core::fmt::Debug for MapProbe {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MapProbe")
             .field("name", &self.name())
-            .field("sample_every", &self.sample_every)
+            .field("sample_every", &self.sampling())
             .field("records_get", &self.records_get)
             .finish()
     }
@@ -243,7 +256,6 @@ enum IterState {
 /// shard is written only by its own thread, so each call takes the shard of
 /// the thread that makes it.
 struct Watch {
-    clock: &'static quanta::Clock,
     started_with: usize,
     start: u64,
     /// This iteration is a sample: its duration is recorded, and its
@@ -345,9 +357,9 @@ impl IterProbe {
         // A sampled iteration samples its `next()`s like any other call (all
         // of them with `sample_every(1)`), asking at each whether this one is
         // timed, traced or not; a traced one times each for `max_next_ns`.
-        let sampled = yields && watch.sampled && next_shard.should_time(self.probe.sample_every);
+        let sampled = yields && watch.sampled && next_shard.should_time(self.probe.sampling());
         let timed = sampled || watch.traced;
-        NextStep { start: timed.then(|| watch.clock.raw()), sampled, _span: span }
+        NextStep { start: timed.then(now), sampled, _span: span }
     }
 
     /// Called after a watched `next()`; `yielded` is whether it returned an item.
@@ -360,7 +372,7 @@ impl IterProbe {
             return;
         }
         let Some(start) = step.start else { return };
-        let nanos = watch.clock.delta_as_nanos(start, watch.clock.raw());
+        let nanos = nanos_since(start);
         watch.max_next_ns = watch.max_next_ns.max(nanos);
         if step.sampled {
             let next_shard = self.probe.shard(Op::IterNext);
@@ -395,13 +407,12 @@ impl IterProbe {
     }
 
     fn begin(&mut self, remaining: usize) {
-        let sampled = self.probe.shard(Op::Iter).should_time(self.probe.sample_every);
+        let sampled = self.probe.shard(Op::Iter).should_time(self.probe.sampling());
         let span = spans::iter(self.probe.name(), self.version);
         let traced = !span.is_disabled();
         self.state = if sampled || traced {
             let next_spans = traced && spans::iter_next_enabled();
             let watch = Watch {
-                clock: clock(),
                 started_with: remaining,
                 start: now(),
                 sampled,
@@ -480,7 +491,7 @@ impl DiffProbe {
     }
 
     fn begin(&mut self) {
-        let start = self.probe.shard(Op::Diff).should_time(self.probe.sample_every).then(now);
+        let start = self.probe.shard(Op::Diff).should_time(self.probe.sampling()).then(now);
         let span = spans::diff(self.probe.name(), self.from_version, self.version);
         self.state = DiffState::Walking { start, span, changes: 0 };
     }

@@ -2,9 +2,11 @@
 """Instructions per lookup and per element of an iteration, counted by valgrind's
 callgrind (see instructions.rs).
 
-Usage (from the workspace root): python3 runtime/benches/instructions.py [--instrument] [SIZE ...]
+Usage (from the workspace root): python3 runtime/benches/instructions.py [--instrument] [--sample-every N] [SIZE ...]
 Default sizes: 1000 100000 1000000. `--instrument` builds snapview with its
-`instrument` feature (no subscriber: the benches' `on-none`). Needs valgrind. Prints a markdown table:
+`instrument` feature (no subscriber: the benches' `on-none`); `--sample-every N`
+builds snapview's map with `sample_every(N)` (1: every call timed, the benches'
+`on-sample1` without its subscriber). Needs valgrind. Prints a markdown table:
 instructions per `get` (hit, miss) and per element of the `iter` benchmark's
 fold (`iter`) and of the same sum by a `for` loop (`next`), for each map, and snapview's ratio to hashbrown and imbl. Each cell is
 one run of the program under callgrind, collecting only inside its
@@ -57,6 +59,10 @@ def count(binary, peer, size, case):
 
 def main():
     args = sys.argv[1:]
+    if "--sample-every" in args:
+        at = args.index("--sample-every")
+        os.environ["SNAPVIEW_SAMPLE_EVERY"] = args[at + 1]
+        del args[at:at + 2]
     features = ["--features", "instrument"] if "--instrument" in args else []
     sizes = [int(s) for s in args if s != "--instrument"] or [1000, 100_000, 1_000_000]
     binary = build(features)

@@ -100,7 +100,13 @@ fn main() {
     // The lookups found, or the iterations' sum.
     let result = match peer.as_str() {
         "snapview" => {
-            let map = snapview::SnapMap::builder().hasher(hasher).build();
+            let mut builder = snapview::SnapMap::builder().hasher(hasher);
+            // With `instrument`: how often a call is timed (every one with 1,
+            // so that the counts are those of the watched path).
+            if let Ok(every) = std::env::var("SNAPVIEW_SAMPLE_EVERY") {
+                builder = builder.sample_every(every.parse().expect("SNAPVIEW_SAMPLE_EVERY: a number"));
+            }
+            let map = builder.build();
             map.update(|tx| tx.extend(entries));
             let snap = map.snapshot();
             match (iterating, looping) {

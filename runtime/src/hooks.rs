@@ -125,6 +125,16 @@ mod on {
     /// No `remaining` count reaches it.
     const NEVER: usize = usize::MAX;
 
+    // A watched `next()` moves the hook out of the iterator and back
+    // ([`Iter::next_watched`]), and its drop moves it out once more. Up to
+    // 128 bytes LLVM makes each move a few inline vector copies on x86-64;
+    // past that, a call to `memcpy`. At 144 bytes (session 36's probe, which
+    // copied the map's 24-byte probe) those calls made every watched `next()`
+    // ~11 ns slower (`on-sample1` in `runtime/benches/overhead.sh`, 51 -> 62
+    // ns per element) and ~37 instructions longer (`instructions.py
+    // --instrument --sample-every 1`).
+    const _: () = assert!(size_of::<IterHook>() <= 128, "an iterator's hook must move inline");
+
     impl IterHook {
         pub(crate) fn none() -> Self {
             Self { watch_at: NEVER, probe: None }
