@@ -396,9 +396,9 @@ impl<'a, K, V> Iter<'a, K, V> {
                 // Nothing is held back now, so an iteration that watches no
                 // later `next()` (63 in 64 at the default sampling) needs no
                 // new window: its node change skips the count of what is
-                // left and the window's arithmetic. Instrumented `for` loop,
-                // 1K entries: 1.25 -> 0.95 ns per element, 100K 1.95 -> 1.74
-                // (`AB_FEATURES=instrument runtime/benches/ab.sh`, session 37).
+                // left and the window's arithmetic (instrumented `for` loop:
+                // ~1 to 1.8 fewer instructions per element at 1K to 100K,
+                // docs/benchmark-history.md, "What changed in session 37").
                 if self.hook().watches_again() {
                     self.cut();
                 }
