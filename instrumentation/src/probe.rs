@@ -35,9 +35,9 @@ fn nanos_since(start: u64) -> u64 {
 /// hold them have a `Drop` that outlives no borrow (see [`IterProbe`]).
 ///
 /// 16 bytes: `sample_every` and whether it overrides the default are two
-/// fields, not an `Option<u32>` (whose tag would take 8 bytes with the
-/// `bool`'s padding), so that an iterator's probe stays within the size an
-/// iterator moves inline (`snapview`'s `hooks::IterHook`).
+/// fields, not an `Option<u32>` (8 bytes, its tag padded to 4, which with
+/// the `bool` made the struct 24), so that an iterator's probe stays within
+/// the size an iterator moves inline (`snapview`'s `hooks::IterHook`).
 #[derive(Clone, Copy)]
 pub struct MapProbe {
     stats: &'static MapStats,

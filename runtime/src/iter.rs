@@ -473,7 +473,13 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
         if self.hook().watches_again() {
             return self.by_next(acc, f);
         }
-        debug_assert!(self.reader.held() == 0, "nothing is held back from an unwatched walk");
+        // Entries are held back only up to a watched `next()`, and none is
+        // left to watch; but a probe that panicked inside `next_watched` (a
+        // tracing layer's panic, caught by the caller) left them held back
+        // under the placeholder hook. The cut gives them back.
+        if self.reader.held() != 0 {
+            self.cut();
+        }
         let entries = self.reader.as_slice();
         self.reader.set(&[]);
         let walk = core::mem::replace(&mut self.walk, Walk::done(false));
