@@ -8,9 +8,13 @@
 //! or every key its own (wide nodes, whose copies lend their children); and
 //! (bit 1) whether the map's copies lend entries or clone them. Its other
 //! six bits seed the hasher (foldhash, as the default), so that a crash
-//! artifact rebuilds the trie it crashed on.
+//! artifact rebuilds the trie it crashed on, and pick how often the map's
+//! calls are sampled (with the `instrument` feature, where a sampled
+//! iteration holds entries back before the `next()`s it watches).
 //!
-//! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`).
+//! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`);
+//! `cargo +nightly fuzz run --features instrument model -- ...` for the
+//! instrumented iterator.
 #![no_main]
 
 use std::collections::HashMap;
@@ -67,6 +71,31 @@ fn check(snap: &Snap, model: &Model) {
     }
 }
 
+/// Walks `snap` by `next()`, its exact length checked at each step; then
+/// takes `split` items by `next()`, clones the iterator there, and folds the
+/// rest of both: every walk yields the model, each key once.
+fn check_walks(snap: &Snap, model: &Model, split: usize) {
+    let mut it = snap.iter();
+    let mut seen = Model::new();
+    loop {
+        assert_eq!(it.len(), model.len() - seen.len());
+        let Some((k, v)) = it.next() else { break };
+        assert!(seen.insert(*k.0, **v).is_none(), "a key twice");
+    }
+    assert_eq!(&seen, model);
+    let mut it = snap.iter();
+    let head: Model = it.by_ref().take(split).map(|(k, v)| (*k.0, **v)).collect();
+    let copy = it.clone();
+    for rest in [it, copy] {
+        assert_eq!(rest.len(), model.len() - head.len());
+        let all = rest.fold(head.clone(), |mut all, (k, v)| {
+            assert!(all.insert(*k.0, **v).is_none(), "a key twice");
+            all
+        });
+        assert_eq!(&all, model);
+    }
+}
+
 fn check_diff(old: &Snap, old_model: &Model, new: &Snap, new_model: &Model) {
     let mut expected: Vec<(u8, Option<u16>, Option<u16>)> = Vec::new();
     for (k, v) in old_model {
@@ -97,7 +126,9 @@ fuzz_target!(|data: &[u8]| {
     // Entries lent (a `Box` key is not lent by default), so that the fuzzer
     // sees a double drop or a read after a drop of a lent entry; or, as in a
     // map of types not declared `Lendable`, cloned.
-    let builder = SnapMap::builder().hasher(Seeded::with_seed(u64::from(mode >> 2)));
+    // Sampling one call in 1 to 4, or none (without `instrument`, no effect).
+    let builder =
+        SnapMap::builder().hasher(Seeded::with_seed(u64::from(mode >> 2))).sample_every(u32::from(mode >> 2) % 5);
     let map: SnapMap<Key, Val, Seeded> = if mode & 2 == 0 { builder.lend_entries().build() } else { builder.build() };
     let mut model = Model::new();
     let mut kept: Vec<(Snap, Model)> = Vec::new();
@@ -132,7 +163,11 @@ fuzz_target!(|data: &[u8]| {
                     }
                 });
             }
-            6 => kept.push((map.snapshot(), model.clone())),
+            6 => {
+                let snap = map.snapshot();
+                check_walks(&snap, &model, usize::from(k));
+                kept.push((snap, model.clone()));
+            }
             7 => {
                 // Clear and load again in one batch (the one-pass load), from
                 // up to 15 following (key, value) pairs; a repeated key's last
