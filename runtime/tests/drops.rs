@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use common::{Registry, Tag, lending_map};
+use common::{Registry, Rng, Tag, lending_map};
 use snapview::{ReadGuard, SnapMap, Snapshot, View};
 
 /// A key equal by `n`, hashed by `group` only (equal groups collide fully).
@@ -89,18 +89,6 @@ impl Env {
     }
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u32) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % u64::from(n)) as u32
-    }
-}
-
 /// Steps per random run: `SNAPVIEW_TEST_STEPS` (the valgrind run in CI uses
 /// fewer), 1500 by default.
 fn steps() -> u32 {
@@ -126,40 +114,40 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
 
     for step in 0..steps() {
         // A read guard held across this step's write, sometimes.
-        let guard: Option<ReadGuard<Key, Val>> = (rng.below(6) == 0).then(|| map.read());
-        match rng.below(20) {
+        let guard: Option<ReadGuard<Key, Val>> = (rng.below_u32(6) == 0).then(|| map.read());
+        match rng.below_u32(20) {
             0..=6 => {
-                let old = map.insert(env.key(rng.below(keys)), env.val(step));
+                let old = map.insert(env.key(rng.below_u32(keys)), env.val(step));
                 drop(old);
             }
             7..=11 => {
-                let probe = env.key(rng.below(keys));
+                let probe = env.key(rng.below_u32(keys));
                 let removed = map.remove(&probe);
                 if let Some(v) = &removed {
                     assert!(env.reg.is_live(v.tag.id()), "a removed value is handed back alive");
                 }
             }
             12..=15 => map.update(|tx| {
-                for _ in 0..rng.below(12) {
-                    match rng.below(5) {
-                        0..=2 => drop(tx.insert(env.key(rng.below(keys)), env.val(step))),
-                        3 => drop(tx.remove_entry(&env.key(rng.below(keys)))),
+                for _ in 0..rng.below_u32(12) {
+                    match rng.below_u32(5) {
+                        0..=2 => drop(tx.insert(env.key(rng.below_u32(keys)), env.val(step))),
+                        3 => drop(tx.remove_entry(&env.key(rng.below_u32(keys)))),
                         _ => {
-                            let m = 2 + rng.below(5);
+                            let m = 2 + rng.below_u32(5);
                             tx.retain(|_, v| v.n % m != 0);
                         }
                     }
                 }
             }),
             16 => {
-                if rng.below(4) == 0 {
+                if rng.below_u32(4) == 0 {
                     map.clear();
                 }
             }
             17 | 18 => held.push(map.snapshot()),
             _ => {
                 if !held.is_empty() {
-                    let i = rng.below(held.len() as u32) as usize;
+                    let i = rng.below_u32(held.len() as u32) as usize;
                     held.swap_remove(i);
                 }
             }

@@ -10,12 +10,15 @@
 //! default: `cargo test --test stress -- --ignored`) for a minute, or for
 //! `SNAPVIEW_STRESS_SECS` seconds if set.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use snapview::{SnapMap, Snapshot, View};
 
 const ACCOUNTS: u32 = 64;
@@ -33,22 +36,6 @@ const READERS: usize = 3;
 type Map = SnapMap<u32, i64>;
 /// A snapshot a reader holds on to, and what it looked like when taken.
 type Held = (Snapshot<u32, i64>, Fingerprint);
-
-/// A small deterministic generator (xorshift64*), to need no extra crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
-    }
-}
 
 /// What a reader remembers of a snapshot, to see later that it did not change.
 #[derive(Debug, PartialEq)]
@@ -101,15 +88,15 @@ fn writer(map: &Map, id: u32, stop: &AtomicBool) -> u64 {
     let mut scratch = false;
     let mut published = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        match rng.below(10) {
+        match rng.below_u32(10) {
             // A batch of several transfers.
             0..=5 => {
-                let transfers = 1 + rng.below(4);
+                let transfers = 1 + rng.below_u32(4);
                 let moves: Vec<(u32, u32, i64)> = (0..transfers)
-                    .map(|_| (rng.below(ACCOUNTS), rng.below(ACCOUNTS), i64::from(rng.below(100)) - 50))
+                    .map(|_| (rng.below_u32(ACCOUNTS), rng.below_u32(ACCOUNTS), i64::from(rng.below_u32(100)) - 50))
                     .collect();
                 // Half of the batches write in place (`get_mut`, `entry`).
-                let in_place = rng.below(2) == 0;
+                let in_place = rng.below_u32(2) == 0;
                 map.update(|tx| {
                     for &(from, to, amount) in &moves {
                         if in_place {
@@ -131,10 +118,10 @@ fn writer(map: &Map, id: u32, stop: &AtomicBool) -> u64 {
             }
             // Add or remove one of this writer's pairs, atomically.
             6..=8 => {
-                let n = rng.below(PAIRS_PER_WRITER);
+                let n = rng.below_u32(PAIRS_PER_WRITER);
                 let key = PAIRS + 2 * (id * PAIRS_PER_WRITER + n);
                 let was = present[n as usize];
-                let x = i64::from(rng.below(1_000)) + 1;
+                let x = i64::from(rng.below_u32(1_000)) + 1;
                 map.update(|tx| {
                     if was {
                         assert!(tx.remove(&key).is_some());
@@ -174,7 +161,7 @@ fn reader(map: &Map, id: usize, stop: &AtomicBool) -> (Vec<Held>, usize) {
     let mut distinct = 0usize;
     let mut previous: Option<Snapshot<u32, i64>> = None;
     while !stop.load(Ordering::Relaxed) {
-        let snap = if rng.below(2) == 0 { map.snapshot() } else { map.read().to_snapshot() };
+        let snap = if rng.below_u32(2) == 0 { map.snapshot() } else { map.read().to_snapshot() };
         assert!(snap.version() >= last_version, "version went back from {last_version} to {}", snap.version());
         if snap.version() > last_version {
             distinct += 1;
@@ -218,9 +205,9 @@ fn reader(map: &Map, id: usize, stop: &AtomicBool) -> (Vec<Held>, usize) {
         previous = Some(snap.clone());
 
         // Hold some snapshots for a while and check they never change.
-        if rng.below(8) == 0 {
+        if rng.below_u32(8) == 0 {
             if held.len() >= 8 {
-                let (old, old_fp) = held.swap_remove(rng.below(8) as usize);
+                let (old, old_fp) = held.swap_remove(rng.below_u32(8) as usize);
                 assert_eq!(fingerprint(&old), old_fp, "a held snapshot changed");
                 check_consistent(&old);
             }

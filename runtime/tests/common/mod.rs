@@ -152,6 +152,10 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+
+    pub fn below_u32(&mut self, n: u32) -> u32 {
+        (self.next() % u64::from(n)) as u32
+    }
 }
 
 /// A key whose hash is shared by groups of three (`0..3`, `3..6`, ...): full
