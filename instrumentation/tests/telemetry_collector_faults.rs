@@ -175,6 +175,12 @@ fn absent_collector_grpc() {
 }
 
 #[test]
+fn absent_collector_http() {
+    let _serial = one_at_a_time();
+    survives("absent, HTTP", Protocol::HttpProtobuf, &dead_endpoint());
+}
+
+#[test]
 fn hanging_collector_grpc() {
     let _serial = one_at_a_time();
     let collector = FaultyCollector::start(Fault::Hang);
@@ -195,6 +201,14 @@ fn resetting_collector_grpc() {
     let _serial = one_at_a_time();
     let collector = FaultyCollector::start(Fault::Reset);
     survives("resetting, gRPC", Protocol::Grpc, &collector.endpoint);
+    assert!(collector.accepted() > 0, "the exporter never connected: the resets were not exercised");
+}
+
+#[test]
+fn resetting_collector_http() {
+    let _serial = one_at_a_time();
+    let collector = FaultyCollector::start(Fault::Reset);
+    survives("resetting, HTTP", Protocol::HttpProtobuf, &collector.endpoint);
     assert!(collector.accepted() > 0, "the exporter never connected: the resets were not exercised");
 }
 
