@@ -319,7 +319,8 @@ impl IterProbe {
     ///
     /// The first `next()` is always watched. After it, a traced iteration
     /// watches every `next()` (each is timed for `max_next_ns`, and may have a
-    /// span); a sampled one only the `next()` that its sampling will time, and
+    /// span); a sampled one only the `next()` that its sampling will time, or
+    /// if that falls past the end, the `next()` that finds nothing left (`0`);
     /// an iteration that is neither none.
     #[inline]
     pub fn next_watch(&mut self, remaining: usize) -> Option<usize> {
@@ -333,7 +334,11 @@ impl IterProbe {
                 if untimed > 0 {
                     watch.plain_from = Some(remaining);
                 }
-                remaining.checked_sub(untimed)
+                // No `next()` left to time: the one that finds nothing
+                // left is still watched, so that the iteration's time ends
+                // there and not at the iterator's drop, which a `while let`
+                // loop, or an iterator kept in a struct, may put off.
+                Some(remaining.saturating_sub(untimed))
             }
         }
     }

@@ -145,11 +145,15 @@ mod on {
             remaining.wrapping_sub(self.watch_at)
         }
 
-        /// Whether any later `next()` of this iteration is watched (then a
-        /// `fold` walks by `next()`, not by the plain fold).
+        /// Whether a later `next()` of this iteration that can yield an
+        /// item is watched (then a `fold` walks by `next()`, not by the
+        /// plain fold, and a node change ends the window before it). The
+        /// `next()` that finds nothing left (`watch_at == 0`) needs
+        /// neither: the window runs to the end, and a `fold` ends where the
+        /// iterator's drop records the iteration.
         #[inline(always)]
         pub(crate) fn watches_again(&self) -> bool {
-            self.watch_at != NEVER
+            !matches!(self.watch_at, 0 | NEVER)
         }
 
         /// The hook of a copy of the iterator with `remaining` items left: a
