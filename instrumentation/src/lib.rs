@@ -54,6 +54,7 @@ pub use report::{BUCKET_BOUNDS_NS, OpStats, Report, report};
 pub use spans::TARGET;
 pub use telemetry::{BoxedLayer, Telemetry, TelemetryBuilder, TelemetryError, TelemetryGuard};
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use telemetry::{
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, MAX_OTLP_MAPS, MIN_EXPORT_TIMEOUT, Protocol,
 };

@@ -39,8 +39,10 @@ mod otlp;
 mod span_queue;
 
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use metrics::MAX_OTLP_MAPS;
 #[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use otlp::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, MIN_EXPORT_TIMEOUT, Protocol};
 
 /// A layer over the [`Registry`] every telemetry subscriber is built on, as

@@ -366,6 +366,8 @@ mod serde_impls {
     use super::{Snapshot, View};
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
+    /// Serializes as a map of the view's entries.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<K: Serialize, V: Serialize, S> Serialize for View<K, V, S> {
         fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
             let mut map = serializer.serialize_map(Some(self.len()))?;

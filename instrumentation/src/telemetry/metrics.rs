@@ -43,6 +43,7 @@ const NANOS_PER_SECOND: f64 = 1e9;
 /// How many map names OTLP export covers: the first this many the process
 /// named (Prometheus text and the debug endpoint show every map). Each
 /// instrument's series table is allocated for them up front.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const MAX_OTLP_MAPS: usize = 64;
 
 /// The meter's name: the instrumentation scope of every snapview metric.

@@ -29,18 +29,22 @@ use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};
 /// otherwise: snapview's spans down to DEBUG, which leaves out the TRACE
 /// `snapview.iter.next` span of every iterator step (one per item would
 /// flood the export queue), and INFO for everything else.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const DEFAULT_OTLP_FILTER: &str = "info,snapview=debug";
 
 /// Default bound of one export, retries included, and of the wait for the
 /// exporters when the guard is dropped.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest export timeout [`TelemetryBuilder::otlp_timeout`] takes.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const MAX_EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shortest export timeout [`TelemetryBuilder::otlp_timeout`] takes: a
 /// zero one would fail every export at once, and let the guard's drop return
 /// before the final export, losing everything without a word.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const MIN_EXPORT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Spans that may wait for export; more are dropped and counted. The SDK's
@@ -64,6 +68,7 @@ const EXPORT_PATH_CRATES: [&str; 10] = [
 ];
 
 /// Transport of the OTLP export.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Protocol {
