@@ -12,7 +12,7 @@ use std::pin::pin;
 use std::process::ExitCode;
 use std::task::Poll;
 
-use snapview::instrument::{Protocol, Telemetry, TelemetryGuard};
+use snapview::instrument::{Telemetry, TelemetryGuard};
 use snapview_examples::gateway::cli::{self, Args};
 use snapview_examples::gateway::{Service, ShutdownReport, StartError};
 
@@ -87,24 +87,11 @@ async fn start(args: &Args) -> Result<Service, String> {
 /// export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, plus tokio-console with
 /// the `console` feature in a `--cfg tokio_unstable` build.
 fn install_telemetry() -> Result<TelemetryGuard, String> {
-    let mut builder = Telemetry::builder().service_name("snapview-demo");
-    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
-        let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
-            Ok("http/protobuf") => Protocol::HttpProtobuf,
-            Ok("grpc") | Ok("") | Err(std::env::VarError::NotPresent) => Protocol::Grpc,
-            // Exporting with another protocol than the collector speaks
-            // would fail at every export, with nothing but SDK warnings.
-            Ok(other) => {
-                return Err(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc (the default) or http/protobuf"
-                ));
-            }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err("OTEL_EXPORTER_OTLP_PROTOCOL is not valid Unicode".to_owned());
-            }
-        };
-        builder = builder.otlp(protocol);
-    }
+    // OTLP as the environment says: on when OTEL_EXPORTER_OTLP_ENDPOINT is
+    // set, with the protocol of OTEL_EXPORTER_OTLP_PROTOCOL (a value the
+    // pipeline does not speak stops the start with a message naming it).
+    #[cfg_attr(not(all(feature = "console", tokio_unstable)), allow(unused_mut))]
+    let mut builder = Telemetry::builder().service_name("snapview-demo").otlp_from_env();
     #[cfg(all(feature = "console", tokio_unstable))]
     {
         builder = builder.console(true);

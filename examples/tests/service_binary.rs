@@ -96,7 +96,10 @@ fn an_unsupported_otlp_protocol_is_refused_at_start() {
         .expect("the service example runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported"), "{stderr}");
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not valid: expected grpc or http/protobuf"),
+        "{stderr}"
+    );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"), "it did not start");
 }
 

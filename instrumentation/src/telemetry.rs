@@ -36,6 +36,8 @@ mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
 #[cfg(feature = "otlp")]
+mod otlp_env;
+#[cfg(feature = "otlp")]
 mod span_queue;
 
 #[cfg(feature = "otlp")]
@@ -236,6 +238,15 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
+    /// The protocol the pipeline exports with; `None` if it does not export
+    /// (OTLP not asked for, `otlp_from_env` with no endpoint in the
+    /// environment, or `OTEL_SDK_DISABLED=true`).
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    pub fn otlp_protocol(&self) -> Option<Protocol> {
+        self.otlp.as_ref().map(otlp::Pipeline::protocol)
+    }
+
     /// Spans that were not exported so far: refused because the export queue
     /// was full, or in a batch the collector did not take (down, slow,
     /// refusing). Always 0 without OTLP export.
@@ -280,6 +291,17 @@ pub enum TelemetryError {
     },
     /// `install` found a global default subscriber already set.
     GlobalDefaultAlreadySet(SetGlobalDefaultError),
+    /// A standard OpenTelemetry environment variable that the pipeline reads
+    /// (`OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`, ...) is set to a value it cannot use.
+    InvalidEnvironment {
+        /// The variable.
+        var: &'static str,
+        /// Its value (lossily decoded if it was not Unicode).
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for TelemetryError {
@@ -297,6 +319,9 @@ impl fmt::Display for TelemetryError {
             TelemetryError::GlobalDefaultAlreadySet(_) => {
                 f.write_str("a global default tracing subscriber is already set; use `build` to embed instead")
             }
+            TelemetryError::InvalidEnvironment { var, value, expected } => {
+                write!(f, "{var}={value:?} is not valid: expected {expected}")
+            }
         }
     }
 }
@@ -308,6 +333,7 @@ impl Error for TelemetryError {
             TelemetryError::ConsoleNeedsTokioUnstable => None,
             TelemetryError::Exporter { source, .. } => Some(source.as_ref()),
             TelemetryError::GlobalDefaultAlreadySet(source) => Some(source),
+            TelemetryError::InvalidEnvironment { .. } => None,
         }
     }
 }

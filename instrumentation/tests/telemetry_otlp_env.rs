@@ -1,5 +1,6 @@
 //! The OTLP pipeline honours `OTEL_EXPORTER_OTLP_ENDPOINT` and
-//! `OTEL_SERVICE_NAME` when the builder sets neither. The environment is
+//! `OTEL_SERVICE_NAME` (or the `service.name` of `OTEL_RESOURCE_ATTRIBUTES`)
+//! when the builder sets neither. The environment is
 //! process-wide, so the exporting side runs as a child process (this same
 //! test binary, running the ignored `child_exports_with_the_environment`).
 #![cfg(feature = "otlp")]
@@ -15,19 +16,25 @@ use snapview_instrument::{Protocol, Telemetry};
 
 #[test]
 fn endpoint_and_service_name_come_from_the_environment() {
+    let receiver = export_from_a_child(&[("OTEL_SERVICE_NAME", "env-named-service")]);
+    assert!(receiver.service_names().iter().any(|name| name == "env-named-service"), "{:?}", receiver.service_names());
+}
+
+/// Runs `child_exports_with_the_environment` with `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// naming a receiver, `vars` and no other naming variable; returns the
+/// receiver once the child's span reached it.
+fn export_from_a_child(vars: &[(&str, &str)]) -> otlp_receiver::ReceiverHandle {
     let (endpoint, receiver) = otlp_receiver::start();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_exports_with_the_environment", "--nocapture"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_SERVICE_NAME", "env-named-service")
-        .status()
-        .unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child.args(["--ignored", "--exact", "child_exports_with_the_environment", "--nocapture"]);
+    child.env_remove("OTEL_SERVICE_NAME").env_remove("OTEL_RESOURCE_ATTRIBUTES");
+    let status = child.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint).envs(vars.iter().copied()).status().unwrap();
     assert!(status.success());
     assert!(
         receiver.wait_until(Duration::from_secs(10), |r| !spans_named(&r.spans(), "snapview.snapshot").is_empty()),
         "no span reached {endpoint}"
     );
-    assert!(receiver.service_names().iter().any(|name| name == "env-named-service"), "{:?}", receiver.service_names());
+    receiver
 }
 
 #[test]
@@ -38,4 +45,14 @@ fn child_exports_with_the_environment() {
         drop(tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "env", version = 1u64));
     });
     drop(guard); // flushes
+}
+
+/// Without `OTEL_SERVICE_NAME`, the `service.name` of
+/// `OTEL_RESOURCE_ATTRIBUTES` is kept, not replaced by the executable's
+/// name; the other attributes go along.
+#[test]
+fn the_service_name_of_the_resource_attributes_is_kept() {
+    let attributes = "service.name=attribute-named-service,deployment.environment=test";
+    let receiver = export_from_a_child(&[("OTEL_RESOURCE_ATTRIBUTES", attributes)]);
+    assert_eq!(receiver.service_names(), ["attribute-named-service"]);
 }

@@ -22,6 +22,7 @@ use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 
 use super::metric_export::{self, MetricExport};
 use super::metrics::{Histograms, SCOPE, SharedReport};
+use super::otlp_env::{self, process_env};
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};
 
@@ -46,10 +47,6 @@ pub const MAX_EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// before the final export, losing everything without a word.
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const MIN_EXPORT_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// Spans that may wait for export; more are dropped and counted. The SDK's
-/// default, a few batches' worth.
-const MAX_QUEUED_SPANS: usize = 2048;
 
 /// Crates on the export path. Their spans are never exported, whatever the
 /// filter: exporting the spans of an export would feed the queue forever.
@@ -79,28 +76,49 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
-/// The OTLP part of a [`TelemetryBuilder`]; export is on when `protocol` is.
+/// Whether the pipeline exports, as the builder last said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Export {
+    #[default]
+    Off,
+    With(Protocol),
+    /// As the environment says, when the pipeline is built.
+    AsTheEnvironmentSays,
+}
+
+/// The OTLP part of a [`TelemetryBuilder`].
 #[derive(Debug)]
 pub(super) struct OtlpConfig {
-    protocol: Option<Protocol>,
+    export: Export,
     service_name: Option<String>,
     endpoint: Option<String>,
     filter: String,
     metrics_interval: Option<Duration>,
-    timeout: Duration,
+    /// As given to the builder; else `OTEL_EXPORTER_OTLP_TIMEOUT`, else the default.
+    timeout: Option<Duration>,
 }
 
 impl Default for OtlpConfig {
     fn default() -> Self {
         OtlpConfig {
-            protocol: None,
+            export: Export::Off,
             service_name: None,
             endpoint: None,
             filter: DEFAULT_OTLP_FILTER.to_owned(),
             metrics_interval: None,
-            timeout: DEFAULT_EXPORT_TIMEOUT,
+            timeout: None,
         }
     }
+}
+
+/// What the pipeline starts with: the builder's settings with the
+/// environment's filled in.
+#[derive(Clone, Copy)]
+struct Resolved<'a> {
+    config: &'a OtlpConfig,
+    protocol: Protocol,
+    timeout: Duration,
+    max_queued_spans: usize,
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
@@ -114,8 +132,30 @@ impl TelemetryBuilder {
     /// and `http://localhost:4318` for HTTP. The exporters need no runtime
     /// from the application: gRPC runs on a private one-thread tokio runtime,
     /// HTTP on a blocking client.
+    ///
+    /// `OTEL_SDK_DISABLED=true` in the environment turns export off all
+    /// the same, as it does the SDK's. This call and
+    /// [`otlp_from_env`](Self::otlp_from_env) replace each other: the
+    /// last one made decides.
     pub fn otlp(mut self, protocol: Protocol) -> Self {
-        self.otlp.protocol = Some(protocol);
+        self.otlp.export = Export::With(protocol);
+        self
+    }
+
+    /// Exports over OTLP if the environment configures it, the way
+    /// deployments configure OpenTelemetry SDKs: when
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces' or metrics' own
+    /// `..._ENDPOINT`) is set and `OTEL_SDK_DISABLED` is not `true`; with
+    /// the protocol `OTEL_EXPORTER_OTLP_PROTOCOL` names (`grpc`, the
+    /// default, or `http/protobuf`; the signals' own `..._PROTOCOL`
+    /// variables are read too, and must agree, since both signals go one
+    /// way). Otherwise nothing is exported; the guard's
+    /// [`otlp_protocol`](super::TelemetryGuard::otlp_protocol) tells which.
+    /// A protocol this pipeline does not speak (`http/json`) makes
+    /// [`build`](Self::build) fail with
+    /// [`TelemetryError::InvalidEnvironment`].
+    pub fn otlp_from_env(mut self) -> Self {
+        self.otlp.export = Export::AsTheEnvironmentSays;
         self
     }
 
@@ -150,15 +190,16 @@ impl TelemetryBuilder {
     }
 
     /// The longest one export may take, retries included, and the longest
-    /// dropping the guard waits for the exporters. Default
-    /// [`DEFAULT_EXPORT_TIMEOUT`] (2 s); at most [`MAX_EXPORT_TIMEOUT`]
+    /// dropping the guard waits for the exporters. Default:
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else
+    /// [`DEFAULT_EXPORT_TIMEOUT`] (2 s). Either way at most [`MAX_EXPORT_TIMEOUT`]
     /// (60 s), which a longer one is taken as, so that a collector that went
     /// away cannot hold a program's exit for longer; at least
     /// [`MIN_EXPORT_TIMEOUT`] (100 ms), which a shorter one is taken as.
     /// It bounds connecting too: a collector host that never answers costs
     /// each export this long, not the system's connect timeout.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
-        self.otlp.timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
+        self.otlp.timeout = Some(timeout);
         self
     }
 }
@@ -166,25 +207,57 @@ impl TelemetryBuilder {
 impl OtlpConfig {
     /// Starts the exporters if OTLP is on, returning them and the layer that
     /// feeds them.
+    ///
+    /// The span queue holds `OTEL_BSP_MAX_QUEUE_SIZE` spans, else
+    /// 2048, the SDK's default.
     pub(super) fn start(self) -> Result<Option<(Pipeline, BoxedLayer)>, TelemetryError> {
-        let Some(protocol) = self.protocol else { return Ok(None) };
+        let Some(resolved) = self.resolve(&process_env)? else { return Ok(None) };
         // The hint says "any level" so that the directives' own hint decides
         // the combined one; without it the global level would become TRACE.
         let not_export_path = filter_fn(|meta| !on_export_path(meta.target())).with_max_level_hint(LevelFilter::TRACE);
         let filter = parse_filter(&self.filter)?.and(not_export_path);
-        let pipeline = Pipeline::start(&self, protocol)?;
+        let pipeline = Pipeline::start(&resolved)?;
         let tracer = pipeline.tracer_provider.tracer(env!("CARGO_PKG_NAME"));
         let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter).boxed();
         Ok(Some((pipeline, layer)))
     }
 
+    /// The protocol, timeout and queue size to start with, or `None` if
+    /// nothing is exported. Reads the environment through `env`.
+    fn resolve(&self, env: &impl Fn(&str) -> Option<String>) -> Result<Option<Resolved<'_>>, TelemetryError> {
+        if otlp_env::sdk_disabled(env) {
+            return Ok(None);
+        }
+        let protocol = match self.export {
+            Export::Off => return Ok(None),
+            Export::With(protocol) => protocol,
+            Export::AsTheEnvironmentSays if !otlp_env::endpoint_configured(env) => return Ok(None),
+            Export::AsTheEnvironmentSays => otlp_env::protocol(env)?,
+        };
+        let timeout = match self.timeout {
+            Some(timeout) => timeout,
+            None => otlp_env::timeout(env)?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
+        };
+        let timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
+        let max_queued_spans = otlp_env::max_queued_spans(env)?;
+        Ok(Some(Resolved { config: self, protocol, timeout, max_queued_spans }))
+    }
+
+    /// The SDK's resource (which reads `OTEL_RESOURCE_ATTRIBUTES`) with the
+    /// `service.name` of the builder, else of `OTEL_SERVICE_NAME`, else of
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else the executable's name rather than
+    /// the SDK's `unknown_service`.
     fn resource(&self) -> Resource {
-        let name =
-            self.service_name.clone().or_else(|| std::env::var("OTEL_SERVICE_NAME").ok()).or_else(executable_name);
-        let builder = Resource::builder();
-        match name {
-            Some(name) => builder.with_service_name(name).build(),
-            None => builder.build(),
+        let name = self.service_name.clone().or_else(|| std::env::var("OTEL_SERVICE_NAME").ok());
+        if let Some(name) = name {
+            return Resource::builder().with_service_name(name).build();
+        }
+        let resource = Resource::builder().build();
+        let service_name = resource.get(&opentelemetry::Key::from_static_str("service.name"));
+        let unnamed = service_name.is_none_or(|name| name.as_str().starts_with("unknown_service"));
+        match executable_name() {
+            Some(name) if unnamed => Resource::builder().with_service_name(name).build(),
+            _ => resource,
         }
     }
 
@@ -214,13 +287,15 @@ pub(super) struct Pipeline {
     tracer_provider: SdkTracerProvider,
     meter_provider: SdkMeterProvider,
     span_losses: Arc<SpanLosses>,
+    protocol: Protocol,
     timeout: Duration,
     /// The gRPC exporters' connections live here; `None` for HTTP.
     runtime: Option<Runtime>,
 }
 
 impl Pipeline {
-    fn start(config: &OtlpConfig, protocol: Protocol) -> Result<Pipeline, TelemetryError> {
+    fn start(resolved: &Resolved<'_>) -> Result<Pipeline, TelemetryError> {
+        let Resolved { config, protocol, timeout, max_queued_spans } = *resolved;
         let runtime = match protocol {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
@@ -228,7 +303,7 @@ impl Pipeline {
         let shared = Arc::new(SharedReport::default());
         let temporality = metric_export::temporality_preference(metric_export::env_var);
         let histograms = Histograms::new(Arc::clone(&shared), temporality);
-        let (span_exporter, metric_exporter) = match build_exporters(config, protocol, runtime.as_ref(), histograms) {
+        let (span_exporter, metric_exporter) = match build_exporters(resolved, runtime.as_ref(), histograms) {
             Ok(exporters) => exporters,
             Err(error) => {
                 // Dropping the runtime would block, and panic inside an
@@ -241,7 +316,7 @@ impl Pipeline {
         };
         let resource = config.resource();
 
-        let (processor, span_losses) = BoundedSpanProcessor::new(span_exporter, MAX_QUEUED_SPANS);
+        let (processor, span_losses) = BoundedSpanProcessor::new(span_exporter, max_queued_spans);
         let tracer_provider =
             SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.clone()).build();
 
@@ -255,7 +330,11 @@ impl Pipeline {
             .build();
         super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE), &shared);
 
-        Ok(Pipeline { tracer_provider, meter_provider, span_losses, timeout: config.timeout, runtime })
+        Ok(Pipeline { tracer_provider, meter_provider, span_losses, protocol, timeout, runtime })
+    }
+
+    pub(super) fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     pub(super) fn dropped_spans(&self) -> u64 {
@@ -295,13 +374,12 @@ impl Drop for Pipeline {
 /// spawns its connection task on the runtime current while it is built, and
 /// keeps using that runtime from the SDK's export threads.
 fn build_exporters(
-    config: &OtlpConfig,
-    protocol: Protocol,
+    resolved: &Resolved<'_>,
     runtime: Option<&Runtime>,
     histograms: Histograms,
 ) -> Result<(SpanExporter, MetricExport), TelemetryError> {
     let _entered = runtime.map(Runtime::enter);
-    Ok((span_exporter(config, protocol)?, metric_exporter(config, protocol, histograms)?))
+    Ok((span_exporter(resolved)?, metric_exporter(resolved, histograms)?))
 }
 
 /// A one-thread runtime for the gRPC connections, owned by the pipeline, so
@@ -315,17 +393,18 @@ fn export_runtime() -> Result<Runtime, TelemetryError> {
         .map_err(|source| TelemetryError::Exporter { what: "export runtime", source: source.into() })
 }
 
-fn span_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<SpanExporter, TelemetryError> {
+fn span_exporter(resolved: &Resolved<'_>) -> Result<SpanExporter, TelemetryError> {
+    let Resolved { config, protocol, timeout, .. } = *resolved;
     let endpoint = config.endpoint(protocol, "/v1/traces");
     let built = match protocol {
         Protocol::Grpc => {
-            let builder = with_common(SpanExporter::builder().with_tonic(), endpoint, config.timeout);
-            match grpc_channel(config, Signal::TRACES)? {
+            let builder = with_common(SpanExporter::builder().with_tonic(), endpoint, timeout);
+            match grpc_channel(config, timeout, Signal::TRACES)? {
                 Some(channel) => builder.with_channel(channel).build(),
                 None => builder.build(),
             }
         }
-        Protocol::HttpProtobuf => with_common(SpanExporter::builder().with_http(), endpoint, config.timeout)
+        Protocol::HttpProtobuf => with_common(SpanExporter::builder().with_http(), endpoint, timeout)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build(),
     };
@@ -334,13 +413,10 @@ fn span_exporter(config: &OtlpConfig, protocol: Protocol) -> Result<SpanExporter
 
 /// Our own metrics exporter (`metric_export`): the SDK's cannot carry the
 /// latency histograms.
-fn metric_exporter(
-    config: &OtlpConfig,
-    protocol: Protocol,
-    histograms: Histograms,
-) -> Result<MetricExport, TelemetryError> {
+fn metric_exporter(resolved: &Resolved<'_>, histograms: Histograms) -> Result<MetricExport, TelemetryError> {
+    let Resolved { config, protocol, timeout, .. } = *resolved;
     match protocol {
-        Protocol::Grpc => match grpc_channel(config, Signal::METRICS)? {
+        Protocol::Grpc => match grpc_channel(config, timeout, Signal::METRICS)? {
             Some(channel) => Ok(MetricExport::grpc(channel, histograms)),
             None => Err(TelemetryError::Exporter {
                 what: Signal::METRICS.what,
@@ -349,9 +425,7 @@ fn metric_exporter(
                     .into(),
             }),
         },
-        Protocol::HttpProtobuf => {
-            MetricExport::http(config.endpoint(protocol, "/v1/metrics"), config.timeout, histograms)
-        }
+        Protocol::HttpProtobuf => MetricExport::http(config.endpoint(protocol, "/v1/metrics"), timeout, histograms),
     }
 }
 
@@ -384,7 +458,11 @@ impl Signal {
 /// full accept queue) every export would wait for the kernel's connect
 /// timeout, some two minutes on Linux, and the spans behind it with it.
 /// Must run inside the export runtime (the channel spawns its task there).
-fn grpc_channel(config: &OtlpConfig, signal: Signal) -> Result<Option<tonic::transport::Channel>, TelemetryError> {
+fn grpc_channel(
+    config: &OtlpConfig,
+    timeout: Duration,
+    signal: Signal,
+) -> Result<Option<tonic::transport::Channel>, TelemetryError> {
     let endpoint_vars = [signal.endpoint_var, opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT];
     if endpoint_vars.iter().any(|var| matches!(std::env::var(var), Err(std::env::VarError::NotUnicode(_)))) {
         // The SDK's own build reports it.
@@ -399,7 +477,7 @@ fn grpc_channel(config: &OtlpConfig, signal: Signal) -> Result<Option<tonic::tra
     let endpoint = endpoint
         .user_agent(metric_export::USER_AGENT)
         .map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
-    Ok(Some(endpoint.timeout(config.timeout).connect_timeout(config.timeout).connect_lazy()))
+    Ok(Some(endpoint.timeout(timeout).connect_timeout(timeout).connect_lazy()))
 }
 
 /// The gRPC endpoint the SDK would use: the explicit one, else the signal's
@@ -470,6 +548,58 @@ mod tests {
         })
     }
 
+    /// What `config` resolves to in the environment `vars`: protocol,
+    /// timeout and queue size, or `None` if nothing is exported.
+    fn resolved_with(config: &OtlpConfig, vars: &[(&str, &str)]) -> Option<(Protocol, Duration, usize)> {
+        let env = |var: &str| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned());
+        config.resolve(&env).unwrap().map(|r| (r.protocol, r.timeout, r.max_queued_spans))
+    }
+
+    fn config(export: Export, timeout: Option<Duration>) -> OtlpConfig {
+        OtlpConfig { export, timeout, ..OtlpConfig::default() }
+    }
+
+    const ENDPOINT: (&str, &str) = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+    const HTTP: (&str, &str) = ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+
+    #[test]
+    fn from_the_environment_export_needs_an_endpoint() {
+        let from_env = config(Export::AsTheEnvironmentSays, None);
+        assert_eq!(resolved_with(&from_env, &[HTTP]), None);
+        let (protocol, timeout, queue) = resolved_with(&from_env, &[ENDPOINT, HTTP]).unwrap();
+        assert_eq!((protocol, timeout, queue), (Protocol::HttpProtobuf, DEFAULT_EXPORT_TIMEOUT, 2048));
+        assert_eq!(resolved_with(&from_env, &[ENDPOINT]).unwrap().0, Protocol::Grpc);
+    }
+
+    #[test]
+    fn the_builders_protocol_wins_and_the_sdk_switch_turns_everything_off() {
+        let explicit = config(Export::With(Protocol::Grpc), None);
+        assert_eq!(resolved_with(&explicit, &[ENDPOINT, HTTP]).unwrap().0, Protocol::Grpc);
+        assert_eq!(resolved_with(&explicit, &[]).unwrap().0, Protocol::Grpc, "an explicit protocol needs no endpoint");
+        let disabled = ("OTEL_SDK_DISABLED", "true");
+        assert_eq!(resolved_with(&explicit, &[disabled]), None);
+        assert_eq!(resolved_with(&config(Export::AsTheEnvironmentSays, None), &[ENDPOINT, disabled]), None);
+        assert_eq!(resolved_with(&config(Export::Off, None), &[ENDPOINT]), None);
+    }
+
+    #[test]
+    fn the_timeout_comes_from_the_builder_then_the_environment_and_is_bounded() {
+        let env_timeout = ("OTEL_EXPORTER_OTLP_TIMEOUT", "750");
+        let from_env = config(Export::With(Protocol::Grpc), None);
+        assert_eq!(resolved_with(&from_env, &[env_timeout]).unwrap().1, Duration::from_millis(750));
+        let explicit = config(Export::With(Protocol::Grpc), Some(Duration::from_secs(5)));
+        assert_eq!(resolved_with(&explicit, &[env_timeout]).unwrap().1, Duration::from_secs(5));
+        assert_eq!(resolved_with(&from_env, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "0")]).unwrap().1, MIN_EXPORT_TIMEOUT);
+        let hour = config(Export::With(Protocol::Grpc), Some(Duration::from_secs(3600)));
+        assert_eq!(resolved_with(&hour, &[]).unwrap().1, MAX_EXPORT_TIMEOUT);
+    }
+
+    #[test]
+    fn the_span_queue_takes_the_sdks_variable() {
+        let explicit = config(Export::With(Protocol::Grpc), None);
+        assert_eq!(resolved_with(&explicit, &[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]).unwrap().2, 64);
+    }
+
     #[test]
     fn the_explicit_endpoint_wins_over_the_environment() {
         let vars = [
@@ -502,7 +632,10 @@ mod tests {
 
     #[test]
     fn timeouts_are_bounded_both_ways() {
-        let timeout = |t| super::super::Telemetry::builder().otlp_timeout(t).otlp.timeout;
+        let timeout = |t| {
+            let builder = super::super::Telemetry::builder().otlp(Protocol::Grpc).otlp_timeout(t);
+            resolved_with(&builder.otlp, &[]).unwrap().1
+        };
         assert_eq!(timeout(Duration::ZERO), MIN_EXPORT_TIMEOUT);
         assert_eq!(timeout(Duration::MAX), MAX_EXPORT_TIMEOUT);
         assert_eq!(timeout(Duration::from_secs(3)), Duration::from_secs(3));

@@ -1,0 +1,174 @@
+//! The standard OpenTelemetry SDK variables that the pipeline reads itself,
+//! because it configures the SDK in code and code wins over the SDK's own
+//! reading of them: the protocol, the export timeout, the span queue's
+//! size, and the switch that turns the SDK off. The SDK still reads the
+//! others (endpoints, headers, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*` but
+//! the queue size, `OTEL_TRACES_SAMPLER`, `OTEL_METRIC_EXPORT_INTERVAL`).
+//!
+//! A value that is set but not valid is an error at `build()` naming the
+//! variable: the pipeline would otherwise export with a setting nobody
+//! chose, and a wrong protocol fails every export with nothing but the
+//! SDK's warnings to say why.
+
+use std::time::Duration;
+
+use super::TelemetryError;
+use super::otlp::Protocol;
+
+/// `OTEL_SDK_DISABLED`: the SDK's off switch for every signal.
+pub(super) const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// The protocol of both signals, unless a signal's own variable says otherwise.
+pub(super) const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+/// Milliseconds, as the specification has it.
+pub(super) const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub(super) const MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+const ENDPOINTS: [&str; 3] =
+    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"];
+
+/// Spans that may wait for export when `OTEL_BSP_MAX_QUEUE_SIZE` is not set:
+/// the SDK's default, a few batches' worth.
+pub(super) const DEFAULT_MAX_QUEUED_SPANS: usize = 2048;
+/// The largest queue `OTEL_BSP_MAX_QUEUE_SIZE` may ask for: the SDK's
+/// channel takes room for all of it up front.
+pub(super) const MAX_MAX_QUEUED_SPANS: usize = 1 << 20;
+
+/// Whether `OTEL_SDK_DISABLED` is `true` (in any case; any other value is false, as the specification reads booleans).
+pub(super) fn sdk_disabled(env: &impl Fn(&str) -> Option<String>) -> bool {
+    env(SDK_DISABLED).is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Whether any OTLP endpoint variable is set to something.
+pub(super) fn endpoint_configured(env: &impl Fn(&str) -> Option<String>) -> bool {
+    ENDPOINTS.iter().any(|var| env(var).is_some_and(|value| !value.trim().is_empty()))
+}
+
+/// The protocol the environment asks for: each signal's variable, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC. The pipeline exports both
+/// signals with one protocol, so signals asking for two are an error.
+pub(super) fn protocol(env: &impl Fn(&str) -> Option<String>) -> Result<Protocol, TelemetryError> {
+    let general = protocol_of(env, PROTOCOL)?;
+    let traces = protocol_of(env, TRACES_PROTOCOL)?.or(general);
+    let metrics = protocol_of(env, METRICS_PROTOCOL)?.or(general);
+    match (traces, metrics) {
+        (Some(traces), Some(metrics)) if traces != metrics => Err(TelemetryError::InvalidEnvironment {
+            var: METRICS_PROTOCOL,
+            value: env(METRICS_PROTOCOL).unwrap_or_default(),
+            expected: "the traces' protocol: snapview exports both signals with one protocol",
+        }),
+        (traces, metrics) => Ok(traces.or(metrics).unwrap_or_default()),
+    }
+}
+
+fn protocol_of(env: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<Option<Protocol>, TelemetryError> {
+    let Some(value) = env(var) else { return Ok(None) };
+    match value.trim() {
+        "" => Ok(None),
+        "grpc" => Ok(Some(Protocol::Grpc)),
+        "http/protobuf" => Ok(Some(Protocol::HttpProtobuf)),
+        _ => Err(TelemetryError::InvalidEnvironment { var, value, expected: "grpc or http/protobuf" }),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds; `None` if not set.
+pub(super) fn timeout(env: &impl Fn(&str) -> Option<String>) -> Result<Option<Duration>, TelemetryError> {
+    let Some(value) = env(TIMEOUT).filter(|value| !value.trim().is_empty()) else { return Ok(None) };
+    match value.trim().parse::<u64>() {
+        Ok(millis) => Ok(Some(Duration::from_millis(millis))),
+        Err(_) => Err(TelemetryError::InvalidEnvironment { var: TIMEOUT, value, expected: "milliseconds, e.g. 2000" }),
+    }
+}
+
+/// The span queue's bound: `OTEL_BSP_MAX_QUEUE_SIZE`, else [`DEFAULT_MAX_QUEUED_SPANS`].
+pub(super) fn max_queued_spans(env: &impl Fn(&str) -> Option<String>) -> Result<usize, TelemetryError> {
+    let Some(value) = env(MAX_QUEUE_SIZE).filter(|value| !value.trim().is_empty()) else {
+        return Ok(DEFAULT_MAX_QUEUED_SPANS);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(size) if (1..=MAX_MAX_QUEUED_SPANS).contains(&size) => Ok(size),
+        _ => Err(TelemetryError::InvalidEnvironment {
+            var: MAX_QUEUE_SIZE,
+            value,
+            expected: "a number of spans from 1 to 1048576",
+        }),
+    }
+}
+
+/// The process's environment, as the functions above read it: a variable
+/// that is not valid Unicode is reported as its lossy text, so that the
+/// error names it rather than taking it for unset.
+pub(super) fn process_env(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|value| value.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(var, _)| *var == name).map(|(_, value)| (*value).to_owned())
+    }
+
+    fn invalid_var(error: TelemetryError) -> &'static str {
+        match error {
+            TelemetryError::InvalidEnvironment { var, .. } => var,
+            other => panic!("not an environment error: {other}"),
+        }
+    }
+
+    #[test]
+    fn only_true_disables_the_sdk() {
+        assert!(sdk_disabled(&env_of(&[(SDK_DISABLED, "true")])));
+        assert!(sdk_disabled(&env_of(&[(SDK_DISABLED, " TRUE ")])));
+        for value in ["false", "1", "yes", ""] {
+            assert!(!sdk_disabled(&env_of(&[(SDK_DISABLED, value)])), "{value:?}");
+        }
+        assert!(!sdk_disabled(&env_of(&[])));
+    }
+
+    #[test]
+    fn an_empty_endpoint_variable_configures_nothing() {
+        assert!(!endpoint_configured(&env_of(&[])));
+        assert!(!endpoint_configured(&env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
+        assert!(endpoint_configured(&env_of(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317")])));
+        assert!(endpoint_configured(&env_of(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://c:4318")])));
+    }
+
+    #[test]
+    fn the_protocol_comes_from_the_signals_then_the_general_variable() {
+        assert_eq!(protocol(&env_of(&[])).unwrap(), Protocol::Grpc);
+        assert_eq!(protocol(&env_of(&[(PROTOCOL, "http/protobuf")])).unwrap(), Protocol::HttpProtobuf);
+        assert_eq!(protocol(&env_of(&[(PROTOCOL, "")])).unwrap(), Protocol::Grpc);
+        let both = [(PROTOCOL, "grpc"), (TRACES_PROTOCOL, "http/protobuf"), (METRICS_PROTOCOL, "http/protobuf")];
+        assert_eq!(protocol(&env_of(&both)).unwrap(), Protocol::HttpProtobuf);
+        assert_eq!(protocol(&env_of(&[(METRICS_PROTOCOL, "http/protobuf")])).unwrap(), Protocol::HttpProtobuf);
+    }
+
+    #[test]
+    fn a_protocol_not_spoken_or_two_protocols_are_errors() {
+        assert_eq!(invalid_var(protocol(&env_of(&[(PROTOCOL, "http/json")])).unwrap_err()), PROTOCOL);
+        assert_eq!(invalid_var(protocol(&env_of(&[(TRACES_PROTOCOL, "udp")])).unwrap_err()), TRACES_PROTOCOL);
+        let split = [(PROTOCOL, "grpc"), (METRICS_PROTOCOL, "http/protobuf")];
+        assert_eq!(invalid_var(protocol(&env_of(&split)).unwrap_err()), METRICS_PROTOCOL);
+    }
+
+    #[test]
+    fn the_timeout_is_milliseconds() {
+        assert_eq!(timeout(&env_of(&[])).unwrap(), None);
+        assert_eq!(timeout(&env_of(&[(TIMEOUT, "1500")])).unwrap(), Some(Duration::from_millis(1500)));
+        for value in ["1.5", "2s", "-1"] {
+            assert_eq!(invalid_var(timeout(&env_of(&[(TIMEOUT, value)])).unwrap_err()), TIMEOUT, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_queue_size_is_bounded() {
+        assert_eq!(max_queued_spans(&env_of(&[])).unwrap(), DEFAULT_MAX_QUEUED_SPANS);
+        assert_eq!(max_queued_spans(&env_of(&[(MAX_QUEUE_SIZE, "16")])).unwrap(), 16);
+        assert_eq!(max_queued_spans(&env_of(&[(MAX_QUEUE_SIZE, "1048576")])).unwrap(), MAX_MAX_QUEUED_SPANS);
+        for value in ["0", "1048577", "many"] {
+            assert_eq!(invalid_var(max_queued_spans(&env_of(&[(MAX_QUEUE_SIZE, value)])).unwrap_err()), MAX_QUEUE_SIZE);
+        }
+    }
+}

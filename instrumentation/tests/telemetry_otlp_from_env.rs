@@ -1,0 +1,233 @@
+//! The standard OpenTelemetry variables the pipeline reads itself:
+//! `otlp_from_env()` exports when an endpoint variable is set, with the
+//! protocol `OTEL_EXPORTER_OTLP_PROTOCOL` names; `OTEL_SDK_DISABLED=true`
+//! turns export off even when the builder asks for it;
+//! `OTEL_EXPORTER_OTLP_TIMEOUT` bounds exports and shutdown;
+//! `OTEL_BSP_MAX_QUEUE_SIZE` bounds the span queue; a value the pipeline
+//! cannot use is an error naming its variable. The environment is
+//! process-wide, so each case's exporting side runs as a child process:
+//! this test binary, running one of the ignored `child_*` tests with the
+//! environment the case gives it.
+#![cfg(feature = "otlp")]
+
+#[path = "support/otlp_http_receiver.rs"]
+mod otlp_http_receiver;
+#[path = "support/otlp_receiver.rs"]
+mod otlp_receiver;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use otlp_receiver::spans_named;
+use snapview_instrument::{Protocol, Telemetry, TelemetryError};
+
+/// Every variable a case may set, removed first so that the machine's own
+/// environment cannot decide a case.
+const OTEL_VARS: [&str; 13] = [
+    "OTEL_SDK_DISABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+];
+
+/// Runs the ignored test `child` in a child process with exactly `vars` of
+/// the OpenTelemetry ones, and asserts that it passed.
+fn run_child(child: &str, vars: &[(&str, &str)]) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--ignored", "--exact", child, "--nocapture"]);
+    for var in OTEL_VARS {
+        command.env_remove(var);
+    }
+    for (var, value) in vars {
+        command.env(var, value);
+    }
+    let status = command.status().unwrap();
+    assert!(status.success(), "{child} failed with {vars:?}");
+}
+
+/// Builds with the builder `configure` gives, checks the protocol the guard
+/// reports, emits one span and flushes on drop.
+fn export_one_span(
+    configure: impl FnOnce(snapview_instrument::TelemetryBuilder) -> snapview_instrument::TelemetryBuilder,
+    expected: Option<Protocol>,
+) {
+    let (subscriber, guard) = configure(Telemetry::builder().fmt(false)).build().unwrap();
+    assert_eq!(guard.otlp_protocol(), expected);
+    tracing::subscriber::with_default(subscriber, || {
+        drop(tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "from-env", version = 1u64));
+    });
+    drop(guard);
+}
+
+#[test]
+fn from_the_environment_http_protobuf_when_the_protocol_says_so() {
+    let receiver = otlp_http_receiver::start();
+    run_child(
+        "child_exports_over_http",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+    );
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |r| r.requests().iter().any(|r| r.path == "/v1/traces")),
+        "no trace export reached {}",
+        receiver.endpoint
+    );
+}
+
+#[test]
+#[ignore = "run by from_the_environment_http_protobuf_when_the_protocol_says_so"]
+fn child_exports_over_http() {
+    export_one_span(|builder| builder.otlp_from_env(), Some(Protocol::HttpProtobuf));
+}
+
+#[test]
+fn from_the_environment_grpc_by_default() {
+    let (endpoint, receiver) = otlp_receiver::start();
+    run_child("child_exports_over_grpc", &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &endpoint)]);
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |r| !spans_named(&r.spans(), "snapview.snapshot").is_empty()),
+        "no span reached {endpoint}"
+    );
+}
+
+#[test]
+#[ignore = "run by from_the_environment_grpc_by_default"]
+fn child_exports_over_grpc() {
+    export_one_span(|builder| builder.otlp_from_env(), Some(Protocol::Grpc));
+}
+
+#[test]
+fn from_the_environment_nothing_without_an_endpoint() {
+    run_child("child_exports_nothing", &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]);
+}
+
+#[test]
+#[ignore = "run by from_the_environment_nothing_without_an_endpoint"]
+fn child_exports_nothing() {
+    export_one_span(|builder| builder.otlp_from_env(), None);
+}
+
+#[test]
+fn the_sdk_switch_turns_off_even_an_explicit_protocol() {
+    let (endpoint, receiver) = otlp_receiver::start();
+    run_child("child_disabled", &[("OTEL_SDK_DISABLED", "true"), ("COLLECTOR", &endpoint)]);
+    // The child flushed on exit had it exported anything.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(receiver.spans().is_empty(), "{} spans exported with OTEL_SDK_DISABLED=true", receiver.spans().len());
+}
+
+#[test]
+#[ignore = "run by the_sdk_switch_turns_off_even_an_explicit_protocol"]
+fn child_disabled() {
+    let endpoint = std::env::var("COLLECTOR").unwrap();
+    export_one_span(|builder| builder.otlp(Protocol::Grpc).otlp_endpoint(endpoint), None);
+}
+
+#[test]
+fn a_protocol_the_pipeline_does_not_speak_is_an_error_naming_the_variable() {
+    run_child(
+        "child_refuses_json",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+    );
+}
+
+#[test]
+#[ignore = "run by a_protocol_the_pipeline_does_not_speak_is_an_error_naming_the_variable"]
+fn child_refuses_json() {
+    let error = Telemetry::builder().fmt(false).otlp_from_env().build().map(drop).unwrap_err();
+    assert!(
+        matches!(error, TelemetryError::InvalidEnvironment { var: "OTEL_EXPORTER_OTLP_PROTOCOL", .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\""), "{message}");
+}
+
+/// A collector that accepts connections and never answers: every export
+/// waits for the export timeout.
+struct Silent {
+    endpoint: String,
+    _held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn silent_collector() -> Silent {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    Silent { endpoint, _held: held }
+}
+
+#[test]
+fn the_environments_timeout_bounds_the_shutdown() {
+    let collector = silent_collector();
+    // 2 s by default: the child's bound below would fail.
+    run_child(
+        "child_shuts_down_within_the_timeout",
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "300"), ("COLLECTOR", &collector.endpoint)],
+    );
+}
+
+#[test]
+#[ignore = "run by the_environments_timeout_bounds_the_shutdown"]
+fn child_shuts_down_within_the_timeout() {
+    let endpoint = std::env::var("COLLECTOR").unwrap();
+    let (subscriber, guard) =
+        Telemetry::builder().fmt(false).otlp(Protocol::Grpc).otlp_endpoint(endpoint).build().unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        drop(tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "timeout", version = 1u64));
+    });
+    let start = Instant::now();
+    drop(guard);
+    let shutdown = start.elapsed();
+    eprintln!("shutdown with a silent collector and a 300 ms timeout: {shutdown:?}");
+    assert!(shutdown < Duration::from_millis(1500), "shutdown took {shutdown:?}");
+}
+
+#[test]
+fn the_environments_queue_size_bounds_the_span_queue() {
+    let collector = silent_collector();
+    run_child(
+        "child_queues_at_most_16",
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "16"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("COLLECTOR", &collector.endpoint),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "run by the_environments_queue_size_bounds_the_span_queue"]
+fn child_queues_at_most_16() {
+    const SPANS: u64 = 1000;
+    let endpoint = std::env::var("COLLECTOR").unwrap();
+    let (subscriber, guard) =
+        Telemetry::builder().fmt(false).otlp(Protocol::Grpc).otlp_endpoint(endpoint).build().unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..SPANS {
+            drop(tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "queue", version = 1u64));
+        }
+    });
+    // The first export of at most 16 spans waits on the silent collector;
+    // nothing else is admitted meanwhile. With the default queue (2048) all
+    // 1000 would be admitted, and none dropped yet.
+    let dropped = guard.dropped_spans();
+    assert!(dropped >= SPANS - 16, "only {dropped} of {SPANS} spans dropped with a queue of 16");
+    drop(guard);
+}
