@@ -39,6 +39,8 @@ mod otlp;
 mod otlp_env;
 #[cfg(feature = "otlp")]
 mod span_queue;
+#[cfg(feature = "otlp")]
+mod transport;
 
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]

@@ -120,6 +120,9 @@
 //!   `Sync`, `UnwindSafe`) are the same with and without it.
 //! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
 //!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.
+//! - `otlp-tls`: `otlp`, plus TLS for `https://` collectors, with the
+//!   platform's roots or a given CA, and client certificates. Requires
+//!   rustls with aws-lc-rs (a C library built from source: a C compiler).
 //! - `console`: `instrument`, plus tokio-console support in the telemetry
 //!   pipeline. Requires `console-subscriber` and `--cfg tokio_unstable`.
 //! - `pprof`: `instrument`, plus the `/debug/pprof` endpoint ([`debug`]): an

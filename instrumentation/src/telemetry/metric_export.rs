@@ -14,14 +14,13 @@
 //! collector that takes no metrics at all (Jaeger takes only traces: gRPC
 //! `Unimplemented`, HTTP 404) is told once, as a warning, and not as an
 //! export error every interval; exports go on, in case it starts taking them.
-//! No TLS is compiled in.
+//! Its channel and client come from [`transport`](super::transport), TLS included.
 
 use std::fmt;
 use std::time::Duration;
 
 use opentelemetry_otlp::{
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-    OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -35,16 +34,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 
-use super::TelemetryError;
 use super::metrics::Histograms;
 use crate::sync::unmodelled::{AtomicBool, Ordering};
-
-const WHAT: &str = "metric exporter";
-
-/// Who is exporting, for the collector's logs (the SDK's exporter says
-/// `OTel-OTLP-Exporter-Rust/<version>`).
-pub(super) const USER_AGENT: &str =
-    concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"), " OTel-OTLP-Exporter-Rust/0.33");
 
 /// Sends the metrics of each collection, histograms included.
 #[derive(Debug)]
@@ -86,36 +77,11 @@ impl MetricExport {
         Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
 
-    /// Exports over HTTP/protobuf to `url` (the explicit endpoint with
-    /// `/v1/metrics` if there is one, else the SDK's variables).
-    pub(super) fn http(url: Option<String>, timeout: Duration, histograms: Histograms) -> Result<Self, TelemetryError> {
-        let url = url.unwrap_or_else(|| http_url(env_var));
-        let parsed =
-            reqwest::Url::parse(&url).map_err(|source| exporter_error(format!("endpoint {url:?}: {source}")))?;
-        if parsed.scheme() != "http" {
-            return Err(exporter_error(format!("endpoint {url:?}: only http:// is supported (no TLS is compiled in)")));
-        }
+    /// Exports over HTTP/protobuf to `url` with `client`.
+    pub(super) fn http(client: reqwest::blocking::Client, url: String, histograms: Histograms) -> Self {
         let headers = http_headers(&configured_headers(env_var));
-        // reqwest's blocking client starts a runtime of its own, which must
-        // not happen on a thread of the application's runtime, where the
-        // builder may be called.
-        let client = std::thread::Builder::new()
-            .name("snapview-otlp-client".into())
-            .spawn(move || {
-                let builder = reqwest::blocking::Client::builder().user_agent(USER_AGENT);
-                builder.timeout(timeout).connect_timeout(timeout).build()
-            })
-            .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?
-            .join()
-            .map_err(|_| exporter_error("building the HTTP client panicked".to_owned()))?
-            .map_err(|source| TelemetryError::Exporter { what: WHAT, source: source.into() })?;
         let transport = Transport::Http { client, url, headers };
-        Ok(Self {
-            transport,
-            temporality: histograms.temporality(),
-            histograms,
-            told_no_metrics: AtomicBool::new(false),
-        })
+        Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
 
     fn tell_no_metrics_once(&self) {
@@ -249,22 +215,8 @@ pub(super) fn temporality_preference(env: impl Fn(&str) -> Option<String>) -> Te
     })
 }
 
-fn exporter_error(message: String) -> TelemetryError {
-    TelemetryError::Exporter { what: WHAT, source: message.into() }
-}
-
 pub(super) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
-}
-
-/// The HTTP endpoint the SDK would use without an explicit one: the metrics
-/// variable as it is, else the general one with `/v1/metrics`, else
-/// `http://localhost:4318/v1/metrics` (empty values skipped).
-fn http_url(env: impl Fn(&str) -> Option<String>) -> String {
-    let set = |var: &str| env(var).filter(|value| !value.is_empty());
-    set(OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)
-        .or_else(|| set(OTEL_EXPORTER_OTLP_ENDPOINT).map(|base| format!("{}/v1/metrics", base.trim_end_matches('/'))))
-        .unwrap_or_else(|| "http://localhost:4318/v1/metrics".to_owned())
 }
 
 /// The extra headers: `OTEL_EXPORTER_OTLP_METRICS_HEADERS`, else
@@ -365,16 +317,5 @@ mod tests {
         assert_eq!(temporality_preference(env_of(&[(var, "Delta")])), Temporality::Delta);
         assert_eq!(temporality_preference(env_of(&[(var, " lowmemory ")])), Temporality::LowMemory);
         assert_eq!(temporality_preference(env_of(&[(var, "sometimes")])), Temporality::Cumulative);
-    }
-
-    #[test]
-    fn the_http_url_follows_the_sdks_variables() {
-        assert_eq!(http_url(env_of(&[])), "http://localhost:4318/v1/metrics");
-        assert_eq!(http_url(env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1/")])), "http://c:1/v1/metrics");
-        let both =
-            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1"), ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:2/x")];
-        assert_eq!(http_url(env_of(&both)), "http://m:2/x");
-        let empty = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1"), ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "")];
-        assert_eq!(http_url(env_of(&empty)), "http://c:1/v1/metrics");
     }
 }

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithTonicConfig};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -24,6 +24,7 @@ use super::metric_export::{self, MetricExport};
 use super::metrics::{Histograms, SCOPE, SharedReport};
 use super::otlp_env::{self, process_env};
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
+use super::transport::{self, Connect, Signal, TlsFiles};
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};
 
 /// The OTLP layer's filter unless [`TelemetryBuilder::otlp_filter`] says
@@ -96,6 +97,7 @@ pub(super) struct OtlpConfig {
     metrics_interval: Option<Duration>,
     /// As given to the builder; else `OTEL_EXPORTER_OTLP_TIMEOUT`, else the default.
     timeout: Option<Duration>,
+    tls: TlsFiles,
 }
 
 impl Default for OtlpConfig {
@@ -107,6 +109,7 @@ impl Default for OtlpConfig {
             filter: DEFAULT_OTLP_FILTER.to_owned(),
             metrics_interval: None,
             timeout: None,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -119,6 +122,12 @@ struct Resolved<'a> {
     protocol: Protocol,
     timeout: Duration,
     max_queued_spans: usize,
+}
+
+impl Resolved<'_> {
+    fn connect(&self) -> Connect<'_> {
+        Connect { endpoint: self.config.endpoint.as_deref(), timeout: self.timeout, tls: &self.config.tls }
+    }
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
@@ -202,6 +211,35 @@ impl TelemetryBuilder {
         self.otlp.timeout = Some(timeout);
         self
     }
+
+    /// For an `https://` endpoint: a PEM file of the certificates to trust
+    /// for the collector, instead of the platform's roots (a private CA, a
+    /// self-signed collector). Default: `OTEL_EXPORTER_OTLP_CERTIFICATE`
+    /// (or the signal's own `..._TRACES_CERTIFICATE` /
+    /// `..._METRICS_CERTIFICATE`), else the platform's roots. Read and
+    /// checked when the pipeline is built: a missing file, or one with no
+    /// certificate in it, is a [`TelemetryError::Exporter`].
+    #[cfg(feature = "otlp-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp-tls")))]
+    pub fn otlp_certificate(mut self, pem_file: impl Into<std::path::PathBuf>) -> Self {
+        self.otlp.tls.certificate = Some(pem_file.into());
+        self
+    }
+
+    /// For an `https://` endpoint: the client certificate (PEM, the chain)
+    /// and its private key (PEM) to present to a collector that asks for
+    /// one (mutual TLS). Default: `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`
+    /// and `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or the signal's own), else none.
+    #[cfg(feature = "otlp-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp-tls")))]
+    pub fn otlp_client_identity(
+        mut self,
+        certificate_pem_file: impl Into<std::path::PathBuf>,
+        key_pem_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.otlp.tls.client = Some((certificate_pem_file.into(), key_pem_file.into()));
+        self
+    }
 }
 
 impl OtlpConfig {
@@ -259,15 +297,6 @@ impl OtlpConfig {
             Some(name) if unnamed => Resource::builder().with_service_name(name).build(),
             _ => resource,
         }
-    }
-
-    /// `endpoint` for gRPC; for HTTP, `endpoint` with the signal's path.
-    fn endpoint(&self, protocol: Protocol, http_path: &str) -> Option<String> {
-        let base = self.endpoint.as_deref()?;
-        Some(match protocol {
-            Protocol::Grpc => base.to_owned(),
-            Protocol::HttpProtobuf => format!("{}{http_path}", base.trim_end_matches('/')),
-        })
     }
 }
 
@@ -394,122 +423,40 @@ fn export_runtime() -> Result<Runtime, TelemetryError> {
 }
 
 fn span_exporter(resolved: &Resolved<'_>) -> Result<SpanExporter, TelemetryError> {
-    let Resolved { config, protocol, timeout, .. } = *resolved;
-    let endpoint = config.endpoint(protocol, "/v1/traces");
-    let built = match protocol {
-        Protocol::Grpc => {
-            let builder = with_common(SpanExporter::builder().with_tonic(), endpoint, timeout);
-            match grpc_channel(config, timeout, Signal::TRACES)? {
-                Some(channel) => builder.with_channel(channel).build(),
-                None => builder.build(),
-            }
-        }
-        Protocol::HttpProtobuf => with_common(SpanExporter::builder().with_http(), endpoint, timeout)
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+    let connect = resolved.connect();
+    let signal = &Signal::TRACES;
+    let built = match resolved.protocol {
+        Protocol::Grpc => SpanExporter::builder()
+            .with_tonic()
+            .with_timeout(connect.timeout)
+            .with_channel(transport::grpc_channel(connect, signal)?)
             .build(),
+        Protocol::HttpProtobuf => {
+            let url = transport::http_url(connect.endpoint, signal, process_env);
+            SpanExporter::builder()
+                .with_http()
+                .with_http_client(transport::http_client(&url, connect, signal)?)
+                .with_endpoint(url)
+                .with_timeout(connect.timeout)
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .build()
+        }
     };
-    built.map_err(|source| TelemetryError::Exporter { what: "trace exporter", source: source.into() })
+    built.map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })
 }
 
 /// Our own metrics exporter (`metric_export`): the SDK's cannot carry the
 /// latency histograms.
 fn metric_exporter(resolved: &Resolved<'_>, histograms: Histograms) -> Result<MetricExport, TelemetryError> {
-    let Resolved { config, protocol, timeout, .. } = *resolved;
-    match protocol {
-        Protocol::Grpc => match grpc_channel(config, timeout, Signal::METRICS)? {
-            Some(channel) => Ok(MetricExport::grpc(channel, histograms)),
-            None => Err(TelemetryError::Exporter {
-                what: Signal::METRICS.what,
-                source: "the gRPC metrics endpoint must be a plain http:// one (no TLS is compiled in), \
-                         and its environment variables valid Unicode"
-                    .into(),
-            }),
-        },
-        Protocol::HttpProtobuf => MetricExport::http(config.endpoint(protocol, "/v1/metrics"), timeout, histograms),
-    }
-}
-
-/// The environment variables of one signal's gRPC endpoint.
-struct Signal {
-    what: &'static str,
-    endpoint_var: &'static str,
-    insecure_var: &'static str,
-}
-
-impl Signal {
-    const TRACES: Signal = Signal {
-        what: "trace exporter",
-        endpoint_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-        insecure_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_INSECURE,
-    };
-    const METRICS: Signal = Signal {
-        what: "metric exporter",
-        endpoint_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-        insecure_var: opentelemetry_otlp::OTEL_EXPORTER_OTLP_METRICS_INSECURE,
-    };
-}
-
-/// A plain-text gRPC channel that also gives up *connecting* after the
-/// export timeout, for a plain `http://` endpoint; `None` for any other (TLS,
-/// a Unix socket), which the SDK builds itself, or rejects.
-///
-/// The SDK's own channel bounds each request but not the connection under
-/// it: toward a host that silently drops connection attempts (a firewall, a
-/// full accept queue) every export would wait for the kernel's connect
-/// timeout, some two minutes on Linux, and the spans behind it with it.
-/// Must run inside the export runtime (the channel spawns its task there).
-fn grpc_channel(
-    config: &OtlpConfig,
-    timeout: Duration,
-    signal: Signal,
-) -> Result<Option<tonic::transport::Channel>, TelemetryError> {
-    let endpoint_vars = [signal.endpoint_var, opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT];
-    if endpoint_vars.iter().any(|var| matches!(std::env::var(var), Err(std::env::VarError::NotUnicode(_)))) {
-        // The SDK's own build reports it.
-        return Ok(None);
-    }
-    let endpoint = grpc_endpoint(config.endpoint.as_deref(), &signal, |var| std::env::var(var).ok());
-    if !endpoint.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
-        return Ok(None);
-    }
-    let endpoint = tonic::transport::Endpoint::from_shared(endpoint)
-        .map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
-    let endpoint = endpoint
-        .user_agent(metric_export::USER_AGENT)
-        .map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
-    Ok(Some(endpoint.timeout(timeout).connect_timeout(timeout).connect_lazy()))
-}
-
-/// The gRPC endpoint the SDK would use: the explicit one, else the signal's
-/// variable, else `OTEL_EXPORTER_OTLP_ENDPOINT` (empty values skipped), else
-/// `http://localhost:4317`; one without a scheme gets `http://` if the
-/// `INSECURE` variables say `true`, else `https://`.
-fn grpc_endpoint(explicit: Option<&str>, signal: &Signal, env: impl Fn(&str) -> Option<String>) -> String {
-    let set = |var: &str| env(var).filter(|value| !value.is_empty());
-    let endpoint = explicit
-        .filter(|endpoint| !endpoint.is_empty())
-        .map(str::to_owned)
-        .or_else(|| set(signal.endpoint_var))
-        .or_else(|| set(opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT))
-        .unwrap_or_else(|| "http://localhost:4317".to_owned());
-    let has_scheme = endpoint.split_once("://").is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
-    if has_scheme {
-        return endpoint;
-    }
-    let insecure = env(signal.insecure_var)
-        .or_else(|| env(opentelemetry_otlp::OTEL_EXPORTER_OTLP_INSECURE))
-        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
-    format!("{}://{endpoint}", if insecure { "http" } else { "https" })
-}
-
-/// An explicit endpoint (else the SDK's environment and defaults) and the
-/// export timeout, which also bounds the exporter's retries.
-fn with_common<B: WithExportConfig>(builder: B, endpoint: Option<String>, timeout: Duration) -> B {
-    let builder = builder.with_timeout(timeout);
-    match endpoint {
-        Some(endpoint) => builder.with_endpoint(endpoint),
-        None => builder,
-    }
+    let connect = resolved.connect();
+    let signal = &Signal::METRICS;
+    Ok(match resolved.protocol {
+        Protocol::Grpc => MetricExport::grpc(transport::grpc_channel(connect, signal)?, histograms),
+        Protocol::HttpProtobuf => {
+            let url = transport::http_url(connect.endpoint, signal, process_env);
+            MetricExport::http(transport::http_client(&url, connect, signal)?, url, histograms)
+        }
+    })
 }
 
 /// Runs each task on a thread of its own and waits for them until `timeout`
@@ -541,12 +488,6 @@ fn run_bounded<const N: usize>(timeout: Duration, tasks: [Box<dyn FnOnce() + Sen
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn endpoint_with(explicit: Option<&str>, vars: &[(&str, &str)]) -> String {
-        grpc_endpoint(explicit, &Signal::TRACES, |var| {
-            vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
-        })
-    }
 
     /// What `config` resolves to in the environment `vars`: protocol,
     /// timeout and queue size, or `None` if nothing is exported.
@@ -598,36 +539,6 @@ mod tests {
     fn the_span_queue_takes_the_sdks_variable() {
         let explicit = config(Export::With(Protocol::Grpc), None);
         assert_eq!(resolved_with(&explicit, &[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]).unwrap().2, 64);
-    }
-
-    #[test]
-    fn the_explicit_endpoint_wins_over_the_environment() {
-        let vars = [
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:1"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:2"),
-        ];
-        assert_eq!(endpoint_with(Some("http://mine:3"), &vars), "http://mine:3");
-        assert_eq!(endpoint_with(Some(""), &vars), "http://traces:1");
-    }
-
-    #[test]
-    fn the_signal_variable_wins_over_the_general_one_and_empty_ones_are_skipped() {
-        assert_eq!(endpoint_with(None, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:2")]), "http://all:2");
-        let vars = [("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:2")];
-        assert_eq!(endpoint_with(None, &vars), "http://all:2");
-        let vars = [("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4")];
-        assert_eq!(endpoint_with(None, &vars), "http://localhost:4317", "another signal's variable");
-    }
-
-    #[test]
-    fn an_endpoint_without_scheme_is_tls_unless_insecure() {
-        assert_eq!(endpoint_with(Some("collector:4317"), &[]), "https://collector:4317");
-        let insecure = [("OTEL_EXPORTER_OTLP_INSECURE", "TRUE")];
-        assert_eq!(endpoint_with(Some("collector:4317"), &insecure), "http://collector:4317");
-        let vars = [("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "false"), ("OTEL_EXPORTER_OTLP_INSECURE", "true")];
-        assert_eq!(endpoint_with(Some("collector:4317"), &vars), "https://collector:4317", "the signal's own wins");
-        assert_eq!(endpoint_with(Some("collector:4317/p://q"), &insecure), "http://collector:4317/p://q");
-        assert_eq!(endpoint_with(Some("https://collector:4317"), &insecure), "https://collector:4317");
     }
 
     #[test]

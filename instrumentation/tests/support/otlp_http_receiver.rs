@@ -51,6 +51,46 @@ pub fn start_traces_only() -> HttpReceiver {
     serve(Router::new().route("/v1/traces", post(keep)))
 }
 
+/// Like [`start`], over TLS (the including crate's feature `otlp-tls`,
+/// and the dev-dependencies `rustls`, `tokio-rustls`, `hyper`, `hyper-util`):
+/// the server presents `certificate` with `key` (PEM), at
+/// `https://127.0.0.1:<port>`.
+#[cfg(feature = "otlp-tls")]
+pub fn start_tls(certificate: &str, key: &str) -> HttpReceiver {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_slice_iter(certificate.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let log = Log::default();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let endpoint = format!("https://{}", listener.local_addr().unwrap());
+    let app =
+        Router::new().route("/v1/traces", post(keep)).route("/v1/metrics", post(keep)).with_state(Arc::clone(&log));
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    HttpReceiver { endpoint, log, _runtime: runtime }
+}
+
 fn serve(routes: Router<Log>) -> HttpReceiver {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let log = Log::default();

@@ -44,21 +44,36 @@ use tonic::{Request, Response, Status};
 /// endpoint (`http://127.0.0.1:<port>`, for `otlp_endpoint`) and the handle
 /// that reads what it received. The receiver stops when the handle is dropped.
 pub fn start() -> (String, ReceiverHandle) {
-    serve(true)
+    serve(true, tonic::transport::Server::builder(), "http")
 }
 
 /// Like [`start`], but serving only the trace service, as Jaeger does: a
 /// metrics export gets gRPC's `Unimplemented`.
 pub fn start_traces_only() -> (String, ReceiverHandle) {
-    serve(false)
+    serve(false, tonic::transport::Server::builder(), "http")
 }
 
-fn serve(with_metrics: bool) -> (String, ReceiverHandle) {
+/// Like [`start`], over TLS (the including crate's feature `otlp-tls`):
+/// the server presents `certificate` with `key` (PEM), at
+/// `https://127.0.0.1:<port>`, and if `client_ca` (PEM) is given, takes
+/// only clients presenting a certificate it signed (mutual TLS).
+#[cfg(feature = "otlp-tls")]
+pub fn start_tls(certificate: &str, key: &str, client_ca: Option<&str>) -> (String, ReceiverHandle) {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(certificate, key));
+    let tls = match client_ca {
+        Some(ca) => tls.client_ca_root(Certificate::from_pem(ca)),
+        None => tls,
+    };
+    serve(true, tonic::transport::Server::builder().tls_config(tls).unwrap(), "https")
+}
+
+fn serve(with_metrics: bool, mut server: tonic::transport::Server, scheme: &str) -> (String, ReceiverHandle) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let received = Received::default();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let server = tonic::transport::Server::builder()
+    let endpoint = format!("{scheme}://{}", listener.local_addr().unwrap());
+    let server = server
         .add_service(TraceServiceServer::new(received.clone()))
         .add_optional_service(with_metrics.then(|| MetricsServiceServer::new(received.clone())))
         .serve_with_incoming(TcpListenerStream::new(listener));
