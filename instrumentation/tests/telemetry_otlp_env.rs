@@ -53,6 +53,7 @@ fn child_exports_with_the_environment() {
 #[test]
 fn the_service_name_of_the_resource_attributes_is_kept() {
     let attributes = "service.name=attribute-named-service,deployment.environment=test";
-    let receiver = export_from_a_child(&[("OTEL_RESOURCE_ATTRIBUTES", attributes)]);
+    // Empty is unset, as the specification reads variables.
+    let receiver = export_from_a_child(&[("OTEL_RESOURCE_ATTRIBUTES", attributes), ("OTEL_SERVICE_NAME", "")]);
     assert_eq!(receiver.service_names(), ["attribute-named-service"]);
 }

@@ -286,7 +286,9 @@ impl OtlpConfig {
     /// `OTEL_RESOURCE_ATTRIBUTES`, else the executable's name rather than
     /// the SDK's `unknown_service`.
     fn resource(&self) -> Resource {
-        let name = self.service_name.clone().or_else(|| std::env::var("OTEL_SERVICE_NAME").ok());
+        // An empty variable is an unset one, as the specification reads them.
+        let from_env = std::env::var("OTEL_SERVICE_NAME").ok().filter(|name| !name.trim().is_empty());
+        let name = self.service_name.clone().or(from_env);
         if let Some(name) = name {
             return Resource::builder().with_service_name(name).build();
         }

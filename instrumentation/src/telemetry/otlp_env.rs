@@ -1,9 +1,11 @@
 //! The standard OpenTelemetry SDK variables that the pipeline reads itself,
 //! because it configures the SDK in code and code wins over the SDK's own
 //! reading of them: the protocol, the export timeout, the span queue's
-//! size, and the switch that turns the SDK off. The SDK still reads the
-//! others (endpoints, headers, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*` but
-//! the queue size, `OTEL_TRACES_SAMPLER`, `OTEL_METRIC_EXPORT_INTERVAL`).
+//! size, and the switch that turns the SDK off. The endpoints,
+//! `..._INSECURE` and the TLS files are read by
+//! [`transport`](super::transport), the way the SDK reads them; the SDK
+//! still reads the headers, `OTEL_RESOURCE_ATTRIBUTES`, the other
+//! `OTEL_BSP_*`, `OTEL_TRACES_SAMPLER` and `OTEL_METRIC_EXPORT_INTERVAL`.
 //!
 //! A value that is set but not valid is an error at `build()` naming the
 //! variable: the pipeline would otherwise export with a setting nobody
@@ -45,20 +47,26 @@ pub(super) fn endpoint_configured(env: &impl Fn(&str) -> Option<String>) -> bool
 }
 
 /// The protocol the environment asks for: each signal's variable, else
-/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC. The pipeline exports both
-/// signals with one protocol, so signals asking for two are an error.
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC (this pipeline's default, as
+/// the builder's; the specification recommends `http/protobuf` for SDKs).
+/// The pipeline exports both signals with one protocol, so signals that
+/// end up asking for two are an error, naming the signal's variable that
+/// made them differ.
 pub(super) fn protocol(env: &impl Fn(&str) -> Option<String>) -> Result<Protocol, TelemetryError> {
     let general = protocol_of(env, PROTOCOL)?;
-    let traces = protocol_of(env, TRACES_PROTOCOL)?.or(general);
-    let metrics = protocol_of(env, METRICS_PROTOCOL)?.or(general);
-    match (traces, metrics) {
-        (Some(traces), Some(metrics)) if traces != metrics => Err(TelemetryError::InvalidEnvironment {
-            var: METRICS_PROTOCOL,
-            value: env(METRICS_PROTOCOL).unwrap_or_default(),
-            expected: "the traces' protocol: snapview exports both signals with one protocol",
-        }),
-        (traces, metrics) => Ok(traces.or(metrics).unwrap_or_default()),
+    let traces = protocol_of(env, TRACES_PROTOCOL)?;
+    let metrics = protocol_of(env, METRICS_PROTOCOL)?;
+    let of_traces = traces.or(general).unwrap_or_default();
+    let of_metrics = metrics.or(general).unwrap_or_default();
+    if of_traces != of_metrics {
+        let var = if metrics.is_some() { METRICS_PROTOCOL } else { TRACES_PROTOCOL };
+        return Err(TelemetryError::InvalidEnvironment {
+            var,
+            value: env(var).unwrap_or_default(),
+            expected: "the other signal's protocol: snapview exports traces and metrics with one protocol",
+        });
     }
+    Ok(of_traces)
 }
 
 fn protocol_of(env: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<Option<Protocol>, TelemetryError> {
@@ -142,7 +150,8 @@ mod tests {
         assert_eq!(protocol(&env_of(&[(PROTOCOL, "")])).unwrap(), Protocol::Grpc);
         let both = [(PROTOCOL, "grpc"), (TRACES_PROTOCOL, "http/protobuf"), (METRICS_PROTOCOL, "http/protobuf")];
         assert_eq!(protocol(&env_of(&both)).unwrap(), Protocol::HttpProtobuf);
-        assert_eq!(protocol(&env_of(&[(METRICS_PROTOCOL, "http/protobuf")])).unwrap(), Protocol::HttpProtobuf);
+        let same = [(TRACES_PROTOCOL, "http/protobuf"), (METRICS_PROTOCOL, "http/protobuf")];
+        assert_eq!(protocol(&env_of(&same)).unwrap(), Protocol::HttpProtobuf);
     }
 
     #[test]
@@ -151,6 +160,11 @@ mod tests {
         assert_eq!(invalid_var(protocol(&env_of(&[(TRACES_PROTOCOL, "udp")])).unwrap_err()), TRACES_PROTOCOL);
         let split = [(PROTOCOL, "grpc"), (METRICS_PROTOCOL, "http/protobuf")];
         assert_eq!(invalid_var(protocol(&env_of(&split)).unwrap_err()), METRICS_PROTOCOL);
+        let split = [(PROTOCOL, "grpc"), (TRACES_PROTOCOL, "http/protobuf")];
+        assert_eq!(invalid_var(protocol(&env_of(&split)).unwrap_err()), TRACES_PROTOCOL, "the variable that is set");
+        // Alone, a signal's variable leaves the other signal on the default.
+        let alone = [(METRICS_PROTOCOL, "http/protobuf")];
+        assert_eq!(invalid_var(protocol(&env_of(&alone)).unwrap_err()), METRICS_PROTOCOL);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub(super) fn grpc_channel(connect: Connect<'_>, signal: &Signal) -> Result<Chan
         .connect_timeout(connect.timeout);
     let endpoint = match scheme(&url).as_deref() {
         Some("http") => endpoint,
-        Some("https") => tls::grpc(endpoint, &url, connect.tls, signal)?,
+        Some("https") => tls::grpc(endpoint, &url, connect.timeout, connect.tls, signal)?,
         _ => return Err(signal.error(format!("endpoint {url:?}: the scheme must be http:// or https://"))),
     };
     Ok(endpoint.connect_lazy())
@@ -158,7 +158,7 @@ pub(super) fn http_client(
         .timeout(connect.timeout)
         .connect_timeout(connect.timeout);
     let builder = match scheme(url).as_deref() {
-        Some("http") => builder,
+        Some("http") => tls::plain(builder),
         Some("https") => tls::http(builder, url, connect.tls, signal)?,
         _ => return Err(signal.error(format!("endpoint {url:?}: the scheme must be http:// or https://"))),
     };
@@ -171,7 +171,20 @@ pub(super) fn http_client(
         .map_err(|source| signal.error(source.to_string()))?
         .join()
         .map_err(|_| signal.error("building the HTTP client panicked"))?
-        .map_err(|source| signal.error(source.to_string()))
+        .map_err(|error| signal.error(with_causes(&error)))
+}
+
+/// An error and its causes, one after another: reqwest's says only "builder
+/// error", and why (no CA certificates on the host, say) is in its source.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// The URL's scheme, in lower case; `None` if it has none.
@@ -182,6 +195,8 @@ fn scheme(url: &str) -> Option<String> {
 /// Without `otlp-tls`: an `https://` endpoint is refused, saying what would take it.
 #[cfg(not(feature = "otlp-tls"))]
 mod tls {
+    use std::time::Duration;
+
     use tonic::transport::Endpoint;
 
     use super::{Signal, TelemetryError, TlsFiles};
@@ -190,8 +205,18 @@ mod tls {
         signal.error(format!("endpoint {url:?}: TLS needs the `otlp-tls` feature (of snapview or snapview-instrument)"))
     }
 
-    pub(super) fn grpc(_: Endpoint, url: &str, _: &TlsFiles, signal: &Signal) -> Result<Endpoint, TelemetryError> {
+    pub(super) fn grpc(
+        _: Endpoint,
+        url: &str,
+        _: Duration,
+        _: &TlsFiles,
+        signal: &Signal,
+    ) -> Result<Endpoint, TelemetryError> {
         Err(refused(url, signal))
+    }
+
+    pub(super) fn plain(builder: reqwest::blocking::ClientBuilder) -> reqwest::blocking::ClientBuilder {
+        builder
     }
 
     pub(super) fn http(
@@ -209,6 +234,7 @@ mod tls {
 #[cfg(feature = "otlp-tls")]
 mod tls {
     use std::path::{Path, PathBuf};
+    use std::time::Duration;
 
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -231,19 +257,41 @@ mod tls {
     pub(super) fn grpc(
         endpoint: Endpoint,
         url: &str,
+        timeout: Duration,
         files: &TlsFiles,
         signal: &Signal,
     ) -> Result<Endpoint, TelemetryError> {
         let pem = Pem::for_signal(files, signal)?;
+        // The handshake has no bound of its own: the channel's connect
+        // timeout ends with the TCP connection, and the request's starts
+        // only once connected. A collector that takes the connection and
+        // never answers would hold every later export.
+        let config = ClientTlsConfig::new().timeout(timeout);
+        // tonic names the server by the URI's host, brackets and all for an
+        // IPv6 literal, which no certificate matches.
+        let config = match endpoint.uri().host() {
+            Some(host) if host.starts_with('[') => {
+                config.domain_name(host.trim_start_matches('[').trim_end_matches(']'))
+            }
+            _ => config,
+        };
         let config = match pem.roots {
-            Some(roots) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(roots)),
-            None => ClientTlsConfig::new().with_native_roots(),
+            Some(roots) => config.ca_certificate(Certificate::from_pem(roots)),
+            None => config.with_native_roots(),
         };
         let config = match pem.identity {
             Some((certificate, key)) => config.identity(Identity::from_pem(certificate, key)),
             None => config,
         };
         endpoint.tls_config(config).map_err(|source| signal.error(format!("endpoint {url:?}: {source}")))
+    }
+
+    /// A client for `http://` only: reqwest builds its TLS setup for every
+    /// client, and with no certificates of its own it loads the platform's,
+    /// failing the build on a host that has none (a `scratch` image), which
+    /// a plain endpoint does not need.
+    pub(super) fn plain(builder: reqwest::blocking::ClientBuilder) -> reqwest::blocking::ClientBuilder {
+        builder.tls_certs_only([])
     }
 
     pub(super) fn http(
@@ -260,7 +308,9 @@ mod tls {
         };
         Ok(match pem.identity {
             Some((certificate, key)) => {
-                let both = [certificate, key].concat();
+                // On lines of their own: a certificate file without a final
+                // newline would run its END line into the key's BEGIN line.
+                let both = [certificate, b"\n".to_vec(), key].concat();
                 builder.identity(reqwest::Identity::from_pem(&both).map_err(invalid)?)
             }
             None => builder,

@@ -54,21 +54,32 @@ pub fn start_traces_only() -> HttpReceiver {
 /// Like [`start`], over TLS (the including crate's feature `otlp-tls`,
 /// and the dev-dependencies `rustls`, `tokio-rustls`, `hyper`, `hyper-util`):
 /// the server presents `certificate` with `key` (PEM), at
-/// `https://127.0.0.1:<port>`.
+/// `https://127.0.0.1:<port>`, and if `client_ca` (PEM) is given, takes
+/// only clients presenting a certificate it signed (mutual TLS).
 #[cfg(feature = "otlp-tls")]
-pub fn start_tls(certificate: &str, key: &str) -> HttpReceiver {
+pub fn start_tls(certificate: &str, key: &str, client_ca: Option<&str>) -> HttpReceiver {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     let chain = CertificateDer::pem_slice_iter(certificate.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
         .unwrap();
+    let config = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(certificate.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+            config.with_client_cert_verifier(verifier)
+        }
+        None => config.with_no_client_auth(),
+    };
+    let config = config.with_single_cert(chain, key).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let log = Log::default();
