@@ -58,6 +58,24 @@ fn grpc_over_tls_reaches_a_collector_whose_ca_is_trusted() {
     );
 }
 
+/// tonic names the server by the URI's host, which for an IPv6 literal
+/// keeps its brackets: no certificate matched `[::1]`.
+#[test]
+fn grpc_over_tls_reaches_a_collector_at_an_ipv6_literal() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    }
+    let certs = Certificates::new("ipv6");
+    let (endpoint, receiver) =
+        otlp_receiver::start_tls_on("[::1]:0", &certs.server.certificate, &certs.server.key, None);
+    assert!(endpoint.starts_with("https://[::1]:"), "{endpoint}");
+    let dropped =
+        export_one_span(|b| b.otlp(Protocol::Grpc).otlp_endpoint(&endpoint).otlp_certificate(certs.ca_file()));
+    assert_eq!(dropped, 0);
+    assert!(receiver.wait_until(Duration::from_secs(10), has_span), "no span reached {endpoint}");
+}
+
 #[test]
 fn http_over_tls_reaches_a_collector_whose_ca_is_trusted() {
     let certs = Certificates::new("http");

@@ -59,19 +59,34 @@ pub fn start_traces_only() -> (String, ReceiverHandle) {
 /// only clients presenting a certificate it signed (mutual TLS).
 #[cfg(feature = "otlp-tls")]
 pub fn start_tls(certificate: &str, key: &str, client_ca: Option<&str>) -> (String, ReceiverHandle) {
+    start_tls_on("127.0.0.1:0", certificate, key, client_ca)
+}
+
+/// [`start_tls`] listening on `address` (`[::1]:0`, say).
+#[cfg(feature = "otlp-tls")]
+pub fn start_tls_on(address: &str, certificate: &str, key: &str, client_ca: Option<&str>) -> (String, ReceiverHandle) {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(certificate, key));
     let tls = match client_ca {
         Some(ca) => tls.client_ca_root(Certificate::from_pem(ca)),
         None => tls,
     };
-    serve(true, tonic::transport::Server::builder().tls_config(tls).unwrap(), "https")
+    serve_on(address, true, tonic::transport::Server::builder().tls_config(tls).unwrap(), "https")
 }
 
-fn serve(with_metrics: bool, mut server: tonic::transport::Server, scheme: &str) -> (String, ReceiverHandle) {
+fn serve(with_metrics: bool, server: tonic::transport::Server, scheme: &str) -> (String, ReceiverHandle) {
+    serve_on("127.0.0.1:0", with_metrics, server, scheme)
+}
+
+fn serve_on(
+    address: &str,
+    with_metrics: bool,
+    mut server: tonic::transport::Server,
+    scheme: &str,
+) -> (String, ReceiverHandle) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let received = Received::default();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(address)).unwrap();
     let endpoint = format!("{scheme}://{}", listener.local_addr().unwrap());
     let server = server
         .add_service(TraceServiceServer::new(received.clone()))

@@ -1,5 +1,5 @@
 //! Certificates for the TLS tests (feature `otlp-tls`), made per test with
-//! rcgen: a CA, a server certificate it signs for `127.0.0.1` and
+//! rcgen: a CA, a server certificate it signs for `127.0.0.1`, `::1` and
 //! `localhost`, and a client certificate it signs, written as PEM files
 //! into a directory of the test's own.
 //!
@@ -41,7 +41,7 @@ impl Certificates {
             let certificate = CertificateParams::new(names).unwrap().signed_by(&key, &ca).unwrap();
             Pem { certificate: certificate.pem(), key: key.serialize_pem() }
         };
-        let server = leaf(&["127.0.0.1", "localhost"]);
+        let server = leaf(&["127.0.0.1", "::1", "localhost"]);
         let client = leaf(&["snapview-test-client"]);
         let dir = std::env::temp_dir().join(format!("snapview-tls-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
