@@ -6,12 +6,14 @@
 //! process (this test binary, running the ignored `child_exports_deltas`).
 #![cfg(feature = "otlp")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
-use std::process::Command;
 use std::time::Duration;
 
+use child::run_child;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric, number_data_point};
 use otlp_receiver::string_attribute;
@@ -25,14 +27,10 @@ const AFTER: u64 = 2;
 #[test]
 fn histogram_and_calls_come_as_deltas_when_the_environment_asks() {
     let (endpoint, receiver) = otlp_receiver::start();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_exports_deltas", "--nocapture"])
-        .env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_child(
+        "child_exports_deltas",
+        &[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
     let total = |r: &otlp_receiver::ReceiverHandle| timed(&r.metrics()).iter().sum::<u64>();
     assert!(
         receiver.wait_until(Duration::from_secs(10), |r| total(r) == BEFORE + AFTER),

@@ -5,12 +5,14 @@
 //! test binary, running the ignored `child_exports_with_the_environment`).
 #![cfg(feature = "otlp")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
-use std::process::Command;
 use std::time::Duration;
 
+use child::run_child;
 use otlp_receiver::spans_named;
 use snapview_instrument::{Protocol, Telemetry};
 
@@ -25,11 +27,9 @@ fn endpoint_and_service_name_come_from_the_environment() {
 /// receiver once the child's span reached it.
 fn export_from_a_child(vars: &[(&str, &str)]) -> otlp_receiver::ReceiverHandle {
     let (endpoint, receiver) = otlp_receiver::start();
-    let mut child = Command::new(std::env::current_exe().unwrap());
-    child.args(["--ignored", "--exact", "child_exports_with_the_environment", "--nocapture"]);
-    child.env_remove("OTEL_SERVICE_NAME").env_remove("OTEL_RESOURCE_ATTRIBUTES");
-    let status = child.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint).envs(vars.iter().copied()).status().unwrap();
-    assert!(status.success());
+    let vars: Vec<(&str, &str)> =
+        [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())].into_iter().chain(vars.iter().copied()).collect();
+    run_child("child_exports_with_the_environment", &vars);
     assert!(
         receiver.wait_until(Duration::from_secs(10), |r| !spans_named(&r.spans(), "snapview.snapshot").is_empty()),
         "no span reached {endpoint}"

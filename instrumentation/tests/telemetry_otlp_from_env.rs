@@ -10,51 +10,20 @@
 //! environment the case gives it.
 #![cfg(feature = "otlp")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/otlp_http_receiver.rs"]
 mod otlp_http_receiver;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use child::run_child;
 use otlp_receiver::spans_named;
 use snapview_instrument::{Protocol, Telemetry, TelemetryError};
-
-/// Every variable a case may set, removed first so that the machine's own
-/// environment cannot decide a case.
-const OTEL_VARS: [&str; 13] = [
-    "OTEL_SDK_DISABLED",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-];
-
-/// Runs the ignored test `child` in a child process with exactly `vars` of
-/// the OpenTelemetry ones, and asserts that it passed.
-fn run_child(child: &str, vars: &[(&str, &str)]) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--ignored", "--exact", child, "--nocapture"]);
-    for var in OTEL_VARS {
-        command.env_remove(var);
-    }
-    for (var, value) in vars {
-        command.env(var, value);
-    }
-    let status = command.status().unwrap();
-    assert!(status.success(), "{child} failed with {vars:?}");
-}
 
 /// Builds with the builder `configure` gives, checks the protocol the guard
 /// reports, emits one span and flushes on drop.

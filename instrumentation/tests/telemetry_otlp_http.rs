@@ -6,12 +6,14 @@
 //! process (this test binary, running the ignored `child_exports_over_http`).
 #![cfg(feature = "otlp")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/otlp_http_receiver.rs"]
 mod otlp_http_receiver;
 
-use std::process::Command;
 use std::time::Duration;
 
+use child::run_child;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{HistogramDataPoint, metric, number_data_point};
@@ -25,18 +27,14 @@ const SNAPSHOTS: u64 = 5;
 #[test]
 fn spans_and_metrics_reach_an_http_collector_with_the_configured_headers() {
     let receiver = otlp_http_receiver::start();
-    let mut child = Command::new(std::env::current_exe().unwrap());
-    child.args(["--ignored", "--exact", "child_exports_over_http", "--nocapture"]);
-    for var in ["TRACES_ENDPOINT", "METRICS_ENDPOINT", "TRACES_HEADERS", "METRICS_HEADERS", "PROTOCOL"] {
-        child.env_remove(format!("OTEL_EXPORTER_OTLP_{var}"));
-    }
-    let status = child
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
-        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=secret%20key, x-tenant=blue")
-        .env("OTEL_SERVICE_NAME", "http-exporting-service")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_child(
+        "child_exports_over_http",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=secret%20key, x-tenant=blue"),
+            ("OTEL_SERVICE_NAME", "http-exporting-service"),
+        ],
+    );
     let has_histogram =
         |r: &otlp_http_receiver::HttpReceiver| r.metrics_requests().iter().any(|(_, m)| histogram(m).is_some());
     assert!(receiver.wait_until(Duration::from_secs(10), has_histogram), "{:#?}", receiver.requests());

@@ -6,9 +6,12 @@
 //! arrives, and the program goes on, when it does not; a collector that
 //! asks for a client certificate gets the one given; a certificate file
 //! that is missing, not PEM, or half a client identity is an error when
-//! the pipeline is built.
+//! the pipeline is built. Cases that need an environment of their own run
+//! their exporting side in a child process (`support/child.rs`).
 #![cfg(feature = "otlp-tls")]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/otlp_http_receiver.rs"]
 mod otlp_http_receiver;
 #[path = "support/otlp_receiver.rs"]
@@ -16,9 +19,9 @@ mod otlp_receiver;
 #[path = "support/tls_certs.rs"]
 mod tls_certs;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use child::run_child;
 use otlp_receiver::spans_named;
 use snapview_instrument::probe::MapProbe;
 use snapview_instrument::{Op, Protocol, Telemetry, TelemetryBuilder, TelemetryError};
@@ -209,23 +212,6 @@ fn a_certificate_file_that_is_missing_or_holds_no_certificate_is_an_error() {
         .build()
         .unwrap();
     drop(guard);
-}
-
-/// The environment is process-wide: the exporting side runs as a child
-/// process (this test binary, running an ignored `child_*` test).
-fn run_child(child: &str, vars: &[(&str, &str)]) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--ignored", "--exact", child, "--nocapture"]);
-    for var in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY", "ENDPOINT", "PROTOCOL", "TIMEOUT", "INSECURE"] {
-        for signal in ["", "TRACES_", "METRICS_"] {
-            command.env_remove(format!("OTEL_EXPORTER_OTLP_{signal}{var}"));
-        }
-    }
-    for var in ["OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER", "OTEL_BSP_MAX_QUEUE_SIZE"] {
-        command.env_remove(var);
-    }
-    let status = command.envs(vars.iter().copied()).status().unwrap();
-    assert!(status.success(), "{child} failed with {vars:?}");
 }
 
 #[test]
