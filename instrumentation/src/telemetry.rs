@@ -192,7 +192,7 @@ impl TelemetryBuilder {
         #[cfg(feature = "otlp")]
         let otlp = match self.otlp.start()? {
             Some((pipeline, layer)) => {
-                layers.push(layer);
+                layers.extend(layer);
                 Some(pipeline)
             }
             None => None,

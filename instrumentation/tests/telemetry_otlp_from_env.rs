@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use child::run_child;
 use otlp_receiver::spans_named;
-use snapview_instrument::{Protocol, Telemetry, TelemetryError};
+use snapview_instrument::probe::MapProbe;
+use snapview_instrument::{Op, Protocol, Telemetry, TelemetryError};
 
 /// Builds with the builder `configure` gives, checks the protocol the guard
 /// reports, emits one span and flushes on drop.
@@ -81,9 +82,73 @@ fn from_the_environment_nothing_without_an_endpoint() {
 }
 
 #[test]
-#[ignore = "run by from_the_environment_nothing_without_an_endpoint"]
+#[ignore = "run by from_the_environment_nothing_without_an_endpoint and ..._when_both_exporters_are_none"]
 fn child_exports_nothing() {
     export_one_span(|builder| builder.otlp_from_env(), None);
+}
+
+/// `OTEL_METRICS_EXPORTER=none` (say, for Jaeger, which takes no metrics)
+/// exports the spans alone; `OTEL_TRACES_EXPORTER=none` the metrics alone.
+#[test]
+fn from_the_environment_a_signal_whose_exporter_is_none_is_not_exported() {
+    let (endpoint, receiver) = otlp_receiver::start();
+    run_child(
+        "child_times_a_snapshot",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_METRICS_EXPORTER", "none")],
+    );
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |r| !spans_named(&r.spans(), "snapview.snapshot").is_empty()),
+        "no span reached {endpoint}"
+    );
+    assert!(receiver.metrics().is_empty(), "metrics exported with OTEL_METRICS_EXPORTER=none");
+
+    let (endpoint, receiver) = otlp_receiver::start();
+    run_child(
+        "child_times_a_snapshot",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_TRACES_EXPORTER", "none")],
+    );
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |r| r.metrics().iter().any(|m| m.name == "snapview.op.duration")),
+        "no latency histogram reached {endpoint}"
+    );
+    assert!(receiver.spans().is_empty(), "spans exported with OTEL_TRACES_EXPORTER=none");
+}
+
+#[test]
+#[ignore = "run by from_the_environment_a_signal_whose_exporter_is_none_is_not_exported"]
+fn child_times_a_snapshot() {
+    let (subscriber, guard) = Telemetry::builder().fmt(false).otlp_from_env().build().unwrap();
+    assert_eq!(guard.otlp_protocol(), Some(Protocol::Grpc));
+    let probe = MapProbe::new("from-env.signals").sample_every(1);
+    tracing::subscriber::with_default(subscriber, || probe.snapshot_taken(probe.start(Op::Snapshot), 1));
+    drop(guard);
+}
+
+#[test]
+fn from_the_environment_nothing_when_both_exporters_are_none() {
+    run_child(
+        "child_exports_nothing",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+    );
+}
+
+#[test]
+fn an_exporter_the_pipeline_does_not_have_is_an_error_naming_the_variable() {
+    run_child(
+        "child_refuses_zipkin",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"), ("OTEL_TRACES_EXPORTER", "zipkin")],
+    );
+}
+
+#[test]
+#[ignore = "run by an_exporter_the_pipeline_does_not_have_is_an_error_naming_the_variable"]
+fn child_refuses_zipkin() {
+    let error = Telemetry::builder().fmt(false).otlp_from_env().build().map(drop).unwrap_err();
+    assert!(matches!(error, TelemetryError::InvalidEnvironment { var: "OTEL_TRACES_EXPORTER", .. }), "{error:?}");
 }
 
 #[test]

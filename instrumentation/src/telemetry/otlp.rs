@@ -122,6 +122,10 @@ struct Resolved<'a> {
     protocol: Protocol,
     timeout: Duration,
     max_queued_spans: usize,
+    /// Whether spans are exported (`OTEL_TRACES_EXPORTER` is not `none`).
+    traces: bool,
+    /// Whether metrics are exported (`OTEL_METRICS_EXPORTER` is not `none`).
+    metrics: bool,
 }
 
 impl Resolved<'_> {
@@ -158,7 +162,9 @@ impl TelemetryBuilder {
     /// the protocol `OTEL_EXPORTER_OTLP_PROTOCOL` names (`grpc`, the
     /// default, or `http/protobuf`; the signals' own `..._PROTOCOL`
     /// variables are read too, and must agree, since both signals go one
-    /// way). Otherwise nothing is exported; the guard's
+    /// way). `OTEL_TRACES_EXPORTER=none` or `OTEL_METRICS_EXPORTER=none`
+    /// leaves that signal out (`otlp`, the default, is the only other value
+    /// taken). Otherwise nothing is exported; the guard's
     /// [`otlp_protocol`](super::TelemetryGuard::otlp_protocol) tells which.
     /// A protocol this pipeline does not speak (`http/json`) makes
     /// [`build`](Self::build) fail with
@@ -248,15 +254,18 @@ impl OtlpConfig {
     ///
     /// The span queue holds `OTEL_BSP_MAX_QUEUE_SIZE` spans, else
     /// 2048, the SDK's default.
-    pub(super) fn start(self) -> Result<Option<(Pipeline, BoxedLayer)>, TelemetryError> {
+    /// No layer when spans are not exported (`OTEL_TRACES_EXPORTER=none`).
+    pub(super) fn start(self) -> Result<Option<(Pipeline, Option<BoxedLayer>)>, TelemetryError> {
         let Some(resolved) = self.resolve(&process_env)? else { return Ok(None) };
         // The hint says "any level" so that the directives' own hint decides
         // the combined one; without it the global level would become TRACE.
         let not_export_path = filter_fn(|meta| !on_export_path(meta.target())).with_max_level_hint(LevelFilter::TRACE);
         let filter = parse_filter(&self.filter)?.and(not_export_path);
         let pipeline = Pipeline::start(&resolved)?;
-        let tracer = pipeline.tracer_provider.tracer(env!("CARGO_PKG_NAME"));
-        let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter).boxed();
+        let layer = resolved.traces.then(|| {
+            let tracer = pipeline.tracer_provider.tracer(env!("CARGO_PKG_NAME"));
+            tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter).boxed()
+        });
         Ok(Some((pipeline, layer)))
     }
 
@@ -266,19 +275,22 @@ impl OtlpConfig {
         if otlp_env::sdk_disabled(env) {
             return Ok(None);
         }
-        let protocol = match self.export {
+        let (protocol, (traces, metrics)) = match self.export {
             Export::Off => return Ok(None),
-            Export::With(protocol) => protocol,
+            Export::With(protocol) => (protocol, (true, true)),
             Export::AsTheEnvironmentSays if !otlp_env::endpoint_configured(env) => return Ok(None),
-            Export::AsTheEnvironmentSays => otlp_env::protocol(env)?,
+            Export::AsTheEnvironmentSays => (otlp_env::protocol(env)?, otlp_env::signals(env)?),
         };
+        if !traces && !metrics {
+            return Ok(None);
+        }
         let timeout = match self.timeout {
             Some(timeout) => timeout,
             None => otlp_env::timeout(env)?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
         };
         let timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
         let max_queued_spans = otlp_env::max_queued_spans(env)?;
-        Ok(Some(Resolved { config: self, protocol, timeout, max_queued_spans }))
+        Ok(Some(Resolved { config: self, protocol, timeout, max_queued_spans, traces, metrics }))
     }
 
     /// The SDK's resource (which reads `OTEL_RESOURCE_ATTRIBUTES`) with the
@@ -317,7 +329,8 @@ fn on_export_path(target: &str) -> bool {
 pub(super) struct Pipeline {
     tracer_provider: SdkTracerProvider,
     meter_provider: SdkMeterProvider,
-    span_losses: Arc<SpanLosses>,
+    /// `None` when spans are not exported.
+    span_losses: Option<Arc<SpanLosses>>,
     protocol: Protocol,
     timeout: Duration,
     /// The gRPC exporters' connections live here; `None` for HTTP.
@@ -326,7 +339,7 @@ pub(super) struct Pipeline {
 
 impl Pipeline {
     fn start(resolved: &Resolved<'_>) -> Result<Pipeline, TelemetryError> {
-        let Resolved { config, protocol, timeout, max_queued_spans } = *resolved;
+        let Resolved { config, protocol, timeout, max_queued_spans, .. } = *resolved;
         let runtime = match protocol {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
@@ -347,18 +360,24 @@ impl Pipeline {
         };
         let resource = config.resource();
 
-        let (processor, span_losses) = BoundedSpanProcessor::new(span_exporter, max_queued_spans);
-        let tracer_provider =
-            SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.clone()).build();
+        let tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
+        let (tracer_provider, span_losses) = match span_exporter {
+            Some(exporter) => {
+                let (processor, span_losses) = BoundedSpanProcessor::new(exporter, max_queued_spans);
+                (tracer_provider.with_span_processor(processor).build(), Some(span_losses))
+            }
+            None => (tracer_provider.build(), None),
+        };
 
-        let mut reader = PeriodicReader::builder(metric_exporter);
-        if let Some(interval) = config.metrics_interval {
-            reader = reader.with_interval(interval);
+        let mut meter_provider = super::metrics::with_cardinality_limits(SdkMeterProvider::builder());
+        if let Some(exporter) = metric_exporter {
+            let mut reader = PeriodicReader::builder(exporter);
+            if let Some(interval) = config.metrics_interval {
+                reader = reader.with_interval(interval);
+            }
+            meter_provider = meter_provider.with_reader(reader.build());
         }
-        let meter_provider = super::metrics::with_cardinality_limits(SdkMeterProvider::builder())
-            .with_reader(reader.build())
-            .with_resource(resource)
-            .build();
+        let meter_provider = meter_provider.with_resource(resource).build();
         super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE), &shared);
 
         Ok(Pipeline { tracer_provider, meter_provider, span_losses, protocol, timeout, runtime })
@@ -369,7 +388,7 @@ impl Pipeline {
     }
 
     pub(super) fn dropped_spans(&self) -> u64 {
-        self.span_losses.dropped()
+        self.span_losses.as_ref().map_or(0, |losses| losses.dropped())
     }
 
     pub(super) fn flush(&self) {
@@ -408,9 +427,11 @@ fn build_exporters(
     resolved: &Resolved<'_>,
     runtime: Option<&Runtime>,
     histograms: Histograms,
-) -> Result<(SpanExporter, MetricExport), TelemetryError> {
+) -> Result<(Option<SpanExporter>, Option<MetricExport>), TelemetryError> {
     let _entered = runtime.map(Runtime::enter);
-    Ok((span_exporter(resolved)?, metric_exporter(resolved, histograms)?))
+    let spans = resolved.traces.then(|| span_exporter(resolved)).transpose()?;
+    let metrics = resolved.metrics.then(|| metric_exporter(resolved, histograms)).transpose()?;
+    Ok((spans, metrics))
 }
 
 /// A one-thread runtime for the gRPC connections, owned by the pipeline, so

@@ -1,7 +1,8 @@
 //! The standard OpenTelemetry SDK variables that the pipeline reads itself,
 //! because it configures the SDK in code and code wins over the SDK's own
 //! reading of them: the protocol, the export timeout, the span queue's
-//! size, and the switch that turns the SDK off. The endpoints,
+//! size, the switch that turns the SDK off, and (for `otlp_from_env`)
+//! which signals are exported. The endpoints,
 //! `..._INSECURE` and the TLS files are read by
 //! [`transport`](super::transport), the way the SDK reads them; the SDK
 //! still reads the headers, `OTEL_RESOURCE_ATTRIBUTES`, the other
@@ -26,6 +27,8 @@ const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
 /// Milliseconds, as the specification has it.
 pub(super) const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub(super) const MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+pub(super) const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+pub(super) const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
 const ENDPOINTS: [&str; 3] =
     ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"];
 
@@ -77,6 +80,21 @@ fn protocol_of(env: &impl Fn(&str) -> Option<String>, var: &'static str) -> Resu
         "http/protobuf" => Ok(Some(Protocol::HttpProtobuf)),
         _ => Err(TelemetryError::InvalidEnvironment { var, value, expected: "grpc or http/protobuf" }),
     }
+}
+
+/// Which signals the environment exports, traces and metrics: each on
+/// unless its `OTEL_{TRACES,METRICS}_EXPORTER` says `none`. `otlp`, the
+/// default, is the only exporter this pipeline has.
+pub(super) fn signals(env: &impl Fn(&str) -> Option<String>) -> Result<(bool, bool), TelemetryError> {
+    let exported = |var: &'static str| match env(var) {
+        None => Ok(true),
+        Some(value) => match value.trim() {
+            "" | "otlp" => Ok(true),
+            "none" => Ok(false),
+            _ => Err(TelemetryError::InvalidEnvironment { var, value, expected: "otlp or none" }),
+        },
+    };
+    Ok((exported(TRACES_EXPORTER)?, exported(METRICS_EXPORTER)?))
 }
 
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds; `None` if not set.
@@ -165,6 +183,15 @@ mod tests {
         // Alone, a signal's variable leaves the other signal on the default.
         let alone = [(METRICS_PROTOCOL, "http/protobuf")];
         assert_eq!(invalid_var(protocol(&env_of(&alone)).unwrap_err()), METRICS_PROTOCOL);
+    }
+
+    #[test]
+    fn a_signal_is_exported_unless_its_exporter_is_none() {
+        assert_eq!(signals(&env_of(&[])).unwrap(), (true, true));
+        assert_eq!(signals(&env_of(&[(TRACES_EXPORTER, "otlp"), (METRICS_EXPORTER, "none")])).unwrap(), (true, false));
+        assert_eq!(signals(&env_of(&[(TRACES_EXPORTER, " none ")])).unwrap(), (false, true));
+        assert_eq!(invalid_var(signals(&env_of(&[(TRACES_EXPORTER, "zipkin")])).unwrap_err()), TRACES_EXPORTER);
+        assert_eq!(invalid_var(signals(&env_of(&[(METRICS_EXPORTER, "prometheus")])).unwrap_err()), METRICS_EXPORTER);
     }
 
     #[test]
