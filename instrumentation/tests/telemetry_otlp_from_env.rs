@@ -47,11 +47,7 @@ fn from_the_environment_http_protobuf_when_the_protocol_says_so() {
         "child_exports_over_http",
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     );
-    assert!(
-        receiver.wait_until(Duration::from_secs(10), |r| r.requests().iter().any(|r| r.path == "/v1/traces")),
-        "no trace export reached {}",
-        receiver.endpoint
-    );
+    assert!(receiver.wait_for_request("/v1/traces"), "no trace export reached {}", receiver.endpoint);
 }
 
 #[test]

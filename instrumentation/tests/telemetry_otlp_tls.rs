@@ -175,10 +175,7 @@ fn over_http_too_with_a_certificate_file_without_a_final_newline() {
     let certificate = certs.file("client-no-newline.pem", certs.client.certificate.trim_end());
     let (_, key) = certs.client_files();
     assert_eq!(export_one_span(|b| trusting(b).otlp_client_identity(&certificate, &key)), 0);
-    assert!(
-        receiver.wait_until(Duration::from_secs(10), |r| r.requests().iter().any(|r| r.path == "/v1/traces")),
-        "no trace export reached {endpoint}"
-    );
+    assert!(receiver.wait_for_request("/v1/traces"), "no trace export reached {endpoint}");
 }
 
 fn build_error(configure: impl FnOnce(TelemetryBuilder) -> TelemetryBuilder) -> String {
@@ -277,11 +274,7 @@ fn a_plain_http_endpoint_needs_no_ca_store() {
         ],
     );
     let _ = std::fs::remove_dir_all(&empty);
-    assert!(
-        receiver.wait_until(Duration::from_secs(10), |r| r.requests().iter().any(|r| r.path == "/v1/traces")),
-        "no trace export reached {}",
-        receiver.endpoint
-    );
+    assert!(receiver.wait_for_request("/v1/traces"), "no trace export reached {}", receiver.endpoint);
 }
 
 #[test]

@@ -55,8 +55,7 @@ fn a_collector_without_metrics_is_told_once_and_traces_go_on() {
 
     let http = otlp_http_receiver::start_traces_only();
     export_a_span_and_metrics(Protocol::HttpProtobuf, &http.endpoint);
-    let traces = |r: &otlp_http_receiver::HttpReceiver| r.requests().iter().any(|r| r.path == "/v1/traces");
-    assert!(http.wait_until(Duration::from_secs(10), traces), "the span arrives over HTTP");
+    assert!(http.wait_for_request("/v1/traces"), "the span arrives over HTTP");
     told_once(&complaints, "HTTP (404)");
 }
 

@@ -133,6 +133,12 @@ impl HttpReceiver {
         self.requests().into_iter().filter(|r| r.path == "/v1/metrics").map(decode).collect()
     }
 
+    /// Waits up to 10 s for a request to `path` (e.g. `/v1/traces`); returns
+    /// whether one arrived.
+    pub fn wait_for_request(&self, path: &str) -> bool {
+        self.wait_until(Duration::from_secs(10), |r| r.requests().iter().any(|r| r.path == path))
+    }
+
     /// Polls `done` every 10 ms until it holds or `timeout` has passed;
     /// returns whether it held.
     pub fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
