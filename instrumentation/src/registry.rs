@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use thread_local::ThreadLocal;
 
 use crate::op::Op;
+use crate::report::BUCKET_BOUNDS_NS;
 use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, unmodelled};
 
 /// Significant figures kept by every histogram.
@@ -331,6 +332,12 @@ pub(crate) struct Timings {
     pub(crate) histogram: Histogram<u64>,
     /// Sum of every sample in nanoseconds (the histogram keeps only buckets).
     pub(crate) sum: u64,
+    /// Samples per exported bucket: `in_bucket[i]` counts those in
+    /// `(BUCKET_BOUNDS_NS[i - 1], BUCKET_BOUNDS_NS[i]]`. Counted exactly,
+    /// because the histogram's own count up to a bound takes in the whole
+    /// sub-bucket holding it (up to 0.1% above), and a Prometheus `le` bucket
+    /// promises "at or under".
+    pub(crate) in_bucket: [u64; BUCKET_BOUNDS_NS.len()],
 }
 
 impl Default for Timings {
@@ -338,18 +345,22 @@ impl Default for Timings {
         // Auto-resizing from a tiny range: memory follows the largest value
         // actually seen, and no value is ever out of range.
         let histogram = Histogram::new(SIGNIFICANT_FIGURES).expect("3 significant figures are valid");
-        Self { histogram, sum: 0 }
+        Self { histogram, sum: 0, in_bucket: [0; BUCKET_BOUNDS_NS.len()] }
     }
 }
 
 impl Timings {
-    fn record(&mut self, nanos: u64) {
+    pub(crate) fn record(&mut self, nanos: u64) {
         // Auto-resize grows the histogram to fit; only a value beyond what
         // any histogram can track fails, and that one is clamped (never a panic).
         if self.histogram.record(nanos).is_err() {
             self.histogram.saturating_record(nanos);
         }
         self.sum = self.sum.saturating_add(nanos);
+        // Above the last bound a sample is only in `+Inf`, the sample count.
+        if let Some(count) = self.in_bucket.get_mut(BUCKET_BOUNDS_NS.partition_point(|&bound| bound < nanos)) {
+            *count = count.saturating_add(1);
+        }
     }
 }
 

@@ -138,7 +138,7 @@ impl OpStats {
             p999: quantile(0.999),
             max: h.max(),
             mean: if h.is_empty() { 0.0 } else { timings.sum as f64 / h.len() as f64 },
-            cumulative: BUCKET_BOUNDS_NS.map(|bound| if h.is_empty() { 0 } else { h.count_between(0, bound) }),
+            cumulative: cumulative(&timings.in_bucket),
         }
     }
 
@@ -148,6 +148,15 @@ impl OpStats {
         let finite = BUCKET_BOUNDS_NS.iter().zip(self.cumulative).map(|(&ns, count)| (ns as f64 / 1e9, count));
         finite.chain([(f64::INFINITY, self.samples)])
     }
+}
+
+/// Running sums of `in_bucket`: the samples at or under each bound.
+fn cumulative(in_bucket: &[u64; BUCKET_BOUNDS_NS.len()]) -> [u64; BUCKET_BOUNDS_NS.len()] {
+    let mut total = 0u64;
+    in_bucket.map(|count| {
+        total = total.saturating_add(count);
+        total
+    })
 }
 
 impl fmt::Display for Report {
@@ -197,4 +206,46 @@ fn write_row<'a>(f: &mut fmt::Formatter<'_>, widths: &[usize], cells: impl Itera
         if i < 2 { write!(f, "{gap}{cell:<width$}")? } else { write!(f, "{gap}{cell:>width$}")? }
     }
     writeln!(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats_of(samples: &[u64]) -> OpStats {
+        let mut timings = Timings::default();
+        for &nanos in samples {
+            timings.record(nanos);
+        }
+        OpStats::new("report.test", Op::Get, samples.len() as u64, &timings)
+    }
+
+    fn count_under(stats: &OpStats, seconds: f64) -> u64 {
+        stats.buckets().find(|&(le, _)| le == seconds).map(|(_, count)| count).expect("a bucket bound")
+    }
+
+    /// A bucket counts the samples at or under its bound and none above,
+    /// however close: the histogram alone would count 1.0003 s under 1 s
+    /// (same sub-bucket).
+    #[test]
+    fn buckets_count_exactly_at_their_bounds() {
+        let stats = stats_of(&[250_000_000, 250_100_000, 1_000_000_000, 1_000_300_000, 7]);
+        assert_eq!(count_under(&stats, 0.000_000_01), 1, "7 ns is under 10 ns");
+        assert_eq!(count_under(&stats, 0.25), 2, "250 ms is at its bound; 250.1 ms is above");
+        assert_eq!(count_under(&stats, 0.5), 3);
+        assert_eq!(count_under(&stats, 1.0), 4, "1.0003 s is above 1 s");
+        assert_eq!(stats.buckets().last(), Some((f64::INFINITY, 5)));
+    }
+
+    #[test]
+    fn buckets_are_cumulative_and_end_with_every_sample() {
+        let samples: Vec<u64> = (0..2_000u64).map(|i| i * i * 997).collect();
+        let stats = stats_of(&samples);
+        let buckets: Vec<(f64, u64)> = stats.buckets().collect();
+        for (&(bound, count), &ns) in buckets.iter().zip(&BUCKET_BOUNDS_NS) {
+            let expected = samples.iter().filter(|&&s| s <= ns).count() as u64;
+            assert_eq!(count, expected, "le={bound}");
+        }
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 2_000)));
+    }
 }
