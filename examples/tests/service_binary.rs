@@ -239,7 +239,7 @@ fn a_second_ctrl_c_stops_at_once() {
     let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
     // A 30 s profile: the first Ctrl-C waits for it (at most the grace).
     let mut profile = TcpStream::connect(&addr).unwrap();
-    profile.write_all(b"GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    profile.write_all(b"GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let interrupt = || {
         // The shell's own `kill`: no package to install for it.

@@ -29,7 +29,10 @@ pub struct DebugConfig {
 
 impl Default for DebugConfig {
     fn default() -> Self {
-        let token = std::env::var(TOKEN_ENV).ok().filter(|token| !token.is_empty());
+        // Lossily decoded, not dropped: a token that is not Unicode must not
+        // leave the server open; `validate` refuses its U+FFFD instead.
+        let token = std::env::var_os(TOKEN_ENV).map(|token| token.to_string_lossy().into_owned());
+        let token = token.filter(|token| !token.is_empty());
         DebugConfig { token, allow_remote: false, limits: ConnectionLimits::default() }
     }
 }

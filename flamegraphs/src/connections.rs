@@ -35,8 +35,37 @@ pub struct ConnectionLimits {
     /// headers, counted from when the server starts waiting for them (for
     /// a kept-alive connection: from its previous answer). Default 10 s.
     pub header_timeout: Duration,
-    /// How many connections may be open at once. Default 256.
+    /// How many connections may be open at once. Default 256; `usize::MAX`
+    /// for as many as the process can open.
     pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    /// The longest [`header_timeout`](Self::header_timeout) taken: a day.
+    /// Longer ones would overflow the deadlines hyper computes from it.
+    pub const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// Checks that the limits can be served: a `header_timeout` from 1 ms to
+    /// [`MAX_HEADER_TIMEOUT`](Self::MAX_HEADER_TIMEOUT), and at least one
+    /// connection. [`serve_router`] checks them first.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput`, naming the limit and what it may be.
+    pub fn validate(&self) -> io::Result<()> {
+        let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        if self.header_timeout < Duration::from_millis(1) || self.header_timeout > Self::MAX_HEADER_TIMEOUT {
+            return invalid(format!(
+                "ConnectionLimits::header_timeout must be from 1 ms to {:?}, got {:?}",
+                Self::MAX_HEADER_TIMEOUT,
+                self.header_timeout
+            ));
+        }
+        if self.max_connections == 0 {
+            return invalid("ConnectionLimits::max_connections must be at least 1, got 0".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ConnectionLimits {
@@ -55,17 +84,21 @@ impl Default for ConnectionLimits {
 ///
 /// # Errors
 ///
-/// None today: an error accepting a connection (e.g. out of file
-/// descriptors) is logged and retried after a short pause, as `axum::serve`
-/// does. The `Result` leaves room for errors that end serving.
+/// `InvalidInput` for limits that cannot be served
+/// ([`ConnectionLimits::validate`]), before anything is served. Nothing
+/// after: an error accepting a connection (e.g. out of file descriptors) is
+/// logged and retried after a short pause, as `axum::serve` does.
 pub async fn serve_router(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    limits.validate()?;
     let mut signal = pin!(signal);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Past tokio's own bound, the semaphore would panic; no process opens
+    // that many connections anyway.
+    let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {

@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod browser;
 mod config;
 mod connections;
 mod cpu;

@@ -22,9 +22,16 @@ impl Query {
         Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
-    /// The first value of `name`, as Go's `FormValue` takes it.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    /// The value of `name`, if given. Given twice, it is an error, not the
+    /// first value as Go's `FormValue` takes it: `?seconds=5&seconds=300`
+    /// is a mistake somewhere, and either reading of it surprises someone.
+    fn get(&self, name: &str) -> Result<Option<&str>, String> {
+        let mut values = self.0.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        let first = values.next();
+        match values.next() {
+            None => Ok(first),
+            Some(_) => Err(format!("{name} given more than once; give it once")),
+        }
     }
 
     /// `seconds` as a window, default [`DEFAULT_SECONDS`].
@@ -39,7 +46,7 @@ impl Query {
     }
 
     fn number(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, String> {
-        let Some(raw) = self.get(name) else { return Ok(default) };
+        let Some(raw) = self.get(name)? else { return Ok(default) };
         match raw.parse::<u64>() {
             Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(format!(
@@ -53,7 +60,7 @@ impl Query {
 
     /// `format`, one of `choices` (the first is the default).
     pub(crate) fn format(&self, choices: &[&'static str]) -> Result<&'static str, String> {
-        let Some(raw) = self.get("format") else { return Ok(choices[0]) };
+        let Some(raw) = self.get("format")? else { return Ok(choices[0]) };
         choices
             .iter()
             .find(|choice| **choice == raw)
@@ -64,7 +71,7 @@ impl Query {
 
 /// `raw` quoted and escaped for an error message, cut short: the message
 /// echoes the client's input and need not echo a megabyte of it.
-fn quoted(raw: &str) -> String {
+pub(crate) fn quoted(raw: &str) -> String {
     const MAX: usize = 40;
     match raw.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{:?}...", &raw[..cut]),
@@ -97,6 +104,16 @@ mod tests {
             assert!(message.starts_with("seconds must be a whole number in 1..=300, got \""), "{message}");
         }
         assert!(Query::parse(Some("frequency=1001")).frequency().unwrap_err().starts_with("frequency "));
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        for twice in ["seconds=5&seconds=300", "seconds=5&seconds=5", "seconds=5&seconds"] {
+            assert_eq!(seconds(twice), Err("seconds given more than once; give it once".to_owned()), "{twice}");
+        }
+        let query = Query::parse(Some("format=svg&format=folded&seconds=2"));
+        assert!(query.format(&["svg", "folded"]).unwrap_err().starts_with("format given more than once"));
+        assert_eq!(query.seconds(), Ok(Duration::from_secs(2)), "the other parameters still read");
     }
 
     #[test]

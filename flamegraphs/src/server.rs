@@ -17,13 +17,19 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use crate::config::DebugConfig;
 use crate::connections::serve_router;
 use crate::query::Query;
-use crate::{auth, cpu, reply, views};
+use crate::{auth, browser, cpu, reply, views};
 
 /// Where [`serve`] is usually pointed: `127.0.0.1:6060`, Go's customary pprof port.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6060);
 
 /// The debug routes with [`DebugConfig::default()`] (token from
 /// `SNAPVIEW_DEBUG_TOKEN`), to merge into an application's router.
+///
+/// # Panics
+///
+/// If `SNAPVIEW_DEBUG_TOKEN` holds a token that cannot be sent in a header,
+/// one with a character other than printable ASCII (a space, a trailing
+/// newline): see [`router_with`] and [`DebugConfig::validate`].
 pub fn router() -> Router {
     router_with(&DebugConfig::default())
 }
@@ -59,6 +65,9 @@ pub fn router_with(config: &DebugConfig) -> Router {
     // token check: axum's own 405 for `get` routes (and its `Allow` header)
     // answers before any layer of the route's can, telling without the
     // token which paths exist.
+    let check_host = browser::CheckHost(config.token.is_none() && !config.allow_remote);
+    let routes = routes.route_layer(axum::middleware::from_fn_with_state(check_host, browser::refuse_other_sites));
+    let routes = routes.route_layer(axum::middleware::from_fn(refuse_bodies));
     let routes = routes.route_layer(axum::middleware::from_fn(only_get));
     match &config.token {
         Some(token) => routes.route_layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
@@ -92,6 +101,19 @@ pub async fn only_get(request: Request, next: Next) -> Response {
     let mut response = reply::error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here");
     response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
     response
+}
+
+/// Middleware: `400 Bad Request` for a request with a body. None of the
+/// routes reads one, and one left unread hides the client's leaving: hyper
+/// looks for the connection's end only once the body is read, so a profile
+/// whose client has gone would run its whole window, holding the profiler.
+async fn refuse_bodies(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let declared = headers.get(header::CONTENT_LENGTH).is_some_and(|length| length != "0");
+    if declared || headers.contains_key(header::TRANSFER_ENCODING) {
+        return reply::error(StatusCode::BAD_REQUEST, "these endpoints take no request body");
+    }
+    next.run(request).await
 }
 
 /// The paths the debug router serves.

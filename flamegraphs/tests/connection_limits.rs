@@ -34,12 +34,12 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
 
     // Sends part of a head, then nothing more.
     let mut slow = TcpStream::connect(host(&server)).await.unwrap();
-    slow.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: x\r\nX-Slow: a").await.unwrap();
+    slow.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: localhost\r\nX-Slow: a").await.unwrap();
     // Sends nothing at all.
     let mut silent = TcpStream::connect(host(&server)).await.unwrap();
     // Asks once, keeps the connection, then asks nothing more.
     let mut idle = TcpStream::connect(host(&server)).await.unwrap();
-    idle.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
 
     for (what, stream) in [("slow", &mut slow), ("silent", &mut silent), ("idle", &mut idle)] {
         let took = closed_within(stream, Duration::from_secs(5)).await;
@@ -57,7 +57,7 @@ async fn past_the_connection_limit_a_client_waits_for_a_free_slot() {
         let mut stream = TcpStream::connect(host(&server)).await.unwrap();
         // A whole request: the answer shows that the server took the
         // connection (a slot), which it then keeps open.
-        stream.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        stream.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await.unwrap();
         assert_eq!(&head, b"HTTP/1.1 200");
@@ -70,4 +70,29 @@ async fn past_the_connection_limit_a_client_waits_for_a_free_slot() {
     drop(held.pop());
     let status = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("served once a slot is free");
     assert_eq!(status.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn limits_that_cannot_be_served_are_an_error_before_serving() {
+    let bad = [
+        ConnectionLimits { header_timeout: Duration::ZERO, ..ConnectionLimits::default() },
+        ConnectionLimits { header_timeout: Duration::MAX, ..ConnectionLimits::default() },
+        ConnectionLimits { max_connections: 0, ..ConnectionLimits::default() },
+    ];
+    for limits in bad {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let served = snapview_flame::serve_router(listener, axum::Router::new(), limits, std::future::pending());
+        let err = tokio::time::timeout(Duration::from_secs(5), served).await.expect("refused at once").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{limits:?}");
+        assert!(err.to_string().starts_with("ConnectionLimits::"), "{err}");
+    }
+}
+
+/// `usize::MAX` connections means as many as the process can open, and the
+/// longest header timeout is served (both once panicked inside tokio or hyper).
+#[tokio::test]
+async fn the_largest_limits_are_served() {
+    let limits = ConnectionLimits { max_connections: usize::MAX, header_timeout: ConnectionLimits::MAX_HEADER_TIMEOUT };
+    let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    assert_eq!(server.get("/debug/pprof/").await.0, 200);
 }

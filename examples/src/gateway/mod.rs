@@ -215,7 +215,10 @@ impl Service {
 
         let (stop, stopped) = watch::channel(false);
         let (stop_server, mut signal) = watch::channel(false);
-        let app = app::router(gateway.clone(), &config.debug);
+        // Remote clients address the service by its name: with remote
+        // clients allowed, the debug routes answer any `Host`.
+        let debug = config.debug.clone().allow_remote(config.allow_remote);
+        let app = app::router(gateway.clone(), &debug);
         // Not `axum::serve`: its connections never time out, and outlive the
         // task when `shutdown` cuts requests off (see `serve_router`).
         let server = tokio::spawn(snapview::debug::serve_router(
