@@ -14,6 +14,14 @@
 //!   every snapshot it iterates is consistent.
 //! - `request_context`: one snapshot shared by the tokio tasks of a request,
 //!   without a copy.
+//!
+//! Features (off by default; each turns on snapview's feature of that name):
+//!
+//! - `console`: tokio-console support in `service`. Requires
+//!   `RUSTFLAGS="--cfg tokio_unstable"`.
+//! - `otlp-tls`: OTLP export from `service` to `https://` collectors
+//!   (`OTEL_EXPORTER_OTLP_CERTIFICATE` for a CA of your own). Requires a C
+//!   compiler for aws-lc.
 
 #![forbid(unsafe_code)]
 

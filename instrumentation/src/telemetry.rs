@@ -63,7 +63,8 @@ pub struct Telemetry;
 
 impl Telemetry {
     /// A builder with the defaults: filter from `RUST_LOG` (else `info`), a
-    /// fmt layer to stderr, no OTLP export, no console.
+    /// fmt layer to stderr, the view-cost profiler's layer
+    /// ([`views`](TelemetryBuilder::views)), no OTLP export, no console.
     pub fn builder() -> TelemetryBuilder {
         TelemetryBuilder {
             filter: None,
@@ -165,7 +166,9 @@ impl TelemetryBuilder {
     /// # Errors
     ///
     /// A filter that does not parse, `console` without `tokio_unstable`, an
-    /// OTLP exporter that cannot be built.
+    /// OTLP exporter that cannot be built, or an OpenTelemetry environment
+    /// variable set to a value the pipeline cannot use
+    /// ([`TelemetryError::InvalidEnvironment`]).
     pub fn build(
         self,
     ) -> Result<(impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static, TelemetryGuard), TelemetryError>
@@ -242,7 +245,8 @@ pub struct TelemetryGuard {
 impl TelemetryGuard {
     /// The protocol the pipeline exports with; `None` if it does not export
     /// (OTLP not asked for, `otlp_from_env` with no endpoint in the
-    /// environment, or `OTEL_SDK_DISABLED=true`).
+    /// environment or with both `OTEL_TRACES_EXPORTER=none` and
+    /// `OTEL_METRICS_EXPORTER=none`, or `OTEL_SDK_DISABLED=true`).
     #[cfg(feature = "otlp")]
     #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
     pub fn otlp_protocol(&self) -> Option<Protocol> {

@@ -166,8 +166,9 @@ pub use watch::Subscription;
 /// Spans (target `snapview`): `snapview.snapshot`, `snapview.read`,
 /// `snapview.iter` (fields `items`, `duration_ns`, `max_next_ns` filled when
 /// the iteration ends), `snapview.publish` (field `changes`), `snapview.diff`
-/// (field `changes`) at DEBUG; `snapview.iter.next` at TRACE. All have fields
-/// `map` and `version` and nest under the caller's current span.
+/// (fields `from_version`, `changes`) at DEBUG; `snapview.iter.next` at
+/// TRACE. All have fields `map` and `version` and nest under the caller's
+/// current span.
 ///
 /// [`Telemetry`](instrument::Telemetry) installs a subscriber for an
 /// application in one call (filter, fmt logs, OTLP export with the `otlp`

@@ -183,7 +183,8 @@ impl TelemetryBuilder {
     }
 
     /// The `service.name` resource attribute. Default: `OTEL_SERVICE_NAME`,
-    /// else the executable's file name.
+    /// else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else the
+    /// executable's file name (without extension).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.otlp.service_name = Some(name.into());
         self
