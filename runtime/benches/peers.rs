@@ -32,7 +32,9 @@
 //!   removes it again, each write published on its own (two publishes), so the
 //!   size stays `n`; throughput is 2 elements, i.e. the per-element time is the
 //!   mean cost of one publishing write. No reader holds an old version, so a
-//!   replaced version is freed inside the write being measured.
+//!   replaced version is freed inside the write being measured. `snapview
+//!   subscribed` runs it with a [`Subscription`](snapview::Subscription)
+//!   alive (no one waiting in it), as a reload loop keeps one.
 //! - `batch_publish`: 1000 overwrites of present keys (new values, random keys)
 //!   published as one version; throughput 1000 elements (per write). The size
 //!   stays `n`.
@@ -396,6 +398,18 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
         })
     });
     assert_eq!(map.len(), fx.n);
+
+    // The same with a subscription alive, as a reload loop holds one: a
+    // watched map recycles its root as an unwatched one does (session 39).
+    let subscription = map.subscribe();
+    g.bench_function("snapview subscribed", |b| {
+        each_key(b, fresh, |&k| {
+            black_box(map.insert(k, k));
+            black_box(map.remove(&k));
+        })
+    });
+    assert!(subscription.seen_version() < map.version());
+    drop(subscription);
 
     let cell = ArcSwap::from_pointee(fx.imbl.clone());
     g.bench_function("imbl+ArcSwap", |b| {

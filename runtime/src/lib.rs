@@ -50,8 +50,10 @@
 //!   [`update`](SnapMap::update) closure), nothing is published: the map stays
 //!   at its last version and the next writer proceeds normally.
 //! - Every key and value is dropped exactly once, once no version that holds
-//!   it is current or held by a snapshot: by the writer, or by the thread
-//!   whose snapshot let go last. Two versions that hold the same entry may
+//!   it is current or held by a snapshot, a read guard or a subscription
+//!   (which keeps the last version it was told of, even past the map's end,
+//!   until the last subscription goes): by the writer, or by the thread that
+//!   let go last. Two versions that hold the same entry may
 //!   share one instance of it (copies borrow entries rather than clone them),
 //!   so a value that a later version still holds is not dropped when an
 //!   older one goes.

@@ -17,7 +17,7 @@ use crate::sync::unmodelled::{AtomicU64, Ordering};
 use crate::trie::{self, WrittenPaths};
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
-use crate::watch::{Subscription, Watchers};
+use crate::watch::{self, Subscription, Watchers};
 
 /// The name a map gets when its builder is given none.
 pub const DEFAULT_NAME: &str = "snapmap";
@@ -252,7 +252,9 @@ where
     /// maps, and reading this one (`snapshot`, `read`), is fine. The check
     /// sees the batch's own thread only: a thread the closure starts and
     /// waits for (`thread::scope`) that writes to this map other than
-    /// through the `Tx` waits for the batch forever, as with any lock.
+    /// through the `Tx` waits for the batch forever, as with any lock. So
+    /// does a closure that waits for this map's next version
+    /// ([`Subscription::changed`]): none can come while its batch runs.
     pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
@@ -273,6 +275,17 @@ where
                 let next = Arc::new(next);
                 self.current.store(Arc::clone(&next));
                 drop(mem::replace(&mut writer.current, Arc::clone(&next)));
+                // Subscriptions take `next` as their latest before the old
+                // version is taken back: while anyone subscribes, the latest
+                // is `base`, whose reference would keep every publish of a
+                // watched map from recycling its root. They are woken later,
+                // after the settling, as before.
+                let (superseded, waiting) =
+                    if self.watchers.watched() { self.watchers.published(&next) } else { (None, Vec::new()) };
+                // The replaced latest is `base` itself, or none: its drop here
+                // only counts down (`base` holds the version) and runs no
+                // user code. Anything else waits for the end, as below.
+                let superseded = superseded.filter(|old| !Arc::ptr_eq(old, &base));
                 // Settling and recycling free what only the old version held,
                 // so a value's destructor may panic here, after the publish.
                 // The version stands: it is settled and announced before the
@@ -293,8 +306,7 @@ where
                 }
                 writer.written = written;
                 writer.written.clear();
-                let (superseded, woken) =
-                    if self.watchers.watched() { self.watchers.published(&next) } else { (None, Ok(())) };
+                let woken = watch::wake_all(waiting);
                 publish.published(next.version(), changes);
                 // The version subscriptions were last told of, let go only
                 // now: it may be the old version's last holder, and its
@@ -701,5 +713,22 @@ mod tests {
         drop(its_reference_not_yet_dropped);
         map.insert(1, Arc::new(()));
         assert_eq!(Arc::strong_count(&value), 1, "the version with the first value is still held");
+    }
+
+    /// A subscribed map recycles its old root as an unwatched one does: the
+    /// subscriptions' hold on the old version goes before it is taken back
+    /// (before session 39 it did not, and every watched publish copied its
+    /// root afresh).
+    #[test]
+    fn a_watched_map_recycles_its_root() {
+        for watched in [false, true] {
+            let map: SnapMap<u64, u64> = (0..1000).map(|k| (k, k)).collect();
+            let subscription = watched.then(|| map.subscribe());
+            map.insert(1, 2);
+            map.insert(3, 4);
+            assert!(map.lock_writer().spare.is_some(), "watched: {watched}");
+            assert_eq!(map.snapshot().get(&3), Some(&4));
+            drop(subscription);
+        }
     }
 }

@@ -34,6 +34,9 @@ struct State<K, V, S> {
 /// The version a publish replaced as the one subscriptions were last told of.
 pub(crate) type Replaced<K, V, S> = Option<Arc<View<K, V, S>>>;
 
+/// Subscriptions waiting in `changed`, taken off the list to be woken.
+pub(crate) type Waiting = Vec<(u64, Waker)>;
+
 impl<K, V, S> Watchers<K, V, S> {
     pub(crate) fn new() -> Arc<Self> {
         let state = State { latest: None, subscriptions: 0, closed: false, waiting: Vec::new(), next_id: 0 };
@@ -62,24 +65,22 @@ impl<K, V, S> Watchers<K, V, S> {
         Arc::strong_count(self) > 1
     }
 
-    /// A new version was published: the waiting subscriptions are woken.
-    /// Returns the version it replaces as the latest, for the caller to drop
-    /// once everything else about the publish is done (dropping it may free
-    /// that version, and a value's `Drop` may panic), and the first panic of
-    /// a waker, for the caller to resume then too.
-    #[must_use = "dropping the replaced version may panic, and a waker may have: the caller decides when"]
-    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) -> (Replaced<K, V, S>, thread::Result<()>) {
-        let (replaced, waiting) = {
-            let mut state = self.lock();
-            // The last subscription may have gone between `watched` and
-            // here (its drop ran, its `Arc` not yet): nobody would ask for
-            // this version, and nothing would let go of it before the map's end.
-            if state.subscriptions == 0 {
-                return (None, Ok(()));
-            }
-            (state.latest.replace(Arc::clone(view)), core::mem::take(&mut state.waiting))
-        };
-        (replaced, wake_all(waiting))
+    /// A new version was published: it becomes the latest. Returns the
+    /// version it replaces as the latest, for the caller to drop once
+    /// everything else about the publish is done (dropping it may free that
+    /// version, and a value's `Drop` may panic), and the subscriptions
+    /// waiting, for the caller to [`wake_all`] then too (a waker is user
+    /// code, and may panic).
+    #[must_use = "the replaced version and the waiting subscriptions are the caller's to drop and wake"]
+    pub(crate) fn published(&self, view: &Arc<View<K, V, S>>) -> (Replaced<K, V, S>, Waiting) {
+        let mut state = self.lock();
+        // The last subscription may have gone between `watched` and
+        // here (its drop ran, its `Arc` not yet): nobody would ask for
+        // this version, and nothing would let go of it before the map's end.
+        if state.subscriptions == 0 {
+            return (None, Waiting::new());
+        }
+        (state.latest.replace(Arc::clone(view)), core::mem::take(&mut state.waiting))
     }
 
     /// The map is being dropped. Returns the first panic of a waker.
@@ -93,15 +94,26 @@ impl<K, V, S> Watchers<K, V, S> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<K, V, S>> {
-        // No critical section can panic halfway (pushes and takes only).
+        // No critical section can panic halfway (pushes and takes only), and
+        // none runs a waker's code: a waker is cloned, woken and dropped
+        // outside, because its drop may drop a subscription of this map,
+        // which takes this lock.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K, V, S> State<K, V, S> {
+    /// The waker subscription `id` left, taken off the list.
+    fn take_waiting(&mut self, id: u64) -> Option<Waker> {
+        let at = self.waiting.iter().position(|(waiting, _)| *waiting == id)?;
+        Some(self.waiting.swap_remove(at).1)
     }
 }
 
 /// Wakes every waiting subscription even if a waker panics (a `Waker` is
 /// user code): the ones after it, already taken off the list, would
 /// otherwise wait for a version that has come. Returns the first panic.
-fn wake_all(waiting: Vec<(u64, Waker)>) -> thread::Result<()> {
+pub(crate) fn wake_all(waiting: Waiting) -> thread::Result<()> {
     let mut first_panic = Ok(());
     for (_, waker) in waiting {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
@@ -147,20 +159,22 @@ impl<K, V, S> Subscription<K, V, S> {
 
     /// The polling form of [`changed`](Self::changed), for hand-written futures.
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Snapshot<K, V, S>>> {
+        // Cloned, and the waker it replaces dropped, outside the lock (see `Watchers::lock`).
+        let waker = cx.waker().clone();
         let mut state = self.watchers.lock();
-        if let Some(latest) = state.latest.clone().filter(|view| view.version() > self.seen) {
+        let (ready, stale) = if let Some(latest) = state.latest.clone().filter(|view| view.version() > self.seen) {
             self.seen = latest.version();
-            state.waiting.retain(|(id, _)| *id != self.id);
-            return Poll::Ready(Some(Snapshot::from_arc(latest)));
-        }
-        if state.closed {
-            return Poll::Ready(None);
-        }
-        match state.waiting.iter_mut().find(|(id, _)| *id == self.id) {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => state.waiting.push((self.id, cx.waker().clone())),
-        }
-        Poll::Pending
+            (Poll::Ready(Some(Snapshot::from_arc(latest))), state.take_waiting(self.id))
+        } else if state.closed {
+            (Poll::Ready(None), None)
+        } else {
+            let stale = state.take_waiting(self.id);
+            state.waiting.push((self.id, waker));
+            (Poll::Pending, stale)
+        };
+        drop(state);
+        drop(stale);
+        ready
     }
 
     /// The version this subscription saw last.
@@ -171,16 +185,18 @@ impl<K, V, S> Subscription<K, V, S> {
 
 impl<K, V, S> Drop for Subscription<K, V, S> {
     fn drop(&mut self) {
-        let unwatched = {
+        let (unwatched, stale) = {
             let mut state = self.watchers.lock();
-            state.waiting.retain(|(id, _)| *id != self.id);
+            let stale = state.take_waiting(self.id);
             state.subscriptions -= 1;
             // The last one: no one will ask for `latest`, and it would keep
             // a version (and its values) alive until the next watched
             // publish, or the map's end.
-            if state.subscriptions == 0 { state.latest.take() } else { None }
+            (if state.subscriptions == 0 { state.latest.take() } else { None }, stale)
         };
-        // Outside the lock: this may free that version, and run user `Drop`s.
+        // Outside the lock: this may free that version, and run user `Drop`s;
+        // the waker's drop is the executor's code.
+        drop(stale);
         drop(unwatched);
     }
 }
