@@ -1,7 +1,10 @@
 //! A routes file rewritten in place (truncated, then written: `cp`, a
 //! shell's `>`, an editor that saves without a rename) is empty for a moment.
 //! A poll in that moment must not publish an empty table: the reloader acts
-//! on new text only once two polls in a row read it.
+//! on new text only once two polls in a row read it. The rule itself is
+//! checked read by read in `gateway::reload`'s unit tests (which poll lands
+//! in the moment is the scheduler's choice here); this test runs it end to
+//! end.
 
 use std::time::Duration;
 
@@ -15,15 +18,25 @@ async fn a_file_rewritten_in_place_never_publishes_its_empty_moment() {
     let (service, file) = common::start(common::ROUTES).await;
     let first = service.routes().version();
     // Each time, the file is empty for half a poll: at most one poll reads
-    // it so, and the next reads the whole text again. Eight times, so that
-    // some poll lands in an empty moment.
+    // it so, and the next reads the whole text again, unless the machine
+    // stalls this task for a whole poll (then two polls read it empty, and
+    // the failure says so). Eight times, so that some poll likely lands in
+    // an empty moment.
+    let mut longest_empty = Duration::ZERO;
     for _ in 0..8 {
         std::fs::File::create(&file.path).unwrap();
+        let emptied = std::time::Instant::now();
         tokio::time::sleep(POLL / 2).await;
         std::fs::write(&file.path, common::ROUTES).unwrap();
+        longest_empty = longest_empty.max(emptied.elapsed());
         tokio::time::sleep(POLL * 3).await;
     }
-    assert_eq!(service.routes().version(), first, "a version was published for a file that did not change");
+    // A file left empty for two polls is an empty table, rightly published.
+    if longest_empty < POLL {
+        assert_eq!(service.routes().version(), first, "a version was published for a file that did not change");
+    } else {
+        eprintln!("the file stayed empty for {longest_empty:?} (a stalled test): its version is not checked");
+    }
     assert_eq!(service.routes().snapshot().len(), 3);
 
     // An edit written in place is published once it reads the same twice.

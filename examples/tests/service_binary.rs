@@ -3,58 +3,30 @@
 //! exits 0; bad flags exit 2; a Ctrl-C during shutdown stops it at once;
 //! with `OTEL_EXPORTER_OTLP_ENDPOINT` its traces reach a collector.
 
+#[path = "support/example_binary.rs"]
+mod example_binary;
 #[path = "../../instrumentation/tests/support/otlp_receiver.rs"]
 mod otlp_receiver;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The example's binary beside this test's, in `target/<profile>/examples/`.
-/// `cargo test` builds it there as `service-<hash>` (only `cargo build`
-/// links it as `service`), so the newest of those is this build's: after an
-/// edit to the example, the package's tests run the new one. Built here if
-/// there is none (this test run alone on a fresh tree; this build's features
-/// are not the outer one's, so the workspace's crates build again).
-fn service_binary() -> PathBuf {
-    let test_exe = std::env::current_exe().unwrap();
-    let examples = test_exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
-    if let Some(newest) = newest_service_binary(&examples) {
-        return newest;
+/// The service, in an environment of the test's own: none of the runner's
+/// `OTEL_*` variables (the demo reads them: an `OTEL_TRACES_EXPORTER=console`
+/// of the machine's would stop it) nor its debug token, and `RUST_LOG=info`.
+fn service() -> Command {
+    let mut command = Command::new(example_binary::example_binary("service"));
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("OTEL_") || name == "SNAPVIEW_DEBUG_TOKEN" {
+            command.env_remove(&var);
+        }
     }
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "-q", "-p", "snapview-examples", "--example", "service"]);
-    if cfg!(feature = "console") {
-        cargo.args(["--features", "console"]);
-    }
-    if !cfg!(debug_assertions) {
-        cargo.arg("--release");
-    }
-    assert!(cargo.status().expect("cargo runs").success(), "cargo build --example service");
-    examples.join(format!("service{}", std::env::consts::EXE_SUFFIX))
-}
-
-/// The most recently built `service` or `service-<hash>` executable in `examples`.
-fn newest_service_binary(examples: &std::path::Path) -> Option<PathBuf> {
-    let is_binary = |name: &str| {
-        let stem = name.strip_suffix(std::env::consts::EXE_SUFFIX).unwrap_or(name);
-        stem == "service" || (stem.starts_with("service-") && !stem.contains('.'))
-    };
-    std::fs::read_dir(examples)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|entry| is_binary(&entry.file_name().to_string_lossy()))
-        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
-        .max_by_key(|(modified, _)| *modified)
-        .map(|(_, path)| path)
+    command.env("RUST_LOG", "info");
+    command
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(service_binary())
-        .args(args)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("the service example runs")
+    service().args(args).output().expect("the service example runs")
 }
 
 #[test]
@@ -88,7 +60,7 @@ fn bad_flags_exit_2_with_the_usage() {
 /// so: the service now refuses to start, naming the variable.
 #[test]
 fn an_unsupported_otlp_protocol_is_refused_at_start() {
-    let output = Command::new(service_binary())
+    let output = service()
         .args(["--addr", "127.0.0.1:0", "--no-load", "--seconds", "1"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
@@ -116,13 +88,9 @@ fn its_traces_reach_an_otlp_collector() {
     use otlp_receiver::{integer_attribute, string_attribute};
 
     let (endpoint, receiver) = otlp_receiver::start();
-    let output = Command::new(service_binary())
+    let output = service()
         .args(["--seconds", "2", "--addr", "127.0.0.1:0"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("SNAPVIEW_DEBUG_TOKEN")
-        .env("RUST_LOG", "info")
         .output()
         .expect("the service example runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -169,14 +137,14 @@ fn its_traces_reach_an_otlp_collector() {
 }
 
 /// The service on a free loopback port, without load, OTLP or token, until
-/// Ctrl-C; its stdout piped.
-fn spawn_until_ctrl_c() -> std::process::Child {
-    Command::new(service_binary())
+/// Ctrl-C; its stdout piped, and its stderr if `stderr` (then the caller
+/// must read it).
+fn spawn_until_ctrl_c(stderr: bool) -> std::process::Child {
+    use std::process::Stdio;
+    service()
         .args(["--addr", "127.0.0.1:0", "--no-load"])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("SNAPVIEW_DEBUG_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(if stderr { Stdio::piped() } else { Stdio::null() })
         .spawn()
         .expect("the service example starts")
 }
@@ -189,7 +157,7 @@ fn one_ctrl_c_right_after_the_banner_shuts_down_cleanly() {
     use std::io::{BufRead, BufReader, Read};
     use std::time::{Duration, Instant};
 
-    let mut child = spawn_until_ctrl_c();
+    let mut child = spawn_until_ctrl_c(false);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut banner = String::new();
     stdout.read_line(&mut banner).unwrap();
@@ -229,25 +197,32 @@ fn a_taken_default_port_falls_back_to_a_free_one() {
 /// the program at once, with the exit status of an interrupt (130).
 #[test]
 fn a_second_ctrl_c_stops_at_once() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpStream;
+    use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
 
-    let mut child = spawn_until_ctrl_c();
+    let mut child = spawn_until_ctrl_c(true);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let banner = lines.next().expect("a banner").unwrap();
     let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    let (shutting_down, told) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("shutting down") {
+                let _ = shutting_down.send(());
+            }
+        }
+    });
     // A 30 s profile: the first Ctrl-C waits for it (at most the grace).
-    let mut profile = TcpStream::connect(&addr).unwrap();
-    profile.write_all(b"GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let _profile = long_profile_holding_the_profiler(&addr);
     let interrupt = || {
         // The shell's own `kill`: no package to install for it.
         let sent = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
         assert!(sent.success());
     };
     interrupt();
-    std::thread::sleep(Duration::from_millis(300));
+    // Two signals pending at once would be delivered as one.
+    told.recv_timeout(Duration::from_secs(10)).expect("the first Ctrl-C starts the shutdown");
     let second = Instant::now();
     interrupt();
     let status = exit_within(&mut child, second, Duration::from_secs(3));
@@ -271,12 +246,9 @@ fn a_ctrl_c_during_the_final_export_stops_at_once() {
         let held: Vec<_> = silent.incoming().collect();
         drop(held);
     });
-    let mut child = Command::new(service_binary())
+    let mut child = service()
         .args(["--addr", "127.0.0.1:0", "--no-load", "--seconds", "1"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
-        .env_remove("SNAPVIEW_DEBUG_TOKEN")
-        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -293,6 +265,43 @@ fn a_ctrl_c_during_the_final_export_stops_at_once() {
     let status = exit_within(&mut child, sent, Duration::from_secs(5));
     assert_eq!(status.code(), Some(130), "stopped by the Ctrl-C, not by the export's end: {status:?}");
     assert!(sent.elapsed() < Duration::from_secs(1), "{:?}", sent.elapsed());
+}
+
+/// A 30 s CPU profile requested from `addr`, once it holds the profiler (a
+/// probe is then refused with 409): its connection, kept open. A probe that
+/// finds the profiler free holds it for its second, and refuses the long
+/// one if it comes meanwhile: that one is then sent again.
+fn long_profile_holding_the_profiler(addr: &str) -> std::net::TcpStream {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let request = |path: &str| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        stream
+    };
+    let long_path = "/debug/pprof/profile?seconds=30";
+    let mut long = request(long_path);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        // An answer already means it was refused.
+        long.set_nonblocking(true).unwrap();
+        let answered = !matches!(long.peek(&mut [0]), Err(err) if err.kind() == ErrorKind::WouldBlock);
+        long.set_nonblocking(false).unwrap();
+        if answered {
+            long = request(long_path);
+            continue;
+        }
+        let mut answer = String::new();
+        let _ = request("/debug/pprof/profile?seconds=1").read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 409") {
+            return long;
+        }
+    }
+    panic!("the 30 s profile never took the profiler");
 }
 
 /// The exit status of `child`, which must exit within `limit` of `since`.

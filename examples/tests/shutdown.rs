@@ -57,8 +57,27 @@ async fn the_load_generator_stops_with_the_service() {
 async fn requests_cut_off_at_shutdown_end_with_it() {
     let (service, _file) = common::start(common::ROUTES).await;
     let url = format!("http://{}/debug/pprof/profile?seconds=30", service.local_addr());
-    let long = tokio::spawn(async move { common::client().get(url).send().await.map(|r| r.status()) });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start_long = || {
+        let url = url.clone();
+        tokio::spawn(async move { common::client().get(url).send().await.map(|r| r.status()) })
+    };
+    // Until the long profile holds the profiler (a probe is then refused with
+    // 409), not for a fixed time: its first start loads debug info, which a
+    // loaded machine may spend seconds on. A probe that finds the profiler
+    // free holds it for its second, and refuses the long one if it comes
+    // meanwhile: that one is then sent again.
+    let probe = format!("http://{}/debug/pprof/profile?seconds=1", service.local_addr());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut long = start_long();
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the 30 s profile never took the profiler");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if long.is_finished() {
+            long = start_long();
+        } else if matches!(common::client().get(&probe).send().await.map(|r| r.status().as_u16()), Ok(409)) {
+            break;
+        }
+    }
     let report = tokio::time::timeout(Duration::from_secs(10), service.shutdown()).await.expect("shutdown within 10 s");
     assert!(report.forced, "the profile was still running after the grace period");
     assert!(tokio::time::timeout(Duration::from_secs(2), long).await.is_ok(), "the cut-off request ended");

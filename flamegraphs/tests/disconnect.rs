@@ -12,8 +12,21 @@ async fn a_client_that_disconnects_frees_the_profiler() {
     common::start_workload();
     let server = Server::open().await;
     for path in ["/debug/pprof/profile?seconds=30", "/debug/pprof/flamegraph?seconds=30"] {
-        let request = tokio::spawn(common::get_owned(server.url(path)));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Until it holds the profiler (a probe is then refused with 409):
+        // aborted before, it would test nothing. A probe that finds the
+        // profiler free holds it for its second, and refuses the request if
+        // it comes meanwhile: that one is then sent again.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut request = tokio::spawn(common::get_owned(server.url(path)));
+        loop {
+            assert!(Instant::now() < deadline, "the 30 s profile never took the profiler");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if request.is_finished() {
+                request = tokio::spawn(common::get_owned(server.url(path)));
+            } else if server.get("/debug/pprof/profile?seconds=1").await.0 == 409 {
+                break;
+            }
+        }
         request.abort();
         assert!(request.await.unwrap_err().is_cancelled());
         // The server learns of the closed connection when its read or write

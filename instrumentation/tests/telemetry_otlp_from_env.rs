@@ -53,6 +53,9 @@ fn from_the_environment_http_protobuf_when_the_protocol_says_so() {
 #[test]
 #[ignore = "run by from_the_environment_http_protobuf_when_the_protocol_says_so"]
 fn child_exports_over_http() {
+    if !child::in_child() {
+        return;
+    }
     export_one_span(|builder| builder.otlp_from_env(), Some(Protocol::HttpProtobuf));
 }
 
@@ -69,6 +72,9 @@ fn from_the_environment_grpc_by_default() {
 #[test]
 #[ignore = "run by from_the_environment_grpc_by_default"]
 fn child_exports_over_grpc() {
+    if !child::in_child() {
+        return;
+    }
     export_one_span(|builder| builder.otlp_from_env(), Some(Protocol::Grpc));
 }
 
@@ -80,6 +86,9 @@ fn from_the_environment_nothing_without_an_endpoint() {
 #[test]
 #[ignore = "run by from_the_environment_nothing_without_an_endpoint and ..._when_both_exporters_are_none"]
 fn child_exports_nothing() {
+    if !child::in_child() {
+        return;
+    }
     export_one_span(|builder| builder.otlp_from_env(), None);
 }
 
@@ -113,6 +122,9 @@ fn from_the_environment_a_signal_whose_exporter_is_none_is_not_exported() {
 #[test]
 #[ignore = "run by from_the_environment_a_signal_whose_exporter_is_none_is_not_exported"]
 fn child_times_a_snapshot() {
+    if !child::in_child() {
+        return;
+    }
     let (subscriber, guard) = Telemetry::builder().fmt(false).otlp_from_env().build().unwrap();
     assert_eq!(guard.otlp_protocol(), Some(Protocol::Grpc));
     let probe = MapProbe::new("from-env.signals").sample_every(1);
@@ -143,6 +155,9 @@ fn an_exporter_the_pipeline_does_not_have_is_an_error_naming_the_variable() {
 #[test]
 #[ignore = "run by an_exporter_the_pipeline_does_not_have_is_an_error_naming_the_variable"]
 fn child_refuses_zipkin() {
+    if !child::in_child() {
+        return;
+    }
     let error = Telemetry::builder().fmt(false).otlp_from_env().build().map(drop).unwrap_err();
     assert!(matches!(error, TelemetryError::InvalidEnvironment { var: "OTEL_TRACES_EXPORTER", .. }), "{error:?}");
 }
@@ -159,6 +174,9 @@ fn the_sdk_switch_turns_off_even_an_explicit_protocol() {
 #[test]
 #[ignore = "run by the_sdk_switch_turns_off_even_an_explicit_protocol"]
 fn child_disabled() {
+    if !child::in_child() {
+        return;
+    }
     let endpoint = std::env::var("COLLECTOR").unwrap();
     export_one_span(|builder| builder.otlp(Protocol::Grpc).otlp_endpoint(endpoint), None);
 }
@@ -174,6 +192,9 @@ fn a_protocol_the_pipeline_does_not_speak_is_an_error_naming_the_variable() {
 #[test]
 #[ignore = "run by a_protocol_the_pipeline_does_not_speak_is_an_error_naming_the_variable"]
 fn child_refuses_json() {
+    if !child::in_child() {
+        return;
+    }
     let error = Telemetry::builder().fmt(false).otlp_from_env().build().map(drop).unwrap_err();
     assert!(
         matches!(error, TelemetryError::InvalidEnvironment { var: "OTEL_EXPORTER_OTLP_PROTOCOL", .. }),
@@ -216,6 +237,9 @@ fn the_environments_timeout_bounds_the_shutdown() {
 #[test]
 #[ignore = "run by the_environments_timeout_bounds_the_shutdown"]
 fn child_shuts_down_within_the_timeout() {
+    if !child::in_child() {
+        return;
+    }
     let endpoint = std::env::var("COLLECTOR").unwrap();
     let (subscriber, guard) =
         Telemetry::builder().fmt(false).otlp(Protocol::Grpc).otlp_endpoint(endpoint).build().unwrap();
@@ -245,6 +269,9 @@ fn the_environments_queue_size_bounds_the_span_queue() {
 #[test]
 #[ignore = "run by the_environments_queue_size_bounds_the_span_queue"]
 fn child_queues_at_most_16() {
+    if !child::in_child() {
+        return;
+    }
     const SPANS: u64 = 1000;
     let endpoint = std::env::var("COLLECTOR").unwrap();
     let (subscriber, guard) =

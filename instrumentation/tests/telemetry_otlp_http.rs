@@ -61,6 +61,9 @@ fn spans_and_metrics_reach_an_http_collector_with_the_configured_headers() {
 #[test]
 #[ignore = "run by spans_and_metrics_reach_an_http_collector_with_the_configured_headers, with its environment"]
 fn child_exports_over_http() {
+    if !child::in_child() {
+        return;
+    }
     let probe = MapProbe::new(MAP).sample_every(1);
     // The endpoint and headers come from the environment; the timeout is
     // long so that the final export arrives whole however loaded the machine.

@@ -4,8 +4,8 @@
 //! re-polled subscription dropped its old waker under it, and a waker that
 //! owned a subscription deadlocked the thread).
 
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::task::{Context, Wake, Waker};
 use std::thread;
 use std::time::Duration;

@@ -104,10 +104,7 @@ pub async fn run(
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // The text last acted on (published or rejected), new text read once,
-    // and the last read error.
-    let mut seen = loaded;
-    let mut settling: Option<String> = None;
+    let mut settled = Settled::new(loaded);
     let mut read_error: Option<String> = None;
     loop {
         tokio::select! {
@@ -127,17 +124,40 @@ pub async fn run(
             }
         };
         read_error = None;
-        if text == seen {
-            settling = None;
-        } else if settling.as_ref() == Some(&text) {
+        if let Some(text) = settled.read(text) {
             reload(&path, &text, &routes);
-            settling = None;
-            seen = text;
-        } else {
-            settling = Some(text);
         }
     }
     tracing::debug!("routes reloader stopped");
+}
+
+/// The rule of [`run`]: new text is acted on once two reads in a row give it.
+struct Settled {
+    /// The text last acted on (published or rejected).
+    seen: String,
+    /// New text read once.
+    settling: Option<String>,
+}
+
+impl Settled {
+    fn new(loaded: String) -> Self {
+        Settled { seen: loaded, settling: None }
+    }
+
+    /// Takes one read; returns the text to act on, if it is its time.
+    fn read(&mut self, text: String) -> Option<String> {
+        if text == self.seen {
+            self.settling = None;
+            None
+        } else if self.settling.as_ref() == Some(&text) {
+            self.settling = None;
+            self.seen = text.clone();
+            Some(text)
+        } else {
+            self.settling = Some(text);
+            None
+        }
+    }
 }
 
 fn reload(path: &std::path::Path, text: &str, routes: &RouteMap) {
@@ -182,6 +202,20 @@ mod tests {
         assert_eq!(diff.removed, vec![("/b".to_string(), "http://2".to_string())]);
         assert_eq!(diff.changed, vec![("/a".to_string(), "http://1".to_string(), "http://9".to_string())]);
         assert_eq!(diff.to_string(), "routes v1 -> v2: +/c (http://3), -/b, ~/a (http://1 -> http://9)");
+    }
+
+    /// The in-place rewrite's empty moment, whichever polls it falls
+    /// between: read once, it is never acted on.
+    #[test]
+    fn text_is_acted_on_once_two_reads_in_a_row_give_it() {
+        let mut settled = Settled::new("a".into());
+        let reads = |settled: &mut Settled, texts: &[&str]| -> Vec<Option<String>> {
+            texts.iter().map(|t| settled.read(t.to_string())).collect()
+        };
+        assert_eq!(reads(&mut settled, &["a", "", "a", "", "a", "a"]), vec![None; 6], "an empty moment now and then");
+        assert_eq!(reads(&mut settled, &["", "b", "b", "b"]), vec![None, None, Some("b".into()), None]);
+        assert_eq!(reads(&mut settled, &["c", "", "c", "c"]), vec![None, None, None, Some("c".into())]);
+        assert_eq!(reads(&mut settled, &["", ""]), vec![None, Some(String::new())], "a file left empty is empty");
     }
 
     #[test]
