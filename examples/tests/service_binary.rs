@@ -172,6 +172,42 @@ fn one_ctrl_c_right_after_the_banner_shuts_down_cleanly() {
     assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
 }
 
+/// A Ctrl-C flushes the telemetry: the span of a request answered just
+/// before it reaches the collector, sent by the exiting process (the span
+/// could not arrive after the exit otherwise).
+#[test]
+fn a_ctrl_c_flushes_the_traces() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let (endpoint, receiver) = otlp_receiver::start();
+    let mut child = service()
+        .args(["--addr", "127.0.0.1:0", "--no-load"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the service example starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    let mut request = std::net::TcpStream::connect(&addr).unwrap();
+    request.write_all(b"GET /route/api/users/7 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    request.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let sent = Instant::now();
+    let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
+    assert!(kill.success());
+    let status = exit_within(&mut child, sent, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let requests = |r: &otlp_receiver::ReceiverHandle| r.spans().iter().any(|s| s.name == "GET /route/{*path}");
+    assert!(receiver.wait_until(Duration::from_secs(5), requests), "the request's span was not flushed at Ctrl-C");
+}
+
 /// Without `--addr`, a taken default port (8080) does not stop the demo: it
 /// listens on a free port and says so in the banner. With `--addr`, the
 /// address asked for is kept, and a taken one is an error.
