@@ -15,6 +15,7 @@ use std::task::Poll;
 use snapview::instrument::{Telemetry, TelemetryGuard};
 use snapview_examples::gateway::cli::{self, Args};
 use snapview_examples::gateway::{Service, ShutdownReport, StartError};
+use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {
@@ -110,27 +111,36 @@ async fn run(args: Args) -> Result<ShutdownReport, String> {
         installed.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
         return Err("interrupted before starting".to_owned());
     }
+    // SIGTERM (`docker stop`, systemd, Kubernetes) shuts down as Ctrl-C does,
+    // flushing the telemetry; its handler is installed here, at once.
+    let mut terminate = signal(SignalKind::terminate()).map_err(|err| format!("cannot wait for SIGTERM: {err}"))?;
     let service = start(&args).await?;
     println!("{}", cli::banner(service.local_addr(), &args));
-    let reason = match args.run_for {
-        Some(duration) => {
-            tokio::select! {
-                _ = tokio::time::sleep(duration) => "time is up",
-                _ = ctrl_c => "Ctrl-C",
-            }
-        }
-        None => {
-            ctrl_c.await.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
-            "Ctrl-C"
+    let time_is_up = async {
+        match args.run_for {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
         }
     };
-    tracing::info!("{reason}: shutting down (Ctrl-C to stop at once)");
-    // A Ctrl-C now does not wait for running requests and the exports.
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("service: Ctrl-C during shutdown, stopping now");
-            std::process::exit(130);
+    let reason = tokio::select! {
+        () = time_is_up => "time is up",
+        interrupted = &mut ctrl_c => {
+            interrupted.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
+            "Ctrl-C"
         }
+        _ = terminate.recv() => "SIGTERM",
+    };
+    tracing::info!("{reason}: shutting down (Ctrl-C to stop at once)");
+    // A Ctrl-C or SIGTERM now does not wait for running requests and the
+    // exports; the exit status is the signal's, as a shell reports it.
+    tokio::spawn(async move {
+        let (name, status) = tokio::select! {
+            Ok(()) = tokio::signal::ctrl_c() => ("Ctrl-C", 130),
+            Some(()) = terminate.recv() => ("SIGTERM", 143),
+            else => return,
+        };
+        eprintln!("service: {name} during shutdown, stopping now");
+        std::process::exit(status);
     });
     let report = service.shutdown().await;
     tracing::info!(forced = report.forced, "stopped");

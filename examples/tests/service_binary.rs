@@ -172,6 +172,28 @@ fn one_ctrl_c_right_after_the_banner_shuts_down_cleanly() {
     assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
 }
 
+/// SIGTERM (`docker stop`, systemd) shuts down as Ctrl-C does: exit 0,
+/// the report printed; a second one stops at once, with 143.
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::time::{Duration, Instant};
+
+    let mut child = spawn_until_ctrl_c(false);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    assert!(banner.contains("listening on http://127.0.0.1:"), "{banner}");
+    let sent = Instant::now();
+    let kill = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().expect("sh runs");
+    assert!(kill.success());
+    let status = exit_within(&mut child, sent, Duration::from_secs(10));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "a clean shutdown: {status:?}\n{rest}");
+    assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
+}
+
 /// A Ctrl-C flushes the telemetry: the span of a request answered just
 /// before it reaches the collector, sent by the exiting process (the span
 /// could not arrive after the exit otherwise).
