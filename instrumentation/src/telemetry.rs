@@ -214,6 +214,13 @@ impl TelemetryBuilder {
     /// Those of [`build`](Self::build), and a global default subscriber that
     /// is already set.
     pub fn install(self) -> Result<TelemetryGuard, TelemetryError> {
+        // Asked first: a pipeline built only to be refused would start its
+        // exporters, and its guard's drop would send a final export (a
+        // duplicate series) and wait up to the export timeout for it.
+        if global_default_is_set() {
+            let refused = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+            return Err(TelemetryError::GlobalDefaultAlreadySet(refused.expect_err("a global default stays set")));
+        }
         let (subscriber, guard) = self.build()?;
         tracing::subscriber::set_global_default(subscriber).map_err(TelemetryError::GlobalDefaultAlreadySet)?;
         Ok(guard)
@@ -225,6 +232,14 @@ impl TelemetryBuilder {
             .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
             .unwrap_or_else(|| DEFAULT_FILTER.to_owned())
     }
+}
+
+/// Whether a global default subscriber is set. Asked on a thread of its
+/// own, which has no scoped default (`with_default`) to hide the global one
+/// behind; `tracing::dispatcher::has_been_set` counts scoped ones too.
+fn global_default_is_set() -> bool {
+    let global = || tracing::dispatcher::get_default(|dispatch| !dispatch.is::<tracing::subscriber::NoSubscriber>());
+    std::thread::scope(|scope| scope.spawn(global).join()).unwrap_or(false)
 }
 
 fn parse_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
