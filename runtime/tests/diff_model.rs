@@ -6,7 +6,8 @@
 //! and an equality computed from two `HashMap`s. The same is done against a
 //! second map built from a model (a differently seeded hasher, so the
 //! look-up fallback), and every snapshot is diffed with itself. Both hashers
-//! are seeded by the case, so that a saved regression rebuilds its tries.
+//! are seeded by the case (or are the identity, for keys that place their
+//! hashes), so that a saved regression rebuilds its tries.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -18,6 +19,7 @@ use snapview::{Change, SnapMap, Snapshot, View};
 
 mod common;
 use common::Colliding;
+use common::placed::{Placing, placed_key};
 
 type Model<K> = HashMap<K, u8>;
 /// foldhash, as the default hasher, seeded by the case.
@@ -122,8 +124,14 @@ where
     }
 }
 
-fn run<K: Hash + Eq + Clone + Debug>(base: Vec<(K, u8)>, ops: Vec<Op<K>>, seed: u64) {
-    let map: SnapMap<K, u8, Hasher> = SnapMap::with_hasher(Hasher::with_seed(seed));
+/// `hasher` is the map's; `other_hasher` that of the maps it is compared
+/// with by look-ups.
+fn run<K, S>(base: Vec<(K, u8)>, ops: Vec<Op<K>>, hasher: S, other_hasher: S)
+where
+    K: Hash + Eq + Clone + Debug,
+    S: BuildHasher + Clone,
+{
+    let map: SnapMap<K, u8, S> = SnapMap::with_hasher(hasher);
     let mut model: Model<K> = HashMap::new();
     let mut snaps = vec![(map.snapshot(), model.clone())];
     model.extend(base.iter().cloned());
@@ -184,12 +192,13 @@ fn run<K: Hash + Eq + Clone + Debug>(base: Vec<(K, u8)>, ops: Vec<Op<K>>, seed: 
     // Versions of one map: the structural walk.
     check_all(&snaps);
 
-    // Versions of two maps with unrelated hashers: the look-up fallback. The
-    // other map holds the contents of one version in the middle, then of the
-    // last one (restored to the base's): equal contents in two maps included.
+    // Versions of two maps: the look-up fallback (whatever the hashers, which
+    // are unrelated but for `Placing`'s). The other map holds the contents
+    // of one version in the middle, then of the last one (restored to the
+    // base's): equal contents in two maps included.
     for j in [snaps.len() / 2, snaps.len() - 1] {
         let other_model = snaps[j].1.clone();
-        let mut other = SnapMap::with_hasher(Hasher::with_seed(!seed));
+        let mut other = SnapMap::with_hasher(other_hasher.clone());
         other.extend(other_model.clone());
         let theirs = other.snapshot();
         assert!(theirs.diff(&theirs).next().is_none());
@@ -222,20 +231,29 @@ fn u16_key() -> impl Strategy<Value = u16> + Clone {
 proptest! {
     #[test]
     fn diff_matches_model_integer_keys((base, ops) in ops(u16_key()), seed: u64) {
-        run(base, ops, seed);
+        run(base, ops, Hasher::with_seed(seed), Hasher::with_seed(!seed));
     }
 
     /// Four hash groups: diffs between big collision nodes, and between a
     /// collision chain and a single entry.
     #[test]
     fn diff_matches_model_colliding_in_four((base, ops) in ops(u16_key().prop_map(|id| Colliding { id, hash: id % 4 })), seed: u64) {
-        run(base, ops, seed);
+        run(base, ops, Hasher::with_seed(seed), Hasher::with_seed(!seed));
     }
 
     /// Groups of three: collision nodes that appear and fold away between versions.
     #[test]
     fn diff_matches_model_colliding_in_threes((base, ops) in ops(u16_key().prop_map(|id| Colliding { id, hash: id / 3 })), seed: u64) {
-        run(base, ops, seed);
+        run(base, ops, Hasher::with_seed(seed), Hasher::with_seed(!seed));
+    }
+
+    /// Hashes sharing long runs of the bits the trie reads first: diffs
+    /// down chains of single-child nodes 5 to 10 levels deep, between a
+    /// chain and the one entry it folded back into, and equality of equal
+    /// contents whose chains were grown and folded by different histories.
+    #[test]
+    fn diff_matches_model_long_shared_hash_prefixes((base, ops) in ops(placed_key())) {
+        run(base, ops, Placing::default(), Placing::default());
     }
 }
 

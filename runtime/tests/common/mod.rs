@@ -8,6 +8,8 @@
 //! removes it from its registry when dropped; dropping an id that is not live
 //! (a double drop, or a drop of something never created) panics at once.
 
+pub mod placed;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
