@@ -6,11 +6,8 @@
 //!
 //! `cargo run --release -p snapview-examples --example service` (`--help` for the flags)
 
-use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::pin;
 use std::process::ExitCode;
-use std::task::Poll;
 
 use snapview::instrument::{Telemetry, TelemetryGuard};
 use snapview_examples::gateway::cli::{self, Args};
@@ -103,16 +100,12 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
 }
 
 async fn run(args: Args) -> Result<ShutdownReport, String> {
-    // tokio installs its Ctrl-C handler when `ctrl_c()` is first polled:
-    // poll it once now, so that a Ctrl-C as soon as the banner is out (a
-    // script reading it, say) shuts down cleanly instead of killing.
-    let mut ctrl_c = pin!(tokio::signal::ctrl_c());
-    if let Poll::Ready(installed) = poll_fn(|cx| Poll::Ready(ctrl_c.as_mut().poll(cx))).await {
-        installed.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
-        return Err("interrupted before starting".to_owned());
-    }
-    // SIGTERM (`docker stop`, systemd, Kubernetes) shuts down as Ctrl-C does,
-    // flushing the telemetry; its handler is installed here, at once.
+    // Both handlers are installed here, before the banner, and each stream
+    // keeps a signal that comes before it is awaited: a Ctrl-C as soon as
+    // the banner is out (a script reading it, say) shuts down cleanly, and
+    // one right after the shutdown began stops at once. SIGTERM (`docker
+    // stop`, systemd, Kubernetes) shuts down as Ctrl-C does.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|err| format!("cannot wait for SIGTERM: {err}"))?;
     let service = start(&args).await?;
     println!("{}", cli::banner(service.local_addr(), &args));
@@ -124,10 +117,7 @@ async fn run(args: Args) -> Result<ShutdownReport, String> {
     };
     let reason = tokio::select! {
         () = time_is_up => "time is up",
-        interrupted = &mut ctrl_c => {
-            interrupted.map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
-            "Ctrl-C"
-        }
+        _ = interrupt.recv() => "Ctrl-C",
         _ = terminate.recv() => "SIGTERM",
     };
     tracing::info!("{reason}: shutting down (Ctrl-C to stop at once)");
@@ -135,7 +125,7 @@ async fn run(args: Args) -> Result<ShutdownReport, String> {
     // exports; the exit status is the signal's, as a shell reports it.
     tokio::spawn(async move {
         let (name, status) = tokio::select! {
-            Ok(()) = tokio::signal::ctrl_c() => ("Ctrl-C", 130),
+            Some(()) = interrupt.recv() => ("Ctrl-C", 130),
             Some(()) = terminate.recv() => ("SIGTERM", 143),
             else => return,
         };

@@ -173,7 +173,7 @@ fn one_ctrl_c_right_after_the_banner_shuts_down_cleanly() {
 }
 
 /// SIGTERM (`docker stop`, systemd) shuts down as Ctrl-C does: exit 0,
-/// the report printed; a second one stops at once, with 143.
+/// the report printed.
 #[test]
 fn sigterm_shuts_down_cleanly() {
     use std::io::{BufRead, BufReader, Read};
@@ -192,6 +192,47 @@ fn sigterm_shuts_down_cleanly() {
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(status.code(), Some(0), "a clean shutdown: {status:?}\n{rest}");
     assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
+}
+
+/// A second SIGTERM, while the first waits for a running request, stops
+/// the program at once, with the exit status of a SIGTERM (143).
+#[test]
+fn a_second_sigterm_stops_at_once() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    let mut child = spawn_until_ctrl_c(true);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = lines.next().expect("a banner").unwrap();
+    let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    let shutting_down = shutting_down_lines(&mut child);
+    let _profile = long_profile_holding_the_profiler(&addr);
+    let terminate = || {
+        let sent = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().expect("sh runs");
+        assert!(sent.success());
+    };
+    terminate();
+    shutting_down.recv_timeout(Duration::from_secs(10)).expect("the first SIGTERM starts the shutdown");
+    let second = Instant::now();
+    terminate();
+    let status = exit_within(&mut child, second, Duration::from_secs(3));
+    assert_eq!(status.code(), Some(143), "{status:?}");
+}
+
+/// Reads `child`'s piped stderr on a thread of its own; each "shutting
+/// down" line sends on the returned channel.
+fn shutting_down_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<()> {
+    use std::io::{BufRead, BufReader};
+    let (shutting_down, told) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("shutting down") {
+                let _ = shutting_down.send(());
+            }
+        }
+    });
+    told
 }
 
 /// A Ctrl-C flushes the telemetry: the span of a request answered just
@@ -262,15 +303,7 @@ fn a_second_ctrl_c_stops_at_once() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let banner = lines.next().expect("a banner").unwrap();
     let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
-    let (shutting_down, told) = std::sync::mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("shutting down") {
-                let _ = shutting_down.send(());
-            }
-        }
-    });
+    let told = shutting_down_lines(&mut child);
     // A 30 s profile: the first Ctrl-C waits for it (at most the grace).
     let _profile = long_profile_holding_the_profiler(&addr);
     let interrupt = || {

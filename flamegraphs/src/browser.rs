@@ -8,7 +8,8 @@
 //! read the answers as its own: histograms, symbol names, code paths.
 //!
 //! - Every current browser says where a request comes from in
-//!   `Sec-Fetch-Site`: `cross-site` and `same-site` requests are refused.
+//!   `Sec-Fetch-Site` (to loopback and `https://` addresses, which it counts
+//!   as secure): `cross-site` and `same-site` requests are refused.
 //!   `same-origin` (the routes' own index page) and `none` (an address
 //!   typed or bookmarked) pass, as do tools that send no such header
 //!   (curl, `go tool pprof`, Prometheus).
@@ -25,18 +26,50 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::DebugConfig;
 use crate::query::quoted;
 use crate::reply;
 
-/// Whether the `Host` is checked: only without a token and without
-/// [`allow_remote`](crate::DebugConfig::allow_remote).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CheckHost(pub(crate) bool);
+/// What [`refuse_other_sites`] checks for a [`DebugConfig`]: the
+/// `Sec-Fetch-Site` of every request, and the `Host` only without a token
+/// and without [`allow_remote`](DebugConfig::allow_remote).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrowserGuard {
+    check_host: bool,
+}
 
-/// Middleware: `403 Forbidden` for a request a browser sent on another
-/// site's behalf, or one addressed to a name that is not loopback's when
-/// `check_host` says so. See the module's documentation.
-pub(crate) async fn refuse_other_sites(State(check_host): State<CheckHost>, request: Request, next: Next) -> Response {
+impl BrowserGuard {
+    /// The checks the debug routes make under `config`.
+    pub fn new(config: &DebugConfig) -> Self {
+        BrowserGuard { check_host: config.token.is_none() && !config.allow_remote }
+    }
+}
+
+/// Middleware: `403 Forbidden` for a request a browser sent for another
+/// site's page (`Sec-Fetch-Site: cross-site` or `same-site`) and, when
+/// `guard` checks it, for one whose `Host` is neither an IP address nor
+/// `localhost`, the mark of a DNS-rebinding page.
+///
+/// The debug routes use it; guard an application's own route that carries
+/// what they do (the demo's `/metrics`) the same way, inside the token:
+///
+/// ```
+/// use axum::{Router, middleware, routing::any};
+/// use snapview_flame::{BrowserGuard, DebugConfig};
+/// let config = DebugConfig::default().without_token();
+/// let app: Router = Router::new().route(
+///     "/metrics",
+///     any(|| async { "# my metrics" })
+///         .layer(middleware::from_fn_with_state(BrowserGuard::new(&config), snapview_flame::refuse_other_sites))
+///         .layer(middleware::from_fn(snapview_flame::only_get)),
+/// );
+/// ```
+///
+/// Browsers send `Sec-Fetch-Site` to secure contexts only: loopback and
+/// `https://`. Served beyond loopback over plain HTTP (`allow_remote`), a
+/// browser's cross-site requests carry none, and only the token guards
+/// the routes.
+pub async fn refuse_other_sites(State(guard): State<BrowserGuard>, request: Request, next: Next) -> Response {
     if let Some(site) = sent_for_another_site(request.headers()) {
         let message = format!(
             "refused: a browser sent this request for a page of another site (Sec-Fetch-Site: {site}); \
@@ -44,7 +77,7 @@ pub(crate) async fn refuse_other_sites(State(check_host): State<CheckHost>, requ
         );
         return reply::error(StatusCode::FORBIDDEN, message);
     }
-    let elsewhere = check_host.0.then(|| host(&request)).flatten().filter(|host| !names_loopback(host));
+    let elsewhere = guard.check_host.then(|| host(&request)).flatten().filter(|host| !names_loopback(host));
     if let Some(host) = elsewhere {
         let message = format!(
             "refused: Host {} is neither an IP address nor localhost, and without a token \

@@ -20,7 +20,9 @@ pub const TOKEN_ENV: &str = "SNAPVIEW_DEBUG_TOKEN";
 pub struct DebugConfig {
     /// The bearer token every request must carry, if any.
     pub token: Option<String>,
-    /// Whether [`serve_with`](crate::serve_with) may listen on a non-loopback address.
+    /// Whether [`serve_with`](crate::serve_with) may listen on a non-loopback
+    /// address, and the routes answer any `Host` without a token (see
+    /// [`allow_remote`](Self::allow_remote)).
     pub allow_remote: bool,
     /// The standalone server's bounds on each client (the routes merged
     /// into an application's server get that server's).
@@ -52,7 +54,10 @@ impl DebugConfig {
     }
 
     /// Lets [`serve_with`](crate::serve_with) listen on non-loopback
-    /// addresses (e.g. `0.0.0.0:6060` in a container). Set a token too.
+    /// addresses (e.g. `0.0.0.0:6060` in a container), and lets the debug
+    /// routes, wherever they are served, answer a `Host` other than an IP
+    /// address or `localhost` without a token (without it they refuse
+    /// those: [`refuse_other_sites`](crate::refuse_other_sites)). Set a token too.
     pub fn allow_remote(mut self, allow: bool) -> Self {
         self.allow_remote = allow;
         self

@@ -86,6 +86,7 @@ mod server;
 mod views;
 
 pub use auth::require_token;
+pub use browser::{BrowserGuard, refuse_other_sites};
 pub use config::{DebugConfig, TOKEN_ENV};
 pub use connections::{ConnectionLimits, serve_router};
 pub use server::{DEFAULT_ADDR, ROUTES, only_get, router, router_with, serve, serve_with, serve_with_shutdown};

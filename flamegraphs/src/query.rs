@@ -22,15 +22,17 @@ impl Query {
         Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
-    /// The value of `name`, if given. Given twice, it is an error, not the
-    /// first value as Go's `FormValue` takes it: `?seconds=5&seconds=300`
-    /// is a mistake somewhere, and either reading of it surprises someone.
+    /// The value of `name`, if given. Given twice with different values, it
+    /// is an error, not the first value as Go's `FormValue` takes it:
+    /// `?seconds=5&seconds=300` is a mistake somewhere, and either reading
+    /// of it surprises someone. The same value repeated is that value (a
+    /// scraper that appends its parameters to ones it was configured with).
     fn get(&self, name: &str) -> Result<Option<&str>, String> {
         let mut values = self.0.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
         let first = values.next();
-        match values.next() {
+        match values.find(|value| Some(*value) != first) {
             None => Ok(first),
-            Some(_) => Err(format!("{name} given more than once; give it once")),
+            Some(_) => Err(format!("{name} given twice with different values; give it once")),
         }
     }
 
@@ -108,11 +110,13 @@ mod tests {
 
     #[test]
     fn a_parameter_given_twice_is_refused() {
-        for twice in ["seconds=5&seconds=300", "seconds=5&seconds=5", "seconds=5&seconds"] {
-            assert_eq!(seconds(twice), Err("seconds given more than once; give it once".to_owned()), "{twice}");
+        for twice in ["seconds=5&seconds=300", "seconds=5&seconds", "seconds=5&seconds=5&seconds=6"] {
+            let refused = Err("seconds given twice with different values; give it once".to_owned());
+            assert_eq!(seconds(twice), refused, "{twice}");
         }
+        assert_eq!(seconds("seconds=5&seconds=5"), Ok(Duration::from_secs(5)), "the same value repeated is that value");
         let query = Query::parse(Some("format=svg&format=folded&seconds=2"));
-        assert!(query.format(&["svg", "folded"]).unwrap_err().starts_with("format given more than once"));
+        assert!(query.format(&["svg", "folded"]).unwrap_err().starts_with("format given twice"));
         assert_eq!(query.seconds(), Ok(Duration::from_secs(2)), "the other parameters still read");
     }
 

@@ -40,6 +40,12 @@ pub fn router() -> Router {
 /// every method on them (a wrong one's 405 would tell the path exists), never
 /// the application's other paths or its 404s.
 ///
+/// They refuse what a web page can make a browser send ([`refuse_other_sites`](crate::refuse_other_sites)):
+/// without a token, and unless `config` [allows remote clients](DebugConfig::allow_remote),
+/// a request addressed by a name other than `localhost` (a scraper that
+/// reaches the application as `app:8080`, say) gets 403: set a token, or
+/// `allow_remote(true)`, for such clients.
+///
 /// # Panics
 ///
 /// If the token cannot be sent in a header ([`DebugConfig::validate`]), as
@@ -65,8 +71,8 @@ pub fn router_with(config: &DebugConfig) -> Router {
     // token check: axum's own 405 for `get` routes (and its `Allow` header)
     // answers before any layer of the route's can, telling without the
     // token which paths exist.
-    let check_host = browser::CheckHost(config.token.is_none() && !config.allow_remote);
-    let routes = routes.route_layer(axum::middleware::from_fn_with_state(check_host, browser::refuse_other_sites));
+    let guard = browser::BrowserGuard::new(config);
+    let routes = routes.route_layer(axum::middleware::from_fn_with_state(guard, browser::refuse_other_sites));
     let routes = routes.route_layer(axum::middleware::from_fn(refuse_bodies));
     let routes = routes.route_layer(axum::middleware::from_fn(only_get));
     match &config.token {

@@ -218,7 +218,11 @@ impl TelemetryBuilder {
         // exporters, and its guard's drop would send a final export (a
         // duplicate series) and wait up to the export timeout for it.
         if global_default_is_set() {
-            let refused = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+            // The error tracing gives, from a dispatch that is no subscriber's:
+            // one made from a subscriber would register with every callsite
+            // first, and `NoSubscriber`'s interests would loosen the level
+            // filters of the subscriber that is set.
+            let refused = tracing::dispatcher::set_global_default(tracing::Dispatch::none());
             return Err(TelemetryError::GlobalDefaultAlreadySet(refused.expect_err("a global default stays set")));
         }
         let (subscriber, guard) = self.build()?;

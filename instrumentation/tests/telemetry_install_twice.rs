@@ -45,6 +45,18 @@ fn a_refused_install_exports_nothing() {
     assert!(!exported, "a refused pipeline exported {} metrics", receiver.metrics().len());
 }
 
+/// The refusal leaves the installed subscriber's filters as they were: a
+/// refusal that registered another subscriber with the callsites would
+/// have raised the global level filter to TRACE.
+#[test]
+fn a_refused_install_leaves_the_level_filter() {
+    installed_with_stats();
+    let before = tracing::level_filters::LevelFilter::current();
+    assert!(before < tracing::level_filters::LevelFilter::TRACE, "the first install filters: {before}");
+    refused(Telemetry::builder().fmt(false).install().err());
+    assert_eq!(tracing::level_filters::LevelFilter::current(), before);
+}
+
 #[test]
 fn a_refused_install_waits_for_no_collector() {
     installed_with_stats();

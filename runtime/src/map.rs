@@ -308,10 +308,11 @@ where
                 writer.written.clear();
                 let woken = watch::wake_all(waiting);
                 publish.published(next.version(), changes);
-                // The version subscriptions were last told of, let go only
-                // now: it may be the old version's last holder, and its
-                // values' `Drop`s (which may panic) come after the announcing,
-                // as does a panic of a subscriber's waker.
+                // A replaced latest other than `base` (none is known: see
+                // above) is let go only now, as before session 39: it may be
+                // an old version's last holder, and its values' `Drop`s
+                // (which may panic) come after the announcing, as does a
+                // panic of a subscriber's waker.
                 let freed = freed.and(woken).and(panic::catch_unwind(AssertUnwindSafe(|| drop(superseded))));
                 if let Err(payload) = freed {
                     panic::resume_unwind(payload);

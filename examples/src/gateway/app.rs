@@ -57,13 +57,17 @@ pub fn router(gateway: Gateway, debug: &DebugConfig) -> Router {
         .layer(middleware::from_fn(request_span))
 }
 
-/// `GET /metrics`, behind the debug token if there is one: it carries
-/// snapview's latency histograms, which the debug router's own `/metrics`
-/// (that this one stands in for) keeps behind the token. Every method
+/// `GET /metrics`, behind the debug token if there is one, and refusing
+/// what a web page can make a browser send, as the debug routes do: it
+/// carries snapview's latency histograms, which the debug router's own
+/// `/metrics` (that this one stands in for) guards so. Every method
 /// reaches it and is checked inside the token check, as on the debug routes
 /// (`get` would answer a wrong method's 405 before the token is asked for).
 fn metrics_route(debug: &DebugConfig) -> MethodRouter<Gateway> {
-    let route = any(super::metrics::metrics).layer(middleware::from_fn(snapview::debug::only_get));
+    let guard = snapview::debug::BrowserGuard::new(debug);
+    let route = any(super::metrics::metrics)
+        .layer(middleware::from_fn_with_state(guard, snapview::debug::refuse_other_sites))
+        .layer(middleware::from_fn(snapview::debug::only_get));
     match &debug.token {
         Some(token) => route.layer(middleware::from_fn_with_state(token.clone(), snapview::debug::require_token)),
         None => route,
