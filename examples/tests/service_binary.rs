@@ -154,28 +154,19 @@ fn spawn_until_ctrl_c(stderr: bool) -> std::process::Child {
 /// which the first wait for Ctrl-C did after the banner, it killed.)
 #[test]
 fn one_ctrl_c_right_after_the_banner_shuts_down_cleanly() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::time::{Duration, Instant};
-
-    let mut child = spawn_until_ctrl_c(false);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut banner = String::new();
-    stdout.read_line(&mut banner).unwrap();
-    assert!(banner.contains("listening on http://127.0.0.1:"), "{banner}");
-    let sent = Instant::now();
-    let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
-    assert!(kill.success());
-    let status = exit_within(&mut child, sent, Duration::from_secs(10));
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert_eq!(status.code(), Some(0), "a clean shutdown: {status:?}\n{rest}");
-    assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
+    shuts_down_cleanly_on("INT");
 }
 
 /// SIGTERM (`docker stop`, systemd) shuts down as Ctrl-C does: exit 0,
 /// the report printed.
 #[test]
 fn sigterm_shuts_down_cleanly() {
+    shuts_down_cleanly_on("TERM");
+}
+
+/// Sends `signal` as soon as the banner is out; the service must exit 0
+/// with its latency report.
+fn shuts_down_cleanly_on(signal: &str) {
     use std::io::{BufRead, BufReader, Read};
     use std::time::{Duration, Instant};
 
@@ -185,19 +176,31 @@ fn sigterm_shuts_down_cleanly() {
     stdout.read_line(&mut banner).unwrap();
     assert!(banner.contains("listening on http://127.0.0.1:"), "{banner}");
     let sent = Instant::now();
-    let kill = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().expect("sh runs");
-    assert!(kill.success());
+    send_signal(&child, signal);
     let status = exit_within(&mut child, sent, Duration::from_secs(10));
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
-    assert_eq!(status.code(), Some(0), "a clean shutdown: {status:?}\n{rest}");
+    assert_eq!(status.code(), Some(0), "a clean shutdown on SIG{signal}: {status:?}\n{rest}");
     assert!(rest.contains("latency of each view"), "the report is printed:\n{rest}");
+}
+
+/// `kill -<signal>` by the shell's own `kill`: no package to install for it.
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("sh").args(["-c", &format!("kill -{signal} {}", child.id())]).status().expect("sh runs");
+    assert!(sent.success(), "kill -{signal}");
 }
 
 /// A second SIGTERM, while the first waits for a running request, stops
 /// the program at once, with the exit status of a SIGTERM (143).
 #[test]
 fn a_second_sigterm_stops_at_once() {
+    a_second_signal_stops_at_once("TERM", 143);
+}
+
+/// Sends `signal`, and once the service is shutting down (a 30 s profile
+/// keeps it waiting, at most the grace), `signal` again: the service must
+/// stop at once with `status`.
+fn a_second_signal_stops_at_once(signal: &str, status: i32) {
     use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
 
@@ -207,16 +210,13 @@ fn a_second_sigterm_stops_at_once() {
     let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
     let shutting_down = shutting_down_lines(&mut child);
     let _profile = long_profile_holding_the_profiler(&addr);
-    let terminate = || {
-        let sent = Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().expect("sh runs");
-        assert!(sent.success());
-    };
-    terminate();
-    shutting_down.recv_timeout(Duration::from_secs(10)).expect("the first SIGTERM starts the shutdown");
+    send_signal(&child, signal);
+    // Two signals pending at once would be delivered as one.
+    shutting_down.recv_timeout(Duration::from_secs(10)).expect("the first signal starts the shutdown");
     let second = Instant::now();
-    terminate();
-    let status = exit_within(&mut child, second, Duration::from_secs(3));
-    assert_eq!(status.code(), Some(143), "{status:?}");
+    send_signal(&child, signal);
+    let exited = exit_within(&mut child, second, Duration::from_secs(3));
+    assert_eq!(exited.code(), Some(status), "a second SIG{signal}: {exited:?}");
 }
 
 /// Reads `child`'s piped stderr on a thread of its own; each "shutting
@@ -263,8 +263,7 @@ fn a_ctrl_c_flushes_the_traces() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     let sent = Instant::now();
-    let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
-    assert!(kill.success());
+    send_signal(&child, "INT");
     let status = exit_within(&mut child, sent, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{status:?}");
     let requests = |r: &otlp_receiver::ReceiverHandle| r.spans().iter().any(|s| s.name == "GET /route/{*path}");
@@ -296,28 +295,7 @@ fn a_taken_default_port_falls_back_to_a_free_one() {
 /// the program at once, with the exit status of an interrupt (130).
 #[test]
 fn a_second_ctrl_c_stops_at_once() {
-    use std::io::{BufRead, BufReader};
-    use std::time::{Duration, Instant};
-
-    let mut child = spawn_until_ctrl_c(true);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let banner = lines.next().expect("a banner").unwrap();
-    let addr = banner.split("listening on http://").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
-    let told = shutting_down_lines(&mut child);
-    // A 30 s profile: the first Ctrl-C waits for it (at most the grace).
-    let _profile = long_profile_holding_the_profiler(&addr);
-    let interrupt = || {
-        // The shell's own `kill`: no package to install for it.
-        let sent = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
-        assert!(sent.success());
-    };
-    interrupt();
-    // Two signals pending at once would be delivered as one.
-    told.recv_timeout(Duration::from_secs(10)).expect("the first Ctrl-C starts the shutdown");
-    let second = Instant::now();
-    interrupt();
-    let status = exit_within(&mut child, second, Duration::from_secs(3));
-    assert_eq!(status.code(), Some(130), "{status:?}");
+    a_second_signal_stops_at_once("INT", 130);
 }
 
 /// A Ctrl-C while the final export waits for a collector that does not
@@ -351,8 +329,7 @@ fn a_ctrl_c_during_the_final_export_stops_at_once() {
     std::thread::spawn(move || lines.for_each(drop));
     std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
-    let kill = Command::new("sh").args(["-c", &format!("kill -INT {}", child.id())]).status().expect("sh runs");
-    assert!(kill.success());
+    send_signal(&child, "INT");
     let status = exit_within(&mut child, sent, Duration::from_secs(5));
     assert_eq!(status.code(), Some(130), "stopped by the Ctrl-C, not by the export's end: {status:?}");
     assert!(sent.elapsed() < Duration::from_secs(1), "{:?}", sent.elapsed());
