@@ -26,8 +26,15 @@ fn leaked_map() -> &'static SnapMap<u32, u32> {
     Box::leak(Box::new(SnapMap::new()))
 }
 
-fn owning_waker(map: &SnapMap<u32, u32>) -> Waker {
-    Waker::from(Arc::new(Owning(map.subscribe())))
+/// A subscription of a fresh leaked map, polled once (pending) with a waker
+/// that owns another subscription of the same map; the caller's reference to
+/// that waker is gone, so the subscription's stored copy is its last.
+fn waiting_on_an_owning_waker() -> (&'static SnapMap<u32, u32>, Subscription<u32, u32>) {
+    let map = leaked_map();
+    let mut first = map.subscribe();
+    let waker = Waker::from(Arc::new(Owning(map.subscribe())));
+    assert!(first.poll_changed(&mut Context::from_waker(&waker)).is_pending());
+    (map, first)
 }
 
 /// Runs `f` on another thread; fails if it has not returned within 10 s.
@@ -42,11 +49,7 @@ fn returns(what: &str, f: impl FnOnce() + Send + 'static) {
 
 #[test]
 fn a_replaced_waker_that_owns_a_subscription() {
-    let map = leaked_map();
-    let mut first = map.subscribe();
-    let waker = owning_waker(map);
-    assert!(first.poll_changed(&mut Context::from_waker(&waker)).is_pending());
-    drop(waker);
+    let (_map, mut first) = waiting_on_an_owning_waker();
     // Polled again with another waker: the stored one goes, and with it the
     // subscription it owns.
     returns("re-polled", move || assert!(first.poll_changed(&mut Context::from_waker(Waker::noop())).is_pending()));
@@ -57,11 +60,7 @@ fn a_replaced_waker_that_owns_a_subscription() {
 /// passed before session 39 too, and guards the ready path.
 #[test]
 fn a_waker_that_owns_a_subscription_left_when_ready() {
-    let map = leaked_map();
-    let mut first = map.subscribe();
-    let waker = owning_waker(map);
-    assert!(first.poll_changed(&mut Context::from_waker(&waker)).is_pending());
-    drop(waker);
+    let (map, mut first) = waiting_on_an_owning_waker();
     map.insert(1, 1);
     returns("ready", move || {
         let ready = first.poll_changed(&mut Context::from_waker(Waker::noop()));
@@ -71,11 +70,7 @@ fn a_waker_that_owns_a_subscription_left_when_ready() {
 
 #[test]
 fn a_waker_that_owns_a_subscription_left_when_dropped() {
-    let map = leaked_map();
-    let mut first = map.subscribe();
-    let waker = owning_waker(map);
-    assert!(first.poll_changed(&mut Context::from_waker(&waker)).is_pending());
-    drop(waker);
+    let (map, first) = waiting_on_an_owning_waker();
     returns("dropped", move || drop(first));
     // The map goes on, and so do new subscriptions.
     let mut next = map.subscribe();
