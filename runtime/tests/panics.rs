@@ -1,9 +1,10 @@
 //! Panic safety: a panic in user code during a write publishes nothing.
 //!
-//! Keys whose `Hash`, `Eq` or `Clone` panic on demand, and values whose
-//! `Clone` does, are armed to panic on the k-th such call, for every k that
-//! lands inside an insert, a remove or a batch (so at every point of a path
-//! copy, half-way through cloning a node's entries included). After each
+//! Keys whose `Hash`, `Eq` or `Clone` panic on demand, values whose `Clone`
+//! does, and the closures and iterators a write is given, are armed to panic
+//! on the k-th such call, for every k that lands inside an insert, a remove
+//! or a batch (so at every point of a path copy, half-way through cloning a
+//! node's entries, and half-way through a `retain` or an `extend`, included). After each
 //! caught panic: the current version is exactly the last published one
 //! (same version, same contents), older snapshots are intact, the next writer
 //! succeeds, and (drop counting) the live instances are exactly those
@@ -28,6 +29,10 @@ enum Trap {
     Eq,
     KeyClone,
     ValueClone,
+    /// The writer's own closures and iterators: `retain`'s predicate, the
+    /// iterators given to `extend` and `assign`, `and_modify`'s and
+    /// `or_insert_with`'s closures.
+    Closure,
 }
 
 thread_local! {
@@ -142,6 +147,13 @@ impl Env {
         Val { n, tag: Tag::new(&self.reg) }
     }
 
+    /// The entry `k -> v`, made by a writer's iterator or closure (which may
+    /// panic: `Trap::Closure`).
+    fn yielded(&self, (k, v): (u32, u32)) -> (Key, Val) {
+        spring(Trap::Closure);
+        (self.key(k), self.val(v))
+    }
+
     /// Live instances are exactly those reachable from `views`.
     fn check_instances<S: BuildHasher>(&self, views: &[&View<Key, Val, S>]) {
         let mut reachable = HashSet::new();
@@ -178,6 +190,13 @@ enum Write {
     /// `assign` of the map's table with one key dropped, one changed and one
     /// added: a hot reload that writes only what differs.
     Assign,
+    /// `retain` dropping the keys divisible by 3 (some of them already
+    /// dropped by an earlier attempt, so a `retain` that keeps everything
+    /// runs too).
+    Retain,
+    /// `extend` on the map itself (one batch): new values for ten present
+    /// keys and a new key.
+    Extend,
 }
 
 impl Write {
@@ -185,9 +204,13 @@ impl Write {
     /// ~600 calls of `Hash` and ~300 of `Eq` on a map of 300 keys (both sides
     /// hashed, each key compared once) before its first write; a trap at
     /// every one would take ~4x the sweep's time, and under valgrind far more.
-    fn trap_stride(self) -> u32 {
-        match self {
-            Write::Assign => 5,
+    /// A closure runs once per entry of the map in `retain`, and an iterator
+    /// yields every entry in a reload and in `assign`: a trap at every 10th
+    /// still lands at the start, middle and end of the pass.
+    fn trap_stride(self, trap: Trap) -> u32 {
+        match (self, trap) {
+            (Write::Reload | Write::Assign | Write::Retain, Trap::Closure) => 10,
+            (Write::Assign, _) => 5,
             _ => 1,
         }
     }
@@ -237,7 +260,7 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
             map.update(|tx| {
                 tx.clear();
                 let entries = keys.iter().map(|&k| (k, k + 1)).chain(again);
-                tx.extend(entries.map(|(k, v)| (env.key(k), env.val(v))));
+                tx.extend(entries.map(|entry| env.yielded(entry)));
             });
             next = keys.iter().map(|&k| (k, k + 1)).chain(again).collect();
         }
@@ -246,8 +269,14 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
             let (a, b, c) = (keys[0], keys[keys.len() / 2], keys[keys.len() - 1]);
             map.update(|tx| {
                 tx.get_mut(&env.key(a)).expect("present").n = 11;
-                assert_eq!(tx.entry(env.key(fresh)).or_insert(env.val(12)).n, 12);
-                tx.entry(env.key(b)).and_modify(|v| v.n = 13).or_insert_with(|| unreachable!());
+                let made = tx.entry(env.key(fresh)).or_insert_with(|| env.yielded((fresh, 12)).1);
+                assert_eq!(made.n, 12);
+                tx.entry(env.key(b))
+                    .and_modify(|v| {
+                        spring(Trap::Closure);
+                        v.n = 13;
+                    })
+                    .or_insert_with(|| unreachable!());
                 match tx.entry(env.key(c)) {
                     Entry::Occupied(e) => assert_eq!(e.remove().n, model[&c]),
                     Entry::Vacant(_) => unreachable!("present"),
@@ -267,9 +296,25 @@ fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Mod
                 .map(|(&k, &v)| (k, if k == changed { v + 1 } else { v }))
                 .chain([(fresh, 9)])
                 .collect();
-            let written = map.update(|tx| tx.assign(table.iter().map(|(&k, &v)| (env.key(k), env.val(v)))));
+            let written = map.update(|tx| tx.assign(table.iter().map(|(&k, &v)| env.yielded((k, v)))));
             assert_eq!(written, 3, "one key dropped, one changed, one added");
             next = table;
+        }
+        Write::Retain => {
+            map.update(|tx| {
+                tx.retain(|k, _| {
+                    spring(Trap::Closure);
+                    k.n % 3 != 0
+                })
+            });
+            next.retain(|k, _| k % 3 != 0);
+        }
+        Write::Extend => {
+            let keys: Vec<u32> = model.keys().copied().collect();
+            let entries: Vec<(u32, u32)> =
+                keys.iter().step_by(keys.len() / 10).map(|&k| (k, k + 7)).chain([(fresh, 8)]).collect();
+            (&*map).extend(entries.iter().map(|&entry| env.yielded(entry)));
+            next.extend(entries);
         }
     }
     next
@@ -309,10 +354,12 @@ fn sweep(grouping: fn(u32) -> u32, lend: bool) {
         Write::Reload,
         Write::Entries,
         Write::Assign,
+        Write::Retain,
+        Write::Extend,
     ];
     for write in writes {
-        for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
-            for after in (0..).step_by(write.trap_stride() as usize) {
+        for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone, Trap::Closure] {
+            for after in (0..).step_by(write.trap_stride(trap) as usize) {
                 let before = map.snapshot();
                 let before_model = model.clone();
                 let outcome = with_trap(trap, after, || attempt(&env, &map, write, &model, fresh));
@@ -355,7 +402,7 @@ fn sweep(grouping: fn(u32) -> u32, lend: bool) {
 
                 // Past the last call of this kind the write goes through; a
                 // batch that always panics stops when no trap is reached either.
-                if completed || after > 160 * write.trap_stride() {
+                if completed || after > 160 * write.trap_stride(trap) {
                     break;
                 }
                 if matches!(write, Write::BatchThenPanic) && !FIRED.get() {
@@ -364,7 +411,7 @@ fn sweep(grouping: fn(u32) -> u32, lend: bool) {
             }
         }
     }
-    for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone] {
+    for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone, Trap::Closure] {
         assert!(panics.get(&trap).copied().unwrap_or(0) > 0, "{trap:?} never went off: {panics:?}");
     }
 
