@@ -153,6 +153,7 @@ impl<'a, K: Eq, V: PartialEq> Active<'a, K, V> {
 ///
 /// Created by [`View::diff`]. Each key that differs appears exactly once; the
 /// order is unspecified.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct Diff<'a, K, V, S = crate::DefaultHashBuilder> {
     stack: Vec<Frame<'a, K, V>>,
     active: Active<'a, K, V>,

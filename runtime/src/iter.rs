@@ -313,6 +313,7 @@ impl<K, V> FusedIterator for RawIter<'_, K, V> {}
 ///
 /// Created by [`View::iter`](crate::View::iter). Allocates nothing; its length
 /// is known exactly.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 #[repr(C)]
 pub struct Iter<'a, K, V> {
     /// The current node's unread entries, and what rides with them ([`Rest`]).
@@ -522,6 +523,7 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug> core::fmt::Debug for Iter<'_, K, 
 macro_rules! projection {
     ($(#[$doc:meta])* $name:ident, $item:ty, |$k:ident, $v:ident| $proj:expr) => {
         $(#[$doc])*
+        #[must_use = "iterators are lazy and do nothing unless consumed"]
         pub struct $name<'a, K, V> {
             inner: Iter<'a, K, V>,
         }

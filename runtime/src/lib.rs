@@ -48,7 +48,10 @@
 //!   [`View::len`] entries, whatever writers do meanwhile.
 //! - If user code panics during a write (`Hash`, `Eq`, `Clone`, or the
 //!   [`update`](SnapMap::update) closure), nothing is published: the map stays
-//!   at its last version and the next writer proceeds normally.
+//!   at its last version and the next writer proceeds normally. The same
+//!   holds for a [`try_update`](SnapMap::try_update) whose closure returns
+//!   `Err`; an `update` closure's return value, `Err` or not, never cancels
+//!   its writes.
 //! - Every key and value is dropped exactly once, once no version that holds
 //!   it is current or held by a snapshot, a read guard or a subscription
 //!   (which keeps the last version it was told of, even past the map's end,
@@ -103,7 +106,8 @@
 //!
 //! # Features
 //!
-//! - `serde`: `serde::Serialize` for [`Snapshot`] and [`View`] (as a map), and
+//! - `serde`: `serde::Serialize` for [`Snapshot`], [`ReadGuard`], [`View`]
+//!   and [`SnapMap`] (its current version) as a map, and
 //!   `serde::Deserialize` for [`SnapMap`] (from a map, one version; version 0
 //!   if the map is empty).
 //!   Requires the `serde` crate.

@@ -144,6 +144,7 @@ impl<K, V, S> SnapMap<K, V, S> {
     /// an enabled `tracing` subscriber receives a span per snapshot, and
     /// allocates as it does.)
     #[inline]
+    #[must_use]
     pub fn snapshot(&self) -> Snapshot<K, V, S> {
         Snapshot::from_arc(self.hook.snapshot(|| self.current.load_full(), |view| view.version()))
     }
@@ -151,11 +152,14 @@ impl<K, V, S> SnapMap<K, V, S> {
     /// The current version, borrowed for a short read: cheaper than
     /// [`snapshot`](Self::snapshot); see [`ReadGuard`].
     #[inline]
+    #[must_use]
     pub fn read(&self) -> ReadGuard<K, V, S> {
         ReadGuard::new(self.hook.read(|| self.current.load(), |view| view.version()))
     }
 
-    /// The current version number: 0 when created, +1 per published write or batch.
+    /// The current version number: +1 per published write or batch, from 0
+    /// for an empty map (a map built from entries, by `collect`, `From` or
+    /// `Deserialize`, starts at 1: its entries are its first version).
     pub fn version(&self) -> u64 {
         self.current.load().version()
     }
@@ -231,7 +235,9 @@ where
     /// the version before or the version after, never part of the batch. If
     /// the closure (or a `Hash`, `Eq`, `Clone` it calls into) panics, nothing
     /// is published and the map stays at its last version, usable by the next
-    /// writer. A batch that writes nothing (only reads, and removals of absent
+    /// writer. What the closure returns does not matter: writes made before
+    /// it returns an `Err` are published. To drop them on an error, use
+    /// [`try_update`](Self::try_update). A batch that writes nothing (only reads, and removals of absent
     /// keys) publishes nothing. An insert, a removal or a `get_mut` of a
     /// present key is a write even when the contents end equal to the last
     /// version's (the same value stored again, a key inserted then removed),
@@ -255,7 +261,49 @@ where
     /// through the `Tx` waits for the batch forever, as with any lock. So
     /// does a closure that waits for this map's next version
     /// ([`Subscription::changed`]): none can come while its batch runs.
-    pub fn update<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R) -> R {
+    pub fn update<R, F>(&self, f: F) -> R
+    where
+        F: FnOnce(&mut Tx<'_, K, V, S>) -> R,
+    {
+        self.batch(f, |_| true)
+    }
+
+    /// Runs a batch that may fail: its writes are published as one version
+    /// if the closure returns `Ok`, and dropped if it returns `Err`, which
+    /// leaves the map at its last version, as a panic does.
+    ///
+    /// [`update`](Self::update) publishes whatever its closure wrote,
+    /// whatever it returns: a closure that stops half-way with `?` there
+    /// publishes half its writes. Here the `?` drops them all.
+    ///
+    /// ```
+    /// # use snapview::SnapMap;
+    /// let limits: SnapMap<String, u32> = SnapMap::new();
+    /// let load = |text: &str| {
+    ///     limits.try_update(|tx| {
+    ///         for line in text.lines() {
+    ///             let (name, limit) = line.split_once('=').ok_or(format!("no '=' in {line:?}"))?;
+    ///             tx.insert(name.to_string(), limit.parse().map_err(|e| format!("{name}: {e}"))?);
+    ///         }
+    ///         Ok(tx.len())
+    ///     })
+    /// };
+    /// assert_eq!(load("api=100\nadmin=5"), Ok(2));
+    /// assert_eq!(load("api=200\nadmin=five"), Err("admin: invalid digit found in string".to_string()));
+    /// // The failed load wrote api=200 before it stopped: none of it was published.
+    /// assert_eq!(limits.snapshot().get("api"), Some(&100));
+    /// assert_eq!(limits.version(), 1);
+    /// ```
+    pub fn try_update<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut Tx<'_, K, V, S>) -> Result<R, E>,
+    {
+        self.batch(f, Result::is_ok)
+    }
+
+    /// `update`, whose writes are published only if `keep` says so of the
+    /// closure's result.
+    fn batch<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R, keep: fn(&R) -> bool) -> R {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
         let _in_batch = InBatch::mark(&self.batch_thread);
@@ -268,6 +316,14 @@ where
         let root = writer.spare.take().or_else(|| base.root().cloned());
         let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written), self.lend);
         let result = f(&mut tx);
+        if !keep(&result) {
+            // Dropped as on a panic: the copies the batch made go with it,
+            // and so does the spare it started from (the next write copies
+            // the root instead of recycling one).
+            drop(tx);
+            publish.unchanged(base.version());
+            return result;
+        }
         let lent = tx.built_lending();
         match tx.into_changes() {
             Ok(Changed { root, len, changes, written }) => {
@@ -529,6 +585,7 @@ where
 }
 
 /// Configures a [`SnapMap`]: its name (which labels its telemetry) and hasher.
+#[must_use = "a builder makes no map until `build()`"]
 pub struct SnapMapBuilder<K, V, S = DefaultHashBuilder> {
     name: Option<Box<str>>,
     hasher: S,
@@ -604,7 +661,7 @@ impl<K, V, S> SnapMapBuilder<K, V, S> {
     ///
     /// A value that is not `Copy` needs [`Lendable`] and `lend_entries`:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0277
     /// use snapview::SnapMap;
     ///
     /// let names = SnapMap::<String, String>::builder().lend_copy_values().build();
@@ -648,8 +705,19 @@ mod serde_impls {
     use core::marker::PhantomData;
 
     use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+    use serde::ser::{Serialize, Serializer};
 
     use super::SnapMap;
+
+    /// Serializes the current version, as its [`Snapshot`](crate::Snapshot)
+    /// does: a struct that holds a `SnapMap` derives `Serialize` and
+    /// `Deserialize` both.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    impl<K: Serialize, V: Serialize, S> Serialize for SnapMap<K, V, S> {
+        fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+            self.read().serialize(serializer)
+        }
+    }
 
     /// Reads a map (as a [`Snapshot`](crate::Snapshot) serializes) into a new
     /// `SnapMap`, published as one version (none if the map read is empty)

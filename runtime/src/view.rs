@@ -332,6 +332,7 @@ impl<K, V, S> ReadGuard<K, V, S> {
     }
 
     /// An owned snapshot of the same version.
+    #[must_use]
     pub fn to_snapshot(&self) -> Snapshot<K, V, S> {
         Snapshot::from_arc(Arc::clone(&self.guard))
     }
@@ -363,7 +364,7 @@ impl<'a, K, V, S> IntoIterator for &'a ReadGuard<K, V, S> {
 
 #[cfg(feature = "serde")]
 mod serde_impls {
-    use super::{Snapshot, View};
+    use super::{ReadGuard, Snapshot, View};
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
     /// Serializes as a map of the view's entries.
@@ -381,6 +382,14 @@ mod serde_impls {
     /// Serializes as a map of the snapshot's entries.
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<K: Serialize, V: Serialize, S> Serialize for Snapshot<K, V, S> {
+        fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+            (**self).serialize(serializer)
+        }
+    }
+
+    /// Serializes as a map of the guard's entries.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    impl<K: Serialize, V: Serialize, S> Serialize for ReadGuard<K, V, S> {
         fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
             (**self).serialize(serializer)
         }

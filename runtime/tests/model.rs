@@ -129,6 +129,9 @@ enum Op<K> {
     /// A batch whose closure runs these ops, then panics: it must publish
     /// nothing, however much of the tree its writes had copied or changed.
     PanickingBatch(Vec<TxOp<K>>),
+    /// A `try_update` whose closure runs these ops, then returns `Err`: it
+    /// must publish nothing either.
+    FailingBatch(Vec<TxOp<K>>),
     Extend(Vec<(K, u32)>),
     Clear,
     /// Take a snapshot (through `snapshot()` if true, `read().to_snapshot()` if false).
@@ -164,7 +167,8 @@ fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy
         12 => (key.clone(), value).prop_map(|(k, v)| Op::Insert(k, v)),
         8 => key.clone().prop_map(Op::Remove),
         5 => vec(tx_op.clone(), 0..10).prop_map(Op::Batch),
-        2 => vec(tx_op, 0..10).prop_map(Op::PanickingBatch),
+        2 => vec(tx_op.clone(), 0..10).prop_map(Op::PanickingBatch),
+        2 => vec(tx_op, 0..10).prop_map(Op::FailingBatch),
         2 => entries.prop_map(Op::Extend),
         1 => Just(Op::Clear),
         3 => any::<bool>().prop_map(Op::Snapshot),
@@ -396,7 +400,7 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
         match op {
             Op::Insert(k, _) | Op::Remove(k) => note(k),
             Op::Extend(entries) => entries.iter().for_each(|(k, _)| note(k)),
-            Op::Batch(tx) | Op::PanickingBatch(tx) => {
+            Op::Batch(tx) | Op::PanickingBatch(tx) | Op::FailingBatch(tx) => {
                 for t in tx {
                     match t {
                         TxOp::Insert(k, _)
@@ -465,6 +469,18 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                 assert!(Snapshot::ptr_eq(&before, &map.snapshot()), "a panicking batch published a version");
                 // Below, as after any op: the contents and older snapshots
                 // unchanged; then the rest of the case's ops must work.
+            }
+            Op::FailingBatch(tx_ops) => {
+                let mut scratch = model.clone();
+                let failed = map.try_update(|tx| {
+                    for op in tx_ops {
+                        run_tx_op(tx, &mut scratch, op);
+                    }
+                    check_tx(tx, &scratch, &probes);
+                    Err::<(), _>(tx.len())
+                });
+                assert_eq!(failed, Err(scratch.len()), "try_update returns the closure's error");
+                assert!(Snapshot::ptr_eq(&before, &map.snapshot()), "a failed batch published a version");
             }
             Op::Extend(entries) => {
                 version += u64::from(!entries.is_empty());

@@ -84,6 +84,14 @@ pub struct Tagged {
 // SAFETY: a number and a `Tag`: nothing changes through `&Tagged`.
 unsafe impl snapview::Lendable for Tagged {}
 
+/// Equal by `n`: the tag tells instances apart, not values (`assign`
+/// compares values).
+impl PartialEq for Tagged {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+    }
+}
+
 /// An empty map whose writes lend entries of any [`snapview::Lendable`]
 /// types, as the tests of lending need: by default only common std types
 /// are lent, not the types these tests count instances of.
