@@ -16,7 +16,8 @@
 //! - Without a token, and unless remote clients are allowed, the `Host`
 //!   must be an IP address or `localhost` (or a name under `.localhost`,
 //!   which browsers resolve to loopback themselves): a rebound name is
-//!   neither. With a token a rebinding page has nothing to gain, as it
+//!   neither. Not the unspecified address (`0.0.0.0`, `[::]`), which some
+//!   browsers send to loopback without `Sec-Fetch-Site`. With a token a rebinding page has nothing to gain, as it
 //!   cannot send the token.
 
 use std::net::IpAddr;
@@ -48,7 +49,8 @@ impl BrowserGuard {
 /// Middleware: `403 Forbidden` for a request a browser sent for another
 /// site's page (`Sec-Fetch-Site: cross-site` or `same-site`) and, when
 /// `guard` checks it, for one whose `Host` is neither an IP address nor
-/// `localhost`, the mark of a DNS-rebinding page.
+/// `localhost`, the mark of a DNS-rebinding page (or is `0.0.0.0`, which
+/// some browsers send to loopback as if from no site).
 ///
 /// The debug routes use it; guard an application's own route that carries
 /// what they do (the demo's `/metrics`) the same way, inside the token:
@@ -80,9 +82,9 @@ pub async fn refuse_other_sites(State(guard): State<BrowserGuard>, request: Requ
     let elsewhere = guard.check_host.then(|| host(&request)).flatten().filter(|host| !names_loopback(host));
     if let Some(host) = elsewhere {
         let message = format!(
-            "refused: Host {} is neither an IP address nor localhost, and without a token \
-             only those are answered (a guard against DNS rebinding); use 127.0.0.1 or localhost, \
-             or set a token",
+            "refused: Host {} is neither an IP address (other than 0.0.0.0 or [::]) nor localhost, \
+             and without a token only those are answered (a guard against DNS rebinding); \
+             use 127.0.0.1 or localhost, or set a token",
             quoted(host)
         );
         return reply::error(StatusCode::FORBIDDEN, message);
@@ -106,15 +108,20 @@ fn host(request: &Request) -> Option<&str> {
     }
 }
 
-/// Whether `host` (with or without its port) is an IP address, `localhost`
-/// or a name under `.localhost`.
+/// Whether `host` (with or without its port) is an IP address other than
+/// `0.0.0.0` or `[::]`, `localhost` or a name under `.localhost`.
+///
+/// The unspecified address is no address a client can reach a server at,
+/// except that some browsers send requests for `http://0.0.0.0:port` to
+/// loopback, without `Sec-Fetch-Site` (it is not a trustworthy origin): a
+/// page on any site could embed such a URL and start a profile.
 fn names_loopback(host: &str) -> bool {
     let name = without_port(host);
     if let Some(literal) = name.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
-        return literal.parse::<std::net::Ipv6Addr>().is_ok();
+        return literal.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| !ip.is_unspecified());
     }
-    if name.parse::<IpAddr>().is_ok() {
-        return true;
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return !ip.is_unspecified();
     }
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost")
@@ -162,6 +169,9 @@ mod tests {
             "127.0.0.1.attacker.example",
             "[::1",
             "[localhost]",
+            "0.0.0.0",
+            "0.0.0.0:6060",
+            "[::]:6060",
             "",
             "(not text)",
         ] {

@@ -27,6 +27,10 @@ async fn without_a_token_only_loopback_names_are_answered() {
         let (status, body) = get_with(&server.url(path), &[("host", &format!("attacker.example:{port}"))]).await;
         assert_eq!(status, 403, "{path}: {body}");
         assert!(body.contains("\"attacker.example:") && body.contains("DNS rebinding"), "{body}");
+        // What some browsers send for an `http://0.0.0.0:port/` link on any page.
+        for host in [format!("0.0.0.0:{port}"), format!("[::]:{port}")] {
+            assert_eq!(get_with(&server.url(path), &[("host", &host)]).await.0, 403, "{path} with Host {host}");
+        }
         for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), "app.localhost".to_owned()] {
             assert_eq!(get_with(&server.url(path), &[("host", &host)]).await.0, 200, "{path} with Host {host}");
         }

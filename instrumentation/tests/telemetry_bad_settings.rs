@@ -44,6 +44,18 @@ fn a_bad_endpoint_is_an_error_outside_any_runtime() {
     assert!(matches!(error, TelemetryError::Exporter { .. }), "{error:?}");
 }
 
+/// Over HTTP too: the clients are built without the URL, which every
+/// export would then fail on.
+#[test]
+fn a_bad_http_endpoint_is_an_error() {
+    for endpoint in ["http://bad host:4318", "http://:4318"] {
+        let built = Telemetry::builder().fmt(false).otlp(Protocol::HttpProtobuf).otlp_endpoint(endpoint).build();
+        let error = built.err().expect("this endpoint cannot make an exporter");
+        assert!(matches!(error, TelemetryError::Exporter { .. }), "{endpoint}: {error:?}");
+        assert!(error.to_string().contains(endpoint), "{endpoint}: {error}");
+    }
+}
+
 /// Without the `otlp-tls` feature no TLS is compiled in: an `https`
 /// endpoint fails when it is built, not at the first export, and the error
 /// says what would take it. (CI runs this file without the feature too.)

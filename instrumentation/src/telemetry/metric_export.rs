@@ -9,7 +9,9 @@
 //! `OTEL_EXPORTER_OTLP_METRICS_HEADERS` or else `OTEL_EXPORTER_OTLP_HEADERS`
 //! (`key=value,...`, values percent-decoded, empty ones skipped), and
 //! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`. Unlike the SDK's it
-//! does not retry (the next export carries the cumulative counts anyway). A
+//! does not retry (the next export carries the cumulative counts anyway;
+//! with delta temporality a failed interval is lost, as it is for the
+//! SDK's own delta instruments). A
 //! collector's partial success (rejected points) is logged as a warning. A
 //! collector that takes no metrics at all (Jaeger takes only traces: gRPC
 //! `Unimplemented`, HTTP 404) is told once, as a warning, and not as an
@@ -34,6 +36,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 
+use super::TelemetryError;
 use super::metrics::Histograms;
 use crate::sync::unmodelled::{AtomicBool, Ordering};
 
@@ -200,18 +203,19 @@ fn warn_of_rejections(partial: Option<ExportMetricsPartialSuccess>) {
 }
 
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`,
-/// `delta` or `lowmemory`, any case), cumulative if unset or not one of
-/// them (with a warning).
-pub(super) fn temporality_preference(env: impl Fn(&str) -> Option<String>) -> Temporality {
-    let Some(value) = env(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).filter(|v| !v.trim().is_empty()) else {
-        return Temporality::Cumulative;
+/// `delta` or `lowmemory`, any case), cumulative if unset. Any other value
+/// is an error, as for the pipeline's other variables: the SDK would warn
+/// and export cumulative, but `build()` runs before any subscriber could
+/// show that warning, so a misspelt `detla` would go unnoticed.
+pub(super) fn temporality_preference(env: impl Fn(&str) -> Option<String>) -> Result<Temporality, TelemetryError> {
+    let var = OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE;
+    let Some(value) = env(var).filter(|v| !v.trim().is_empty()) else {
+        return Ok(Temporality::Cumulative);
     };
-    value.trim().parse().unwrap_or_else(|()| {
-        tracing::warn!(
-            "{OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE}={value:?} is not cumulative, delta or lowmemory: \
-             exporting cumulative metrics"
-        );
-        Temporality::Cumulative
+    value.trim().parse().map_err(|()| TelemetryError::InvalidEnvironment {
+        var,
+        value,
+        expected: "cumulative, delta or lowmemory",
     })
 }
 
@@ -313,9 +317,14 @@ mod tests {
     #[test]
     fn the_temporality_preference_is_read_as_the_sdk_reads_it() {
         let var = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-        assert_eq!(temporality_preference(env_of(&[])), Temporality::Cumulative);
-        assert_eq!(temporality_preference(env_of(&[(var, "Delta")])), Temporality::Delta);
-        assert_eq!(temporality_preference(env_of(&[(var, " lowmemory ")])), Temporality::LowMemory);
-        assert_eq!(temporality_preference(env_of(&[(var, "sometimes")])), Temporality::Cumulative);
+        assert_eq!(temporality_preference(env_of(&[])).unwrap(), Temporality::Cumulative);
+        assert_eq!(temporality_preference(env_of(&[(var, "Delta")])).unwrap(), Temporality::Delta);
+        assert_eq!(temporality_preference(env_of(&[(var, " lowmemory ")])).unwrap(), Temporality::LowMemory);
+        match temporality_preference(env_of(&[(var, "detla")])) {
+            Err(TelemetryError::InvalidEnvironment { var: named, value, .. }) => {
+                assert_eq!((named, &*value), (var, "detla"))
+            }
+            other => panic!("a misspelt preference: {other:?}"),
+        }
     }
 }

@@ -49,6 +49,22 @@ pub const MAX_EXPORT_TIMEOUT: Duration = Duration::from_secs(60);
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const MIN_EXPORT_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// The shortest interval between two exports of a signal
+/// ([`TelemetryBuilder::metrics_interval`], `OTEL_METRIC_EXPORT_INTERVAL`,
+/// `OTEL_BSP_SCHEDULE_DELAY`), which a shorter one, 0 included, is taken
+/// as: the SDK's export loops do not wait at all on a zero interval, and
+/// would export (and, with the collector away, log an error) without pause.
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub const MIN_EXPORT_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long spans wait to be exported in a batch when
+/// `OTEL_BSP_SCHEDULE_DELAY` is not set: the SDK's default.
+const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_secs(5);
+
+/// How often the metrics are exported when neither the builder nor
+/// `OTEL_METRIC_EXPORT_INTERVAL` says: the SDK's default.
+const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Crates on the export path. Their spans are never exported, whatever the
 /// filter: exporting the spans of an export would feed the queue forever.
 /// (The SDK's own log events name their package, hyphen and all.)
@@ -122,6 +138,10 @@ struct Resolved<'a> {
     protocol: Protocol,
     timeout: Duration,
     max_queued_spans: usize,
+    /// Between two exports of the metrics.
+    metrics_interval: Duration,
+    /// Between two exports of the spans.
+    schedule_delay: Duration,
     /// Whether spans are exported (`OTEL_TRACES_EXPORTER` is not `none`).
     traces: bool,
     /// Whether metrics are exported (`OTEL_METRICS_EXPORTER` is not `none`).
@@ -199,7 +219,8 @@ impl TelemetryBuilder {
     }
 
     /// How often the histograms are exported. Default:
-    /// `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s.
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds), else 60 s. Either way at
+    /// least [`MIN_EXPORT_INTERVAL`] (10 ms), which a shorter one is taken as.
     pub fn metrics_interval(mut self, interval: Duration) -> Self {
         self.otlp.metrics_interval = Some(interval);
         self
@@ -291,7 +312,21 @@ impl OtlpConfig {
         };
         let timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
         let max_queued_spans = otlp_env::max_queued_spans(env)?;
-        Ok(Some(Resolved { config: self, protocol, timeout, max_queued_spans, traces, metrics }))
+        let metrics_interval = match self.metrics_interval {
+            Some(interval) => interval,
+            None => otlp_env::metric_export_interval(env)?.unwrap_or(DEFAULT_METRICS_INTERVAL),
+        };
+        let schedule_delay = otlp_env::schedule_delay(env)?.unwrap_or(DEFAULT_SCHEDULE_DELAY);
+        Ok(Some(Resolved {
+            config: self,
+            protocol,
+            timeout,
+            max_queued_spans,
+            metrics_interval: metrics_interval.max(MIN_EXPORT_INTERVAL),
+            schedule_delay: schedule_delay.max(MIN_EXPORT_INTERVAL),
+            traces,
+            metrics,
+        }))
     }
 
     /// The SDK's resource (which reads `OTEL_RESOURCE_ATTRIBUTES`) with the
@@ -340,13 +375,14 @@ pub(super) struct Pipeline {
 
 impl Pipeline {
     fn start(resolved: &Resolved<'_>) -> Result<Pipeline, TelemetryError> {
-        let Resolved { config, protocol, timeout, max_queued_spans, .. } = *resolved;
+        let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, .. } = *resolved;
+        // Read before the export runtime exists: an error would drop it.
+        let temporality = metric_export::temporality_preference(metric_export::env_var)?;
         let runtime = match protocol {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
         };
         let shared = Arc::new(SharedReport::default());
-        let temporality = metric_export::temporality_preference(metric_export::env_var);
         let histograms = Histograms::new(Arc::clone(&shared), temporality);
         let (span_exporter, metric_exporter) = match build_exporters(resolved, runtime.as_ref(), histograms) {
             Ok(exporters) => exporters,
@@ -364,7 +400,7 @@ impl Pipeline {
         let tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
         let (tracer_provider, span_losses) = match span_exporter {
             Some(exporter) => {
-                let (processor, span_losses) = BoundedSpanProcessor::new(exporter, max_queued_spans);
+                let (processor, span_losses) = BoundedSpanProcessor::new(exporter, max_queued_spans, schedule_delay);
                 (tracer_provider.with_span_processor(processor).build(), Some(span_losses))
             }
             None => (tracer_provider.build(), None),
@@ -372,10 +408,7 @@ impl Pipeline {
 
         let mut meter_provider = super::metrics::with_cardinality_limits(SdkMeterProvider::builder());
         if let Some(exporter) = metric_exporter {
-            let mut reader = PeriodicReader::builder(exporter);
-            if let Some(interval) = config.metrics_interval {
-                reader = reader.with_interval(interval);
-            }
+            let reader = PeriodicReader::builder(exporter).with_interval(metrics_interval);
             meter_provider = meter_provider.with_reader(reader.build());
         }
         let meter_provider = meter_provider.with_resource(resource).build();
@@ -557,6 +590,37 @@ mod tests {
         assert_eq!(resolved_with(&from_env, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "0")]).unwrap().1, MIN_EXPORT_TIMEOUT);
         let hour = config(Export::With(Protocol::Grpc), Some(Duration::from_secs(3600)));
         assert_eq!(resolved_with(&hour, &[]).unwrap().1, MAX_EXPORT_TIMEOUT);
+    }
+
+    /// The metrics' interval and the spans' delay in `vars`.
+    fn intervals_with(config: &OtlpConfig, vars: &[(&str, &str)]) -> Result<(Duration, Duration), TelemetryError> {
+        let env = |var: &str| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned());
+        config.resolve(&env).map(|r| r.map(|r| (r.metrics_interval, r.schedule_delay)).expect("exported"))
+    }
+
+    #[test]
+    fn export_intervals_come_from_the_builder_then_the_environment_and_are_never_zero() {
+        let from_env = config(Export::With(Protocol::Grpc), None);
+        let ms = Duration::from_millis;
+        assert_eq!(intervals_with(&from_env, &[]).unwrap(), (DEFAULT_METRICS_INTERVAL, DEFAULT_SCHEDULE_DELAY));
+        let vars = [("OTEL_METRIC_EXPORT_INTERVAL", "1500"), ("OTEL_BSP_SCHEDULE_DELAY", "250")];
+        assert_eq!(intervals_with(&from_env, &vars).unwrap(), (ms(1500), ms(250)));
+        // Zero would make the SDK's export loops spin.
+        let zero = [("OTEL_METRIC_EXPORT_INTERVAL", "0"), ("OTEL_BSP_SCHEDULE_DELAY", "0")];
+        assert_eq!(intervals_with(&from_env, &zero).unwrap(), (MIN_EXPORT_INTERVAL, MIN_EXPORT_INTERVAL));
+        let explicit =
+            OtlpConfig { metrics_interval: Some(Duration::ZERO), ..config(Export::With(Protocol::Grpc), None) };
+        assert_eq!(intervals_with(&explicit, &vars).unwrap().0, MIN_EXPORT_INTERVAL, "the builder's wins, bounded");
+        let explicit = OtlpConfig { metrics_interval: Some(ms(20)), ..explicit };
+        assert_eq!(intervals_with(&explicit, &vars).unwrap().0, ms(20));
+        for var in ["OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_SCHEDULE_DELAY"] {
+            match intervals_with(&from_env, &[(var, "5s")]) {
+                Err(TelemetryError::InvalidEnvironment { var: named, value, .. }) => {
+                    assert_eq!((named, &*value), (var, "5s"))
+                }
+                other => panic!("{var}=5s: {other:?}"),
+            }
+        }
     }
 
     #[test]

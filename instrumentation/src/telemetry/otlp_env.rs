@@ -1,12 +1,13 @@
 //! The standard OpenTelemetry SDK variables that the pipeline reads itself,
 //! because it configures the SDK in code and code wins over the SDK's own
 //! reading of them: the protocol, the export timeout, the span queue's
-//! size, the switch that turns the SDK off, and (for `otlp_from_env`)
-//! which signals are exported. The endpoints,
+//! size, the switch that turns the SDK off, the metrics' export interval
+//! and the spans' export delay, and (for `otlp_from_env`) which signals are
+//! exported. The endpoints,
 //! `..._INSECURE` and the TLS files are read by
 //! [`transport`](super::transport), the way the SDK reads them; the SDK
 //! still reads the headers, `OTEL_RESOURCE_ATTRIBUTES`, the other
-//! `OTEL_BSP_*`, `OTEL_TRACES_SAMPLER` and `OTEL_METRIC_EXPORT_INTERVAL`.
+//! `OTEL_BSP_*` and `OTEL_TRACES_SAMPLER`.
 //!
 //! A value that is set but not valid is an error at `build()` naming the
 //! variable: the pipeline would otherwise export with a setting nobody
@@ -27,6 +28,10 @@ const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
 /// Milliseconds, as the specification has it.
 pub(super) const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub(super) const MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// Milliseconds between two exports of the metrics.
+pub(super) const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// Milliseconds between two exports of the spans.
+pub(super) const SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 pub(super) const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 pub(super) const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
 const ENDPOINTS: [&str; 3] =
@@ -99,10 +104,31 @@ pub(super) fn signals(env: &impl Fn(&str) -> Option<String>) -> Result<(bool, bo
 
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds; `None` if not set.
 pub(super) fn timeout(env: &impl Fn(&str) -> Option<String>) -> Result<Option<Duration>, TelemetryError> {
-    let Some(value) = env(TIMEOUT).filter(|value| !value.trim().is_empty()) else { return Ok(None) };
+    millis(env, TIMEOUT, "milliseconds, e.g. 2000")
+}
+
+/// `OTEL_METRIC_EXPORT_INTERVAL`, in milliseconds; `None` if not set.
+pub(super) fn metric_export_interval(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Duration>, TelemetryError> {
+    millis(env, METRIC_EXPORT_INTERVAL, "milliseconds, e.g. 60000")
+}
+
+/// `OTEL_BSP_SCHEDULE_DELAY`, in milliseconds; `None` if not set.
+pub(super) fn schedule_delay(env: &impl Fn(&str) -> Option<String>) -> Result<Option<Duration>, TelemetryError> {
+    millis(env, SCHEDULE_DELAY, "milliseconds, e.g. 5000")
+}
+
+/// A whole number of milliseconds in `var`; `None` if not set or empty.
+fn millis(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    expected: &'static str,
+) -> Result<Option<Duration>, TelemetryError> {
+    let Some(value) = env(var).filter(|value| !value.trim().is_empty()) else { return Ok(None) };
     match value.trim().parse::<u64>() {
         Ok(millis) => Ok(Some(Duration::from_millis(millis))),
-        Err(_) => Err(TelemetryError::InvalidEnvironment { var: TIMEOUT, value, expected: "milliseconds, e.g. 2000" }),
+        Err(_) => Err(TelemetryError::InvalidEnvironment { var, value, expected }),
     }
 }
 

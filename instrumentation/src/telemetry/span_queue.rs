@@ -61,9 +61,9 @@ pub(super) struct BoundedSpanProcessor {
 }
 
 impl BoundedSpanProcessor {
-    /// A processor exporting through `exporter` that lets at most `capacity`
-    /// spans wait, and the losses it counts.
-    pub(super) fn new<E>(exporter: E, capacity: usize) -> (BoundedSpanProcessor, Arc<SpanLosses>)
+    /// A processor exporting through `exporter` every `delay` that lets at
+    /// most `capacity` spans wait, and the losses it counts.
+    pub(super) fn new<E>(exporter: E, capacity: usize, delay: Duration) -> (BoundedSpanProcessor, Arc<SpanLosses>)
     where
         E: SpanExporter + 'static,
     {
@@ -74,7 +74,7 @@ impl BoundedSpanProcessor {
             closed: AtomicBool::new(false),
         });
         let exporter = CountingExporter { inner: exporter, losses: Arc::clone(&losses) };
-        let config = BatchConfigBuilder::default().with_max_queue_size(capacity).build();
+        let config = BatchConfigBuilder::default().with_max_queue_size(capacity).with_scheduled_delay(delay).build();
         let inner = BatchSpanProcessor::builder(exporter).with_batch_config(config).build();
         (BoundedSpanProcessor { inner, losses: Arc::clone(&losses) }, losses)
     }

@@ -153,6 +153,7 @@ pub(super) fn http_client(
     connect: Connect<'_>,
     signal: &'static Signal,
 ) -> Result<reqwest::blocking::Client, TelemetryError> {
+    check_http_url(url, signal)?;
     let builder = reqwest::blocking::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(connect.timeout)
@@ -172,6 +173,17 @@ pub(super) fn http_client(
         .join()
         .map_err(|_| signal.error("building the HTTP client panicked"))?
         .map_err(|error| signal.error(with_causes(&error)))
+}
+
+/// An error now for a URL that every export would fail on: the client is
+/// built without one, and the exporters post to it only at their first
+/// export, where the failure would be one more SDK warning.
+fn check_http_url(url: &str, signal: &Signal) -> Result<(), TelemetryError> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| signal.error(format!("endpoint {url:?}: {source}")))?;
+    match parsed.host_str() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err(signal.error(format!("endpoint {url:?}: no host"))),
+    }
 }
 
 /// An error and its causes, one after another: reqwest's says only "builder
@@ -396,6 +408,18 @@ mod tests {
 
     fn endpoint_with(explicit: Option<&str>, vars: &[(&str, &str)]) -> String {
         grpc_endpoint(explicit, &Signal::TRACES, env_of(vars))
+    }
+
+    #[test]
+    fn an_http_url_that_cannot_be_posted_to_is_an_error() {
+        for url in ["http://bad host:4318/v1/metrics", "http://:4318/v1/metrics", "not a url", "http://[::1/v1/traces"]
+        {
+            let error = check_http_url(url, &Signal::METRICS).expect_err(url);
+            assert!(error.to_string().contains(&format!("{url:?}")), "{url}: {error}");
+        }
+        for url in ["http://collector:4318/v1/metrics", "https://[::1]:4318/v1/traces", "http://127.0.0.1:1/x"] {
+            assert!(check_http_url(url, &Signal::METRICS).is_ok(), "{url}");
+        }
     }
 
     #[test]
