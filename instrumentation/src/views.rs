@@ -9,6 +9,12 @@
 //! disabled span stays the fast one. [`ViewProfiler::start`] switches the
 //! filter to [`WINDOW_FILTER`] until the last open [`ViewWindow`] ends.
 //!
+//! Only spans opened while a window is open are seen: an enclosing span
+//! opened before (a worker's lifelong span) is missing from the stacks, as
+//! tracing's per-layer filtering hides from a layer every span its filter
+//! did not take when the span opened. The layer being free between windows
+//! costs that.
+//!
 //! Each snapview span contributes its *self* time (its duration minus that of
 //! the snapview spans inside it, e.g. an iteration minus its `next()` spans),
 //! so a flamegraph's widths add up.
