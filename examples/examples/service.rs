@@ -93,6 +93,8 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
     #[cfg(all(feature = "console", tokio_unstable))]
     {
         builder = builder.console(true);
+        let bind = std::env::var("TOKIO_CONSOLE_BIND").unwrap_or_else(|_| "127.0.0.1:6669".to_owned());
+        eprintln!("service: tokio-console is on at {bind} (connect with `tokio-console http://{bind}`)");
     }
     #[cfg(all(feature = "console", not(tokio_unstable)))]
     eprintln!("service: the console feature needs RUSTFLAGS=\"--cfg tokio_unstable\"; tokio-console is off");

@@ -15,14 +15,18 @@ const TOKEN: &str = "from-the-environment";
 /// it returns at once instead of reading the runner's own environment.
 const CHILD: &str = "SNAPVIEW_TEST_CHILD";
 
+/// Runs the ignored `case` in a child process; asserts that it ran (a name
+/// that matches no test runs none, and exits 0) and passed.
 fn run_child(case: &str, token: &OsStr) {
-    let status = Command::new(std::env::current_exe().unwrap())
+    let output = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", case, "--nocapture"])
         .env(CHILD, "1")
         .env(TOKEN_ENV, token)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "{case} failed in its child process");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{case} failed in its child process:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("test result: ok. 1 passed"), "{case} did not run:\n{stdout}\n{stderr}");
 }
 
 fn in_child() -> bool {

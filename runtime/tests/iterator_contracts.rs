@@ -726,13 +726,19 @@ fn iter_traced() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::DEBUG)
         .with(span_count::Created(created.clone()));
-    tracing::subscriber::with_default(subscriber, || {
+    with_subscriber(subscriber, || {
         run_sizes::<foldhash::fast::RandomState>("traced", &SAMPLED_SIZES, |i| i as u64, None);
         run_sizes::<ConstState>("traced-collide", &[0, 2, 65], |i| i as u64, Some(2));
     });
     let created = created.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!("iter_traced: {created} spans created");
-    // (With `--features instrument` this is > 300K: the iterations were traced.)
+    // Instrumented, the iterations were traced (> 300K spans), so the
+    // contracts above held with every `next()` watched; plain, none is made.
+    if cfg!(feature = "instrument") {
+        assert!(created > 100_000, "only {created} spans: the iterations were not traced");
+    } else {
+        assert_eq!(created, 0, "spans without the instrument feature");
+    }
 }
 
 // ---------------------------------------------------------------- diff
@@ -1041,6 +1047,18 @@ fn diff_unrelated_seeded() {
 
 // ---------------------------------------------------------------- traced spans
 
+/// Runs `f` under `subscriber`, with a second `Dispatch` registered for the
+/// whole run first: while only one is, tracing-core caches a callsite's
+/// interest from the default of whichever thread reaches it first
+/// (tokio-rs/tracing#3611), and the other tests of this file iterate with
+/// none, which could silence these tests' spans (see `instrument_spans.rs`).
+fn with_subscriber(subscriber: impl tracing::Subscriber + Send + Sync + 'static, f: impl FnOnce()) {
+    static ANCHOR: std::sync::LazyLock<tracing::Dispatch> =
+        std::sync::LazyLock::new(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    std::sync::LazyLock::force(&ANCHOR);
+    tracing::subscriber::with_default(subscriber, f);
+}
+
 mod span_count {
     use std::sync::atomic::{AtomicI64, Ordering};
     use tracing::Subscriber;
@@ -1083,7 +1101,7 @@ fn traced_iteration_closes_its_spans() {
     use std::sync::atomic::Ordering::SeqCst;
     use tracing_subscriber::layer::SubscriberExt;
     let subscriber = tracing_subscriber::registry().with(span_count::Count);
-    tracing::subscriber::with_default(subscriber, || {
+    with_subscriber(subscriber, || {
         let map: SnapMap<u64, u64> = (0..200u64).map(|k| (k, k)).collect();
         let snap = map.snapshot();
         let base = span_count::OPEN.load(SeqCst);
@@ -1113,6 +1131,9 @@ fn traced_iteration_closes_its_spans() {
         }
         report("100 walks");
         assert_eq!(n, 200);
+        if cfg!(feature = "instrument") {
+            assert!(span_count::CREATED.load(SeqCst) >= 100, "the walks opened no spans to close");
+        }
         assert_eq!(span_count::OPEN.load(SeqCst), base, "spans left open");
         assert_eq!(span_count::ENTERED.load(SeqCst), 0, "spans left entered");
     });

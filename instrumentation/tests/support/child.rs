@@ -12,7 +12,8 @@ use std::process::Command;
 const CHILD: &str = "SNAPVIEW_TEST_CHILD";
 
 /// Runs the ignored test `child` with `vars` and no other `OTEL_*`
-/// variable, and asserts that it passed.
+/// variable, and asserts that it ran and passed (a name that matches no
+/// test runs none, and exits 0).
 pub fn run_child(child: &str, vars: &[(&str, &str)]) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args(["--ignored", "--exact", child, "--nocapture"]).env(CHILD, "1");
@@ -21,8 +22,10 @@ pub fn run_child(child: &str, vars: &[(&str, &str)]) {
             command.env_remove(var);
         }
     }
-    let status = command.envs(vars.iter().copied()).status().unwrap();
-    assert!(status.success(), "{child} failed with {vars:?}");
+    let output = command.envs(vars.iter().copied()).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{child} failed with {vars:?}:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("test result: ok. 1 passed"), "{child} did not run:\n{stdout}\n{stderr}");
 }
 
 /// Whether this process is a child [`run_child`] started: every child case
