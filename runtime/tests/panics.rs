@@ -216,6 +216,16 @@ impl Write {
     }
 }
 
+/// Where the trap goes next: every `stride` calls for the first 160 traps,
+/// then ever further apart (an eighth more each time), so that a write
+/// whose first phase makes thousands of calls of a kind (`assign` and a
+/// reload among long collision nodes compare every key before they write)
+/// still gets traps in its writing phase, and every (write, trap) pair ends
+/// with the write going through.
+fn next_trap(after: u32, stride: u32) -> u32 {
+    if after < 160 * stride { after + stride } else { after + (after / 8).max(stride) }
+}
+
 /// Runs `write` on the map; returns its effect on the model if it completes.
 fn attempt(env: &Env, map: &Map, write: Write, model: &Model, fresh: u32) -> Model {
     let mut next = model.clone();
@@ -359,7 +369,9 @@ fn sweep(grouping: fn(u32) -> u32, lend: bool) {
     ];
     for write in writes {
         for trap in [Trap::Hash, Trap::Eq, Trap::KeyClone, Trap::ValueClone, Trap::Closure] {
-            for after in (0..).step_by(write.trap_stride(trap) as usize) {
+            let stride = write.trap_stride(trap);
+            let mut after = 0;
+            loop {
                 let before = map.snapshot();
                 let before_model = model.clone();
                 let outcome = with_trap(trap, after, || attempt(&env, &map, write, &model, fresh));
@@ -402,12 +414,11 @@ fn sweep(grouping: fn(u32) -> u32, lend: bool) {
 
                 // Past the last call of this kind the write goes through; a
                 // batch that always panics stops when no trap is reached either.
-                if completed || after > 160 * write.trap_stride(trap) {
+                if completed || matches!(write, Write::BatchThenPanic) && !FIRED.get() {
                     break;
                 }
-                if matches!(write, Write::BatchThenPanic) && !FIRED.get() {
-                    break;
-                }
+                after = next_trap(after, stride);
+                assert!(after < 1 << 20, "{write:?} never completed with {trap:?} armed");
             }
         }
     }
