@@ -31,6 +31,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Durat
 async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     let limits = ConnectionLimits { header_timeout: Duration::from_millis(500), ..ConnectionLimits::default() };
     let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    let connected = Instant::now();
 
     // Sends part of a head, then nothing more.
     let mut slow = TcpStream::connect(host(&server)).await.unwrap();
@@ -44,6 +45,10 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     for (what, stream) in [("slow", &mut slow), ("silent", &mut silent), ("idle", &mut idle)] {
         let took = closed_within(stream, Duration::from_secs(5)).await;
         assert!(took.is_some(), "the {what} connection is still open after 5 s");
+        // Closed by the timeout, not at once: each was opened after
+        // `connected`, so its 500 ms run out no sooner than that.
+        let since = connected.elapsed();
+        assert!(since >= Duration::from_millis(450), "the {what} connection was closed after {since:?}");
     }
     assert_eq!(server.get("/debug/pprof/").await.0, 200, "a prompt client is served");
 }

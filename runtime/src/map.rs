@@ -7,6 +7,7 @@ use core::marker::PhantomData;
 use core::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
 
 use arc_swap::ArcSwap;
 
@@ -17,7 +18,7 @@ use crate::sync::unmodelled::{AtomicU64, Ordering};
 use crate::trie::{self, WrittenPaths};
 use crate::tx::{Changed, Tx};
 use crate::view::{Meta, ReadGuard, Snapshot, View};
-use crate::watch::{self, Subscription, Watchers};
+use crate::watch::{self, Replaced, Subscription, Waiting, Watchers};
 
 /// The name a map gets when its builder is given none.
 pub const DEFAULT_NAME: &str = "snapmap";
@@ -304,6 +305,22 @@ where
     /// `update`, whose writes are published only if `keep` says so of the
     /// closure's result.
     fn batch<R>(&self, f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R, keep: fn(&R) -> bool) -> R {
+        let (result, announce) = self.batch_locked(f, keep);
+        if let Some(announce) = announce {
+            announce.finish();
+        }
+        result
+    }
+
+    /// The batch, under the writer lock; what a publish leaves to do once
+    /// the lock is released (wake subscribers, let go of a replaced version),
+    /// since that runs other code: a waker that runs its task at once, on
+    /// this thread, may write to this map.
+    fn batch_locked<R>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_, K, V, S>) -> R,
+        keep: fn(&R) -> bool,
+    ) -> (R, Option<Announce<K, V, S>>) {
         let publish = self.hook.start_publish();
         let mut writer = self.lock_writer();
         let _in_batch = InBatch::mark(&self.batch_thread);
@@ -322,7 +339,7 @@ where
             // the root instead of recycling one).
             drop(tx);
             publish.unchanged(base.version());
-            return result;
+            return (result, None);
         }
         let lent = tx.built_lending();
         match tx.into_changes() {
@@ -362,17 +379,8 @@ where
                 }
                 writer.written = written;
                 writer.written.clear();
-                let woken = watch::wake_all(waiting);
                 publish.published(next.version(), changes);
-                // A replaced latest other than `base` (none is known: see
-                // above) is let go only now, as before session 39: it may be
-                // an old version's last holder, and its values' `Drop`s
-                // (which may panic) come after the announcing, as does a
-                // panic of a subscriber's waker.
-                let freed = freed.and(woken).and(panic::catch_unwind(AssertUnwindSafe(|| drop(superseded))));
-                if let Err(payload) = freed {
-                    panic::resume_unwind(payload);
-                }
+                (result, Some(Announce { waiting, superseded, freed }))
             }
             // Nothing changed: the working root equals the current one in
             // contents. A write that panicked (and was caught) may have left
@@ -388,9 +396,34 @@ where
                 written.clear();
                 writer.written = written;
                 publish.unchanged(base.version());
+                (result, None)
             }
         }
-        result
+    }
+}
+
+/// What a publish leaves to do after the writer lock and the batch's mark
+/// are gone: wake the subscriptions that wait, let go of a replaced latest
+/// version, and go on with a destructor's panic caught while settling.
+struct Announce<K, V, S> {
+    waiting: Waiting,
+    superseded: Replaced<K, V, S>,
+    freed: thread::Result<()>,
+}
+
+impl<K, V, S> Announce<K, V, S> {
+    /// A replaced latest other than the old version (none is known: see
+    /// `batch_locked`) is let go only after the wake-ups, as before session
+    /// 39: it may be an old version's last holder, and its values' `Drop`s
+    /// (which may panic) come after the announcing, as does a panic of a
+    /// subscriber's waker. The first panic goes on once all is done.
+    fn finish(self) {
+        let Self { waiting, superseded, freed } = self;
+        let woken = watch::wake_all(waiting);
+        let freed = freed.and(woken).and(panic::catch_unwind(AssertUnwindSafe(|| drop(superseded))));
+        if let Err(payload) = freed {
+            panic::resume_unwind(payload);
+        }
     }
 }
 

@@ -276,9 +276,20 @@ where
     }
 
     /// Inserts `key`, known absent, and returns its value, made the batch's own.
+    ///
+    /// # Panics
+    ///
+    /// If the insert replaced a value after all: only an `Eq` or `Hash` that
+    /// answers differently for the same keys can make [`Tx::entry`] miss a
+    /// key that the insert then finds. The entry for the inserted key would
+    /// be another key's (`Target::Inserted` finds the entry a new key takes).
     pub(crate) fn insert_new(&mut self, key: K, hash: u64, value: V) -> &mut V {
-        debug_assert!(self.get_key_value(&key).is_none(), "insert_new of a present key");
-        self.insert_hashed(key, hash, value);
+        if let Some(replaced) = self.insert_hashed(key, hash, value) {
+            drop(replaced);
+            panic!(
+                "snapview: a vacant entry's key was found when it was inserted: its `Hash` or `Eq` is not consistent"
+            );
+        }
         // The insert counted the write.
         self.value_mut::<K>(hash, Target::Inserted, Count::Counted)
             .expect("snapview bug: a key just inserted is not on its hash's path")

@@ -163,7 +163,6 @@ impl<K, V, S> Subscription<K, V, S> {
         let waker = cx.waker().clone();
         let mut state = self.watchers.lock();
         let (ready, stale) = if let Some(latest) = state.latest.clone().filter(|view| view.version() > self.seen) {
-            self.seen = latest.version();
             (Poll::Ready(Some(Snapshot::from_arc(latest))), state.take_waiting(self.id))
         } else if state.closed {
             (Poll::Ready(None), None)
@@ -173,7 +172,13 @@ impl<K, V, S> Subscription<K, V, S> {
             (Poll::Pending, stale)
         };
         drop(state);
+        // A waker's drop is the executor's code, and may panic: the version
+        // counts as seen only once it is handed out, so the next poll gives
+        // it again rather than waiting for a later one.
         drop(stale);
+        if let Poll::Ready(Some(snapshot)) = &ready {
+            self.seen = snapshot.version();
+        }
         ready
     }
 
