@@ -61,5 +61,6 @@ pub use telemetry::{BoxedLayer, Telemetry, TelemetryBuilder, TelemetryError, Tel
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use telemetry::{
-    DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, MAX_OTLP_MAPS, MIN_EXPORT_TIMEOUT, Protocol,
+    DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, MAX_OTLP_MAPS, MIN_EXPORT_INTERVAL,
+    MIN_EXPORT_TIMEOUT, Protocol,
 };

@@ -47,7 +47,17 @@ mod transport;
 pub use metrics::MAX_OTLP_MAPS;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-pub use otlp::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, MIN_EXPORT_TIMEOUT, Protocol};
+pub use otlp::{
+    DEFAULT_EXPORT_TIMEOUT, DEFAULT_OTLP_FILTER, MAX_EXPORT_TIMEOUT, MIN_EXPORT_INTERVAL, MIN_EXPORT_TIMEOUT, Protocol,
+};
+
+/// The process's environment, as the pipeline reads its variables: one
+/// that is not valid Unicode is reported as its lossy text, so that the
+/// error names it rather than taking it for unset.
+#[cfg(any(feature = "otlp", all(feature = "console", tokio_unstable)))]
+fn process_env(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|value| value.to_string_lossy().into_owned())
+}
 
 /// A layer over the [`Registry`] every telemetry subscriber is built on, as
 /// [`TelemetryBuilder::layer`] takes it.
@@ -175,10 +185,6 @@ impl TelemetryBuilder {
     {
         let default_directives = self.default_directives();
         let mut layers: Vec<BoxedLayer> = Vec::with_capacity(self.layers.len() + 3);
-        #[cfg(feature = "console")]
-        if self.console {
-            layers.push(console::layer()?);
-        }
         if self.fmt {
             // Colours only for a terminal: logs piped to a file or a collector stay plain text.
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -204,6 +210,12 @@ impl TelemetryBuilder {
             #[cfg(feature = "otlp")]
             otlp,
         };
+        // Last: its server starts with it, and would go on serving (and
+        // hold its port) if a later step failed.
+        #[cfg(feature = "console")]
+        if self.console {
+            layers.insert(0, console::layer()?);
+        }
         Ok((Registry::default().with(layers), guard))
     }
 
@@ -318,7 +330,8 @@ pub enum TelemetryError {
     GlobalDefaultAlreadySet(SetGlobalDefaultError),
     /// A standard OpenTelemetry environment variable that the pipeline reads
     /// (`OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
-    /// `OTEL_BSP_MAX_QUEUE_SIZE`, ...) is set to a value it cannot use.
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`, ...), or one of console-subscriber's
+    /// (`TOKIO_CONSOLE_BIND`, ...), is set to a value it cannot use.
     InvalidEnvironment {
         /// The variable.
         var: &'static str,
@@ -326,6 +339,14 @@ pub enum TelemetryError {
         value: String,
         /// What it may be.
         expected: &'static str,
+    },
+    /// tokio-console's server cannot listen on its address (taken by
+    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another.
+    ConsoleServer {
+        /// The address it was to listen on.
+        addr: std::net::SocketAddr,
+        /// Why it cannot.
+        source: std::io::Error,
     },
 }
 
@@ -347,6 +368,9 @@ impl fmt::Display for TelemetryError {
             TelemetryError::InvalidEnvironment { var, value, expected } => {
                 write!(f, "{var}={value:?} is not valid: expected {expected}")
             }
+            TelemetryError::ConsoleServer { addr, source } => {
+                write!(f, "tokio-console cannot listen on {addr}: {source} (TOKIO_CONSOLE_BIND sets another address)")
+            }
         }
     }
 }
@@ -359,6 +383,7 @@ impl Error for TelemetryError {
             TelemetryError::Exporter { source, .. } => Some(source.as_ref()),
             TelemetryError::GlobalDefaultAlreadySet(source) => Some(source),
             TelemetryError::InvalidEnvironment { .. } => None,
+            TelemetryError::ConsoleServer { source, .. } => Some(source),
         }
     }
 }

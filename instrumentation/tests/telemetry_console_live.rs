@@ -1,6 +1,8 @@
 //! With `--cfg tokio_unstable`, `console(true)` serves tokio-console: a
 //! client speaking its protocol (console-api's, which the `tokio-console`
-//! tool uses) connects and is told of the application's tasks by name.
+//! tool uses) connects and is told of the application's tasks by name. An
+//! address it cannot use is an error of `build()` (console-subscriber
+//! panics on it), and a build that fails leaves no console serving.
 //!
 //! CI runs it in a build of its own:
 //! `RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/console cargo test
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use child::run_child;
 use console_api::instrument::InstrumentRequest;
 use console_api::instrument::instrument_client::InstrumentClient;
-use snapview_instrument::Telemetry;
+use snapview_instrument::{Telemetry, TelemetryError};
 
 const TASK: &str = "snapview-console-test-task";
 
@@ -77,4 +79,72 @@ fn child_serves_the_console() {
         }
         panic!("no task named {TASK} in the console's updates; named: {names:?}");
     });
+}
+
+/// A free port, released: for a child's console server.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_address_taken_is_an_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    run_child("child_an_address_taken_is_an_error", &[("TOKIO_CONSOLE_BIND", &bind)]);
+    drop(taken);
+}
+
+#[test]
+#[ignore = "run by an_address_taken_is_an_error, in a child process"]
+fn child_an_address_taken_is_an_error() {
+    if !child::in_child() {
+        return;
+    }
+    let bind: std::net::SocketAddr = std::env::var("TOKIO_CONSOLE_BIND").unwrap().parse().unwrap();
+    match Telemetry::builder().fmt(false).console(true).build().map(drop) {
+        Err(TelemetryError::ConsoleServer { addr, .. }) => assert_eq!(addr, bind),
+        other => panic!("a taken address: {other:?}"),
+    }
+}
+
+#[test]
+fn an_address_that_does_not_parse_is_an_error() {
+    run_child("child_an_address_that_does_not_parse_is_an_error", &[("TOKIO_CONSOLE_BIND", "nonsense")]);
+}
+
+#[test]
+#[ignore = "run by an_address_that_does_not_parse_is_an_error, in a child process"]
+fn child_an_address_that_does_not_parse_is_an_error() {
+    if !child::in_child() {
+        return;
+    }
+    match Telemetry::builder().fmt(false).console(true).build().map(drop) {
+        Err(TelemetryError::InvalidEnvironment { var, value, .. }) => {
+            assert_eq!((var, value.as_str()), ("TOKIO_CONSOLE_BIND", "nonsense"));
+        }
+        other => panic!("TOKIO_CONSOLE_BIND=nonsense: {other:?}"),
+    }
+}
+
+#[test]
+fn a_build_that_fails_leaves_no_console_serving() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    run_child("child_a_build_that_fails_leaves_no_console_serving", &[("TOKIO_CONSOLE_BIND", &bind)]);
+}
+
+#[test]
+#[ignore = "run by a_build_that_fails_leaves_no_console_serving, in a child process"]
+fn child_a_build_that_fails_leaves_no_console_serving() {
+    if !child::in_child() {
+        return;
+    }
+    let bind = std::env::var("TOKIO_CONSOLE_BIND").unwrap();
+    let built = Telemetry::builder().console(true).filter("a=b=c").build().map(drop);
+    assert!(matches!(built, Err(TelemetryError::InvalidFilter { .. })), "{built:?}");
+    // A server started anyway would be listening by now, or soon.
+    for _ in 0..10 {
+        assert!(std::net::TcpStream::connect(&bind).is_err(), "a console serves on {bind} after the build failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

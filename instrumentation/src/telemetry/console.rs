@@ -1,13 +1,23 @@
 //! tokio-console through console-subscriber.
+//!
+//! console-subscriber reads its `TOKIO_CONSOLE_*` variables and starts its
+//! server itself, and panics on a variable it cannot read, or (on its own
+//! thread, so the program goes on without a console) on an address it
+//! cannot listen on. The pipeline reads the variables here and checks that
+//! the address is free first, so both are errors of `build()`.
 
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 impl TelemetryBuilder {
     /// Serves tokio-console (default `127.0.0.1:6669`; console-subscriber's
-    /// `TOKIO_CONSOLE_*` variables apply). tokio only emits what the console
+    /// `TOKIO_CONSOLE_BIND`, `TOKIO_CONSOLE_RETENTION`,
+    /// `TOKIO_CONSOLE_PUBLISH_INTERVAL`, `TOKIO_CONSOLE_BUFFER_CAPACITY` and
+    /// `TOKIO_CONSOLE_RECORD_PATH` apply). tokio only emits what the console
     /// shows when built with `--cfg tokio_unstable`, so without it
     /// [`build`](Self::build) returns [`TelemetryError::ConsoleNeedsTokioUnstable`].
+    /// A variable it cannot read is a [`TelemetryError::InvalidEnvironment`],
+    /// and an address already taken a [`TelemetryError::ConsoleServer`].
     ///
     /// The console's layer takes tokio's TRACE instrumentation (its own
     /// filter), so `LevelFilter::current()` becomes TRACE while it is on.
@@ -22,10 +32,128 @@ impl TelemetryBuilder {
 #[cfg(tokio_unstable)]
 pub(super) fn layer() -> Result<BoxedLayer, TelemetryError> {
     use tracing_subscriber::Layer as _;
-    Ok(console_subscriber::ConsoleLayer::builder().with_default_env().spawn().boxed())
+    let settings = Settings::read(&super::process_env)?;
+    let addr = settings.bind.unwrap_or(DEFAULT_BIND);
+    // Taken and let go at once: console-subscriber binds on its thread, where
+    // a taken address panics and the program runs without a console.
+    drop(std::net::TcpListener::bind(addr).map_err(|source| TelemetryError::ConsoleServer { addr, source })?);
+    let mut builder = console_subscriber::ConsoleLayer::builder().server_addr(addr);
+    if let Some(retention) = settings.retention {
+        builder = builder.retention(retention);
+    }
+    if let Some(interval) = settings.publish_interval {
+        builder = builder.publish_interval(interval);
+    }
+    if let Some(capacity) = settings.buffer_capacity {
+        builder = builder.event_buffer_capacity(capacity);
+    }
+    if let Some(path) = settings.record_path {
+        builder = builder.recording_path(path);
+    }
+    Ok(builder.spawn().boxed())
 }
 
 #[cfg(not(tokio_unstable))]
 pub(super) fn layer() -> Result<BoxedLayer, TelemetryError> {
     Err(TelemetryError::ConsoleNeedsTokioUnstable)
+}
+
+/// console-subscriber's default address.
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+const DEFAULT_BIND: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 6669));
+
+/// The `TOKIO_CONSOLE_*` variables console-subscriber's `with_default_env`
+/// reads, read the same way; `None` where one is not set.
+#[derive(Debug, Default, PartialEq)]
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+struct Settings {
+    bind: Option<std::net::SocketAddr>,
+    retention: Option<std::time::Duration>,
+    publish_interval: Option<std::time::Duration>,
+    buffer_capacity: Option<usize>,
+    record_path: Option<String>,
+}
+
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+impl Settings {
+    fn read(env: &impl Fn(&str) -> Option<String>) -> Result<Settings, TelemetryError> {
+        Ok(Settings {
+            bind: read_var(env, "TOKIO_CONSOLE_BIND", "HOST:PORT that resolves, e.g. 127.0.0.1:6669", |value| {
+                std::net::ToSocketAddrs::to_socket_addrs(value).ok()?.next()
+            })?,
+            retention: read_var(env, "TOKIO_CONSOLE_RETENTION", "a duration, e.g. 1h or 30s", duration)?,
+            publish_interval: read_var(env, "TOKIO_CONSOLE_PUBLISH_INTERVAL", "a duration, e.g. 1s", duration)?,
+            buffer_capacity: read_var(env, "TOKIO_CONSOLE_BUFFER_CAPACITY", "a number of events", |value| {
+                value.parse().ok()
+            })?,
+            record_path: env("TOKIO_CONSOLE_RECORD_PATH"),
+        })
+    }
+}
+
+fn duration(value: &str) -> Option<std::time::Duration> {
+    value.parse::<humantime::Duration>().ok().map(Into::into)
+}
+
+/// `var` read by `parse` (which sees the value as set, as console-subscriber
+/// does); an error naming it if `parse` finds nothing.
+fn read_var<T>(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    expected: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, TelemetryError> {
+    let Some(value) = env(var) else { return Ok(None) };
+    match parse(&value) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => Err(TelemetryError::InvalidEnvironment { var, value, expected }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn read(vars: &[(&str, &str)]) -> Result<Settings, TelemetryError> {
+        Settings::read(&|var: &str| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned()))
+    }
+
+    #[test]
+    fn the_variables_are_read_as_console_subscriber_reads_them() {
+        assert_eq!(read(&[]).unwrap(), Settings::default());
+        let settings = read(&[
+            ("TOKIO_CONSOLE_BIND", "127.0.0.1:7000"),
+            ("TOKIO_CONSOLE_RETENTION", "10m"),
+            ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "250ms"),
+            ("TOKIO_CONSOLE_BUFFER_CAPACITY", "4096"),
+            ("TOKIO_CONSOLE_RECORD_PATH", "console.rec"),
+        ])
+        .unwrap();
+        assert_eq!(settings.bind, Some("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(settings.retention, Some(Duration::from_secs(600)));
+        assert_eq!(settings.publish_interval, Some(Duration::from_millis(250)));
+        assert_eq!(settings.buffer_capacity, Some(4096));
+        assert_eq!(settings.record_path.as_deref(), Some("console.rec"));
+    }
+
+    /// console-subscriber panics on each of these.
+    #[test]
+    fn a_value_it_cannot_read_is_an_error_naming_the_variable() {
+        for (var, value) in [
+            ("TOKIO_CONSOLE_BIND", "nonsense"),
+            ("TOKIO_CONSOLE_BIND", "127.0.0.1"),
+            ("TOKIO_CONSOLE_RETENTION", "an hour"),
+            ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "5"),
+            ("TOKIO_CONSOLE_BUFFER_CAPACITY", "-1"),
+        ] {
+            match read(&[(var, value)]) {
+                Err(TelemetryError::InvalidEnvironment { var: named, value: got, .. }) => {
+                    assert_eq!((named, got.as_str()), (var, value));
+                }
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+    }
 }

@@ -22,7 +22,8 @@ use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 
 use super::metric_export::{self, MetricExport};
 use super::metrics::{Histograms, SCOPE, SharedReport};
-use super::otlp_env::{self, process_env};
+use super::otlp_env;
+use super::process_env;
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
 use super::transport::{self, Connect, Signal, TlsFiles};
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};

@@ -147,13 +147,6 @@ pub(super) fn max_queued_spans(env: &impl Fn(&str) -> Option<String>) -> Result<
     }
 }
 
-/// The process's environment, as the functions above read it: a variable
-/// that is not valid Unicode is reported as its lossy text, so that the
-/// error names it rather than taking it for unset.
-pub(super) fn process_env(var: &str) -> Option<String> {
-    std::env::var_os(var).map(|value| value.to_string_lossy().into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_INSECUR
 use tonic::transport::{Channel, Endpoint};
 
 use super::TelemetryError;
-use super::otlp_env::process_env;
+use super::process_env;
 
 /// Who is exporting, for the collector's logs (the SDK's exporter says
 /// `OTel-OTLP-Exporter-Rust/<version>`).
