@@ -93,12 +93,17 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
     #[cfg(all(feature = "console", tokio_unstable))]
     {
         builder = builder.console(true);
-        let bind = std::env::var("TOKIO_CONSOLE_BIND").unwrap_or_else(|_| "127.0.0.1:6669".to_owned());
-        eprintln!("service: tokio-console is on at {bind} (connect with `tokio-console http://{bind}`)");
     }
     #[cfg(all(feature = "console", not(tokio_unstable)))]
     eprintln!("service: the console feature needs RUSTFLAGS=\"--cfg tokio_unstable\"; tokio-console is off");
-    builder.install().map_err(|err| err.to_string())
+    let guard = builder.install().map_err(|err| err.to_string())?;
+    // Once the console's server runs (`install` fails if it cannot).
+    #[cfg(all(feature = "console", tokio_unstable))]
+    {
+        let bind = std::env::var("TOKIO_CONSOLE_BIND").unwrap_or_else(|_| "127.0.0.1:6669".to_owned());
+        eprintln!("service: tokio-console is on at {bind} (connect with `tokio-console http://{bind}`)");
+    }
+    Ok(guard)
 }
 
 async fn run(args: Args) -> Result<ShutdownReport, String> {

@@ -26,16 +26,28 @@ fn config_reload() {
     assert!(stdout.contains("watcher: version "), "the watcher saw a diff:\n{stdout}");
 }
 
+/// The first number after `before` in `text`.
+fn number_after(text: &str, before: &str) -> Option<u64> {
+    let rest = &text[text.find(before)? + before.len()..];
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 #[test]
 fn metrics_cache() {
     let stdout = run("metrics_cache");
-    assert!(stdout.lines().count() > 1, "{stdout}");
+    assert!(stdout.contains("all consistent"), "{stdout}");
+    assert!(number_after(&stdout, "counted").is_some_and(|n| n > 0), "the writers counted requests:\n{stdout}");
+    assert!(number_after(&stdout, "the scraper checked").is_some_and(|n| n > 0), "scrapes were checked:\n{stdout}");
 }
 
 #[test]
 fn request_context() {
     let stdout = run("request_context");
-    assert!(!stdout.is_empty(), "{stdout}");
+    let summary =
+        stdout.lines().find(|l| l.contains("requests, each fanned out")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(summary.contains("every task saw its request's version"), "{summary}");
+    assert!(number_after(summary, "").is_some_and(|n| n > 0), "requests were served: {summary}");
 }
 
 #[test]

@@ -97,8 +97,16 @@ fn its_traces_reach_an_otlp_collector() {
     assert!(output.status.success(), "exit {:?}\n{stderr}", output.status);
     // The final export was sent before the exit; the receiver may still be
     // taking it in.
+    // Spans and metrics are separate exports: both are waited for.
     let requests = |r: &otlp_receiver::ReceiverHandle| r.spans().iter().any(|s| s.name == "GET /route/{*path}");
-    assert!(receiver.wait_until(std::time::Duration::from_secs(10), requests), "no request span arrived\n{stderr}");
+    let histograms = |r: &otlp_receiver::ReceiverHandle| r.metrics().iter().any(|m| m.name == "snapview.op.duration");
+    let both = |r: &otlp_receiver::ReceiverHandle| requests(r) && histograms(r);
+    assert!(
+        receiver.wait_until(std::time::Duration::from_secs(10), both),
+        "no request span ({}) or no histograms ({}) arrived\n{stderr}",
+        requests(&receiver),
+        histograms(&receiver)
+    );
     let spans = receiver.spans();
     let children = |parent: &Span, name: &str| -> Vec<&Span> {
         spans.iter().filter(|s| s.parent_span_id == parent.span_id && s.name.starts_with(name)).collect()

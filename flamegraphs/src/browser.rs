@@ -118,10 +118,10 @@ fn host(request: &Request) -> Option<&str> {
 fn names_loopback(host: &str) -> bool {
     let name = without_port(host);
     if let Some(literal) = name.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
-        return literal.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| !ip.is_unspecified());
+        return literal.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| !IpAddr::V6(ip).to_canonical().is_unspecified());
     }
     if let Ok(ip) = name.parse::<IpAddr>() {
-        return !ip.is_unspecified();
+        return !ip.to_canonical().is_unspecified();
     }
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost")
@@ -172,6 +172,8 @@ mod tests {
             "0.0.0.0",
             "0.0.0.0:6060",
             "[::]:6060",
+            "[::ffff:0:0]",
+            "[::ffff:0.0.0.0]:6060",
             "",
             "(not text)",
         ] {

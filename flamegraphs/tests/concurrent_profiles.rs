@@ -20,18 +20,29 @@ async fn a_second_cpu_profile_gets_409_and_the_first_completes() {
     assert!(!profile.sample.is_empty());
     assert!(common::has_string(&profile, SPIN_FN));
 
-    // The flamegraph shares the profiler. It asks 1.5 s into a 5 s profile
-    // and waits for the profiler for half a second: refused, unless the
-    // first request took more than 1.5 s to reach the profiler (with 700 ms
-    // and a 2 s profile, a loaded 2-core machine could swap the two).
-    let running = server.get("/debug/pprof/profile?seconds=5");
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        server.get("/debug/pprof/flamegraph?seconds=1").await
+    // The flamegraph shares the profiler: while a 5 s profile runs, it is
+    // refused. Asked until refused, not after a fixed wait: a loaded 2-core
+    // machine may take seconds to start the profile (its first start loads
+    // debug info). A flamegraph that found the profiler free held it for its
+    // second, and may have made the profile be refused: that one is sent
+    // again.
+    let start_running = || tokio::spawn(common::get_owned(server.url("/debug/pprof/profile?seconds=5")));
+    let mut running = start_running();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        assert!(std::time::Instant::now() < deadline, "the 5 s profile never held the profiler");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if running.is_finished() {
+            running = start_running();
+            continue;
+        }
+        let probe = server.get("/debug/pprof/flamegraph?seconds=1").await;
+        if probe.0 == 409 {
+            break probe;
+        }
     };
-    let (running, second) = tokio::join!(running, second);
-    assert_eq!(running.0, 200);
-    check_refused(second);
+    check_refused(refused);
+    assert_eq!(running.await.expect("the profile's task").0, 200, "the running profile completes");
 
     // Once it ended, the next one may run.
     assert_eq!(server.get("/debug/pprof/flamegraph?seconds=1").await.0, 200);

@@ -175,15 +175,22 @@ impl TelemetryBuilder {
     ///
     /// # Errors
     ///
-    /// A filter that does not parse, `console` without `tokio_unstable`, an
-    /// OTLP exporter that cannot be built, or an OpenTelemetry environment
-    /// variable set to a value the pipeline cannot use
-    /// ([`TelemetryError::InvalidEnvironment`]).
+    /// A filter that does not parse, `console` without `tokio_unstable` or
+    /// with an address already taken ([`TelemetryError::ConsoleServer`]), an
+    /// OTLP exporter that cannot be built, or an OpenTelemetry or
+    /// `TOKIO_CONSOLE_*` environment variable set to a value the pipeline
+    /// cannot use ([`TelemetryError::InvalidEnvironment`]). Nothing is
+    /// started (no exporter, no console server) when it returns an error.
     pub fn build(
         self,
     ) -> Result<(impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static, TelemetryGuard), TelemetryError>
     {
         let default_directives = self.default_directives();
+        // Checked first, started last: its server would go on serving (and
+        // hold its port) if a later step failed, and a console error found
+        // after the OTLP exporters started would cost their final export.
+        #[cfg(feature = "console")]
+        let console = if self.console { Some(console::prepare()?) } else { None };
         let mut layers: Vec<BoxedLayer> = Vec::with_capacity(self.layers.len() + 3);
         if self.fmt {
             // Colours only for a terminal: logs piped to a file or a collector stay plain text.
@@ -210,11 +217,9 @@ impl TelemetryBuilder {
             #[cfg(feature = "otlp")]
             otlp,
         };
-        // Last: its server starts with it, and would go on serving (and
-        // hold its port) if a later step failed.
         #[cfg(feature = "console")]
-        if self.console {
-            layers.insert(0, console::layer()?);
+        if let Some(console) = console {
+            layers.insert(0, console.spawn());
         }
         Ok((Registry::default().with(layers), guard))
     }

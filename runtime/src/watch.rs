@@ -160,7 +160,7 @@ impl<K, V, S> Subscription<K, V, S> {
     /// The polling form of [`changed`](Self::changed), for hand-written futures.
     pub fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Snapshot<K, V, S>>> {
         // Cloned, and the waker it replaces dropped, outside the lock (see `Watchers::lock`).
-        let waker = cx.waker().clone();
+        let mut waker = Some(cx.waker().clone());
         let mut state = self.watchers.lock();
         let (ready, stale) = if let Some(latest) = state.latest.clone().filter(|view| view.version() > self.seen) {
             (Poll::Ready(Some(Snapshot::from_arc(latest))), state.take_waiting(self.id))
@@ -168,14 +168,16 @@ impl<K, V, S> Subscription<K, V, S> {
             (Poll::Ready(None), None)
         } else {
             let stale = state.take_waiting(self.id);
-            state.waiting.push((self.id, waker));
+            state.waiting.extend(waker.take().map(|waker| (self.id, waker)));
             (Poll::Pending, stale)
         };
         drop(state);
         // A waker's drop is the executor's code, and may panic: the version
-        // counts as seen only once it is handed out, so the next poll gives
-        // it again rather than waiting for a later one.
+        // counts as seen only once every waker this poll lets go of is gone,
+        // so that after such a panic the next poll gives it again rather
+        // than waiting for a later one.
         drop(stale);
+        drop(waker);
         if let Poll::Ready(Some(snapshot)) = &ready {
             self.seen = snapshot.version();
         }

@@ -5,31 +5,48 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use snapview::SnapMap;
 
-/// A waker that unparks the thread that polls.
-struct Unpark(Thread);
+/// A waker that unparks the thread that polls, and says it woke it.
+struct Unpark {
+    thread: Thread,
+    woken: AtomicBool,
+}
 
 impl Wake for Unpark {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // SeqCst: a test flag, read after the park below.
+        self.woken.store(true, Ordering::SeqCst);
+        self.thread.unpark();
     }
 }
 
 /// The smallest executor: poll, park until woken, repeat.
+/// A wake-up that never comes fails the test after 10 s rather than hang
+/// it (and a spurious unpark does not count as one).
 fn block_on<F: Future>(future: F) -> F::Output {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let unpark = Arc::new(Unpark { thread: thread::current(), woken: AtomicBool::new(false) });
+    let waker = Waker::from(Arc::clone(&unpark));
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
             return out;
         }
-        thread::park();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !unpark.woken.swap(false, Ordering::SeqCst) {
+            let left = deadline.checked_duration_since(Instant::now()).expect("no wake-up within 10 s");
+            thread::park_timeout(left);
+        }
     }
 }
 

@@ -101,3 +101,45 @@ fn a_map_dropped_during_a_panic_does_not_abort_on_a_panicking_waker() {
     assert_eq!(message.downcast_ref::<&str>(), Some(&"the application's own panic"));
     assert!(flag.woken());
 }
+
+thread_local! {
+    /// Whether the next drop of a `DropPanics` waker panics.
+    static DROP_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A waker (each clone of it) whose drop panics once armed.
+fn drop_panics() -> Waker {
+    use std::task::{RawWaker, RawWakerVTable};
+    fn clone(_: *const ()) -> RawWaker {
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    fn no_op(_: *const ()) {}
+    fn drop(_: *const ()) {
+        if DROP_PANICS.replace(false) {
+            panic!("a waker whose drop panics");
+        }
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, no_op, no_op, drop);
+    // SAFETY: the vtable's functions ignore the data pointer, and do what a
+    // waker may: nothing, or panic in its drop.
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+}
+
+/// A poll that would hand out a version but unwinds, because a waker it let
+/// go of panicked in its drop, has not handed it out: the next poll gives it.
+#[test]
+fn a_version_whose_poll_panicked_is_given_again() {
+    let map: SnapMap<u32, u32> = SnapMap::new();
+    let mut changes = map.subscribe();
+    map.insert(1, 1);
+    let waker = drop_panics();
+    DROP_PANICS.set(true);
+    // The poll clones the context's waker, and lets go of the clone.
+    let unwound = panic::catch_unwind(AssertUnwindSafe(|| changes.poll_changed(&mut Context::from_waker(&waker))));
+    assert!(unwound.is_err(), "the waker's drop panicked out of the poll");
+    DROP_PANICS.set(false);
+    match changes.poll_changed(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Some(snapshot)) => assert_eq!(snapshot.version(), 1),
+        other => panic!("version 1 was lost: {other:?}"),
+    }
+}

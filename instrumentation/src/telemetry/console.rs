@@ -27,11 +27,36 @@ impl TelemetryBuilder {
     }
 }
 
-/// The console layer, with console-subscriber's own filter; its server runs
-/// on a thread of its own.
+/// The console, configured and its address checked, not yet started: the
+/// pipeline checks everything that can fail before it starts anything
+/// (the OTLP exporters, the console's server), and starts the console last.
 #[cfg(tokio_unstable)]
-pub(super) fn layer() -> Result<BoxedLayer, TelemetryError> {
-    use tracing_subscriber::Layer as _;
+pub(super) struct Prepared(console_subscriber::Builder);
+
+#[cfg(tokio_unstable)]
+impl Prepared {
+    /// The console layer, with console-subscriber's own filter; its server
+    /// runs on a thread of its own from now on.
+    pub(super) fn spawn(self) -> BoxedLayer {
+        use tracing_subscriber::Layer as _;
+        self.0.spawn().boxed()
+    }
+}
+
+/// Without `tokio_unstable` there is no console to start.
+#[cfg(not(tokio_unstable))]
+pub(super) enum Prepared {}
+
+#[cfg(not(tokio_unstable))]
+impl Prepared {
+    pub(super) fn spawn(self) -> BoxedLayer {
+        match self {}
+    }
+}
+
+/// Reads the console's variables and checks its address.
+#[cfg(tokio_unstable)]
+pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
     let settings = Settings::read(&super::process_env)?;
     let addr = settings.bind.unwrap_or(DEFAULT_BIND);
     // Taken and let go at once: console-subscriber binds on its thread, where
@@ -50,11 +75,11 @@ pub(super) fn layer() -> Result<BoxedLayer, TelemetryError> {
     if let Some(path) = settings.record_path {
         builder = builder.recording_path(path);
     }
-    Ok(builder.spawn().boxed())
+    Ok(Prepared(builder))
 }
 
 #[cfg(not(tokio_unstable))]
-pub(super) fn layer() -> Result<BoxedLayer, TelemetryError> {
+pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
     Err(TelemetryError::ConsoleNeedsTokioUnstable)
 }
 

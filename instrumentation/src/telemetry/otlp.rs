@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::runtime::Runtime;
 use tracing_subscriber::Layer;
@@ -313,11 +313,18 @@ impl OtlpConfig {
         };
         let timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
         let max_queued_spans = otlp_env::max_queued_spans(env)?;
+        // A signal's own variables are read only if it is exported: a bad
+        // value in one that would not be used is no error.
         let metrics_interval = match self.metrics_interval {
             Some(interval) => interval,
-            None => otlp_env::metric_export_interval(env)?.unwrap_or(DEFAULT_METRICS_INTERVAL),
+            None if metrics => otlp_env::metric_export_interval(env)?.unwrap_or(DEFAULT_METRICS_INTERVAL),
+            None => DEFAULT_METRICS_INTERVAL,
         };
-        let schedule_delay = otlp_env::schedule_delay(env)?.unwrap_or(DEFAULT_SCHEDULE_DELAY);
+        let schedule_delay = if traces {
+            otlp_env::schedule_delay(env)?.unwrap_or(DEFAULT_SCHEDULE_DELAY)
+        } else {
+            DEFAULT_SCHEDULE_DELAY
+        };
         Ok(Some(Resolved {
             config: self,
             protocol,
@@ -376,9 +383,13 @@ pub(super) struct Pipeline {
 
 impl Pipeline {
     fn start(resolved: &Resolved<'_>) -> Result<Pipeline, TelemetryError> {
-        let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, .. } = *resolved;
+        let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, metrics, .. } =
+            *resolved;
         // Read before the export runtime exists: an error would drop it.
-        let temporality = metric_export::temporality_preference(metric_export::env_var)?;
+        let temporality = match metrics {
+            true => metric_export::temporality_preference(metric_export::env_var)?,
+            false => Temporality::Cumulative,
+        };
         let runtime = match protocol {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
@@ -614,6 +625,10 @@ mod tests {
         assert_eq!(intervals_with(&explicit, &vars).unwrap().0, MIN_EXPORT_INTERVAL, "the builder's wins, bounded");
         let explicit = OtlpConfig { metrics_interval: Some(ms(20)), ..explicit };
         assert_eq!(intervals_with(&explicit, &vars).unwrap().0, ms(20));
+        // Read only for a signal that is exported.
+        let traces_only = config(Export::AsTheEnvironmentSays, None);
+        let vars = [ENDPOINT, ("OTEL_METRICS_EXPORTER", "none"), ("OTEL_METRIC_EXPORT_INTERVAL", "5s")];
+        assert_eq!(intervals_with(&traces_only, &vars).unwrap().0, DEFAULT_METRICS_INTERVAL);
         for var in ["OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_SCHEDULE_DELAY"] {
             match intervals_with(&from_env, &[(var, "5s")]) {
                 Err(TelemetryError::InvalidEnvironment { var: named, value, .. }) => {

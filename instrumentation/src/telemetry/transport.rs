@@ -153,7 +153,6 @@ pub(super) fn http_client(
     connect: Connect<'_>,
     signal: &'static Signal,
 ) -> Result<reqwest::blocking::Client, TelemetryError> {
-    check_http_url(url, signal)?;
     let builder = reqwest::blocking::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(connect.timeout)
@@ -163,6 +162,9 @@ pub(super) fn http_client(
         Some("https") => tls::http(builder, url, connect.tls, signal)?,
         _ => return Err(signal.error(format!("endpoint {url:?}: the scheme must be http:// or https://"))),
     };
+    // After the scheme's check, whose message says more for `host:port`
+    // (read as a scheme `host` without a host).
+    check_http_url(url, signal)?;
     // reqwest's blocking client starts a runtime of its own, which must
     // not happen on a thread of the application's runtime, where the
     // builder may be called.
