@@ -169,12 +169,7 @@ where
     }
 }
 
-impl<'t, K, V, S> VacantEntry<'t, '_, K, V, S>
-where
-    K: Hash + Eq + Clone,
-    V: Clone,
-    S: BuildHasher,
-{
+impl<K, V, S> VacantEntry<'_, '_, K, V, S> {
     /// The key given to [`Tx::entry`].
     pub fn key(&self) -> &K {
         &self.key
@@ -184,6 +179,14 @@ where
     pub fn into_key(self) -> K {
         self.key
     }
+}
+
+impl<'t, K, V, S> VacantEntry<'t, '_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
 
     /// Inserts `value` under the key; returns it, borrowed for as long as the
     /// entry's batch. Hashes the key no second time.

@@ -508,6 +508,13 @@ impl<'a, K, V> Iter<'a, K, V> {
 impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
 impl<K, V> FusedIterator for Iter<'_, K, V> {}
 
+/// An iterator over nothing, as std's are since Rust 1.83.
+impl<K, V> Default for Iter<'_, K, V> {
+    fn default() -> Self {
+        Iter::new(None, 0)
+    }
+}
+
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
         self.copy_with(self.hook().restarted(self.remaining()))
@@ -531,6 +538,13 @@ macro_rules! projection {
         impl<'a, K, V> $name<'a, K, V> {
             pub(crate) fn new(inner: Iter<'a, K, V>) -> Self {
                 Self { inner }
+            }
+        }
+
+        /// An iterator over nothing.
+        impl<K, V> Default for $name<'_, K, V> {
+            fn default() -> Self {
+                Self { inner: Iter::default() }
             }
         }
 

@@ -421,6 +421,16 @@ where
 
 /// Copies the entries in, as std's `HashMap` extends from references for
 /// `Copy` types: `tx.extend(other_snapshot.iter())`.
+/// The batch's entries, with its writes, as [`Tx::iter`].
+impl<'a, K, V, S> IntoIterator for &'a Tx<'_, K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 impl<'a, K, V, S> Extend<(&'a K, &'a V)> for Tx<'_, K, V, S>
 where
     K: Hash + Eq + Copy + 'a,

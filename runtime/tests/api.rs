@@ -457,3 +457,24 @@ fn the_types_name_the_default_hasher_by_default() {
     assert_eq!(changes(before.diff(&after)), 2);
     let _: snapview::SnapMapBuilder<String, u64> = SnapMap::builder();
 }
+
+/// As std's: empty iterators by `Default`, and a batch iterated by `for`.
+#[test]
+fn default_iterators_and_a_batch_in_a_for_loop() {
+    use snapview::{Iter, Keys, Values};
+    let mut empty: Iter<'_, u32, u32> = Iter::default();
+    assert_eq!((empty.len(), empty.next()), (0, None));
+    assert_eq!(Keys::<u32, u32>::default().count(), 0);
+    assert_eq!(Values::<u32, u32>::default().len(), 0);
+
+    let map: SnapMap<u32, u32> = (0..10).map(|k| (k, k)).collect();
+    let sum = map.update(|tx| {
+        tx.insert(10, 10);
+        let mut sum = 0;
+        for (k, v) in &*tx {
+            sum += k + v;
+        }
+        sum
+    });
+    assert_eq!(sum, 2 * (0..=10).sum::<u32>());
+}
