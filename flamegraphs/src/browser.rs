@@ -108,8 +108,9 @@ fn host(request: &Request) -> Option<&str> {
     }
 }
 
-/// Whether `host` (with or without its port) is an IP address other than
-/// `0.0.0.0` or `[::]`, `localhost` or a name under `.localhost`.
+/// Whether `host` (with or without its port) is an IP address other than an
+/// unspecified one (`0.0.0.0`, `[::]`, `[::ffff:0:0]`), `localhost` or a
+/// name under `.localhost`.
 ///
 /// The unspecified address is no address a client can reach a server at,
 /// except that some browsers send requests for `http://0.0.0.0:port` to

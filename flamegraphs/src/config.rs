@@ -56,7 +56,7 @@ impl DebugConfig {
     /// Lets [`serve_with`](crate::serve_with) listen on non-loopback
     /// addresses (e.g. `0.0.0.0:6060` in a container), and lets the debug
     /// routes, wherever they are served, answer a `Host` other than an IP
-    /// address (but `0.0.0.0` or `[::]`) or `localhost` without a token (without it they refuse
+    /// address (the unspecified ones aside) or `localhost` without a token (without it they refuse
     /// those: [`refuse_other_sites`](crate::refuse_other_sites)). Set a token too.
     pub fn allow_remote(mut self, allow: bool) -> Self {
         self.allow_remote = allow;

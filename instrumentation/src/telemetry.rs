@@ -346,7 +346,10 @@ pub enum TelemetryError {
         expected: &'static str,
     },
     /// tokio-console's server cannot listen on its address (taken by
-    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another.
+    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another. Checked
+    /// when the pipeline is built, by binding the address and letting it
+    /// go: an address taken between that check and the console's start
+    /// (the rest of `build()`) still leaves the program without a console.
     ConsoleServer {
         /// The address it was to listen on.
         addr: std::net::SocketAddr,

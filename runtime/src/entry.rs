@@ -187,7 +187,6 @@ where
     V: Clone,
     S: BuildHasher,
 {
-
     /// Inserts `value` under the key; returns it, borrowed for as long as the
     /// entry's batch. Hashes the key no second time.
     pub fn insert(self, value: V) -> &'t mut V {

@@ -419,8 +419,6 @@ where
     }
 }
 
-/// Copies the entries in, as std's `HashMap` extends from references for
-/// `Copy` types: `tx.extend(other_snapshot.iter())`.
 /// The batch's entries, with its writes, as [`Tx::iter`].
 impl<'a, K, V, S> IntoIterator for &'a Tx<'_, K, V, S> {
     type Item = (&'a K, &'a V);
@@ -431,6 +429,8 @@ impl<'a, K, V, S> IntoIterator for &'a Tx<'_, K, V, S> {
     }
 }
 
+/// Copies the entries in, as std's `HashMap` extends from references for
+/// `Copy` types: `tx.extend(other_snapshot.iter())`.
 impl<'a, K, V, S> Extend<(&'a K, &'a V)> for Tx<'_, K, V, S>
 where
     K: Hash + Eq + Copy + 'a,

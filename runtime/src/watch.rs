@@ -176,8 +176,13 @@ impl<K, V, S> Subscription<K, V, S> {
         // counts as seen only once every waker this poll lets go of is gone,
         // so that after such a panic the next poll gives it again rather
         // than waiting for a later one.
-        drop(stale);
+        // Both go even if the first panics: a second panic while unwinding
+        // would abort the process.
+        let stale_dropped = panic::catch_unwind(AssertUnwindSafe(|| drop(stale)));
         drop(waker);
+        if let Err(payload) = stale_dropped {
+            panic::resume_unwind(payload);
+        }
         if let Poll::Ready(Some(snapshot)) = &ready {
             self.seen = snapshot.version();
         }

@@ -302,7 +302,10 @@ impl OtlpConfig {
             Export::Off => return Ok(None),
             Export::With(protocol) => (protocol, (true, true)),
             Export::AsTheEnvironmentSays if !otlp_env::endpoint_configured(env) => return Ok(None),
-            Export::AsTheEnvironmentSays => (otlp_env::protocol(env)?, otlp_env::signals(env)?),
+            Export::AsTheEnvironmentSays => {
+                let signals = otlp_env::signals(env)?;
+                (otlp_env::protocol(env, signals)?, signals)
+            }
         };
         if !traces && !metrics {
             return Ok(None);
@@ -312,9 +315,10 @@ impl OtlpConfig {
             None => otlp_env::timeout(env)?.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
         };
         let timeout = timeout.clamp(MIN_EXPORT_TIMEOUT, MAX_EXPORT_TIMEOUT);
-        let max_queued_spans = otlp_env::max_queued_spans(env)?;
         // A signal's own variables are read only if it is exported: a bad
         // value in one that would not be used is no error.
+        let max_queued_spans =
+            if traces { otlp_env::max_queued_spans(env)? } else { otlp_env::DEFAULT_MAX_QUEUED_SPANS };
         let metrics_interval = match self.metrics_interval {
             Some(interval) => interval,
             None if metrics => otlp_env::metric_export_interval(env)?.unwrap_or(DEFAULT_METRICS_INTERVAL),
@@ -629,6 +633,10 @@ mod tests {
         let traces_only = config(Export::AsTheEnvironmentSays, None);
         let vars = [ENDPOINT, ("OTEL_METRICS_EXPORTER", "none"), ("OTEL_METRIC_EXPORT_INTERVAL", "5s")];
         assert_eq!(intervals_with(&traces_only, &vars).unwrap().0, DEFAULT_METRICS_INTERVAL);
+        let metrics_only = [ENDPOINT, ("OTEL_TRACES_EXPORTER", "none"), ("OTEL_BSP_SCHEDULE_DELAY", "5s")];
+        assert_eq!(intervals_with(&traces_only, &metrics_only).unwrap().1, DEFAULT_SCHEDULE_DELAY);
+        let queue = [ENDPOINT, ("OTEL_TRACES_EXPORTER", "none"), ("OTEL_BSP_MAX_QUEUE_SIZE", "0")];
+        assert!(intervals_with(&traces_only, &queue).is_ok(), "the span queue's size is not read without spans");
         for var in ["OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_SCHEDULE_DELAY"] {
             match intervals_with(&from_env, &[(var, "5s")]) {
                 Err(TelemetryError::InvalidEnvironment { var: named, value, .. }) => {

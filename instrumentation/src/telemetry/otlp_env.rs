@@ -59,13 +59,22 @@ pub(super) fn endpoint_configured(env: &impl Fn(&str) -> Option<String>) -> bool
 /// the builder's; the specification recommends `http/protobuf` for SDKs).
 /// The pipeline exports both signals with one protocol, so signals that
 /// end up asking for two are an error, naming the signal's variable that
-/// made them differ.
-pub(super) fn protocol(env: &impl Fn(&str) -> Option<String>) -> Result<Protocol, TelemetryError> {
+/// made them differ. A signal that is not exported (`exported`: traces,
+/// metrics) has its variable left unread.
+pub(super) fn protocol(
+    env: &impl Fn(&str) -> Option<String>,
+    (traces_exported, metrics_exported): (bool, bool),
+) -> Result<Protocol, TelemetryError> {
     let general = protocol_of(env, PROTOCOL)?;
-    let traces = protocol_of(env, TRACES_PROTOCOL)?;
-    let metrics = protocol_of(env, METRICS_PROTOCOL)?;
+    let traces = if traces_exported { protocol_of(env, TRACES_PROTOCOL)? } else { None };
+    let metrics = if metrics_exported { protocol_of(env, METRICS_PROTOCOL)? } else { None };
     let of_traces = traces.or(general).unwrap_or_default();
     let of_metrics = metrics.or(general).unwrap_or_default();
+    match (traces_exported, metrics_exported) {
+        (true, false) => return Ok(of_traces),
+        (false, true) => return Ok(of_metrics),
+        _ => {}
+    }
     if of_traces != of_metrics {
         let var = if metrics.is_some() { METRICS_PROTOCOL } else { TRACES_PROTOCOL };
         return Err(TelemetryError::InvalidEnvironment {
@@ -151,6 +160,9 @@ pub(super) fn max_queued_spans(env: &impl Fn(&str) -> Option<String>) -> Result<
 mod tests {
     use super::*;
 
+    /// Both signals exported.
+    const BOTH: (bool, bool) = (true, true);
+
     fn env_of<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| vars.iter().find(|(var, _)| *var == name).map(|(_, value)| (*value).to_owned())
     }
@@ -182,26 +194,40 @@ mod tests {
 
     #[test]
     fn the_protocol_comes_from_the_signals_then_the_general_variable() {
-        assert_eq!(protocol(&env_of(&[])).unwrap(), Protocol::Grpc);
-        assert_eq!(protocol(&env_of(&[(PROTOCOL, "http/protobuf")])).unwrap(), Protocol::HttpProtobuf);
-        assert_eq!(protocol(&env_of(&[(PROTOCOL, "")])).unwrap(), Protocol::Grpc);
+        assert_eq!(protocol(&env_of(&[]), BOTH).unwrap(), Protocol::Grpc);
+        assert_eq!(protocol(&env_of(&[(PROTOCOL, "http/protobuf")]), BOTH).unwrap(), Protocol::HttpProtobuf);
+        assert_eq!(protocol(&env_of(&[(PROTOCOL, "")]), BOTH).unwrap(), Protocol::Grpc);
         let both = [(PROTOCOL, "grpc"), (TRACES_PROTOCOL, "http/protobuf"), (METRICS_PROTOCOL, "http/protobuf")];
-        assert_eq!(protocol(&env_of(&both)).unwrap(), Protocol::HttpProtobuf);
+        assert_eq!(protocol(&env_of(&both), BOTH).unwrap(), Protocol::HttpProtobuf);
         let same = [(TRACES_PROTOCOL, "http/protobuf"), (METRICS_PROTOCOL, "http/protobuf")];
-        assert_eq!(protocol(&env_of(&same)).unwrap(), Protocol::HttpProtobuf);
+        assert_eq!(protocol(&env_of(&same), BOTH).unwrap(), Protocol::HttpProtobuf);
     }
 
     #[test]
     fn a_protocol_not_spoken_or_two_protocols_are_errors() {
-        assert_eq!(invalid_var(protocol(&env_of(&[(PROTOCOL, "http/json")])).unwrap_err()), PROTOCOL);
-        assert_eq!(invalid_var(protocol(&env_of(&[(TRACES_PROTOCOL, "udp")])).unwrap_err()), TRACES_PROTOCOL);
+        assert_eq!(invalid_var(protocol(&env_of(&[(PROTOCOL, "http/json")]), BOTH).unwrap_err()), PROTOCOL);
+        assert_eq!(invalid_var(protocol(&env_of(&[(TRACES_PROTOCOL, "udp")]), BOTH).unwrap_err()), TRACES_PROTOCOL);
         let split = [(PROTOCOL, "grpc"), (METRICS_PROTOCOL, "http/protobuf")];
-        assert_eq!(invalid_var(protocol(&env_of(&split)).unwrap_err()), METRICS_PROTOCOL);
+        assert_eq!(invalid_var(protocol(&env_of(&split), BOTH).unwrap_err()), METRICS_PROTOCOL);
         let split = [(PROTOCOL, "grpc"), (TRACES_PROTOCOL, "http/protobuf")];
-        assert_eq!(invalid_var(protocol(&env_of(&split)).unwrap_err()), TRACES_PROTOCOL, "the variable that is set");
+        assert_eq!(
+            invalid_var(protocol(&env_of(&split), BOTH).unwrap_err()),
+            TRACES_PROTOCOL,
+            "the variable that is set"
+        );
         // Alone, a signal's variable leaves the other signal on the default.
         let alone = [(METRICS_PROTOCOL, "http/protobuf")];
-        assert_eq!(invalid_var(protocol(&env_of(&alone)).unwrap_err()), METRICS_PROTOCOL);
+        assert_eq!(invalid_var(protocol(&env_of(&alone), BOTH).unwrap_err()), METRICS_PROTOCOL);
+    }
+
+    /// A signal that is not exported has its variable left unread: it can
+    /// neither disagree with the other's nor be invalid.
+    #[test]
+    fn only_the_exported_signals_protocols_count() {
+        let split = [(PROTOCOL, "grpc"), (METRICS_PROTOCOL, "http/protobuf")];
+        assert_eq!(protocol(&env_of(&split), (true, false)).unwrap(), Protocol::Grpc);
+        assert_eq!(protocol(&env_of(&split), (false, true)).unwrap(), Protocol::HttpProtobuf);
+        assert_eq!(protocol(&env_of(&[(TRACES_PROTOCOL, "udp")]), (false, true)).unwrap(), Protocol::Grpc);
     }
 
     #[test]
