@@ -238,8 +238,8 @@ where
     /// is published and the map stays at its last version, usable by the next
     /// writer. What the closure returns does not matter: writes made before
     /// it returns an `Err` are published. To drop them on an error, use
-    /// [`try_update`](Self::try_update). A batch that writes nothing (only reads, and removals of absent
-    /// keys) publishes nothing. An insert, a removal or a `get_mut` of a
+    /// [`try_update`](Self::try_update). A batch that writes nothing (only
+    /// reads, and removals of absent keys) publishes nothing. An insert, a removal or a `get_mut` of a
     /// present key is a write even when the contents end equal to the last
     /// version's (the same value stored again, a key inserted then removed),
     /// so that batch publishes a new version: values need no `PartialEq`.
