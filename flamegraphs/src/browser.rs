@@ -49,8 +49,9 @@ impl BrowserGuard {
 /// Middleware: `403 Forbidden` for a request a browser sent for another
 /// site's page (`Sec-Fetch-Site: cross-site` or `same-site`) and, when
 /// `guard` checks it, for one whose `Host` is neither an IP address nor
-/// `localhost`, the mark of a DNS-rebinding page (or is `0.0.0.0`, which
-/// some browsers send to loopback as if from no site).
+/// `localhost`, the mark of a DNS-rebinding page (or is an unspecified
+/// address, `0.0.0.0`, `[::]` or `[::ffff:0:0]`, which some browsers send to
+/// loopback as if from no site).
 ///
 /// The debug routes use it; guard an application's own route that carries
 /// what they do (the demo's `/metrics`) the same way, inside the token:

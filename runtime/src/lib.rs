@@ -130,7 +130,8 @@
 //!   platform's roots or a given CA, and client certificates. Requires
 //!   rustls with aws-lc-rs (a C library built from source: a C compiler).
 //! - `console`: `instrument`, plus tokio-console support in the telemetry
-//!   pipeline. Requires `console-subscriber` and `--cfg tokio_unstable`.
+//!   pipeline. Requires `console-subscriber` (and `humantime`, already in
+//!   its build) and `--cfg tokio_unstable`.
 //! - `pprof`: `instrument`, plus the `/debug/pprof` endpoint ([`debug`]): an
 //!   axum router serving CPU profiles, view-cost flamegraphs, the histograms
 //!   and Prometheus metrics. Requires `snapview-flame` (axum, tokio, pprof-rs).

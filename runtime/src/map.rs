@@ -197,8 +197,9 @@ impl<K, V, S> SnapMap<K, V, S> {
         // cannot tell them apart.
         if !cfg!(snapview_loom) && self.batch_thread.load(Ordering::Relaxed) == this_thread() {
             panic!(
-                "a write to a SnapMap from inside its own `update` (insert, remove, clear, extend, update or \
-                 subscribe on the same map) would wait for itself: write through the `Tx` the closure gets"
+                "a write to a SnapMap from inside its own `update` (insert, remove, clear, extend, update, \
+                 try_update or subscribe on the same map) would wait for itself: write through the `Tx` the \
+                 closure gets"
             );
         }
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -253,7 +254,8 @@ where
     /// # Panics
     ///
     /// If the closure writes to this same map other than through the `Tx`
-    /// (`insert`, `remove`, `clear`, `extend`, `update`, `subscribe`): that
+    /// (`insert`, `remove`, `clear`, `extend`, `update`, `try_update`,
+    /// `subscribe`): that
     /// write would wait for the lock its own batch holds. The batch then
     /// publishes nothing, as for any panic in the closure. Writing to other
     /// maps, and reading this one (`snapshot`, `read`), is fine. The check
@@ -295,6 +297,11 @@ where
     /// assert_eq!(limits.snapshot().get("api"), Some(&100));
     /// assert_eq!(limits.version(), 1);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`update`](Self::update): a closure that writes to this same map
+    /// other than through the `Tx`.
     pub fn try_update<R, E, F>(&self, f: F) -> Result<R, E>
     where
         F: FnOnce(&mut Tx<'_, K, V, S>) -> Result<R, E>,

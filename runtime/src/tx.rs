@@ -31,7 +31,8 @@ pub(crate) struct Changed<K, V> {
 }
 
 /// A batch of writes on a private working copy of the map, published as one
-/// version when the [`update`](crate::SnapMap::update) closure returns.
+/// version when the [`update`](crate::SnapMap::update) closure returns (a
+/// [`try_update`](crate::SnapMap::try_update) closure: when it returns `Ok`).
 ///
 /// Reads see the batch's own writes. The first write under each node copies it
 /// (the published version still shares it); later writes there change the copy

@@ -15,7 +15,7 @@ type Write = (&'static str, fn(&Map));
 #[test]
 fn each_write_inside_its_own_batch_panics_with_a_reason_and_publishes_nothing() {
     let map: Map = [(1, 1)].into();
-    let writes: [Write; 6] = [
+    let writes: [Write; 7] = [
         ("insert", |m| {
             m.insert(9, 9);
         }),
@@ -25,6 +25,9 @@ fn each_write_inside_its_own_batch_panics_with_a_reason_and_publishes_nothing() 
         ("clear", |m| m.clear()),
         ("update", |m| {
             m.update(|tx| tx.insert(9, 9));
+        }),
+        ("try_update", |m| {
+            let _ = m.try_update(|tx| Ok::<_, ()>(tx.insert(9, 9)));
         }),
         ("extend", |mut m| m.extend([(9, 9)])),
         ("subscribe", |m| drop(m.subscribe())),

@@ -181,9 +181,9 @@ impl TelemetryBuilder {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces' or metrics' own
     /// `..._ENDPOINT`) is set and `OTEL_SDK_DISABLED` is not `true`; with
     /// the protocol `OTEL_EXPORTER_OTLP_PROTOCOL` names (`grpc`, the
-    /// default, or `http/protobuf`; the signals' own `..._PROTOCOL`
-    /// variables are read too, and must agree, since both signals go one
-    /// way). `OTEL_TRACES_EXPORTER=none` or `OTEL_METRICS_EXPORTER=none`
+    /// default, or `http/protobuf`; the own `..._PROTOCOL` variable of each
+    /// exported signal is read too, and when both signals are exported the
+    /// two must agree, since both go one way). `OTEL_TRACES_EXPORTER=none` or `OTEL_METRICS_EXPORTER=none`
     /// leaves that signal out (`otlp`, the default, is the only other value
     /// taken). Otherwise nothing is exported; the guard's
     /// [`otlp_protocol`](super::TelemetryGuard::otlp_protocol) tells which.
