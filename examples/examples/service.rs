@@ -39,7 +39,9 @@ fn main() -> ExitCode {
     // wait), while the runtime still runs the task that stops the program
     // at a second Ctrl-C: dropped after the runtime, that Ctrl-C did nothing.
     let flushed = runtime.block_on(runtime.spawn_blocking(move || drop(telemetry)));
-    drop(runtime);
+    // Bounded: a blocking read of the routes file that never returns (a
+    // stalled network mount) would hold a plain drop, and the exit, forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Err(err) = flushed {
         eprintln!("service: the final export failed: {err}");
     }

@@ -15,6 +15,12 @@ async fn any_other_path_resolves_as_under_route() {
         assert_eq!((status, &direct["route"]), (200, &serde_json::json!(route)), "{path}: {direct}");
         assert_eq!(direct, common::route(&client, &service, path).await.1, "{path}: the same answer as /route{path}");
     }
+    // `/route/...` once normalized, though the router, matching the path as
+    // sent, does not see it as one: resolved as `/route/...` is.
+    let (status, body) = common::get(&client, &service, "/%72oute/api/users/42").await;
+    let escaped: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(status, 200, "{escaped}");
+    assert_eq!(escaped, common::route(&client, &service, "/api/users/42").await.1, "/%72oute/api/users/42");
     let (status, body) = common::get(&client, &service, "/nothing/here").await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!((status, &json["error"]), (404, &serde_json::json!("no route")), "{json}");

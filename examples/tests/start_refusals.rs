@@ -24,19 +24,24 @@ async fn a_load_generator_on_a_remote_address_is_refused_at_start() {
 
 /// A zero reload interval made `tokio::time::interval` panic inside the
 /// spawned reloader: the service started and ran on without hot reload.
+/// So did `Duration::MAX`, after the first tick (tokio's `Instant`
+/// arithmetic overflows).
 #[tokio::test]
-async fn a_zero_reload_interval_is_refused_at_start() {
+async fn a_zero_or_endless_reload_interval_is_refused_at_start() {
     let file = common::TempRoutes::new(common::ROUTES);
-    let config = snapview_examples::gateway::Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        routes_path: file.path.clone(),
-        reload_every: std::time::Duration::ZERO,
-        load: None,
-        ..Default::default()
-    };
-    let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
-    assert!(matches!(err, snapview_examples::gateway::StartError::ReloadInterval), "{err:?}");
-    assert!(err.to_string().contains("reload interval"), "{err}");
+    let max = snapview_examples::gateway::MAX_RELOAD_EVERY;
+    for every in [std::time::Duration::ZERO, max + std::time::Duration::from_secs(1), std::time::Duration::MAX] {
+        let config = snapview_examples::gateway::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            routes_path: file.path.clone(),
+            reload_every: every,
+            load: None,
+            ..Default::default()
+        };
+        let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
+        assert!(matches!(err, snapview_examples::gateway::StartError::ReloadInterval), "{every:?}: {err:?}");
+        assert!(err.to_string().contains("reload interval"), "{err}");
+    }
 }
 
 /// A token no request can present (a newline read along from a file, a
@@ -56,4 +61,33 @@ async fn a_token_that_cannot_be_sent_is_refused_at_start() {
     let message = err.to_string();
     assert!(message.contains("--token") && message.contains("printable ASCII"), "{message}");
     assert!(!message.contains("s3cret"), "the token is a secret: {message}");
+}
+
+/// A routes path that is no regular file (a FIFO, whose open waits for a
+/// writer; `/dev/zero`, which never ends) is refused at start, at once,
+/// rather than holding the start (and later the reloader, and with it the
+/// shutdown) or filling the memory.
+#[tokio::test]
+async fn a_routes_path_that_is_no_regular_file_is_refused_at_start() {
+    let fifo = std::env::temp_dir().join(format!("snapview-examples-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    for path in [fifo.clone(), "/dev/zero".into()] {
+        let config = snapview_examples::gateway::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            routes_path: path.clone(),
+            load: None,
+            ..Default::default()
+        };
+        let started = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            snapview_examples::gateway::Service::start(config),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{}: the start waited on the file", path.display()));
+        let err = started.err().unwrap_or_else(|| panic!("{}: started", path.display()));
+        assert!(err.to_string().contains("not a regular file"), "{}: {err}", path.display());
+    }
+    std::fs::remove_file(&fifo).unwrap();
 }

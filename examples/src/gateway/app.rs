@@ -128,9 +128,17 @@ async fn resolve(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Re
 }
 
 /// `GET <path>` for any path the application serves nothing else on: as
-/// `GET /route/<path>`.
+/// `GET /route/<path>`. A path that is `/route/...` once normalized
+/// (`/x/../route/api`, `/%72oute/api`), which the router did not see as
+/// one, is resolved as `/route/...` is.
 async fn resolve_path(State(gateway): State<Gateway>, method: Method, uri: Uri) -> Response {
-    resolved(&gateway, &method, uri.path())
+    let normal = path::normalize(uri.path());
+    let sent = match normal.strip_prefix("/route") {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => &normal,
+    };
+    resolved(&gateway, &method, sent)
 }
 
 /// The answer for a request of `sent`: the upstream of the longest matching

@@ -62,10 +62,51 @@ impl std::error::Error for ConfigError {}
 ///
 /// The file cannot be read, is not valid TOML, or breaks a rule of [`parse`].
 pub fn load(path: &Path) -> Result<(RouteTable, String), ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| ConfigError { path: path.to_owned(), message: format!("cannot read: {err}") })?;
+    let cannot_read = |why: String| ConfigError { path: path.to_owned(), message: format!("cannot read: {why}") };
+    let metadata = std::fs::metadata(path).map_err(|err| cannot_read(err.to_string()))?;
+    if let Some(why) = unreadable(&metadata) {
+        return Err(cannot_read(why));
+    }
+    let text = std::fs::read_to_string(path).map_err(|err| cannot_read(err.to_string()))?;
     let table = parse(&text).map_err(|message| ConfigError { path: path.to_owned(), message })?;
     Ok((table, text))
+}
+
+/// The largest routes file read, in bytes.
+pub const MAX_ROUTES_FILE: u64 = 1 << 20;
+
+/// Why a file of `metadata` is not read as a routes file, if it is not: one
+/// that is not a regular file (a FIFO, whose open waits for a writer and
+/// would hold the reloader, and with it the shutdown; a device such as
+/// `/dev/zero`, which never ends), or one over [`MAX_ROUTES_FILE`].
+pub fn unreadable(metadata: &std::fs::Metadata) -> Option<String> {
+    if !metadata.is_file() {
+        return Some("not a regular file".to_owned());
+    }
+    (metadata.len() > MAX_ROUTES_FILE)
+        .then(|| format!("{} bytes, over the {MAX_ROUTES_FILE} a routes file may have", metadata.len()))
+}
+
+/// A TOML error as one line: where, and the parser's message with its
+/// control characters escaped. The message quotes the file (a key it did
+/// not expect, say), and a key may hold a line break (`"x\n2099-01-01 ERROR
+/// forged" = 1`), which logged as it is would forge a log line.
+fn toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message: String = err.message().chars().flat_map(escaped_if_control).collect();
+    match err.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("TOML error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML error: {message}"),
+    }
+}
+
+/// `c`, or its escape if it is a control character.
+fn escaped_if_control(c: char) -> Vec<char> {
+    if c.is_control() { c.escape_default().collect() } else { vec![c] }
 }
 
 /// The longest route prefix, in bytes: a request's path is looked up only
@@ -89,7 +130,7 @@ pub const MAX_PREFIX_LEN: usize = 1024;
 ///
 /// A message naming the offending route, for the log.
 pub fn parse(text: &str) -> Result<RouteTable, String> {
-    let file: RoutesFile = toml::from_str(text).map_err(|err| err.to_string().trim_end().to_owned())?;
+    let file: RoutesFile = toml::from_str(text).map_err(|err| toml_error(text, &err))?;
     let mut table = RouteTable::new();
     for (i, RouteEntry { prefix, upstream }) in file.route.into_iter().enumerate() {
         let n = i + 1;
@@ -187,6 +228,15 @@ fn percent_encoded(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_error_is_one_line_that_forges_none() {
+        let error = parse("\"x\\n2099-01-01T00:00:00Z ERROR FORGED\" = 1").unwrap_err();
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(error.starts_with("TOML error at line 1, column 1:") && error.contains("\\n2099"), "{error}");
+        let error = parse("[[route]]\nprefix = \"/a\"\nupstream = 3\n").unwrap_err();
+        assert!(error.starts_with("TOML error at line 3, column 12:"), "{error}");
+    }
 
     #[test]
     fn the_shipped_file_parses() {

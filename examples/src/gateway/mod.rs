@@ -111,9 +111,14 @@ pub enum StartError {
     Load(LoadError),
     /// The debug token cannot be sent in a header (`DebugConfig::validate`).
     Token(io::Error),
-    /// [`Config::reload_every`] is zero: the reloader's timer cannot tick.
+    /// [`Config::reload_every`] is zero, or longer than
+    /// [`MAX_RELOAD_EVERY`]: the reloader's timer cannot tick (zero), or
+    /// overflows after its first tick.
     ReloadInterval,
 }
+
+/// The longest [`Config::reload_every`] taken.
+pub const MAX_RELOAD_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,7 +132,9 @@ impl fmt::Display for StartError {
             StartError::Bind(addr, err) => write!(f, "cannot listen on {addr}: {err}"),
             StartError::Load(err) => err.fmt(f),
             StartError::Token(err) => write!(f, "--token or ${}: {err}", snapview::debug::TOKEN_ENV),
-            StartError::ReloadInterval => f.write_str("the routes file's reload interval must be above zero"),
+            StartError::ReloadInterval => {
+                f.write_str("the routes file's reload interval must be above zero and at most a day")
+            }
         }
     }
 }
@@ -173,7 +180,9 @@ impl Service {
         // `tokio::time::interval` panics on zero, inside the spawned
         // reloader, whose end nobody watches: the service would run on
         // without hot reload, silently.
-        if config.reload_every.is_zero() {
+        // So does one that overflows tokio's `Instant` arithmetic after the
+        // first tick (`Duration::MAX`).
+        if config.reload_every.is_zero() || config.reload_every > MAX_RELOAD_EVERY {
             return Err(StartError::ReloadInterval);
         }
         if let Some(load) = &config.load {
@@ -281,7 +290,13 @@ impl Service {
                 report.forced = true;
             }
         }
-        let _ = self.reloader.await;
+        // It sees `stop` between polls; a read that never returns (a stalled
+        // network mount) is left behind rather than waited for.
+        let mut reloader = self.reloader;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut reloader).await.is_err() {
+            tracing::warn!("the routes reloader is stuck in a read; leaving it");
+            reloader.abort();
+        }
         report
     }
 }

@@ -94,7 +94,12 @@ pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
 /// place (`cp`, a shell's `>`, an editor saving without a rename) is empty or
 /// cut short for a moment, and a poll in that moment must not publish what
 /// it read (an empty file is a valid, empty table). A rename replaces the
-/// file at once, so the reload then takes one poll more, nothing else.
+/// file at once, so the reload then takes one poll more, nothing else. A
+/// rewrite in place that takes longer than a poll (a script printing its
+/// routes slowly into the file) can still be published part-way, since a
+/// part-written file is valid TOML at each complete route: write such files
+/// elsewhere and rename them into place. A path that is no regular file (a
+/// FIFO, a device) or is over [`config::MAX_ROUTES_FILE`] is not read.
 pub async fn run(
     path: PathBuf,
     every: Duration,
@@ -111,10 +116,9 @@ pub async fn run(
             _ = stop.wait_for(|stopped| *stopped) => break,
             _ = ticks.tick() => {}
         }
-        let text = match tokio::fs::read_to_string(&path).await {
+        let text = match read_routes(&path).await {
             Ok(text) => text,
-            Err(err) => {
-                let message = err.to_string();
+            Err(message) => {
                 if read_error.as_ref() != Some(&message) {
                     tracing::warn!(path = %path.display(), error = %message, version = routes.version(),
                         "cannot read the routes file; keeping the current routes");
@@ -158,6 +162,16 @@ impl Settled {
             None
         }
     }
+}
+
+/// The routes file's text, unless it is no file to read (see
+/// [`config::unreadable`]) or cannot be read.
+async fn read_routes(path: &std::path::Path) -> Result<String, String> {
+    let metadata = tokio::fs::metadata(path).await.map_err(|err| err.to_string())?;
+    if let Some(why) = config::unreadable(&metadata) {
+        return Err(why);
+    }
+    tokio::fs::read_to_string(path).await.map_err(|err| err.to_string())
 }
 
 fn reload(path: &std::path::Path, text: &str, routes: &RouteMap) {
