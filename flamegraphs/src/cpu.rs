@@ -82,10 +82,13 @@ fn parameters(raw: Option<&str>) -> Result<(Duration, i32), Failure> {
 /// builds the report; the response to send instead when any of it fails.
 async fn capture(raw: Option<&str>) -> Result<Report, Failure> {
     let (window, hz) = parameters(raw)?;
-    // The slow part of starting, done before taking the profiler so that a
-    // client leaving meanwhile does not keep it.
-    let builder = blocking(move || prepare(hz)).await?;
+    // Taken before the slow part of starting, so that requests get the
+    // profiler in the order they came: two that both waited for the one-time
+    // load of debug info would race for it, and the later one could win
+    // while the earlier got 409. A client leaving during the load drops this
+    // future, and `held` with it.
     let held = take_profiler().await.ok_or_else(busy)?;
+    let builder = blocking(move || prepare(hz)).await?;
     // `held` goes along so that it is released only after the profiler
     // stops, even if this future is dropped while it starts (then the
     // runtime drops the finished task's output, in field order).
