@@ -53,7 +53,12 @@ impl MapProbe {
         // The clock calibrates once per process (quanta spins ~0.6 ms here):
         // at a map's creation, not in whichever call is timed first.
         clock();
-        Self { stats: stats_for(name), sample_every: 0, own_sampling: false, records_get: false }
+        let stats = stats_for(name);
+        // This thread's shard is allocated on its first call; taken here, so
+        // that the thread that builds a map and reads it never sees a read
+        // allocate.
+        stats.shard();
+        Self { stats, sample_every: 0, own_sampling: false, records_get: false }
     }
 
     /// Times one call in `every` (`1`: all, `0`: none) instead of the global

@@ -16,7 +16,10 @@ use crate::trie::{BITS, Slot, is_collision_level, slot};
 use crate::view::View;
 
 /// One difference between an older and a newer snapshot.
-#[derive(Debug, PartialEq, Eq, Hash)]
+///
+/// Changes order by kind (`Added`, `Removed`, `Updated`), then by key, then
+/// by value, so that a diff, which comes in the trie's order, can be sorted.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Change<'a, K, V> {
     /// The key is in the newer snapshot only.
     Added(&'a K, &'a V),

@@ -126,8 +126,13 @@ impl<K, V, S> SnapMap<K, V, S> {
         let hook = MapHook::new(&name, hooks);
         let meta = Arc::new(Meta { name, hook: hook.clone() });
         let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
+        let current = ArcSwap::new(Arc::clone(&first));
+        // Gives this thread its arc-swap record now (an allocation, once per
+        // thread), so that the thread that builds a map and reads it never
+        // sees its first snapshot allocate.
+        drop(current.load());
         Self {
-            current: ArcSwap::new(Arc::clone(&first)),
+            current,
             writer: Mutex::new(Writer { current: first, spare: None, written: WrittenPaths::default() }),
             batch_thread: AtomicU64::new(0),
             meta,
@@ -141,7 +146,8 @@ impl<K, V, S> SnapMap<K, V, S> {
     ///
     /// (arc-swap, which publishes the versions, gives each thread a record the
     /// first time it loads: a thread's first snapshot may allocate it, once;
-    /// it is reused by later threads when this one ends. With `instrument`,
+    /// it is reused by later threads when this one ends. The thread that
+    /// builds a map gets its record then. With `instrument`,
     /// an enabled `tracing` subscriber receives a span per snapshot, and
     /// allocates as it does.)
     #[inline]
@@ -529,20 +535,34 @@ impl<K, V, S: Default> Default for SnapMap<K, V, S> {
     }
 }
 
+/// The current version's entries, as std's `HashMap` prints them
+/// (`{k: v, ...}`), like a snapshot; [`name`](SnapMap::name) and
+/// [`version`](SnapMap::version) say which map and version it was.
 impl<K, V, S> fmt::Debug for SnapMap<K, V, S>
 where
     K: fmt::Debug,
     V: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let view = self.current.load();
-        f.debug_struct("SnapMap")
-            .field("name", &view.name())
-            .field("version", &view.version())
-            .field("entries", &**view)
-            .finish()
+        fmt::Debug::fmt(&**self.current.load(), f)
     }
 }
+
+/// Two maps are equal when their current versions hold the same entries (see
+/// [`View`]'s `PartialEq`). Each side is read once, at the call: a map written
+/// meanwhile may compare either way.
+impl<K, V, S> PartialEq for SnapMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher,
+{
+    fn eq(&self, other: &Self) -> bool {
+        **self.current.load() == **other.current.load()
+    }
+}
+
+impl<K: Hash + Eq, V: Eq, S: BuildHasher> Eq for SnapMap<K, V, S> {}
 
 /// A map whose version 1 holds the entries, published as one batch (version
 /// 0, the empty map, if there are none); of equal keys, the

@@ -122,7 +122,7 @@ fn debug_looks_like_a_hash_map() {
     assert_eq!(format!("{snap:?}"), expected);
     assert_eq!(format!("{:?}", map.read()), expected, "a read guard prints the same");
     assert_eq!(format!("{:?}", *snap), expected, "and so does the view");
-    assert_eq!(format!("{map:?}"), format!(r#"SnapMap {{ name: "{DEFAULT_NAME}", version: 2, entries: {expected} }}"#));
+    assert_eq!(format!("{map:?}"), expected, "and so does the map, its current version");
 
     // Iterators print as lists.
     let keys = format!("[{}]", snap.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(", "));
@@ -239,6 +239,22 @@ fn read_guards_and_pointer_equality() {
 }
 
 #[test]
+fn maps_compare_by_their_current_entries() {
+    let a: SnapMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+    let b: SnapMap<u32, u32> = (0..100).rev().map(|i| (i, i)).collect();
+    assert_eq!(a, b, "the same entries, built in another order");
+    assert_eq!(a, a);
+    b.insert(7, 8);
+    assert_ne!(a, b, "a value differs");
+    b.insert(7, 7);
+    assert_eq!(a, b);
+    b.remove(&7);
+    assert_ne!(a, b, "a key is missing");
+    assert_ne!(a, SnapMap::new());
+    assert_eq!(SnapMap::<u32, u32>::new(), SnapMap::new());
+}
+
+#[test]
 fn return_values_and_versions_follow_each_write() {
     let map: SnapMap<u32, u32> = SnapMap::new();
     assert_eq!(map.version(), 0);
@@ -328,6 +344,12 @@ fn change_is_a_copyable_value() {
     assert_eq!(
         changes,
         [Change::Updated { key: &1, old: &1, new: &10 }, Change::Removed(&2, &2), Change::Added(&3, &3)]
+    );
+    // Sorted as they are: by kind, then key.
+    changes.sort();
+    assert_eq!(
+        changes,
+        [Change::Added(&3, &3), Change::Removed(&2, &2), Change::Updated { key: &1, old: &1, new: &10 }]
     );
 }
 

@@ -652,13 +652,15 @@ impl<K, V> NodeRef<K, V> {
         if self.borrowed() == 0 {
             return;
         }
-        debug_assert!(self.is_unique(), "snapview bug: owning the entries of a shared node");
+        // A hard check: the writing below would race with readers of a shared
+        // node, and it runs only where entries are cloned anyway.
+        assert!(self.is_unique(), "snapview bug: owning the entries of a shared node");
         let (entries, children) = self.counts();
         let counted = self.is_lending();
         let lending = self.lending().expect("snapview bug: borrowed entries without a tail");
-        // SAFETY: the node is unshared (the caller holds it mutably, and the
-        // writer only calls this on a node it found unique), so nothing else
-        // reads or writes its entries or its tail.
+        // SAFETY: the node is unshared (the caller holds it mutably, and its
+        // count, just checked, is one), so nothing else reads or writes its
+        // entries or its tail.
         unsafe { own_all::<K, V>(lending, counted, self.datamap(), entries_ptr::<K, V>(self.ptr, children), entries) }
     }
 
@@ -681,14 +683,16 @@ impl<K, V> NodeRef<K, V> {
             return self.own_borrowed_entries();
         }
         let Some(i) = taken else { return };
-        debug_assert!(self.is_unique(), "snapview bug: owning the entries of a shared node");
+        // A hard check: the writing below would race with readers of a shared
+        // node, and it runs only where entries are cloned anyway.
+        assert!(self.is_unique(), "snapview bug: owning the entries of a shared node");
         let (entries, children) = self.counts();
         assert!(i < entries, "snapview bug: taking an entry past the last");
         let lending = self.lending().expect("snapview bug: borrowed entries without a tail");
-        // SAFETY: the node is unshared (the caller holds it mutably, and the
-        // writer only calls this on a node it found unique), so nothing else
-        // reads or writes its entries or its tail; its lender is counted
-        // (`is_lending`, just checked).
+        // SAFETY: the node is unshared (the caller holds it mutably, and its
+        // count, checked above, is one), so nothing else reads or writes its
+        // entries or its tail; its lender is counted (`is_lending`, just
+        // checked).
         unsafe { own_entry::<K, V>(lending, true, self.datamap(), entries_ptr::<K, V>(self.ptr, children), entries, i) }
     }
 
