@@ -73,6 +73,7 @@ pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
         builder = builder.event_buffer_capacity(capacity);
     }
     if let Some(path) = settings.record_path {
+        check_record_path(&path)?;
         builder = builder.recording_path(path);
     }
     Ok(Prepared(builder))
@@ -108,12 +109,40 @@ impl Settings {
                 std::net::ToSocketAddrs::to_socket_addrs(value).ok()?.next()
             })?,
             retention: read_var(env, "TOKIO_CONSOLE_RETENTION", "a duration, e.g. 1h or 30s", duration)?,
-            publish_interval: read_var(env, "TOKIO_CONSOLE_PUBLISH_INTERVAL", "a duration, e.g. 1s", duration)?,
-            buffer_capacity: read_var(env, "TOKIO_CONSOLE_BUFFER_CAPACITY", "a number of events", |value| {
-                value.parse().ok()
+            // Zero would panic in tokio's `interval`, on the console's thread.
+            publish_interval: read_var(
+                env,
+                "TOKIO_CONSOLE_PUBLISH_INTERVAL",
+                "a duration above 0, e.g. 1s",
+                |value| duration(value).filter(|interval| !interval.is_zero()),
+            )?,
+            // Zero would panic in tokio's `mpsc::channel`, inside `build()`.
+            buffer_capacity: read_var(env, "TOKIO_CONSOLE_BUFFER_CAPACITY", "a number of events above 0", |value| {
+                value.parse().ok().filter(|&capacity| capacity > 0)
             })?,
             record_path: env("TOKIO_CONSOLE_RECORD_PATH"),
         })
+    }
+}
+
+/// Whether console-subscriber can create its recording at `path`: it
+/// panics inside `build()` where it cannot. A file this check creates is
+/// removed again.
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+fn check_record_path(path: &str) -> Result<(), TelemetryError> {
+    let existed = std::path::Path::new(path).exists();
+    match std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(err) => Err(TelemetryError::InvalidEnvironment {
+            var: "TOKIO_CONSOLE_RECORD_PATH",
+            value: format!("{path} ({err})"),
+            expected: "a file that can be created and written",
+        }),
     }
 }
 
@@ -172,6 +201,10 @@ mod tests {
             ("TOKIO_CONSOLE_RETENTION", "an hour"),
             ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "5"),
             ("TOKIO_CONSOLE_BUFFER_CAPACITY", "-1"),
+            // These two read, but panic later: in `build()` and on the
+            // console's thread.
+            ("TOKIO_CONSOLE_BUFFER_CAPACITY", "0"),
+            ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "0s"),
         ] {
             match read(&[(var, value)]) {
                 Err(TelemetryError::InvalidEnvironment { var: named, value: got, .. }) => {
@@ -180,5 +213,28 @@ mod tests {
                 other => panic!("{var}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_recording_path_that_cannot_be_created_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("snapview-console-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("console.rec");
+        let file = file.to_str().unwrap();
+        check_record_path(file).expect("a file in an existing directory");
+        assert!(!std::path::Path::new(file).exists(), "the check leaves no file behind");
+        std::fs::write(file, b"kept").unwrap();
+        check_record_path(file).expect("an existing file");
+        assert_eq!(std::fs::read(file).unwrap(), b"kept", "the check changes no existing file");
+
+        let missing = dir.join("no such directory/console.rec");
+        match check_record_path(missing.to_str().unwrap()) {
+            Err(TelemetryError::InvalidEnvironment { var, value, .. }) => {
+                assert_eq!(var, "TOKIO_CONSOLE_RECORD_PATH");
+                assert!(value.starts_with(missing.to_str().unwrap()), "{value}");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,67 @@
+//! `TelemetryGuard::flush` against a collector that never answers: each call
+//! returns within the export timeout, and the flushes that outlast it do not
+//! pile up, one waiting thread per call, when it is called back to back.
+//! (A flush's threads outlive its wait only as long as the export they wait
+//! for, which the same timeout bounds.)
+
+#![cfg(feature = "otlp")]
+
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use snapview_instrument::{Protocol, Telemetry};
+
+/// The export timeout given to the pipeline.
+const EXPORT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Flushes asked for, back to back.
+const FLUSHES: usize = 10;
+/// The threads that run a flush (`run_bounded` in `telemetry/otlp.rs`), as
+/// `/proc` shows their names: cut to 15 bytes.
+const FLUSH_THREAD: &str = "snapview-otlp-s";
+
+/// How many of this process's threads run a flush or shutdown now.
+fn flush_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == FLUSH_THREAD)
+        .count()
+}
+
+#[test]
+fn flushes_against_a_silent_collector_do_not_pile_up() {
+    // Accepts connections and never reads or answers them.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held: std::thread::JoinHandle<Vec<TcpStream>> =
+        std::thread::spawn(move || listener.incoming().take(64).filter_map(Result::ok).collect());
+
+    for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+        let (subscriber, guard) = Telemetry::builder()
+            .fmt(false)
+            .otlp(protocol)
+            .otlp_endpoint(&endpoint)
+            .otlp_timeout(EXPORT_TIMEOUT)
+            .metrics_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let mut most = 0;
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..FLUSHES {
+                tracing::debug_span!(target: "snapview", "snapview.snapshot", map = "m", version = 1u64)
+                    .in_scope(|| {});
+                let start = Instant::now();
+                guard.flush();
+                let took = start.elapsed();
+                assert!(took < EXPORT_TIMEOUT * 5, "{protocol:?}: a flush took {took:?}");
+                most = most.max(flush_threads());
+            }
+        });
+        eprintln!("{protocol:?}: at most {most} flush threads over {FLUSHES} flushes");
+        // Two a flush, both possibly still running when it returns; piling
+        // up, they would number about one a call.
+        assert!(most <= 4, "{protocol:?}: {most} flush threads at once over {FLUSHES} flushes");
+        drop(guard);
+    }
+    drop(held);
+}
