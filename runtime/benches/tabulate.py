@@ -32,6 +32,9 @@ UNIT = {
     "iter_inserted": "element",
     "insert_publish": "write",
     "batch_publish": "write",
+    "str_iter": "element",
+    "str_insert_publish": "write",
+    "str_batch_publish": "write",
 }
 
 
