@@ -40,6 +40,17 @@ impl Default for DebugConfig {
 }
 
 impl DebugConfig {
+    /// The same as [`DebugConfig::default`]: the token from [`TOKEN_ENV`],
+    /// loopback only.
+    ///
+    /// ```
+    /// use snapview_flame::DebugConfig;
+    /// assert_eq!(DebugConfig::new().token("t"), DebugConfig::default().token("t"));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Requires `Authorization: Bearer <token>` on every request; an empty
     /// token means none, as for [`TOKEN_ENV`].
     pub fn token(mut self, token: impl Into<String>) -> Self {

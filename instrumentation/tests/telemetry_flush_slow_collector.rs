@@ -37,6 +37,12 @@ fn flushes_against_a_silent_collector_do_not_pile_up() {
         std::thread::spawn(move || listener.incoming().take(64).filter_map(Result::ok).collect());
 
     for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+        // The previous pass's shutdown threads (the same name) end first.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while flush_threads() > 0 {
+            assert!(Instant::now() < deadline, "{} flush threads never ended", flush_threads());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (subscriber, guard) = Telemetry::builder()
             .fmt(false)
             .otlp(protocol)

@@ -7,22 +7,26 @@
 //! thread would be reused and hide the allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use snapview::SnapMap;
 
 struct Counting;
 
-/// Every allocation of the process: this binary runs one test, and the
-/// harness's own thread waits meanwhile.
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// This thread's allocations: the harness's own thread allocates while
+    /// the test runs.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
 
 // SAFETY: every call is forwarded to `System` unchanged; the counter is a
-// static atomic, which never allocates.
+// const-initialised thread-local without a destructor, which never
+// allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Relaxed);
+        // try_with: the counter may be gone while a thread is torn down.
+        let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { System.alloc(layout) }
     }
@@ -36,11 +40,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// How many allocations `f` made.
+/// How many allocations `f` made on this thread.
 fn allocations<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    let before = ALLOCS.load(Relaxed);
+    let before = ALLOCS.with(Cell::get);
     let r = black_box(f());
-    (r, ALLOCS.load(Relaxed) - before)
+    (r, ALLOCS.with(Cell::get) - before)
 }
 
 #[test]

@@ -126,24 +126,22 @@ impl Settings {
 }
 
 /// Whether console-subscriber can create its recording at `path`: it
-/// panics inside `build()` where it cannot. A file this check creates is
-/// removed again.
+/// panics inside `build()` where it cannot. The file is created here (empty)
+/// if it is not there; console-subscriber creates it anyway, moments later.
+/// Something there that is not a regular file (a FIFO would block both
+/// opens) is refused.
 #[cfg_attr(not(tokio_unstable), allow(dead_code))]
 fn check_record_path(path: &str) -> Result<(), TelemetryError> {
-    let existed = std::path::Path::new(path).exists();
-    match std::fs::OpenOptions::new().append(true).create(true).open(path) {
-        Ok(_) => {
-            if !existed {
-                let _ = std::fs::remove_file(path);
-            }
-            Ok(())
-        }
-        Err(err) => Err(TelemetryError::InvalidEnvironment {
-            var: "TOKIO_CONSOLE_RECORD_PATH",
-            value: format!("{path} ({err})"),
-            expected: "a file that can be created and written",
-        }),
+    let refused = |why: String| TelemetryError::InvalidEnvironment {
+        var: "TOKIO_CONSOLE_RECORD_PATH",
+        value: format!("{path} ({why})"),
+        expected: "a regular file that can be created and written",
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(refused("not a regular file".into())),
+        _ => {}
     }
+    std::fs::OpenOptions::new().append(true).create(true).open(path).map(drop).map_err(|err| refused(err.to_string()))
 }
 
 fn duration(value: &str) -> Option<std::time::Duration> {
@@ -220,20 +218,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("snapview-console-record-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("console.rec");
-        let file = file.to_str().unwrap();
-        check_record_path(file).expect("a file in an existing directory");
-        assert!(!std::path::Path::new(file).exists(), "the check leaves no file behind");
-        std::fs::write(file, b"kept").unwrap();
-        check_record_path(file).expect("an existing file");
-        assert_eq!(std::fs::read(file).unwrap(), b"kept", "the check changes no existing file");
+        check_record_path(file.to_str().unwrap()).expect("a file in an existing directory");
+        assert!(file.is_file(), "created, as console-subscriber would");
+        std::fs::write(&file, b"kept").unwrap();
+        check_record_path(file.to_str().unwrap()).expect("an existing file");
+        assert_eq!(std::fs::read(&file).unwrap(), b"kept", "the check changes no existing file");
 
         let missing = dir.join("no such directory/console.rec");
-        match check_record_path(missing.to_str().unwrap()) {
-            Err(TelemetryError::InvalidEnvironment { var, value, .. }) => {
-                assert_eq!(var, "TOKIO_CONSOLE_RECORD_PATH");
-                assert!(value.starts_with(missing.to_str().unwrap()), "{value}");
+        for (path, why) in [(missing.as_path(), "No such file"), (dir.as_path(), "not a regular file")] {
+            match check_record_path(path.to_str().unwrap()) {
+                Err(TelemetryError::InvalidEnvironment { var, value, .. }) => {
+                    assert_eq!(var, "TOKIO_CONSOLE_RECORD_PATH");
+                    assert!(value.starts_with(path.to_str().unwrap()) && value.contains(why), "{value}");
+                }
+                other => panic!("{}: {other:?}", path.display()),
             }
-            other => panic!("{other:?}"),
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
