@@ -71,7 +71,8 @@
 //! # Features
 //!
 //! This crate has no optional features; `snapview`'s `pprof` feature pulls it
-//! in (with `instrument`).
+//! in (with `instrument`). It builds on Unix targets only: pprof-rs samples
+//! with `SIGPROF`.
 
 #![forbid(unsafe_code)]
 

@@ -33,7 +33,7 @@
 //!   `reqwest` (blocking) and `tokio`.
 //! - `otlp-tls`: `otlp`, plus TLS for `https://` collectors (the platform's
 //!   roots, or the certificates of `OTEL_EXPORTER_OTLP_CERTIFICATE` /
-//!   [`TelemetryBuilder::otlp_certificate`]) and client certificates.
+//!   `TelemetryBuilder::otlp_certificate`) and client certificates.
 //!   Requires rustls with aws-lc-rs (through tonic's and reqwest's TLS
 //!   features: a C compiler builds aws-lc) and `rustls-pki-types`.
 //! - `console`: tokio-console support in the telemetry pipeline. Requires

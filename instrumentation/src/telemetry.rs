@@ -127,8 +127,8 @@ impl Default for TelemetryBuilder {
 impl TelemetryBuilder {
     /// `RUST_LOG`-style directives (`info,snapview=debug`) for the fmt layer
     /// and for extra layers added without their own. Default: `RUST_LOG`,
-    /// else `info`. The OTLP layer has its own, see
-    /// [`otlp_filter`](Self::otlp_filter).
+    /// else `info`. The OTLP layer has its own, see `otlp_filter` (feature
+    /// `otlp`).
     pub fn filter(mut self, directives: impl Into<String>) -> Self {
         self.filter = Some(directives.into());
         self

@@ -113,7 +113,7 @@
 //!   Requires the `serde` crate.
 //! - `instrument`: every snapshot, read guard, iteration, publish and diff
 //!   (and, if a map asks, every look-up) is counted, sampled into latency
-//!   histograms and traced with `tracing` spans; see [`instrument`]. Requires
+//!   histograms and traced with `tracing` spans; see `snapview::instrument`. Requires
 //!   `snapview-instrument` (and through it `tracing`, `tracing-subscriber`,
 //!   `hdrhistogram`, `quanta`, `thread_local` and `serde`).
 //!   Without it the crate compiles to the uninstrumented code. Code that
@@ -125,16 +125,18 @@
 //!   or one that outlives what borrowed keys borrow). Auto traits (`Send`,
 //!   `Sync`, `UnwindSafe`) are the same with and without it.
 //! - `otlp`: `instrument`, plus OTLP export of spans and histograms from
-//!   [`instrument::Telemetry`]. Requires the OpenTelemetry crates.
+//!   `instrument::Telemetry`. Requires the OpenTelemetry crates.
 //! - `otlp-tls`: `otlp`, plus TLS for `https://` collectors, with the
 //!   platform's roots or a given CA, and client certificates. Requires
 //!   rustls with aws-lc-rs (a C library built from source: a C compiler).
 //! - `console`: `instrument`, plus tokio-console support in the telemetry
 //!   pipeline. Requires `console-subscriber` (and `humantime`, already in
 //!   its build) and `--cfg tokio_unstable`.
-//! - `pprof`: `instrument`, plus the `/debug/pprof` endpoint ([`debug`]): an
-//!   axum router serving CPU profiles, view-cost flamegraphs, the histograms
-//!   and Prometheus metrics. Requires `snapview-flame` (axum, tokio, pprof-rs).
+//! - `pprof`: `instrument`, plus the `/debug/pprof` endpoint
+//!   (`snapview::debug`): an axum router serving CPU profiles, view-cost
+//!   flamegraphs, the histograms and Prometheus metrics. Requires
+//!   `snapview-flame` (axum, tokio, pprof-rs) and a Unix target (pprof-rs
+//!   samples with `SIGPROF`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
