@@ -231,6 +231,11 @@ impl TelemetryBuilder {
     /// Those of [`build`](Self::build), and a global default subscriber that
     /// is already set.
     pub fn install(self) -> Result<TelemetryGuard, TelemetryError> {
+        // One install at a time, from the check to the set: two at once would
+        // both pass the check and build, and the refused one start
+        // exporters (and, with `console`, a console server) for nothing.
+        static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Asked first: a pipeline built only to be refused would start its
         // exporters, and its guard's drop would send a final export (a
         // duplicate series) and wait up to the export timeout for it.
