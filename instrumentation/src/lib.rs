@@ -43,6 +43,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+#[cfg(debug_assertions)]
+mod interest;
 mod op;
 pub mod probe;
 pub mod prometheus;

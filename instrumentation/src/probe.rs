@@ -53,6 +53,8 @@ impl MapProbe {
         // The clock calibrates once per process (quanta spins ~0.6 ms here):
         // at a map's creation, not in whichever call is timed first.
         clock();
+        #[cfg(debug_assertions)]
+        crate::interest::keep_two_dispatchers();
         let stats = stats_for(name);
         // This thread's shard is allocated on its first call; taken here, so
         // that the thread that builds a map and reads it never sees a read

@@ -1,0 +1,59 @@
+//! A workaround, in debug builds, for tracing-core's callsite interest while
+//! exactly one dispatcher is registered (tokio-rs/tracing#3611).
+//!
+//! tracing-core caches, per callsite, whether any subscriber wants it. While
+//! only one `Dispatch` exists in the process, it asks not that dispatcher but
+//! the default of whichever thread reaches the callsite first. A test that
+//! sets its subscriber with `with_default` on one thread, while another
+//! thread without a subscriber takes the first snapshot or makes the first
+//! write, then loses snapview's spans for good: the callsite was cached as
+//! wanted by nobody. With two dispatchers registered, tracing-core asks each.
+//!
+//! So in debug builds (where tests run) snapview keeps one more registered:
+//! a subscriber that wants nothing. It leaves the level filter alone (its
+//! hint is `OFF`); the price is that a callsite some subscriber always wants
+//! is asked per call instead of cached, which release builds never pay.
+
+use std::sync::OnceLock;
+
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::{Interest, Subscriber};
+use tracing::{Dispatch, Event, Metadata, span};
+
+/// Registers the second dispatcher, once per process.
+pub(crate) fn keep_two_dispatchers() {
+    static ANCHOR: OnceLock<Dispatch> = OnceLock::new();
+    ANCHOR.get_or_init(|| Dispatch::new(WantsNothing));
+}
+
+/// A subscriber no callsite, span or event reaches.
+struct WantsNothing;
+
+impl Subscriber for WantsNothing {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::never()
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::OFF)
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        // Never called: `enabled` is false. Any id would do.
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
