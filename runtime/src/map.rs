@@ -147,8 +147,10 @@ impl<K, V, S> SnapMap<K, V, S> {
     /// (arc-swap, which publishes the versions, gives each thread a record the
     /// first time it loads: a thread's first snapshot may allocate it, once;
     /// it is reused by later threads when this one ends. The thread that
-    /// builds a map gets its record then. With `instrument`,
-    /// an enabled `tracing` subscriber receives a span per snapshot, and
+    /// builds a map gets its record then. With `instrument`, a thread's first
+    /// call on maps of one name allocates its histogram shard for that name,
+    /// once (the builder's thread gets it when the map is built), and an
+    /// enabled `tracing` subscriber receives a span per snapshot, and
     /// allocates as it does.)
     #[inline]
     #[must_use]
