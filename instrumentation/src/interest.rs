@@ -9,21 +9,48 @@
 //! write, then loses snapview's spans for good: the callsite was cached as
 //! wanted by nobody. With two dispatchers registered, tracing-core asks each.
 //!
-//! So in debug builds (where tests run) snapview keeps one more registered:
-//! a subscriber that wants nothing. It leaves the level filter alone (its
+//! So in debug builds (where tests run) snapview keeps one more registered,
+//! from the first map built on: a subscriber that wants nothing. It leaves the level filter alone (its
 //! hint is `OFF`); the price is that a callsite some subscriber always wants
 //! is asked per call instead of cached, which release builds never pay.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::{Interest, Subscriber};
 use tracing::{Dispatch, Event, Metadata, span};
 
+/// How long building the first map waits for the registration. It takes
+/// microseconds, unless the map is built inside a subscriber's
+/// `register_callsite` (or another call tracing-core makes under its lock
+/// of the dispatcher list), where it cannot finish until that call returns.
+const WAIT: Duration = Duration::from_millis(500);
+
 /// Registers the second dispatcher, once per process.
+///
+/// On a thread of its own, waited for at most [`WAIT`]: registering takes
+/// tracing-core's lock of the dispatcher list, which the caller may hold if
+/// it is a subscriber's callback building its first map.
 pub(crate) fn keep_two_dispatchers() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
     static ANCHOR: OnceLock<Dispatch> = OnceLock::new();
-    ANCHOR.get_or_init(|| Dispatch::new(WantsNothing));
+    // Relaxed: the flag only keeps a second registration from starting;
+    // what it guards is published through `ANCHOR` and the channel.
+    if STARTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let (registered, waited) = mpsc::channel();
+    let spawned = thread::Builder::new().name("snapview-interest".into()).spawn(move || {
+        let _ = ANCHOR.set(Dispatch::new(WantsNothing));
+        let _ = registered.send(());
+    });
+    if spawned.is_ok() {
+        let _ = waited.recv_timeout(WAIT);
+    }
 }
 
 /// A subscriber no callsite, span or event reaches.

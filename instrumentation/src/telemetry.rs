@@ -229,7 +229,10 @@ impl TelemetryBuilder {
     /// # Errors
     ///
     /// Those of [`build`](Self::build), and a global default subscriber that
-    /// is already set.
+    /// is already set. Installs from several threads at once build one
+    /// pipeline; code that sets the global default some other way meanwhile
+    /// (`tracing_subscriber::fmt().init()`) can still make a pipeline built
+    /// here be refused, and its guard then sends a final export as it drops.
     pub fn install(self) -> Result<TelemetryGuard, TelemetryError> {
         // One install at a time, from the check to the set: two at once would
         // both pass the check and build, and the refused one start

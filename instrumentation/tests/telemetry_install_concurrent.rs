@@ -36,6 +36,8 @@ fn installs_at_once_build_one_pipeline() {
                     .fmt(false)
                     .otlp(Protocol::Grpc)
                     .otlp_endpoint(endpoint)
+                    // Room for the final export on a loaded machine.
+                    .otlp_timeout(Duration::from_secs(10))
                     .metrics_interval(Duration::from_secs(3600))
                     .install()
             })
