@@ -10,9 +10,10 @@
 //! wanted by nobody. With two dispatchers registered, tracing-core asks each.
 //!
 //! So in debug builds (where tests run) snapview keeps one more registered,
-//! from the first map built on: a subscriber that wants nothing. It leaves the level filter alone (its
-//! hint is `OFF`); the price is that a callsite some subscriber always wants
-//! is asked per call instead of cached, which release builds never pay.
+//! from the first map built on: a subscriber that wants nothing. It leaves
+//! the level filter alone (its hint is `OFF`); the price is that a callsite
+//! some subscriber always wants is asked per call instead of cached, which
+//! release builds never pay.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
