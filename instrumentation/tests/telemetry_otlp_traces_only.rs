@@ -56,7 +56,10 @@ fn a_collector_without_metrics_is_told_once_and_traces_go_on() {
     let http = otlp_http_receiver::start_traces_only();
     export_a_span_and_metrics(Protocol::HttpProtobuf, &http.endpoint);
     assert!(http.wait_for_request("/v1/traces"), "the span arrives over HTTP");
-    told_once(&complaints, "HTTP (404)");
+    let told = told_once(&complaints, "HTTP (404)");
+    // A 404 is also a wrong path: the warning names the URL it came from.
+    let url = format!("{}/v1/metrics", http.endpoint.trim_end_matches('/'));
+    assert!(told.contains(&url), "the warning names {url}: {told}");
 }
 
 /// One span, then several metrics exports, each refused.
@@ -78,10 +81,12 @@ fn export_a_span_and_metrics(protocol: Protocol, endpoint: &str) {
     drop(guard);
 }
 
-/// The refusal was told once, and nothing else was complained of; clears.
-fn told_once(complaints: &Complaints, over: &str) {
+/// The refusal was told once, and nothing else was complained of; clears,
+/// and returns the warning.
+fn told_once(complaints: &Complaints, over: &str) -> String {
     let complaints = std::mem::take(&mut *complaints.0.lock().unwrap());
-    let told = complaints.iter().filter(|c| c.contains("takes no metrics")).count();
-    assert_eq!(told, 1, "{over}: {complaints:#?}");
+    let told: Vec<&String> = complaints.iter().filter(|c| c.contains("takes no metrics")).collect();
+    assert_eq!(told.len(), 1, "{over}: {complaints:#?}");
     assert!(complaints.iter().all(|c| c.starts_with("WARN")), "{over}: no export errors: {complaints:#?}");
+    told[0].clone()
 }

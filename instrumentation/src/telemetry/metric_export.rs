@@ -14,7 +14,7 @@
 //! SDK's own delta instruments). A
 //! collector's partial success (rejected points) is logged as a warning. A
 //! collector that takes no metrics at all (Jaeger takes only traces: gRPC
-//! `Unimplemented`, HTTP 404) is told once, as a warning, and not as an
+//! `Unimplemented`, HTTP 404, the warning then naming the URL) is told once, as a warning, and not as an
 //! export error every interval; exports go on, in case it starts taking them.
 //! Its channel and client come from [`transport`](super::transport), TLS included.
 
@@ -89,11 +89,22 @@ impl MetricExport {
 
     fn tell_no_metrics_once(&self) {
         // Relaxed: a flag for a log line, ordering nothing else.
-        if !self.told_no_metrics.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
+        if self.told_no_metrics.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match &self.transport {
+            Transport::Grpc { .. } => tracing::warn!(
                 "the OTLP collector takes no metrics (Jaeger takes only traces): the latency histograms are not \
                  exported to it, while traces are; the report and Prometheus text still have them"
-            );
+            ),
+            // A 404 is also what a collector answers to a wrong path, and a
+            // signal-specific endpoint variable is used as given, path and all.
+            Transport::Http { url, .. } => tracing::warn!(
+                "the OTLP collector takes no metrics at {url} (404; Jaeger takes only traces): the latency \
+                 histograms are not exported to it, while traces are; the report and Prometheus text still have \
+                 them. If the collector does take metrics, check the path: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT \
+                 is used as given and needs its /v1/metrics"
+            ),
         }
     }
 
