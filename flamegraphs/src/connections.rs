@@ -6,8 +6,13 @@
 //! likes, and enough of them leave the whole process unable to open files or
 //! sockets. Here every connection must send its request head within
 //! [`ConnectionLimits::header_timeout`] (which also closes idle keep-alive
-//! connections), and at most [`ConnectionLimits::max_connections`] are open:
-//! past that, new ones wait in the kernel's backlog until one closes.
+//! connections), and at most [`ConnectionLimits::max_connections`] are open.
+//! Past that, a new connection takes the place of the one that has waited
+//! longest for a request head ([`waiting`](crate::waiting)), so that clients
+//! holding connections without asking anything cannot keep others out for a
+//! header timeout; only while every open connection is answering a request
+//! (or has waited less than [`CLOSE_WAITING_AFTER`]) does the newcomer wait
+//! for one to close.
 //!
 //! The connections are tasks owned by the serving future, so dropping it (a
 //! caller's timeout, `JoinHandle::abort`) closes them all, requests still
@@ -27,6 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::waiting::{Registered, Waiting};
+
 /// How long a client has to send a request's head, and how many connections
 /// may be open at once. See [`serve_router`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +43,13 @@ pub struct ConnectionLimits {
     /// a kept-alive connection: from its previous answer). Default 10 s.
     pub header_timeout: Duration,
     /// How many connections may be open at once. Default 256; `usize::MAX`
-    /// for as many as the process can open.
+    /// for as many as the process can open. A connection arriving past it
+    /// closes the open one that has waited longest for a request head (one
+    /// that never sent a whole request first, then an idle kept-alive one),
+    /// if that one has waited at least [`CLOSE_WAITING_AFTER`]; otherwise it
+    /// waits, accepted (the one connection open beyond the limit), until one
+    /// closes. A connection answering a request, or still sending its
+    /// answer, is not closed for it.
     pub max_connections: usize,
 }
 
@@ -68,6 +81,16 @@ impl ConnectionLimits {
     }
 }
 
+/// How long an open connection must have waited for a request head (since
+/// it opened, or since it last wrote) before a connection arriving past
+/// [`ConnectionLimits::max_connections`] may take its place: long enough
+/// that a client sending its request at once is not cut off.
+pub const CLOSE_WAITING_AFTER: Duration = Duration::from_millis(250);
+
+/// How often a connection arriving past the limit looks again for one to
+/// close, while none can be.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_millis(50);
+
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits { header_timeout: Duration::from_secs(10), max_connections: 256 }
@@ -78,7 +101,9 @@ impl Default for ConnectionLimits {
 /// stops accepting, lets running requests finish and closes idle
 /// connections; returns once every connection is closed. Within `limits`:
 /// a connection that does not send a request's head in time is closed, and
-/// no more than `limits.max_connections` are open at once.
+/// no more than `limits.max_connections` are open at once (past that, a new
+/// one takes the place of the one that has waited longest for a request
+/// head, see [`ConnectionLimits::max_connections`]).
 ///
 /// Dropping the returned future closes every connection at once.
 ///
@@ -99,17 +124,24 @@ pub async fn serve_router(
     // Past tokio's own bound, the semaphore would panic; no process opens
     // that many connections anyway.
     let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
+    let waiting = Waiting::new();
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {
         // Reap the connections that ended, so the set does not grow.
         while connections.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = accept_within(&listener, &slots) => accepted,
+        // Accepted before it has a slot, so that a full server knows someone
+        // is waiting: at most this one connection is open beyond the limit.
+        let stream = tokio::select! {
+            stream = accept(&listener) => stream,
             () = &mut signal => break,
         };
-        let (stream, slot) = accepted;
-        connections.spawn(serve_connection(stream, slot, router.clone(), limits, closing_seen.clone()));
+        let slot = tokio::select! {
+            slot = admit(&slots, &waiting) => slot,
+            () = &mut signal => break,
+        };
+        let connection = waiting.open();
+        connections.spawn(serve_connection(stream, slot, connection, router.clone(), limits, closing_seen.clone()));
     }
     drop(listener);
     // Every connection finishes what it is answering, then closes.
@@ -118,12 +150,29 @@ pub async fn serve_router(
     Ok(())
 }
 
-/// The next connection, once one of `slots` is free.
-async fn accept_within(listener: &TcpListener, slots: &Arc<Semaphore>) -> (TcpStream, OwnedSemaphorePermit) {
-    let slot = Arc::clone(slots).acquire_owned().await.expect("the semaphore is never closed");
+/// A slot for a connection that has arrived: a free one, or the one of the
+/// connection that has waited longest for a request head, closed for it.
+async fn admit(slots: &Arc<Semaphore>, waiting: &Waiting) -> OwnedSemaphorePermit {
+    loop {
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            return slot;
+        }
+        if waiting.close_longest_waiting(CLOSE_WAITING_AFTER) {
+            // Its task lets go of the slot at its next poll.
+            return Arc::clone(slots).acquire_owned().await.expect("the semaphore is never closed");
+        }
+        // Every connection is answering, or has only just begun to wait.
+        if let Ok(slot) = tokio::time::timeout(LOOK_AGAIN_AFTER, Arc::clone(slots).acquire_owned()).await {
+            return slot.expect("the semaphore is never closed");
+        }
+    }
+}
+
+/// The next connection.
+async fn accept(listener: &TcpListener) -> TcpStream {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => return (stream, slot),
+            Ok((stream, _)) => return stream,
             // The client gave up before it was accepted: nothing to do.
             Err(err) if is_connection_error(&err) => {}
             Err(err) => {
@@ -143,23 +192,28 @@ fn is_connection_error(err: &io::Error) -> bool {
     )
 }
 
-/// Serves one connection until the client closes it, it breaks a limit, or
-/// `closing` turns true (then after its running request, if any).
+/// Serves one connection until the client closes it, it breaks a limit, it
+/// is closed for a newcomer, or `closing` turns true (then after its running
+/// request, if any).
 async fn serve_connection(
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    registered: Registered,
     router: Router,
     limits: ConnectionLimits,
     mut closing: watch::Receiver<bool>,
 ) {
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let service = registered.track(TowerToHyperService::new(router));
+    let connection = builder.serve_connection(TokioIo::new(registered.watch(stream)), service);
     let mut connection = pin!(connection);
     // Errors are the client's (it went away, sent garbage or was too slow):
     // hyper has answered what it could, and there is no one else to tell.
     tokio::select! {
         _ = connection.as_mut() => return,
+        // Dropping the connection closes its socket; it was answering nothing.
+        () = registered.closed_for_newcomer() => return,
         _ = closing.wait_for(|closing| *closing) => {}
     }
     connection.as_mut().graceful_shutdown();

@@ -42,7 +42,10 @@
 //! then gets `409 Conflict`. A
 //! client that disconnects mid-profile stops the profiler: the handler's
 //! future is dropped, and with it the profiler guard. View profiles may
-//! overlap each other and a CPU profile. If no subscriber carries the view
+//! overlap each other and a CPU profile, up to four at once
+//! (`snapview_instrument::views::MAX_WINDOWS`, each costing every snapview
+//! span's close a hash-map update): a fifth gets `409 Conflict` at once. If
+//! no subscriber carries the view
 //! profiler's layer (`snapview_instrument::views::profiler().layer()`,
 //! installed by the `Telemetry` pipeline), `/views` answers
 //! `503 Service Unavailable` with the reason: the server works, this process
@@ -85,9 +88,10 @@ mod query;
 mod reply;
 mod server;
 mod views;
+mod waiting;
 
 pub use auth::require_token;
 pub use browser::{BrowserGuard, refuse_other_sites};
 pub use config::{DebugConfig, TOKEN_ENV};
-pub use connections::{ConnectionLimits, serve_router};
+pub use connections::{CLOSE_WAITING_AFTER, ConnectionLimits, serve_router};
 pub use server::{DEFAULT_ADDR, ROUTES, only_get, router, router_with, serve, serve_with, serve_with_shutdown};

@@ -1,16 +1,21 @@
 //! The standalone server bounds what each client can hold: a connection that
 //! does not send a request's head within `header_timeout` is closed (a
-//! slowloris client, an idle keep-alive one), and past `max_connections` new
-//! connections wait until one closes.
+//! slowloris client, an idle keep-alive one), and past `max_connections` a
+//! new connection takes the place of the one that has waited longest for a
+//! request head, or waits while every connection is answering.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::routing::get;
 use common::Server;
 use snapview_flame::{ConnectionLimits, DebugConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 fn host(server: &Server) -> String {
     server.base.strip_prefix("http://").unwrap().to_owned()
@@ -53,28 +58,147 @@ async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     assert_eq!(server.get("/debug/pprof/").await.0, 200, "a prompt client is served");
 }
 
+/// Sends part of a request head, never the rest.
+async fn slow_client(server: &Server) -> TcpStream {
+    let mut stream = TcpStream::connect(host(server)).await.unwrap();
+    stream.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: localhost\r\nX-Slow: a").await.unwrap();
+    stream
+}
+
+/// Sends a whole request and reads the start of its answer, which shows the
+/// server took the connection; keeps it open (kept alive, idle).
+async fn idle_client(server: &Server) -> TcpStream {
+    let mut stream = TcpStream::connect(host(server)).await.unwrap();
+    stream.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    stream
+}
+
+/// Whether the server has closed `stream` (EOF or reset), looking for at
+/// most `within`; what it sent before is skipped.
+async fn is_closed(stream: &mut TcpStream, within: Duration) -> bool {
+    closed_within(stream, within).await.is_some()
+}
+
+/// The status of `GET /debug/pprof/` from a new client, which must come
+/// within a second.
+async fn answered_within_a_second(server: &Server) -> u16 {
+    let answer = tokio::time::timeout(Duration::from_secs(1), server.get("/debug/pprof/")).await;
+    answer.expect("a newcomer past the limit is answered within a second").0
+}
+
+/// A full server: three clients that hold a connection each and never finish
+/// a request. A fourth is answered at once, in the place of the one that
+/// has waited longest; the two others stay open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_the_connection_limit_a_client_waits_for_a_free_slot() {
+async fn past_the_limit_a_newcomer_takes_the_place_of_the_longest_waiting_connection() {
     let limits = ConnectionLimits { max_connections: 3, header_timeout: Duration::from_secs(60) };
     let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
-    let mut held = Vec::new();
+    let mut slow = Vec::new();
     for _ in 0..3 {
-        let mut stream = TcpStream::connect(host(&server)).await.unwrap();
-        // A whole request: the answer shows that the server took the
-        // connection (a slot), which it then keeps open.
-        stream.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200");
-        held.push(stream);
+        slow.push(slow_client(&server).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let url = server.url("/debug/pprof/");
-    let waiting = tokio::spawn(async move { common::get_owned(url).await.0 });
+    tokio::time::sleep(snapview_flame::CLOSE_WAITING_AFTER).await;
+    assert_eq!(answered_within_a_second(&server).await, 200);
+    assert!(is_closed(&mut slow[0], Duration::from_secs(2)).await, "the longest-waiting connection was closed");
+    for (i, stream) in slow.iter_mut().enumerate().skip(1) {
+        assert!(!is_closed(stream, Duration::from_millis(200)).await, "slow connection {i} stays open");
+    }
+}
+
+/// Connections that never sent a whole request go before idle kept-alive
+/// ones, which have been served and may ask again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_kept_alive_connections_are_closed_after_those_that_never_asked() {
+    let limits = ConnectionLimits { max_connections: 3, header_timeout: Duration::from_secs(60) };
+    let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    let mut first_idle = idle_client(&server).await;
+    let mut slow = slow_client(&server).await;
+    let mut second_idle = idle_client(&server).await;
+    tokio::time::sleep(snapview_flame::CLOSE_WAITING_AFTER + Duration::from_millis(50)).await;
+    assert_eq!(answered_within_a_second(&server).await, 200);
+    assert!(is_closed(&mut slow, Duration::from_secs(2)).await, "the connection that never asked was closed");
+    assert!(!is_closed(&mut first_idle, Duration::from_millis(200)).await, "the older idle connection stays");
+    assert!(!is_closed(&mut second_idle, Duration::from_millis(200)).await, "the newer idle connection stays");
+    // Full again, with idle connections only: the one idle the longest goes.
+    let _third_idle = idle_client(&server).await;
+    tokio::time::sleep(snapview_flame::CLOSE_WAITING_AFTER + Duration::from_millis(50)).await;
+    assert_eq!(answered_within_a_second(&server).await, 200);
+    assert!(is_closed(&mut first_idle, Duration::from_secs(2)).await, "then the longest idle connection");
+    assert!(!is_closed(&mut second_idle, Duration::from_millis(200)).await, "not the next one");
+}
+
+/// A connection that is answering a request is never closed for a
+/// newcomer: past the limit, with every connection answering, a newcomer
+/// waits for one to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_every_connection_is_answering_a_newcomer_waits_for_a_free_slot() {
+    let release = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&release);
+    let router = Router::new()
+        .route(
+            "/hold",
+            get(move || {
+                let held = Arc::clone(&held);
+                async move { held.acquire().await.unwrap().forget() }
+            }),
+        )
+        .route("/", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = ConnectionLimits { max_connections: 3, header_timeout: Duration::from_secs(60) };
+    tokio::spawn(snapview_flame::serve_router(listener, router, limits, std::future::pending()));
+
+    let answering: Vec<_> = (0..3).map(|_| tokio::spawn(common::get_owned(format!("{base}/hold")))).collect();
+    // Long past the wait after which an idle connection could be closed.
+    tokio::time::sleep(snapview_flame::CLOSE_WAITING_AFTER * 3).await;
+    let waiting = tokio::spawn(common::get_owned(format!("{base}/")));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "a fourth connection is served while three are open");
-    drop(held.pop());
+    assert!(!waiting.is_finished(), "a fourth connection is served while three are answering");
+    assert!(answering.iter().all(|a| !a.is_finished()), "no answering connection was closed");
+    release.add_permits(1);
     let status = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("served once a slot is free");
-    assert_eq!(status.unwrap(), 200);
+    assert_eq!(status.unwrap().0, 200);
+    release.add_permits(2);
+    for held in answering {
+        assert_eq!(held.await.unwrap().0, 200, "every held request was answered");
+    }
+}
+
+/// An answer still being sent is not cut off for a newcomer: hyper drops a
+/// response's body once it has queued it, long before a slow reader has it
+/// all, and what is sent counts as the connection's activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_reading_its_answer_is_not_closed_for_a_newcomer() {
+    const BIG: usize = 24 << 20; // well past the kernel's socket buffers
+    let router = Router::new().route("/big", get(|| async { vec![b'x'; BIG] })).route("/", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ConnectionLimits { max_connections: 1, header_timeout: Duration::from_secs(60) };
+    tokio::spawn(snapview_flame::serve_router(listener, router, limits, std::future::pending()));
+
+    let mut reader = TcpStream::connect(addr).await.unwrap();
+    reader.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let reading = tokio::spawn(async move {
+        // ~10 MB/s: the answer takes over 2 s to read.
+        let (mut got, mut buf) = (0usize, vec![0u8; 64 << 10]);
+        let start = Instant::now();
+        while let Ok(n @ 1..) = reader.read(&mut buf).await {
+            got += n;
+            tokio::time::sleep(Duration::from_millis(6)).await;
+        }
+        (got, start.elapsed())
+    });
+    tokio::time::sleep(snapview_flame::CLOSE_WAITING_AFTER * 2).await;
+    let newcomer = tokio::spawn(common::get_owned(format!("http://{addr}/")));
+    let (got, took) = reading.await.unwrap();
+    assert!(got > BIG, "the slow reader got {got} bytes of a {BIG}-byte body in {took:?}");
+    assert!(took > snapview_flame::CLOSE_WAITING_AFTER * 3, "the answer was not slow to read: {took:?}");
+    let status = tokio::time::timeout(Duration::from_secs(5), newcomer).await.expect("served once a slot is free");
+    assert_eq!(status.unwrap().0, 200);
 }
 
 #[tokio::test]
