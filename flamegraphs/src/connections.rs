@@ -48,8 +48,9 @@ pub struct ConnectionLimits {
     /// that never sent a whole request first, then an idle kept-alive one),
     /// if that one has waited at least [`CLOSE_WAITING_AFTER`]; otherwise it
     /// waits, accepted (the one connection open beyond the limit), until one
-    /// closes. A connection answering a request, or still sending its
-    /// answer, is not closed for it.
+    /// closes. A connection answering a request is not closed for it, nor
+    /// one whose answer waits for its client to read it, until that has
+    /// waited `header_timeout` since its last write.
     pub max_connections: usize,
 }
 
@@ -84,7 +85,9 @@ impl ConnectionLimits {
 /// How long an open connection must have waited for a request head (since
 /// it opened, or since it last wrote) before a connection arriving past
 /// [`ConnectionLimits::max_connections`] may take its place: long enough
-/// that a client sending its request at once is not cut off.
+/// that a client sending its request at once is not cut off. (One whose
+/// answer is still waiting for the client to read it must have waited
+/// [`ConnectionLimits::header_timeout`].)
 pub const CLOSE_WAITING_AFTER: Duration = Duration::from_millis(250);
 
 /// How often a connection arriving past the limit looks again for one to
@@ -124,7 +127,7 @@ pub async fn serve_router(
     // Past tokio's own bound, the semaphore would panic; no process opens
     // that many connections anyway.
     let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
-    let waiting = Waiting::new();
+    let waiting = Waiting::new(limits.header_timeout);
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {

@@ -16,10 +16,14 @@
 //! wrote to its socket. Counting from the last write keeps an answer that
 //! hyper still holds in its buffer (it drops a body once it has queued the
 //! last chunk, before sending it) from being cut off while the client is
-//! still reading it; a client that stops reading stops the writes, and its
-//! connection then counts as waiting. A request whose head completes at the
-//! moment its connection is closed for a newcomer is lost, as it would be
-//! had it arrived a moment later.
+//! still reading it. Linux wakes a blocked writer only once a third of the
+//! socket's send buffer has drained (on loopback, megabytes), so a
+//! connection whose last write could not finish is *blocked*, and is closed
+//! for a newcomer only once it has waited a longer bound (the header
+//! timeout): a client that stops reading an answer holds its slot no longer
+//! than that. A request whose head completes at the moment its connection
+//! is closed for a newcomer is lost, as it would be had it arrived a moment
+//! later.
 
 use std::future::Future;
 use std::io;
@@ -39,6 +43,8 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub(crate) struct Waiting {
     start: Instant,
+    /// How long a blocked connection must have waited to be closed.
+    blocked_at_least: Duration,
     open: Mutex<Vec<Arc<Connection>>>,
 }
 
@@ -55,6 +61,9 @@ pub(crate) struct Connection {
     /// Whether it has had a request: an idle kept-alive client, which has,
     /// is closed only after every one that has not.
     answered: AtomicBool,
+    /// Whether its last write to the socket could not finish: an answer is
+    /// waiting for the client to read.
+    blocked: AtomicBool,
     closed_for_newcomer: Notify,
 }
 
@@ -62,8 +71,10 @@ const ANSWERING: u64 = u64::MAX;
 const CLOSED_FOR_NEWCOMER: u64 = u64::MAX - 1;
 
 impl Waiting {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Waiting { start: Instant::now(), open: Mutex::new(Vec::new()) })
+    /// The connections of a server that closes a blocked connection for a
+    /// newcomer only after it has waited `blocked_at_least`.
+    pub(crate) fn new(blocked_at_least: Duration) -> Arc<Self> {
+        Arc::new(Waiting { start: Instant::now(), blocked_at_least, open: Mutex::new(Vec::new()) })
     }
 
     /// Counts a connection that has just opened, as waiting, until the
@@ -75,6 +86,7 @@ impl Waiting {
             state: AtomicU64::new(millis_since(self.start)),
             index: AtomicUsize::new(open.len()),
             answered: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
             closed_for_newcomer: Notify::new(),
         });
         open.push(Arc::clone(&connection));
@@ -82,19 +94,22 @@ impl Waiting {
     }
 
     /// Closes the connection that has waited longest for a request head, if
-    /// one has waited at least `at_least`: first among those that never had
-    /// a request, then among idle kept-alive ones. Returns whether it closed
+    /// one has waited at least `at_least` (a blocked one, at least the
+    /// server's longer bound too): first among those that never had a
+    /// request, then among idle kept-alive ones. Returns whether it closed
     /// one (its task drops it, and its slot, at its next poll).
     pub(crate) fn close_longest_waiting(&self, at_least: Duration) -> bool {
         let open = self.connections();
         let now = millis_since(self.start);
-        let at_least = u64::try_from(at_least.as_millis()).unwrap_or(u64::MAX);
+        let millis = |bound: Duration| u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+        let (at_least, blocked_at_least) = (millis(at_least), millis(self.blocked_at_least.max(at_least)));
         loop {
             let longest = open
                 .iter()
                 .filter_map(|c| {
                     let since = c.state.load(Ordering::Relaxed);
-                    let waited = since < CLOSED_FOR_NEWCOMER && now.saturating_sub(since) >= at_least;
+                    let needed = if c.blocked.load(Ordering::Relaxed) { blocked_at_least } else { at_least };
+                    let waited = since < CLOSED_FOR_NEWCOMER && now.saturating_sub(since) >= needed;
                     waited.then(|| ((c.answered.load(Ordering::Relaxed), since), c))
                 })
                 .min_by_key(|&(order, _)| order);
@@ -193,9 +208,15 @@ pub(crate) struct Watched {
 }
 
 impl Watched {
+    /// Tells the connection how a write (or flush) went.
     fn wrote<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let Poll::Ready(Ok(_)) = result {
-            self.connection.wrote();
+        match result {
+            Poll::Ready(Ok(_)) => {
+                self.connection.blocked.store(false, Ordering::Relaxed);
+                self.connection.wrote();
+            }
+            Poll::Pending => self.connection.blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(Err(_)) => {}
         }
         result
     }
@@ -227,7 +248,8 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let result = Pin::new(&mut self.stream).poll_flush(cx);
+        self.wrote(result)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -310,7 +332,7 @@ mod tests {
 
     #[test]
     fn only_a_connection_that_waited_long_enough_is_closed() {
-        let waiting = Waiting::new();
+        let waiting = Waiting::new(Duration::from_secs(3600));
         let connection = waiting.open();
         assert!(!waiting.close_longest_waiting(Duration::from_secs(3600)), "it has not waited an hour");
         assert!(waiting.close_longest_waiting(Duration::ZERO));
@@ -320,7 +342,7 @@ mod tests {
 
     #[test]
     fn an_answering_connection_is_never_closed() {
-        let waiting = Waiting::new();
+        let waiting = Waiting::new(Duration::from_secs(3600));
         let connection = waiting.open();
         let answering = connection.connection.answering();
         assert!(!waiting.close_longest_waiting(Duration::ZERO));
@@ -331,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_connection_closed_for_a_newcomer_stays_closed_through_an_answer() {
-        let waiting = Waiting::new();
+        let waiting = Waiting::new(Duration::from_secs(3600));
         let connection = waiting.open();
         assert!(waiting.close_longest_waiting(Duration::ZERO));
         drop(connection.connection.answering());
@@ -340,7 +362,7 @@ mod tests {
 
     #[test]
     fn connections_that_never_had_a_request_go_first_then_the_longest_waiting() {
-        let waiting = Waiting::new();
+        let waiting = Waiting::new(Duration::from_secs(3600));
         let kept_alive = waiting.open();
         drop(kept_alive.connection.answering());
         std::thread::sleep(Duration::from_millis(5));
@@ -353,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_dropped_connection_is_no_longer_counted() {
-        let waiting = Waiting::new();
+        let waiting = Waiting::new(Duration::from_secs(3600));
         let connections: Vec<Registered> = (0..4).map(|_| waiting.open()).collect();
         let mut connections = connections.into_iter();
         let first = connections.next().unwrap();
@@ -369,8 +391,18 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_connection_is_closed_only_after_the_longer_bound() {
+        let waiting = Waiting::new(Duration::from_millis(40));
+        let connection = waiting.open();
+        connection.connection.blocked.store(true, Ordering::Relaxed);
+        assert!(!waiting.close_longest_waiting(Duration::ZERO), "blocked for less than 40 ms");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(waiting.close_longest_waiting(Duration::ZERO));
+    }
+
+    #[test]
     fn a_write_restarts_the_wait_but_not_an_answer_or_a_close() {
-        let waiting = Waiting::new();
+        let waiting = Waiting::new(Duration::from_secs(3600));
         let connection = waiting.open();
         std::thread::sleep(Duration::from_millis(30));
         connection.connection.wrote();
