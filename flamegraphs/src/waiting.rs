@@ -208,15 +208,17 @@ pub(crate) struct Watched {
 }
 
 impl Watched {
-    /// Tells the connection how a write (or flush) went.
-    fn wrote<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// Tells the connection how a write went. Only a write that sent bytes
+    /// counts: hyper also flushes (a no-op on a socket) each time it reads,
+    /// and a slowloris client's drip would otherwise keep its wait fresh.
+    fn wrote(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match result {
-            Poll::Ready(Ok(_)) => {
+            Poll::Ready(Ok(1..)) => {
                 self.connection.blocked.store(false, Ordering::Relaxed);
                 self.connection.wrote();
             }
             Poll::Pending => self.connection.blocked.store(true, Ordering::Relaxed),
-            Poll::Ready(Err(_)) => {}
+            Poll::Ready(_) => {}
         }
         result
     }
@@ -248,8 +250,7 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.stream).poll_flush(cx);
-        self.wrote(result)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::get;
 use common::Server;
 use snapview_flame::{ConnectionLimits, DebugConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -23,7 +23,7 @@ fn host(server: &Server) -> String {
 
 /// Reads until the server closes the connection (EOF or reset), at most
 /// `within`; returns how long that took, or `None` if it stayed open.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+async fn closed_within(stream: &mut (impl AsyncRead + Unpin), within: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(within, async { while let Ok(1..) = stream.read(&mut buf).await {} })
@@ -78,7 +78,7 @@ async fn idle_client(server: &Server) -> TcpStream {
 
 /// Whether the server has closed `stream` (EOF or reset), looking for at
 /// most `within`; what it sent before is skipped.
-async fn is_closed(stream: &mut TcpStream, within: Duration) -> bool {
+async fn is_closed(stream: &mut (impl AsyncRead + Unpin), within: Duration) -> bool {
     closed_within(stream, within).await.is_some()
 }
 
@@ -90,23 +90,38 @@ async fn answered_promptly(server: &Server) -> u16 {
 }
 
 /// A full server: three clients that hold a connection each and never finish
-/// a request. A fourth is answered at once, in the place of the one that
-/// has waited longest; the two others stay open.
+/// a request, sending a byte of it every 50 ms. A fourth is answered at
+/// once, in the place of the one that has waited longest; the two others
+/// stay open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_limit_a_newcomer_takes_the_place_of_the_longest_waiting_connection() {
     let limits = ConnectionLimits { max_connections: 3, header_timeout: Duration::from_secs(60) };
     let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
-    let mut slow = Vec::new();
+    let (mut readers, mut writers) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        slow.push(slow_client(&server).await);
+        let (reader, writer) = slow_client(&server).await.into_split();
+        readers.push(reader);
+        writers.push(writer);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The drip must not count as activity (hyper reads each byte, and
+    // flushes after it), or no slow connection would ever have waited long
+    // enough to be closed.
+    let dripping = tokio::spawn(async move {
+        loop {
+            for writer in &mut writers {
+                let _ = writer.write_all(b"a").await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     tokio::time::sleep(snapview_flame::CLOSE_WAITING_AFTER).await;
     assert_eq!(answered_promptly(&server).await, 200);
-    assert!(is_closed(&mut slow[0], Duration::from_secs(2)).await, "the longest-waiting connection was closed");
-    for (i, stream) in slow.iter_mut().enumerate().skip(1) {
-        assert!(!is_closed(stream, Duration::from_millis(200)).await, "slow connection {i} stays open");
+    assert!(is_closed(&mut readers[0], Duration::from_secs(2)).await, "the longest-waiting connection was closed");
+    for (i, reader) in readers.iter_mut().enumerate().skip(1) {
+        assert!(!is_closed(reader, Duration::from_millis(200)).await, "slow connection {i} stays open");
     }
+    dripping.abort();
 }
 
 /// Connections that never sent a whole request go before idle kept-alive
