@@ -183,21 +183,35 @@ async fn while_every_connection_is_answering_a_newcomer_waits_for_a_free_slot() 
     }
 }
 
+/// The size of `/big`'s answer: well past the kernel's socket buffers.
+const BIG: usize = 24 << 20;
+
+/// A server of one connection at a time, with `header_timeout`, answering
+/// `/big` with [`BIG`] bytes and `/` with "ok"; its address.
+async fn serve_one_connection_with_a_big_answer(header_timeout: Duration) -> std::net::SocketAddr {
+    let router = Router::new().route("/big", get(|| async { vec![b'x'; BIG] })).route("/", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ConnectionLimits { max_connections: 1, header_timeout };
+    tokio::spawn(snapview_flame::serve_router(listener, router, limits, std::future::pending()));
+    addr
+}
+
+/// A connection that has asked for `/big`, and to be closed after it.
+async fn ask_for_the_big_answer(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    stream
+}
+
 /// An answer still being sent is not cut off for a newcomer: hyper drops a
 /// response's body once it has queued it, long before a slow reader has it
 /// all, so what is sent, and a write waiting for the client, count as the
 /// connection's activity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_still_reading_its_answer_is_not_closed_for_a_newcomer() {
-    const BIG: usize = 24 << 20; // well past the kernel's socket buffers
-    let router = Router::new().route("/big", get(|| async { vec![b'x'; BIG] })).route("/", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = ConnectionLimits { max_connections: 1, header_timeout: Duration::from_secs(60) };
-    tokio::spawn(snapview_flame::serve_router(listener, router, limits, std::future::pending()));
-
-    let mut reader = TcpStream::connect(addr).await.unwrap();
-    reader.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let addr = serve_one_connection_with_a_big_answer(Duration::from_secs(60)).await;
+    let mut reader = ask_for_the_big_answer(addr).await;
     let reading = tokio::spawn(async move {
         // ~10 MB/s: the answer takes over 2 s to read.
         let (mut got, mut buf) = (0usize, vec![0u8; 64 << 10]);
@@ -223,15 +237,8 @@ async fn a_client_still_reading_its_answer_is_not_closed_for_a_newcomer() {
 /// header timer never starts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_for_a_newcomer_after_the_header_timeout() {
-    const BIG: usize = 24 << 20;
-    let router = Router::new().route("/big", get(|| async { vec![b'x'; BIG] })).route("/", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = ConnectionLimits { max_connections: 1, header_timeout: Duration::from_secs(1) };
-    tokio::spawn(snapview_flame::serve_router(listener, router, limits, std::future::pending()));
-
-    let mut stalled = TcpStream::connect(addr).await.unwrap();
-    stalled.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let addr = serve_one_connection_with_a_big_answer(Duration::from_secs(1)).await;
+    let mut stalled = ask_for_the_big_answer(addr).await;
     let asked = Instant::now();
     let status = tokio::time::timeout(Duration::from_secs(5), common::get_owned(format!("http://{addr}/")))
         .await
