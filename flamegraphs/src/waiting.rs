@@ -123,7 +123,7 @@ impl Waiting {
                 connection.closed_for_newcomer.notify_one();
                 return true;
             }
-            // It began answering meanwhile: look again.
+            // It began answering, or wrote, meanwhile: look again.
         }
     }
 
@@ -187,9 +187,7 @@ impl Connection {
         });
         Answering(Arc::clone(self))
     }
-}
 
-impl Connection {
     /// Counts its wait from now, if it is waiting: it has just written.
     fn wrote(&self) {
         let now = millis_since(self.start);

@@ -401,14 +401,17 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
 
     // The same with a subscription alive, as a reload loop holds one: a
     // watched map recycles its root as an unwatched one does (session 39).
+    // A filter that leaves this case out (targets.py's) writes nothing here.
     let subscription = map.subscribe();
+    let mut measured = false;
     g.bench_function("snapview subscribed", |b| {
+        measured = true;
         each_key(b, fresh, |&k| {
             black_box(map.insert(k, k));
             black_box(map.remove(&k));
         })
     });
-    assert!(subscription.seen_version() < map.version());
+    assert!(!measured || subscription.seen_version() < map.version());
     drop(subscription);
 
     let cell = ArcSwap::from_pointee(fx.imbl.clone());

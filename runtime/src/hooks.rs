@@ -103,8 +103,11 @@ mod on {
     pub(crate) struct PublishHook<'m>(PublishTimer<'m>);
 
     impl PublishHook<'_> {
-        pub(crate) fn published(self, version: u64, changes: usize) {
-            self.0.published(version, changes);
+        /// A tracing layer's panic here is caught and handed back: the
+        /// version it records is published, and its subscriptions are still
+        /// to be woken (`SnapMap::batch_locked`).
+        pub(crate) fn published(self, version: u64, changes: usize) -> std::thread::Result<()> {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.published(version, changes)))
         }
 
         pub(crate) fn unchanged(self, version: u64) {
@@ -321,7 +324,9 @@ mod off {
 
     impl PublishHook<'_> {
         #[inline(always)]
-        pub(crate) fn published(self, _version: u64, _changes: usize) {}
+        pub(crate) fn published(self, _version: u64, _changes: usize) -> std::thread::Result<()> {
+            Ok(())
+        }
 
         #[inline(always)]
         pub(crate) fn unchanged(self, _version: u64) {}

@@ -394,7 +394,9 @@ where
                 }
                 writer.written = written;
                 writer.written.clear();
-                publish.published(next.version(), changes);
+                // A tracing layer may panic here too: that panic, like a
+                // destructor's, goes on only after the announcing.
+                let freed = freed.and(publish.published(next.version(), changes));
                 (result, Some(Announce { waiting, superseded, freed }))
             }
             // Nothing changed: the working root equals the current one in
