@@ -376,17 +376,23 @@ impl IterProbe {
 
     /// Called after a watched `next()`; `yielded` is whether it returned an item.
     #[inline]
+    ///
+    /// The `next()`'s span is left and closed before anything is counted: a
+    /// tracing layer that panics there then leaves the iteration as it was,
+    /// and the iterator, which reads its item only after this call, keeps
+    /// the item for its next `next()`.
     pub fn after_next(&mut self, step: NextStep, yielded: bool, remaining: usize) {
+        let NextStep { start, sampled, _span: span } = step;
+        let nanos = start.map(nanos_since);
+        drop(span);
         let IterState::Watching(watch) = &mut self.state else { return };
         if !yielded {
-            drop(step);
             self.finish(remaining);
             return;
         }
-        let Some(start) = step.start else { return };
-        let nanos = nanos_since(start);
+        let Some(nanos) = nanos else { return };
         watch.max_next_ns = watch.max_next_ns.max(nanos);
-        if step.sampled {
+        if sampled {
             let next_shard = self.probe.shard(Op::IterNext);
             let items = watch.started_with - remaining;
             next_shard.add_calls((items - watch.counted) as u64);

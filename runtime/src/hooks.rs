@@ -21,6 +21,10 @@ pub(crate) use off::*;
 
 #[cfg(feature = "instrument")]
 mod on {
+    use std::any::Any;
+    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+    use std::thread;
+
     use snapview_instrument::Op;
     use snapview_instrument::probe::{DiffProbe, IterProbe, MapProbe, NextStep, PublishTimer};
 
@@ -87,7 +91,7 @@ mod on {
         }
 
         pub(crate) fn start_publish(&self) -> PublishHook<'_> {
-            PublishHook(self.0.start_publish())
+            PublishHook(Some(self.0.start_publish()))
         }
 
         pub(crate) fn iteration(&self, version: u64, len: usize) -> IterHook {
@@ -99,19 +103,37 @@ mod on {
         }
     }
 
-    /// One write in progress.
-    pub(crate) struct PublishHook<'m>(PublishTimer<'m>);
+    /// One write in progress (`None` once told how it ended).
+    pub(crate) struct PublishHook<'m>(Option<PublishTimer<'m>>);
 
     impl PublishHook<'_> {
         /// A tracing layer's panic here is caught and handed back: the
         /// version it records is published, and its subscriptions are still
         /// to be woken (`SnapMap::batch_locked`).
-        pub(crate) fn published(self, version: u64, changes: usize) -> std::thread::Result<()> {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.published(version, changes)))
+        pub(crate) fn published(mut self, version: u64, changes: usize) -> thread::Result<()> {
+            let timer = self.0.take();
+            catch_unwind(AssertUnwindSafe(|| timer.map(|timer| timer.published(version, changes))))?;
+            Ok(())
         }
 
-        pub(crate) fn unchanged(self, version: u64) {
-            self.0.unchanged(version);
+        pub(crate) fn unchanged(mut self, version: u64) {
+            if let Some(timer) = self.0.take() {
+                timer.unchanged(version);
+            }
+        }
+    }
+
+    impl Drop for PublishHook<'_> {
+        /// The write unwinds (its closure, or user code it ran, panicked):
+        /// the publish span is left and closed here, and a tracing layer's
+        /// panic as it is would abort the process, so it is caught and let
+        /// go, as the first panic goes on.
+        fn drop(&mut self) {
+            if let Some(timer) = self.0.take()
+                && thread::panicking()
+            {
+                drop(catch_unwind(AssertUnwindSafe(|| drop(timer))));
+            }
         }
     }
 
@@ -179,29 +201,45 @@ mod on {
             }
         }
 
+        /// A tracing layer's panic here, while the thread unwinds already
+        /// (the iterator dropped by another panic), would abort the
+        /// process: it is caught and let go, as the first panic goes on.
         #[inline(never)]
-        fn finish(mut self, remaining: usize) {
+        fn finish(self, remaining: usize) {
+            if thread::panicking() {
+                drop(catch_unwind(AssertUnwindSafe(|| self.record(remaining))));
+            } else {
+                self.record(remaining);
+            }
+        }
+
+        fn record(mut self, remaining: usize) {
             if let Some(probe) = self.probe.as_mut() {
                 probe.finish(remaining);
             }
         }
 
         /// Out of line: its code (clock reads, spans, recording) stays out
-        /// of the caller's loop, which only holds the call.
+        /// of the caller's loop, which only holds the call. A tracing
+        /// layer's panic is handed back, for the iterator to put the hook
+        /// back before it goes on.
         #[cold]
         #[inline(never)]
-        fn before_next(&mut self, remaining: usize) -> Option<NextStep> {
-            self.probe.as_mut().map(|probe| probe.before_next(remaining))
+        fn before_next(&mut self, remaining: usize) -> thread::Result<Option<NextStep>> {
+            catch_unwind(AssertUnwindSafe(|| self.probe.as_mut().map(|probe| probe.before_next(remaining))))
         }
 
-        /// Out of line, as [`before_next`](Self::before_next); sets the next watched `next()`.
+        /// Out of line, as [`before_next`](Self::before_next); sets the next
+        /// watched `next()`, unless a tracing layer panicked: then it stays
+        /// this one, whose item is still to be read.
         #[cold]
         #[inline(never)]
-        fn after_next(&mut self, step: Option<NextStep>, yielded: bool, remaining: usize) {
-            if let (Some(probe), Some(step)) = (self.probe.as_mut(), step) {
-                probe.after_next(step, yielded, remaining);
-                self.watch_at = probe.next_watch(remaining).unwrap_or(NEVER);
-            }
+        fn after_next(&mut self, step: Option<NextStep>, yielded: bool, remaining: usize) -> thread::Result<()> {
+            let Some(probe) = self.probe.as_mut() else { return Ok(()) };
+            let Some(step) = step else { return Ok(()) };
+            catch_unwind(AssertUnwindSafe(|| probe.after_next(step, yielded, remaining)))?;
+            self.watch_at = probe.next_watch(remaining).unwrap_or(NEVER);
+            Ok(())
         }
     }
 
@@ -234,16 +272,38 @@ mod on {
         /// cursor. The two moves, and the cut after each watched `next()`,
         /// cost one ~8 ns (`on-sample1` in `runtime/benches/overhead.sh`,
         /// where every `next()` is watched).
+        ///
+        /// The item is read only after both probe calls: a tracing layer
+        /// that panics in one of them (as a span is made, entered, left or
+        /// closed) unwinds out of this `next()` with the hook back in place
+        /// and the item unread, so a caller that catches the panic and goes
+        /// on gets every item, in order (`runtime/tests/instrument_panicking_layer.rs`).
         #[inline(always)]
         pub(crate) fn next_watched(&mut self) -> Option<(&'a K, &'a V)> {
             let mut hook = core::mem::replace(self.hook_mut(), IterHook::none());
-            let step = hook.before_next(self.remaining());
+            let step = match hook.before_next(self.remaining()) {
+                Ok(step) => step,
+                Err(panic) => self.put_back_and_resume(hook, panic),
+            };
             // Under the placeholder hook, what is held back is given back.
-            let item = self.next_refill();
-            hook.after_next(step, item.is_some(), self.remaining());
+            let yields = self.refill();
+            if let Err(panic) = hook.after_next(step, yields, self.remaining() - usize::from(yields)) {
+                self.put_back_and_resume(hook, panic);
+            }
             drop(core::mem::replace(self.hook_mut(), hook));
+            let item = self.next_in_window();
             self.cut();
             item
+        }
+
+        /// Puts `hook` back, windowed for the watched `next()` it still
+        /// waits for, and goes on with a tracing layer's `panic`. Inlined:
+        /// no call may get the iterator's address (see `next_watched`).
+        #[inline(always)]
+        fn put_back_and_resume(&mut self, hook: IterHook, panic: Box<dyn Any + Send>) -> ! {
+            drop(core::mem::replace(self.hook_mut(), hook));
+            self.cut();
+            resume_unwind(panic)
         }
     }
 
@@ -263,8 +323,14 @@ mod on {
     }
 
     impl Drop for DiffHook {
+        /// As for an iteration ([`IterHook::finish`]): a tracing layer's
+        /// panic while the thread unwinds already is caught and let go.
         fn drop(&mut self) {
-            self.0.finish();
+            if thread::panicking() {
+                drop(catch_unwind(AssertUnwindSafe(|| self.0.finish())));
+            } else {
+                self.0.finish();
+            }
         }
     }
 }

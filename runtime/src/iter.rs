@@ -392,23 +392,56 @@ impl<'a, K, V> Iter<'a, K, V> {
                 // The rest of this node: `beyond` stays.
                 self.cut();
             } else if let Some(entries) = self.walk.next_node() {
-                self.reader.set(entries);
-                self.reader.rider_mut().beyond -= entries.len();
-                // Nothing is held back now, so an iteration that watches no
-                // later `next()` (63 in 64 at the default sampling) needs no
-                // new window: its node change skips the count of what is
-                // left and the window's arithmetic (instrumented `for` loop:
-                // ~1 to 1.8 fewer instructions per element at 1K to 100K,
-                // docs/benchmark-history.md, "What changed in session 37").
-                if self.hook().watches_again() {
-                    self.cut();
-                }
+                self.enter(entries);
             } else {
                 return None;
             }
             if let Some((k, v)) = self.reader.next() {
                 return Some((k, v));
             }
+        }
+    }
+
+    /// Opens the window until it holds the next item, reading none: `false`
+    /// if none is left. The watched `next()` reads its item only after the
+    /// probe's calls, whose tracing layers may panic: such a panic then
+    /// leaves the item unread, for the next `next()`.
+    #[cfg_attr(not(feature = "instrument"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn refill(&mut self) -> bool {
+        while self.reader.len() == 0 {
+            if self.reader.held() != 0 {
+                self.cut();
+            } else if let Some(entries) = self.walk.next_node() {
+                self.enter(entries);
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The window's next item: the watched `next()`'s, read once the
+    /// window holds it ([`refill`](Self::refill)).
+    #[cfg_attr(not(feature = "instrument"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn next_in_window(&mut self) -> Option<(&'a K, &'a V)> {
+        self.reader.next().map(|(k, v)| (k, v))
+    }
+
+    /// Reads the next node's `entries` from here on.
+    #[inline(always)]
+    fn enter(&mut self, entries: &'a [(K, V)]) {
+        self.reader.set(entries);
+        self.reader.rider_mut().beyond -= entries.len();
+        // Nothing is held back now, so an iteration that watches no later
+        // `next()` (63 in 64 at the default sampling) needs no new window:
+        // its node change skips the count of what is left and the window's
+        // arithmetic (instrumented `for` loop: ~1 to 1.8 fewer instructions
+        // per element at 1K to 100K, docs/benchmark-history.md, "What
+        // changed in session 37").
+        if self.hook().watches_again() {
+            self.cut();
         }
     }
 
@@ -475,9 +508,11 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
             return self.by_next(acc, f);
         }
         // Entries are held back only up to a watched `next()`, and none is
-        // left to watch; but a probe that panicked inside `next_watched` (a
-        // tracing layer's panic, caught by the caller) left them held back
-        // under the placeholder hook. The cut gives them back.
+        // left to watch, so none should be held now. (Before session 43 a
+        // probe that panicked inside `next_watched`, a tracing layer's
+        // panic caught by the caller, left them held back under the
+        // placeholder hook; the hook is put back now. The cut stays, as the
+        // cheap guard that gives back whatever is held.)
         if self.reader.held() != 0 {
             self.cut();
         }
