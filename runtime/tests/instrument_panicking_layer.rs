@@ -4,13 +4,14 @@
 //! iterator still gets every item it had left, in order, by `next()` or by
 //! `fold`, and as many as its `len()` said.
 //!
-//! (The watched path moves the hook out of the iterator and holds the node's
-//! other entries back; a panic there leaves them held back under a
-//! placeholder hook. Before session 37, a `fold` taken after it dropped them:
-//! `count()` came out short of `len()`, or, in a debug build, tripped an
-//! assertion. Before session 43 a panic as the span was left or closed came
-//! after the `next()` had read its item, which was lost with the unwind: the
-//! watched `next()` now reads its item after the probe's calls.)
+//! (The watched path moves the hook out of the iterator while it calls the
+//! probe, with the node's other entries held back. Until session 43 a panic
+//! there left them held back under a placeholder hook; before session 37 a
+//! `fold` taken after it dropped them: `count()` came out short of `len()`,
+//! or, in a debug build, tripped an assertion. Until session 43 a panic as
+//! the span was left or closed came after the `next()` had read its item,
+//! which was lost with the unwind. Now the hook is put back and the item is
+//! read after the probe's calls.)
 #![cfg(feature = "instrument")]
 
 use std::cell::Cell;
