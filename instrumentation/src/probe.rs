@@ -375,12 +375,12 @@ impl IterProbe {
     }
 
     /// Called after a watched `next()`; `yielded` is whether it returned an item.
-    #[inline]
     ///
     /// The `next()`'s span is left and closed before anything is counted: a
     /// tracing layer that panics there then leaves the iteration as it was,
     /// and the iterator, which reads its item only after this call, keeps
     /// the item for its next `next()`.
+    #[inline]
     pub fn after_next(&mut self, step: NextStep, yielded: bool, remaining: usize) {
         let NextStep { start, sampled, _span: span } = step;
         let nanos = start.map(nanos_since);
