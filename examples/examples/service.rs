@@ -101,9 +101,8 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
     let guard = builder.install().map_err(|err| err.to_string())?;
     // Once the console's server runs (`install` fails if it cannot).
     #[cfg(all(feature = "console", tokio_unstable))]
-    {
-        let bind = std::env::var("TOKIO_CONSOLE_BIND").unwrap_or_else(|_| "127.0.0.1:6669".to_owned());
-        eprintln!("service: tokio-console is on at {bind} (connect with `tokio-console http://{bind}`)");
+    if let Some(addr) = guard.console_addr() {
+        eprintln!("service: tokio-console is on at {addr} (connect with `tokio-console http://{addr}`)");
     }
     Ok(guard)
 }

@@ -37,8 +37,9 @@
 //!   Requires rustls with aws-lc-rs (through tonic's and reqwest's TLS
 //!   features: a C compiler builds aws-lc) and `rustls-pki-types`.
 //! - `console`: tokio-console support in the telemetry pipeline. Requires
-//!   `console-subscriber` (and `humantime`, already in its build), and the
-//!   application built with `--cfg tokio_unstable`.
+//!   `console-subscriber` (and `humantime`, `tokio`, `tokio-stream` and
+//!   `tonic`'s server, already in its build), and the application built
+//!   with `--cfg tokio_unstable`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -213,14 +213,18 @@ impl TelemetryBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "console")]
+        let console = console.map(|console| {
+            let (layer, serving) = console.spawn();
+            layers.insert(0, layer);
+            serving
+        });
         let guard = TelemetryGuard {
             #[cfg(feature = "otlp")]
             otlp,
+            #[cfg(feature = "console")]
+            console,
         };
-        #[cfg(feature = "console")]
-        if let Some(console) = console {
-            layers.insert(0, console.spawn());
-        }
         Ok((Registry::default().with(layers), guard))
     }
 
@@ -277,13 +281,17 @@ fn parse_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
         .map_err(|source| TelemetryError::InvalidFilter { directives: directives.to_owned(), source })
 }
 
-/// Keeps the exporters running; dropping it flushes what is still queued and
-/// shuts them down, waiting a bounded time even if the collector is down.
+/// Keeps the exporters and the console's server running; dropping it
+/// flushes what is still queued and shuts the exporters down, waiting a
+/// bounded time even if the collector is down, and stops the console's
+/// server (feature `console`), freeing its address.
 #[must_use = "dropping the guard shuts down the exporters"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
     #[cfg(feature = "otlp")]
     otlp: Option<otlp::Pipeline>,
+    #[cfg(feature = "console")]
+    console: Option<console::Serving>,
 }
 
 impl TelemetryGuard {
@@ -295,6 +303,14 @@ impl TelemetryGuard {
     #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
     pub fn otlp_protocol(&self) -> Option<Protocol> {
         self.otlp.as_ref().map(otlp::Pipeline::protocol)
+    }
+
+    /// The address tokio-console's server listens on (the port it got, if
+    /// `TOKIO_CONSOLE_BIND` asked for port 0); `None` if the console is off.
+    #[cfg(feature = "console")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+    pub fn console_addr(&self) -> Option<std::net::SocketAddr> {
+        self.console.as_ref().map(console::Serving::addr)
     }
 
     /// Spans that were not exported so far: refused because the export queue
@@ -354,10 +370,7 @@ pub enum TelemetryError {
         expected: &'static str,
     },
     /// tokio-console's server cannot listen on its address (taken by
-    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another. Checked
-    /// when the pipeline is built, by binding the address and letting it
-    /// go: an address taken between that check and the console's start
-    /// (the rest of `build()`) still leaves the program without a console.
+    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another.
     ConsoleServer {
         /// The address it was to listen on.
         addr: std::net::SocketAddr,

@@ -2,7 +2,8 @@
 //! client speaking its protocol (console-api's, which the `tokio-console`
 //! tool uses) connects and is told of the application's tasks by name. An
 //! address it cannot use is an error of `build()` (console-subscriber
-//! panics on it), and a build that fails leaves no console serving.
+//! panics on it), a build that fails leaves no console serving, and
+//! dropping the guard stops the server, ending its clients' streams.
 //!
 //! CI runs it in a build of its own:
 //! `RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/console cargo test
@@ -22,12 +23,10 @@ use snapview_instrument::{Telemetry, TelemetryError};
 
 const TASK: &str = "snapview-console-test-task";
 
+/// On a port the system chooses, which the guard reports.
 #[test]
 fn the_console_is_told_of_the_tasks() {
-    // A free port for the child's console server (released just before).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let bind = format!("127.0.0.1:{port}");
-    run_child("child_serves_the_console", &[("TOKIO_CONSOLE_BIND", &bind), ("CONSOLE_PORT", &port.to_string())]);
+    run_child("child_serves_the_console", &[("TOKIO_CONSOLE_BIND", "127.0.0.1:0")]);
 }
 
 #[test]
@@ -36,8 +35,10 @@ fn child_serves_the_console() {
     if !child::in_child() {
         return;
     }
-    let port = std::env::var("CONSOLE_PORT").unwrap();
-    let _guard = Telemetry::builder().fmt(false).console(true).install().expect("the console layer installs");
+    let guard = Telemetry::builder().fmt(false).console(true).install().expect("the console layer installs");
+    let addr = guard.console_addr().expect("the console is on");
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "the address it listens on: {addr}");
+    let port = addr.port().to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         // A task that keeps running, under a name the console shows.
@@ -50,17 +51,7 @@ fn child_serves_the_console() {
             })
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut client = loop {
-            match InstrumentClient::connect(format!("http://127.0.0.1:{port}")).await {
-                Ok(client) => break client,
-                Err(err) if Instant::now() < deadline => {
-                    eprintln!("connecting to the console: {err}; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(err) => panic!("the console server never answered: {err}"),
-            }
-        };
-        let mut updates = client.watch_updates(InstrumentRequest {}).await.expect("a stream of updates").into_inner();
+        let mut updates = watch_updates(&port, deadline).await;
         let mut names = Vec::new();
         while Instant::now() < deadline {
             let Ok(update) = tokio::time::timeout(Duration::from_secs(5), updates.message()).await else { continue };
@@ -79,6 +70,22 @@ fn child_serves_the_console() {
         }
         panic!("no task named {TASK} in the console's updates; named: {names:?}");
     });
+}
+
+/// A stream of the console's updates from its server on `port`, retrying
+/// the connection until `deadline`.
+async fn watch_updates(port: &str, deadline: Instant) -> tonic::Streaming<console_api::instrument::Update> {
+    let mut client = loop {
+        match InstrumentClient::connect(format!("http://127.0.0.1:{port}")).await {
+            Ok(client) => break client,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("connecting to the console: {err}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("the console server never answered: {err}"),
+        }
+    };
+    client.watch_updates(InstrumentRequest {}).await.expect("a stream of updates").into_inner()
 }
 
 /// A free port, released: for a child's console server.
@@ -146,5 +153,52 @@ fn child_a_build_that_fails_leaves_no_console_serving() {
     for _ in 0..10 {
         assert!(std::net::TcpStream::connect(&bind).is_err(), "a console serves on {bind} after the build failed");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dropping_the_guard_stops_the_console() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    run_child("child_dropping_the_guard_stops_the_console", &[("TOKIO_CONSOLE_BIND", &bind)]);
+}
+
+/// A client watching the console holds a stream open that never ends on its
+/// own: the guard's drop must not wait for it, must end it, and must free
+/// the address, so that a second pipeline serves there.
+#[test]
+#[ignore = "run by dropping_the_guard_stops_the_console, in a child process"]
+fn child_dropping_the_guard_stops_the_console() {
+    if !child::in_child() {
+        return;
+    }
+    let bind = std::env::var("TOKIO_CONSOLE_BIND").unwrap();
+    let port = bind.rsplit(':').next().unwrap().to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for round in 0..2 {
+        let (_subscriber, guard) = Telemetry::builder().fmt(false).console(true).build().expect("the console builds");
+        assert_eq!(guard.console_addr().map(|addr| addr.to_string()), Some(bind.clone()));
+        runtime.block_on(async {
+            let mut updates = watch_updates(&port, Instant::now() + Duration::from_secs(30)).await;
+            let first = tokio::time::timeout(Duration::from_secs(30), updates.message()).await;
+            assert!(matches!(first, Ok(Ok(Some(_)))), "round {round}: no first update: {first:?}");
+            let dropping = Instant::now();
+            drop(guard);
+            // Generous: a drop that waited for the stream would never end.
+            assert!(dropping.elapsed() < Duration::from_secs(10), "round {round}: the drop waited for the client");
+            // The stream ends (an error or its end), within the time it takes
+            // to see the connection close, not at the next publish interval.
+            let ended = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match updates.message().await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) | Err(_) => return,
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "round {round}: the client's stream goes on after the guard was dropped");
+        });
+        assert!(std::net::TcpStream::connect(&bind).is_err(), "round {round}: a console still listens on {bind}");
     }
 }

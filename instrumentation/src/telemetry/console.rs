@@ -1,10 +1,12 @@
 //! tokio-console through console-subscriber.
 //!
 //! console-subscriber reads its `TOKIO_CONSOLE_*` variables and starts its
-//! server itself, and panics on a variable it cannot read, or (on its own
-//! thread, so the program goes on without a console) on an address it
-//! cannot listen on. The pipeline reads the variables here and checks that
-//! the address is free first, so both are errors of `build()`.
+//! server itself, on a thread that outlives everything: it panics on a
+//! variable it cannot read and (on that thread, so the program goes on
+//! without a console) on an address it cannot listen on, and nothing stops
+//! it. The pipeline reads the variables here, binds the address itself, so
+//! both are errors of `build()`, and serves the console's parts on a thread
+//! of its own, which the [`TelemetryGuard`](super::TelemetryGuard) stops.
 
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError};
 
@@ -19,6 +21,12 @@ impl TelemetryBuilder {
     /// A variable it cannot read is a [`TelemetryError::InvalidEnvironment`],
     /// and an address already taken a [`TelemetryError::ConsoleServer`].
     ///
+    /// The server listens from `build()` on and stops, closing its
+    /// connections and freeing its address, when the
+    /// [`TelemetryGuard`](super::TelemetryGuard) is dropped. The console's
+    /// layer stays in the subscriber, which may outlive the guard, and then
+    /// drops what it is given.
+    ///
     /// The console's layer takes tokio's TRACE instrumentation (its own
     /// filter), so `LevelFilter::current()` becomes TRACE while it is on.
     pub fn console(mut self, on: bool) -> Self {
@@ -27,19 +35,113 @@ impl TelemetryBuilder {
     }
 }
 
-/// The console, configured and its address checked, not yet started: the
-/// pipeline checks everything that can fail before it starts anything
-/// (the OTLP exporters, the console's server), and starts the console last.
+/// The console, configured and listening, not yet serving: the pipeline
+/// checks everything that can fail before it starts anything (the OTLP
+/// exporters, the console's server), and starts the console last.
 #[cfg(tokio_unstable)]
-pub(super) struct Prepared(console_subscriber::Builder);
+pub(super) struct Prepared {
+    builder: console_subscriber::Builder,
+    listener: std::net::TcpListener,
+    /// Where `listener` listens: a port 0 asked for is the port it got.
+    addr: std::net::SocketAddr,
+}
 
 #[cfg(tokio_unstable)]
 impl Prepared {
-    /// The console layer, with console-subscriber's own filter; its server
-    /// runs on a thread of its own from now on.
-    pub(super) fn spawn(self) -> BoxedLayer {
+    /// The console layer, with the filter console-subscriber gives it, and
+    /// its server, serving on a thread of its own until [`Serving`] is
+    /// dropped.
+    pub(super) fn spawn(self) -> (BoxedLayer, Serving) {
         use tracing_subscriber::Layer as _;
-        self.0.spawn().boxed()
+        let (layer, server) = self.builder.build();
+        let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(tokio_instrumentation)).boxed();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let listener = self.listener;
+        let addr = self.addr;
+        let thread = std::thread::Builder::new()
+            .name("snapview-console".into())
+            .spawn(move || serve(server, listener, stopped))
+            .expect("the console's server thread starts");
+        (layer, Serving { addr, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+/// What console-subscriber's own `spawn` lets through to its layer: tokio's
+/// events (targets `runtime::*`, `tokio::*`) and its spans (names
+/// `runtime.*`, and target `tokio` for older tokio versions).
+#[cfg(tokio_unstable)]
+fn tokio_instrumentation(meta: &tracing::Metadata<'_>) -> bool {
+    if meta.is_event() {
+        meta.target().starts_with("runtime") || meta.target().starts_with("tokio")
+    } else {
+        meta.name().starts_with("runtime.") || meta.target().starts_with("tokio")
+    }
+}
+
+/// Serves the console on this thread until `stopped` resolves (the guard
+/// dropped its sender), then drops the runtime and with it every
+/// connection's task and the aggregator: a client watching updates holds
+/// its stream open for ever, so a graceful shutdown could wait for ever.
+#[cfg(tokio_unstable)]
+fn serve(
+    server: console_subscriber::Server,
+    listener: std::net::TcpListener,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    // The server's own work must not reach the subscriber it serves: it
+    // would report on itself (console-subscriber's `self_trace` off, its
+    // default).
+    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return eprintln!("snapview-instrument: tokio-console's server cannot start: {err}"),
+    };
+    let served = runtime.block_on(async move {
+        let console_subscriber::ServerParts { instrument_server, aggregator, .. } = server.into_parts();
+        let aggregate = tokio::spawn(aggregator.run());
+        listener.set_nonblocking(true)?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(tokio::net::TcpListener::from_std(listener)?);
+        let router = tonic::transport::Server::builder().add_service(instrument_server);
+        let result = tokio::select! {
+            served = router.serve_with_incoming(incoming) => served.map_err(std::io::Error::other),
+            _ = stopped => Ok(()),
+        };
+        aggregate.abort();
+        result
+    });
+    drop(runtime);
+    if let Err(err) = served {
+        eprintln!("snapview-instrument: tokio-console's server stopped: {err}");
+    }
+}
+
+/// The console's server, running; dropping it stops the server and waits
+/// for its thread to end.
+#[cfg(tokio_unstable)]
+#[derive(Debug)]
+pub(super) struct Serving {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(tokio_unstable)]
+impl Serving {
+    /// The address the server listens on.
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+#[cfg(tokio_unstable)]
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // The receiver resolves when the sender is gone, sent or not.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // Its panic, if any, has been printed; a drop must not panic.
+            let _ = thread.join();
+        }
     }
 }
 
@@ -49,8 +151,20 @@ pub(super) enum Prepared {}
 
 #[cfg(not(tokio_unstable))]
 impl Prepared {
-    pub(super) fn spawn(self) -> BoxedLayer {
+    pub(super) fn spawn(self) -> (BoxedLayer, Serving) {
         match self {}
+    }
+}
+
+/// Without `tokio_unstable` no console serves.
+#[cfg(not(tokio_unstable))]
+#[derive(Debug)]
+pub(super) enum Serving {}
+
+#[cfg(not(tokio_unstable))]
+impl Serving {
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        match *self {}
     }
 }
 
@@ -59,10 +173,12 @@ impl Prepared {
 pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
     let settings = Settings::read(&super::process_env)?;
     let addr = settings.bind.unwrap_or(DEFAULT_BIND);
-    // Taken and let go at once: console-subscriber binds on its thread, where
-    // a taken address panics and the program runs without a console.
-    drop(std::net::TcpListener::bind(addr).map_err(|source| TelemetryError::ConsoleServer { addr, source })?);
-    let mut builder = console_subscriber::ConsoleLayer::builder().server_addr(addr);
+    // Bound here and kept: the server serves on this listener, so an address
+    // taken is an error now, not a panic on the server's thread later.
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| TelemetryError::ConsoleServer { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| TelemetryError::ConsoleServer { addr, source })?;
+    let mut builder = console_subscriber::ConsoleLayer::builder();
     if let Some(retention) = settings.retention {
         builder = builder.retention(retention);
     }
@@ -76,7 +192,7 @@ pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
         check_record_path(&path)?;
         builder = builder.recording_path(path);
     }
-    Ok(Prepared(builder))
+    Ok(Prepared { builder, listener, addr })
 }
 
 #[cfg(not(tokio_unstable))]
