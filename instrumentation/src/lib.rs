@@ -37,8 +37,8 @@
 //!   Requires rustls with aws-lc-rs (through tonic's and reqwest's TLS
 //!   features: a C compiler builds aws-lc) and `rustls-pki-types`.
 //! - `console`: tokio-console support in the telemetry pipeline. Requires
-//!   `console-subscriber` (and `humantime`, `tokio`, `tokio-stream` and
-//!   `tonic`'s server, already in its build), and the application built
+//!   `console-subscriber` (and `humantime`, `tokio` and `tonic`'s server,
+//!   already in its build), and the application built
 //!   with `--cfg tokio_unstable`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

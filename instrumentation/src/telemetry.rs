@@ -214,11 +214,14 @@ impl TelemetryBuilder {
             None => None,
         };
         #[cfg(feature = "console")]
-        let console = console.map(|console| {
-            let (layer, serving) = console.spawn();
-            layers.insert(0, layer);
-            serving
-        });
+        let console = match console {
+            Some(console) => {
+                let (layer, serving) = console.spawn()?;
+                layers.insert(0, layer);
+                Some(serving)
+            }
+            None => None,
+        };
         let guard = TelemetryGuard {
             #[cfg(feature = "otlp")]
             otlp,
@@ -285,7 +288,7 @@ fn parse_filter(directives: &str) -> Result<EnvFilter, TelemetryError> {
 /// flushes what is still queued and shuts the exporters down, waiting a
 /// bounded time even if the collector is down, and stops the console's
 /// server (feature `console`), freeing its address.
-#[must_use = "dropping the guard shuts down the exporters"]
+#[must_use = "dropping the guard shuts down the exporters and the console's server"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
     #[cfg(feature = "otlp")]
@@ -370,7 +373,8 @@ pub enum TelemetryError {
         expected: &'static str,
     },
     /// tokio-console's server cannot listen on its address (taken by
-    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another.
+    /// another process, say): `TOKIO_CONSOLE_BIND` chooses another. (Or,
+    /// rarely, its thread cannot start.)
     ConsoleServer {
         /// The address it was to listen on.
         addr: std::net::SocketAddr,

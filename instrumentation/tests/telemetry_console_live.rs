@@ -70,6 +70,20 @@ fn child_serves_the_console() {
         }
         panic!("no task named {TASK} in the console's updates; named: {names:?}");
     });
+    // The global subscriber, and the console's layer in it, outlive the
+    // guard: tasks made after it is gone still run, their events dropped.
+    drop(guard);
+    assert!(std::net::TcpStream::connect(addr).is_err(), "a console still listens on {addr}");
+    let done = runtime.block_on(async {
+        let tasks: Vec<_> =
+            (0..100).map(|i| tokio::task::Builder::new().name(TASK).spawn(async move { i }).unwrap()).collect();
+        let mut sum = 0;
+        for task in tasks {
+            sum += task.await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(done, (0..100).sum::<i32>());
 }
 
 /// A stream of the console's updates from its server on `port`, retrying

@@ -24,8 +24,11 @@ impl TelemetryBuilder {
     /// The server listens from `build()` on and stops, closing its
     /// connections and freeing its address, when the
     /// [`TelemetryGuard`](super::TelemetryGuard) is dropped. The console's
-    /// layer stays in the subscriber, which may outlive the guard, and then
-    /// drops what it is given.
+    /// layer stays in the subscriber, which may outlive the guard (a global
+    /// one does): it keeps taking tokio's instrumentation (so
+    /// `LevelFilter::current()` stays TRACE) and writing the recording of
+    /// `TOKIO_CONSOLE_RECORD_PATH` if one was asked for, and drops what it
+    /// would have sent the server.
     ///
     /// The console's layer takes tokio's TRACE instrumentation (its own
     /// filter), so `LevelFilter::current()` becomes TRACE while it is on.
@@ -50,8 +53,8 @@ pub(super) struct Prepared {
 impl Prepared {
     /// The console layer, with the filter console-subscriber gives it, and
     /// its server, serving on a thread of its own until [`Serving`] is
-    /// dropped.
-    pub(super) fn spawn(self) -> (BoxedLayer, Serving) {
+    /// dropped; an error if that thread cannot start.
+    pub(super) fn spawn(self) -> Result<(BoxedLayer, Serving), TelemetryError> {
         use tracing_subscriber::Layer as _;
         let (layer, server) = self.builder.build();
         let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(tokio_instrumentation)).boxed();
@@ -61,8 +64,8 @@ impl Prepared {
         let thread = std::thread::Builder::new()
             .name("snapview-console".into())
             .spawn(move || serve(server, listener, stopped))
-            .expect("the console's server thread starts");
-        (layer, Serving { addr, stop: Some(stop), thread: Some(thread) })
+            .map_err(|source| TelemetryError::ConsoleServer { addr, source })?;
+        Ok((layer, Serving { addr, stop: Some(stop), thread: Some(thread) }))
     }
 }
 
@@ -83,6 +86,9 @@ fn tokio_instrumentation(meta: &tracing::Metadata<'_>) -> bool {
 /// connection's task and the aggregator: a client watching updates holds
 /// its stream open for ever, so a graceful shutdown could wait for ever.
 #[cfg(tokio_unstable)]
+use tonic::transport::server::TcpIncoming;
+
+#[cfg(tokio_unstable)]
 fn serve(
     server: console_subscriber::Server,
     listener: std::net::TcpListener,
@@ -100,7 +106,9 @@ fn serve(
         let console_subscriber::ServerParts { instrument_server, aggregator, .. } = server.into_parts();
         let aggregate = tokio::spawn(aggregator.run());
         listener.set_nonblocking(true)?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(tokio::net::TcpListener::from_std(listener)?);
+        // As tonic's own `serve(addr)` accepts (console-subscriber's way):
+        // `TCP_NODELAY`, so that updates are not held back by Nagle.
+        let incoming = TcpIncoming::from(tokio::net::TcpListener::from_std(listener)?).with_nodelay(Some(true));
         let router = tonic::transport::Server::builder().add_service(instrument_server);
         let result = tokio::select! {
             served = router.serve_with_incoming(incoming) => served.map_err(std::io::Error::other),
@@ -151,7 +159,7 @@ pub(super) enum Prepared {}
 
 #[cfg(not(tokio_unstable))]
 impl Prepared {
-    pub(super) fn spawn(self) -> (BoxedLayer, Serving) {
+    pub(super) fn spawn(self) -> Result<(BoxedLayer, Serving), TelemetryError> {
         match self {}
     }
 }
@@ -178,7 +186,7 @@ pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| TelemetryError::ConsoleServer { addr, source })?;
     let addr = listener.local_addr().map_err(|source| TelemetryError::ConsoleServer { addr, source })?;
-    let mut builder = console_subscriber::ConsoleLayer::builder();
+    let mut builder = console_subscriber::ConsoleLayer::builder().server_addr(addr);
     if let Some(retention) = settings.retention {
         builder = builder.retention(retention);
     }
