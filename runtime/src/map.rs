@@ -124,8 +124,16 @@ impl<K, V, S> SnapMap<K, V, S> {
 
     fn from_parts(name: Box<str>, hasher: S, hooks: HookConfig, lend: Option<fn() -> LendGuard>) -> Self {
         let hook = MapHook::new(&name, hooks);
-        let meta = Arc::new(Meta { name, hook: hook.clone() });
-        let first = Arc::new(View::new(None, 0, 0, hasher, Arc::clone(&meta)));
+        let meta = Arc::new(Meta { name, hook });
+        Self::starting_at(View::new(None, 0, 0, hasher, meta), lend)
+    }
+
+    /// A map whose current version is `first`, and the first of its own
+    /// that it publishes is `first`'s version + 1.
+    fn starting_at(first: View<K, V, S>, lend: Option<fn() -> LendGuard>) -> Self {
+        let meta = Arc::clone(first.meta());
+        let hook = meta.hook.clone();
+        let first = Arc::new(first);
         let current = ArcSwap::new(Arc::clone(&first));
         // Gives this thread its arc-swap record now (an allocation, once per
         // thread), so that the thread that builds a map and reads it never
@@ -206,8 +214,8 @@ impl<K, V, S> SnapMap<K, V, S> {
         if !cfg!(snapview_loom) && self.batch_thread.load(Ordering::Relaxed) == this_thread() {
             panic!(
                 "a write to a SnapMap from inside its own `update` (insert, remove, clear, extend, update, \
-                 try_update or subscribe on the same map) would wait for itself: write through the `Tx` the \
-                 closure gets"
+                 try_update, subscribe or clone on the same map) would wait for itself: write through the `Tx` \
+                 the closure gets"
             );
         }
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
@@ -263,7 +271,7 @@ where
     ///
     /// If the closure writes to this same map other than through the `Tx`
     /// (`insert`, `remove`, `clear`, `extend`, `update`, `try_update`,
-    /// `subscribe`): that
+    /// `subscribe`, `clone`): that
     /// write would wait for the lock its own batch holds. The batch then
     /// publishes nothing, as for any panic in the closure. Writing to other
     /// maps, and reading this one (`snapshot`, `read`), is fine. The check
@@ -530,6 +538,49 @@ impl<K, V, S> Drop for SnapMap<K, V, S> {
         {
             panic::resume_unwind(payload);
         }
+    }
+}
+
+/// A second map that starts from this one's current version: O(1), no entry
+/// copied, no allocation but the new map's own.
+///
+/// The two share their trie, as a map shares it with the snapshots it has
+/// published, and go their own ways from here: a write to either copies
+/// only the path it touches, and neither the other map nor its snapshots
+/// see it. The clone has this map's name, hasher and settings
+/// (`sample_every`, `record_get`, `lend_entries`) and its version number,
+/// and no subscriptions; from then on each map numbers its own versions, so
+/// equal numbers on the two say nothing about their entries. Snapshots of
+/// the two compare (`==`) and [`diff`](View::diff) as versions of one map
+/// do, skipping what they still share: "what did my dry run change"
+/// costs O(changes).
+///
+/// ```
+/// use snapview::SnapMap;
+///
+/// let live: SnapMap<&str, u32> = SnapMap::from([("a", 1), ("b", 2)]);
+/// let trial = live.clone();
+/// trial.insert("a", 10);
+/// assert_eq!(live.snapshot().get("a"), Some(&1));
+/// let changes: Vec<_> = live.snapshot().diff(&trial.snapshot()).map(|change| change.key().to_string()).collect();
+/// assert_eq!(changes, ["a"]);
+/// ```
+impl<K, V, S: Clone> Clone for SnapMap<K, V, S> {
+    /// # Panics
+    ///
+    /// Inside this map's own [`update`](SnapMap::update), as a write would:
+    /// the clone waits for the writer lock.
+    fn clone(&self) -> Self {
+        // Under the writer lock: a batch settles the nodes it copied after it
+        // publishes them (docs/design.md, "Lending copies"), and a clone's
+        // writer must not copy a node whose lending is half settled. A reader
+        // never looks at that state; a writer does.
+        let writer = self.lock_writer();
+        let current = &writer.current;
+        let root = current.root().cloned();
+        let first =
+            View::new(root, current.len(), current.version(), current.hasher().clone(), Arc::clone(current.meta()));
+        Self::starting_at(first, self.lend)
     }
 }
 

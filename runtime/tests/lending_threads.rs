@@ -11,12 +11,19 @@
 //! snapshot reads are alive; no instance is dropped twice (a `Tag` panics);
 //! and at the end only the current version's values are alive, then none.
 //!
-//! `lending_threads_short` runs for about two seconds; `lending_threads_long`
+//! And the same across maps: clones of one map share its trie, and their
+//! writers copy, borrow from and settle the same nodes at once, each under
+//! its own lock, while readers clone the maps they read and write the clones
+//! (`cloned_maps_short`). Each map keeps the invariant on its own; at the
+//! end exactly the values its current versions reach are alive, then none.
+//!
+//! The `_short` tests run for about two seconds each; the `_long` ones
 //! (ignored: `cargo test --test lending_threads -- --ignored`) for a minute,
 //! or for `SNAPVIEW_STRESS_SECS` seconds if set.
 
 mod common;
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -136,8 +143,8 @@ fn write_step(map: &Map, reg: &Arc<Registry>, rng: &mut Rng) -> u64 {
     1
 }
 
-fn writer(map: &Map, reg: &Arc<Registry>, stop: &AtomicBool) -> u64 {
-    let mut rng = Rng(0x1e4d_1a6e);
+fn writer(map: &Map, reg: &Arc<Registry>, id: u64, stop: &AtomicBool) -> u64 {
+    let mut rng = Rng(0x1e4d_1a6e + id);
     let mut published = 0;
     while !stop.load(Ordering::Relaxed) {
         published += write_step(map, reg, &mut rng);
@@ -147,15 +154,30 @@ fn writer(map: &Map, reg: &Arc<Registry>, stop: &AtomicBool) -> u64 {
 
 /// Takes snapshots, checks each, and holds some for a while: the lender's
 /// last reference goes here, on a reader thread, whenever a held version is
-/// one that a later copy borrowed from.
-fn reader(map: &Map, reg: &Registry, id: u64, stop: &AtomicBool) -> usize {
+/// one that a later copy borrowed from. With several maps, it reads them in
+/// turn, and now and then clones one and writes the clone, beside the
+/// map's own writer.
+fn reader(maps: &[Arc<Map>], reg: &Arc<Registry>, id: u64, stop: &AtomicBool) -> usize {
     let mut rng = Rng(0x5eed + id);
     let mut held: Vec<(Snapshot<String, Val>, u64)> = Vec::new();
     let mut checked = 0;
     while !stop.load(Ordering::Relaxed) {
+        let map = &maps[checked % maps.len()];
         let snap = map.snapshot();
         check_consistent(&snap, reg);
         checked += 1;
+        if maps.len() > 1 && rng.below(16) == 0 {
+            let clone = Map::clone(map);
+            for _ in 0..4 {
+                write_step(&clone, reg, &mut rng);
+            }
+            check_consistent(&clone.snapshot(), reg);
+            // The map it came from sees none of it (its writers add no such key).
+            let mark = format!("/clone/{id}");
+            clone.insert(mark.clone(), Val { amount: 0, tag: Tag::new(reg) });
+            assert!(clone.snapshot().contains_key(mark.as_str()));
+            assert!(!map.snapshot().contains_key(mark.as_str()), "a clone's write showed in the map it came from");
+        }
         if held.len() < HELD && rng.below(3) == 0 {
             let fp = fingerprint(&snap);
             held.push((snap, fp));
@@ -172,57 +194,84 @@ fn reader(map: &Map, reg: &Registry, id: u64, stop: &AtomicBool) -> usize {
     checked
 }
 
-fn run(duration: Duration) {
+fn run(duration: Duration, maps: usize) {
     let reg = Registry::new();
-    let map: Arc<Map> = Arc::new(lending_map());
+    let map: Map = lending_map();
     map.update(|tx| {
         tx.extend((0..ACCOUNTS).map(|i| (account(i), Val { amount: INITIAL, tag: Tag::new(&reg) })));
     });
+    // Clones share the whole trie: their writers start on the same nodes.
+    let clones: Vec<Arc<Map>> = (1..maps).map(|_| Arc::new(map.clone())).collect();
+    let maps: Arc<Vec<Arc<Map>>> = Arc::new([Arc::new(map)].into_iter().chain(clones).collect());
     let stop = Arc::new(AtomicBool::new(false));
 
-    let writer = {
-        let (map, reg, stop) = (Arc::clone(&map), Arc::clone(&reg), Arc::clone(&stop));
-        thread::spawn(move || writer(&map, &reg, &stop))
-    };
+    let writers: Vec<_> = (0..maps.len())
+        .map(|id| {
+            let (maps, reg, stop) = (Arc::clone(&maps), Arc::clone(&reg), Arc::clone(&stop));
+            thread::spawn(move || writer(&maps[id], &reg, id as u64, &stop))
+        })
+        .collect();
     let readers: Vec<_> = (0..READERS as u64)
         .map(|id| {
-            let (map, reg, stop) = (Arc::clone(&map), Arc::clone(&reg), Arc::clone(&stop));
-            thread::spawn(move || reader(&map, &reg, id, &stop))
+            let (maps, reg, stop) = (Arc::clone(&maps), Arc::clone(&reg), Arc::clone(&stop));
+            thread::spawn(move || reader(&maps, &reg, id, &stop))
         })
         .collect();
 
     let start = Instant::now();
     while start.elapsed() < duration {
         thread::sleep(Duration::from_millis(20));
-        if writer.is_finished() || readers.iter().any(|h| h.is_finished()) {
+        if writers.iter().any(|h| h.is_finished()) || readers.iter().any(|h| h.is_finished()) {
             break; // a thread panicked: stop early, join reports it
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let published = writer.join().expect("writer panicked");
+    let published: Vec<u64> = writers.into_iter().map(|h| h.join().expect("writer panicked")).collect();
     let checked: usize = readers.into_iter().map(|h| h.join().expect("reader panicked")).sum();
-    eprintln!("lending_threads: {published} versions published, {checked} snapshots checked");
-    assert!(published > 0 && checked > READERS, "no progress");
-    assert_eq!(map.version(), published + 1);
+    eprintln!("lending_threads: {published:?} versions published, {checked} snapshots checked");
+    assert!(published.iter().all(|&p| p > 0) && checked > READERS, "no progress");
+    for (map, published) in maps.iter().zip(&published) {
+        // Clones start at the version they were cloned at: 1.
+        assert_eq!(map.version(), published + 1);
+    }
 
-    // Every old version is gone: only the current one's values are alive
-    // (a lender never settled, or lent entries never dropped, would show here).
-    let current = map.snapshot();
-    check_consistent(&current, &reg);
-    assert_eq!(reg.live_count(), current.len(), "instances alive beyond the current version");
+    // Every old version is gone: only the current ones' values are alive
+    // (a lender never settled, or lent entries never dropped, would show
+    // here). Clones may still share instances: they count once.
+    let current: Vec<_> = maps.iter().map(|map| map.snapshot()).collect();
+    let mut reachable = HashSet::new();
+    for snap in &current {
+        check_consistent(snap, &reg);
+        reachable.extend(snap.values().map(|v| v.tag.id()));
+    }
+    reg.assert_live_exactly(&reachable, "after the run");
     drop(current);
-    drop(map);
+    drop(Arc::into_inner(maps).expect("the threads are done"));
     assert_eq!(reg.live_count(), 0, "instances leaked");
+}
+
+fn long_run() -> Duration {
+    Duration::from_secs(std::env::var("SNAPVIEW_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60))
 }
 
 #[test]
 fn lending_threads_short() {
-    run(Duration::from_secs(2));
+    run(Duration::from_secs(2), 1);
 }
 
 #[test]
 #[ignore = "long: run with --ignored (SNAPVIEW_STRESS_SECS overrides the 60 s)"]
 fn lending_threads_long() {
-    let secs = std::env::var("SNAPVIEW_STRESS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    run(Duration::from_secs(secs));
+    run(long_run(), 1);
+}
+
+#[test]
+fn cloned_maps_short() {
+    run(Duration::from_secs(2), 2);
+}
+
+#[test]
+#[ignore = "long: run with --ignored (SNAPVIEW_STRESS_SECS overrides the 60 s)"]
+fn cloned_maps_long() {
+    run(long_run(), 2);
 }

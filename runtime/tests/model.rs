@@ -136,6 +136,9 @@ enum Op<K> {
     Clear,
     /// Take a snapshot (through `snapshot()` if true, `read().to_snapshot()` if false).
     Snapshot(bool),
+    /// Clone the map, and write on to the clone (true) or to the map (false),
+    /// keeping the other aside: whatever is written later, neither sees it.
+    Fork(bool),
 }
 
 fn entry_use() -> impl Strategy<Value = EntryUse> + Clone {
@@ -172,6 +175,7 @@ fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy
         2 => entries.prop_map(Op::Extend),
         1 => Just(Op::Clear),
         3 => any::<bool>().prop_map(Op::Snapshot),
+        1 => any::<bool>().prop_map(Op::Fork),
     ];
     // A base of up to 150 entries first, so that tries get a few levels deep.
     (vec((key, 0u32..16), 0..150), vec(op, 1..48)).prop_map(|(base, mut ops)| {
@@ -414,7 +418,7 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                     }
                 }
             }
-            Op::Clear | Op::Snapshot(_) => {}
+            Op::Clear | Op::Snapshot(_) | Op::Fork(_) => {}
         }
     }
     assert!(!seen.contains(&absent));
@@ -424,10 +428,12 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
     let mut model: Model<K> = HashMap::new();
     let mut version = 0u64;
     let mut saved: Vec<Saved<K, S>> = Vec::new();
+    // Maps forked off and set aside, with what they hold.
+    let mut aside: Vec<(Map<K, S>, Model<K>, u64)> = Vec::new();
     check_view(&map.snapshot(), &model, 0, &probes);
 
     for op in ops {
-        let before = map.snapshot();
+        let mut before = map.snapshot();
         let before_model = model.clone();
         let before_version = version;
         match op {
@@ -496,6 +502,18 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                 let snap = if owned { map.snapshot() } else { map.read().to_snapshot() };
                 saved.push((snap, model.clone(), version));
             }
+            Op::Fork(write_the_clone) => {
+                let mut clone = map.clone();
+                let (a, b) = (map.snapshot(), clone.snapshot());
+                assert!(a == b && a.diff(&b).next().is_none(), "a clone holds its map's entries");
+                assert_eq!(clone.version(), map.version(), "a clone starts at its map's version");
+                if write_the_clone {
+                    std::mem::swap(&mut map, &mut clone);
+                    // The map written from now on holds what the old one held.
+                    before = map.snapshot();
+                }
+                aside.push((clone, model.clone(), version));
+            }
         }
 
         assert_eq!(map.version(), version, "map.version()");
@@ -514,6 +532,19 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
         for (snap, snap_model, snap_version) in &saved {
             check_view(snap, snap_model, *snap_version, &probes);
         }
+        for (other, other_model, other_version) in &aside {
+            check_view(&other.snapshot(), other_model, *other_version, &probes);
+        }
+    }
+
+    // A map set aside still takes writes of its own, unseen by the map.
+    for (other, other_model, _) in &mut aside {
+        if let Some(k) = probes.first() {
+            other.insert(k.clone(), 99);
+            other_model.insert(k.clone(), 99);
+            assert_eq!(map.snapshot().get(k), model.get(k), "a write to a clone reached its map");
+        }
+        check_view(&other.snapshot(), other_model, other.version(), &probes);
     }
 
     // Snapshots outlive their map.

@@ -15,7 +15,7 @@ type Write = (&'static str, fn(&Map));
 #[test]
 fn each_write_inside_its_own_batch_panics_with_a_reason_and_publishes_nothing() {
     let map: Map = [(1, 1)].into();
-    let writes: [Write; 7] = [
+    let writes: [Write; 8] = [
         ("insert", |m| {
             m.insert(9, 9);
         }),
@@ -31,6 +31,9 @@ fn each_write_inside_its_own_batch_panics_with_a_reason_and_publishes_nothing() 
         }),
         ("extend", |mut m| m.extend([(9, 9)])),
         ("subscribe", |m| drop(m.subscribe())),
+        // It waits for the lock too: a batch's nodes are settled after it
+        // publishes them, and a clone must not start from them before.
+        ("clone", |m| drop(m.clone())),
     ];
     for (name, write) in writes {
         let version = map.version();
