@@ -129,13 +129,17 @@ fuzz_target!(|data: &[u8]| {
     // Sampling one call in 1 to 4, or none (without `instrument`, no effect).
     let builder =
         SnapMap::builder().hasher(Seeded::with_seed(u64::from(mode >> 2))).sample_every(u32::from(mode >> 2) % 5);
-    let map: SnapMap<Key, Val, Seeded> = if mode & 2 == 0 { builder.lend_entries().build() } else { builder.build() };
+    let mut map: SnapMap<Key, Val, Seeded> =
+        if mode & 2 == 0 { builder.lend_entries().build() } else { builder.build() };
     let mut model = Model::new();
     let mut kept: Vec<(Snap, Model)> = Vec::new();
+    // Maps forked off (`clone`) and set aside: they share nodes with `map`,
+    // whose writes they must never see.
+    let mut forks: Vec<(SnapMap<Key, Val, Seeded>, Model)> = Vec::new();
     let mut ops = data.chunks_exact(3);
     while let Some(&[op, k, v]) = ops.next() {
         let value = u16::from(v) << 1;
-        match op % 10 {
+        match op % 11 {
             0..=2 => assert_eq!(unbox(map.insert(key(k), Box::new(value))), model.insert(k, value)),
             3 | 4 => assert_eq!(unbox(map.remove(&key(k))), model.remove(&k)),
             5 => {
@@ -199,15 +203,28 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(map.version(), version + u64::from(written > 0));
                 model = wanted;
             }
-            _ => {
+            9 => {
                 let now = map.snapshot();
                 for (snap, m) in &kept {
                     check_diff(snap, m, &now, &model);
                 }
             }
+            _ => {
+                // Write on to the clone (odd `k`) or to the map, and set the
+                // other aside; snapshots of the two diff against each other.
+                let mut fork = map.clone();
+                if k & 1 == 1 {
+                    std::mem::swap(&mut map, &mut fork);
+                }
+                check_diff(&fork.snapshot(), &model, &map.snapshot(), &model);
+                forks.push((fork, model.clone()));
+            }
         }
         for (snap, m) in &kept {
             check(snap, m);
+        }
+        for (fork, m) in &forks {
+            check(&fork.snapshot(), m);
         }
     }
     check(&map.snapshot(), &model);
