@@ -65,6 +65,10 @@
 //!   inside it) changes in every version that shares it, as with any
 //!   persistent map; a write clones such values rather than lend them
 //!   ([`Lendable`]), so the copies it makes are each version's own.
+//! - A clone of a map (`map.clone()`) starts from the version current when
+//!   it is made, and shares its nodes with it as versions of one map do; from
+//!   then on the two are separate maps: neither, nor its snapshots, sees the
+//!   other's writes, and each numbers its own versions.
 //!
 //! # Costs
 //!

@@ -544,6 +544,12 @@ impl<K, V, S> Drop for SnapMap<K, V, S> {
 /// A second map that starts from this one's current version: O(1), no entry
 /// copied, no allocation but the new map's own.
 ///
+/// It reads that version under the map's writer lock, so it waits for a
+/// batch running on another thread to end, as a write would (and inside
+/// the map's own batch it panics, as a write does). Locks taken in turn
+/// deadlock as usual: two threads whose batches each clone or write the
+/// other's map can wait for each other.
+///
 /// The two share their trie, as a map shares it with the snapshots it has
 /// published, and go their own ways from here: a write to either copies
 /// only the path it touches, and neither the other map nor its snapshots

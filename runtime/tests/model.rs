@@ -139,6 +139,9 @@ enum Op<K> {
     /// Clone the map, and write on to the clone (true) or to the map (false),
     /// keeping the other aside: whatever is written later, neither sees it.
     Fork(bool),
+    /// Write on to a map set aside (the index, modulo their number), setting
+    /// this one aside: writes alternate between maps that share nodes.
+    Switch(u8),
 }
 
 fn entry_use() -> impl Strategy<Value = EntryUse> + Clone {
@@ -176,6 +179,7 @@ fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy
         1 => Just(Op::Clear),
         3 => any::<bool>().prop_map(Op::Snapshot),
         1 => any::<bool>().prop_map(Op::Fork),
+        1 => any::<u8>().prop_map(Op::Switch),
     ];
     // A base of up to 150 entries first, so that tries get a few levels deep.
     (vec((key, 0u32..16), 0..150), vec(op, 1..48)).prop_map(|(base, mut ops)| {
@@ -418,7 +422,7 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                     }
                 }
             }
-            Op::Clear | Op::Snapshot(_) | Op::Fork(_) => {}
+            Op::Clear | Op::Snapshot(_) | Op::Fork(_) | Op::Switch(_) => {}
         }
     }
     assert!(!seen.contains(&absent));
@@ -434,8 +438,8 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
 
     for op in ops {
         let mut before = map.snapshot();
-        let before_model = model.clone();
-        let before_version = version;
+        let mut before_model = model.clone();
+        let mut before_version = version;
         match op {
             Op::Insert(k, v) => {
                 assert_eq!(map.insert(k.clone(), v), model.insert(k, v), "insert");
@@ -513,6 +517,16 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                     before = map.snapshot();
                 }
                 aside.push((clone, model.clone(), version));
+            }
+            Op::Switch(i) => {
+                if !aside.is_empty() {
+                    let at = usize::from(i) % aside.len();
+                    let (other, other_model, other_version) = &mut aside[at];
+                    std::mem::swap(&mut map, other);
+                    std::mem::swap(&mut model, other_model);
+                    std::mem::swap(&mut version, other_version);
+                    (before, before_model, before_version) = (map.snapshot(), model.clone(), version);
+                }
             }
         }
 

@@ -46,7 +46,10 @@
 //!   which holds a count on each of its lent children (it is the node they
 //!   were copied from, or that node's own lender chain keeps them alive);
 //!   `lent` and `lender` change only through the writer, and lent children are
-//!   never handed out mutably (see [`ChildrenMut`]);
+//!   never handed out mutably (see [`ChildrenMut`]); a node whose `lent` bits
+//!   are set is the writer's own copy, settled before its lock is released,
+//!   so no other map's writer (a clone's, which shares published nodes)
+//!   ever sees one;
 //! - **N4** the non-atomic header fields never change after the node is built,
 //!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
@@ -458,7 +461,10 @@ impl<K, V> NodeRef<K, V> {
         }
         // Relaxed: written only by the writer (on a node it holds alone or
         // builds, or, settling, on a published node whose tail no reader
-        // reads); read by it, or by a last reference after its Acquire.
+        // reads, or under the node's claim); read by it, by a later claimer
+        // (another map's writer, for a node a clone shares), whose claim's
+        // Acquire follows the last claim's Release end, or by a last
+        // reference after its Acquire.
         self.lending().map_or(0, |l| l.borrowed.load(Ordering::Relaxed))
     }
 
@@ -561,7 +567,10 @@ impl<K, V> NodeRef<K, V> {
         // A node that borrows lends nothing (lending is never two deep)
         // unless its lender has gone meanwhile: the entries it borrowed are
         // then its own, and it takes them before lending them on. Relaxed:
-        // the tail is the writer's, and the claim keeps other writers out.
+        // the claim keeps other writers out (another map's, for a node a
+        // clone shares), and its Acquire saw what the last claimer wrote to
+        // the tail: every claim ends with a Release (`end_lending`,
+        // `release_link`).
         let borrows = lending.borrowed.load(Ordering::Relaxed) != 0;
         if borrows && (self.is_lending() || !self.adopt_while_claimed(lending)) {
             self.end_lending();
@@ -635,9 +644,14 @@ impl<K, V> NodeRef<K, V> {
     /// Ends a lending of this node's entries that the caller's copy, which
     /// holds a counted reference to it, no longer needs (E1).
     pub(super) fn end_lending(&self) {
-        // Relaxed: the caller's counted reference keeps the node from its last
-        // drop, which reads the bit only after that reference's Release.
-        self.header().refs.fetch_and(!LENT, Ordering::Relaxed);
+        // Release: the next claim's Acquire (`claim_entries`, AcqRel), which
+        // may be another map's writer on another thread (a clone shares the
+        // node, and its lock orders nothing with ours), must see what this
+        // claim wrote to the node's tail (an adoption: nothing borrowed, no
+        // lender, the lender freed). A Relaxed clear would carry only the
+        // claim's own release, made before those writes. The node's last
+        // drop reads the bit only after our counted reference's Release.
+        self.header().refs.fetch_and(!LENT, Ordering::Release);
     }
 
     /// Makes every entry this unshared node borrows its own (E1): a clone
@@ -1857,6 +1871,41 @@ mod loom_tests {
                 reader.join().unwrap();
             }
             assert!(tokens.iter().all(|t| Arc::strong_count(t) == 1), "{keep_copy}");
+        });
+    }
+
+    /// Two maps' writers (a map and its clone, each under its own lock, so
+    /// nothing orders them but the node's count word) copy one shared
+    /// borrower whose lender has gone. The first to claim it adopts the
+    /// entries (its tail: nothing borrowed, no lender; the lender's memory
+    /// freed), lends them to its copy, writes them all and so ends the
+    /// claim; the second, claiming after, must see that adoption, or it
+    /// would adopt again from the freed lender. Each entry is dropped once.
+    #[test]
+    fn loom_two_writers_claiming_one_shared_node_in_turn() {
+        loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let token = Arc::new(());
+            let (source, shared) = lender_and_settled_borrower(&token);
+            drop(source);
+            let writer = |node: NodeRef<u32, Arc<()>>, token: Arc<()>| {
+                move || {
+                    let _lend = LendGuard::allow::<u32, Arc<()>>();
+                    let mut copy = node.clone();
+                    let (mut entries, _) = copy.make_mut();
+                    entries.get(0).1 = Arc::clone(&token);
+                    entries.get(1).1 = Arc::clone(&token);
+                    crate::raw::settle(&copy);
+                    assert_eq!(copy.borrowed(), 0);
+                    assert_eq!(copy.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+                    drop(node);
+                    drop(copy);
+                }
+            };
+            let other = loom::thread::spawn(writer(shared.clone(), Arc::clone(&token)));
+            writer(shared, Arc::clone(&token))();
+            other.join().unwrap();
+            assert_eq!(Arc::strong_count(&token), 1);
         });
     }
 
