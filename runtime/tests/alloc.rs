@@ -1,6 +1,8 @@
 //! Reads allocate nothing: a counting global allocator proves that
 //! `snapshot()`, `read()`, `get` (hit and miss), full iteration and snapshot
-//! clone/drop never touch the heap, on a map of 100k entries.
+//! clone/drop never touch the heap, on a map of 100k entries. And a map's
+//! clone allocates what an empty map does, whatever its size: it shares the
+//! trie.
 //!
 //! The allocator counts per thread (thread-local counters), so tests running
 //! in parallel do not disturb each other. Each measurement warms up first:
@@ -171,6 +173,22 @@ fn iteration_allocates_nothing() {
         assert_eq!(n, N);
     });
     assert_no_alloc("iteration through a read guard", || map.read().iter().count());
+}
+
+#[test]
+fn a_map_clone_allocates_what_an_empty_map_does() {
+    let (_, empty, _) = count(|| drop(black_box(SnapMap::<u64, u64>::new())));
+    let small: SnapMap<u64, u64> = (0..10).map(|i| (i, i)).collect();
+    for (what, map) in [("a 10-entry map", &small), ("a 100K-entry map", big_map())] {
+        let (clone, allocs, deallocs) = count(|| map.clone());
+        assert_eq!(clone.len(), map.len());
+        assert!(allocs <= empty, "cloning {what}: {allocs} allocations, an empty map makes {empty}");
+        assert_eq!(deallocs, 0, "cloning {what}");
+        // Its first write copies one path, not the map.
+        let (_, allocs, _) = count(|| clone.insert(u64::MAX, 1));
+        assert!((1..=16).contains(&allocs), "the clone's first write of {what}: {allocs} allocations");
+        assert_eq!(map.snapshot().get(&u64::MAX), None);
+    }
 }
 
 #[test]
