@@ -179,16 +179,18 @@ impl TelemetryBuilder {
     /// with an address already taken ([`TelemetryError::ConsoleServer`]), an
     /// OTLP exporter that cannot be built, or an OpenTelemetry or
     /// `TOKIO_CONSOLE_*` environment variable set to a value the pipeline
-    /// cannot use ([`TelemetryError::InvalidEnvironment`]). Nothing is
-    /// started (no exporter, no console server) when it returns an error.
+    /// cannot use ([`TelemetryError::InvalidEnvironment`]). Nothing is left
+    /// running (no exporter, no console server) when it returns an error.
     pub fn build(
         self,
     ) -> Result<(impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static, TelemetryGuard), TelemetryError>
     {
         let default_directives = self.default_directives();
-        // Checked first, started last: its server would go on serving (and
-        // hold its port) if a later step failed, and a console error found
-        // after the OTLP exporters started would cost their final export.
+        // The console's settings are read and its address bound first, its
+        // server started once the filters have parsed, before the OTLP
+        // exporters: a console that fails costs them nothing (a final
+        // export), and an exporter that fails drops the console's
+        // `Serving`, which stops its server.
         #[cfg(feature = "console")]
         let console = if self.console { Some(console::prepare()?) } else { None };
         let mut layers: Vec<BoxedLayer> = Vec::with_capacity(self.layers.len() + 3);
@@ -205,20 +207,20 @@ impl TelemetryBuilder {
             let filter = parse_filter(directives.as_deref().unwrap_or(&default_directives))?;
             layers.push(layer.with_filter(filter).boxed());
         }
-        #[cfg(feature = "otlp")]
-        let otlp = match self.otlp.start()? {
-            Some((pipeline, layer)) => {
-                layers.extend(layer);
-                Some(pipeline)
-            }
-            None => None,
-        };
         #[cfg(feature = "console")]
         let console = match console {
             Some(console) => {
                 let (layer, serving) = console.spawn()?;
                 layers.insert(0, layer);
                 Some(serving)
+            }
+            None => None,
+        };
+        #[cfg(feature = "otlp")]
+        let otlp = match self.otlp.start()? {
+            Some((pipeline, layer)) => {
+                layers.extend(layer);
+                Some(pipeline)
             }
             None => None,
         };
@@ -374,7 +376,7 @@ pub enum TelemetryError {
     },
     /// tokio-console's server cannot listen on its address (taken by
     /// another process, say): `TOKIO_CONSOLE_BIND` chooses another. (Or,
-    /// rarely, its thread cannot start.)
+    /// rarely, its thread or its runtime cannot start.)
     ConsoleServer {
         /// The address it was to listen on.
         addr: std::net::SocketAddr,

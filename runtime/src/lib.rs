@@ -66,8 +66,9 @@
 //!   persistent map; a write clones such values rather than lend them
 //!   ([`Lendable`]), so the copies it makes are each version's own.
 //! - A clone of a map (`map.clone()`) starts from the version current when
-//!   it is made, and shares its nodes with it as versions of one map do; from
-//!   then on the two are separate maps: neither, nor its snapshots, sees the
+//!   it is made, and shares its nodes and entries with it as versions of one
+//!   map do (a value that changes through `&V` changes in both); from then
+//!   on the two are separate maps: neither, nor its snapshots, sees the
 //!   other's writes, and each numbers its own versions.
 //!
 //! # Costs

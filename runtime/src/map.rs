@@ -561,6 +561,14 @@ impl<K, V, S> Drop for SnapMap<K, V, S> {
 /// do, skipping what they still share: "what did my dry run change"
 /// costs O(changes).
 ///
+/// Unlike std's `HashMap::clone`, it clones no key or value: the entries
+/// neither map has written since are the same instances in both, so a value
+/// that changes through `&V` (a `Mutex`, an atomic) changes in both, as it
+/// does in the versions of one map. With `instrument`, the clone records
+/// under the same name as its source, so the two maps' operations add up
+/// in one set of histograms (name the dry run's map apart by building it
+/// instead: `SnapMap::builder().name(..)` and `extend`).
+///
 /// ```
 /// use snapview::SnapMap;
 ///

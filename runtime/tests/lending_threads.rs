@@ -168,9 +168,9 @@ fn reader(maps: &[Arc<Map>], reg: &Arc<Registry>, id: u64, stop: &AtomicBool) ->
         checked += 1;
         if maps.len() > 1 && rng.below(16) == 0 {
             let clone = Map::clone(map);
-            for _ in 0..4 {
-                write_step(&clone, reg, &mut rng);
-            }
+            let cloned_at = clone.version();
+            let published: u64 = (0..4).map(|_| write_step(&clone, reg, &mut rng)).sum();
+            assert_eq!(clone.version(), cloned_at + published, "a clone numbers its own versions");
             check_consistent(&clone.snapshot(), reg);
             // The map it came from sees none of it (its writers add no such key).
             let mark = format!("/clone/{id}");

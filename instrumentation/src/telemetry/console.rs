@@ -53,18 +53,28 @@ pub(super) struct Prepared {
 impl Prepared {
     /// The console layer, with the filter console-subscriber gives it, and
     /// its server, serving on a thread of its own until [`Serving`] is
-    /// dropped; an error if that thread cannot start.
+    /// dropped. What can fail (the server's runtime, the listener's
+    /// registration with it, the thread) fails here, as a
+    /// [`TelemetryError::ConsoleServer`], not later on the server's thread,
+    /// where `build()` would have returned a console that serves nothing.
     pub(super) fn spawn(self) -> Result<(BoxedLayer, Serving), TelemetryError> {
         use tracing_subscriber::Layer as _;
+        let addr = self.addr;
+        let failed = |source| TelemetryError::ConsoleServer { addr, source };
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(failed)?;
+        self.listener.set_nonblocking(true).map_err(failed)?;
+        let listener = {
+            let _runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(self.listener).map_err(failed)?
+        };
         let (layer, server) = self.builder.build();
         let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(tokio_instrumentation)).boxed();
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let listener = self.listener;
-        let addr = self.addr;
         let thread = std::thread::Builder::new()
             .name("snapview-console".into())
-            .spawn(move || serve(server, listener, stopped))
-            .map_err(|source| TelemetryError::ConsoleServer { addr, source })?;
+            .spawn(move || serve(runtime, server, listener, stopped))
+            .map_err(failed)?;
         Ok((layer, Serving { addr, stop: Some(stop), thread: Some(thread) }))
     }
 }
@@ -81,43 +91,40 @@ fn tokio_instrumentation(meta: &tracing::Metadata<'_>) -> bool {
     }
 }
 
+#[cfg(tokio_unstable)]
+use tonic::transport::server::TcpIncoming;
+
 /// Serves the console on this thread until `stopped` resolves (the guard
 /// dropped its sender), then drops the runtime and with it every
 /// connection's task and the aggregator: a client watching updates holds
 /// its stream open for ever, so a graceful shutdown could wait for ever.
 #[cfg(tokio_unstable)]
-use tonic::transport::server::TcpIncoming;
-
-#[cfg(tokio_unstable)]
 fn serve(
+    runtime: tokio::runtime::Runtime,
     server: console_subscriber::Server,
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     // The server's own work must not reach the subscriber it serves: it
     // would report on itself (console-subscriber's `self_trace` off, its
     // default).
     let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
-        Ok(runtime) => runtime,
-        Err(err) => return eprintln!("snapview-instrument: tokio-console's server cannot start: {err}"),
-    };
     let served = runtime.block_on(async move {
         let console_subscriber::ServerParts { instrument_server, aggregator, .. } = server.into_parts();
         let aggregate = tokio::spawn(aggregator.run());
-        listener.set_nonblocking(true)?;
         // As tonic's own `serve(addr)` accepts (console-subscriber's way):
         // `TCP_NODELAY`, so that updates are not held back by Nagle.
-        let incoming = TcpIncoming::from(tokio::net::TcpListener::from_std(listener)?).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let router = tonic::transport::Server::builder().add_service(instrument_server);
         let result = tokio::select! {
-            served = router.serve_with_incoming(incoming) => served.map_err(std::io::Error::other),
+            served = router.serve_with_incoming(incoming) => served,
             _ = stopped => Ok(()),
         };
         aggregate.abort();
         result
     });
     drop(runtime);
+    // Only accepting can fail, and a program that lost its console goes on.
     if let Err(err) = served {
         eprintln!("snapview-instrument: tokio-console's server stopped: {err}");
     }

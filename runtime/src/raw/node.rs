@@ -471,9 +471,11 @@ impl<K, V> NodeRef<K, V> {
     /// Whether the node holds a lender, i.e. may borrow some of its children.
     #[inline]
     pub(crate) fn is_lending(&self) -> bool {
-        // Relaxed: the flag is set and cleared by the writer alone, and read
-        // by it, or by the node's last reference (`free_node`,
-        // `take_lending`) after its Acquire on the count.
+        // Relaxed: the flag is set and cleared by the writer alone, on its
+        // own copies, settled (cleared) before its lock is released, and read
+        // by it, by another map's writer (a clone's, which finds it clear on
+        // every node it can reach), or by the node's last reference
+        // (`free_node`, `take_lending`) after its Acquire on the count.
         self.header().refs.load(Ordering::Relaxed) & LENDING != 0
     }
 
@@ -554,9 +556,11 @@ impl<K, V> NodeRef<K, V> {
             return false;
         }
         let lending = self.lending().expect("snapview bug: entries that need dropping without a tail");
-        // AcqRel: the bit is the claim. A previous borrower's end may have
-        // cleared it on another thread (`release_link`, AcqRel), and the
-        // Acquire orders that end before this claim. `lent_out` is written
+        // AcqRel: the bit is the claim. A previous claim's end may have
+        // cleared it on another thread (`release_link`, AcqRel, or
+        // `end_lending`, Release: another map's writer, for a node a clone
+        // shares), and the Acquire orders that end, and what that claimer
+        // wrote to the tail before it, before this claim. `lent_out` is written
         // when the copy settles into a link (`keep_link`), and read only
         // after: by the node's last reference, which cannot come while a
         // counted reference lives, and whose Acquire follows its release,
@@ -1435,7 +1439,9 @@ pub(super) fn lender_bits(mask: u64, datamap: u64, lender_datamap: u64) -> u64 {
 /// # Safety
 /// The lender must be alive, or waiting for this node (E2).
 unsafe fn lender_of<K, V>(lending: &Lending) -> NodeRef<K, V> {
-    // Relaxed: the lender is written by the writer, which is the reader here.
+    // Relaxed: the lender is written by the writer that reads it here, or,
+    // on a node a clone shares, by the last claimer, whose claim's Release
+    // end the caller's claim acquired.
     let lender =
         NonNull::new(lending.lender.load(Ordering::Relaxed)).expect("snapview bug: borrowing without a lender");
     // SAFETY: the caller's guarantee.
