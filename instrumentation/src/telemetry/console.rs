@@ -25,13 +25,13 @@ impl TelemetryBuilder {
     /// connections and freeing its address, when the
     /// [`TelemetryGuard`](super::TelemetryGuard) is dropped. The console's
     /// layer stays in the subscriber, which may outlive the guard (a global
-    /// one does): it keeps taking tokio's instrumentation (so
-    /// `LevelFilter::current()` stays TRACE) and writing the recording of
-    /// `TOKIO_CONSOLE_RECORD_PATH` if one was asked for, and drops what it
-    /// would have sent the server.
+    /// one does): it keeps taking tokio's instrumentation (below) and
+    /// writing the recording of `TOKIO_CONSOLE_RECORD_PATH` if one was asked
+    /// for, and drops what it would have sent the server.
     ///
     /// The console's layer takes tokio's TRACE instrumentation (its own
-    /// filter), so `LevelFilter::current()` becomes TRACE while it is on.
+    /// filter), so `LevelFilter::current()` becomes TRACE while the layer is
+    /// in the subscriber.
     pub fn console(mut self, on: bool) -> Self {
         self.console = on;
         self
@@ -39,8 +39,8 @@ impl TelemetryBuilder {
 }
 
 /// The console, configured and listening, not yet serving: the pipeline
-/// checks everything that can fail before it starts anything (the OTLP
-/// exporters, the console's server), and starts the console last.
+/// checks its settings and binds its address first, and starts its server
+/// once the filters have parsed, before the OTLP exporters.
 #[cfg(tokio_unstable)]
 pub(super) struct Prepared {
     builder: console_subscriber::Builder,
@@ -183,7 +183,7 @@ impl Serving {
     }
 }
 
-/// Reads the console's variables and checks its address.
+/// Reads the console's variables and binds its address.
 #[cfg(tokio_unstable)]
 pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
     let settings = Settings::read(&super::process_env)?;
