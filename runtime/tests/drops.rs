@@ -5,7 +5,10 @@
 //! the set of instances reachable from the current version and from the
 //! snapshots and read guards still held. So nothing leaks (everything live is
 //! reachable), nothing is freed early (everything reachable is live), and an
-//! old version's own instances go exactly when its last snapshot goes.
+//! old version's own instances go exactly when its last snapshot goes. The
+//! random runs also clone the map, write on to a clone or to the map, and
+//! drop clones: an instance that clones share lives exactly as long as one
+//! of them, or a snapshot, still reaches it.
 
 mod common;
 
@@ -102,8 +105,10 @@ fn steps() -> u32 {
 fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
     let env = Env { reg: Registry::new(), grouping };
     let mut rng = Rng(seed);
-    let map: Map = if lend { lending_map() } else { Map::new() };
+    let mut map: Map = if lend { lending_map() } else { Map::new() };
     let mut held: Vec<Snapshot<Key, Val>> = Vec::new();
+    // Clones of the map, which share its nodes and entries until written.
+    let mut forks: Vec<Map> = Vec::new();
     let keys = 300;
 
     map.update(|tx| {
@@ -115,7 +120,7 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
     for step in 0..steps() {
         // A read guard held across this step's write, sometimes.
         let guard: Option<ReadGuard<Key, Val>> = (rng.below_u32(6) == 0).then(|| map.read());
-        match rng.below_u32(20) {
+        match rng.below_u32(23) {
             0..=6 => {
                 let old = map.insert(env.key(rng.below_u32(keys)), env.val(step));
                 drop(old);
@@ -145,6 +150,16 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
                 }
             }
             17 | 18 => held.push(map.snapshot()),
+            19 if forks.len() < 3 => forks.push(map.clone()),
+            // Write on to a clone from here, the map set aside.
+            20 if !forks.is_empty() => {
+                let i = rng.below_u32(forks.len() as u32) as usize;
+                std::mem::swap(&mut map, &mut forks[i]);
+            }
+            21 if !forks.is_empty() => {
+                let i = rng.below_u32(forks.len() as u32) as usize;
+                drop(forks.swap_remove(i));
+            }
             _ => {
                 if !held.is_empty() {
                     let i = rng.below_u32(held.len() as u32) as usize;
@@ -153,7 +168,8 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
             }
         }
         let now = map.snapshot();
-        let mut views: Vec<&View<Key, Val, _>> = held.iter().map(|s| &**s).collect();
+        let fork_views: Vec<_> = forks.iter().map(Map::snapshot).collect();
+        let mut views: Vec<&View<Key, Val, _>> = held.iter().chain(&fork_views).map(|s| &**s).collect();
         views.push(&now);
         if let Some(g) = &guard {
             views.push(g);
@@ -164,8 +180,10 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
         }
     }
 
-    // The map goes first: its snapshots keep exactly their versions alive.
+    // The map and its clones go first: their snapshots keep exactly their
+    // versions alive.
     drop(map);
+    drop(forks);
     env.check(&held.iter().map(|s| &**s).collect::<Vec<_>>());
     while let Some(s) = held.pop() {
         drop(s);
