@@ -12,6 +12,9 @@
 //! calls are sampled (with the `instrument` feature, where a sampled
 //! iteration holds entries back before the `next()`s it watches).
 //!
+//! The map is also cloned (its clones set aside, never to see its writes),
+//! and restored to versions it kept.
+//!
 //! `cargo +nightly fuzz run model -- -max_total_time=60` (from `fuzz/`);
 //! `cargo +nightly fuzz run --features instrument model -- ...` for the
 //! instrumented iterator.
@@ -139,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
     let mut ops = data.chunks_exact(3);
     while let Some(&[op, k, v]) = ops.next() {
         let value = u16::from(v) << 1;
-        match op % 11 {
+        match op % 12 {
             0..=2 => assert_eq!(unbox(map.insert(key(k), Box::new(value))), model.insert(k, value)),
             3 | 4 => assert_eq!(unbox(map.remove(&key(k))), model.remove(&k)),
             5 => {
@@ -209,6 +212,26 @@ fuzz_target!(|data: &[u8]| {
                     check_diff(snap, m, &now, &model);
                 }
             }
+            11 if !kept.is_empty() => {
+                // Back to a kept version (which shares its nodes and entries
+                // with it): alone, or (odd `v`) in a batch after a write that
+                // it drops, and before one that it keeps.
+                let (snap, m) = &kept[usize::from(k) % kept.len()];
+                if v & 1 == 0 {
+                    map.restore(snap);
+                    model = m.clone();
+                } else {
+                    map.update(|tx| {
+                        tx.insert(key(k), Box::new(1));
+                        tx.restore(snap);
+                        tx.remove(&key(v));
+                    });
+                    model = m.clone();
+                    model.remove(&v);
+                }
+                check_diff(snap, m, &map.snapshot(), &model);
+            }
+            11 => {}
             _ => {
                 // Write on to the clone (odd `k`) or to the map, and set the
                 // other aside; snapshots of the two diff against each other.

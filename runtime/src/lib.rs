@@ -70,6 +70,12 @@
 //!   map do (a value that changes through `&V` changes in both); from then
 //!   on the two are separate maps: neither, nor its snapshots, sees the
 //!   other's writes, and each numbers its own versions.
+//! - [`SnapMap::restore`] (or [`Tx::restore`]) of a held version publishes
+//!   a new version (the current number + 1) whose entries are exactly that
+//!   version's: the same instances, sharing its nodes, when it is a version
+//!   of this map or of a clone of it; clones of its entries otherwise, or
+//!   when a clone's writer is still settling the version it has just
+//!   published. Restoring the current version publishes nothing.
 //!
 //! # Costs
 //!

@@ -213,8 +213,8 @@ impl<K, V, S> SnapMap<K, V, S> {
         // cannot tell them apart.
         if !cfg!(snapview_loom) && self.batch_thread.load(Ordering::Relaxed) == this_thread() {
             panic!(
-                "a write to a SnapMap from inside its own `update` (insert, remove, clear, extend, update, \
-                 try_update, subscribe or clone on the same map) would wait for itself: write through the `Tx` \
+                "a write to a SnapMap from inside its own `update` (insert, remove, clear, extend, restore, \
+                 update, try_update, subscribe or clone on the same map) would wait for itself: write through the `Tx` \
                  the closure gets"
             );
         }
@@ -247,6 +247,32 @@ where
         self.update(|tx| tx.clear());
     }
 
+    /// Publishes `version`'s entries again, as a new version: the rollback to
+    /// the last good configuration. `version` is any version of this map,
+    /// held by a [`Snapshot`] or a [`ReadGuard`]; the new version's number
+    /// is the current one + 1, as for any write. The same as
+    /// `update(|tx| tx.restore(version))`: see [`Tx::restore`].
+    ///
+    /// O(1) for a version of this map or of a clone of it: nothing is cloned
+    /// or copied, and the restored version shares every node with `version`.
+    /// A version of another map is copied, in O(n), as is a clone's version
+    /// that its writer is still settling, a moment after publishing it.
+    /// Restoring the current version publishes nothing.
+    ///
+    /// ```
+    /// # use snapview::SnapMap;
+    /// let routes: SnapMap<String, u16> = SnapMap::new();
+    /// routes.insert("/api".into(), 8080);
+    /// let last_good = routes.snapshot();
+    /// routes.insert("/api".into(), 0); // a bad reload
+    /// routes.restore(&last_good);
+    /// assert_eq!(routes.snapshot().get("/api"), Some(&8080));
+    /// assert_eq!(routes.version(), 3);
+    /// ```
+    pub fn restore(&self, version: &View<K, V, S>) {
+        self.update(|tx| tx.restore(version));
+    }
+
     /// Runs a batch of writes and publishes them as one version: all or nothing.
     ///
     /// The closure gets a [`Tx`] that reads its own writes. Readers see either
@@ -270,8 +296,8 @@ where
     /// # Panics
     ///
     /// If the closure writes to this same map other than through the `Tx`
-    /// (`insert`, `remove`, `clear`, `extend`, `update`, `try_update`,
-    /// `subscribe`, `clone`): that
+    /// (`insert`, `remove`, `clear`, `extend`, `restore`, `update`,
+    /// `try_update`, `subscribe`, `clone`): that
     /// write would wait for the lock its own batch holds. The batch then
     /// publishes nothing, as for any panic in the closure. Writing to other
     /// maps, and reading this one (`snapshot`, `read`), is fine. The check
@@ -354,7 +380,7 @@ where
         let base = Arc::clone(&writer.current);
         // The spare was made equal to the current root when it was kept.
         let root = writer.spare.take().or_else(|| base.root().cloned());
-        let mut tx = Tx::new(root, base.len(), base.hasher(), mem::take(&mut writer.written), self.lend);
+        let mut tx = Tx::on(root, &base, mem::take(&mut writer.written), self.lend);
         let result = f(&mut tx);
         if !keep(&result) {
             // Dropped as on a panic: the copies the batch made go with it,
@@ -368,7 +394,7 @@ where
         match tx.into_changes() {
             Ok(Changed { root, len, changes, written }) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
-                let next = Arc::new(next);
+                let next = Arc::new(if lent { next.unsettled() } else { next });
                 self.current.store(Arc::clone(&next));
                 drop(mem::replace(&mut writer.current, Arc::clone(&next)));
                 // Subscriptions take `next` as their latest before the old
@@ -400,6 +426,7 @@ where
                 {
                     settle_despite_panics(root, &written);
                 }
+                next.mark_settled();
                 writer.written = written;
                 writer.written.clear();
                 // A tracing layer may panic here too: that panic, like a

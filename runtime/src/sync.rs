@@ -4,12 +4,12 @@
 #[cfg_attr(snapview_tsan, allow(unused_imports))]
 use loom::sync::atomic::fence;
 #[cfg(snapview_loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(snapview_loom))]
 #[cfg_attr(snapview_tsan, allow(unused_imports))]
 use std::sync::atomic::fence;
 #[cfg(not(snapview_loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// The Acquire half of freeing on the last decrement: `fence(Acquire)`, or,
 /// under ThreadSanitizer (`--cfg snapview_tsan`), an Acquire load of the

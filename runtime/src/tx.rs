@@ -8,6 +8,7 @@ use crate::iter::{Iter, Keys, Values};
 use crate::order::{TrieOrdered, hash_of_order};
 use crate::raw::{LendGuard, LendingWatch, NodeRef};
 use crate::trie::{self, Target, WrittenPaths};
+use crate::view::View;
 
 /// A trie root; `None` for an empty map.
 pub(crate) type Root<K, V> = Option<NodeRef<K, V>>;
@@ -48,6 +49,9 @@ pub struct Tx<'m, K, V, S = crate::DefaultHashBuilder> {
     /// The map's leave to lend entries of its types (`lend_entries`), for
     /// writes on another thread than the batch's ([`will_write`](Self::will_write)).
     lend: Option<fn() -> LendGuard>,
+    /// The version the batch started from, if it belongs to a map: what
+    /// [`restore`](Self::restore) compares with.
+    base: Option<&'m View<K, V, S>>,
 }
 
 /// The batch's entries as a map, with its writes so far.
@@ -66,7 +70,18 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
         written: WrittenPaths,
         lend: Option<fn() -> LendGuard>,
     ) -> Self {
-        Self { root, len, hasher, changes: 0, written, lending: LendingWatch::start(), lend }
+        Self { root, len, hasher, changes: 0, written, lending: LendingWatch::start(), lend, base: None }
+    }
+
+    /// The batch of a map whose current version is `base`, on `root` (a
+    /// clone of `base`'s root, or the writer's spare, equal to it).
+    pub(crate) fn on(
+        root: Option<NodeRef<K, V>>,
+        base: &'m View<K, V, S>,
+        written: WrittenPaths,
+        lend: Option<fn() -> LendGuard>,
+    ) -> Self {
+        Self { base: Some(base), ..Self::new(root, base.len(), base.hasher(), written, lend) }
     }
 
     /// Whether the batch may have built a node that lends (so that its paths
@@ -125,6 +140,20 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// The values, with this batch's writes.
     pub fn values(&self) -> Values<'_, K, V> {
         Values::new(self.iter())
+    }
+
+    /// Puts `root` (of `len` entries) in place of the batch's working copy,
+    /// which goes, with every copy its writes made (a lending copy's drop
+    /// settles it). The written paths go too: they led through nodes that are
+    /// gone, and the spare is synced with the new root by a full comparison.
+    fn replace_root(&mut self, root: Option<NodeRef<K, V>>, len: usize) {
+        self.written.clear();
+        self.written.rebuilt();
+        let old = core::mem::replace(&mut self.root, root);
+        self.len = len;
+        // Dropped last: a value's destructor may panic, and a batch that
+        // catches it holds the new root by then.
+        drop(old);
     }
 
     /// Removes every entry.
@@ -363,6 +392,70 @@ where
         self.changes - changes_before
     }
 
+    /// Makes the batch hold exactly the entries of `version`, an earlier (or
+    /// any) version of this map, reached through a [`Snapshot`](crate::Snapshot)
+    /// or a [`ReadGuard`](crate::ReadGuard): the rollback to the last good
+    /// configuration. The batch's writes so far are dropped; writes after it
+    /// apply to the restored entries.
+    ///
+    /// For a version of this map or of a clone of it (`map.clone()`), this
+    /// is O(1) and clones nothing: the batch takes `version`'s trie as its
+    /// own (one count increment), so the restored version shares every node
+    /// and entry instance with `version`, and its [`diff`](View::diff) with
+    /// any version of the map costs O(changes), as between any two. It
+    /// counts as one write (the `publish` span's `changes`). Restoring the
+    /// version the batch started from undoes the batch: it then publishes
+    /// nothing, unless it writes again after.
+    ///
+    /// A version of another map (whose hasher may place keys elsewhere) is
+    /// copied instead, in O(n): every entry cloned and the trie rebuilt, as
+    /// [`clear`](Self::clear) then [`extend`](Extend::extend) would; each
+    /// `Clone` and `Hash` runs before the batch changes, so a panic in one
+    /// leaves it as it was. So is a clone's version that its writer has
+    /// just published and is still settling (see docs/design.md, "Restoring
+    /// a version"): the restore never waits for another map's writer.
+    ///
+    /// ```
+    /// # use snapview::SnapMap;
+    /// let limits: SnapMap<&str, u32> = [("api", 100), ("admin", 5)].into();
+    /// let last_good = limits.snapshot();
+    /// limits.update(|tx| {
+    ///     tx.insert("api", 0);
+    ///     tx.remove("admin");
+    /// });
+    /// limits.restore(&last_good); // a new version, with last_good's entries
+    /// assert_eq!(limits.snapshot(), last_good);
+    /// assert_eq!(limits.version(), last_good.version() + 2);
+    /// ```
+    pub fn restore(&mut self, version: &View<K, V, S>) {
+        // A version of a clone whose writer is still settling it (just after
+        // publishing it) may not be copied by another writer yet: it is read,
+        // as a reader would, and copied.
+        let Some(base) = self.base.filter(|base| base.same_map(version) && version.is_settled()) else {
+            return self.restore_by_copy(version);
+        };
+        if same_root(version.root(), base.root()) {
+            // Back to where the batch started. With no write yet, the working
+            // copy is that version already (or the writer's spare, equal to it).
+            if self.changes > 0 {
+                self.changes = 0;
+                self.replace_root(base.root().cloned(), base.len());
+            }
+            return;
+        }
+        self.changes += 1;
+        self.replace_root(version.root().cloned(), version.len());
+    }
+
+    /// [`restore`](Self::restore) of another map's version: a rebuild from
+    /// clones of its entries.
+    fn restore_by_copy(&mut self, version: &View<K, V, S>) {
+        let entries = version.iter().map(|(k, v)| (k.clone(), v.clone()));
+        let table = TrieOrdered::new(entries, self.hasher);
+        self.clear();
+        self.load_ordered(table);
+    }
+
     /// Keeps only the entries for which `keep` returns true.
     ///
     /// Unlike std's `HashMap::retain`, `keep` sees `&V`, not `&mut V`: to
@@ -376,6 +469,14 @@ where
         for k in &doomed {
             self.remove(k);
         }
+    }
+}
+
+/// Whether two versions' roots are the same trie.
+fn same_root<K, V>(a: Option<&NodeRef<K, V>>, b: Option<&NodeRef<K, V>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.ptr_eq(b),
+        (a, b) => a.is_none() && b.is_none(),
     }
 }
 
@@ -473,8 +574,12 @@ where
     /// value under the first key, as `insert`s in turn would leave. `Hash` and `Eq` run before the trie is touched, so a
     /// panic in them leaves the batch empty, as it was.
     fn load(&mut self, iter: impl Iterator<Item = (K, V)>) {
+        self.load_ordered(TrieOrdered::new(iter, self.hasher));
+    }
+
+    /// [`load`](Self::load) of entries already hashed and ordered.
+    fn load_ordered(&mut self, table: TrieOrdered<K, V>) {
         debug_assert!(self.root.is_none() && self.len == 0);
-        let table = TrieOrdered::new(iter, self.hasher);
         self.written.rebuilt();
         let (len, yielded) = (table.len(), table.yielded());
         let (orders, mut entries) = table.into_parts();

@@ -11,6 +11,7 @@ use crate::diff::Diff;
 use crate::hooks::MapHook;
 use crate::iter::{Iter, Keys, Values};
 use crate::raw::NodeRef;
+use crate::sync::{AtomicBool, Ordering};
 use crate::trie::{self, LookupPlan};
 
 /// What all versions of one map share.
@@ -34,11 +35,40 @@ pub struct View<K, V, S = crate::DefaultHashBuilder> {
     version: u64,
     hasher: S,
     meta: Arc<Meta>,
+    /// Whether the writer that published this version is done settling its
+    /// lending copies (docs/design.md, "Lending copies"), which it does after
+    /// publishing. Readers never look at that state, but a writer that
+    /// copies these nodes does: a restore into another map (a clone) must not
+    /// start from a version whose settling may still be under way.
+    settled: AtomicBool,
 }
 
 impl<K, V, S> View<K, V, S> {
     pub(crate) fn new(root: Option<NodeRef<K, V>>, len: usize, version: u64, hasher: S, meta: Arc<Meta>) -> Self {
-        Self { root, len, plan: LookupPlan::for_len(len), version, hasher, meta }
+        let settled = AtomicBool::new(true);
+        Self { root, len, plan: LookupPlan::for_len(len), version, hasher, meta, settled }
+    }
+
+    /// A version published before its writer settles it: see
+    /// [`mark_settled`](Self::mark_settled).
+    pub(crate) fn unsettled(self) -> Self {
+        self.settled.store(false, Ordering::Relaxed);
+        self
+    }
+
+    /// Called by the writer once it has settled this version's copies.
+    pub(crate) fn mark_settled(&self) {
+        // Release: pairs with the Acquire in `is_settled`, so that a writer
+        // of another map that then copies these nodes sees the lending state
+        // that the settling left.
+        self.settled.store(true, Ordering::Release);
+    }
+
+    /// Whether a writer may copy this version's nodes: its own writer is done
+    /// settling them.
+    pub(crate) fn is_settled(&self) -> bool {
+        // Acquire: pairs with the Release in `mark_settled`.
+        self.settled.load(Ordering::Acquire)
     }
 
     pub(crate) fn into_root(self) -> Option<NodeRef<K, V>> {
@@ -393,5 +423,38 @@ mod serde_impls {
         fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
             (**self).serialize(serializer)
         }
+    }
+}
+
+#[cfg(all(test, not(snapview_loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::SnapMap;
+    use crate::sync::Ordering;
+
+    /// A clone's version that its writer has not settled yet (it settles
+    /// right after publishing) is copied by a restore into the map, not
+    /// shared: the map's writer must not copy nodes whose lending state the
+    /// other writer is still changing. Once settled, it is shared.
+    #[test]
+    fn a_restore_copies_a_version_its_writer_is_still_settling() {
+        let map: SnapMap<u32, Arc<u32>> = (0..100).map(|k| (k, Arc::new(k))).collect();
+        let clone = map.clone();
+        let value = Arc::new(1000);
+        clone.insert(1000, Arc::clone(&value));
+        let theirs = clone.snapshot();
+        assert!(theirs.is_settled());
+        // As while the clone's writer settles it.
+        theirs.settled.store(false, Ordering::Relaxed);
+        map.restore(&theirs);
+        assert_eq!(Arc::strong_count(&value), 3, "copied: the map holds a clone of the value");
+        assert_eq!(map.snapshot(), theirs);
+        theirs.mark_settled();
+        let other = clone.clone();
+        other.insert(0, Arc::new(0));
+        other.restore(&theirs);
+        assert_eq!(Arc::strong_count(&value), 3, "shared once settled: no clone of the value");
+        assert_eq!(other.snapshot(), theirs);
     }
 }

@@ -2,7 +2,7 @@
 //! `snapshot()`, `read()`, `get` (hit and miss), full iteration and snapshot
 //! clone/drop never touch the heap, on a map of 100k entries. And a map's
 //! clone allocates what an empty map does, whatever its size: it shares the
-//! trie.
+//! trie; so does a restore of an older version.
 //!
 //! The allocator counts per thread (thread-local counters), so tests running
 //! in parallel do not disturb each other. Each measurement warms up first:
@@ -193,6 +193,21 @@ fn a_map_clone_allocates_what_an_empty_map_does() {
         assert!((1..=16).contains(&allocs), "the clone's first write of {what}: {allocs} allocations");
         assert_eq!(map.snapshot().get(&u64::MAX), None);
     }
+}
+
+#[test]
+fn a_restore_allocates_the_same_whatever_the_map_s_size() {
+    let allocations = |len: u64| {
+        let map: SnapMap<u64, u64> = (0..len).map(|i| (i, i)).collect();
+        let last_good = map.snapshot();
+        map.insert(u64::MAX, 1);
+        let (_, allocs, _) = count(|| map.restore(&last_good));
+        assert_eq!(map.snapshot(), last_good);
+        allocs
+    };
+    let small = allocations(10);
+    assert!((1..=2).contains(&small), "restoring a 10-entry map: {small} allocations (the new version's)");
+    assert_eq!(allocations(N), small, "restoring a 100K-entry map allocates what a 10-entry one does");
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! old version's own instances go exactly when its last snapshot goes. The
 //! random runs also clone the map, write on to a clone or to the map, and
 //! drop clones: an instance that clones share lives exactly as long as one
-//! of them, or a snapshot, still reaches it.
+//! of them, or a snapshot, still reaches it. And they restore held
+//! versions, which makes a version's instances current again.
 
 mod common;
 
@@ -120,7 +121,7 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
     for step in 0..steps() {
         // A read guard held across this step's write, sometimes.
         let guard: Option<ReadGuard<Key, Val>> = (rng.below_u32(6) == 0).then(|| map.read());
-        match rng.below_u32(23) {
+        match rng.below_u32(26) {
             0..=6 => {
                 let old = map.insert(env.key(rng.below_u32(keys)), env.val(step));
                 drop(old);
@@ -159,6 +160,22 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
             21 if !forks.is_empty() => {
                 let i = rng.below_u32(forks.len() as u32) as usize;
                 drop(forks.swap_remove(i));
+            }
+            // Back to a held version (of this map or of a clone: it shares
+            // the version's nodes and entries), alone or between writes.
+            22 if !held.is_empty() => map.restore(&held[rng.below_u32(held.len() as u32) as usize]),
+            23 if !held.is_empty() => map.update(|tx| {
+                tx.insert(env.key(rng.below_u32(keys)), env.val(step));
+                tx.restore(&held[rng.below_u32(held.len() as u32) as usize]);
+                if rng.below_u32(2) == 0 {
+                    drop(tx.remove(&env.key(rng.below_u32(keys))));
+                    tx.insert(env.key(rng.below_u32(keys)), env.val(step));
+                }
+            }),
+            // Another map's version: copied, entry by entry.
+            24 => {
+                let other: Map = (0..rng.below_u32(20)).map(|n| (env.key(n * 3), env.val(step))).collect();
+                map.restore(&other.snapshot());
             }
             _ => {
                 if !held.is_empty() {

@@ -17,6 +17,10 @@
 //! (`cloned_maps_short`). Each map keeps the invariant on its own; at the
 //! end exactly the values its current versions reach are alive, then none.
 //!
+//! The writers also restore versions they kept, of their own map or of
+//! another (`SnapMap::restore`): old nodes, lenders whose entries later
+//! copies borrow, become current and are copied again.
+//!
 //! The `_short` tests run for about two seconds each; the `_long` ones
 //! (ignored: `cargo test --test lending_threads -- --ignored`) for a minute,
 //! or for `SNAPVIEW_STRESS_SECS` seconds if set.
@@ -61,6 +65,13 @@ fn account(i: u64) -> String {
 
 fn scratch(i: u64) -> String {
     format!("/scratch/{i:02}")
+}
+
+/// The amounts a view holds, by key.
+fn amounts(snap: &Snapshot<String, Val>) -> Vec<(&str, i64)> {
+    let mut amounts: Vec<_> = snap.iter().map(|(k, v)| (k.as_str(), v.amount)).collect();
+    amounts.sort_unstable();
+    amounts
 }
 
 /// The instances a view reads, in a form that changes if any of them does.
@@ -143,11 +154,48 @@ fn write_step(map: &Map, reg: &Arc<Registry>, rng: &mut Rng) -> u64 {
     1
 }
 
-fn writer(map: &Map, reg: &Arc<Registry>, id: u64, stop: &AtomicBool) -> u64 {
-    let mut rng = Rng(0x1e4d_1a6e + id);
+/// Writes `maps[id]`; now and then keeps a version of one of the maps and
+/// later restores a kept one: the restored version's nodes, which later
+/// copies borrowed from and readers may be the last to hold, become current
+/// again, and a version of another map (a clone) is written by two writers.
+fn writer(maps: &[Arc<Map>], reg: &Arc<Registry>, id: usize, stop: &AtomicBool) -> u64 {
+    let map = &maps[id];
+    let mut rng = Rng(0x1e4d_1a6e + id as u64);
+    // Versions kept, and whether each is of this writer's own map.
+    let mut kept: Vec<(Snapshot<String, Val>, bool)> = Vec::new();
     let mut published = 0;
     while !stop.load(Ordering::Relaxed) {
-        published += write_step(map, reg, &mut rng);
+        match rng.below(24) {
+            0 if kept.len() < 4 => {
+                let from = rng.below(maps.len() as u64) as usize;
+                kept.push((maps[from].snapshot(), from == id));
+            }
+            1 | 2 if !kept.is_empty() || maps.len() > 1 => {
+                let version = map.version();
+                // A kept version, or another map's latest at once: one that
+                // its writer may still be settling.
+                let (restored, own) = match kept.is_empty() || rng.below(2) == 0 {
+                    true => {
+                        let other = (id + 1) % maps.len();
+                        (maps[other].snapshot(), other == id)
+                    }
+                    false => kept.swap_remove(rng.below(kept.len() as u64) as usize),
+                };
+                map.restore(&restored);
+                let now = map.snapshot();
+                if own {
+                    // The same instances, not copies: the restore shares them.
+                    assert_eq!(fingerprint(&now), fingerprint(&restored), "a restored version holds its entries");
+                } else {
+                    // Shared too, unless its writer was still settling it
+                    // (just published): then copied.
+                    assert_eq!(amounts(&now), amounts(&restored), "a restored version holds its entries");
+                }
+                check_consistent(&now, reg);
+                published += map.version() - version;
+            }
+            _ => published += write_step(map, reg, &mut rng),
+        }
     }
     published
 }
@@ -208,7 +256,7 @@ fn run(duration: Duration, maps: usize) {
     let writers: Vec<_> = (0..maps.len())
         .map(|id| {
             let (maps, reg, stop) = (Arc::clone(&maps), Arc::clone(&reg), Arc::clone(&stop));
-            thread::spawn(move || writer(&maps[id], &reg, id as u64, &stop))
+            thread::spawn(move || writer(&maps, &reg, id, &stop))
         })
         .collect();
     let readers: Vec<_> = (0..READERS as u64)

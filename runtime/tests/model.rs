@@ -142,6 +142,15 @@ enum Op<K> {
     /// Write on to a map set aside (the index, modulo their number), setting
     /// this one aside: writes alternate between maps that share nodes.
     Switch(u8),
+    /// A batch that runs the first ops, restores a saved snapshot (the
+    /// index, modulo their number; of this map or of one it was forked
+    /// from or into: O(1), sharing its nodes), then runs the second ops.
+    Restore(Vec<TxOp<K>>, u8, Vec<TxOp<K>>),
+    /// A batch that runs these ops, then restores the version it started
+    /// from: it publishes nothing.
+    Undo(Vec<TxOp<K>>),
+    /// Restore the version of another map holding these entries: a copy.
+    RestoreOther(Vec<(K, u32)>),
 }
 
 fn entry_use() -> impl Strategy<Value = EntryUse> + Clone {
@@ -154,7 +163,9 @@ fn entry_use() -> impl Strategy<Value = EntryUse> + Clone {
     ]
 }
 
-fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy<Value = Vec<Op<K>>> {
+fn ops<K: Debug + Clone + 'static>(
+    key: impl Strategy<Value = K> + Clone + 'static,
+) -> impl Strategy<Value = Vec<Op<K>>> {
     let value = 0u32..16;
     let entries = vec((key.clone(), value.clone()), 0..8);
     let tx_op = prop_oneof![
@@ -174,12 +185,16 @@ fn ops<K: Debug + Clone>(key: impl Strategy<Value = K> + Clone) -> impl Strategy
         8 => key.clone().prop_map(Op::Remove),
         5 => vec(tx_op.clone(), 0..10).prop_map(Op::Batch),
         2 => vec(tx_op.clone(), 0..10).prop_map(Op::PanickingBatch),
-        2 => vec(tx_op, 0..10).prop_map(Op::FailingBatch),
-        2 => entries.prop_map(Op::Extend),
+        2 => vec(tx_op.clone(), 0..10).prop_map(Op::FailingBatch),
+        2 => entries.clone().prop_map(Op::Extend),
         1 => Just(Op::Clear),
         3 => any::<bool>().prop_map(Op::Snapshot),
         1 => any::<bool>().prop_map(Op::Fork),
         1 => any::<u8>().prop_map(Op::Switch),
+        2 => (vec(tx_op.clone(), 0..3), any::<u8>(), vec(tx_op.clone(), 0..3))
+            .prop_map(|(first, i, then)| Op::Restore(first, i, then)),
+        1 => vec(tx_op.clone(), 0..6).prop_map(Op::Undo),
+        1 => entries.clone().prop_map(Op::RestoreOther),
     ];
     // A base of up to 150 entries first, so that tries get a few levels deep.
     (vec((key, 0u32..16), 0..150), vec(op, 1..48)).prop_map(|(base, mut ops)| {
@@ -408,8 +423,13 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
         match op {
             Op::Insert(k, _) | Op::Remove(k) => note(k),
             Op::Extend(entries) => entries.iter().for_each(|(k, _)| note(k)),
-            Op::Batch(tx) | Op::PanickingBatch(tx) | Op::FailingBatch(tx) => {
-                for t in tx {
+            Op::RestoreOther(entries) => entries.iter().for_each(|(k, _)| note(k)),
+            Op::Batch(tx) | Op::PanickingBatch(tx) | Op::FailingBatch(tx) | Op::Undo(tx) | Op::Restore(tx, ..) => {
+                let then = match op {
+                    Op::Restore(_, _, then) => &then[..],
+                    _ => &[],
+                };
+                for t in tx.iter().chain(then) {
                     match t {
                         TxOp::Insert(k, _)
                         | TxOp::Remove(k)
@@ -428,7 +448,7 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
     assert!(!seen.contains(&absent));
     probes.push(absent);
 
-    let mut map: Map<K, S> = SnapMap::with_hasher(hasher);
+    let mut map: Map<K, S> = SnapMap::with_hasher(hasher.clone());
     let mut model: Model<K> = HashMap::new();
     let mut version = 0u64;
     let mut saved: Vec<Saved<K, S>> = Vec::new();
@@ -517,6 +537,43 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                     before = map.snapshot();
                 }
                 aside.push((clone, model.clone(), version));
+            }
+            Op::Restore(first, i, then) if !saved.is_empty() => {
+                let (snap, snap_model, _) = &saved[usize::from(i) % saved.len()];
+                let effective = map.update(|tx| {
+                    run_tx(tx, &mut model, first, &probes);
+                    tx.restore(snap);
+                    model = snap_model.clone();
+                    check_tx(tx, &model, &probes);
+                    run_tx(tx, &mut model, then, &probes)
+                });
+                // A version other than the current one's trie is a write;
+                // the same trie (equal contents, and the same nodes) is not.
+                let published = map.version() != version;
+                assert!(
+                    published || (!effective && *snap_model == before_model),
+                    "a restore of other contents published nothing"
+                );
+                version += u64::from(published);
+            }
+            Op::Restore(..) => {}
+            Op::Undo(tx_ops) => {
+                let before = map.snapshot();
+                map.update(|tx| {
+                    run_tx(tx, &mut model, tx_ops, &probes);
+                    tx.restore(&before);
+                    check_tx(tx, &before_model, &probes);
+                });
+                model = before_model.clone();
+            }
+            Op::RestoreOther(entries) => {
+                let mut other: Map<K, S> = SnapMap::with_hasher(hasher.clone());
+                other.extend(entries);
+                let other = other.snapshot();
+                map.restore(&other);
+                let copied: Model<K> = other.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                version += u64::from(!(model.is_empty() && copied.is_empty()));
+                model = copied;
             }
             Op::Switch(i) => {
                 // Writes alternate between maps that share nodes: two

@@ -1709,14 +1709,22 @@ mod loom_tests {
     /// entry 1 (owned, a clone) and borrows its entry 0 (E1), settled while
     /// the leaf is still held: through a link (E2).
     fn lender_and_settled_borrower(token: &Arc<()>) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
+        let (source, copy) = lender_and_borrower(token);
+        crate::raw::settle(&copy);
+        assert_eq!(copy.borrowed(), 0b01);
+        (source, copy)
+    }
+
+    /// [`lender_and_settled_borrower`] before the settling: the copy holds a
+    /// counted reference to its lender.
+    fn lender_and_borrower(token: &Arc<()>) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
         let mut b = Builder::trie(0b11, 0);
         b.push_entry((1, Arc::clone(token)));
         b.push_entry((2, Arc::clone(token)));
         let source = b.finish();
         let mut copy = source.clone();
         copy.make_mut().0.get(1).1 = Arc::clone(token);
-        crate::raw::settle(&copy);
-        assert_eq!(copy.borrowed(), 0b01);
+        assert!(copy.is_lending() && copy.borrowed() == 0b01);
         (source, copy)
     }
 
@@ -1911,6 +1919,44 @@ mod loom_tests {
             let other = loom::thread::spawn(writer(shared.clone(), Arc::clone(&token)));
             writer(shared, Arc::clone(&token))();
             other.join().unwrap();
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
+    /// A version published by one map's writer before it settles its
+    /// lending copies, restored by another map's writer (a clone's, under
+    /// its own lock): the second copies the version's nodes only once the
+    /// first says, with a Release of the version's `settled` flag, that the
+    /// settling is over (`View::mark_settled`, `Tx::restore`), and reads the
+    /// entries as a reader does until then. Copying without waiting for the
+    /// flag reads a borrower whose lender the settling has taken out.
+    #[test]
+    fn loom_a_published_copy_is_copied_by_another_writer_only_once_settled() {
+        loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let token = Arc::new(());
+            let (source, copy) = lender_and_borrower(&token);
+            let settled = loom::sync::Arc::new(crate::sync::AtomicBool::new(false));
+            let restorer = {
+                let (published, settled, token) = (copy.clone(), loom::sync::Arc::clone(&settled), Arc::clone(&token));
+                loom::thread::spawn(move || {
+                    let _lend = LendGuard::allow::<u32, Arc<()>>();
+                    if settled.load(Ordering::Acquire) {
+                        let mut mine = published.clone();
+                        mine.make_mut().0.get(1).1 = Arc::clone(&token);
+                        crate::raw::settle(&mine);
+                        assert_eq!(mine.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+                    } else {
+                        // Read as a reader reads: the entries, never the tail.
+                        assert_eq!(published.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+                    }
+                })
+            };
+            crate::raw::settle(&copy);
+            settled.store(true, Ordering::Release);
+            drop(source);
+            restorer.join().unwrap();
+            drop(copy);
             assert_eq!(Arc::strong_count(&token), 1);
         });
     }
