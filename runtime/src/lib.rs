@@ -75,7 +75,9 @@
 //!   version's: the same instances, sharing its nodes, when it is a version
 //!   of this map or of a clone of it; clones of its entries otherwise, or
 //!   when a clone's writer is still settling the version it has just
-//!   published. Restoring the current version publishes nothing.
+//!   published. Restoring a version whose trie is the current one (the
+//!   current version itself, or the version the last restore restored)
+//!   publishes nothing.
 //!
 //! # Costs
 //!

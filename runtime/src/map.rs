@@ -248,16 +248,17 @@ where
     }
 
     /// Publishes `version`'s entries again, as a new version: the rollback to
-    /// the last good configuration. `version` is any version of this map,
-    /// held by a [`Snapshot`] or a [`ReadGuard`]; the new version's number
-    /// is the current one + 1, as for any write. The same as
+    /// the last good configuration. `version` is a version held by a
+    /// [`Snapshot`] or a [`ReadGuard`]; the new version's number is the
+    /// current one + 1, as for any write. The same as
     /// `update(|tx| tx.restore(version))`: see [`Tx::restore`].
     ///
     /// O(1) for a version of this map or of a clone of it: nothing is cloned
     /// or copied, and the restored version shares every node with `version`.
     /// A version of another map is copied, in O(n), as is a clone's version
     /// that its writer is still settling, a moment after publishing it.
-    /// Restoring the current version publishes nothing.
+    /// Restoring a version whose trie is the current one (the current
+    /// version, or the one the last restore restored) publishes nothing.
     ///
     /// ```
     /// # use snapview::SnapMap;

@@ -883,7 +883,8 @@ impl WrittenPaths {
 /// Settles every copy the batch made ([`settle`]): each lies on the path of
 /// a key it wrote. Copies made before a load were dropped by the `clear` that
 /// preceded it, and writes after it change new, unshared nodes in place, so
-/// the recorded paths find them all.
+/// the recorded paths find them all. Copies made before a restore went with
+/// the working copy it replaced, and so did their paths (`Tx::replace_root`).
 pub(crate) fn settle_written<K, V>(root: &NodeRef<K, V>, written: &WrittenPaths) {
     // Through the `popcnt` dispatch: a batch of 1000 writes walks 1000 paths
     // here, and counting bits by hand took most of it.

@@ -146,9 +146,13 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
     /// which goes, with every copy its writes made (a lending copy's drop
     /// settles it). The written paths go too: they led through nodes that are
     /// gone, and the spare is synced with the new root by a full comparison.
+    /// And the watch on lending copies starts again (on the batch's thread):
+    /// the publish then settles, and marks its version unsettled until then,
+    /// only if a write after this built a lending copy.
     fn replace_root(&mut self, root: Option<NodeRef<K, V>>, len: usize) {
         self.written.clear();
         self.written.rebuilt();
+        self.lending.restart();
         let old = core::mem::replace(&mut self.root, root);
         self.len = len;
         // Dropped last: a value's destructor may panic, and a batch that
@@ -428,10 +432,7 @@ where
     /// assert_eq!(limits.version(), last_good.version() + 2);
     /// ```
     pub fn restore(&mut self, version: &View<K, V, S>) {
-        // A version of a clone whose writer is still settling it (just after
-        // publishing it) may not be copied by another writer yet: it is read,
-        // as a reader would, and copied.
-        let Some(base) = self.base.filter(|base| base.same_map(version) && version.is_settled()) else {
+        let Some(base) = self.base.filter(|base| base.same_map(version)) else {
             return self.restore_by_copy(version);
         };
         if same_root(version.root(), base.root()) {
@@ -443,17 +444,29 @@ where
             }
             return;
         }
+        // A version of a clone whose writer is still settling it (just after
+        // publishing it) may not be copied by another writer yet: it is read,
+        // as a reader would, and copied.
+        if !version.is_settled() {
+            return self.restore_by_copy(version);
+        }
         self.changes += 1;
         self.replace_root(version.root().cloned(), version.len());
     }
 
     /// [`restore`](Self::restore) of another map's version: a rebuild from
-    /// clones of its entries.
+    /// clones of its entries. Counted as `clear` then `extend` would count it.
     fn restore_by_copy(&mut self, version: &View<K, V, S>) {
         let entries = version.iter().map(|(k, v)| (k.clone(), v.clone()));
+        // Every `Clone` and `Hash` runs here, before the batch changes.
         let table = TrieOrdered::new(entries, self.hasher);
-        self.clear();
-        self.load_ordered(table);
+        let (len, written) = (table.len(), self.len + table.yielded());
+        let (orders, mut entries) = table.into_parts();
+        let root = trie::build_sorted(&orders, &mut entries);
+        self.changes += written;
+        self.replace_root(root, len);
+        // The version's keys are distinct: nothing is left to drop here.
+        drop(entries);
     }
 
     /// Keeps only the entries for which `keep` returns true.
@@ -574,12 +587,8 @@ where
     /// value under the first key, as `insert`s in turn would leave. `Hash` and `Eq` run before the trie is touched, so a
     /// panic in them leaves the batch empty, as it was.
     fn load(&mut self, iter: impl Iterator<Item = (K, V)>) {
-        self.load_ordered(TrieOrdered::new(iter, self.hasher));
-    }
-
-    /// [`load`](Self::load) of entries already hashed and ordered.
-    fn load_ordered(&mut self, table: TrieOrdered<K, V>) {
         debug_assert!(self.root.is_none() && self.len == 0);
+        let table = TrieOrdered::new(iter, self.hasher);
         self.written.rebuilt();
         let (len, yielded) = (table.len(), table.yielded());
         let (orders, mut entries) = table.into_parts();

@@ -163,7 +163,11 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
             }
             // Back to a held version (of this map or of a clone: it shares
             // the version's nodes and entries), alone or between writes.
-            22 if !held.is_empty() => map.restore(&held[rng.below_u32(held.len() as u32) as usize]),
+            22 if !held.is_empty() => {
+                let version = &held[rng.below_u32(held.len() as u32) as usize];
+                map.restore(version);
+                assert!(map.snapshot() == *version, "a restore holds the version's entries");
+            }
             23 if !held.is_empty() => map.update(|tx| {
                 tx.insert(env.key(rng.below_u32(keys)), env.val(step));
                 tx.restore(&held[rng.below_u32(held.len() as u32) as usize]);
@@ -176,6 +180,7 @@ fn random_ops(grouping: fn(u32) -> u32, seed: u64, lend: bool) {
             24 => {
                 let other: Map = (0..rng.below_u32(20)).map(|n| (env.key(n * 3), env.val(step))).collect();
                 map.restore(&other.snapshot());
+                assert!(map.snapshot() == other.snapshot(), "a restore holds the other map's entries");
             }
             _ => {
                 if !held.is_empty() {

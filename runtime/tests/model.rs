@@ -26,8 +26,32 @@ use common::{Colliding, PLANNED_PANIC, quietly};
 type Hasher = foldhash::fast::FixedState;
 type Map<K, S> = SnapMap<K, u32, S>;
 type Model<K> = HashMap<K, u32>;
-/// A snapshot, the model's contents when it was taken, and its version.
-type Saved<K, S> = (Snapshot<K, u32, S>, Model<K>, u64);
+/// A snapshot, the model's contents when it was taken, its version, and
+/// which trie it is ([`Tries`]).
+type Saved<K, S> = (Snapshot<K, u32, S>, Model<K>, u64, u64);
+
+/// A map set aside, what it holds, its version and its trie.
+type Aside<K, S> = (Map<K, S>, Model<K>, u64, u64);
+
+/// Names the tries that versions hold: a restore publishes the trie it
+/// restores (the same nodes), so whether it publishes at all depends on
+/// whether that is the current trie, which contents alone cannot tell.
+/// Every empty version is the one empty trie (no root); every other publish
+/// makes a new one, and clones share their map's.
+struct Tries(u64);
+
+impl Tries {
+    const EMPTY: u64 = 0;
+
+    /// The trie of a version just published, with these contents.
+    fn published<K>(&mut self, model: &Model<K>) -> u64 {
+        if model.is_empty() {
+            return Self::EMPTY;
+        }
+        self.0 += 1;
+        self.0
+    }
+}
 type KeyView<K, S> = View<K, u32, S>;
 type KeyTx<'t, 'm, K, S> = &'t mut Tx<'m, K, u32, S>;
 
@@ -452,11 +476,14 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
     let mut model: Model<K> = HashMap::new();
     let mut version = 0u64;
     let mut saved: Vec<Saved<K, S>> = Vec::new();
-    // Maps forked off and set aside, with what they hold.
-    let mut aside: Vec<(Map<K, S>, Model<K>, u64)> = Vec::new();
+    // Maps forked off and set aside, with what they hold (and its trie).
+    let mut aside: Vec<Aside<K, S>> = Vec::new();
+    let (mut tries, mut trie) = (Tries(Tries::EMPTY), Tries::EMPTY);
     check_view(&map.snapshot(), &model, 0, &probes);
 
     for op in ops {
+        // Set by a restore that publishes the trie it restores.
+        let mut restored_trie = None;
         let mut before = map.snapshot();
         let mut before_model = model.clone();
         let mut before_version = version;
@@ -524,7 +551,7 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
             }
             Op::Snapshot(owned) => {
                 let snap = if owned { map.snapshot() } else { map.read().to_snapshot() };
-                saved.push((snap, model.clone(), version));
+                saved.push((snap, model.clone(), version, trie));
             }
             Op::Fork(write_the_clone) => {
                 let mut clone = map.clone();
@@ -536,25 +563,23 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                     // The map written from now on holds what the old one held.
                     before = map.snapshot();
                 }
-                aside.push((clone, model.clone(), version));
+                aside.push((clone, model.clone(), version, trie));
             }
             Op::Restore(first, i, then) if !saved.is_empty() => {
-                let (snap, snap_model, _) = &saved[usize::from(i) % saved.len()];
-                let effective = map.update(|tx| {
+                let (snap, snap_model, _, snap_trie) = &saved[usize::from(i) % saved.len()];
+                let then_effective = map.update(|tx| {
                     run_tx(tx, &mut model, first, &probes);
                     tx.restore(snap);
                     model = snap_model.clone();
                     check_tx(tx, &model, &probes);
                     run_tx(tx, &mut model, then, &probes)
                 });
-                // A version other than the current one's trie is a write;
-                // the same trie (equal contents, and the same nodes) is not.
-                let published = map.version() != version;
-                assert!(
-                    published || (!effective && *snap_model == before_model),
-                    "a restore of other contents published nothing"
-                );
+                // Another trie than the current one is a write, whatever was
+                // written before it; the current trie is not (that undoes
+                // the batch), unless a write follows.
+                let published = then_effective || *snap_trie != trie;
                 version += u64::from(published);
+                restored_trie = (!then_effective).then_some(*snap_trie);
             }
             Op::Restore(..) => {}
             Op::Undo(tx_ops) => {
@@ -580,10 +605,11 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
                 // writers' copies of one node, in turn.
                 if !aside.is_empty() {
                     let at = usize::from(i) % aside.len();
-                    let (other, other_model, other_version) = &mut aside[at];
+                    let (other, other_model, other_version, other_trie) = &mut aside[at];
                     std::mem::swap(&mut map, other);
                     std::mem::swap(&mut model, other_model);
                     std::mem::swap(&mut version, other_version);
+                    std::mem::swap(&mut trie, other_trie);
                     (before, before_model, before_version) = (map.snapshot(), model.clone(), version);
                 }
             }
@@ -596,16 +622,17 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
         if version == before_version {
             assert!(Snapshot::ptr_eq(&before, &now), "a write that changed nothing published a version");
         } else {
+            trie = restored_trie.unwrap_or_else(|| tries.published(&model));
             assert_eq!(version, before_version + 1);
             assert!(!Snapshot::ptr_eq(&before, &now));
         }
         check_view(&now, &model, version, &probes);
         check_view(&map.read(), &model, version, &probes);
         check_view(&before, &before_model, before_version, &probes);
-        for (snap, snap_model, snap_version) in &saved {
+        for (snap, snap_model, snap_version, _) in &saved {
             check_view(snap, snap_model, *snap_version, &probes);
         }
-        for (other, other_model, other_version) in &aside {
+        for (other, other_model, other_version, _) in &aside {
             check_view(&other.snapshot(), other_model, *other_version, &probes);
         }
     }
@@ -613,20 +640,20 @@ fn run<K: Key, S: BuildHasher + Clone>(ops: Vec<Op<K>>, absent: K, hasher: S) {
     // A map set aside still takes writes of its own (a version each), which
     // neither the map nor the other maps set aside see.
     if let Some(k) = probes.first() {
-        for (other, other_model, other_version) in &mut aside {
+        for (other, other_model, other_version, _) in &mut aside {
             other.insert(k.clone(), 99);
             other_model.insert(k.clone(), 99);
             *other_version += 1;
         }
     }
     check_view(&map.snapshot(), &model, version, &probes);
-    for (other, other_model, other_version) in &aside {
+    for (other, other_model, other_version, _) in &aside {
         check_view(&other.snapshot(), other_model, *other_version, &probes);
     }
 
     // Snapshots outlive their map.
     drop(map);
-    for (snap, snap_model, snap_version) in &saved {
+    for (snap, snap_model, snap_version, _) in &saved {
         check_view(snap, snap_model, *snap_version, &probes);
     }
 }

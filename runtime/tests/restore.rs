@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{Registry, Tag, Tagged, lending_map_of};
 use snapview::{SnapMap, Snapshot};
@@ -196,4 +199,120 @@ fn a_restore_inside_the_map_s_own_batch_panics() {
     let message = message.downcast_ref::<&str>().expect("the message");
     assert!(message.contains("restore"), "{message}");
     assert_eq!(map.version(), 1);
+}
+
+#[test]
+fn an_empty_version_restores_and_a_failed_batch_drops_its_restore() {
+    let reg = Registry::new();
+    let map = map_of(&reg, 50);
+    let empty = {
+        let map = map.clone();
+        map.clear();
+        map.snapshot()
+    };
+    let full = map.snapshot();
+    let failed = map.try_update(|tx| {
+        tx.restore(&empty);
+        assert!(tx.is_empty());
+        Err::<(), _>("no")
+    });
+    assert_eq!(failed, Err("no"));
+    assert!(Snapshot::ptr_eq(&full, &map.snapshot()), "a failed batch published its restore");
+    map.restore(&empty);
+    assert!(map.is_empty());
+    assert_eq!(map.version(), full.version() + 1);
+    map.restore(&full);
+    assert_eq!(map.snapshot(), full);
+}
+
+#[test]
+fn a_batch_handed_to_another_thread_restores_there() {
+    let reg = Registry::new();
+    let map = map_of(&reg, 200);
+    let last_good = map.snapshot();
+    map.clear();
+    let created = reg.created();
+    map.update(|tx| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tx.restore(&last_good);
+                tx.insert("key-0".into(), tagged(&reg, 100));
+            });
+        });
+    });
+    assert_eq!(reg.created(), created + 2, "the new value and the clone its write made of a borrowed entry, no more");
+    let now = map.snapshot();
+    assert_eq!(now.len(), 200);
+    assert_eq!(last_good.diff(&now).count(), 1);
+    drop((last_good, now, map));
+    assert_eq!(reg.live_count(), 0);
+}
+
+/// A value that counts its clones and, when dropped, runs the hook armed on
+/// its thread, once.
+#[derive(Debug, PartialEq)]
+struct Hooked(u64);
+
+static HOOKED_CLONES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_DROP: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+impl Clone for Hooked {
+    fn clone(&self) -> Self {
+        HOOKED_CLONES.fetch_add(1, Ordering::Relaxed);
+        Self(self.0)
+    }
+}
+
+impl Drop for Hooked {
+    fn drop(&mut self) {
+        if let Some(hook) = ON_DROP.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
+}
+
+// SAFETY: a number: nothing changes through a shared reference.
+unsafe impl snapview::Lendable for Hooked {}
+
+/// A map's writer publishes, then settles its lending copies; a destructor
+/// that runs while it settles restores the new version into a clone. That
+/// version is not settled yet, so the clone copies its entries rather than
+/// share nodes whose lending state the other writer is still changing.
+///
+/// The destructor is an old value's: the clone wrote key 7 first, so the
+/// leaf holding it lends the clone's copy every entry but that one; the map
+/// then writes key 7 too, and when its publish takes the old root back (no
+/// snapshot holds it), the old leaf goes, dropping the value of key 7.
+#[test]
+fn a_version_restored_while_its_writer_settles_it_is_copied() {
+    const LEN: u64 = 1000;
+    let map: Arc<SnapMap<u64, Hooked>> = Arc::new(SnapMap::builder().lend_entries().build());
+    map.update(|tx| (0..LEN).for_each(|n| _ = tx.insert(n, Hooked(n))));
+    let clone = Arc::new(SnapMap::clone(&map));
+    clone.insert(7, Hooked(70));
+    let copied = Arc::new(AtomicU64::new(u64::MAX));
+    {
+        let (map, clone, copied) = (Arc::clone(&map), Arc::clone(&clone), Arc::clone(&copied));
+        ON_DROP.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                let before = HOOKED_CLONES.load(Ordering::Relaxed);
+                clone.restore(&map.snapshot());
+                copied.store(HOOKED_CLONES.load(Ordering::Relaxed) - before, Ordering::Relaxed);
+            }))
+        });
+    }
+    let replaced = map.insert(7, Hooked(71));
+    assert!(ON_DROP.with(|h| h.borrow().is_none()), "the hook ran while the map settled");
+    assert_eq!(copied.load(Ordering::Relaxed), LEN, "the unsettled version was copied, each value cloned");
+    assert_eq!(clone.snapshot(), map.snapshot());
+    drop(replaced);
+    // Settled now: shared.
+    clone.insert(8, Hooked(80));
+    let before = HOOKED_CLONES.load(Ordering::Relaxed);
+    clone.restore(&map.snapshot());
+    assert_eq!(HOOKED_CLONES.load(Ordering::Relaxed), before, "a settled version is shared");
+    assert_eq!(clone.snapshot(), map.snapshot());
 }

@@ -741,6 +741,18 @@ impl LendingWatch {
         Self { thread, built_before, written_elsewhere: false }
     }
 
+    /// Forgets the lending nodes built so far, which the batch has dropped
+    /// (a restore replaced its working copy): on the thread that started
+    /// watching, counts from now on. Anywhere else, or once a write ran
+    /// elsewhere, it changes nothing, and the answer stays as it would be.
+    #[inline]
+    pub(crate) fn restart(&mut self) {
+        let (thread, built) = lending_built_here();
+        if thread == self.thread && !self.written_elsewhere {
+            self.built_before = built;
+        }
+    }
+
     /// Called before each write that may copy a node.
     #[inline]
     pub(crate) fn will_write(&mut self) {
