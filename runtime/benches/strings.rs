@@ -54,6 +54,12 @@
 //!   `Tx::assign` (writes the 10 differences), snapview's `clear` + `extend`
 //!   (rebuilds), and rebuilding an `imbl::HashMap` or a `hashbrown::HashMap`
 //!   behind an `ArcSwap`. Per reload.
+//! - `str_rollback`: a rollback to a held version, alternating between the
+//!   two tables' versions, both held throughout: snapview's
+//!   `SnapMap::restore` (O(1): the held trie, published again), snapview's
+//!   `Tx::assign` of the held version's entries (cloned in the timed loop:
+//!   the rollback without `restore`), and an `ArcSwap` store of the held
+//!   `Arc<imbl::HashMap>` (the floor: a pointer swap). Per rollback.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -735,8 +741,9 @@ fn bench_batch_beside(c: &mut Criterion, fx: &Fixture) {
     g.finish();
 }
 
-/// Reloads of the whole table, alternating between two that differ in 10 keys.
-fn bench_reload(c: &mut Criterion, fx: &Fixture) {
+/// Two tables of the map's entries that differ in 10 keys: 5 values
+/// changed, 2 keys removed and 3 added.
+fn reload_tables(fx: &Fixture) -> [Vec<(String, u64)>; 2] {
     let base: Vec<(String, u64)> = fx.keys.iter().map(|k| (k.clone(), value_of(k))).collect();
     let mut edited = base.clone();
     for (_, v) in edited.iter_mut().step_by(fx.n / 5).take(5) {
@@ -744,7 +751,12 @@ fn bench_reload(c: &mut Criterion, fx: &Fixture) {
     }
     edited.truncate(fx.n - 2);
     edited.extend(fx.misses[..3].iter().map(|k| (k.clone(), 1)));
-    let tables = [base, edited];
+    [base, edited]
+}
+
+/// Reloads of the whole table, alternating between two that differ in 10 keys.
+fn bench_reload(c: &mut Criterion, fx: &Fixture) {
+    let tables = reload_tables(fx);
     let mut g = group(c, "str_reload", fx.n);
     g.sampling_mode(SamplingMode::Flat);
     // Runs `reload(table)` with a fresh copy of each table in turn.
@@ -797,6 +809,51 @@ fn bench_reload(c: &mut Criterion, fx: &Fixture) {
     g.finish();
 }
 
+/// Rollbacks to a held version, alternating between two versions (the
+/// tables of [`reload_tables`]), both held for the whole case.
+fn bench_rollback(c: &mut Criterion, fx: &Fixture) {
+    let tables = reload_tables(fx);
+    let mut g = group(c, "str_rollback", fx.n);
+    g.sampling_mode(SamplingMode::Flat);
+
+    let map: SnapMap<String, u64, H> = SnapMap::builder().hasher(fx.hasher.clone()).build();
+    map.update(|tx| tx.extend(tables[0].clone()));
+    let good = map.snapshot();
+    map.update(|tx| tx.assign(tables[1].clone()));
+    let held = [good, map.snapshot()];
+    let mut i = 0;
+    g.bench_function("snapview-restore", |b| {
+        b.iter(|| {
+            i ^= 1;
+            map.restore(&held[i])
+        })
+    });
+    assert!(map.snapshot() == held[i], "the map holds the version restored last");
+    // Without `restore`: the held version's entries, cloned, assigned.
+    g.bench_function("snapview-assign", |b| {
+        b.iter(|| {
+            i ^= 1;
+            map.update(|tx| tx.assign(held[i].iter().map(|(k, v)| (k.clone(), *v))))
+        })
+    });
+    assert!(map.snapshot() == held[i], "the map holds the version assigned last");
+    drop((map, held));
+
+    let versions = tables.map(|t| {
+        let mut m = ImblMap::with_hasher(fx.hasher.clone());
+        m.extend(t);
+        Arc::new(m)
+    });
+    let cell = ArcSwap::new(Arc::clone(&versions[0]));
+    g.bench_function("imbl+ArcSwap", |b| {
+        b.iter(|| {
+            i ^= 1;
+            cell.store(Arc::clone(&versions[i]))
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     for n in bench_sizes(DEFAULT_SIZES) {
         let mut fx = Fixture::new(n);
@@ -811,6 +868,7 @@ fn benches(c: &mut Criterion) {
         bench_batch_route(c, &fx);
         bench_batch_stats(c, &fx);
         bench_reload(c, &fx);
+        bench_rollback(c, &fx);
     }
 }
 

@@ -75,9 +75,10 @@
 //!   version's: the same instances, sharing its nodes, when it is a version
 //!   of this map or of a clone of it; clones of its entries otherwise, or
 //!   when a clone's writer is still settling the version it has just
-//!   published. Restoring a version whose trie is the current one (the
-//!   current version itself, or the version the last restore restored)
-//!   publishes nothing.
+//!   published. Restoring a version that holds the current version's trie
+//!   publishes nothing: the current version itself, a version restored
+//!   since without copying and not written after, or a clone's version
+//!   that neither map has written since the clone.
 //!
 //! # Costs
 //!

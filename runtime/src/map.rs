@@ -257,8 +257,9 @@ where
     /// or copied, and the restored version shares every node with `version`.
     /// A version of another map is copied, in O(n), as is a clone's version
     /// that its writer is still settling, a moment after publishing it.
-    /// Restoring a version whose trie is the current one (the current
-    /// version, or the one the last restore restored) publishes nothing.
+    /// Restoring a version that holds the current version's trie (the
+    /// current version itself, or one restored without copying and not
+    /// written since) publishes nothing.
     ///
     /// ```
     /// # use snapview::SnapMap;

@@ -419,6 +419,10 @@ where
     /// just published and is still settling (see docs/design.md, "Restoring
     /// a version"): the restore never waits for another map's writer.
     ///
+    /// The batch's working copy goes last: if a value's destructor panics
+    /// then, the restore has taken effect (and is counted) before the panic
+    /// leaves it, as with [`clear`](Self::clear).
+    ///
     /// ```
     /// # use snapview::SnapMap;
     /// let limits: SnapMap<&str, u32> = [("api", 100), ("admin", 5)].into();
@@ -457,7 +461,9 @@ where
     /// [`restore`](Self::restore) of another map's version: a rebuild from
     /// clones of its entries. Counted as `clear` then `extend` would count it.
     fn restore_by_copy(&mut self, version: &View<K, V, S>) {
-        let entries = version.iter().map(|(k, v)| (k.clone(), v.clone()));
+        // Unwatched: the crate's own walk, not an iteration to record
+        // against the other map's name (feature `instrument`).
+        let entries = version.iter_unwatched().map(|(k, v)| (k.clone(), v.clone()));
         // Every `Clone` and `Hash` runs here, before the batch changes.
         let table = TrieOrdered::new(entries, self.hasher);
         let (len, written) = (table.len(), self.len + table.yielded());
