@@ -396,10 +396,10 @@ where
         self.changes - changes_before
     }
 
-    /// Makes the batch hold exactly the entries of `version`, an earlier (or
-    /// any) version of this map, reached through a [`Snapshot`](crate::Snapshot)
-    /// or a [`ReadGuard`](crate::ReadGuard): the rollback to the last good
-    /// configuration. The batch's writes so far are dropped; writes after it
+    /// Makes the batch hold exactly the entries of `version`, held by a
+    /// [`Snapshot`](crate::Snapshot) or a [`ReadGuard`](crate::ReadGuard):
+    /// most often an earlier version of this map, for the rollback to the
+    /// last good configuration. The batch's writes so far are dropped; writes after it
     /// apply to the restored entries.
     ///
     /// For a version of this map or of a clone of it (`map.clone()`), this
