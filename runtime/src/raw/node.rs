@@ -1930,6 +1930,39 @@ mod loom_tests {
     /// settling is over (`View::mark_settled`, `Tx::restore`), and reads the
     /// entries as a reader does until then. Copying without waiting for the
     /// flag reads a borrower whose lender the settling has taken out.
+    /// Two maps' writers claim one shared borrower whose lender has gone,
+    /// and each ends its claim with `end_lending` alone: the second claim must
+    /// see what the first wrote to the tail under its claim (the adoption:
+    /// nothing borrowed, no lender), ordered only by the end's Release and
+    /// the claim's Acquire on the count word. Seeing the old tail, it would
+    /// adopt again from the lender the first freed. This one fails with a
+    /// Relaxed end; `loom_two_writers_claiming_one_shared_node_in_turn`,
+    /// whose claims end inside a whole write and settling, passes with it
+    /// (checked up to 8 preemptions).
+    #[test]
+    fn loom_a_claim_sees_the_tail_the_previous_claim_ended_with() {
+        loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let token = Arc::new(());
+            let (source, shared) = lender_and_settled_borrower(&token);
+            drop(source);
+            let claim_and_end = |node: NodeRef<u32, Arc<()>>| {
+                move || {
+                    let _lend = LendGuard::allow::<u32, Arc<()>>();
+                    if node.claim_entries() {
+                        assert_eq!(node.borrowed(), 0, "the claim left the node borrowing");
+                        node.end_lending();
+                    }
+                    drop(node);
+                }
+            };
+            let other = loom::thread::spawn(claim_and_end(shared.clone()));
+            claim_and_end(shared)();
+            other.join().unwrap();
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
     #[test]
     fn loom_a_published_copy_is_copied_by_another_writer_only_once_settled() {
         loom::model(|| {
