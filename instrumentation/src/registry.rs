@@ -306,7 +306,10 @@ impl OpShard {
     fn flush(&self, timings: &Mutex<Timings>) {
         if self.discards {
             // Its calls are not counted anywhere: its samples must not be either.
-            self.drained.store(self.written.load(Ordering::Relaxed), Ordering::Release);
+            // Relaxed: no report reads this shard's slots, so there is no
+            // read to order before their reuse (the Release that `drain_into`
+            // needs orders exactly that).
+            self.drained.store(self.written.load(Ordering::Relaxed), Ordering::Relaxed);
             return;
         }
         self.drain_into(&mut lock(timings));

@@ -564,7 +564,12 @@ impl<K, V> NodeRef<K, V> {
         // when the copy settles into a link (`keep_link`), and read only
         // after: by the node's last reference, which cannot come while a
         // counted reference lives, and whose Acquire follows its release,
-        // or by the copy.
+        // or by the copy. The Release half is not relied on: a claim
+        // publishes nothing (the claimer writes the tail only after it, and
+        // its end releases those writes). Neither loom nor ThreadSanitizer
+        // finds a fault with it gone (`.ci/orderings`; docs/reliability.md).
+        // It is kept: the same instruction on x86, and what a later change
+        // that writes the tail before claiming would need.
         if self.header().refs.fetch_or(LENT, Ordering::AcqRel) & LENT != 0 {
             return false;
         }
@@ -641,7 +646,12 @@ impl<K, V> NodeRef<K, V> {
     /// Whether the node's only reference is the caller's, not counting the
     /// `LENT` bit: a lender that only the copy borrowing from it still holds.
     pub(super) fn is_unique_but_lent(&self) -> bool {
-        // Acquire: as in `is_unique`.
+        // Acquire: as in `is_unique`, so that `true` means what it means
+        // there. Its one caller, `take_over`, asks `is_unique` again (in
+        // `Drain::new`, once the lending has ended) before it moves or drops
+        // anything, and in between reads only the lender's child pointers,
+        // fixed since the lender was built; so today no loom test fails with
+        // this load Relaxed (`.ci/orderings`).
         self.header().refs.load(Ordering::Acquire) & COUNT == 1
     }
 
@@ -1613,23 +1623,73 @@ mod tests {
 #[cfg(all(test, snapview_loom))]
 mod loom_tests {
     use super::*;
-    use crate::raw::{Builder, LendGuard};
+    use crate::raw::{Builder, LendGuard, Lendable};
     use std::sync::Arc;
 
-    fn node_holding(token: &Arc<()>) -> NodeRef<u32, Arc<()>> {
+    /// An entry's value whose life loom can see: node memory and `token` are
+    /// plain memory, outside the model, but every [`read`](Self::read) and
+    /// the drop (a write) go through a loom cell, and loom fails the model
+    /// when a read on one thread and the drop on another are not ordered by
+    /// happens-before. So a missing Release or Acquire on the counts, which
+    /// would let an entry be dropped while another thread still reads it,
+    /// fails these tests, not only a wrong count of drops (`token`'s).
+    struct Touched {
+        cell: loom::cell::UnsafeCell<u32>,
+        token: Arc<()>,
+    }
+
+    // SAFETY: the cell is only read through loom's checked `with` and written
+    // through its checked `with_mut` (in the drop): an access on one thread
+    // that races one on another fails the model instead of racing.
+    unsafe impl Sync for Touched {}
+
+    // SAFETY: nothing changes a `Touched`'s bytes through `&Touched` (reads
+    // only), so a bit copy reads as the original does (loom tracks both
+    // through the one cell state the copy shares).
+    unsafe impl Lendable for Touched {}
+
+    impl Touched {
+        fn new(token: &Arc<()>) -> Self {
+            Self { cell: loom::cell::UnsafeCell::new(1), token: Arc::clone(token) }
+        }
+
+        fn read(&self) -> u32 {
+            // SAFETY: a write racing this read fails the model (see the type).
+            self.cell.with(|value| unsafe { *value })
+        }
+    }
+
+    impl Clone for Touched {
+        fn clone(&self) -> Self {
+            Self { cell: loom::cell::UnsafeCell::new(self.read()), token: Arc::clone(&self.token) }
+        }
+    }
+
+    impl Drop for Touched {
+        fn drop(&mut self) {
+            // SAFETY: a read racing this write fails the model (see the type).
+            self.cell.with_mut(|value| unsafe { *value = 0 });
+        }
+    }
+
+    fn node_holding(token: &Arc<()>) -> NodeRef<u32, Touched> {
         let mut b = Builder::collision(1);
-        b.push_entry((1, Arc::clone(token)));
+        b.push_entry((1, Touched::new(token)));
         b.finish()
     }
 
     #[test]
     fn loom_the_last_of_two_concurrent_drops_frees_exactly_once() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let node = node_holding(&token);
             let other = node.clone();
-            let t = loom::thread::spawn(move || drop(other));
+            let t = loom::thread::spawn(move || {
+                assert_eq!(other.entries()[0].1.read(), 1);
+                drop(other);
+            });
+            assert_eq!(node.entries()[0].1.read(), 1);
             drop(node);
             t.join().unwrap();
             assert_eq!(Arc::strong_count(&token), 1);
@@ -1646,7 +1706,7 @@ mod loom_tests {
     #[test]
     fn loom_publish_snapshot_and_last_drop_free_exactly_once() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let mut root = Builder::trie(0, 1);
             root.push_child(node_holding(&token));
@@ -1680,14 +1740,14 @@ mod loom_tests {
     #[test]
     fn loom_settling_races_the_last_drop_of_the_old_version() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let width = 8; // LEND_MIN: the copy lends
             let mut source = Builder::trie(1 << 63, (1 << width) - 1);
             for _ in 0..width {
                 source.push_child(node_holding(&token));
             }
-            source.push_entry((63, Arc::clone(&token)));
+            source.push_entry((63, Touched::new(&token)));
             let source = source.finish();
             let mut old_root = Builder::trie(0, 1);
             old_root.push_child(source.clone());
@@ -1708,7 +1768,7 @@ mod loom_tests {
     /// A trie leaf of two entries holding `token`, and a copy that wrote its
     /// entry 1 (owned, a clone) and borrows its entry 0 (E1), settled while
     /// the leaf is still held: through a link (E2).
-    fn lender_and_settled_borrower(token: &Arc<()>) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
+    fn lender_and_settled_borrower(token: &Arc<()>) -> (NodeRef<u32, Touched>, NodeRef<u32, Touched>) {
         let (source, copy) = lender_and_borrower(token);
         crate::raw::settle(&copy);
         assert_eq!(copy.borrowed(), 0b01);
@@ -1717,15 +1777,46 @@ mod loom_tests {
 
     /// [`lender_and_settled_borrower`] before the settling: the copy holds a
     /// counted reference to its lender.
-    fn lender_and_borrower(token: &Arc<()>) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
+    fn lender_and_borrower(token: &Arc<()>) -> (NodeRef<u32, Touched>, NodeRef<u32, Touched>) {
         let mut b = Builder::trie(0b11, 0);
-        b.push_entry((1, Arc::clone(token)));
-        b.push_entry((2, Arc::clone(token)));
+        b.push_entry((1, Touched::new(token)));
+        b.push_entry((2, Touched::new(token)));
         let source = b.finish();
         let mut copy = source.clone();
-        copy.make_mut().0.get(1).1 = Arc::clone(token);
+        copy.make_mut().0.get(1).1 = Touched::new(token);
         assert!(copy.is_lending() && copy.borrowed() == 0b01);
         (source, copy)
+    }
+
+    /// `copy` published as the root of a version, before its writer settles
+    /// it (as a batch that built lending copies publishes).
+    fn published_unsettled(copy: &NodeRef<u32, Touched>) -> crate::view::View<u32, Touched, ()> {
+        let hook = crate::hooks::MapHook::new("loom", crate::hooks::HookConfig::default());
+        let meta = Arc::new(crate::view::Meta { name: "loom".into(), hook });
+        crate::view::View::new(Some(copy.clone()), copy.entries().len(), 1, (), meta).unsettled()
+    }
+
+    /// Settling a copy that borrows from its counted lender while a reader
+    /// lets go of the lender's old version: a settling that finds the lender
+    /// held by the copy alone (`is_unique_but_lent`) takes it apart and drops
+    /// what only the lender held (the original of the entry the copy wrote),
+    /// which must come after the reader's last read of it.
+    #[test]
+    fn loom_settling_takes_a_lender_apart_only_after_its_last_reader() {
+        loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Touched>();
+            let token = Arc::new(());
+            let (source, copy) = lender_and_borrower(&token);
+            let reader = loom::thread::spawn(move || {
+                assert!(source.entries().iter().all(|e| e.1.read() == 1));
+                drop(source);
+            });
+            crate::raw::settle(&copy);
+            reader.join().unwrap();
+            assert!(copy.entries().iter().all(|e| e.1.read() == 1));
+            drop(copy);
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
     }
 
     /// The two ends of a lending on two threads: the source's last reference
@@ -1735,10 +1826,14 @@ mod loom_tests {
     #[test]
     fn loom_the_later_of_a_lender_and_its_borrower_drops_the_lent_entries() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, copy) = lender_and_settled_borrower(&token);
-            let reader = loom::thread::spawn(move || drop(source));
+            let reader = loom::thread::spawn(move || {
+                assert!(source.entries().iter().all(|e| e.1.read() == 1));
+                drop(source);
+            });
+            assert!(copy.entries().iter().all(|e| e.1.read() == 1));
             drop(copy);
             reader.join().unwrap();
             assert_eq!(Arc::strong_count(&token), 1);
@@ -1751,11 +1846,14 @@ mod loom_tests {
     #[test]
     fn loom_a_later_write_races_the_lenders_last_drop() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, mut copy) = lender_and_settled_borrower(&token);
-            let reader = loom::thread::spawn(move || drop(source));
-            copy.make_mut().0.get(0).1 = Arc::clone(&token);
+            let reader = loom::thread::spawn(move || {
+                assert_eq!(source.entries()[0].1.read(), 1);
+                drop(source);
+            });
+            copy.make_mut().0.get(0).1 = Touched::new(&token);
             assert_eq!(copy.borrowed(), 0);
             reader.join().unwrap();
             assert_eq!(copy.entries()[0].0, 1);
@@ -1772,12 +1870,12 @@ mod loom_tests {
     #[test]
     fn loom_lending_on_races_the_lenders_last_drop() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, copy) = lender_and_settled_borrower(&token);
             let reader = loom::thread::spawn(move || drop(source));
             let mut next = copy.clone();
-            next.make_mut().0.get(1).1 = Arc::clone(&token);
+            next.make_mut().0.get(1).1 = Touched::new(&token);
             crate::raw::settle(&next);
             assert_eq!(next.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
             reader.join().unwrap();
@@ -1789,10 +1887,10 @@ mod loom_tests {
     }
 
     /// A trie leaf of one entry per token, in slots 0, 1, ..
-    fn leaf_of(tokens: &[Arc<()>]) -> NodeRef<u32, Arc<()>> {
+    fn leaf_of(tokens: &[Arc<()>]) -> NodeRef<u32, Touched> {
         let mut b = Builder::trie((1 << tokens.len()) - 1, 0);
         for (i, token) in tokens.iter().enumerate() {
-            b.push_entry((i as u32, Arc::clone(token)));
+            b.push_entry((i as u32, Touched::new(token)));
         }
         b.finish()
     }
@@ -1800,7 +1898,7 @@ mod loom_tests {
     /// A source of three entries (one token each) and a copy rebuilt without
     /// the first, settled while the source is held: the copy borrows the
     /// other two, each at an index one lower than in the source (E1).
-    fn lender_and_rebuilt_borrower(tokens: &[Arc<()>]) -> (NodeRef<u32, Arc<()>>, NodeRef<u32, Arc<()>>) {
+    fn lender_and_rebuilt_borrower(tokens: &[Arc<()>]) -> (NodeRef<u32, Touched>, NodeRef<u32, Touched>) {
         let source = leaf_of(tokens);
         let mut copy = source.clone();
         crate::raw::rebuild_taking(&mut copy, Some(0), |from| {
@@ -1823,12 +1921,12 @@ mod loom_tests {
     fn loom_a_rebuilt_borrower_and_its_lender_drop_each_entry_once() {
         for write_first in [false, true] {
             loom::model(move || {
-                let _lend = LendGuard::allow::<u32, Arc<()>>();
+                let _lend = LendGuard::allow::<u32, Touched>();
                 let tokens: Vec<Arc<()>> = (0..3).map(|_| Arc::new(())).collect();
                 let (source, mut copy) = lender_and_rebuilt_borrower(&tokens);
                 let reader = loom::thread::spawn(move || drop(source));
                 if write_first {
-                    copy.make_mut().0.get(1).1 = Arc::clone(&tokens[0]);
+                    copy.make_mut().0.get(1).1 = Touched::new(&tokens[0]);
                     assert_eq!(copy.borrowed(), 0);
                     assert_eq!(copy.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
                 }
@@ -1854,14 +1952,14 @@ mod loom_tests {
 
     fn model_a_borrower_rebuilt_by_moves(keep_copy: bool) {
         loom::model(move || {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let tokens: Vec<Arc<()>> = (0..4).map(|_| Arc::new(())).collect();
             let source = leaf_of(&tokens);
             let mut copy = source.clone();
             crate::raw::rebuild(&mut copy, |from| {
                 let mut to = Builder::trie(0b11111, 0);
                 to.take_entries(from, 4);
-                to.push_entry((4, Arc::new(())));
+                to.push_entry((4, Touched::new(&Arc::new(()))));
                 to.finish()
             });
             assert_eq!(copy.borrowed(), 0b1111);
@@ -1898,17 +1996,17 @@ mod loom_tests {
     #[test]
     fn loom_two_writers_claiming_one_shared_node_in_turn() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, shared) = lender_and_settled_borrower(&token);
             drop(source);
-            let writer = |node: NodeRef<u32, Arc<()>>, token: Arc<()>| {
+            let writer = |node: NodeRef<u32, Touched>, token: Arc<()>| {
                 move || {
-                    let _lend = LendGuard::allow::<u32, Arc<()>>();
+                    let _lend = LendGuard::allow::<u32, Touched>();
                     let mut copy = node.clone();
                     let (mut entries, _) = copy.make_mut();
-                    entries.get(0).1 = Arc::clone(&token);
-                    entries.get(1).1 = Arc::clone(&token);
+                    entries.get(0).1 = Touched::new(&token);
+                    entries.get(1).1 = Touched::new(&token);
                     crate::raw::settle(&copy);
                     assert_eq!(copy.borrowed(), 0);
                     assert_eq!(copy.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
@@ -1923,13 +2021,6 @@ mod loom_tests {
         });
     }
 
-    /// A version published by one map's writer before it settles its
-    /// lending copies, restored by another map's writer (a clone's, under
-    /// its own lock): the second copies the version's nodes only once the
-    /// first says, with a Release of the version's `settled` flag, that the
-    /// settling is over (`View::mark_settled`, `Tx::restore`), and reads the
-    /// entries as a reader does until then. Copying without waiting for the
-    /// flag reads a borrower whose lender the settling has taken out.
     /// Two maps' writers claim one shared borrower whose lender has gone,
     /// and each ends its claim with `end_lending` alone: the second claim must
     /// see what the first wrote to the tail under its claim (the adoption:
@@ -1942,13 +2033,13 @@ mod loom_tests {
     #[test]
     fn loom_a_claim_sees_the_tail_the_previous_claim_ended_with() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, shared) = lender_and_settled_borrower(&token);
             drop(source);
-            let claim_and_end = |node: NodeRef<u32, Arc<()>>| {
+            let claim_and_end = |node: NodeRef<u32, Touched>| {
                 move || {
-                    let _lend = LendGuard::allow::<u32, Arc<()>>();
+                    let _lend = LendGuard::allow::<u32, Touched>();
                     if node.claim_entries() {
                         assert_eq!(node.borrowed(), 0, "the claim left the node borrowing");
                         node.end_lending();
@@ -1963,20 +2054,29 @@ mod loom_tests {
         });
     }
 
+    /// A version published by one map's writer before it settles its
+    /// lending copies, restored by another map's writer (a clone's, under
+    /// its own lock): the second copies the version's nodes only once the
+    /// first says, with the `View`'s own flag (`View::mark_settled`, Release),
+    /// that the settling is over (`View::is_settled`, Acquire, as
+    /// `Tx::restore` asks), and reads the entries as a reader does until
+    /// then. Copying without waiting for the flag reads a borrower whose
+    /// lender the settling has taken out.
     #[test]
     fn loom_a_published_copy_is_copied_by_another_writer_only_once_settled() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, copy) = lender_and_borrower(&token);
-            let settled = loom::sync::Arc::new(crate::sync::AtomicBool::new(false));
+            let version = loom::sync::Arc::new(published_unsettled(&copy));
             let restorer = {
-                let (published, settled, token) = (copy.clone(), loom::sync::Arc::clone(&settled), Arc::clone(&token));
+                let (version, token) = (loom::sync::Arc::clone(&version), Arc::clone(&token));
                 loom::thread::spawn(move || {
-                    let _lend = LendGuard::allow::<u32, Arc<()>>();
-                    if settled.load(Ordering::Acquire) {
+                    let _lend = LendGuard::allow::<u32, Touched>();
+                    let published = version.root().expect("a root");
+                    if version.is_settled() {
                         let mut mine = published.clone();
-                        mine.make_mut().0.get(1).1 = Arc::clone(&token);
+                        mine.make_mut().0.get(1).1 = Touched::new(&token);
                         crate::raw::settle(&mine);
                         assert_eq!(mine.entries().iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
                     } else {
@@ -1986,10 +2086,10 @@ mod loom_tests {
                 })
             };
             crate::raw::settle(&copy);
-            settled.store(true, Ordering::Release);
+            version.mark_settled();
             drop(source);
             restorer.join().unwrap();
-            drop(copy);
+            drop((copy, version));
             assert_eq!(Arc::strong_count(&token), 1);
         });
     }
@@ -1997,18 +2097,22 @@ mod loom_tests {
     #[test]
     fn loom_a_node_is_unique_once_every_other_holder_dropped() {
         loom::model(|| {
-            let _lend = LendGuard::allow::<u32, Arc<()>>();
+            let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let mut node = node_holding(&token);
             let other = node.clone();
             let t = loom::thread::spawn(move || {
                 let copy = other.clone();
                 drop(other);
+                assert_eq!(copy.entries()[0].1.read(), 1);
                 drop(copy);
             });
             // While the other thread may still hold a reference, get_mut must
-            // refuse whenever the count says so; afterwards it must succeed.
-            let _ = node.get_mut().is_some();
+            // refuse whenever the count says so; once it succeeds, the other
+            // thread's read happened before the write it allows.
+            if let Some((mut entries, _)) = node.get_mut() {
+                entries.get(0).1 = Touched::new(&token);
+            }
             t.join().unwrap();
             assert!(node.get_mut().is_some());
             drop(node);
