@@ -1825,10 +1825,7 @@ mod loom_tests {
             let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, copy) = lender_and_borrower(&token);
-            let reader = loom::thread::spawn(move || {
-                assert!(source.entries().iter().all(|e| e.1.read() == 1));
-                drop(source);
-            });
+            let reader = loom::thread::spawn(move || read_then_drop(source));
             crate::raw::settle(&copy);
             reader.join().unwrap();
             assert!(copy.entries().iter().all(|e| e.1.read() == 1));
@@ -1847,10 +1844,7 @@ mod loom_tests {
             let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, copy) = lender_and_settled_borrower(&token);
-            let reader = loom::thread::spawn(move || {
-                assert!(source.entries().iter().all(|e| e.1.read() == 1));
-                drop(source);
-            });
+            let reader = loom::thread::spawn(move || read_then_drop(source));
             assert!(copy.entries().iter().all(|e| e.1.read() == 1));
             drop(copy);
             reader.join().unwrap();
@@ -1867,10 +1861,7 @@ mod loom_tests {
             let _lend = LendGuard::allow::<u32, Touched>();
             let token = Arc::new(());
             let (source, mut copy) = lender_and_settled_borrower(&token);
-            let reader = loom::thread::spawn(move || {
-                assert_eq!(source.entries()[0].1.read(), 1);
-                drop(source);
-            });
+            let reader = loom::thread::spawn(move || read_then_drop(source));
             copy.make_mut().0.get(0).1 = Touched::new(&token);
             assert_eq!(copy.borrowed(), 0);
             reader.join().unwrap();
