@@ -1,20 +1,25 @@
 //! A routes file that does not parse, or breaks a rule, keeps the last good
-//! version in force; fixing it is picked up again.
+//! version in force, and the log says why; fixing it is picked up again.
 
 use std::time::Duration;
 
 mod common;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_file_keeps_the_last_good_routes() {
+    let logs = common::Logs::capture();
     let (service, file) = common::start(common::ROUTES).await;
     let client = common::client();
-    for bad in ["[[route]\nprefix = ", "[[route]]\nprefix = \"api\"\nupstream = \"http://x\"\n", ""] {
-        let bad =
-            if bad.is_empty() { common::ROUTES.replace("http://10.0.0.1:8080", "ftp://nope") } else { bad.to_owned() };
-        file.write(&bad);
-        // Several reload periods: long enough for the reloader to have seen it.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let bad_upstream = common::ROUTES.replace("http://10.0.0.1:8080", "ftp://nope");
+    for (bad, why) in [
+        ("[[route]\nprefix = ", "TOML error at line 1"),
+        ("[[route]]\nprefix = \"api\"\nupstream = \"http://x\"\n", "route #1: prefix \"api\" must start with '/'"),
+        (bad_upstream.as_str(), "route #1 (/api): upstream \"ftp://nope\""),
+    ] {
+        file.write(bad);
+        let line = logs.line_with(why).await;
+        assert!(line.contains("ERROR") && line.contains("rejected"), "{line}");
+        assert!(line.contains("; keeping the routes of version 1"), "{line}");
         let (status, json) = common::route(&client, &service, "/api/x").await;
         assert_eq!((status, &json["route"], &json["version"]), (200, &"/api".into(), &1.into()), "{json}");
     }

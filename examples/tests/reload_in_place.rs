@@ -1,7 +1,8 @@
 //! A routes file rewritten in place (truncated, then written: `cp`, a
 //! shell's `>`, an editor that saves without a rename) is empty for a moment.
 //! A poll in that moment must not publish an empty table: the reloader acts
-//! on new text only once two polls in a row read it. The rule itself is
+//! on new text only once two reads in a row give it, the second started a
+//! poll after the first ended. The rule itself is
 //! checked read by read in `gateway::reload`'s unit tests (which poll lands
 //! in the moment is the scheduler's choice here); this test runs it end to
 //! end.
@@ -17,11 +18,11 @@ const POLL: Duration = Duration::from_millis(50);
 async fn a_file_rewritten_in_place_never_publishes_its_empty_moment() {
     let (service, file) = common::start(common::ROUTES).await;
     let first = service.routes().version();
-    // Each time, the file is empty for half a poll: at most one poll reads
-    // it so, and the next reads the whole text again, unless the machine
-    // stalls this task for a whole poll (then two polls read it empty, and
-    // the failure says so). Eight times, so that some poll likely lands in
-    // an empty moment.
+    // Each time, the file is empty for half a poll, and the two reads that
+    // settle a text see it a poll apart at least: they cannot both see it
+    // empty, unless the machine stalls this task for a whole poll (then the
+    // file was empty that long, and the check below says so). Eight times,
+    // so that some poll likely lands in an empty moment.
     let mut longest_empty = Duration::ZERO;
     for _ in 0..8 {
         std::fs::File::create(&file.path).unwrap();

@@ -15,13 +15,15 @@ usage: service [OPTIONS]
 
   --addr ADDR          listen here (default 127.0.0.1:8080, else a free port if it is taken;
                        port 0 picks a free port)
-  --allow-remote       allow a non-loopback --addr (set --token too: /debug/pprof is served)
+  --allow-remote       allow a non-loopback --addr, and any Host on /debug/pprof and /metrics
+                       (set --token too: without one, a web page could reach them by DNS rebinding)
   --routes PATH        routes file (default examples/data/routes.toml)
   --seconds N          run N seconds, then shut down cleanly (default: until Ctrl-C)
   --no-load            do not start the built-in load generator
   --rate N             load generator requests/s, 1..=5000 (default 200)
   --load-seconds N     stop the load generator after N seconds, 1..=3600 (default 300)
-  --token TOKEN        bearer token for /debug/pprof/* and /metrics (default: $SNAPVIEW_DEBUG_TOKEN)
+  --token TOKEN        bearer token for /debug/pprof/* and /metrics (default: $SNAPVIEW_DEBUG_TOKEN;
+                       an empty TOKEN serves them without one, whatever that says)
   -h, --help           this message
 
 environment: RUST_LOG (log filter, default info), OTEL_EXPORTER_OTLP_ENDPOINT (export

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -62,21 +63,56 @@ impl std::error::Error for ConfigError {}
 ///
 /// The file cannot be read, is not valid TOML, or breaks a rule of [`parse`].
 pub fn load(path: &Path) -> Result<(RouteTable, String), ConfigError> {
-    let cannot_read = |why: String| ConfigError { path: path.to_owned(), message: format!("cannot read: {why}") };
-    let metadata = std::fs::metadata(path).map_err(|err| cannot_read(err.to_string()))?;
-    if let Some(why) = unreadable(&metadata) {
-        return Err(cannot_read(why));
-    }
-    let text = std::fs::read_to_string(path).map_err(|err| cannot_read(err.to_string()))?;
+    let text =
+        read(path).map_err(|why| ConfigError { path: path.to_owned(), message: format!("cannot read: {why}") })?;
     let table = parse(&text).map_err(|message| ConfigError { path: path.to_owned(), message })?;
     Ok((table, text))
+}
+
+/// The routes file's text, unless it is no file to read ([`unreadable`]) or
+/// cannot be read.
+///
+/// One open: the file checked is the file read. Checked by path and opened
+/// again, a rename in between could put a FIFO there, whose open waits for a
+/// writer (and with it the reloader and the shutdown), or a file over the
+/// limit. The open does not wait for a FIFO's writer, and at most
+/// [`MAX_ROUTES_FILE`] bytes are taken, however the file grows meanwhile.
+///
+/// # Errors
+///
+/// Why it was not read, as one line.
+pub fn read(path: &Path) -> Result<String, String> {
+    let file = open_without_waiting(path).map_err(|err| err.to_string())?;
+    let metadata = file.metadata().map_err(|err| err.to_string())?;
+    if let Some(why) = unreadable(&metadata) {
+        return Err(why);
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ROUTES_FILE + 1).read_to_end(&mut bytes).map_err(|err| err.to_string())?;
+    if bytes.len() as u64 > MAX_ROUTES_FILE {
+        return Err(format!("grew past the {MAX_ROUTES_FILE} bytes a routes file may have while read"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+}
+
+/// Opens `path` for reading; a FIFO's open returns at once rather than wait
+/// for a writer (`O_NONBLOCK`, which a regular file's reads ignore).
+#[cfg(unix)]
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+}
+
+#[cfg(not(unix))]
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
 }
 
 /// The largest routes file read, in bytes.
 pub const MAX_ROUTES_FILE: u64 = 1 << 20;
 
 /// Why a file of `metadata` is not read as a routes file, if it is not: one
-/// that is not a regular file (a FIFO, whose open waits for a writer and
+/// that is not a regular file (a FIFO, whose reads wait for a writer and
 /// would hold the reloader, and with it the shutdown; a device such as
 /// `/dev/zero`, which never ends), or one over [`MAX_ROUTES_FILE`].
 pub fn unreadable(metadata: &std::fs::Metadata) -> Option<String> {
@@ -228,6 +264,24 @@ fn percent_encoded(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file is opened once, and a FIFO's open does not wait for a
+    /// writer: swapped in by a rename after a check by path, it would
+    /// otherwise hold the reloader, and with it the shutdown.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_opens_without_waiting_for_a_writer() {
+        let fifo = std::env::temp_dir().join(format!("snapview-examples-open-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs").success());
+        let (opened, open) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || opened.send(open_without_waiting(&path).map(|_| ())));
+        let result = open.recv_timeout(std::time::Duration::from_secs(10)).expect("the open waited for a writer");
+        result.expect("a FIFO opens");
+        assert_eq!(read(&fifo).unwrap_err(), "not a regular file");
+        std::fs::remove_file(&fifo).unwrap();
+    }
 
     #[test]
     fn a_toml_error_is_one_line_that_forges_none() {

@@ -112,8 +112,8 @@ pub enum StartError {
     /// The debug token cannot be sent in a header (`DebugConfig::validate`).
     Token(io::Error),
     /// [`Config::reload_every`] is zero, or longer than
-    /// [`MAX_RELOAD_EVERY`]: the reloader's timer cannot tick (zero), or
-    /// overflows after its first tick.
+    /// [`MAX_RELOAD_EVERY`]: the reloader would read the file without a
+    /// pause (zero), or never again (a duration past tokio's timer range).
     ReloadInterval,
 }
 
@@ -177,11 +177,9 @@ impl Service {
             return Err(StartError::NotLoopback(config.addr));
         }
         config.debug.validate().map_err(StartError::Token)?;
-        // `tokio::time::interval` panics on zero, inside the spawned
-        // reloader, whose end nobody watches: the service would run on
-        // without hot reload, silently.
-        // So does one that overflows tokio's `Instant` arithmetic after the
-        // first tick (`Duration::MAX`).
+        // Zero would make the reloader read the file in a loop, a core's
+        // worth, and a duration past a day is a typo more likely than a
+        // wish (`Duration::MAX` would be a reloader that never reads).
         if config.reload_every.is_zero() || config.reload_every > MAX_RELOAD_EVERY {
             return Err(StartError::ReloadInterval);
         }
@@ -191,11 +189,14 @@ impl Service {
             // now rather than have it end at its first request.
             load::target_for(config.addr).map_err(StartError::Load)?;
         }
-        if !config.addr.ip().is_loopback() && config.debug.token.is_none() {
+        // Remote clients allowed lifts the debug routes' `Host` check too
+        // (below), also on a loopback address: without a token, a web page
+        // the machine's browser opens could then reach them by DNS rebinding.
+        if config.allow_remote && config.debug.token.is_none() {
             tracing::warn!(
                 addr = %config.addr,
-                "serving /debug/pprof beyond loopback without a token: \
-                 anyone who reaches it can profile this process (--token)"
+                "remote clients allowed without a token: /debug/pprof and /metrics answer any Host, \
+                 so anyone who reaches this address, or a web page by DNS rebinding, can profile this process (--token)"
             );
         }
         let (table, loaded_text) = config::load(&config.routes_path).map_err(StartError::Routes)?;

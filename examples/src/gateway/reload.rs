@@ -9,11 +9,10 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use snapview::Change;
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
 
 use super::RouteMap;
 use super::config::{self, RouteTable};
@@ -85,16 +84,21 @@ pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
     Some(diff)
 }
 
-/// Polls `path` every `every` until `stop` turns true, publishing each valid
+/// Reads `path` every `every` until `stop` turns true, publishing each valid
 /// new table and logging its diff; an invalid or unreadable file is logged
 /// (once per distinct problem) and the last good table stays in force.
 /// `loaded` is the text the current table came from.
 ///
-/// New text is acted on once two polls in a row read it: a file rewritten in
-/// place (`cp`, a shell's `>`, an editor saving without a rename) is empty or
-/// cut short for a moment, and a poll in that moment must not publish what
-/// it read (an empty file is a valid, empty table). A rename replaces the
-/// file at once, so the reload then takes one poll more, nothing else. A
+/// New text is acted on once two reads in a row give it, the second started
+/// at least `every` after the first ended: a file rewritten in place (`cp`,
+/// a shell's `>`, an editor saving without a rename) is empty or cut short
+/// for a moment, and a read in that moment must not publish what it read
+/// (an empty file is a valid, empty table). So the reads are spaced from the
+/// end of one to the start of the next, not by a fixed interval, whose next
+/// tick would be due at once after a read slower than `every` (on a slow
+/// mount, say), and two reads could then see the same moment. A rename
+/// replaces the file at once, so the reload then takes one read more,
+/// nothing else. A
 /// rewrite in place that takes longer than a poll (a script printing its
 /// routes slowly into the file) can still be published part-way, since a
 /// part-written file is valid TOML at each complete route: write such files
@@ -107,16 +111,17 @@ pub async fn run(
     loaded: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut settled = Settled::new(loaded);
+    let mut settled = Settled::new(loaded, every);
     let mut read_error: Option<String> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
-            _ = ticks.tick() => {}
+            () = tokio::time::sleep(every) => {}
         }
-        let text = match read_routes(&path).await {
+        let started = Instant::now();
+        let read = read_routes(&path).await;
+        let ended = Instant::now();
+        let text = match read {
             Ok(text) => text,
             Err(message) => {
                 if read_error.as_ref() != Some(&message) {
@@ -128,50 +133,62 @@ pub async fn run(
             }
         };
         read_error = None;
-        if let Some(text) = settled.read(text) {
+        if let Some(text) = settled.read(text, started, ended) {
             reload(&path, &text, &routes);
         }
     }
     tracing::debug!("routes reloader stopped");
 }
 
-/// The rule of [`run`]: new text is acted on once two reads in a row give it.
+/// The rule of [`run`]: new text is acted on once two reads in a row give
+/// it, the second started at least `every` after the first ended.
 struct Settled {
     /// The text last acted on (published or rejected).
     seen: String,
-    /// New text read once.
-    settling: Option<String>,
+    /// New text, and when the first of the reads in a row that gave it ended.
+    settling: Option<(String, Instant)>,
+    /// How long after that the read that settles it must start.
+    every: Duration,
 }
 
 impl Settled {
-    fn new(loaded: String) -> Self {
-        Settled { seen: loaded, settling: None }
+    fn new(loaded: String, every: Duration) -> Self {
+        Settled { seen: loaded, settling: None, every }
     }
 
-    /// Takes one read; returns the text to act on, if it is its time.
-    fn read(&mut self, text: String) -> Option<String> {
+    /// Takes one read, which ran from `started` to `ended`; returns the text
+    /// to act on, if it is its time.
+    fn read(&mut self, text: String, started: Instant, ended: Instant) -> Option<String> {
         if text == self.seen {
             self.settling = None;
-            None
-        } else if self.settling.as_ref() == Some(&text) {
-            self.settling = None;
-            self.seen = text.clone();
-            Some(text)
-        } else {
-            self.settling = Some(text);
-            None
+            return None;
+        }
+        match &self.settling {
+            Some((settling, since)) if *settling == text => {
+                // Two reads close together may both fall in one short moment.
+                if started.saturating_duration_since(*since) < self.every {
+                    return None;
+                }
+                self.settling = None;
+                self.seen = text.clone();
+                Some(text)
+            }
+            _ => {
+                self.settling = Some((text, ended));
+                None
+            }
         }
     }
 }
 
-/// The routes file's text, unless it is no file to read (see
-/// [`config::unreadable`]) or cannot be read.
+/// The routes file's text ([`config::read`]), read on tokio's blocking
+/// threads: a file on a stalled mount holds one of those, not a worker.
 async fn read_routes(path: &std::path::Path) -> Result<String, String> {
-    let metadata = tokio::fs::metadata(path).await.map_err(|err| err.to_string())?;
-    if let Some(why) = config::unreadable(&metadata) {
-        return Err(why);
+    let path = path.to_owned();
+    match tokio::task::spawn_blocking(move || config::read(&path)).await {
+        Ok(read) => read,
+        Err(err) => Err(format!("the read failed: {err}")),
     }
-    tokio::fs::read_to_string(path).await.map_err(|err| err.to_string())
 }
 
 fn reload(path: &std::path::Path, text: &str, routes: &RouteMap) {
@@ -218,18 +235,50 @@ mod tests {
         assert_eq!(diff.to_string(), "routes v1 -> v2: +/c (http://3), -/b, ~/a (http://1 -> http://9)");
     }
 
+    const EVERY: Duration = Duration::from_millis(100);
+
+    /// Each text read in turn, by reads of 1 ms spaced as `run` spaces them.
+    fn reads_a_poll_apart(settled: &mut Settled, at: &mut Instant, texts: &[&str]) -> Vec<Option<String>> {
+        texts
+            .iter()
+            .map(|text| {
+                let started = *at + EVERY;
+                *at = started + Duration::from_millis(1);
+                settled.read(text.to_string(), started, *at)
+            })
+            .collect()
+    }
+
     /// The in-place rewrite's empty moment, whichever polls it falls
     /// between: read once, it is never acted on.
     #[test]
     fn text_is_acted_on_once_two_reads_in_a_row_give_it() {
-        let mut settled = Settled::new("a".into());
-        let reads = |settled: &mut Settled, texts: &[&str]| -> Vec<Option<String>> {
-            texts.iter().map(|t| settled.read(t.to_string())).collect()
-        };
-        assert_eq!(reads(&mut settled, &["a", "", "a", "", "a", "a"]), vec![None; 6], "an empty moment now and then");
-        assert_eq!(reads(&mut settled, &["", "b", "b", "b"]), vec![None, None, Some("b".into()), None]);
-        assert_eq!(reads(&mut settled, &["c", "", "c", "c"]), vec![None, None, None, Some("c".into())]);
-        assert_eq!(reads(&mut settled, &["", ""]), vec![None, Some(String::new())], "a file left empty is empty");
+        let (mut settled, mut at) = (Settled::new("a".into(), EVERY), Instant::now());
+        let mut reads = |texts: &[&str]| reads_a_poll_apart(&mut settled, &mut at, texts);
+        assert_eq!(reads(&["a", "", "a", "", "a", "a"]), vec![None; 6], "an empty moment now and then");
+        assert_eq!(reads(&["", "b", "b", "b"]), vec![None, None, Some("b".into()), None]);
+        assert_eq!(reads(&["c", "", "c", "c"]), vec![None, None, None, Some("c".into())]);
+        assert_eq!(reads(&["", ""]), vec![None, Some(String::new())], "a file left empty is empty");
+    }
+
+    /// A slow read may see the file at its end, and the next read, started
+    /// at once, see the same moment: reads that start within `every` of the
+    /// end of the first that gave the text settle nothing.
+    #[test]
+    fn reads_closer_than_a_poll_settle_nothing() {
+        let mut settled = Settled::new("a".into(), EVERY);
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        assert_eq!(settled.read(String::new(), ms(0), ms(130)), None, "a slow read, the empty moment at its end");
+        assert_eq!(settled.read(String::new(), ms(130), ms(131)), None, "at once after it");
+        assert_eq!(settled.read(String::new(), ms(229), ms(230)), None, "still within a poll of its end");
+        assert_eq!(settled.read(String::new(), ms(230), ms(231)), Some(String::new()), "a poll after its end");
+        // A text that came back counts from its first read after the change.
+        assert_eq!(settled.read("b".into(), ms(250), ms(251)), None);
+        assert_eq!(settled.read("c".into(), ms(300), ms(301)), None);
+        assert_eq!(settled.read("b".into(), ms(360), ms(361)), None, "b again, but after c: its first read");
+        assert_eq!(settled.read("b".into(), ms(400), ms(401)), None);
+        assert_eq!(settled.read("b".into(), ms(461), ms(462)), Some("b".into()));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use snapview::debug::DebugConfig;
@@ -101,5 +102,51 @@ pub async fn wait_for_route(
         }
         assert!(Instant::now() < deadline, "{path} still resolves to {json} after 5 s, want {want:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Everything the process logs, for the assertions: the test binary's only
+/// global subscriber (the reloader logs from a tokio worker thread).
+#[derive(Clone)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Sets the global subscriber, which writes here; once per test binary.
+    pub fn capture() -> Self {
+        let logs = Logs(Arc::default());
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
+        logs
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The first line logged that contains `needle`, waited for up to 10 s.
+    /// (The reloader logs after it publishes: a request may see the new
+    /// version before its line is written.)
+    pub async fn line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.text();
+            if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "nothing logged with {needle:?} in 10 s:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
