@@ -25,8 +25,10 @@ async fn a_file_rewritten_in_place_never_publishes_its_empty_moment() {
     // so that some poll likely lands in an empty moment.
     let mut longest_empty = Duration::ZERO;
     for _ in 0..8 {
-        std::fs::File::create(&file.path).unwrap();
+        // Timed from before the truncation: a stall between the two would
+        // otherwise hide part of the empty moment.
         let emptied = std::time::Instant::now();
+        std::fs::File::create(&file.path).unwrap();
         tokio::time::sleep(POLL / 2).await;
         std::fs::write(&file.path, common::ROUTES).unwrap();
         longest_empty = longest_empty.max(emptied.elapsed());

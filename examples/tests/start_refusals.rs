@@ -22,10 +22,11 @@ async fn a_load_generator_on_a_remote_address_is_refused_at_start() {
     assert!(message.contains("--no-load"), "the message names the way out: {message}");
 }
 
-/// A zero reload interval made `tokio::time::interval` panic inside the
-/// spawned reloader: the service started and ran on without hot reload.
-/// So did `Duration::MAX`, after the first tick (tokio's `Instant`
-/// arithmetic overflows).
+/// A zero reload interval would have the reloader read the file in a loop
+/// (before session 47, with `tokio::time::interval`, it panicked inside the
+/// spawned reloader, and the service ran on without hot reload), and one
+/// past a day is refused as a likely typo (`Duration::MAX` overflowed
+/// tokio's `Instant` arithmetic after the first tick).
 #[tokio::test]
 async fn a_zero_or_endless_reload_interval_is_refused_at_start() {
     let file = common::TempRoutes::new(common::ROUTES);

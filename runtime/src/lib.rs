@@ -51,7 +51,12 @@
 //!   at its last version and the next writer proceeds normally. The same
 //!   holds for a [`try_update`](SnapMap::try_update) whose closure returns
 //!   `Err`; an `update` closure's return value, `Err` or not, never cancels
-//!   its writes.
+//!   its writes. A panic that comes *after* the publish leaves the version
+//!   published and then goes on out of the write call (`insert`, `remove`,
+//!   `update`, ...): one from a replaced value's `Drop`, as the writer frees
+//!   what only the old version held; from a `tracing` layer (feature
+//!   `instrument`); or from a subscription's `Waker` (every waiting
+//!   subscription is woken first; dropping the map does the same).
 //! - Every key and value is dropped exactly once, once no version that holds
 //!   it is current or held by a snapshot, a read guard or a subscription
 //!   (which keeps the last version it was told of, even past the map's end,
@@ -88,7 +93,8 @@
 //! a collision node (4 levels for a million keys, the top ones cached); iteration walks each node's inline
 //! entries as a slice. Writes copy the path from the root to the changed slot
 //! (children shared; entries copied bit for bit where they own nothing, and
-//! otherwise, for [`Lendable`] types, borrowed from the node copied, only the written one cloned, or
+//! otherwise, for the listed std types or the [`Lendable`] types of a map built with
+//! [`lend_entries`](SnapMapBuilder::lend_entries), borrowed from the node copied, only the written one cloned, or
 //! the one a key added or removed moves, and kept borrowed when the batch
 //! rebuilds its copy for another key), then swap one pointer; the
 //! writer keeps its own copies of the root and of the root's entry-free

@@ -36,15 +36,23 @@ pub const DEFAULT_NAME: &str = "snapmap";
 /// nodes on its path; writes also need the hasher to be `Clone` (each version
 /// carries its own, so that a snapshot hashes lookups without the map).
 /// Where entries own memory (`String` keys, `Arc` or `Vec` values), a copy
-/// *borrows* the entries of the node it copies instead of cloning them, and
-/// clones only the entry it writes, or the one that a key
+/// can *borrow* the entries of the node it copies instead of cloning them,
+/// and clone only the entry it writes, or the one that a key
 /// added or removed moves (docs/design.md, "Lending entries"), also when one
 /// batch adds or removes several keys in the same node; `u64`-like entries
-/// are copied bit for bit. It does so for common std types (integers,
-/// `String`, `Box<str>`, `Arc<str>`, `Vec<u8>`, ...) in any map, and for
-/// types of your own that implement [`Lendable`] in a map built with
-/// [`lend_entries`](SnapMapBuilder::lend_entries); other entries are cloned.
-/// So wrap large values in an `Arc`; keys that clone without allocating, such as
+/// are copied bit for bit. Whether a map's copies borrow is decided for its
+/// key and value types together: in any map when both are listed std types
+/// (integers, `String`, `Box<str>`, `Arc<str>`, `Vec<u8>`, ...: see
+/// [`Lendable`]); otherwise only in a map built with
+/// [`lend_entries`](SnapMapBuilder::lend_entries) (both types [`Lendable`]:
+/// `String`, `Arc<T>` and `Vec<T>` of lendable `T` are, and types of your own
+/// can be) or [`lend_copy_values`](SnapMapBuilder::lend_copy_values) (a `Copy`
+/// value). Other maps clone every entry of each node a write copies.
+/// So wrap large values in an `Arc`, and build the map with `lend_entries`:
+/// a default `SnapMap<String, Arc<T>>` clones each copied node's keys (an
+/// allocation each) and counts up its `Arc`s, one built with
+/// `SnapMap::<String, Arc<T>>::builder().lend_entries().build()` clones
+/// neither. Keys that clone without allocating, such as
 /// `Arc<str>`, make the writes that still clone cheaper (a count increment
 /// rather than an allocation; lookups by `&str` work either way;
 /// `docs/benchmarks.md`, "String keys", has the figures):
@@ -199,6 +207,12 @@ impl<K, V, S> SnapMap<K, V, S> {
     /// A [`Subscription`] whose [`changed`](Subscription::changed) resolves
     /// with each new version published from now on (coalesced when several
     /// come between two waits), and `None` once the map is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Inside this map's own [`update`](Self::update): it takes the writer
+    /// lock (so that a publish is either counted in or sees the new
+    /// subscription), and so waits for a batch running on another thread.
     pub fn subscribe(&self) -> Subscription<K, V, S> {
         // Under the writer lock: a publish is either before (and `version`
         // includes it) or after (and sees the new subscription).
@@ -229,11 +243,21 @@ where
     S: BuildHasher + Clone,
 {
     /// Inserts or replaces, publishing a new version; returns the value replaced.
+    ///
+    /// # Panics
+    ///
+    /// As [`update`](Self::update) does: inside this map's own batch; and,
+    /// with the version published, when a replaced value's `Drop`, a
+    /// `tracing` layer or a subscription's `Waker` panics.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         self.update(|tx| tx.insert(key, value))
     }
 
     /// Removes `key`, publishing a new version if it was present; returns its value.
+    ///
+    /// # Panics
+    ///
+    /// As for [`insert`](Self::insert).
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -243,6 +267,10 @@ where
     }
 
     /// Removes every entry, publishing a new version if there were any.
+    ///
+    /// # Panics
+    ///
+    /// As for [`insert`](Self::insert).
     pub fn clear(&self) {
         self.update(|tx| tx.clear());
     }
@@ -271,6 +299,10 @@ where
     /// assert_eq!(routes.snapshot().get("/api"), Some(&8080));
     /// assert_eq!(routes.version(), 3);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As for [`insert`](Self::insert).
     pub fn restore(&self, version: &View<K, V, S>) {
         self.update(|tx| tx.restore(version));
     }
@@ -293,7 +325,9 @@ where
     /// After a publish the writer frees what only the replaced version held
     /// (unless a snapshot still holds it). If a value's `Drop` panics there,
     /// the batch stays published and subscribers are told of it; the panic
-    /// then propagates out of `update`.
+    /// then propagates out of `update`. So does one from a `tracing` layer
+    /// (feature `instrument`) or from a subscription's `Waker`, once every
+    /// waiting subscription is woken.
     ///
     /// # Panics
     ///
@@ -301,8 +335,11 @@ where
     /// (`insert`, `remove`, `clear`, `extend`, `restore`, `update`,
     /// `try_update`, `subscribe`, `clone`): that
     /// write would wait for the lock its own batch holds. The batch then
-    /// publishes nothing, as for any panic in the closure. Writing to other
-    /// maps, and reading this one (`snapshot`, `read`), is fine. The check
+    /// publishes nothing, as for any panic in the closure. Reading this map
+    /// (`snapshot`, `read`) is fine, and so is writing to other maps, as long
+    /// as no other thread's batch writes to this one from inside a batch of
+    /// theirs: two threads that nest batches of two maps in opposite orders
+    /// wait for each other, as with any two locks. The check
     /// sees the batch's own thread only: a thread the closure starts and
     /// waits for (`thread::scope`) that writes to this map other than
     /// through the `Tx` waits for the batch forever, as with any lock. So

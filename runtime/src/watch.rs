@@ -130,12 +130,17 @@ pub(crate) fn wake_all(waiting: Waiting) -> thread::Result<()> {
 /// # let map: SnapMap<String, u16> = SnapMap::new();
 /// let mut changes = map.subscribe();
 /// map.insert("/api".into(), 8080);
-/// # let fut = async move {
+/// # let reload = async move {
 /// while let Some(snapshot) = changes.changed().await {
 ///     println!("version {}: {} routes", snapshot.version(), snapshot.len());
-/// #   break;
+/// #   return snapshot.version();
 /// }
+/// # 0
 /// # };
+/// # // Polled once by hand, as a task's executor would: version 1 is out.
+/// # use std::{future::Future, task::{Context, Poll, Waker}};
+/// # let polled = std::pin::pin!(reload).poll(&mut Context::from_waker(Waker::noop()));
+/// # assert_eq!(polled, Poll::Ready(1));
 /// ```
 ///
 /// `changed()` resolves with the newest version published after the last one
@@ -144,7 +149,8 @@ pub(crate) fn wake_all(waiting: Waiting) -> thread::Result<()> {
 /// see everything that changed. It resolves with `None` once the map is
 /// dropped and its last version was returned. It works with any executor
 /// (it only uses the `Waker` it is polled with), and the subscription is
-/// `'static`, `Send` and `Sync`: move it into a task.
+/// `'static`, and `Send` and `Sync` when `K`, `V` and `S` are (as a
+/// snapshot is): move it into a task.
 pub struct Subscription<K, V, S = crate::DefaultHashBuilder> {
     watchers: Arc<Watchers<K, V, S>>,
     seen: u64,

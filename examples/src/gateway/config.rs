@@ -72,22 +72,30 @@ pub fn load(path: &Path) -> Result<(RouteTable, String), ConfigError> {
 /// The routes file's text, unless it is no file to read ([`unreadable`]) or
 /// cannot be read.
 ///
-/// One open: the file checked is the file read. Checked by path and opened
-/// again, a rename in between could put a FIFO there, whose open waits for a
-/// writer (and with it the reloader and the shutdown), or a file over the
-/// limit. The open does not wait for a FIFO's writer, and at most
-/// [`MAX_ROUTES_FILE`] bytes are taken, however the file grows meanwhile.
+/// The file checked is the file read: the check that decides is made on the
+/// open file. Checked only by path and opened again, a rename in between
+/// could put a FIFO there, whose open waits for a writer (and with it the
+/// reloader and the shutdown), or a file over the limit. (A check by path
+/// comes first all the same, so that a path that is plainly no file, a
+/// device, is not even opened: opening some has effects.) The open does not
+/// wait for a FIFO's writer, and at most [`MAX_ROUTES_FILE`] bytes are
+/// taken, however the file grows meanwhile.
 ///
 /// # Errors
 ///
 /// Why it was not read, as one line.
 pub fn read(path: &Path) -> Result<String, String> {
+    let by_path = std::fs::metadata(path).map_err(|err| err.to_string())?;
+    if let Some(why) = unreadable(&by_path) {
+        return Err(why);
+    }
     let file = open_without_waiting(path).map_err(|err| err.to_string())?;
     let metadata = file.metadata().map_err(|err| err.to_string())?;
     if let Some(why) = unreadable(&metadata) {
         return Err(why);
     }
-    let mut bytes = Vec::new();
+    // Sized as the file is (the limit's byte more tells that it grew).
+    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_ROUTES_FILE) as usize + 1);
     file.take(MAX_ROUTES_FILE + 1).read_to_end(&mut bytes).map_err(|err| err.to_string())?;
     if bytes.len() as u64 > MAX_ROUTES_FILE {
         return Err(format!("grew past the {MAX_ROUTES_FILE} bytes a routes file may have while read"));
@@ -96,11 +104,12 @@ pub fn read(path: &Path) -> Result<String, String> {
 }
 
 /// Opens `path` for reading; a FIFO's open returns at once rather than wait
-/// for a writer (`O_NONBLOCK`, which a regular file's reads ignore).
+/// for a writer (`O_NONBLOCK`, which a regular file's reads ignore), and a
+/// terminal swapped in does not become the process's (`O_NOCTTY`).
 #[cfg(unix)]
 fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)
 }
 
 #[cfg(not(unix))]

@@ -113,7 +113,7 @@ pub enum StartError {
     Token(io::Error),
     /// [`Config::reload_every`] is zero, or longer than
     /// [`MAX_RELOAD_EVERY`]: the reloader would read the file without a
-    /// pause (zero), or never again (a duration past tokio's timer range).
+    /// pause (zero), and a day is longer than any reload wanted (a typo).
     ReloadInterval,
 }
 

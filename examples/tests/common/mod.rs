@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use snapview::debug::DebugConfig;
@@ -121,13 +121,18 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
-    /// Sets the global subscriber, which writes here; once per test binary.
+    /// The test binary's logs: the first call sets the global subscriber,
+    /// which writes here; later calls (other tests of the binary) share it.
     pub fn capture() -> Self {
-        let logs = Logs(Arc::default());
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
-        logs
+        static LOGS: OnceLock<Logs> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs(Arc::default());
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
+            logs
+        })
+        .clone()
     }
 
     /// Everything logged so far.
