@@ -53,12 +53,25 @@ impl<'t, 'm, K, V, S> Entry<'t, 'm, K, V, S> {
     }
 }
 
-impl<'t, K, V, S> Entry<'t, '_, K, V, S>
+impl<'t, 'm, K, V, S> Entry<'t, 'm, K, V, S>
 where
     K: Hash + Eq + Clone,
     V: Clone,
     S: BuildHasher,
 {
+    /// Sets the value, inserting the key if vacant; returns the entry, now
+    /// occupied (std's `Entry::insert_entry`). The stored key is kept if
+    /// there was one.
+    pub fn insert_entry(self, value: V) -> OccupiedEntry<'t, 'm, K, V, S> {
+        match self {
+            Entry::Occupied(mut e) => {
+                e.insert(value);
+                e
+            }
+            Entry::Vacant(e) => e.insert_entry(value),
+        }
+    }
+
     /// The key: the stored one if occupied, else the one given.
     pub fn key(&self) -> &K {
         match self {
@@ -181,7 +194,7 @@ impl<K, V, S> VacantEntry<'_, '_, K, V, S> {
     }
 }
 
-impl<'t, K, V, S> VacantEntry<'t, '_, K, V, S>
+impl<'t, 'm, K, V, S> VacantEntry<'t, 'm, K, V, S>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -192,6 +205,17 @@ where
     pub fn insert(self, value: V) -> &'t mut V {
         let Self { tx, key, hash } = self;
         tx.insert_new(key, hash, value)
+    }
+
+    /// Inserts `value` under the key; returns the entry, now occupied
+    /// (std's `VacantEntry::insert_entry`). Clones the key once: an occupied
+    /// entry finds its value again by it, where std's keeps a pointer.
+    pub fn insert_entry(self, value: V) -> OccupiedEntry<'t, 'm, K, V, S> {
+        let Self { tx, key, hash } = self;
+        let found_by = key.clone();
+        tx.insert_new(key, hash, value);
+        // The insert counted this entry's write.
+        OccupiedEntry { tx, key: found_by, hash, written: true }
     }
 }
 
@@ -265,5 +289,23 @@ mod tests {
         assert_eq!(changes(|tx| _ = tx.get_mut(&5)), 1);
         assert_eq!(changes(|tx| _ = tx.get_mut(&500)), 0, "an absent key");
         assert_eq!(changes(|tx| _ = tx.entry(5).key()), 0, "a look");
+        assert_eq!(changes(|tx| *tx.entry(500).insert_entry(1).get_mut() += 1), 1, "insert_entry, vacant");
+        assert_eq!(changes(|tx| *tx.entry(5).insert_entry(1).get_mut() += 1), 1, "insert_entry, occupied");
+    }
+
+    /// The entry `insert_entry` returns is the key's, as std's: it reads and
+    /// writes the value just set, and removing it takes the key out.
+    #[test]
+    fn insert_entry_returns_the_entry_it_filled() {
+        let hasher = Hasher::with_seed(7);
+        let mut tx: Tx<'_, String, u32, Hasher> = Tx::new(None, 0, &hasher, WrittenPaths::default(), None);
+        let mut vacant = tx.entry("a".to_string()).insert_entry(1);
+        assert_eq!((vacant.key().as_str(), *vacant.get()), ("a", 1));
+        *vacant.get_mut() += 1;
+        assert_eq!(tx.get("a"), Some(&2));
+        let occupied = tx.entry("a".to_string()).insert_entry(7);
+        assert_eq!(*occupied.get(), 7);
+        assert_eq!(occupied.remove_entry(), ("a".to_string(), 7));
+        assert_eq!((tx.get("a"), tx.len()), (None, 0));
     }
 }

@@ -38,6 +38,22 @@ pub(crate) struct Changed<K, V> {
 /// Reads see the batch's own writes. The first write under each node copies it
 /// (the published version still shares it); later writes there change the copy
 /// in place. If the closure panics nothing is published.
+///
+/// A panic that the closure catches (`catch_unwind`) leaves the batch as it
+/// was before the write that panicked, for one-entry writes (`insert`,
+/// `remove`, `get_mut`, an [`Entry`](crate::Entry)'s); a write of many
+/// entries keeps those it wrote before the panic, as std's would: `extend`
+/// its inserts so far, [`assign`](Self::assign) and [`retain`](Self::retain)
+/// their writes so far.
+///
+/// What std's `HashMap` has and a batch has not: `iter_mut`, `values_mut`,
+/// `drain`, `extract_if` and `get_disjoint_mut`. Each would hand out every
+/// value mutably, so the batch would copy every node that the published
+/// version shares and clone every value in it, where a write copies only
+/// its path. Instead, [`get_mut`](Self::get_mut) or [`entry`](Self::entry)
+/// the keys that need it (collected from [`iter`](Self::iter) first);
+/// collect the entries and [`clear`](Self::clear) for `drain`; and collect
+/// what to take out before a [`retain`](Self::retain) for `extract_if`.
 pub struct Tx<'m, K, V, S = crate::DefaultHashBuilder> {
     root: Option<NodeRef<K, V>>,
     len: usize,
@@ -537,6 +553,35 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.get_key_value(key).is_some()
+    }
+}
+
+/// `tx[&key]`, as `std::collections::HashMap` has it, with the batch's
+/// writes.
+///
+/// # Panics
+///
+/// If `key` is absent ([`get`](Tx::get) returns an `Option`).
+///
+/// ```
+/// # use snapview::SnapMap;
+/// let ports: SnapMap<String, u16> = SnapMap::from([("/api".to_string(), 8080)]);
+/// ports.update(|tx| {
+///     tx.insert("/static".into(), tx["/api"] + 1);
+///     assert_eq!(tx["/static"], 8081);
+/// });
+/// ```
+impl<K, Q, V, S> core::ops::Index<&Q> for Tx<'_, K, V, S>
+where
+    K: Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    S: BuildHasher,
+{
+    type Output = V;
+
+    #[inline]
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry for this key in the snapview batch")
     }
 }
 

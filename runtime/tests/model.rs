@@ -137,7 +137,8 @@ enum EntryUse {
     OrInsert,
     /// `and_modify(|x| x += v).or_default()`.
     AndModifyOrDefault,
-    /// `Occupied::insert(v)` or `Vacant::insert(v)`.
+    /// `Occupied::insert(v)` or `Vacant::insert(v)`; for an odd `v`,
+    /// `Entry::insert_entry(v)` then add 1 through the entry.
     Insert,
     /// `Occupied::remove_entry()`, or `Vacant::into_key()` (no write).
     Remove,
@@ -301,6 +302,14 @@ fn run_entry<K: Key, S: BuildHasher>(
             let got = *entry.and_modify(|x| *x += v).or_default();
             let want = *model.entry(k).and_modify(|x| *x += v).or_default();
             assert_eq!(got, want, "and_modify().or_default()");
+            true
+        }
+        EntryUse::Insert if v % 2 == 1 => {
+            let (mut e, mut m) = (entry.insert_entry(v), model.entry(k).insert_entry(v));
+            assert_eq!((e.key(), e.get()), (m.key(), m.get()), "Entry::insert_entry");
+            *e.get_mut() += 1;
+            *m.get_mut() += 1;
+            assert_eq!(e.get(), m.get(), "OccupiedEntry::get_mut after insert_entry");
             true
         }
         EntryUse::Insert => {
