@@ -114,7 +114,7 @@ struct Running {
 }
 
 fn internal_error(what: &str, err: impl std::fmt::Display) -> Failure {
-    Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format_args!("{what}: {err}"))
+    Failure::internal(what, err)
 }
 
 /// A profiler builder with the address ranges of [`BLOCKLIST`] (read from
@@ -129,8 +129,16 @@ fn prepare(hz: i32) -> ProfilerGuardBuilder {
 fn start(builder: ProfilerGuardBuilder) -> Result<ProfilerGuard<'static>, Failure> {
     match builder.build() {
         Ok(guard) => Ok(guard),
-        // Someone else in the process started pprof-rs directly.
-        Err(pprof::Error::Running) => Err(busy()),
+        // This server's own profiles hold `PROFILER` while pprof-rs runs, so
+        // this is one it did not start: someone else in the process started
+        // pprof-rs directly, or pprof-rs stopped one of ours only half (it
+        // keeps saying `Running` when the temporary file for its next
+        // samples cannot be made, e.g. `TMPDIR` gone or read-only).
+        Err(pprof::Error::Running) => Err(Failure::new(
+            StatusCode::CONFLICT,
+            "pprof-rs reports a CPU profile running that this server did not start: another user of pprof-rs \
+             in this process, or pprof-rs left running by a failed stop (an unwritable TMPDIR); retry when it ends",
+        )),
         Err(err) => Err(internal_error("cannot start the profiler", err)),
     }
 }

@@ -22,6 +22,14 @@ impl Failure {
     pub(crate) fn new(status: StatusCode, message: impl std::fmt::Display) -> Failure {
         Failure { status, message: message.to_string() }
     }
+
+    /// A 500 that says `what` failed, and logs why: the cause (an I/O error
+    /// naming a temporary file's path, a panic's message) is for the
+    /// operator's log, not for whoever can reach the endpoint.
+    pub(crate) fn internal(what: &str, cause: impl std::fmt::Display) -> Failure {
+        tracing::error!(error = %cause, "/debug/pprof: {what}");
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format_args!("{what} (the cause is in the server's log)"))
+    }
 }
 
 impl IntoResponse for Failure {
@@ -34,9 +42,7 @@ impl IntoResponse for Failure {
 /// encoding, compressing and drawing of profiles, milliseconds each, that
 /// would otherwise hold up every other request on a small runtime.
 pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(work).await.map_err(|err| {
-        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, format_args!("building the answer failed: {err}"))
-    })
+    tokio::task::spawn_blocking(work).await.map_err(|err| Failure::internal("building the answer failed", err))
 }
 
 /// `status` with a one-line plain-text message.
@@ -58,7 +64,7 @@ pub(crate) fn svg(svg: Vec<u8>) -> Response {
 pub(crate) fn profile(profile: &pprof::protos::Profile, filename: &str) -> Response {
     match gzip(&profile.encode_to_vec()) {
         Ok(bytes) => download(bytes, filename),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format_args!("could not compress the profile: {err}")),
+        Err(err) => Failure::internal("could not compress the profile", err).into_response(),
     }
 }
 
@@ -162,6 +168,45 @@ fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An internal error's cause (here a temporary file's path) goes to the
+    /// log, and the client gets only what failed.
+    #[test]
+    fn an_internal_error_logs_its_cause_and_answers_without_it() {
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let cause = "No such file or directory at path \"/tmp/.tmpAbC\"";
+        let response = tracing::subscriber::with_default(subscriber, || {
+            Failure::internal("profiling failed", cause).into_response()
+        });
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_text(response);
+        assert_eq!(body, "profiling failed (the cause is in the server's log)\n");
+        let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains("ERROR") && logged.contains("/tmp/.tmpAbC") && logged.contains("profiling failed"),
+            "{logged}"
+        );
+    }
+
+    /// A response's whole body, as text.
+    fn body_text(response: Response) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = runtime.block_on(axum::body::to_bytes(response.into_body(), usize::MAX)).unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
 
     #[test]
     fn a_flamegraph_parses_as_xml_without_a_dtd() {

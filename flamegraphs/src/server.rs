@@ -9,7 +9,7 @@ use axum::extract::RawQuery;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::any;
 use snapview_instrument::prometheus;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -24,6 +24,11 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALH
 
 /// The debug routes with [`DebugConfig::default()`] (token from
 /// `SNAPVIEW_DEBUG_TOKEN`), to merge into an application's router.
+///
+/// They answer whoever reaches the application: without a token, they
+/// refuse only what a browser sends (cross-site requests, a `Host` that is a
+/// name, for DNS rebinding), not other machines asking by IP address. An
+/// application that listens beyond loopback needs the token.
 ///
 /// # Panics
 ///
@@ -233,7 +238,7 @@ async fn histograms(RawQuery(raw): RawQuery) -> Response {
     match Query::parse(raw.as_deref()).format(&["text", "json"]) {
         Ok("json") => match serde_json::to_string(&snapview_instrument::report()) {
             Ok(json) => reply::body("application/json", json),
-            Err(err) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, err),
+            Err(err) => reply::Failure::internal("could not encode the histograms", err).into_response(),
         },
         Ok(_) => reply::body("text/plain; charset=utf-8", snapview_instrument::report().to_string()),
         Err(message) => reply::error(StatusCode::BAD_REQUEST, message),

@@ -63,7 +63,7 @@ fn render(profile: &ViewProfile, format: &str) -> Result<Response, Failure> {
         "pprof" => reply::profile(&to_pprof(profile), "views"),
         _ => reply::svg(
             reply::flamegraph("snapview view costs", "ns", profile.folded().lines())
-                .map_err(|err| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, err))?,
+                .map_err(|err| Failure::internal("could not draw the flamegraph", err))?,
         ),
     })
 }
