@@ -7,31 +7,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-/// Set in the child only: an ignored case run by hand (`--ignored`) without
-/// it returns at once instead of profiling the runner's process.
-const CHILD: &str = "SNAPVIEW_TEST_CHILD";
-
-/// Runs the ignored `case` in a child process whose `TMPDIR` is `tmpdir`;
-/// asserts that it ran and passed.
-fn run_child(case: &str, tmpdir: &Path) {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", case, "--nocapture"])
-        .env(CHILD, "1")
-        .env("TMPDIR", tmpdir)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{case} failed in its child process:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("test result: ok. 1 passed"), "{case} did not run:\n{stdout}\n{stderr}");
-}
-
-fn in_child() -> bool {
-    std::env::var_os(CHILD).is_some()
-}
-
 /// A directory of this test's, absent.
 fn gone_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("snapview-flame-{name}-{}", std::process::id()));
@@ -45,13 +20,13 @@ fn text(body: &[u8]) -> &str {
 
 #[test]
 fn without_a_temporary_directory_a_profile_is_a_500_without_the_path() {
-    run_child("child_without_a_temporary_directory", &gone_dir("no-tmp"));
+    common::run_child("child_without_a_temporary_directory", ("TMPDIR", gone_dir("no-tmp").as_os_str()));
 }
 
 #[test]
 #[ignore = "run by without_a_temporary_directory_a_profile_is_a_500_without_the_path, in a child process"]
 fn child_without_a_temporary_directory() {
-    if !in_child() {
+    if !common::in_child() {
         return;
     }
     tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -66,14 +41,14 @@ fn child_without_a_temporary_directory() {
 fn a_directory_gone_mid_profile_leaves_a_409_that_says_so() {
     let dir = gone_dir("tmp-gone");
     std::fs::create_dir(&dir).unwrap();
-    run_child("child_a_directory_gone_mid_profile", &dir);
+    common::run_child("child_a_directory_gone_mid_profile", ("TMPDIR", dir.as_os_str()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 #[ignore = "run by a_directory_gone_mid_profile_leaves_a_409_that_says_so, in a child process"]
 fn child_a_directory_gone_mid_profile() {
-    if !in_child() {
+    if !common::in_child() {
         return;
     }
     let tmpdir = std::env::temp_dir();

@@ -6,42 +6,19 @@ mod common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::process::Command;
 
 use snapview_flame::{DebugConfig, TOKEN_ENV};
 
 const TOKEN: &str = "from-the-environment";
-/// Set in the child only: an ignored case run by hand (`--ignored`) without
-/// it returns at once instead of reading the runner's own environment.
-const CHILD: &str = "SNAPVIEW_TEST_CHILD";
-
-/// Runs the ignored `case` in a child process; asserts that it ran (a name
-/// that matches no test runs none, and exits 0) and passed.
-fn run_child(case: &str, token: &OsStr) {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", case, "--nocapture"])
-        .env(CHILD, "1")
-        .env(TOKEN_ENV, token)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{case} failed in its child process:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("test result: ok. 1 passed"), "{case} did not run:\n{stdout}\n{stderr}");
-}
-
-fn in_child() -> bool {
-    std::env::var_os(CHILD).is_some()
-}
-
 #[test]
 fn the_token_comes_from_the_environment() {
-    run_child("child_the_token_comes_from_the_environment", OsStr::new(TOKEN));
+    common::run_child("child_the_token_comes_from_the_environment", (TOKEN_ENV, OsStr::new(TOKEN)));
 }
 
 #[test]
 #[ignore = "run by the_token_comes_from_the_environment, in a child process"]
 fn child_the_token_comes_from_the_environment() {
-    if !in_child() {
+    if !common::in_child() {
         return;
     }
     assert_eq!(DebugConfig::default().token.as_deref(), Some(TOKEN));
@@ -58,13 +35,16 @@ fn child_the_token_comes_from_the_environment() {
 /// be taken for no token and leave it open.
 #[test]
 fn a_token_that_is_not_unicode_is_refused_not_ignored() {
-    run_child("child_a_token_that_is_not_unicode_is_refused_not_ignored", OsStr::from_bytes(b"s3cr\xffet"));
+    common::run_child(
+        "child_a_token_that_is_not_unicode_is_refused_not_ignored",
+        (TOKEN_ENV, OsStr::from_bytes(b"s3cr\xffet")),
+    );
 }
 
 #[test]
 #[ignore = "run by a_token_that_is_not_unicode_is_refused_not_ignored, in a child process"]
 fn child_a_token_that_is_not_unicode_is_refused_not_ignored() {
-    if !in_child() {
+    if !common::in_child() {
         return;
     }
     assert!(DebugConfig::default().token.is_some(), "the token is kept, lossily");

@@ -155,3 +155,28 @@ pub fn svg_text(body: &[u8]) -> String {
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     doc.descendants().filter_map(|node| node.text()).collect::<Vec<_>>().join("\n")
 }
+
+/// Set in a child process only: an ignored case run by hand (`--ignored`)
+/// without it returns at once instead of acting on the runner's process.
+const CHILD: &str = "SNAPVIEW_TEST_CHILD";
+
+/// Runs the ignored `case` of this test binary in a child process with `env`
+/// set (process-wide state: the environment, pprof-rs's profiler); asserts
+/// that it ran (a name that matches no test runs none, and exits 0) and
+/// passed.
+pub fn run_child(case: &str, env: (&str, &std::ffi::OsStr)) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", case, "--nocapture"])
+        .env(CHILD, "1")
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{case} failed in its child process:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("test result: ok. 1 passed"), "{case} did not run:\n{stdout}\n{stderr}");
+}
+
+/// Whether this is a child process of [`run_child`].
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
