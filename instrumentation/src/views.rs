@@ -44,6 +44,18 @@ pub const WINDOW_FILTER: &str = "info,snapview=debug";
 /// could slow the application and take every connection the server allows.
 pub const MAX_WINDOWS: usize = 4;
 
+/// How many distinct stacks a window keeps; the time of stacks past them
+/// goes to one [`OVERFLOW_STACK`]. A stack is the span names it nests
+/// under, so an application that names spans after what varies (a raw
+/// request path in `otel.name`) would otherwise grow each window without
+/// bound for as long as it is open (up to 300 s at the debug endpoint).
+pub const MAX_STACKS: usize = 10_000;
+
+/// The stack that collects the time of stacks past [`MAX_STACKS`] in one
+/// window: one frame, which says so in a flamegraph.
+pub const OVERFLOW_STACK: &str = "(stacks past the first 10000)";
+const _: () = assert!(MAX_STACKS == 10_000, "OVERFLOW_STACK names the number");
+
 /// The process-wide profiler, the one the [`Telemetry`](crate::Telemetry)
 /// pipeline installs and the `/debug/pprof/views` endpoint reads.
 pub fn profiler() -> &'static ViewProfiler {
@@ -155,7 +167,7 @@ impl ViewProfiler {
 
     fn record(&self, stack: &str, nanos: u64) {
         for window in lock(&self.windows).iter().filter_map(Weak::upgrade) {
-            *lock(&window.0).entry(stack.to_owned()).or_insert(0) += nanos;
+            window.add(stack, nanos);
         }
     }
 }
@@ -184,6 +196,20 @@ fn is_alive(handle: &reload::Handle<EnvFilter, Registry>) -> bool {
 /// Folded stack -> nanoseconds, for one window.
 #[derive(Default)]
 struct Stacks(Mutex<HashMap<String, u64>>);
+
+impl Stacks {
+    /// Adds `nanos` to `stack`, or to [`OVERFLOW_STACK`] once the window has
+    /// [`MAX_STACKS`] others; a stack seen before costs no allocation.
+    fn add(&self, stack: &str, nanos: u64) {
+        let mut stacks = lock(&self.0);
+        if let Some(total) = stacks.get_mut(stack) {
+            *total += nanos;
+            return;
+        }
+        let stack = if stacks.len() < MAX_STACKS { stack } else { OVERFLOW_STACK };
+        *stacks.entry(stack.to_owned()).or_insert(0) += nanos;
+    }
+}
 
 /// An open profiling window. Dropping it without [`finish`](Self::finish) discards it.
 #[must_use = "a window collects until it is finished or dropped"]
@@ -370,5 +396,22 @@ mod tests {
         open.push(profiler.start().unwrap());
         let _ = open.pop().unwrap().finish();
         assert!(profiler.start().is_ok());
+    }
+
+    /// Past [`MAX_STACKS`] distinct stacks, a window adds time to one
+    /// overflow stack; the stacks it kept go on adding their own.
+    #[test]
+    fn a_window_keeps_at_most_max_stacks_and_one_overflow() {
+        let stacks = Stacks::default();
+        for i in 0..MAX_STACKS + 5 {
+            stacks.add(&format!("GET /item/{i};snapview.snapshot{{map=routes}}"), 10);
+        }
+        stacks.add("GET /item/0;snapview.snapshot{map=routes}", 1);
+        stacks.add("GET /item/new;snapview.snapshot{map=routes}", 7);
+        let stacks = stacks.0.into_inner().unwrap();
+        assert_eq!(stacks.len(), MAX_STACKS + 1);
+        assert_eq!(stacks[OVERFLOW_STACK], 5 * 10 + 7);
+        assert_eq!(stacks["GET /item/0;snapview.snapshot{map=routes}"], 11);
+        assert!(!stacks.contains_key("GET /item/new;snapview.snapshot{map=routes}"));
     }
 }
