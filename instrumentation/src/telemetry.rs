@@ -374,6 +374,17 @@ pub enum TelemetryError {
         /// What it may be.
         expected: &'static str,
     },
+    /// An OTLP headers variable (`OTEL_EXPORTER_OTLP_HEADERS`,
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_METRICS_HEADERS`)
+    /// has a pair the exporters would skip: without `=`, without a key, or
+    /// with a key or value no header can carry. Its value is not repeated,
+    /// here or in the message: headers carry API keys.
+    InvalidHeaders {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong, naming the pair's position and its key.
+        problem: String,
+    },
     /// tokio-console's server cannot listen on its address (taken by
     /// another process, say): `TOKIO_CONSOLE_BIND` chooses another. (Or,
     /// rarely, its thread or its runtime cannot start.)
@@ -403,6 +414,11 @@ impl fmt::Display for TelemetryError {
             TelemetryError::InvalidEnvironment { var, value, expected } => {
                 write!(f, "{var}={value:?} is not valid: expected {expected}")
             }
+            TelemetryError::InvalidHeaders { var, problem } => write!(
+                f,
+                "{var} is not valid: {problem} (expected key=value pairs separated by commas, values without \
+                 control characters, percent-encoded or not; the value is not shown, it may hold a secret)"
+            ),
             TelemetryError::ConsoleServer { addr, source } => {
                 write!(f, "tokio-console cannot listen on {addr}: {source} (TOKIO_CONSOLE_BIND sets another address)")
             }
@@ -417,7 +433,7 @@ impl Error for TelemetryError {
             TelemetryError::ConsoleNeedsTokioUnstable => None,
             TelemetryError::Exporter { source, .. } => Some(source.as_ref()),
             TelemetryError::GlobalDefaultAlreadySet(source) => Some(source),
-            TelemetryError::InvalidEnvironment { .. } => None,
+            TelemetryError::InvalidEnvironment { .. } | TelemetryError::InvalidHeaders { .. } => None,
             TelemetryError::ConsoleServer { source, .. } => Some(source),
         }
     }

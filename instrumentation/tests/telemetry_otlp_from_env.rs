@@ -204,6 +204,33 @@ fn child_refuses_json() {
     assert!(message.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\""), "{message}");
 }
 
+/// A headers variable with a pair the exporters would skip (a `:` for an
+/// `=`: every export would then go without the API key, refused) stops the
+/// build, naming the variable and not the key's value.
+#[test]
+fn a_headers_pair_the_exporters_would_skip_is_an_error_without_the_secret() {
+    run_child(
+        "child_refuses_bad_headers",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=a,authorization: Bearer s3cret"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "run by a_headers_pair_the_exporters_would_skip_is_an_error_without_the_secret"]
+fn child_refuses_bad_headers() {
+    if !child::in_child() {
+        return;
+    }
+    let error = Telemetry::builder().fmt(false).otlp_from_env().build().map(drop).unwrap_err();
+    assert!(matches!(error, TelemetryError::InvalidHeaders { var: "OTEL_EXPORTER_OTLP_HEADERS", .. }), "{error:?}");
+    let (message, debug) = (error.to_string(), format!("{error:?}"));
+    assert!(message.contains("pair 2 has no `=`"), "{message}");
+    assert!(!message.contains("s3cret") && !debug.contains("s3cret"), "{message} / {debug}");
+}
+
 /// A collector that accepts connections and never answers: every export
 /// waits for the export timeout.
 struct Silent {

@@ -61,11 +61,12 @@ impl Prepared {
         use tracing_subscriber::Layer as _;
         let addr = self.addr;
         let failed = |source| TelemetryError::ConsoleServer { addr, source };
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(failed)?;
+        let mut runtime = Unserved(Some(
+            tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(failed)?,
+        ));
         self.listener.set_nonblocking(true).map_err(failed)?;
         let listener = {
-            let _runtime = runtime.enter();
+            let _runtime = runtime.0.as_ref().map(tokio::runtime::Runtime::enter);
             tokio::net::TcpListener::from_std(self.listener).map_err(failed)?
         };
         let (layer, server) = self.builder.build();
@@ -73,9 +74,25 @@ impl Prepared {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("snapview-console".into())
-            .spawn(move || serve(runtime, server, listener, stopped))
+            .spawn(move || serve(runtime.0.take().expect("served once"), server, listener, stopped))
             .map_err(failed)?;
         Ok((layer, Serving { addr, stop: Some(stop), thread: Some(thread) }))
+    }
+}
+
+/// The server's runtime until its thread takes it. Dropped before that (an
+/// error on the way to serving), it shuts down without blocking: that drop
+/// runs on the thread that called `build()`, which may be inside an
+/// application's async runtime, where dropping a runtime panics.
+#[cfg(tokio_unstable)]
+struct Unserved(Option<tokio::runtime::Runtime>);
+
+#[cfg(tokio_unstable)]
+impl Drop for Unserved {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use opentelemetry_otlp::{
     OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -253,6 +254,51 @@ fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, Stri
         .collect()
 }
 
+/// Checks the three OTLP headers variables as the exporters will read
+/// them (this crate's metrics exporter, and the SDK's span exporter, which
+/// skip a pair they cannot use, so that every export then fails, with a
+/// 401 say, and nothing points at the variable): each comma-separated pair
+/// is `key=value`, the key can name a header and the value, percent-decoded,
+/// can be sent in one. An empty pair (a trailing comma) is allowed. The
+/// error names the variable, the pair's position and its key, never a value.
+pub(super) fn check_headers(env: impl Fn(&str) -> Option<String>) -> Result<(), TelemetryError> {
+    for var in [OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_METRICS_HEADERS] {
+        let Some(pairs) = env(var) else { continue };
+        for (n, pair) in (1..).zip(pairs.split(',')) {
+            if let Some(problem) = header_pair_problem(n, pair) {
+                return Err(TelemetryError::InvalidHeaders { var, problem });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with the `n`th pair, if anything, without its value.
+fn header_pair_problem(n: usize, pair: &str) -> Option<String> {
+    if pair.trim().is_empty() {
+        return None;
+    }
+    let Some((key, value)) = pair.split_once('=') else {
+        return Some(format!("pair {n} has no `=`"));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() {
+        return Some(format!("pair {n} has no key"));
+    }
+    if HeaderName::try_from(key).is_err() {
+        return Some(format!("pair {n}'s key {key:?} cannot name a header"));
+    }
+    let value = percent_decode(value).unwrap_or_else(|| value.to_owned());
+    if value.is_empty() {
+        return Some(format!("pair {n} ({key}) has an empty value"));
+    }
+    // As the SDK's exporters convert it (`from_str`, which takes any byte
+    // but the control characters other than a tab).
+    HeaderValue::from_str(&value)
+        .is_err()
+        .then(|| format!("pair {n}'s value ({key}) cannot be sent in a header: it has a control character"))
+}
+
 /// `%XX` escapes decoded; `None` if one is malformed or the result is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -311,6 +357,33 @@ mod tests {
         assert_eq!(headers, wanted);
         assert_eq!(configured_headers(env_of(&vars[..1])), [("general".to_owned(), "1".to_owned())]);
         assert!(configured_headers(env_of(&[])).is_empty());
+    }
+
+    /// A pair the exporters would skip is an error at build, naming the
+    /// variable, the pair and its key, and never the value.
+    #[test]
+    fn headers_the_exporters_would_skip_are_refused_without_their_values() {
+        let problem = |var: &str, value: &str| match check_headers(env_of(&[(var, value)])) {
+            Ok(()) => None,
+            Err(err) => {
+                assert!(!err.to_string().contains("s3cret"), "the value is not shown: {err}");
+                Some(err.to_string())
+            }
+        };
+        let traces = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+        for (var, value, why) in [
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization: Bearer s3cret", "pair 1 has no `=`"),
+            (traces, "a=1,=s3cret", "pair 2 has no key"),
+            (traces, "api key=s3cret", "pair 1's key \"api key\" cannot name a header"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-key=", "pair 1 (x-key) has an empty value"),
+            (traces, "x-key=s3cret%0A", "pair 1's value (x-key) cannot be sent in a header"),
+        ] {
+            let message = problem(var, value).unwrap_or_else(|| panic!("{var}={value:?} passed"));
+            assert!(message.starts_with(&format!("{var} is not valid: {why}")), "{message}");
+        }
+        for fine in ["", "a=1,", " api-key = a%20b%2Cc , x=1=2", "k=a\tb", "raw=%zz", "k=\u{e9}t\u{e9}", "k=%C3%A9"] {
+            assert_eq!(problem(traces, fine), None, "{fine:?}");
+        }
     }
 
     #[test]

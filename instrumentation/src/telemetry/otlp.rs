@@ -390,6 +390,7 @@ impl Pipeline {
         let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, metrics, .. } =
             *resolved;
         // Read before the export runtime exists: an error would drop it.
+        metric_export::check_headers(metric_export::env_var)?;
         let temporality = match metrics {
             true => metric_export::temporality_preference(metric_export::env_var)?,
             false => Temporality::Cumulative,
@@ -444,7 +445,7 @@ impl Pipeline {
     pub(super) fn flush(&self) {
         let (traces, metrics) = (self.tracer_provider.clone(), self.meter_provider.clone());
         // Errors are already reported by the SDK's internal logs.
-        run_bounded(
+        let _ = run_bounded(
             self.timeout,
             [Box::new(move || drop(traces.force_flush())), Box::new(move || drop(metrics.force_flush()))],
         );
@@ -457,10 +458,13 @@ impl Drop for Pipeline {
         let timeout = self.timeout;
         // Both shut down at once, each with a final export; errors are already
         // reported by the SDK's internal logs.
-        run_bounded(
+        let finished = run_bounded(
             timeout,
             [Box::new(move || drop(traces.shutdown_with_timeout(timeout))), Box::new(move || drop(metrics.shutdown()))],
         );
+        if let Some(losses) = &self.span_losses {
+            losses.report_at_shutdown(finished, timeout);
+        }
         if let Some(runtime) = self.runtime.take() {
             // Never blocks, unlike dropping a runtime, which would also panic
             // inside an application's async context. An export still running
@@ -533,10 +537,11 @@ fn metric_exporter(resolved: &Resolved<'_>, histograms: Histograms) -> Result<Me
 }
 
 /// Runs each task on a thread of its own and waits for them until `timeout`
-/// has passed. A task still running then is left to finish on its own: the
-/// SDK's flush and shutdown can block far longer than their timeouts (a
-/// metrics flush has none), and the caller must not.
-fn run_bounded<const N: usize>(timeout: Duration, tasks: [Box<dyn FnOnce() + Send>; N]) {
+/// has passed; returns whether they all finished. A task still running then
+/// is left to finish on its own: the SDK's flush and shutdown can block far
+/// longer than their timeouts (a metrics flush has none), and the caller
+/// must not.
+fn run_bounded<const N: usize>(timeout: Duration, tasks: [Box<dyn FnOnce() + Send>; N]) -> bool {
     let deadline = Instant::now() + timeout;
     let (done, finished) = mpsc::channel();
     let mut started = 0;
@@ -553,9 +558,10 @@ fn run_bounded<const N: usize>(timeout: Duration, tasks: [Box<dyn FnOnce() + Sen
     }
     for _ in 0..started {
         if finished.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
-            return;
+            return false;
         }
     }
+    started == N
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub(super) struct SpanLosses {
     dropped: AtomicU64,
     /// After shutdown the SDK's processor takes no more spans.
     closed: AtomicBool,
+    /// Whether the first span refused at a full queue was logged.
+    told_full: AtomicBool,
 }
 
 impl SpanLosses {
@@ -40,8 +42,28 @@ impl SpanLosses {
                 .is_ok();
         if !admitted {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.closed.load(Ordering::Relaxed) && !self.told_full.swap(true, Ordering::Relaxed) {
+                warn_queue_full(self.capacity);
+            }
         }
         admitted
+    }
+
+    /// Logs what was lost, once the pipeline's shutdown is over or given
+    /// up on (`finished` false): what [`dropped`](Self::dropped) counted,
+    /// which nobody can ask for once the guard is gone, and the spans still
+    /// waiting then, which are lost too.
+    pub(super) fn report_at_shutdown(&self, finished: bool, timeout: Duration) {
+        let dropped = self.dropped();
+        let waiting = if finished { 0 } else { self.in_flight.load(Ordering::Relaxed) };
+        if dropped > 0 || waiting > 0 {
+            tracing::warn!(
+                dropped,
+                waiting,
+                "OTLP: {dropped} spans were not exported (refused at a full queue, or their export failed), \
+                 and {waiting} were still waiting when the shutdown's export timeout ({timeout:?}) ran out"
+            );
+        }
     }
 
     /// Frees the places of an exported batch, counting it if it was lost.
@@ -51,6 +73,17 @@ impl SpanLosses {
             self.dropped.fetch_add(spans as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// The first span refused at a full queue: the SDK's own warning never
+/// comes, since the gate keeps its queue from filling.
+#[cold]
+fn warn_queue_full(capacity: usize) {
+    tracing::warn!(
+        capacity,
+        "OTLP: the span queue is full ({capacity} spans waiting for the collector): spans are dropped, \
+         and counted (TelemetryGuard::dropped_spans) until it drains; this is logged once"
+    );
 }
 
 /// The SDK's batch processor behind the gate of a [`SpanLosses`].
@@ -72,6 +105,7 @@ impl BoundedSpanProcessor {
             in_flight: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            told_full: AtomicBool::new(false),
         });
         let exporter = CountingExporter { inner: exporter, losses: Arc::clone(&losses) };
         let config = BatchConfigBuilder::default().with_max_queue_size(capacity).with_scheduled_delay(delay).build();
@@ -131,5 +165,75 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn losses(capacity: usize) -> SpanLosses {
+        SpanLosses {
+            capacity,
+            in_flight: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            told_full: AtomicBool::new(false),
+        }
+    }
+
+    /// What `f` logs, as the fmt layer writes it.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(log.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The SDK never warns of a full queue behind the gate, so the gate
+    /// does, once, and the count goes on.
+    #[test]
+    fn a_full_queue_is_logged_once_and_counted_throughout() {
+        let losses = losses(2);
+        let log = logged(|| {
+            let admitted: Vec<bool> = (0..10).map(|_| losses.admit()).collect();
+            assert_eq!(admitted, [true, true, false, false, false, false, false, false, false, false]);
+        });
+        assert_eq!(log.matches("the span queue is full (2 spans waiting").count(), 1, "{log}");
+        assert_eq!(losses.dropped(), 8);
+        // After shutdown spans are refused without a word (the SDK's
+        // processor is gone); they still count.
+        losses.closed.store(true, Ordering::Relaxed);
+        losses.told_full.store(false, Ordering::Relaxed);
+        assert_eq!(logged(|| assert!(!losses.admit())), "");
+        assert_eq!(losses.dropped(), 9);
+    }
+
+    /// At shutdown, what was lost is logged: the count nobody can ask for
+    /// once the guard is gone, and the spans a shutdown that gave up left.
+    #[test]
+    fn the_losses_are_logged_at_shutdown() {
+        let losses = losses(8);
+        assert_eq!(logged(|| losses.report_at_shutdown(true, Duration::from_secs(2))), "", "nothing lost");
+        (0..3).for_each(|_| assert!(losses.admit()));
+        losses.settle(1, true);
+        let log = logged(|| losses.report_at_shutdown(false, Duration::from_secs(2)));
+        assert!(log.contains("WARN") && log.contains("1 spans were not exported"), "{log}");
+        assert!(log.contains("and 2 were still waiting when the shutdown's export timeout (2s) ran out"), "{log}");
+        let log = logged(|| losses.report_at_shutdown(true, Duration::from_secs(2)));
+        assert!(log.contains("1 spans were not exported") && log.contains("and 0 were still waiting"), "{log}");
     }
 }
