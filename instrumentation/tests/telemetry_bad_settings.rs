@@ -44,6 +44,21 @@ fn a_bad_endpoint_is_an_error_outside_any_runtime() {
     assert!(matches!(error, TelemetryError::Exporter { .. }), "{error:?}");
 }
 
+/// A user part in the endpoint (`user:password@`) is a secret: errors and
+/// the builder's `Debug` show it as `***@`.
+#[test]
+fn an_endpoints_user_part_is_not_shown() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let built =
+            Telemetry::builder().fmt(false).otlp(protocol).otlp_endpoint("http://user:s3cret@bad host:4318").build();
+        let error = built.err().expect("this endpoint cannot make an exporter").to_string();
+        assert!(error.contains("http://***@bad host:4318") && !error.contains("s3cret"), "{protocol:?}: {error}");
+    }
+    let builder = Telemetry::builder().otlp(Protocol::Grpc).otlp_endpoint("http://user:s3cret@collector:4317");
+    let debug = format!("{builder:?}");
+    assert!(debug.contains("http://***@collector:4317") && !debug.contains("s3cret"), "{debug}");
+}
+
 /// Over HTTP too: the clients are built without the URL, which every
 /// export would then fail on.
 #[test]

@@ -39,6 +39,7 @@ use tonic::transport::Channel;
 
 use super::TelemetryError;
 use super::metrics::Histograms;
+use super::transport::redacted;
 use crate::sync::unmodelled::{AtomicBool, Ordering};
 
 /// Sends the metrics of each collection, histograms included.
@@ -67,7 +68,7 @@ impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Transport::Grpc { .. } => f.write_str("Grpc"),
-            Transport::Http { url, .. } => f.debug_struct("Http").field("url", url).finish_non_exhaustive(),
+            Transport::Http { url, .. } => f.debug_struct("Http").field("url", &redacted(url)).finish_non_exhaustive(),
         }
     }
 }
@@ -101,10 +102,11 @@ impl MetricExport {
             // A 404 is also what a collector answers to a wrong path, and a
             // signal-specific endpoint variable is used as given, path and all.
             Transport::Http { url, .. } => tracing::warn!(
-                "the OTLP collector takes no metrics at {url} (404; Jaeger takes only traces): the latency \
+                "the OTLP collector takes no metrics at {} (404; Jaeger takes only traces): the latency \
                  histograms are not exported to it, while traces are; the report and Prometheus text still have \
                  them. If the collector does take metrics, check the path: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT \
-                 is used as given and needs its /v1/metrics"
+                 is used as given and needs its /v1/metrics",
+                redacted(url)
             ),
         }
     }
@@ -180,7 +182,7 @@ fn post(
         return Err(Failure::NoMetricsService);
     }
     if !status.is_success() {
-        return Err(Failure::Other(format!("{url} answered {status}")));
+        return Err(Failure::Other(format!("{} answered {status}", redacted(url))));
     }
     // A collector may answer with an empty body: no partial success to report.
     let body = response.bytes().map_err(|error| Failure::Other(error.to_string()))?;

@@ -104,8 +104,8 @@ enum Export {
     AsTheEnvironmentSays,
 }
 
-/// The OTLP part of a [`TelemetryBuilder`].
-#[derive(Debug)]
+/// The OTLP part of a [`TelemetryBuilder`]. Its `Debug` shows the
+/// endpoint without a user part ([`transport::redacted`]).
 pub(super) struct OtlpConfig {
     export: Export,
     service_name: Option<String>,
@@ -115,6 +115,21 @@ pub(super) struct OtlpConfig {
     /// As given to the builder; else `OTEL_EXPORTER_OTLP_TIMEOUT`, else the default.
     timeout: Option<Duration>,
     tls: TlsFiles,
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let OtlpConfig { export, service_name, endpoint, filter, metrics_interval, timeout, tls } = self;
+        f.debug_struct("OtlpConfig")
+            .field("export", export)
+            .field("service_name", service_name)
+            .field("endpoint", &endpoint.as_deref().map(transport::redacted))
+            .field("filter", filter)
+            .field("metrics_interval", metrics_interval)
+            .field("timeout", timeout)
+            .field("tls", tls)
+            .finish()
+    }
 }
 
 impl Default for OtlpConfig {

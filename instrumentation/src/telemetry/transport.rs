@@ -98,13 +98,13 @@ pub(super) fn grpc_channel(connect: Connect<'_>, signal: &Signal) -> Result<Chan
     let url = grpc_endpoint(connect.endpoint, signal, process_env);
     let endpoint = Endpoint::from_shared(url.clone())
         .and_then(|endpoint| endpoint.user_agent(USER_AGENT))
-        .map_err(|source| signal.error(format!("endpoint {url:?}: {source}")))?
+        .map_err(|source| signal.error(format!("endpoint {:?}: {source}", redacted(&url))))?
         .timeout(connect.timeout)
         .connect_timeout(connect.timeout);
     let endpoint = match scheme(&url).as_deref() {
         Some("http") => endpoint,
         Some("https") => tls::grpc(endpoint, &url, connect.timeout, connect.tls, signal)?,
-        _ => return Err(signal.error(format!("endpoint {url:?}: the scheme must be http:// or https://"))),
+        _ => return Err(signal.error(format!("endpoint {:?}: the scheme must be http:// or https://", redacted(&url)))),
     };
     Ok(endpoint.connect_lazy())
 }
@@ -160,7 +160,7 @@ pub(super) fn http_client(
     let builder = match scheme(url).as_deref() {
         Some("http") => tls::plain(builder),
         Some("https") => tls::http(builder, url, connect.tls, signal)?,
-        _ => return Err(signal.error(format!("endpoint {url:?}: the scheme must be http:// or https://"))),
+        _ => return Err(signal.error(format!("endpoint {:?}: the scheme must be http:// or https://", redacted(url)))),
     };
     // After the scheme's check, whose message says more for `host:port`
     // (read as a scheme `host` without a host).
@@ -181,10 +181,11 @@ pub(super) fn http_client(
 /// built without one, and the exporters post to it only at their first
 /// export, where the failure would be one more SDK warning.
 fn check_http_url(url: &str, signal: &Signal) -> Result<(), TelemetryError> {
-    let parsed = reqwest::Url::parse(url).map_err(|source| signal.error(format!("endpoint {url:?}: {source}")))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|source| signal.error(format!("endpoint {:?}: {source}", redacted(url))))?;
     match parsed.host_str() {
         Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(signal.error(format!("endpoint {url:?}: no host"))),
+        _ => Err(signal.error(format!("endpoint {:?}: no host", redacted(url)))),
     }
 }
 
@@ -202,6 +203,18 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 }
 
 /// The URL's scheme, in lower case; `None` if it has none.
+/// `url` with its user part, if it has one (`user:password@`), shown as
+/// `***@`: endpoints appear in errors and logs, and a user part carries a
+/// secret (reqwest strips it from its own messages, these are ours).
+pub(super) fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
 fn scheme(url: &str) -> Option<String> {
     url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase())
 }
@@ -213,10 +226,13 @@ mod tls {
 
     use tonic::transport::Endpoint;
 
-    use super::{Signal, TelemetryError, TlsFiles};
+    use super::{Signal, TelemetryError, TlsFiles, redacted};
 
     fn refused(url: &str, signal: &Signal) -> TelemetryError {
-        signal.error(format!("endpoint {url:?}: TLS needs the `otlp-tls` feature (of snapview or snapview-instrument)"))
+        signal.error(format!(
+            "endpoint {:?}: TLS needs the `otlp-tls` feature (of snapview or snapview-instrument)",
+            redacted(url)
+        ))
     }
 
     pub(super) fn grpc(
@@ -254,7 +270,7 @@ mod tls {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-    use super::{Signal, TelemetryError, TlsFiles, process_env};
+    use super::{Signal, TelemetryError, TlsFiles, process_env, redacted};
 
     const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
     const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
@@ -297,7 +313,7 @@ mod tls {
             Some((certificate, key)) => config.identity(Identity::from_pem(certificate, key)),
             None => config,
         };
-        endpoint.tls_config(config).map_err(|source| signal.error(format!("endpoint {url:?}: {source}")))
+        endpoint.tls_config(config).map_err(|source| signal.error(format!("endpoint {:?}: {source}", redacted(url))))
     }
 
     /// A client for `http://` only: reqwest builds its TLS setup for every
@@ -315,7 +331,7 @@ mod tls {
         signal: &Signal,
     ) -> Result<reqwest::blocking::ClientBuilder, TelemetryError> {
         let pem = Pem::for_signal(files, signal)?;
-        let invalid = |source: reqwest::Error| signal.error(format!("endpoint {url:?}: {source}"));
+        let invalid = |source: reqwest::Error| signal.error(format!("endpoint {:?}: {source}", redacted(url)));
         let builder = match pem.roots {
             Some(roots) => builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&roots).map_err(invalid)?),
             None => builder,
@@ -403,6 +419,20 @@ mod tls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoints_user_part_is_not_shown() {
+        for (url, shown) in [
+            ("http://user:s3cret@collector:4318/v1/metrics", "http://***@collector:4318/v1/metrics"),
+            ("https://s3cret@collector", "https://***@collector"),
+            ("http://collector:4317/a@b?x=y@z", "http://collector:4317/a@b?x=y@z"),
+            ("collector:4317", "collector:4317"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
+        let error = check_http_url("http://user:s3cret@:4318", &Signal::METRICS).unwrap_err().to_string();
+        assert!(error.contains("***@") && !error.contains("s3cret"), "{error}");
+    }
 
     fn env_of<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
         |var| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
