@@ -330,7 +330,9 @@ impl TelemetryGuard {
     }
 
     /// Exports the queued spans and the current histograms now, waiting at
-    /// most the export timeout. Dropping the guard does this too.
+    /// most the export timeout. Dropping the guard does this too. One flush
+    /// runs at a time: a call while another thread's runs waits for it, then
+    /// flushes, within the same timeout (past it, it returns without).
     pub fn flush(&self) {
         #[cfg(feature = "otlp")]
         if let Some(pipeline) = &self.otlp {

@@ -27,6 +27,7 @@ use super::process_env;
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
 use super::transport::{self, Connect, Signal, TlsFiles};
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError, parse_filter};
+use crate::sync::unmodelled::{AtomicBool, AtomicUsize, Ordering};
 
 /// The OTLP layer's filter unless [`TelemetryBuilder::otlp_filter`] says
 /// otherwise: snapview's spans down to DEBUG, which leaves out the TRACE
@@ -398,6 +399,9 @@ pub(super) struct Pipeline {
     timeout: Duration,
     /// The gRPC exporters' connections live here; `None` for HTTP.
     runtime: Option<Runtime>,
+    /// Whether a flush's tasks are still running (they may outlive the
+    /// wait of the flush that started them).
+    flushing: Arc<AtomicBool>,
 }
 
 impl Pipeline {
@@ -446,7 +450,8 @@ impl Pipeline {
         let meter_provider = meter_provider.with_resource(resource).build();
         super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE), &shared);
 
-        Ok(Pipeline { tracer_provider, meter_provider, span_losses, protocol, timeout, runtime })
+        let flushing = Arc::new(AtomicBool::new(false));
+        Ok(Pipeline { tracer_provider, meter_provider, span_losses, protocol, timeout, runtime, flushing })
     }
 
     pub(super) fn protocol(&self) -> Protocol {
@@ -457,12 +462,39 @@ impl Pipeline {
         self.span_losses.as_ref().map_or(0, |losses| losses.dropped())
     }
 
+    /// One flush at a time: the SDK's metrics flush queues behind the last
+    /// with no timeout, so flushes called from many threads while the
+    /// collector is silent would each leave their threads parked behind it,
+    /// a pile that grows with every call. A call made while one runs waits
+    /// for it to end, then flushes (what it ended meanwhile may have missed
+    /// the other), all within the timeout: if the other is not done by
+    /// then, it returns without a flush of its own.
     pub(super) fn flush(&self) {
+        let deadline = Instant::now() + self.timeout;
+        // Relaxed: the flag orders nothing; the exports it guards synchronize
+        // through the SDK's own channels.
+        while self.flushing.swap(true, Ordering::Relaxed) {
+            if Instant::now() >= deadline {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
         let (traces, metrics) = (self.tracer_provider.clone(), self.meter_provider.clone());
-        // Errors are already reported by the SDK's internal logs.
+        let [first, second] = FlushDone::pair(&self.flushing);
+        // Errors are already reported by the SDK's internal logs. A task's
+        // `FlushDone` goes with it, run or not (no thread for it).
         let _ = run_bounded(
-            self.timeout,
-            [Box::new(move || drop(traces.force_flush())), Box::new(move || drop(metrics.force_flush()))],
+            deadline.saturating_duration_since(Instant::now()),
+            [
+                Box::new(move || {
+                    let _done = first;
+                    drop(traces.force_flush());
+                }),
+                Box::new(move || {
+                    let _done = second;
+                    drop(metrics.force_flush());
+                }),
+            ],
         );
     }
 }
@@ -549,6 +581,28 @@ fn metric_exporter(resolved: &Resolved<'_>, histograms: Histograms) -> Result<Me
             MetricExport::http(transport::http_client(&url, connect, signal)?, url, histograms)
         }
     })
+}
+
+/// One of a flush's tasks; the last of them to go clears the flag.
+struct FlushDone {
+    left: Arc<AtomicUsize>,
+    flushing: Arc<AtomicBool>,
+}
+
+impl FlushDone {
+    fn pair(flushing: &Arc<AtomicBool>) -> [FlushDone; 2] {
+        let left = Arc::new(AtomicUsize::new(2));
+        [(); 2].map(|()| FlushDone { left: Arc::clone(&left), flushing: Arc::clone(flushing) })
+    }
+}
+
+impl Drop for FlushDone {
+    fn drop(&mut self) {
+        // Relaxed, as the flag's swap in `flush`.
+        if self.left.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.flushing.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Runs each task on a thread of its own and waits for them until `timeout`
