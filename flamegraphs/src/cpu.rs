@@ -137,7 +137,8 @@ fn start(builder: ProfilerGuardBuilder) -> Result<ProfilerGuard<'static>, Failur
         Err(pprof::Error::Running) => Err(Failure::new(
             StatusCode::CONFLICT,
             "pprof-rs reports a CPU profile running that this server did not start: another user of pprof-rs \
-             in this process, or pprof-rs left running by a failed stop (an unwritable TMPDIR); retry when it ends",
+             in this process (retry when it ends), or pprof-rs left running by a failed stop (an unwritable \
+             TMPDIR), which only a restart of the process clears",
         )),
         Err(err) => Err(internal_error("cannot start the profiler", err)),
     }

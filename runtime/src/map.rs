@@ -45,8 +45,8 @@ pub const DEFAULT_NAME: &str = "snapmap";
 /// (integers, `String`, `Box<str>`, `Arc<str>`, `Vec<u8>`, ...: see
 /// [`Lendable`]); otherwise only in a map built with
 /// [`lend_entries`](SnapMapBuilder::lend_entries) (both types [`Lendable`]:
-/// `String`, `Arc<T>` and `Vec<T>` of lendable `T` are, and types of your own
-/// can be) or [`lend_copy_values`](SnapMapBuilder::lend_copy_values) (a `Copy`
+/// `String`, `Arc<T>` for any `T` and `Vec<T>` for a lendable `T` are, and
+/// types of your own can be) or [`lend_copy_values`](SnapMapBuilder::lend_copy_values) (a `Copy`
 /// value). Other maps clone every entry of each node a write copies.
 /// So wrap large values in an `Arc`, and build the map with `lend_entries`:
 /// a default `SnapMap<String, Arc<T>>` clones each copied node's keys (an

@@ -256,16 +256,30 @@ fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, Stri
         .collect()
 }
 
-/// Checks the three OTLP headers variables as the exporters will read
-/// them (this crate's metrics exporter, and the SDK's span exporter, which
-/// skip a pair they cannot use, so that every export then fails, with a
-/// 401 say, and nothing points at the variable): each comma-separated pair
-/// is `key=value`, the key can name a header and the value, percent-decoded,
-/// can be sent in one. An empty pair (a trailing comma) is allowed. The
-/// error names the variable, the pair's position and its key, never a value.
-pub(super) fn check_headers(env: impl Fn(&str) -> Option<String>) -> Result<(), TelemetryError> {
-    for var in [OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_METRICS_HEADERS] {
-        let Some(pairs) = env(var) else { continue };
+/// Checks the headers variable each exported signal reads (its own,
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or `..._METRICS_HEADERS`, else
+/// `OTEL_EXPORTER_OTLP_HEADERS`), as the exporters will read it: this
+/// crate's metrics exporter and the SDK's span exporter skip a pair they
+/// cannot use, so that every export then fails, with a 401 say, and nothing
+/// points at the variable. Each comma-separated pair is `key=value`, the
+/// key can name a header and the value, percent-decoded, can be sent in
+/// one; an empty pair (a trailing comma) is allowed. A signal not exported
+/// has its variable left unread, as its others are. The error names the
+/// variable, the pair's position and its key if the key is a header name,
+/// never a value.
+pub(super) fn check_headers(
+    env: impl Fn(&str) -> Option<String>,
+    traces: bool,
+    metrics: bool,
+) -> Result<(), TelemetryError> {
+    let signals = [(traces, OTEL_EXPORTER_OTLP_TRACES_HEADERS), (metrics, OTEL_EXPORTER_OTLP_METRICS_HEADERS)];
+    for (_, own) in signals.into_iter().filter(|(exported, _)| *exported) {
+        let read = env(own).map(|pairs| (own, pairs));
+        let Some((var, pairs)) =
+            read.or_else(|| env(OTEL_EXPORTER_OTLP_HEADERS).map(|p| (OTEL_EXPORTER_OTLP_HEADERS, p)))
+        else {
+            continue;
+        };
         for (n, pair) in (1..).zip(pairs.split(',')) {
             if let Some(problem) = header_pair_problem(n, pair) {
                 return Err(TelemetryError::InvalidHeaders { var, problem });
@@ -287,8 +301,14 @@ fn header_pair_problem(n: usize, pair: &str) -> Option<String> {
     if key.is_empty() {
         return Some(format!("pair {n} has no key"));
     }
+    // Not shown: what stands before a misplaced `=` may be a secret
+    // (`Authorization: Basic dXNlcjpwYXNz==` splits at the padding).
     if HeaderName::try_from(key).is_err() {
-        return Some(format!("pair {n}'s key {key:?} cannot name a header"));
+        let at = key.chars().position(|c| !c.is_ascii_alphanumeric() && !"!#$%&'*+-.^_`|~".contains(c));
+        return Some(match at {
+            Some(at) => format!("pair {n}'s key cannot name a header (its character {} is not allowed)", at + 1),
+            None => format!("pair {n}'s key cannot name a header"),
+        });
     }
     let value = percent_decode(value).unwrap_or_else(|| value.to_owned());
     if value.is_empty() {
@@ -365,7 +385,7 @@ mod tests {
     /// variable, the pair and its key, and never the value.
     #[test]
     fn headers_the_exporters_would_skip_are_refused_without_their_values() {
-        let problem = |var: &str, value: &str| match check_headers(env_of(&[(var, value)])) {
+        let problem = |var: &str, value: &str| match check_headers(env_of(&[(var, value)]), true, true) {
             Ok(()) => None,
             Err(err) => {
                 assert!(!err.to_string().contains("s3cret"), "the value is not shown: {err}");
@@ -376,7 +396,8 @@ mod tests {
         for (var, value, why) in [
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization: Bearer s3cret", "pair 1 has no `=`"),
             (traces, "a=1,=s3cret", "pair 2 has no key"),
-            (traces, "api key=s3cret", "pair 1's key \"api key\" cannot name a header"),
+            (traces, "api key=s3cret", "pair 1's key cannot name a header (its character 4 is not allowed)"),
+            (traces, "Authorization: Basic czNjcmV0==", "pair 1's key cannot name a header (its character 14"),
             ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-key=", "pair 1 (x-key) has an empty value"),
             (traces, "x-key=s3cret%0A", "pair 1's value (x-key) cannot be sent in a header"),
         ] {
@@ -386,6 +407,23 @@ mod tests {
         for fine in ["", "a=1,", " api-key = a%20b%2Cc , x=1=2", "k=a\tb", "raw=%zz", "k=\u{e9}t\u{e9}", "k=%C3%A9"] {
             assert_eq!(problem(traces, fine), None, "{fine:?}");
         }
+    }
+
+    /// Only the variable each exported signal reads is checked: a signal's
+    /// own hides the general one, and a signal not exported reads neither.
+    #[test]
+    fn only_the_headers_variables_the_exporters_read_are_checked() {
+        let bad = "no-equals-sign";
+        let general = ("OTEL_EXPORTER_OTLP_HEADERS", bad);
+        let traces_own = ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=1");
+        let metrics_own = ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "b=2");
+        let checked = |vars: &[(&str, &str)], traces, metrics| check_headers(env_of(vars), traces, metrics).is_ok();
+        assert!(checked(&[general, traces_own, metrics_own], true, true), "both signals have their own");
+        assert!(!checked(&[general, traces_own], true, true), "metrics read the general one");
+        assert!(checked(&[general, traces_own], true, false), "metrics are not exported");
+        assert!(checked(&[general], false, false), "nothing is exported");
+        assert!(!checked(&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", bad)], false, true));
+        assert!(checked(&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", bad)], true, false));
     }
 
     #[test]

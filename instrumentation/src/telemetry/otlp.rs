@@ -409,7 +409,7 @@ impl Pipeline {
         let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, metrics, .. } =
             *resolved;
         // Read before the export runtime exists: an error would drop it.
-        metric_export::check_headers(metric_export::env_var)?;
+        metric_export::check_headers(metric_export::env_var, resolved.traces, metrics)?;
         let temporality = match metrics {
             true => metric_export::temporality_preference(metric_export::env_var)?,
             false => Temporality::Cumulative,

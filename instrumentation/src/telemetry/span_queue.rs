@@ -55,15 +55,22 @@ impl SpanLosses {
     /// waiting then, which are lost too.
     pub(super) fn report_at_shutdown(&self, finished: bool, timeout: Duration) {
         let dropped = self.dropped();
-        let waiting = if finished { 0 } else { self.in_flight.load(Ordering::Relaxed) };
-        if dropped > 0 || waiting > 0 {
-            tracing::warn!(
-                dropped,
-                waiting,
-                "OTLP: {dropped} spans were not exported (refused at a full queue, or their export failed), \
-                 and {waiting} were still waiting when the shutdown's export timeout ({timeout:?}) ran out"
-            );
+        // Read whether or not the wait ran out: the SDK's own shutdown may
+        // have given up on a batch within it.
+        let waiting = self.in_flight.load(Ordering::Relaxed);
+        if dropped == 0 && waiting == 0 {
+            return;
         }
+        let left = match (waiting, finished) {
+            (0, _) => String::new(),
+            (_, false) => format!(", and {waiting} were still waiting when the shutdown's wait ({timeout:?}) ran out"),
+            (_, true) => format!(", and {waiting} were never exported"),
+        };
+        tracing::warn!(
+            dropped,
+            waiting,
+            "OTLP: {dropped} spans were not exported (refused at a full queue, or their export failed){left}"
+        );
     }
 
     /// Frees the places of an exported batch, counting it if it was lost.
@@ -232,8 +239,12 @@ mod tests {
         losses.settle(1, true);
         let log = logged(|| losses.report_at_shutdown(false, Duration::from_secs(2)));
         assert!(log.contains("WARN") && log.contains("1 spans were not exported"), "{log}");
-        assert!(log.contains("and 2 were still waiting when the shutdown's export timeout (2s) ran out"), "{log}");
+        assert!(log.contains(", and 2 were still waiting when the shutdown's wait (2s) ran out"), "{log}");
         let log = logged(|| losses.report_at_shutdown(true, Duration::from_secs(2)));
-        assert!(log.contains("1 spans were not exported") && log.contains("and 0 were still waiting"), "{log}");
+        assert!(log.contains("(refused at a full queue, or their export failed), and 2 were never exported"), "{log}");
+        losses.settle(2, false);
+        let log = logged(|| losses.report_at_shutdown(true, Duration::from_secs(2)));
+        assert!(log.contains("1 spans were not exported") && !log.contains("still waiting"), "{log}");
+        assert!(!log.contains("never exported"), "{log}");
     }
 }

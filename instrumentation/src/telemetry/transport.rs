@@ -202,19 +202,21 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The URL's scheme, in lower case; `None` if it has none.
 /// `url` with its user part, if it has one (`user:password@`), shown as
 /// `***@`: endpoints appear in errors and logs, and a user part carries a
 /// secret (reqwest strips it from its own messages, these are ours).
 pub(super) fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
+    // Without a scheme (an endpoint given as `host:port`) the authority starts the string.
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(scheme, rest)| (scheme, rest));
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     match authority.rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]).into(),
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]).into(),
         None => url.into(),
     }
 }
 
+/// The URL's scheme, in lower case; `None` if it has none.
 fn scheme(url: &str) -> Option<String> {
     url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase())
 }
@@ -427,6 +429,7 @@ mod tests {
             ("https://s3cret@collector", "https://***@collector"),
             ("http://collector:4317/a@b?x=y@z", "http://collector:4317/a@b?x=y@z"),
             ("collector:4317", "collector:4317"),
+            ("user:s3cret@collector:4318", "***@collector:4318"),
         ] {
             assert_eq!(redacted(url), shown);
         }
