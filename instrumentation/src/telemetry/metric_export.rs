@@ -185,11 +185,22 @@ fn post(
         return Err(Failure::Other(format!("{} answered {status}", redacted(url))));
     }
     // A collector may answer with an empty body: no partial success to report.
-    let body = response.bytes().map_err(|error| Failure::Other(error.to_string()))?;
-    let answer: Option<ExportMetricsServiceResponse> = prost::Message::decode(body).ok();
-    warn_of_rejections(answer.and_then(|answer| answer.partial_success));
+    // Read up to a bound: an answer is a count and a message, and whatever
+    // answers with more (a proxy's page, an endless stream) must not be
+    // read into memory. The export was taken (a 2xx); a longer answer is
+    // not read at all.
+    let mut body = Vec::new();
+    let mut answer = std::io::Read::take(response, MAX_ANSWER + 1);
+    std::io::Read::read_to_end(&mut answer, &mut body).map_err(|error| Failure::Other(error.to_string()))?;
+    if body.len() as u64 <= MAX_ANSWER {
+        let answer: Option<ExportMetricsServiceResponse> = prost::Message::decode(body.as_slice()).ok();
+        warn_of_rejections(answer.and_then(|answer| answer.partial_success));
+    }
     Ok(())
 }
+
+/// The most of a collector's answer to an export that is read.
+const MAX_ANSWER: u64 = 64 * 1024;
 
 /// A failed gRPC export, by its status code and local cause only: the
 /// server's message may echo the request's headers, credentials included,
