@@ -1,8 +1,11 @@
 //! Hot reload with `diff` and change notification.
 //!
 //! A feature-flag map is reloaded from successive versions of a config text
-//! (simulated edits; the `service` example does the same from a real file).
-//! Each reload is ONE `update` batch, so readers never see half a reload. A
+//! (simulated edits; the `service` example reads a real file, and also waits
+//! for its text to settle before it parses it). Each reload is ONE `update`
+//! batch, so readers never see half a reload, and text that does not parse
+//! publishes nothing: an empty or garbled file is refused, not applied as "no
+//! flags". A
 //! watcher task awaits `subscribe().changed()` and logs what each new version
 //! changed with `diff` against the previous snapshot: O(changes), however big
 //! the map.
@@ -29,20 +32,27 @@ const EDITS: [&str; 4] = [
 async fn main() {
     let seconds = snapview_examples::seconds_flag("config_reload", 2);
     let flags: Arc<Flags> = Arc::new(SnapMap::builder().name("flags").build());
-    reload(&flags, EDITS[0]);
+    reload(&flags, EDITS[0]).expect("the first edit parses");
     println!("loaded version {}: {:?}", flags.version(), sorted(&flags));
 
     let watcher = tokio::spawn(watch(flags.subscribe(), flags.snapshot()));
     let pause = seconds / EDITS.len() as u32;
     for (i, text) in EDITS.iter().enumerate().skip(1) {
         tokio::time::sleep(pause).await;
-        reload(&flags, text);
+        reload(&flags, text).expect("every edit parses");
         println!("edit {i} applied");
+    }
+    // A file caught mid-rewrite (empty, or cut in a line) is refused whole.
+    let before = flags.version();
+    for garbled in ["", "checkout.v2 = 100%\nsearch.back"] {
+        let refused = reload(&flags, garbled).expect_err("garbled text is refused");
+        assert_eq!(flags.version(), before, "a refused text publishes nothing");
+        println!("refused {garbled:?}: {refused}; still version {before}");
     }
     tokio::time::sleep(pause.min(Duration::from_millis(200))).await;
     // Reloading the same text publishes nothing: no change, no notification.
     let before = flags.version();
-    reload(&flags, EDITS[EDITS.len() - 1]);
+    reload(&flags, EDITS[EDITS.len() - 1]).expect("the last edit parses");
     assert_eq!(flags.version(), before, "an unchanged config publishes no version");
     println!("re-applied the last edit: still version {before}, nobody notified");
 
@@ -53,11 +63,28 @@ async fn main() {
 }
 
 /// Parses `flag = value` lines and makes the map equal to them in one batch,
-/// writing only the flags that differ (`Tx::assign`).
-fn reload(flags: &Flags, text: &str) {
-    let wanted =
-        text.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()));
+/// writing only the flags that differ (`Tx::assign`). The whole text is
+/// parsed before the batch starts: a text with no flag, or with a line that is
+/// not `flag = value`, is an error and the map keeps its version.
+fn reload(flags: &Flags, text: &str) -> Result<(), String> {
+    let wanted = parse(text)?;
     flags.update(|tx| tx.assign(wanted));
+    Ok(())
+}
+
+/// `flag = value` lines, blank lines ignored; at least one flag.
+fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut flags = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => flags.push((k.trim().to_owned(), v.trim().to_owned())),
+            _ => return Err(format!("line {} is not `flag = value`", n + 1)),
+        }
+    }
+    if flags.is_empty() {
+        return Err("no flag in the text".to_owned());
+    }
+    Ok(flags)
 }
 
 /// Logs the diff of every new version against the one before it.

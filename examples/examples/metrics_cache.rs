@@ -7,6 +7,12 @@
 //! concurrent map), a scrape would mix counters from different moments and the
 //! sum would drift from `total`; here it never does.
 //!
+//! This shows what a scrape sees, not how to count at a high rate: every
+//! count here is a publish, serialized on the map's one writer lock, copying
+//! the path it writes. A service counting every request would rather count in
+//! atomics (or per thread) and publish their values to the map in one batch
+//! per interval, so that scrapes still see one consistent version.
+//!
 //! `cargo run --release -p snapview-examples --example metrics_cache -- --seconds 2`
 
 use std::sync::Arc;

@@ -29,7 +29,8 @@ async fn main() {
         settings.len()
     );
 
-    // An admin task publishes a new version every millisecond: all keys at once.
+    // An admin task publishes a new version every millisecond: every 100th key
+    // (10 of them) set to the same generation in one batch.
     let admin = {
         let settings = Arc::clone(&settings);
         tokio::spawn(async move {
@@ -50,7 +51,7 @@ async fn main() {
     admin.abort();
     println!(
         "{requests} requests, each fanned out to {SUBTASKS} tasks sharing one snapshot: every task saw its request's \
-         version and the same memory (ptr_eq), across {} distinct versions published meanwhile",
+         version and the same memory (ptr_eq), across {} distinct versions the requests saw",
         versions.len()
     );
 }

@@ -24,6 +24,7 @@ fn config_reload() {
     let stdout = run("config_reload");
     assert!(stdout.contains("still version") && stdout.contains("nobody notified"), "{stdout}");
     assert!(stdout.contains("watcher: version "), "the watcher saw a diff:\n{stdout}");
+    assert_eq!(stdout.matches("refused ").count(), 2, "an empty and a cut text are refused:\n{stdout}");
 }
 
 /// The first number after `before` in `text`.

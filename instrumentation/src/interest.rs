@@ -15,9 +15,9 @@
 //! some subscriber always wants is asked per call instead of cached, which
 //! release builds never pay.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -31,17 +31,33 @@ use tracing::{Dispatch, Event, Metadata, span};
 /// of the dispatcher list), where it cannot finish until that call returns.
 const WAIT: Duration = Duration::from_millis(500);
 
-/// Registers the second dispatcher, once per process.
+/// The second dispatcher, once registered.
+static ANCHOR: OnceLock<Dispatch> = OnceLock::new();
+
+/// Set when the first caller has stopped waiting for the registration
+/// (done, timed out, or no thread to do it), with the condition variable
+/// that later callers wait on meanwhile.
+static FIRST_WAIT_OVER: Mutex<bool> = Mutex::new(false);
+static FIRST_WAIT_ENDED: Condvar = Condvar::new();
+
+/// Registers the second dispatcher, once per process, and returns once it is
+/// registered, or after at most [`WAIT`].
 ///
-/// On a thread of its own, waited for at most [`WAIT`]: registering takes
-/// tracing-core's lock of the dispatcher list, which the caller may hold if
-/// it is a subscriber's callback building its first map.
+/// On a thread of its own: registering takes tracing-core's lock of the
+/// dispatcher list, which the caller may hold if it is a subscriber's
+/// callback building its first map. Every caller waits, not only the first:
+/// a thread building its first map while another's registration is under
+/// way would otherwise go on to reach a callsite while one dispatcher is
+/// registered, the very case this module exists for.
 pub(crate) fn keep_two_dispatchers() {
     static STARTED: AtomicBool = AtomicBool::new(false);
-    static ANCHOR: OnceLock<Dispatch> = OnceLock::new();
+    if ANCHOR.get().is_some() {
+        return;
+    }
     // Relaxed: the flag only keeps a second registration from starting;
-    // what it guards is published through `ANCHOR` and the channel.
+    // what it guards is published through `ANCHOR`, the channel and the lock.
     if STARTED.swap(true, Ordering::Relaxed) {
+        wait_for_the_first_caller();
         return;
     }
     let (registered, waited) = mpsc::channel();
@@ -52,6 +68,15 @@ pub(crate) fn keep_two_dispatchers() {
     if spawned.is_ok() {
         let _ = waited.recv_timeout(WAIT);
     }
+    *FIRST_WAIT_OVER.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    FIRST_WAIT_ENDED.notify_all();
+}
+
+/// Waits, at most [`WAIT`], until the first caller has stopped waiting.
+fn wait_for_the_first_caller() {
+    let over = FIRST_WAIT_OVER.lock().unwrap_or_else(PoisonError::into_inner);
+    let waiting = |over: &mut bool| !*over && ANCHOR.get().is_none();
+    drop(FIRST_WAIT_ENDED.wait_timeout_while(over, WAIT, waiting).unwrap_or_else(PoisonError::into_inner));
 }
 
 /// A subscriber no callsite, span or event reaches.

@@ -11,7 +11,8 @@
 //! For every (map name, [`Op`]):
 //! - the exact number of calls, counted per thread without shared atomics;
 //! - the duration of one call in [`default_sample_every`] (per map:
-//!   `sample_every`), into an HdrHistogram with 3 significant figures, merged
+//!   `sample_every`; for `iter.next`, one `next()` in that many of one
+//!   iteration in that many), into an HdrHistogram with 3 significant figures, merged
 //!   across threads when read ([`report()`]);
 //! - a `tracing` span per operation, target [`TARGET`]: `snapview.snapshot`,
 //!   `snapview.read`, `snapview.iter`, `snapview.publish`, `snapview.diff` at

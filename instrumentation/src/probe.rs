@@ -213,8 +213,12 @@ impl PublishTimer<'_> {
     }
 
     /// The write changed nothing, so the map stays at `version`: it is not a
-    /// publish and is not counted, but its span says so.
+    /// publish and is not counted, but its span says so. If it was the
+    /// sampled call, the next write is timed instead.
     pub fn unchanged(self, version: u64) {
+        if self.timer.start.is_some() {
+            self.timer.shard.give_back_sample();
+        }
         self.span.record("version", int(version)).record("changes", 0_i64);
     }
 }

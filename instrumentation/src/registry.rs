@@ -174,8 +174,11 @@ impl MapStats {
         &self.timings[op.index()]
     }
 
-    /// Exact calls and the histogram (with every buffered sample) of `op`, over all threads.
-    pub(crate) fn collect(&self, op: Op) -> (u64, Timings) {
+    /// Reads the exact calls and the durations (with every buffered sample)
+    /// of `op`, over all threads, with `read`, which runs under the lock that
+    /// a recording thread with a full ring waits for: it should read what it
+    /// needs, not copy the histogram (hundreds of KB once it has seen seconds).
+    pub(crate) fn collect<R>(&self, op: Op, read: impl FnOnce(u64, &Timings) -> R) -> R {
         let mut timings = lock(&self.timings[op.index()]);
         let mut calls = 0;
         for shard in self.shards.iter() {
@@ -186,7 +189,7 @@ impl MapStats {
             op_shard.drain_into(&mut timings);
             calls += op_shard.calls.load(Ordering::Relaxed);
         }
-        (calls, timings.clone())
+        read(calls, &timings)
     }
 }
 
@@ -267,6 +270,17 @@ impl OpShard {
         self.countdown.store(left.saturating_sub(n), Ordering::Relaxed);
     }
 
+    /// Makes the next call [`should_time`](Self::should_time) asks about a
+    /// timed one: the timed call that asked last turned out not to count (a
+    /// write that published nothing), and its sample goes to the next one.
+    /// Without it, a no-op write every other call could take every sample of
+    /// an even interval, and leave the histogram of the ones that publish
+    /// empty for good. Owner thread only.
+    #[inline]
+    pub(crate) fn give_back_sample(&self) {
+        self.countdown.store(0, Ordering::Relaxed);
+    }
+
     #[cold]
     fn restart_countdown(&self, every: Option<u32>) -> bool {
         match every.unwrap_or_else(default_sample_every) {
@@ -335,6 +349,12 @@ pub(crate) struct Timings {
     pub(crate) histogram: Histogram<u64>,
     /// Sum of every sample in nanoseconds (the histogram keeps only buckets).
     pub(crate) sum: u64,
+    /// The shortest and longest samples, exactly (`u64::MAX` and 0 before the
+    /// first): the histogram's own `min()`/`max()` give the edges of the
+    /// sub-bucket holding them, up to 0.1% off, which could put a maximum
+    /// above the `le` bucket that holds every sample.
+    pub(crate) min: u64,
+    pub(crate) max: u64,
     /// Samples per exported bucket: `in_bucket[i]` counts those in
     /// `(BUCKET_BOUNDS_NS[i - 1], BUCKET_BOUNDS_NS[i]]`. Counted exactly,
     /// because the histogram's own count up to a bound takes in the whole
@@ -348,7 +368,7 @@ impl Default for Timings {
         // Auto-resizing from a tiny range: memory follows the largest value
         // actually seen, and no value is ever out of range.
         let histogram = Histogram::new(SIGNIFICANT_FIGURES).expect("3 significant figures are valid");
-        Self { histogram, sum: 0, in_bucket: [0; BUCKET_BOUNDS_NS.len()] }
+        Self { histogram, sum: 0, min: u64::MAX, max: 0, in_bucket: [0; BUCKET_BOUNDS_NS.len()] }
     }
 }
 
@@ -360,6 +380,8 @@ impl Timings {
             self.histogram.saturating_record(nanos);
         }
         self.sum = self.sum.saturating_add(nanos);
+        self.min = self.min.min(nanos);
+        self.max = self.max.max(nanos);
         // Above the last bound a sample is only in `+Inf`, the sample count.
         if let Some(count) = self.in_bucket.get_mut(BUCKET_BOUNDS_NS.partition_point(|&bound| bound < nanos)) {
             *count = count.saturating_add(1);
@@ -394,6 +416,30 @@ mod tests {
         assert_eq!(timings.histogram.len(), 3);
         assert!(timings.histogram.max() >= 10_000_000_000);
         assert_eq!(timings.sum, u64::MAX, "the sum saturates too");
+        assert_eq!((timings.min, timings.max), (3, u64::MAX), "the extremes are the samples, not clamped");
+    }
+
+    #[test]
+    fn extremes_are_the_samples_not_their_buckets() {
+        let mut timings = Timings::default();
+        timings.record(1_000_000_000);
+        timings.record(1_234_567);
+        assert_eq!((timings.min, timings.max), (1_234_567, 1_000_000_000));
+        assert_ne!(timings.histogram.max(), 1_000_000_000, "the histogram alone rounds this maximum");
+    }
+
+    #[test]
+    fn a_sample_given_back_times_the_next_call() {
+        let shard = OpShard::default();
+        let mut timed = Vec::new();
+        for call in 0..9 {
+            let sampled = shard.should_time(Some(4));
+            timed.push(sampled);
+            if sampled && call == 0 {
+                shard.give_back_sample();
+            }
+        }
+        assert_eq!(timed, [true, true, false, false, false, true, false, false, false]);
     }
 
     #[test]
@@ -433,7 +479,7 @@ mod tests {
             op.add_calls(1);
             op.push(nanos, stats.timings(Op::Diff));
         }
-        let (calls, timings) = stats.collect(Op::Diff);
+        let (calls, timings) = stats.collect(Op::Diff, |calls, timings| (calls, timings.clone()));
         assert_eq!(calls, RING as u64 * 2 + 5);
         assert_eq!(timings.histogram.len(), RING as u64 * 2 + 5);
         assert_eq!(timings.histogram.max(), RING as u64 * 2 + 5);

@@ -18,7 +18,7 @@ use crate::view::View;
 /// One difference between an older and a newer snapshot.
 ///
 /// Changes order by kind (`Added`, `Removed`, `Updated`), then by key, then
-/// by value, so that a diff, which comes in the trie's order, can be sorted.
+/// by value, so that a diff, whose order is unspecified, can be sorted.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Change<'a, K, V> {
     /// The key is in the newer snapshot only.

@@ -7,7 +7,9 @@
 //! it returns can be held, iterated and sent across threads while writers go
 //! on (the first snapshot a thread ever takes may allocate arc-swap's
 //! per-thread record, once, reused after the thread ends). Two snapshots
-//! diff in O(changes) ([`View::diff`]: the keys written between them).
+//! of one map diff in O(changes) ([`View::diff`]: the keys written between
+//! them, times the trie's depth); snapshots of two different maps diff by
+//! look-ups, in O(len).
 //!
 //! ```
 //! use snapview::{Change, SnapMap};
@@ -59,8 +61,9 @@
 //!   subscription is woken first; dropping the map does the same).
 //! - Every key and value is dropped exactly once, once no version that holds
 //!   it is current or held by a snapshot, a read guard or a subscription
-//!   (which keeps the last version it was told of, even past the map's end,
-//!   until the last subscription goes): by the writer, or by the thread that
+//!   (while any subscription lives, the map's subscriptions share the newest
+//!   version published, even past the map's end, until the last
+//!   subscription goes): by the writer, or by the thread that
 //!   let go last. Two versions that hold the same entry may
 //!   share one instance of it (copies borrow entries rather than clone them),
 //!   so a value that a later version still holds is not dropped when an
@@ -189,7 +192,8 @@ pub use watch::Subscription;
 /// Each map's operations are recorded under its name ([`SnapMapBuilder::name`],
 /// else [`DEFAULT_NAME`]): calls exactly, durations for one call in
 /// [`default_sample_every`](instrument::default_sample_every) (per map:
-/// [`SnapMapBuilder::sample_every`]). Read them with [`report`](instrument::report())
+/// [`SnapMapBuilder::sample_every`]; for `iter.next`, one `next()` in that
+/// many of one iteration in that many). Read them with [`report`](instrument::report())
 /// or as Prometheus text with [`prometheus::render_current`](instrument::prometheus::render_current).
 ///
 /// Spans (target `snapview`): `snapview.snapshot`, `snapview.read`,

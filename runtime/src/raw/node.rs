@@ -426,10 +426,17 @@ impl<K, V> NodeRef<K, V> {
 
     /// Takes over a pointer whose N1-N3 hold and which carries one reference.
     ///
+    /// Also made, inside a `ManuallyDrop` that is never dropped, as a view of
+    /// a node whose count may already be 0 (`free_node`, `free_lender`, a gone
+    /// lender's tail): such a view carries no reference, and only its header
+    /// and tail are read, which stay until the node's memory is freed.
+    ///
     /// # Safety
     /// `ptr` must come from `allocate` for `NodeRef<K, V>`, with all of its
     /// entries and children initialised, and the reference it carries must be
-    /// given up by the caller.
+    /// given up by the caller; or the result must be a view as above: never
+    /// dropped, cloned or read past its header and tail, and not used after
+    /// the memory is freed.
     pub(super) unsafe fn from_raw(ptr: NonNull<Header>) -> Self {
         Self { ptr, _owns: PhantomData }
     }
@@ -440,8 +447,9 @@ impl<K, V> NodeRef<K, V> {
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: a NodeRef always points at a live node (N3: its own reference
-        // keeps it alive), whose header was written by `allocate`.
+        // SAFETY: a NodeRef points at a node's memory, whose header was
+        // written by `allocate`: kept by its own reference (N3), or, for a
+        // view (`from_raw`), by its maker until the view is done.
         unsafe { self.ptr.as_ref() }
     }
 
@@ -920,7 +928,9 @@ impl<K, V> NodeRef<K, V> {
 
     /// Mutable access to both arrays, copying the node first if it is shared.
     ///
-    /// The copy clones the entries: if a `Clone` panics, `self` is unchanged.
+    /// The copy clones the entries, or borrows them (E1): if a `Clone`
+    /// panics, `self`'s entries and children are unchanged (a claim may
+    /// have adopted entries from a gone lender, the same values).
     #[inline]
     pub(crate) fn make_mut(&mut self) -> NodeMut<'_, K, V>
     where
