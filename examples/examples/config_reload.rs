@@ -4,11 +4,10 @@
 //! (simulated edits; the `service` example reads a real file, and also waits
 //! for its text to settle before it parses it). Each reload is ONE `update`
 //! batch, so readers never see half a reload, and text that does not parse
-//! publishes nothing: an empty or garbled file is refused, not applied as "no
-//! flags". A
-//! watcher task awaits `subscribe().changed()` and logs what each new version
-//! changed with `diff` against the previous snapshot: O(changes), however big
-//! the map.
+//! publishes nothing: an empty text, or a line without `=`, is refused, not
+//! applied as "no flags". A watcher task awaits `subscribe().changed()` and
+//! logs what each new version changed with `diff` against the previous
+//! snapshot: O(changes), however big the map.
 //!
 //! `cargo run --release -p snapview-examples --example config_reload -- --seconds 2`
 
@@ -42,7 +41,10 @@ async fn main() {
         reload(&flags, text).expect("every edit parses");
         println!("edit {i} applied");
     }
-    // A file caught mid-rewrite (empty, or cut in a line) is refused whole.
+    // A file caught mid-rewrite can be empty, or cut before a line's `=`:
+    // refused whole. (A cut after the `=` still parses: reading a file
+    // that is being rewritten needs the `service` example's wait for its
+    // text to settle.)
     let before = flags.version();
     for garbled in ["", "checkout.v2 = 100%\nsearch.back"] {
         let refused = reload(&flags, garbled).expect_err("garbled text is refused");

@@ -513,17 +513,6 @@ impl<K, V> Drain<K, V> {
         (ManuallyDrop::new(child), lent)
     }
 
-    /// Moving mode: the node's counted lender, if nothing handed out needs
-    /// it (no Builder took it over) and no borrowed entry is left for the
-    /// drop to give back: for [`rebuild_taking`] to drop after its guard.
-    /// It may be the last reference to another version (a batch that
-    /// restored one, then let its snapshot go), whose values' destructors
-    /// then run, and may panic.
-    fn unused_lender(&mut self) -> Option<NodeRef<K, V>> {
-        let borrowed_left = self.borrowed_among(self.next_entry, self.entries - self.next_entry);
-        if borrowed_left != 0 { None } else { self.lender.take() }
-    }
-
     /// A counted reference that keeps the lent children handed out alive:
     /// the node's own lender (moving mode: this Drain's, handed over once),
     /// or the shared node itself (cloning mode).
@@ -554,10 +543,9 @@ impl<K, V> Drop for Drain<K, V> {
         let left = self.children - self.next_child;
         // SAFETY: the lent children not handed out are alive: their lender
         // holds them (N6), and outlives this drop: `self.lender`, dropped
-        // after this function; or, once a Builder took it over
+        // after this function, or, once a Builder took it over
         // (`Builder::hold_lender_of`), the node that Builder made, which
-        // `rebuild` keeps while it drops this Drain; or, taken by
-        // `unused_lender`, `rebuild_taking`'s, dropped after this Drain. Shifting the bits
+        // `rebuild` keeps while it drops this Drain. Shifting the bits
         // lines them up with the slice that starts at the cursor.
         unsafe {
             own_lent::<K, V>(
@@ -667,6 +655,11 @@ pub(crate) fn rebuild_taking<K, V>(
     // Entries are moved below, under the guard; those that cannot be passed
     // on borrowed are made the node's own first, since that may run `Clone`.
     slot.own_entries_to_move(taken);
+    // A lender nothing borrows from any more goes now, while nothing has
+    // changed: it may be the last holder of another version, whose values'
+    // destructors may panic (after a `Tx::restore`). The Drain below would
+    // drop it under the guard, so the process would abort.
+    slot.drop_unused_lender();
     struct AbortOnUnwind;
     impl Drop for AbortOnUnwind {
         fn drop(&mut self) {
@@ -684,25 +677,16 @@ pub(crate) fn rebuild_taking<K, V>(
     // 3. the drain and the new node are `ManuallyDrop`, so that such
     //    unwinding drops neither before the guard aborts: that would run
     //    user destructors (of the entries not handed out, of the new node's)
-    //    and free the node `*slot` still points to;
-    // 4. the drain's lender, if the new node did not take it over, is held
-    //    past the guard (it keeps the drain's lent children alive through
-    //    the drain's drop, as the drain would): dropping it may free another
-    //    version, running its values' destructors, which may panic.
-    let unused_lender = unsafe {
+    //    and free the node `*slot` still points to.
+    unsafe {
         let old = ptr::read(slot);
         let mut from = ManuallyDrop::new(Drain::new(old));
         debug_assert!(from.is_moving());
         let new = ManuallyDrop::new(f(&mut from));
-        let unused_lender = from.unused_lender();
         drop(ManuallyDrop::into_inner(from));
         ptr::write(slot, ManuallyDrop::into_inner(new));
-        unused_lender
-    };
+    }
     core::mem::forget(guard);
-    // `*slot` is whole again: a panicking destructor unwinds from here as
-    // from any other write's (`runtime/tests/restore_last_holder_drops.rs`).
-    drop(unused_lender);
 }
 
 /// [`settle_node`] for `node`, then for each lending child it does not
