@@ -430,6 +430,9 @@ where
             return (result, None);
         }
         let lent = tx.built_lending();
+        // What the batch restored goes last, once the writer is whole again:
+        // freeing it may run destructors, which may panic.
+        let restored = tx.take_restored();
         match tx.into_changes() {
             Ok(Changed { root, len, changes, written }) => {
                 let next = View::new(root, len, base.version() + 1, base.hasher().clone(), Arc::clone(base.meta()));
@@ -468,6 +471,7 @@ where
                 next.mark_settled();
                 writer.written = written;
                 writer.written.clear();
+                let freed = freed.and(panic::catch_unwind(AssertUnwindSafe(|| drop(restored))));
                 // A tracing layer may panic here too: that panic, like a
                 // destructor's, goes on only after the announcing.
                 let freed = freed.and(publish.published(next.version(), changes));
@@ -487,6 +491,9 @@ where
                 written.clear();
                 writer.written = written;
                 publish.unchanged(base.version());
+                // Nothing published, nothing to announce: a destructor's
+                // panic goes on from here.
+                drop(restored);
                 (result, None)
             }
         }

@@ -780,10 +780,6 @@ fn own_what_a_fold_moves<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, child_at:
     if child.is_unique() {
         child.own_borrowed_entries();
     }
-    // Counting the child may have left `node`'s lender unused: dropped now,
-    // not by the fold's rebuild, which comes after the trie below changed
-    // (`NodeRef::drop_unused_lender`).
-    node.drop_unused_lender();
 }
 
 /// Whether `node` is a node of two entries and no children: one that a

@@ -68,6 +68,12 @@ pub struct Tx<'m, K, V, S = crate::DefaultHashBuilder> {
     /// The version the batch started from, if it belongs to a map: what
     /// [`restore`](Self::restore) compares with.
     base: Option<&'m View<K, V, S>>,
+    /// The roots of the versions [`restore`](Self::restore)d, held until the
+    /// batch is over (see there): no write in the batch may be the last
+    /// holder of a node, since freeing one runs the destructors of its
+    /// values, and a panic there would come after the write changed the
+    /// trie but before it counted the change.
+    restored: Vec<NodeRef<K, V>>,
 }
 
 /// The batch's entries as a map, with its writes so far.
@@ -86,7 +92,17 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
         written: WrittenPaths,
         lend: Option<fn() -> LendGuard>,
     ) -> Self {
-        Self { root, len, hasher, changes: 0, written, lending: LendingWatch::start(), lend, base: None }
+        Self {
+            root,
+            len,
+            hasher,
+            changes: 0,
+            written,
+            lending: LendingWatch::start(),
+            lend,
+            base: None,
+            restored: Vec::new(),
+        }
     }
 
     /// The batch of a map whose current version is `base`, on `root` (a
@@ -120,6 +136,13 @@ impl<'m, K, V, S> Tx<'m, K, V, S> {
             true => self.lend.map(|allow| allow()),
             false => None,
         }
+    }
+
+    /// The roots of the versions the batch restored, which it held so far:
+    /// for the caller to let go of when the batch is over (this may run
+    /// destructors, which may panic).
+    pub(crate) fn take_restored(&mut self) -> Vec<NodeRef<K, V>> {
+        core::mem::take(&mut self.restored)
     }
 
     /// What the batch did if any write took effect, else the working root
@@ -439,6 +462,13 @@ where
     /// then, the restore has taken effect (and is counted) before the panic
     /// leaves it, as with [`clear`](Self::clear).
     ///
+    /// The batch holds the restored version until it is over, even if the
+    /// caller lets go of `version` meanwhile, so that no later write of the
+    /// batch frees its values: what only it held is dropped after the
+    /// publish (a destructor's panic then leaves `update` after the version
+    /// is published, as a replaced value's does), or when a batch that
+    /// publishes nothing ends.
+    ///
     /// ```
     /// # use snapview::SnapMap;
     /// let limits: SnapMap<&str, u32> = [("api", 100), ("admin", 5)].into();
@@ -471,6 +501,13 @@ where
             return self.restore_by_copy(version);
         }
         self.changes += 1;
+        // Held to the batch's end: the writes below copy the restored nodes,
+        // and once the caller lets go of `version` the copies (their lenders,
+        // or the node a rebuild replaces) would hold them alone. Without this,
+        // a write would free them, and a value's panicking destructor would
+        // come mid-write: after the trie changed, before the change counted.
+        // Every node the batch started from is held the same way, by `base`.
+        self.restored.extend(version.root().cloned());
         self.replace_root(version.root().cloned(), version.len());
     }
 

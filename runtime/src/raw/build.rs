@@ -655,11 +655,6 @@ pub(crate) fn rebuild_taking<K, V>(
     // Entries are moved below, under the guard; those that cannot be passed
     // on borrowed are made the node's own first, since that may run `Clone`.
     slot.own_entries_to_move(taken);
-    // A lender nothing borrows from any more goes now, while nothing has
-    // changed: it may be the last holder of another version, whose values'
-    // destructors may panic (after a `Tx::restore`). The Drain below would
-    // drop it under the guard, so the process would abort.
-    slot.drop_unused_lender();
     struct AbortOnUnwind;
     impl Drop for AbortOnUnwind {
         fn drop(&mut self) {

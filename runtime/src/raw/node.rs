@@ -703,28 +703,6 @@ impl<K, V> NodeRef<K, V> {
         unsafe { own_all::<K, V>(lending, counted, self.datamap(), entries_ptr::<K, V>(self.ptr, children), entries) }
     }
 
-    /// Drops this unshared node's counted lender if nothing in the node
-    /// borrows from it any more: every lent child counted
-    /// ([`ChildrenMut::get`]) and every borrowed entry owned. Such a lender
-    /// can be the last holder of another version, which a batch restored
-    /// (`Tx::restore`) and no snapshot holds any more: dropping it runs that
-    /// version's destructors, which may panic. So the writes call this before
-    /// they change anything (`rebuild_taking`, `trie::own_what_a_fold_moves`);
-    /// a panic leaves the node as it was, but for the lender.
-    pub(crate) fn drop_unused_lender(&mut self) {
-        if !self.is_lending() || self.borrowed() != 0 {
-            return;
-        }
-        // A hard check: `take_lending_alone` is for a node held alone.
-        assert!(self.is_unique(), "snapview bug: dropping the lender of a shared node");
-        let lending = self.lending().expect("snapview bug: lending without a tail");
-        // Relaxed: as in `take_lending_alone`, the caller holds the only reference.
-        if lending.lent.load(Ordering::Relaxed) != 0 {
-            return;
-        }
-        drop(self.take_lending_alone());
-    }
-
     /// Readies this unshared node, which borrows entries (E1), to be taken
     /// apart by moves (`rebuild_taking`): entry `taken`, which will be
     /// moved out on its own, is made its own; if it borrows through a link
