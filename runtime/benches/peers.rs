@@ -361,7 +361,9 @@ fn bench_iter_for(c: &mut Criterion, fx: &Fixture, expected: u64) {
 /// Iteration of a map grown by writes rather than loaded in one go: the same
 /// entries inserted one by one (in one batch, in the keys' random order), so
 /// its nodes sit where the allocator put each one as it grew, not in
-/// iteration order. hashbrown, whose layout has no history, for reference.
+/// iteration order. imbl, which can only be grown so (the fixture's map,
+/// inserted in the same order), is the like-for-like peer; hashbrown, whose
+/// layout has no history, is for reference.
 fn bench_iter_inserted(c: &mut Criterion, fx: &Fixture, expected: u64) {
     let n = fx.n;
     let grown: SnapMap<u64, u64, H> = SnapMap::builder().hasher(fx.hasher.clone()).build();
@@ -379,6 +381,9 @@ fn bench_iter_inserted(c: &mut Criterion, fx: &Fixture, expected: u64) {
     let snapview_sum = || snap.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
     assert_eq!(snapview_sum(), expected);
     g.bench_function("snapview", |b| b.iter(|| black_box(snapview_sum())));
+    let imbl_sum = || fx.imbl.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(imbl_sum(), expected);
+    g.bench_function("imbl", |b| b.iter(|| black_box(imbl_sum())));
     let hashbrown_sum = || fx.hashbrown.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
     g.bench_function("hashbrown", |b| b.iter(|| black_box(hashbrown_sum())));
     g.finish();

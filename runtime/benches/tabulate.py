@@ -7,10 +7,11 @@ Reads every `<criterion dir>/**/new/benchmark.json` (ids) and the
     | case | size | peer | median | per | vs snapview |
 
 `median` is criterion's median time per iteration divided by the throughput
-elements the bench declared (per element for `iter`, per write for
-`insert_publish` and `batch_publish`, per operation otherwise). `vs snapview`
-is that time over snapview's in the same group (`case/size`): above 1 means
-slower than snapview.
+elements the bench declared: per write for the cases in `UNIT`, per element
+for any other case that declares a throughput, per operation otherwise.
+`vs snapview` is that time over snapview's in the same group (`case/size`),
+or over the snapview variant `BASELINE_OF` names for groups without a plain
+`snapview`: above 1 means slower than snapview.
 
 Usage: python3 runtime/benches/tabulate.py [CRITERION_DIR]
 CRITERION_DIR defaults to $CARGO_TARGET_DIR/criterion, else target/criterion at
@@ -26,15 +27,20 @@ from pathlib import Path
 
 CASES = ["snapshot", "get_hit", "get_miss", "get_chain", "iter", "iter_for", "iter_inserted", "insert_publish", "batch_publish", "diff"]
 BASELINE = "snapview"
+# Groups whose snapview entries are all variants: the one to compare with.
+BASELINE_OF = {"batch_upsert": "snapview-entry", "str_reload": "snapview-assign"}
+# What a declared throughput counts, where it is not elements.
 UNIT = {
-    "iter": "element",
-    "iter_for": "element",
-    "iter_inserted": "element",
     "insert_publish": "write",
     "batch_publish": "write",
-    "str_iter": "element",
+    "batch_upsert": "write",
     "str_insert_publish": "write",
     "str_batch_publish": "write",
+    "str_batch_churn": "write",
+    "str_batch_held": "write",
+    "str_batch_beside": "write",
+    "str_batch_route": "write",
+    "str_batch_stats": "write",
 }
 
 
@@ -70,14 +76,14 @@ def load(root: Path):
         case, size = group.rsplit("/", 1)
         if not size.isdigit():
             continue
-        elements = 1
+        elements, per = 1, "op"
         throughput = meta.get("throughput") or {}
         if "Elements" in throughput:
-            elements = throughput["Elements"]
+            elements, per = throughput["Elements"], UNIT.get(case, "element")
         elif "Bytes" in throughput:
-            elements = throughput["Bytes"]
+            elements, per = throughput["Bytes"], "byte"
         median = est["median"]["point_estimate"] / elements
-        rows.append((case, int(size), peer, median))
+        rows.append((case, int(size), peer, median, per))
     return rows
 
 
@@ -87,19 +93,19 @@ def main() -> int:
     if not rows:
         print(f"no criterion results under {root}", file=sys.stderr)
         return 1
-    base = {(c, n): t for c, n, p, t in rows if p == BASELINE}
+    base = {(c, n): t for c, n, p, t, _ in rows if p == BASELINE_OF.get(c, BASELINE)}
 
     def order(row):
-        case, size, peer, median = row
+        case, size, peer, median, _ = row
         case_rank = CASES.index(case) if case in CASES else len(CASES)
-        return (case_rank, case, size, peer != BASELINE, median)
+        return (case_rank, case, size, peer != BASELINE_OF.get(case, BASELINE), median)
 
     print("| case | size | peer | median | per | vs snapview |")
     print("| --- | ---: | --- | ---: | --- | ---: |")
-    for case, size, peer, median in sorted(rows, key=order):
+    for case, size, peer, median, per in sorted(rows, key=order):
         b = base.get((case, size))
         ratio = f"{median / b:.2f}×" if b else "–"
-        print(f"| {case} | {size:,} | {peer} | {fmt_ns(median)} | {UNIT.get(case, 'op')} | {ratio} |")
+        print(f"| {case} | {size:,} | {peer} | {fmt_ns(median)} | {per} | {ratio} |")
     return 0
 
 
