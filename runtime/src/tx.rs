@@ -507,7 +507,10 @@ where
         // a write would free them, and a value's panicking destructor would
         // come mid-write: after the trie changed, before the change counted.
         // Every node the batch started from is held the same way, by `base`.
-        self.restored.extend(version.root().cloned());
+        // Once per root: a batch that restores in a loop holds no more.
+        if let Some(root) = version.root().filter(|root| !self.restored.iter().any(|held| held.ptr_eq(root))) {
+            self.restored.push(root.clone());
+        }
         self.replace_root(version.root().cloned(), version.len());
     }
 
