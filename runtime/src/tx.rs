@@ -39,12 +39,20 @@ pub(crate) struct Changed<K, V> {
 /// (the published version still shares it); later writes there change the copy
 /// in place. If the closure panics nothing is published.
 ///
-/// A panic that the closure catches (`catch_unwind`) leaves the batch as it
-/// was before the write that panicked, for one-entry writes (`insert`,
-/// `remove`, `get_mut`, an [`Entry`](crate::Entry)'s); a write of many
-/// entries keeps those it wrote before the panic, as std's would: `extend`
-/// its inserts so far, [`assign`](Self::assign) and [`retain`](Self::retain)
-/// their writes so far.
+/// A panic that the closure catches (`catch_unwind`) in a one-entry write
+/// (`insert`, `remove`, `get_mut`, an [`Entry`](crate::Entry)'s) leaves the
+/// batch as it was before that write if it came from user code that runs
+/// before the write: `Hash`, `Eq`, `Clone`, an `or_insert_with` closure. One
+/// that comes after the write leaves the write done, as std's would: the
+/// destructor of a removed or replaced key or value, and
+/// [`and_modify`](crate::Entry::and_modify)'s closure, which changes the
+/// value in place (the batch then publishes, whatever the closure had
+/// changed). A write of many entries keeps those it wrote before the panic,
+/// as std's would: `extend` its inserts so far, [`assign`](Self::assign)
+/// and [`retain`](Self::retain) their writes so far; except that `extend`
+/// and `assign` into an empty batch load in bulk, hashing every entry before
+/// they build, so a panic in the iterator or in `Hash` leaves that batch
+/// empty.
 ///
 /// What std's `HashMap` has and a batch has not: `iter_mut`, `values_mut`,
 /// `drain`, `extract_if` and `get_disjoint_mut`. Each would hand out every
@@ -379,7 +387,7 @@ where
     /// keys publishes a version whose [`diff`](crate::View::diff) from the
     /// last costs O(changes), the `publish` span counts those changes, and a
     /// reload that changed nothing publishes nothing. It costs a hash per key
-    /// on both sides and a binary search per held key, O(n log n) in all,
+    /// on both sides and a binary search per key of the batch, O(n log n) in all,
     /// where the rebuild is O(n) (a reload of 100K `String` keys measured
     /// ~1.4x the rebuild's time); into an empty batch it is that rebuild.
     ///
@@ -401,7 +409,11 @@ where
         V: PartialEq,
     {
         if self.root.is_none() {
+            let changes_before = self.changes;
             self.load(entries.into_iter());
+            // A repeated key is one key written, as on the path below (the
+            // load counts it as the inserts in turn that `extend` means).
+            self.changes = changes_before + self.len;
             return self.len;
         }
         let wanted = TrieOrdered::new(entries.into_iter(), self.hasher).laid_out_in_order();
@@ -689,5 +701,53 @@ where
         // Last: what is left are the pairs of keys given again later, and
         // their destructors may panic; the batch holds the whole load by then.
         drop(entries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tx;
+    use crate::trie::WrittenPaths;
+
+    type Hasher = foldhash::fast::FixedState;
+
+    /// The writes `ops` counts (its `publish` span's `changes`) in an empty batch.
+    fn changes_from_empty(ops: impl FnOnce(&mut Tx<'_, u32, u32, Hasher>)) -> usize {
+        let hasher = Hasher::with_seed(7);
+        let mut tx = Tx::new(None, 0, &hasher, WrittenPaths::default(), None);
+        ops(&mut tx);
+        tx.into_changes().map_or(0, |c| c.changes)
+    }
+
+    #[test]
+    fn assign_into_an_empty_batch_counts_each_key_once() {
+        let table = [(1, 1), (2, 2), (1, 3)];
+        assert_eq!(changes_from_empty(|tx| assert_eq!(tx.assign(table), 2)), 2);
+    }
+
+    /// As `Tx`'s docs say: a bulk load hashes every entry before it builds,
+    /// so it keeps none of them, where inserts in turn keep those before.
+    #[test]
+    fn a_panicking_iterator_leaves_an_empty_batch_empty_and_a_filled_one_with_its_inserts() {
+        let hasher = Hasher::with_seed(7);
+        let panicking = || (0..10).map(|k| if k == 5 { panic!("planned") } else { (k, k) });
+        let mut empty = Tx::new(None, 0, &hasher, WrittenPaths::default(), None);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| empty.extend(panicking())));
+        assert!(caught.is_err());
+        assert_eq!((empty.len(), empty.iter().count()), (0, 0));
+        empty.insert(20, 20);
+        assert_eq!(empty.len(), 1);
+
+        let mut filled = Tx::new(None, 0, &hasher, WrittenPaths::default(), None);
+        filled.insert(20, 20);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| filled.extend(panicking())));
+        assert!(caught.is_err());
+        assert_eq!((filled.len(), filled.iter().count()), (6, 6));
+    }
+
+    #[test]
+    fn extend_into_an_empty_batch_counts_what_inserts_in_turn_would() {
+        let entries = [(1, 1), (2, 2), (1, 3)];
+        assert_eq!(changes_from_empty(|tx| tx.extend(entries)), 3);
     }
 }
