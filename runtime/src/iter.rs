@@ -22,8 +22,9 @@ const PREFETCH_AHEAD: usize = 8;
 /// ~25% of the walk); above it, misses dominate and prefetching halves them.
 const PREFETCH_MIN_LEN: usize = 16 * 1024;
 
-/// Walks the nodes under one node, in trie order, handing out each node's
-/// entries; [`RawIter`] and [`Iter`] read them.
+/// Walks the nodes under one node, depth first (a node, then its children
+/// in slot order), handing out each node's entries; [`RawIter`] and
+/// [`Iter`] read them.
 ///
 /// The innermost level's children left to walk sit in `siblings`, the outer
 /// levels in `stack`, and only a level with children left is pushed: moving
@@ -165,8 +166,8 @@ impl<K, V> Clone for Walk<'_, K, V> {
     }
 }
 
-/// Walks every entry under one node, in trie order (the diff's walk of a
-/// sub-tree, and [`Iter`]'s `fold`).
+/// Walks every entry under one node, depth first, a node's entries before
+/// its children's (the diff's walk of a sub-tree, and [`Iter`]'s `fold`).
 #[repr(C)]
 pub(crate) struct RawIter<'a, K, V> {
     entries: slice::Iter<'a, (K, V)>,
@@ -210,7 +211,7 @@ impl<K, V> Clone for RawIter<'_, K, V> {
     }
 }
 
-/// Folds every entry under `nodes`, in trie order: each node's entries, then
+/// Folds every entry under `nodes`, depth first: each node's entries, then
 /// its children's sub-trees. Recursion depth is bounded by [`MAX_DEPTH`].
 /// `PREFETCH` is a parameter rather than a flag so that the in-cache walk
 /// carries no test per node.

@@ -959,10 +959,10 @@ impl<K, V> NodeRef<K, V> {
 
     /// Hints that this node's first `LINES` cache lines will be read soon.
     ///
-    /// A lookup asks for four lines of each sparse node it reaches: a leaf
-    /// of a few entries rarely fits in the one line its header starts, and
-    /// four lines hold a sparse node whole (measured at 1M keys when every
-    /// node got them: 4 lines ~20% faster hits than 2).
+    /// A lookup asks for two lines of each sparse node it reaches (its
+    /// header and the start of its arrays: a leaf of a few entries rarely
+    /// fits in the one line its header starts); four measured 3-5% slower
+    /// at 1M and 2M keys (docs/design.md, §6).
     #[inline(always)]
     pub(crate) fn prefetch<const LINES: usize>(&self) {
         for line in 0..LINES {
