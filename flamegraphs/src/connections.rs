@@ -14,13 +14,21 @@
 //! (or has waited less than [`CLOSE_WAITING_AFTER`]) does the newcomer wait
 //! for one to close.
 //!
+//! At the shutdown signal, hyper's graceful shutdown alone would not do:
+//! it keeps a connection that holds part of a request head (and serves the
+//! request once the head is complete), and it sends the whole of an answer
+//! before closing, with no write timeout, to a client that may never read
+//! it. So a connection is closed at once unless it is answering a request
+//! or has bytes of an answer left to send, and one whose write has waited
+//! [`ConnectionLimits::header_timeout`] for its client is closed then.
+//!
 //! The connections are tasks owned by the serving future, so dropping it (a
 //! caller's timeout, `JoinHandle::abort`) closes them all, requests still
 //! running included.
 
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +49,8 @@ pub struct ConnectionLimits {
     /// The longest a connection may take to send a request's line and
     /// headers, counted from when the server starts waiting for them (for
     /// a kept-alive connection: from its previous answer). Default 10 s.
+    /// After the shutdown signal, also how long an answer may wait for its
+    /// client to read before the connection is cut off.
     pub header_timeout: Duration,
     /// How many connections may be open at once. Default 256; `usize::MAX`
     /// for as many as the process can open. A connection arriving past it
@@ -101,8 +111,13 @@ impl Default for ConnectionLimits {
 }
 
 /// Serves `router` over HTTP/1.1 on `listener` until `signal` completes, then
-/// stops accepting, lets running requests finish and closes idle
-/// connections; returns once every connection is closed. Within `limits`:
+/// stops accepting, closes the connections that are not answering a request
+/// (idle ones, and those part way through sending a head, whose request
+/// would otherwise still be served), lets running requests finish and their
+/// answers be sent, then closes those connections too; returns once every
+/// connection is closed. A connection that could not be written to for
+/// `limits.header_timeout` meanwhile is cut off, so that a client that
+/// stops reading cannot keep this from returning. Within `limits`:
 /// a connection that does not send a request's head in time is closed, and
 /// no more than `limits.max_connections` are open at once (past that, a new
 /// one takes the place of the one that has waited longest for a request
@@ -196,8 +211,7 @@ fn is_connection_error(err: &io::Error) -> bool {
 }
 
 /// Serves one connection until the client closes it, it breaks a limit, it
-/// is closed for a newcomer, or `closing` turns true (then after its running
-/// request, if any).
+/// is closed for a newcomer, or `closing` turns true (then see [`finish`]).
 async fn serve_connection(
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
@@ -214,11 +228,29 @@ async fn serve_connection(
     // Errors are the client's (it went away, sent garbage or was too slow):
     // hyper has answered what it could, and there is no one else to tell.
     tokio::select! {
-        _ = connection.as_mut() => return,
+        // In this order, so that a connection told to close starts no new
+        // request: polled first, it could complete a head that is waiting
+        // in its socket.
+        biased;
+        _ = closing.wait_for(|closing| *closing) => {}
         // Dropping the connection closes its socket; it was answering nothing.
         () = registered.closed_for_newcomer() => return,
-        _ = closing.wait_for(|closing| *closing) => {}
+        _ = connection.as_mut() => return,
     }
     connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+    finish(connection, &registered, limits.header_timeout).await;
+}
+
+/// After the signal: lets the connection finish the answer it has under way
+/// (hyper, told to shut down, closes it after that). Drops it at once if it
+/// has none: idle, or holding part of a request head, which hyper would
+/// still serve once complete. Drops it too once it could not be written to
+/// for `stall`: a client that stops reading would hold shutdown up for ever.
+async fn finish<F: Future>(mut connection: Pin<&mut F>, registered: &Registered, stall: Duration) {
+    while let Some(look_again) = registered.answer_under_way(stall) {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = tokio::time::sleep_until(look_again.into()) => {}
+        }
+    }
 }

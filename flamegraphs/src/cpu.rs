@@ -1,7 +1,8 @@
 //! `/debug/pprof/profile` and `/debug/pprof/flamegraph`: CPU profiles taken
 //! with pprof-rs, one at a time.
 
-use std::sync::Once;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Once, PoisonError};
 use std::time::Duration;
 
 use axum::extract::RawQuery;
@@ -91,26 +92,77 @@ async fn capture(raw: Option<&str>) -> Result<Report, Failure> {
     let builder = blocking(move || prepare(hz)).await?;
     // `held` goes along so that it is released only after the profiler
     // stops, even if this future is dropped while it starts (then the
-    // runtime drops the finished task's output, in field order).
-    let running = blocking(move || start(builder).map(|guard| Running { guard, _held: held })).await??;
+    // runtime drops the finished task's output).
+    let running = blocking(move || start(builder).map(|guard| Running::new(guard, held))).await??;
     // Dropping this future (client gone) drops `running`: the profiler
-    // stops, then `held` goes.
+    // stops (on the blocking pool), then `held` goes.
     tokio::time::sleep(window).await;
     // Symbolizing every sampled frame takes a while too.
-    blocking(move || {
-        let report = running.guard.report().build();
-        drop(running);
-        report.map_err(|err| internal_error("profiling failed", err))
-    })
-    .await?
+    blocking(move || running.finish().map_err(|err| internal_error("profiling failed", err))).await?
 }
 
 /// A running CPU profile and the lock on the profiler. The fields drop in
 /// this order, so the lock is released only once the profiler has stopped:
 /// a request waiting for it then cannot find pprof-rs still running (409).
-struct Running {
+struct Profiling {
     guard: ProfilerGuard<'static>,
     _held: MutexGuard<'static, ()>,
+}
+
+/// A [`Profiling`] that, dropped on a runtime's thread (the client left
+/// mid-window, the server's future was dropped), stops on the blocking
+/// pool: stopping frees pprof-rs's sample collector and makes a new one
+/// with a temporary file, tens of milliseconds in which a worker would
+/// answer nothing else.
+struct Running(Option<Profiling>);
+
+impl Running {
+    fn new(guard: ProfilerGuard<'static>, held: MutexGuard<'static, ()>) -> Running {
+        Running(Some(Profiling { guard, _held: held }))
+    }
+
+    /// The report, then the profile stopped here: on the blocking pool
+    /// already.
+    fn finish(mut self) -> pprof::Result<Report> {
+        let profiling = self.0.take().expect("a profile is taken out only here and by drop");
+        profiling.guard.report().build()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(profiling) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => stop_on_the_blocking_pool(&runtime, profiling),
+            // No runtime's thread to hold up.
+            Err(_) => drop(profiling),
+        }
+    }
+}
+
+/// Stops `profiling` on `runtime`'s blocking pool, or here if the pool does
+/// not take it. A runtime shutting down drops the task, which stops it,
+/// where it is spawned. `spawn_blocking` panics when the OS refuses a thread
+/// and none is free, leaving the task queued: stopping here then keeps the
+/// profiler from being held until some later thread runs it.
+fn stop_on_the_blocking_pool(runtime: &tokio::runtime::Handle, profiling: Profiling) {
+    let slot = Arc::new(std::sync::Mutex::new(Some(profiling)));
+    let stop = Stop(Arc::clone(&slot));
+    let spawned = std::panic::catch_unwind(AssertUnwindSafe(|| drop(runtime.spawn_blocking(move || drop(stop)))));
+    if spawned.is_err() {
+        drop(Stop(slot));
+    }
+}
+
+/// Stops the profile in its slot, if still there, when dropped.
+struct Stop(Arc<std::sync::Mutex<Option<Profiling>>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        // The slot stays whole if a holder panicked: it is only ever taken.
+        let profiling = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(profiling);
+    }
 }
 
 fn internal_error(what: &str, err: impl std::fmt::Display) -> Failure {

@@ -166,8 +166,11 @@ pub async fn serve(addr: impl ToSocketAddrs) -> io::Result<()> {
 ///
 /// `InvalidInput` if the token cannot be sent ([`DebugConfig::validate`]);
 /// `PermissionDenied` if `addr` resolves to a non-loopback address and
-/// `config` does not [`allow_remote`](DebugConfig::allow_remote); otherwise
-/// the errors of resolving, binding and accepting.
+/// `config` does not [`allow_remote`](DebugConfig::allow_remote); the
+/// errors of resolving and binding; then, once bound, `InvalidInput` if
+/// `config.limits` cannot be served ([`ConnectionLimits::validate`](crate::ConnectionLimits::validate)).
+/// Nothing once serving: an error accepting a connection is logged and
+/// retried (see [`serve_router`](crate::serve_router)).
 pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Result<()> {
     config.validate()?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
@@ -179,14 +182,18 @@ pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Re
 }
 
 /// Serves the debug routes on an already bound `listener` (e.g. port 0 in
-/// tests) until `signal` completes, then lets running requests finish.
+/// tests) until `signal` completes, then lets running requests finish (see
+/// [`serve_router`](crate::serve_router) for what it closes at once).
 ///
 /// # Errors
 ///
 /// `InvalidInput` if the token cannot be sent ([`DebugConfig::validate`]);
 /// `PermissionDenied` if the listener is on a non-loopback address and
-/// `config` does not [`allow_remote`](DebugConfig::allow_remote); the errors
-/// of accepting otherwise.
+/// `config` does not [`allow_remote`](DebugConfig::allow_remote); the error
+/// of reading the listener's address; `InvalidInput` if `config.limits`
+/// cannot be served ([`ConnectionLimits::validate`](crate::ConnectionLimits::validate)).
+/// All before serving; nothing after: an error accepting a connection is
+/// logged and retried (see [`serve_router`](crate::serve_router)).
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     config: DebugConfig,

@@ -62,8 +62,12 @@ pub(crate) struct Connection {
     /// is closed only after every one that has not.
     answered: AtomicBool,
     /// Whether its last write to the socket could not finish: an answer is
-    /// waiting for the client to read.
+    /// waiting for the client to read. (hyper writes until its buffer is
+    /// empty or a write cannot finish, so between two polls of the
+    /// connection, bytes are left to send exactly when this is set.)
     blocked: AtomicBool,
+    /// The millisecond (since `start`) of its last write, or of its opening.
+    wrote_at: AtomicU64,
     closed_for_newcomer: Notify,
 }
 
@@ -81,12 +85,14 @@ impl Waiting {
     /// returned handle is dropped.
     pub(crate) fn open(self: &Arc<Self>) -> Registered {
         let mut open = self.connections();
+        let now = millis_since(self.start);
         let connection = Arc::new(Connection {
             start: self.start,
-            state: AtomicU64::new(millis_since(self.start)),
+            state: AtomicU64::new(now),
             index: AtomicUsize::new(open.len()),
             answered: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
+            wrote_at: AtomicU64::new(now),
             closed_for_newcomer: Notify::new(),
         });
         open.push(Arc::clone(&connection));
@@ -152,6 +158,28 @@ impl Registered {
         self.connection.closed_for_newcomer.notified()
     }
 
+    /// After the shutdown signal: when to look at the connection again while
+    /// it has an answer under way (a request being answered, or bytes left
+    /// to send); `None` once it has none, or once it could not be written
+    /// to for `stall`: hyper has no write timeout, and would wait for a
+    /// client that never reads for ever. A request still being worked on
+    /// has as long as it takes; only a stalled write is cut.
+    pub(crate) fn answer_under_way(&self, stall: Duration) -> Option<Instant> {
+        let connection = &self.connection;
+        // Relaxed: a snapshot taken by the connection's own task between two
+        // polls of it, which is what writes them; nothing else is read
+        // through them.
+        let state = connection.state.load(Ordering::Relaxed);
+        if !connection.blocked.load(Ordering::Relaxed) {
+            return (state == ANSWERING).then(|| Instant::now() + stall);
+        }
+        if state == CLOSED_FOR_NEWCOMER {
+            return None;
+        }
+        let stalled_at = connection.start + Duration::from_millis(connection.wrote_at.load(Ordering::Relaxed)) + stall;
+        (Instant::now() < stalled_at).then_some(stalled_at)
+    }
+
     /// `service`, marking the connection answering for each request.
     pub(crate) fn track<S>(&self, service: S) -> Tracked<S> {
         Tracked { inner: service, connection: Arc::clone(&self.connection) }
@@ -191,6 +219,7 @@ impl Connection {
     /// Counts its wait from now, if it is waiting: it has just written.
     fn wrote(&self) {
         let now = millis_since(self.start);
+        self.wrote_at.store(now, Ordering::Relaxed);
         // Relaxed: see `close_longest_waiting`.
         let _ = self.state.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |state| {
             (state < CLOSED_FOR_NEWCOMER && state != now).then_some(now)
@@ -397,6 +426,23 @@ mod tests {
         assert!(!waiting.close_longest_waiting(Duration::ZERO), "blocked for less than 40 ms");
         std::thread::sleep(Duration::from_millis(50));
         assert!(waiting.close_longest_waiting(Duration::ZERO));
+    }
+
+    #[test]
+    fn after_the_signal_only_an_answer_running_or_being_written_is_under_way() {
+        let stall = Duration::from_millis(40);
+        let waiting = Waiting::new(Duration::from_secs(3600));
+        let connection = waiting.open();
+        assert_eq!(connection.answer_under_way(stall), None, "idle, or part way through a head");
+        let answering = connection.connection.answering();
+        assert!(connection.answer_under_way(stall).is_some(), "answering, however long since it wrote");
+        connection.connection.blocked.store(true, Ordering::Relaxed);
+        connection.connection.wrote();
+        assert!(connection.answer_under_way(stall).is_some(), "it wrote just now");
+        drop(answering);
+        assert!(connection.answer_under_way(stall).is_some(), "the end of its answer is still to send");
+        std::thread::sleep(stall + Duration::from_millis(10));
+        assert_eq!(connection.answer_under_way(stall), None, "its write has waited longer than the bound");
     }
 
     #[test]
