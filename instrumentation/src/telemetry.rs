@@ -27,6 +27,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
+#[cfg(feature = "otlp")]
+mod bounded;
 #[cfg(feature = "console")]
 mod console;
 #[cfg(feature = "otlp")]
@@ -319,8 +321,11 @@ impl TelemetryGuard {
     }
 
     /// Spans that were not exported so far: refused because the export queue
-    /// was full, or in a batch the collector did not take (down, slow,
-    /// refusing). Always 0 without OTLP export.
+    /// was full, or in a batch whose export failed or gave up (the collector
+    /// down, slow, refusing the batch). Not counted: spans the collector
+    /// turned down one by one while taking the rest of their batch (a
+    /// partial success), which the SDK's exporter only logs, as a warning.
+    /// Always 0 without OTLP export.
     pub fn dropped_spans(&self) -> u64 {
         #[cfg(feature = "otlp")]
         if let Some(pipeline) = &self.otlp {

@@ -4,8 +4,9 @@
 //! cannot carry: its data points can only be built by its aggregation.
 //!
 //! It speaks gRPC (through a channel that bounds connecting, as the span
-//! exporter's) or HTTP/protobuf (`POST .../v1/metrics`), bounded by the
-//! export timeout, and reads the SDK exporter's variables: the headers of
+//! exporter's) or HTTP/protobuf (`POST .../v1/metrics`), each export bounded
+//! as a whole by the export timeout ([`bounded`](super::bounded)), and
+//! reads the SDK exporter's variables: the headers of
 //! `OTEL_EXPORTER_OTLP_METRICS_HEADERS` or else `OTEL_EXPORTER_OTLP_HEADERS`
 //! (`key=value,...`, values percent-decoded, empty ones skipped), and
 //! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`. Unlike the SDK's it
@@ -34,10 +35,12 @@ use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tokio::runtime::Handle;
+use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
 use super::TelemetryError;
+use super::bounded::{on_runtime, send_within};
 use super::metrics::Histograms;
 use super::transport::redacted;
 use crate::sync::unmodelled::{AtomicBool, Ordering};
@@ -60,8 +63,19 @@ enum Failure {
 }
 
 enum Transport {
-    Grpc { client: MetricsServiceClient<Channel>, headers: MetadataMap },
-    Http { client: reqwest::blocking::Client, url: String, headers: HeaderMap },
+    /// Each export runs on `runtime`, the export runtime.
+    Grpc {
+        client: MetricsServiceClient<Channel>,
+        headers: MetadataMap,
+        runtime: Handle,
+        timeout: Duration,
+    },
+    Http {
+        client: reqwest::blocking::Client,
+        url: String,
+        headers: HeaderMap,
+        timeout: Duration,
+    },
 }
 
 impl fmt::Debug for Transport {
@@ -74,18 +88,24 @@ impl fmt::Debug for Transport {
 }
 
 impl MetricExport {
-    /// Exports over gRPC through `channel`, which bounds connecting and each
-    /// request by the export timeout.
-    pub(super) fn grpc(channel: Channel, histograms: Histograms) -> Self {
+    /// Exports over gRPC through `channel`, on `runtime`, each export
+    /// given up after `timeout`.
+    pub(super) fn grpc(channel: Channel, runtime: Handle, timeout: Duration, histograms: Histograms) -> Self {
         let headers = grpc_headers(&configured_headers(env_var));
-        let transport = Transport::Grpc { client: MetricsServiceClient::new(channel), headers };
+        let transport = Transport::Grpc { client: MetricsServiceClient::new(channel), headers, runtime, timeout };
         Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
 
-    /// Exports over HTTP/protobuf to `url` with `client`.
-    pub(super) fn http(client: reqwest::blocking::Client, url: String, histograms: Histograms) -> Self {
+    /// Exports over HTTP/protobuf to `url` with `client`, each export given
+    /// up after `timeout`.
+    pub(super) fn http(
+        client: reqwest::blocking::Client,
+        url: String,
+        timeout: Duration,
+        histograms: Histograms,
+    ) -> Self {
         let headers = http_headers(&configured_headers(env_var));
-        let transport = Transport::Http { client, url, headers };
+        let transport = Transport::Http { client, url, headers, timeout };
         Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
 
@@ -122,21 +142,23 @@ impl PushMetricExporter for MetricExport {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let request = self.request(metrics);
         let sent = match &self.transport {
-            Transport::Grpc { client, headers } => {
+            Transport::Grpc { client, headers, runtime, timeout } => {
                 let mut call = tonic::Request::new(request);
                 *call.metadata_mut() = headers.clone();
-                match client.clone().export(call).await {
-                    Ok(response) => {
+                let mut client = client.clone();
+                match on_runtime(runtime, *timeout, async move { client.export(call).await }).await {
+                    Ok(Ok(response)) => {
                         warn_of_rejections(response.into_inner().partial_success);
                         Ok(())
                     }
-                    Err(status) if status.code() == tonic::Code::Unimplemented => Err(Failure::NoMetricsService),
-                    Err(status) => Err(Failure::Other(grpc_error(&status))),
+                    Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Err(Failure::NoMetricsService),
+                    Ok(Err(status)) => Err(Failure::Other(grpc_error(&status))),
+                    Err(gave_up) => Err(Failure::Other(gave_up.to_string())),
                 }
             }
             // The SDK's reader thread runs this future with a plain executor,
             // not on a tokio runtime, so blocking here is allowed.
-            Transport::Http { client, url, headers } => post(client, url, headers, &request),
+            Transport::Http { client, url, headers, timeout } => post(client, url, headers, &request, *timeout),
         };
         match sent {
             Ok(()) => Ok(()),
@@ -168,39 +190,30 @@ fn post(
     url: &str,
     headers: &HeaderMap,
     request: &ExportMetricsServiceRequest,
+    timeout: Duration,
 ) -> Result<(), Failure> {
+    let failed = |error: reqwest::Error| Failure::Other(error.to_string());
     let body = prost::Message::encode_to_vec(request);
-    let response = client
+    let request = client
         .post(url)
         .headers(headers.clone())
         .header(CONTENT_TYPE, "application/x-protobuf")
         .body(body)
-        .send()
-        .map_err(|error| Failure::Other(error.to_string()))?;
-    let status = response.status();
-    if status == reqwest::StatusCode::NOT_FOUND {
+        .build()
+        .map_err(failed)?;
+    let answer = send_within(client, request, timeout).map_err(failed)?;
+    if answer.status == reqwest::StatusCode::NOT_FOUND {
         return Err(Failure::NoMetricsService);
     }
-    if !status.is_success() {
-        return Err(Failure::Other(format!("{} answered {status}", redacted(url))));
+    if !answer.status.is_success() {
+        return Err(Failure::Other(format!("{} answered {}", redacted(url), answer.status)));
     }
-    // A collector may answer with an empty body: no partial success to report.
-    // Read up to a bound: an answer is a count and a message, and whatever
-    // answers with more (a proxy's page, an endless stream) must not be
-    // read into memory. The export was taken (a 2xx); a longer answer is
-    // not read at all.
-    let mut body = Vec::new();
-    let mut answer = std::io::Read::take(response, MAX_ANSWER + 1);
-    std::io::Read::read_to_end(&mut answer, &mut body).map_err(|error| Failure::Other(error.to_string()))?;
-    if body.len() as u64 <= MAX_ANSWER {
-        let answer: Option<ExportMetricsServiceResponse> = prost::Message::decode(body.as_slice()).ok();
-        warn_of_rejections(answer.and_then(|answer| answer.partial_success));
-    }
+    // The export was taken (a 2xx); an empty body (none sent, or none read
+    // in time) tells of no rejections.
+    let decoded: Option<ExportMetricsServiceResponse> = prost::Message::decode(answer.body.as_slice()).ok();
+    warn_of_rejections(decoded.and_then(|answer| answer.partial_success));
     Ok(())
 }
-
-/// The most of a collector's answer to an export that is read.
-const MAX_ANSWER: u64 = 64 * 1024;
 
 /// A failed gRPC export, by its status code and local cause only: the
 /// server's message may echo the request's headers, credentials included,
@@ -350,15 +363,12 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
+/// The headers as the SDK's span exporter sends them over gRPC: a key
+/// ending in `-bin` as binary metadata, its value sent as written (base64,
+/// the form gRPC carries binary values in), any other as text. Taken one by
+/// one as text keys, the `-bin` ones were refused and left out.
 fn grpc_headers(pairs: &[(String, String)]) -> MetadataMap {
-    let mut headers = MetadataMap::new();
-    for (key, value) in pairs {
-        let key = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes());
-        if let (Ok(key), Ok(value)) = (key, MetadataValue::try_from(value.as_str())) {
-            headers.insert(key, value);
-        }
-    }
-    headers
+    MetadataMap::from_headers(http_headers(pairs))
 }
 
 fn http_headers(pairs: &[(String, String)]) -> HeaderMap {
@@ -447,6 +457,18 @@ mod tests {
         let grpc = grpc_headers(&pairs);
         assert_eq!(grpc.len(), 1);
         assert_eq!(grpc.get("good-name").unwrap(), "v");
+    }
+
+    /// As the SDK's span exporter sends them: binary metadata, the value
+    /// as written.
+    #[test]
+    fn binary_keys_go_as_binary_metadata() {
+        let pairs = [("X-Tenant-Bin", "AAEC"), ("x-plain", "text")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let grpc = grpc_headers(&pairs);
+        assert_eq!(grpc.len(), 2);
+        assert_eq!(grpc.get_bin("x-tenant-bin").unwrap().to_bytes().unwrap().as_ref(), [0, 1, 2]);
+        assert_eq!(grpc.get("x-plain").unwrap(), "text");
+        assert_eq!(grpc.into_headers()["x-tenant-bin"], "AAEC", "sent as written");
     }
 
     #[test]

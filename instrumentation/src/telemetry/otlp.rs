@@ -3,8 +3,9 @@
 //!
 //! Nothing here may stall the application when the collector is down or slow:
 //! spans wait in a bounded queue ([`span_queue`](super::span_queue)) drained
-//! by the SDK's own thread, every export gives up after the export timeout,
-//! and shutting down waits for the exporters at most that long.
+//! by the SDK's own thread, every export gives up after the export timeout
+//! (as a whole: [`bounded`](super::bounded)), and shutting down waits for
+//! the exporters at most that long.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -20,6 +21,7 @@ use tokio::runtime::Runtime;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 
+use super::bounded::{Bound, BoundedSpanExport, Deadline, DeadlineHttpClient};
 use super::metric_export::{self, MetricExport};
 use super::metrics::{Histograms, SCOPE, SharedReport};
 use super::otlp_env;
@@ -528,10 +530,10 @@ fn build_exporters(
     resolved: &Resolved<'_>,
     runtime: Option<&Runtime>,
     histograms: Histograms,
-) -> Result<(Option<SpanExporter>, Option<MetricExport>), TelemetryError> {
+) -> Result<(Option<BoundedSpanExport<SpanExporter>>, Option<MetricExport>), TelemetryError> {
     let _entered = runtime.map(Runtime::enter);
-    let spans = resolved.traces.then(|| span_exporter(resolved)).transpose()?;
-    let metrics = resolved.metrics.then(|| metric_exporter(resolved, histograms)).transpose()?;
+    let spans = resolved.traces.then(|| span_exporter(resolved, runtime)).transpose()?;
+    let metrics = resolved.metrics.then(|| metric_exporter(resolved, runtime, histograms)).transpose()?;
     Ok((spans, metrics))
 }
 
@@ -546,9 +548,16 @@ fn export_runtime() -> Result<Runtime, TelemetryError> {
         .map_err(|source| TelemetryError::Exporter { what: "export runtime", source: source.into() })
 }
 
-fn span_exporter(resolved: &Resolved<'_>) -> Result<SpanExporter, TelemetryError> {
+/// The SDK's span exporter, each export of it bounded as a whole: on the
+/// export runtime for gRPC, through the deadline its HTTP client shares for
+/// HTTP.
+fn span_exporter(
+    resolved: &Resolved<'_>,
+    runtime: Option<&Runtime>,
+) -> Result<BoundedSpanExport<SpanExporter>, TelemetryError> {
     let connect = resolved.connect();
     let signal = &Signal::TRACES;
+    let deadline = Arc::new(Deadline::default());
     let built = match resolved.protocol {
         Protocol::Grpc => SpanExporter::builder()
             .with_tonic()
@@ -557,28 +566,42 @@ fn span_exporter(resolved: &Resolved<'_>) -> Result<SpanExporter, TelemetryError
             .build(),
         Protocol::HttpProtobuf => {
             let url = transport::http_url(connect.endpoint, signal, process_env);
+            let client = transport::http_client(&url, connect, signal)?;
             SpanExporter::builder()
                 .with_http()
-                .with_http_client(transport::http_client(&url, connect, signal)?)
+                .with_http_client(DeadlineHttpClient::new(client, Arc::clone(&deadline), connect.timeout))
                 .with_endpoint(url)
                 .with_timeout(connect.timeout)
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .build()
         }
     };
-    built.map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })
+    let exporter = built.map_err(|source| TelemetryError::Exporter { what: signal.what, source: source.into() })?;
+    let bound = match runtime {
+        Some(runtime) => Bound::Runtime(runtime.handle().clone()),
+        None => Bound::Blocking(deadline),
+    };
+    Ok(BoundedSpanExport::new(exporter, bound, connect.timeout))
 }
 
 /// Our own metrics exporter (`metric_export`): the SDK's cannot carry the
 /// latency histograms.
-fn metric_exporter(resolved: &Resolved<'_>, histograms: Histograms) -> Result<MetricExport, TelemetryError> {
+fn metric_exporter(
+    resolved: &Resolved<'_>,
+    runtime: Option<&Runtime>,
+    histograms: Histograms,
+) -> Result<MetricExport, TelemetryError> {
     let connect = resolved.connect();
     let signal = &Signal::METRICS;
     Ok(match resolved.protocol {
-        Protocol::Grpc => MetricExport::grpc(transport::grpc_channel(connect, signal)?, histograms),
+        Protocol::Grpc => {
+            let runtime = runtime.ok_or_else(|| signal.error("gRPC export needs the export runtime"))?;
+            let channel = transport::grpc_channel(connect, signal)?;
+            MetricExport::grpc(channel, runtime.handle().clone(), connect.timeout, histograms)
+        }
         Protocol::HttpProtobuf => {
             let url = transport::http_url(connect.endpoint, signal, process_env);
-            MetricExport::http(transport::http_client(&url, connect, signal)?, url, histograms)
+            MetricExport::http(transport::http_client(&url, connect, signal)?, url, connect.timeout, histograms)
         }
     })
 }

@@ -5,7 +5,10 @@
 //! the collector refused. So admission is gated here with the same bound —
 //! spans admitted and not yet through an export never exceed it, so the SDK's
 //! queue never overflows — and both losses are counted: spans refused at the
-//! gate, and spans of failed exports.
+//! gate, and spans of failed exports (given up on at the export timeout
+//! included, [`bounded`](super::bounded)). Spans a collector rejects one by
+//! one in a partial success are not: the SDK's exporter reads that answer
+//! and only logs it, and what an export returns says nothing of it.
 
 use crate::sync::unmodelled::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

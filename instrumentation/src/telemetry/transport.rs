@@ -62,7 +62,7 @@ impl Signal {
         client_key_var: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
     };
 
-    fn error(&self, message: impl Into<String>) -> TelemetryError {
+    pub(super) fn error(&self, message: impl Into<String>) -> TelemetryError {
         TelemetryError::Exporter { what: self.what, source: message.into().into() }
     }
 }
@@ -87,8 +87,11 @@ pub(super) struct Connect<'a> {
 }
 
 /// A gRPC channel to the signal's endpoint that gives up *connecting*, as
-/// well as each request, after the export timeout. Must run inside the
-/// export runtime (the channel spawns its task there).
+/// well as waiting for each response's headers, after the export timeout,
+/// and that replaces a connection gone dead. Must run inside the export
+/// runtime (the channel spawns its task there). What comes after the
+/// headers is bounded by the exporters themselves
+/// ([`bounded`](super::bounded)).
 ///
 /// The SDK's own channel bounds each request but not the connection under
 /// it: toward a host that silently drops connection attempts (a firewall, a
@@ -101,12 +104,34 @@ pub(super) fn grpc_channel(connect: Connect<'_>, signal: &Signal) -> Result<Chan
         .map_err(|source| signal.error(format!("endpoint {:?}: {source}", redacted(&url))))?
         .timeout(connect.timeout)
         .connect_timeout(connect.timeout);
+    let endpoint = with_keep_alive(endpoint);
     let endpoint = match scheme(&url).as_deref() {
         Some("http") => endpoint,
         Some("https") => tls::grpc(endpoint, &url, connect.timeout, connect.tls, signal)?,
         _ => return Err(signal.error(format!("endpoint {:?}: the scheme must be http:// or https://", redacted(&url)))),
     };
     Ok(endpoint.connect_lazy())
+}
+
+/// How long a connection may go without a frame from the collector, while
+/// an export uses it, before it is pinged.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is closed.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 pings, so that a connection whose collector went away without a
+/// word (a host gone, a NAT entry dropped) is closed and the next export
+/// connects anew, where each export would otherwise run out its timeout on
+/// it until TCP gave up, some 15 minutes on Linux. Pinged only while an
+/// export is under way (at its start, if the connection was quiet for the
+/// interval): a collector built on grpc-go (the OpenTelemetry Collector)
+/// takes pings on a connection without calls more often than every 5
+/// minutes as abuse, and closes it with `too_many_pings`.
+fn with_keep_alive(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(false)
 }
 
 /// The gRPC endpoint the SDK would use: the explicit one, else the signal's
@@ -147,7 +172,10 @@ pub(super) fn http_url(explicit: Option<&str>, signal: &Signal, env: impl Fn(&st
 }
 
 /// A blocking HTTP client for posting to `url`, bounded by the export
-/// timeout, connecting included, with TLS for an `https://` one.
+/// timeout, connecting included, with TLS for an `https://` one. It bounds
+/// the wait for an answer's headers, and then each read of its body apart:
+/// a whole answer is bounded by the request's own timeout
+/// ([`bounded::send_within`](super::bounded::send_within)).
 pub(super) fn http_client(
     url: &str,
     connect: Connect<'_>,
