@@ -1319,7 +1319,9 @@ unsafe fn own_entry<K: Clone, V: Clone>(
 ) {
     // Relaxed: the node is unshared (caller).
     let borrowed = lending.borrowed.load(Ordering::Relaxed);
-    if borrowed & (1 << i) == 0 {
+    // An entry past the 64th has no bit: only a collision node holds more,
+    // and it never borrows (`claim_entries`).
+    if i >= 64 || borrowed & (1 << i) == 0 {
         return;
     }
     if !counted {
