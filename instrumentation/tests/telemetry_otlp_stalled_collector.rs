@@ -19,8 +19,10 @@ use h2_collector::{METRICS, TRACES};
 use snapview_instrument::probe::MapProbe;
 use snapview_instrument::{Op, Protocol, Telemetry};
 
-/// The export timeout given to the pipeline.
-const EXPORT_TIMEOUT: Duration = Duration::from_millis(300);
+/// The export timeout given to the pipeline: long enough for the first
+/// exports to connect and be sent within it on a loaded machine, as they
+/// must, once (nothing sends them again).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The most a flush, the drop of the guard, or an export the collector
 /// stalls may take: the export timeout, with room for a loaded machine.
 const BOUND: Duration = Duration::from_secs(3);

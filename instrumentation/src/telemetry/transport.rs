@@ -104,7 +104,7 @@ pub(super) fn grpc_channel(connect: Connect<'_>, signal: &Signal) -> Result<Chan
         .map_err(|source| signal.error(format!("endpoint {:?}: {source}", redacted(&url))))?
         .timeout(connect.timeout)
         .connect_timeout(connect.timeout);
-    let endpoint = with_keep_alive(endpoint);
+    let endpoint = with_keep_alive(endpoint, connect.timeout);
     let endpoint = match scheme(&url).as_deref() {
         Some("http") => endpoint,
         Some("https") => tls::grpc(endpoint, &url, connect.timeout, connect.tls, signal)?,
@@ -114,7 +114,7 @@ pub(super) fn grpc_channel(connect: Connect<'_>, signal: &Signal) -> Result<Chan
 }
 
 /// How long a connection may go without a frame from the collector, while
-/// an export uses it, before it is pinged.
+/// an export uses it, before it is pinged (at least: see [`with_keep_alive`]).
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection is closed.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,9 +127,16 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// interval): a collector built on grpc-go (the OpenTelemetry Collector)
 /// takes pings on a connection without calls more often than every 5
 /// minutes as abuse, and closes it with `too_many_pings`.
-fn with_keep_alive(endpoint: Endpoint) -> Endpoint {
+///
+/// And at most once per export: the interval is at least the export
+/// `timeout`, which ends the export first. grpc-go counts a ping within 5
+/// minutes of the last as a strike unless it has written to the connection
+/// since, and closes the connection at the third; a collector slower than
+/// three intervals to answer one export (a timeout of 35 s or more) would
+/// otherwise have its connection closed under it.
+fn with_keep_alive(endpoint: Endpoint, timeout: Duration) -> Endpoint {
     endpoint
-        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL.max(timeout))
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(false)
 }
