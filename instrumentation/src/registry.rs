@@ -67,7 +67,25 @@ impl Drop for TeardownGuard {
     fn drop(&mut self) {
         let _ = ENDING.try_with(|ending| ending.set(true));
         let _ = SHARD_CACHE.try_with(|cache| cache.iter().for_each(|slot| slot.set(None)));
+        restart_countdowns_for_the_next_owner();
     }
+}
+
+/// Makes the next call of each of this thread's countdowns a timed one:
+/// the next thread to start takes this one's id, and its shards with it, and
+/// must time its first calls as any new thread does (a short-lived worker of
+/// a pool would otherwise go on from where an ended one stopped, and perhaps
+/// time nothing). The thread still owns its shards here: `thread_local`
+/// hands them over after this guard, under a lock the next owner takes too.
+fn restart_countdowns_for_the_next_owner() {
+    // In a thread-local's destructor, where a panic would abort the process.
+    let _ = std::panic::catch_unwind(|| {
+        for stats in all_stats() {
+            if let Some(shard) = stats.shards.get() {
+                shard.ops.iter().for_each(OpShard::give_back_sample);
+            }
+        }
+    });
 }
 
 /// While timing is off, how many calls a thread makes before it looks at

@@ -345,6 +345,18 @@ where
     /// through the `Tx` waits for the batch forever, as with any lock. So
     /// does a closure that waits for this map's next version
     /// ([`Subscription::changed`]): none can come while its batch runs.
+    ///
+    /// The same holds for the destructors of this map's keys and values:
+    /// those only the replaced version held, those a batch that publishes
+    /// nothing drops, run under the writer's lock, inside the write that
+    /// frees them (unless a snapshot still holds them; then they run where
+    /// its last holder lets go, with no lock). A destructor there that
+    /// writes to this same map panics as the closure's write would, and
+    /// aborts the process if the batch is already unwinding from a panic;
+    /// one that waits for a thread that writes to it waits forever. So a
+    /// key's or value's `Drop` must not write to its own map: hand the work
+    /// to another thread without waiting for it, as with a value stored in
+    /// a `Mutex<HashMap>` whose `Drop` would lock the same mutex.
     pub fn update<R, F>(&self, f: F) -> R
     where
         F: FnOnce(&mut Tx<'_, K, V, S>) -> R,
@@ -738,6 +750,11 @@ where
 /// Inserts everything as one batch, like `Extend` on the map itself: writers
 /// take `&self`, so a shared map (an `Arc<SnapMap>`, a `static`) can be
 /// extended too, as `(&*map).extend(entries)`.
+///
+/// The iterator runs inside the batch, under the writer's lock: every other
+/// writer of the map waits for it to end. An iterator fed by a thread that
+/// writes to this map (a channel's receiver) waits forever: collect its
+/// entries first.
 impl<K, V, S> Extend<(K, V)> for &SnapMap<K, V, S>
 where
     K: Hash + Eq + Clone,
