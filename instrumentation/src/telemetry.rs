@@ -146,7 +146,9 @@ impl TelemetryBuilder {
     /// Whether to install the view-cost profiler's layer
     /// ([`views::profiler`](crate::views::profiler)), which the
     /// `/debug/pprof/views` endpoint reads (default `true`). Its filter is
-    /// `off` except while a view profile is being taken, so it costs nothing otherwise.
+    /// `off` except while a view profile is being taken, so it records nothing
+    /// otherwise; the application's own enabled spans and events then pay a
+    /// filter check each (docs/operations.md, "View-cost flamegraphs").
     pub fn views(mut self, on: bool) -> Self {
         self.views = on;
         self

@@ -27,12 +27,19 @@ const SEPARATOR_STAND_IN: char = ':';
 /// with `;`, the frame separator, written as `:` (Rust symbols have it:
 /// `<[T; N]>::map`), and whitespace at either end escaped (inferno trims
 /// each line, so a root frame starting with a space, a thread named
-/// `" worker"`, made the whole flamegraph fail as unsorted input).
+/// `" worker"`, made the whole flamegraph fail as unsorted input), and the
+/// `#` of a frame starting `"# "` (inferno skips a line starting so as a
+/// comment: a root span named `# admin` vanished from the flamegraph).
 pub fn folded_frame(name: &str) -> Cow<'_, str> {
     let last = name.len().saturating_sub(1);
     let at_an_end = |at: usize, c: char| at == 0 || at + c.len_utf8() > last;
+    let comment_like = name.starts_with("# ");
     escaped(name, |at, c| {
-        c == FRAME_SEPARATOR || c == '\\' || unprintable(c) || (c.is_whitespace() && at_an_end(at, c))
+        c == FRAME_SEPARATOR
+            || c == '\\'
+            || unprintable(c)
+            || (c.is_whitespace() && at_an_end(at, c))
+            || (at == 0 && comment_like)
     })
 }
 
@@ -97,5 +104,7 @@ mod tests {
         assert_eq!(folded_frame("\u{a0}x"), "\\u{a0}x");
         assert_eq!(folded_frame("a b"), "a b");
         assert_eq!(folded_frame(" "), "\\u{20}");
+        assert_eq!(folded_frame("# admin"), "\\u{23} admin");
+        assert_eq!(folded_frame("#admin"), "#admin");
     }
 }

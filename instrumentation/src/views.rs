@@ -4,10 +4,13 @@
 //!
 //! A [`ViewProfiler`] owns one tracing layer ([`ViewProfiler::layer`]; the
 //! [`Telemetry`](crate::Telemetry) pipeline installs it). Its filter is
-//! reloadable and is `off` while nobody profiles, so the layer costs nothing
-//! then: it adds no interest to any callsite and the level check of a
-//! disabled span stays the fast one. [`ViewProfiler::start`] switches the
-//! filter to [`WINDOW_FILTER`] until the last open [`ViewWindow`] ends.
+//! reloadable and is `off` while nobody profiles, so the layer records
+//! nothing then and the level check of a disabled snapview span stays the
+//! fast one; the application's enabled spans and events pay a little (their
+//! callsites, always-on for the other layers, become sometimes-on with this
+//! layer's never, so each asks every per-layer filter again; docs/operations.md).
+//! [`ViewProfiler::start`] switches the filter to [`WINDOW_FILTER`] until the
+//! last open [`ViewWindow`] ends.
 //!
 //! Only spans opened while a window is open are seen: an enclosing span
 //! opened before (a worker's lifelong span) is missing from the stacks, as
@@ -15,9 +18,13 @@
 //! did not take when the span opened. The layer being free between windows
 //! costs that.
 //!
-//! Each snapview span contributes its *self* time (its duration minus that of
-//! the snapview spans inside it, e.g. an iteration minus its `next()` spans),
-//! so a flamegraph's widths add up.
+//! Each snapview span contributes its *self* time: its duration minus that of
+//! the snapview spans inside it (a batch's minus an iteration its closure
+//! runs), so that nested spans' widths add up. An iteration's span is never
+//! entered, as its loop's body runs in the caller's span between `next()`s:
+//! snapview spans made in that body stand beside the iteration and count in
+//! both frames. A span open across windows gives each the share of its life
+//! that window saw.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -25,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
@@ -172,9 +179,12 @@ impl ViewProfiler {
         }
     }
 
-    fn record(&self, stack: &str, nanos: u64) {
+    /// Adds to every open window the share of a span's self time
+    /// (`self_ns`, over its life from `started` to `closed`) that falls
+    /// inside the window.
+    fn record(&self, stack: &str, started: Instant, closed: Instant, self_ns: u64) {
         for window in lock(&self.windows).iter().filter_map(Weak::upgrade) {
-            window.add(stack, nanos);
+            window.add(stack, window.share(started, closed, self_ns));
         }
     }
 }
@@ -200,15 +210,39 @@ fn is_alive(handle: &reload::Handle<EnvFilter, Registry>) -> bool {
     handle.with_current(|_| ()).is_ok()
 }
 
-/// Folded stack -> nanoseconds, for one window.
-#[derive(Default)]
-struct Stacks(Mutex<HashMap<String, u64>>);
+/// Folded stack -> nanoseconds, for one window, and when it opened.
+struct Stacks {
+    times: Mutex<HashMap<String, u64>>,
+    opened: Instant,
+}
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Self { times: Mutex::default(), opened: Instant::now() }
+    }
+}
 
 impl Stacks {
+    /// The part of a span's self time that this window saw: all of it if the
+    /// span opened inside the window, else the share of its life (from
+    /// `started` to `closed`) since the window opened, its self time taken
+    /// as spread evenly over its life. Without this, a span opened in an
+    /// earlier window (an iteration held across windows) gave its whole
+    /// life to a window it closed in, more than that window lasted.
+    fn share(&self, started: Instant, closed: Instant, self_ns: u64) -> u64 {
+        if started >= self.opened {
+            return self_ns;
+        }
+        let life = closed.saturating_duration_since(started).as_nanos();
+        let inside = closed.saturating_duration_since(self.opened).as_nanos();
+        let share = u128::from(self_ns) * inside / life.max(1);
+        u64::try_from(share).unwrap_or(u64::MAX)
+    }
+
     /// Adds `nanos` to `stack`, or to [`OVERFLOW_STACK`] once the window has
     /// [`MAX_STACKS`] others; a stack seen before costs no allocation.
     fn add(&self, stack: &str, nanos: u64) {
-        let mut stacks = lock(&self.0);
+        let mut stacks = lock(&self.times);
         if let Some(total) = stacks.get_mut(stack) {
             *total += nanos;
             return;
@@ -240,7 +274,7 @@ impl ViewWindow {
     pub fn finish(mut self) -> ViewProfile {
         let stacks = self.stacks.take().expect("a window is finished once");
         self.profiler.close(&stacks);
-        let mut stacks: Vec<(String, u64)> = lock(&stacks.0).drain().collect();
+        let mut stacks: Vec<(String, u64)> = lock(&stacks.times).drain().collect();
         stacks.sort();
         ViewProfile { duration: self.started.elapsed(), stacks }
     }
@@ -307,16 +341,33 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ViewLayer {
         span.extensions_mut().insert(Timing { frame, started: Instant::now(), children_ns: 0 });
     }
 
+    /// An application span's `otel.name` recorded after it opened (declared
+    /// `field::Empty`, filled in once the route is known) names its frame
+    /// from then on.
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if span.metadata().target() == TARGET {
+            return;
+        }
+        let mut fields = LabelFields::default();
+        values.record(&mut fields);
+        if let Some(name) = fields.otel_name
+            && let Some(timing) = span.extensions_mut().get_mut::<Timing>()
+        {
+            timing.frame = crate::text::folded_frame(&name).into_owned();
+        }
+    }
+
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
         if span.metadata().target() != TARGET {
             return;
         }
-        let Some((elapsed, children)) =
-            span.extensions().get::<Timing>().map(|t| (saturating_nanos(t.started.elapsed()), t.children_ns))
-        else {
+        let closed = Instant::now();
+        let Some((started, children)) = span.extensions().get::<Timing>().map(|t| (t.started, t.children_ns)) else {
             return;
         };
+        let elapsed = saturating_nanos(closed.saturating_duration_since(started));
         // Subtracted from the nearest snapview span around it, not merely
         // its parent: an application span in between records no time of its
         // own, so that enclosing snapview span's self time would count this
@@ -334,7 +385,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ViewLayer {
             }
         }
         frames.reverse();
-        self.profiler.record(&frames.join(";"), elapsed.saturating_sub(children));
+        self.profiler.record(&frames.join(";"), started, closed, elapsed.saturating_sub(children));
     }
 }
 
@@ -405,6 +456,18 @@ mod tests {
         assert!(profiler.start().is_ok());
     }
 
+    #[test]
+    fn a_window_takes_the_share_of_a_span_s_life_it_saw() {
+        let stacks = Stacks::default();
+        let opened = stacks.opened;
+        let at = |ms: u64| opened + Duration::from_millis(ms);
+        // Opened inside the window: all of its self time.
+        assert_eq!(stacks.share(at(10), at(20), 7_000), 7_000);
+        // Opened 300 ms before the window, closed 100 ms into it: a quarter.
+        let before = opened.checked_sub(Duration::from_millis(300)).expect("a clock past 300 ms");
+        assert_eq!(stacks.share(before, at(100), 400_000_000), 100_000_000);
+    }
+
     /// Past [`MAX_STACKS`] distinct stacks, a window adds time to one
     /// overflow stack; the stacks it kept go on adding their own.
     #[test]
@@ -415,7 +478,7 @@ mod tests {
         }
         stacks.add("GET /item/0;snapview.snapshot{map=routes}", 1);
         stacks.add("GET /item/new;snapview.snapshot{map=routes}", 7);
-        let stacks = stacks.0.into_inner().unwrap();
+        let stacks = stacks.times.into_inner().unwrap();
         assert_eq!(stacks.len(), MAX_STACKS + 1);
         assert_eq!(stacks[OVERFLOW_STACK], 5 * 10 + 7);
         assert_eq!(stacks["GET /item/0;snapview.snapshot{map=routes}"], 11);
