@@ -168,7 +168,10 @@ impl ViewProfiler {
             }
         }
         windows.push(Arc::downgrade(&stacks));
-        Ok(ViewWindow { profiler: self, stacks: Some(stacks), started: Instant::now() })
+        // The window's duration counts from when its shares do
+        // (`Stacks::share`): from a later clock, taken after switching the
+        // filters, a window could hold more of a span than it lasted.
+        Ok(ViewWindow { profiler: self, started: stacks.opened, stacks: Some(stacks) })
     }
 
     fn close(&self, stacks: &Arc<Stacks>) {

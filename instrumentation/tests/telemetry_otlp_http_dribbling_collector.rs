@@ -10,6 +10,9 @@
 
 #![cfg(feature = "otlp")]
 
+#[path = "support/export_bounds.rs"]
+mod export_bounds;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,24 +20,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
+use export_bounds::{BOUND, PATIENCE, flush_within_bound, pipeline, span};
+use snapview_instrument::Protocol;
 
-/// The export timeout given to the pipeline: long enough for the first
-/// exports to connect and be sent within it on a loaded machine, as they
-/// must, once (nothing sends them again).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Between two bytes of a dribbled body: well within the export timeout,
 /// so that no single read ever waits that long.
 const DRIBBLE: Duration = Duration::from_millis(50);
 /// The longest a dribbled answer goes on, so that the collector's threads
 /// end even if the client never gives up.
 const DRIBBLE_AT_MOST: Duration = Duration::from_secs(30);
-/// The most a flush, the drop of the guard, or an export the collector
-/// dribbles to may take: the export timeout, with room for a loaded machine.
-const BOUND: Duration = Duration::from_secs(3);
-/// How long the test waits for what should happen within [`BOUND`].
-const PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct State {
@@ -185,34 +179,11 @@ fn dribble(writer: &mut TcpStream, state: &State) {
     }
 }
 
-/// A span of map `name`, and a call of it to export as metrics (the SDK
-/// sends no metrics without one).
-fn span(dispatch: &tracing::Dispatch, name: &'static str) {
-    tracing::dispatcher::with_default(dispatch, || {
-        tracing::debug_span!(target: "snapview", "snapview.snapshot", map = name, version = 1u64).in_scope(|| {});
-    });
-    MapProbe::new(name).sample_every(1).start(Op::Get).finish();
-}
-
-fn flush_within_bound(guard: &snapview_instrument::TelemetryGuard, when: &str) {
-    let start = Instant::now();
-    guard.flush();
-    assert!(start.elapsed() < BOUND, "{when}: the flush took {:?}", start.elapsed());
-}
-
 #[test]
 fn exports_to_a_collector_that_dribbles_its_answer_give_up() {
     let collector = DribblingCollector::start();
     collector.dribble(true);
-    let (subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(Protocol::HttpProtobuf)
-        .otlp_endpoint(&collector.endpoint)
-        .otlp_timeout(EXPORT_TIMEOUT)
-        .metrics_interval(Duration::from_secs(3600))
-        .build()
-        .unwrap();
-    let dispatch = tracing::Dispatch::new(subscriber);
+    let (dispatch, guard) = pipeline(Protocol::HttpProtobuf, &collector.endpoint);
 
     span(&dispatch, "dribbled");
     flush_within_bound(&guard, "dribbled");

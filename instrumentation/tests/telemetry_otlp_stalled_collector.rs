@@ -10,34 +10,16 @@
 
 #![cfg(feature = "otlp")]
 
+#[path = "support/export_bounds.rs"]
+mod export_bounds;
 #[path = "support/h2_collector.rs"]
 mod h2_collector;
 
 use std::time::{Duration, Instant};
 
+use export_bounds::{BOUND, PATIENCE, flush_within_bound, pipeline, span};
 use h2_collector::{METRICS, TRACES};
-use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
-
-/// The export timeout given to the pipeline: long enough for the first
-/// exports to connect and be sent within it on a loaded machine, as they
-/// must, once (nothing sends them again).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The most a flush, the drop of the guard, or an export the collector
-/// stalls may take: the export timeout, with room for a loaded machine.
-const BOUND: Duration = Duration::from_secs(3);
-/// How long the test waits for what should happen within [`BOUND`]; past
-/// it, the export is taken to hang.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A span of map `name`, and a call of it to export as metrics (the SDK
-/// sends no metrics without one).
-fn span(dispatch: &tracing::Dispatch, name: &'static str) {
-    tracing::dispatcher::with_default(dispatch, || {
-        tracing::debug_span!(target: "snapview", "snapview.snapshot", map = name, version = 1u64).in_scope(|| {});
-    });
-    MapProbe::new(name).sample_every(1).start(Op::Get).finish();
-}
+use snapview_instrument::Protocol;
 
 /// Whether a span of map `name` was answered.
 fn answered(collector: &h2_collector::H2Collector, name: &str) -> bool {
@@ -51,25 +33,11 @@ fn answered(collector: &h2_collector::H2Collector, name: &str) -> bool {
     collector.answered_spans().iter().any(has_map)
 }
 
-fn flush_within_bound(guard: &snapview_instrument::TelemetryGuard, when: &str) {
-    let start = Instant::now();
-    guard.flush();
-    assert!(start.elapsed() < BOUND, "{when}: the flush took {:?}", start.elapsed());
-}
-
 #[test]
 fn exports_to_a_collector_that_stalls_after_its_headers_give_up() {
     let collector = h2_collector::start();
     collector.stall(true);
-    let (subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(Protocol::Grpc)
-        .otlp_endpoint(&collector.endpoint)
-        .otlp_timeout(EXPORT_TIMEOUT)
-        .metrics_interval(Duration::from_secs(3600))
-        .build()
-        .unwrap();
-    let dispatch = tracing::Dispatch::new(subscriber);
+    let (dispatch, guard) = pipeline(Protocol::Grpc, &collector.endpoint);
 
     span(&dispatch, "stalled");
     flush_within_bound(&guard, "stalled");
