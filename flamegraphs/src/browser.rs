@@ -75,8 +75,9 @@ impl BrowserGuard {
 pub async fn refuse_other_sites(State(guard): State<BrowserGuard>, request: Request, next: Next) -> Response {
     if let Some(site) = sent_for_another_site(request.headers()) {
         let message = format!(
-            "refused: a browser sent this request for a page of another site (Sec-Fetch-Site: {site}); \
-             open the address directly, or use curl or go tool pprof"
+            "refused: a browser sent this request for a page of another site (Sec-Fetch-Site: {}); \
+             open the address directly, or use curl or go tool pprof",
+            quoted(site)
         );
         return reply::error(StatusCode::FORBIDDEN, message);
     }

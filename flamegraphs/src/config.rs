@@ -51,10 +51,15 @@ impl DebugConfig {
         Self::default()
     }
 
-    /// Requires `Authorization: Bearer <token>` on every request; an empty
-    /// token means none, as for [`TOKEN_ENV`].
+    /// Requires `Authorization: Bearer <token>` on every request.
+    ///
+    /// An empty token is an error at [`validate`](Self::validate), not "no
+    /// token": `.token(flag.unwrap_or_default())`, or a `--token "$T"` whose
+    /// variable is unset, would otherwise drop a token [`TOKEN_ENV`] had set
+    /// and serve the routes to anyone. Call
+    /// [`without_token`](Self::without_token) to serve without one.
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into()).filter(|token| !token.is_empty());
+        self.token = Some(token.into());
         self
     }
 
@@ -86,9 +91,17 @@ impl DebugConfig {
     /// # Errors
     ///
     /// `InvalidInput`, naming the position of the first character that cannot
-    /// be sent (never the token itself: it is a secret).
+    /// be sent (never the token itself: it is a secret), or saying that the
+    /// token is empty (no request could present it: a header's value loses
+    /// its trailing spaces, `Bearer ` with them).
     pub fn validate(&self) -> std::io::Result<()> {
         let Some(token) = &self.token else { return Ok(()) };
+        if token.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the debug token is empty: set one, or call without_token() to serve without one",
+            ));
+        }
         match token.chars().position(|c| !c.is_ascii_graphic()) {
             None => Ok(()),
             Some(at) => Err(std::io::Error::new(
@@ -138,8 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_token_is_no_token() {
-        assert_eq!(DebugConfig::default().token("").token, None);
+    fn an_empty_token_is_an_error_not_an_open_server() {
+        let err = DebugConfig::default().token("s3cret").token("").validate().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("the debug token is empty"), "{err}");
+        let set_by_field = DebugConfig { token: Some(String::new()), ..DebugConfig::default() };
+        assert!(set_by_field.validate().is_err());
         assert_eq!(DebugConfig::default().token("s3cret").token.as_deref(), Some("s3cret"));
     }
 }

@@ -13,6 +13,11 @@ pub(crate) const DEFAULT_FREQUENCY: u64 = 99;
 /// Accepted frequencies; above 1 kHz the signal handler dominates.
 pub(crate) const FREQUENCY: RangeInclusive<u64> = 1..=1000;
 
+/// The parameters inferno's flamegraph script writes into the page's own
+/// address as it is zoomed (`x`, `y`) and searched (`s`): reloading such a
+/// page sends them back, and must not get a 400.
+pub(crate) const FLAMEGRAPH_STATE: [&str; 3] = ["x", "y", "s"];
+
 /// A raw query string (`a=1&b=2`), decoded.
 pub(crate) struct Query(Vec<(String, String)>);
 
@@ -20,6 +25,21 @@ impl Query {
     pub(crate) fn parse(raw: Option<&str>) -> Query {
         let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes());
         Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    }
+
+    /// An error naming the first parameter that is not one of `known`.
+    /// Go's `net/http/pprof` ignores such a parameter, but a misspelt one
+    /// (`?second=5`, `?Seconds=5`) would then run a 30 s profile at the
+    /// default and hold the profiler meanwhile: the typo is better told.
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), String> {
+        match self.0.iter().find(|(name, _)| !known.contains(&name.as_str())) {
+            None => Ok(()),
+            Some((name, _)) => {
+                let takes = known.iter().filter(|name| !FLAMEGRAPH_STATE.contains(name)).copied().collect::<Vec<_>>();
+                let takes = if takes.is_empty() { "none".to_owned() } else { takes.join(", ") };
+                Err(format!("unknown parameter {}; this endpoint takes {takes}", quoted(name)))
+            }
+        }
     }
 
     /// The value of `name`, if given. Given twice with different values, it
@@ -49,13 +69,21 @@ impl Query {
 
     fn number(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, String> {
         let Some(raw) = self.get(name)? else { return Ok(default) };
+        // Digits only: `u64::from_str` also takes a leading `+`, which no
+        // one types into a query on purpose (unencoded it reads as a space).
+        let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
         match raw.parse::<u64>() {
-            Ok(n) if range.contains(&n) => Ok(n),
+            Ok(n) if digits && range.contains(&n) => Ok(n),
             _ => Err(format!(
-                "{name} must be a whole number in {}..={}, got {}",
+                "{name} must be a whole number in {}..={}, got {}{}",
                 range.start(),
                 range.end(),
-                quoted(raw)
+                quoted(raw),
+                if raw.starts_with([' ', '+']) {
+                    " (a '+' in a query string reads as a space; leave it out)"
+                } else {
+                    ""
+                }
             )),
         }
     }
@@ -106,6 +134,35 @@ mod tests {
             assert!(message.starts_with("seconds must be a whole number in 1..=300, got \""), "{message}");
         }
         assert!(Query::parse(Some("frequency=1001")).frequency().unwrap_err().starts_with("frequency "));
+    }
+
+    #[test]
+    fn only_digits_make_a_number() {
+        assert_eq!(seconds("seconds=005"), Ok(Duration::from_secs(5)));
+        for signed in ["seconds=%2B5", "seconds=+5"] {
+            let message = seconds(signed).unwrap_err();
+            assert!(message.ends_with("(a '+' in a query string reads as a space; leave it out)"), "{message}");
+        }
+        assert_eq!(
+            seconds("seconds=%2B5").unwrap_err().split(" (").next(),
+            Some("seconds must be a whole number in 1..=300, got \"+5\"")
+        );
+        assert!(seconds("seconds=%205").unwrap_err().contains("got \" 5\""));
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_named() {
+        let known = ["seconds", "frequency", "x", "y", "s"];
+        assert_eq!(Query::parse(Some("seconds=1&frequency=5&x=3&s=get")).only(&known), Ok(()));
+        assert_eq!(
+            Query::parse(Some("seconds=1&Seconds=5")).only(&known),
+            Err("unknown parameter \"Seconds\"; this endpoint takes seconds, frequency".to_owned())
+        );
+        assert!(Query::parse(Some("second")).only(&known).unwrap_err().starts_with("unknown parameter \"second\";"));
+        assert_eq!(
+            Query::parse(Some("format=json")).only(&[]).unwrap_err(),
+            "unknown parameter \"format\"; this endpoint takes none"
+        );
     }
 
     #[test]

@@ -80,10 +80,24 @@ pub fn router_with(config: &DebugConfig) -> Router {
     let routes = routes.route_layer(axum::middleware::from_fn_with_state(guard, browser::refuse_other_sites));
     let routes = routes.route_layer(axum::middleware::from_fn(refuse_bodies));
     let routes = routes.route_layer(axum::middleware::from_fn(only_get));
-    match &config.token {
+    let routes = match &config.token {
         Some(token) => routes.route_layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
         None => routes,
-    }
+    };
+    // Outermost, so that the token's 401 gets them too.
+    routes.route_layer(axum::middleware::map_response(private_and_unsniffed))
+}
+
+/// Every answer of the debug routes is marked for no cache (a flamegraph
+/// opened in a browser would otherwise leave the process's symbols in its
+/// disk cache, and a profile is stale the moment it ends) and for no content
+/// sniffing (an error echoing a query is plain text, and must stay so), as
+/// Go's `net/http/pprof` marks its own.
+async fn private_and_unsniffed(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Middleware: `405 Method Not Allowed` with `Allow: GET,HEAD` for anything
@@ -203,7 +217,7 @@ pub async fn serve_with_shutdown(
     let addr = listener.local_addr()?;
     check_reach(addr, &config)?;
     if !addr.ip().is_loopback() && config.token.is_none() {
-        tracing::warn!(%addr, "serving /debug/pprof beyond loopback without a token: anyone who reaches {addr} can profile this process");
+        tracing::warn!(target: "snapview_flame", %addr, "serving /debug/pprof beyond loopback without a token: anyone who reaches {addr} can profile this process");
     }
     serve_router(listener, standalone(&config), config.limits, signal).await
 }
@@ -242,7 +256,8 @@ async fn index() -> Html<String> {
 }
 
 async fn histograms(RawQuery(raw): RawQuery) -> Response {
-    match Query::parse(raw.as_deref()).format(&["text", "json"]) {
+    let query = Query::parse(raw.as_deref());
+    match query.only(&["format"]).and_then(|()| query.format(&["text", "json"])) {
         Ok("json") => match serde_json::to_string(&snapview_instrument::report()) {
             Ok(json) => reply::body("application/json", json),
             Err(err) => reply::Failure::internal("could not encode the histograms", err).into_response(),
