@@ -143,6 +143,11 @@ pub(crate) fn all_stats() -> Vec<&'static MapStats> {
 }
 
 impl MapStats {
+    /// How many map names were registered before this one.
+    pub(crate) fn registration(&self) -> usize {
+        self.index
+    }
+
     /// This thread's shard.
     #[inline]
     pub(crate) fn shard(&'static self) -> &'static Shard {

@@ -45,7 +45,8 @@ pub fn report() -> Report {
         for op in Op::ALL {
             // Read under the lock, not copied out: a recording thread waits.
             let read = |calls, timings: &Timings| {
-                (calls > 0 || !timings.histogram.is_empty()).then(|| OpStats::new(stats.name, op, calls, timings))
+                (calls > 0 || !timings.histogram.is_empty())
+                    .then(|| OpStats::new(stats.name, stats.registration(), op, calls, timings))
             };
             ops.extend(stats.collect(op, read));
         }
@@ -120,10 +121,14 @@ pub struct OpStats {
     pub mean: f64,
     #[serde(skip)]
     cumulative: [u64; BUCKET_BOUNDS_NS.len()],
+    /// How many map names were registered before this one's: OTLP export
+    /// chooses its maps by it, which no map becoming active can change.
+    #[serde(skip)]
+    registration: usize,
 }
 
 impl OpStats {
-    fn new(map: &str, op: Op, calls: u64, timings: &Timings) -> Self {
+    fn new(map: &str, registration: usize, op: Op, calls: u64, timings: &Timings) -> Self {
         let h = &timings.histogram;
         // The histogram answers with the top of a sub-bucket (0.1% wide):
         // kept within the exact extremes, so that p999 <= max.
@@ -142,7 +147,14 @@ impl OpStats {
             max: timings.max,
             mean: if h.is_empty() { 0.0 } else { timings.sum as f64 / h.len() as f64 },
             cumulative: cumulative(&timings.in_bucket),
+            registration,
         }
+    }
+
+    /// The map name's place in registration order, from 0.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn registration(&self) -> usize {
+        self.registration
     }
 
     /// Cumulative histogram buckets: (upper bound in seconds, timed calls at
@@ -220,7 +232,7 @@ mod tests {
         for &nanos in samples {
             timings.record(nanos);
         }
-        OpStats::new("report.test", Op::Get, samples.len() as u64, &timings)
+        OpStats::new("report.test", 0, Op::Get, samples.len() as u64, &timings)
     }
 
     fn count_under(stats: &OpStats, seconds: f64) -> u64 {

@@ -55,8 +55,9 @@ pub use otlp::{
 
 /// The process's environment, as the pipeline reads its variables: one
 /// that is not valid Unicode is reported as its lossy text, so that the
-/// error names it rather than taking it for unset.
-#[cfg(any(feature = "otlp", all(feature = "console", tokio_unstable)))]
+/// error names it rather than taking it for unset. (The console's reading
+/// does the same from `var_os`, which its recording path needs.)
+#[cfg(feature = "otlp")]
 fn process_env(var: &str) -> Option<String> {
     std::env::var_os(var).map(|value| value.to_string_lossy().into_owned())
 }
@@ -179,12 +180,16 @@ impl TelemetryBuilder {
     ///
     /// # Errors
     ///
-    /// A filter that does not parse, `console` without `tokio_unstable` or
-    /// with an address already taken ([`TelemetryError::ConsoleServer`]), an
-    /// OTLP exporter that cannot be built, or an OpenTelemetry or
-    /// `TOKIO_CONSOLE_*` environment variable set to a value the pipeline
-    /// cannot use ([`TelemetryError::InvalidEnvironment`]). Nothing is left
-    /// running (no exporter, no console server) when it returns an error.
+    /// A filter that does not parse ([`TelemetryError::InvalidFilter`]);
+    /// `console` in a build without `--cfg tokio_unstable`
+    /// ([`TelemetryError::ConsoleNeedsTokioUnstable`]), or with its address
+    /// already taken ([`TelemetryError::ConsoleServer`]); an OTLP exporter
+    /// that cannot be built ([`TelemetryError::Exporter`]); an OpenTelemetry
+    /// or `TOKIO_CONSOLE_*` environment variable set to a value the pipeline
+    /// cannot use ([`TelemetryError::InvalidEnvironment`], or
+    /// [`TelemetryError::InvalidHeaders`] for an OTLP headers variable).
+    /// Nothing is left running (no exporter, no console server) when it
+    /// returns an error.
     pub fn build(
         self,
     ) -> Result<(impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static, TelemetryGuard), TelemetryError>
@@ -386,8 +391,9 @@ pub enum TelemetryError {
     /// An OTLP headers variable (`OTEL_EXPORTER_OTLP_HEADERS`,
     /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_METRICS_HEADERS`)
     /// has a pair the exporters would skip: without `=`, without a key, or
-    /// with a key or value no header can carry. Its value is not repeated,
-    /// here or in the message: headers carry API keys.
+    /// with a key or value no header can carry; or it is not valid Unicode,
+    /// which the SDK's span exporter would take for unset. Its value is not
+    /// repeated, here or in the message: headers carry API keys.
     InvalidHeaders {
         /// The variable.
         var: &'static str,

@@ -1,9 +1,12 @@
 //! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta` makes every
 //! export carry what happened since the one before: the histogram (built by
 //! snapview's exporter) and the calls counter (aggregated by the SDK) both
-//! come as deltas that add up to the calls made, over several exports. The
-//! environment is process-wide, so the exporting side runs as a child
-//! process (this test binary, running the ignored `child_exports_deltas`).
+//! come as deltas that add up to the calls made, over several exports, and
+//! over several pipelines of one process, one after the other or alive at
+//! once (what an export carried, no later pipeline's export carries again).
+//! `lowmemory` does so for the histogram, the counter staying cumulative.
+//! The environment is process-wide, so the exporting side runs as a child
+//! process (this test binary, running one of the ignored `child_*` tests).
 #![cfg(feature = "otlp")]
 
 #[path = "support/child.rs"]
@@ -16,33 +19,41 @@ use std::time::Duration;
 use child::run_child;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric, number_data_point};
-use otlp_receiver::string_attribute;
+use otlp_receiver::{ReceiverHandle, string_attribute};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
+use snapview_instrument::{Op, Protocol, Telemetry, TelemetryGuard};
 
 const MAP: &str = "delta.map";
 const BEFORE: u64 = 3;
 const AFTER: u64 = 2;
 
+const PREFERENCE: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+const DELTA: AggregationTemporality = AggregationTemporality::Delta;
+const CUMULATIVE: AggregationTemporality = AggregationTemporality::Cumulative;
+
+/// The maps of the cases with two pipelines, and their calls: a first
+/// batch, then a second.
+const IN_TURN: &str = "delta.in_turn";
+const AT_ONCE: &str = "delta.at_once";
+const FIRST: u64 = 7;
+const SECOND: u64 = 3;
+
 #[test]
 fn histogram_and_calls_come_as_deltas_when_the_environment_asks() {
     let (endpoint, receiver) = otlp_receiver::start();
-    run_child(
-        "child_exports_deltas",
-        &[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
-    );
-    let total = |r: &otlp_receiver::ReceiverHandle| timed(&r.metrics()).iter().sum::<u64>();
+    run_child("child_exports_deltas", &[(PREFERENCE, "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let total = |r: &ReceiverHandle| timed(&r.metrics(), MAP).iter().sum::<u64>();
     assert!(
         receiver.wait_until(Duration::from_secs(10), |r| total(r) == BEFORE + AFTER),
         "{:?}",
-        timed(&receiver.metrics())
+        timed(&receiver.metrics(), MAP)
     );
 
     let metrics = receiver.metrics();
-    let timed = timed(&metrics);
+    let timed = timed(&metrics, MAP);
     assert!(timed.iter().filter(|&&n| n > 0).count() >= 2, "the calls spread over two exports at least: {timed:?}");
     assert!(timed.contains(&BEFORE) && timed.contains(&AFTER), "each export only its own calls: {timed:?}");
-    let calls = calls(&metrics);
+    let calls = calls(&metrics, MAP, DELTA);
     assert_eq!(calls.iter().sum::<u64>(), BEFORE + AFTER, "{calls:?}");
     assert!(calls.contains(&BEFORE) && calls.contains(&AFTER), "{calls:?}");
 }
@@ -54,21 +65,104 @@ fn child_exports_deltas() {
         return;
     }
     let probe = MapProbe::new(MAP).sample_every(1);
-    let (_subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(Protocol::Grpc)
-        // No periodic export: one could come in the middle of `record` and
-        // split its calls over two exports. The flush and the final export
-        // carry them, one each.
-        .metrics_interval(Duration::from_secs(3600))
-        .otlp_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let guard = pipeline();
     record(&probe, BEFORE);
     // An export of the first calls alone, whatever the machine's load.
     guard.flush();
     record(&probe, AFTER);
     drop(guard); // the final export
+}
+
+/// A pipeline built after another was dropped (a program that rebuilds its
+/// telemetry, or the one `install` refused and the one it kept) starts from
+/// what the first exported: its first export carries only the calls made
+/// since. Before, each new pipeline sent the whole history again, and a
+/// collector summing the deltas counted the first calls twice.
+#[test]
+fn a_second_pipeline_exports_only_the_calls_after_the_first_ones() {
+    // The calls counter of `lowmemory` is cumulative, its histogram delta.
+    for (preference, calls_temporality, calls_exported) in
+        [("delta", DELTA, [FIRST, SECOND]), ("lowmemory", CUMULATIVE, [FIRST, FIRST + SECOND])]
+    {
+        let (endpoint, receiver) = otlp_receiver::start();
+        run_child(
+            "child_exports_from_two_pipelines_in_turn",
+            &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+        );
+        // Each pipeline's guard waited for its final export as it dropped.
+        let metrics = receiver.metrics();
+        assert_eq!(timed(&metrics, IN_TURN), [FIRST, SECOND], "{preference}: the histogram of each pipeline");
+        let calls = calls(&metrics, IN_TURN, calls_temporality);
+        assert_eq!(calls, calls_exported, "{preference}: the calls counter of each pipeline");
+    }
+}
+
+#[test]
+#[ignore = "run by a_second_pipeline_exports_only_the_calls_after_the_first_ones, with its environment"]
+fn child_exports_from_two_pipelines_in_turn() {
+    if !child::in_child() {
+        return;
+    }
+    let probe = MapProbe::new(IN_TURN).sample_every(1);
+    for calls in [FIRST, SECOND] {
+        let guard = pipeline();
+        record(&probe, calls);
+        drop(guard); // the final export
+    }
+}
+
+/// Two pipelines alive at once (`build` twice, or the window of `install`
+/// where a refused pipeline still runs) export to one collector: each call
+/// is carried by one export, of whichever pipeline collected first, so the
+/// deltas still add up to the calls. Before, each pipeline sent every call
+/// it had not sent itself.
+#[test]
+fn two_pipelines_at_once_export_each_call_once() {
+    for (preference, calls_temporality, calls_exported) in [
+        ("delta", DELTA, [FIRST, SECOND, 0, 0]),
+        ("lowmemory", CUMULATIVE, [FIRST, FIRST + SECOND, FIRST + SECOND, FIRST + SECOND]),
+    ] {
+        let (endpoint, receiver) = otlp_receiver::start();
+        run_child(
+            "child_exports_from_two_pipelines_at_once",
+            &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+        );
+        let metrics = receiver.metrics();
+        assert_eq!(timed(&metrics, AT_ONCE), [FIRST, SECOND, 0, 0], "{preference}: the histogram of each export");
+        let calls = calls(&metrics, AT_ONCE, calls_temporality);
+        assert_eq!(calls, calls_exported, "{preference}: the calls counter of each export");
+    }
+}
+
+#[test]
+#[ignore = "run by two_pipelines_at_once_export_each_call_once, with its environment"]
+fn child_exports_from_two_pipelines_at_once() {
+    if !child::in_child() {
+        return;
+    }
+    let probe = MapProbe::new(AT_ONCE).sample_every(1);
+    let (one, other) = (pipeline(), pipeline());
+    record(&probe, FIRST);
+    one.flush();
+    record(&probe, SECOND);
+    other.flush();
+    // Their final exports: nothing was recorded since `other`'s flush.
+    drop(one);
+    drop(other);
+}
+
+/// A pipeline to the environment's collector that exports only when flushed
+/// or dropped: a periodic export could come in the middle of `record` and
+/// split its calls over two exports.
+fn pipeline() -> TelemetryGuard {
+    let (_subscriber, guard) = Telemetry::builder()
+        .fmt(false)
+        .otlp(Protocol::Grpc)
+        .metrics_interval(Duration::from_secs(3600))
+        .otlp_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    guard
 }
 
 fn record(probe: &MapProbe, calls: u64) {
@@ -78,30 +172,30 @@ fn record(probe: &MapProbe, calls: u64) {
     }
 }
 
-fn is_the_maps_snapshots(attributes: &[KeyValue]) -> bool {
-    string_attribute(attributes, "map") == Some(MAP) && string_attribute(attributes, "op") == Some("snapshot")
+fn is_the_maps_snapshots(attributes: &[KeyValue], map: &str) -> bool {
+    string_attribute(attributes, "map") == Some(map) && string_attribute(attributes, "op") == Some("snapshot")
 }
 
-/// The map's timed snapshots in each export's histogram, in order; every
+/// `map`'s timed snapshots in each export's histogram, in order; every
 /// histogram must be a delta one.
-fn timed(metrics: &[Metric]) -> Vec<u64> {
+fn timed(metrics: &[Metric], map: &str) -> Vec<u64> {
     let of_export = |m: &Metric| match &m.data {
         Some(metric::Data::Histogram(h)) => {
-            assert_eq!(h.aggregation_temporality, AggregationTemporality::Delta as i32, "{m:#?}");
-            Some(h.data_points.iter().find(|p| is_the_maps_snapshots(&p.attributes))?.count)
+            assert_eq!(h.aggregation_temporality, DELTA as i32, "{m:#?}");
+            Some(h.data_points.iter().find(|p| is_the_maps_snapshots(&p.attributes, map))?.count)
         }
         other => panic!("snapview.op.duration is a histogram: {other:?}"),
     };
     metrics.iter().filter(|m| m.name == "snapview.op.duration").filter_map(of_export).collect()
 }
 
-/// The map's snapshot calls in each export's counter, in order; every one
-/// must be a delta sum.
-fn calls(metrics: &[Metric]) -> Vec<u64> {
+/// `map`'s snapshot calls in each export's counter, in order; every one
+/// must be a sum of `temporality`.
+fn calls(metrics: &[Metric], map: &str, temporality: AggregationTemporality) -> Vec<u64> {
     let of_export = |m: &Metric| match &m.data {
         Some(metric::Data::Sum(sum)) => {
-            assert_eq!(sum.aggregation_temporality, AggregationTemporality::Delta as i32, "{m:#?}");
-            match sum.data_points.iter().find(|p| is_the_maps_snapshots(&p.attributes))?.value {
+            assert_eq!(sum.aggregation_temporality, temporality as i32, "{m:#?}");
+            match sum.data_points.iter().find(|p| is_the_maps_snapshots(&p.attributes, map))?.value {
                 Some(number_data_point::Value::AsInt(n)) => Some(n as u64),
                 ref other => panic!("an integer counter: {other:?}"),
             }

@@ -17,11 +17,12 @@ mod otlp_http_receiver;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
+use std::ffi::OsStr;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use child::run_child;
+use child::{run_child, run_child_os};
 use otlp_receiver::spans_named;
 use snapview_instrument::probe::MapProbe;
 use snapview_instrument::{Op, Protocol, Telemetry, TelemetryError};
@@ -229,6 +230,47 @@ fn child_refuses_bad_headers() {
     let (message, debug) = (error.to_string(), format!("{error:?}"));
     assert!(message.contains("pair 2 has no `=`"), "{message}");
     assert!(!message.contains("s3cret") && !debug.contains("s3cret"), "{message} / {debug}");
+}
+
+/// A metrics variable that is not Unicode is an error naming it, as every
+/// other variable the pipeline reads: read with `std::env::var`, such a
+/// temporality preference was taken for unset (cumulative, not the delta
+/// asked for) and such a headers variable skipped (every export without
+/// its API key), without a word.
+#[cfg(unix)]
+#[test]
+fn a_metrics_variable_that_is_not_unicode_is_an_error_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", &b"delta\xff"[..]),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", b"api-key=s3cret\xff"),
+    ] {
+        run_child_os(
+            "child_refuses_what_is_not_unicode",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", OsStr::new("http://127.0.0.1:9")),
+                (var, OsStr::from_bytes(value)),
+                ("NOT_UNICODE", OsStr::new(var)),
+            ],
+        );
+    }
+}
+
+#[test]
+#[ignore = "run by a_metrics_variable_that_is_not_unicode_is_an_error_naming_it"]
+fn child_refuses_what_is_not_unicode() {
+    if !child::in_child() {
+        return;
+    }
+    let var = std::env::var("NOT_UNICODE").unwrap();
+    let error = Telemetry::builder().fmt(false).otlp_from_env().build().map(drop).unwrap_err();
+    match &error {
+        TelemetryError::InvalidEnvironment { var: named, .. } | TelemetryError::InvalidHeaders { var: named, .. } => {
+            assert_eq!(*named, var, "{error:?}")
+        }
+        other => panic!("{var}: {other:?}"),
+    }
+    assert!(!error.to_string().contains("s3cret"), "{error}");
 }
 
 /// A collector that accepts connections and never answers: every export

@@ -8,6 +8,8 @@
 //! both are errors of `build()`, and serves the console's parts on a thread
 //! of its own, which the [`TelemetryGuard`](super::TelemetryGuard) stops.
 
+use std::ffi::OsString;
+
 use super::{BoxedLayer, TelemetryBuilder, TelemetryError};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
@@ -141,7 +143,11 @@ fn serve(
         result
     });
     drop(runtime);
-    // Only accepting can fail, and a program that lost its console goes on.
+    // Not expected: tonic 0.14 logs (at TRACE) and skips a connection it
+    // fails to accept, and makes each connection's service without fail,
+    // so serving ends with an error only if a later tonic adds one. Printed
+    // then, as the subscriber may be the one this console served, and the
+    // program goes on without its console.
     if let Err(err) = served {
         eprintln!("snapview-instrument: tokio-console's server stopped: {err}");
     }
@@ -203,7 +209,7 @@ impl Serving {
 /// Reads the console's variables and binds its address.
 #[cfg(tokio_unstable)]
 pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
-    let settings = Settings::read(&super::process_env)?;
+    let settings = Settings::read(&|var: &str| std::env::var_os(var))?;
     let addr = settings.bind.unwrap_or(DEFAULT_BIND);
     // Bound here and kept: the server serves on this listener, so an address
     // taken is an error now, not a panic on the server's thread later.
@@ -237,8 +243,25 @@ pub(super) fn prepare() -> Result<Prepared, TelemetryError> {
 const DEFAULT_BIND: std::net::SocketAddr =
     std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 6669));
 
+/// The shortest `TOKIO_CONSOLE_PUBLISH_INTERVAL` taken, as the OTLP export
+/// intervals' [`MIN_EXPORT_INTERVAL`](super::MIN_EXPORT_INTERVAL): below it
+/// the console's thread would publish (and wake) almost without pause, and
+/// 0 panics in tokio's `interval`, on that thread. Refused rather than
+/// raised to it: an interval set this short is likely a mistaken unit.
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+const MIN_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The largest `TOKIO_CONSOLE_BUFFER_CAPACITY` taken (2^20 events, about
+/// ten times console-subscriber's default): tokio's channel panics above
+/// `usize::MAX >> 3`, and one that large, though it takes no room up front,
+/// would hold events without bound while the console's thread lags.
+#[cfg_attr(not(tokio_unstable), allow(dead_code))]
+const MAX_BUFFER_CAPACITY: usize = 1 << 20;
+
 /// The `TOKIO_CONSOLE_*` variables console-subscriber's `with_default_env`
-/// reads, read the same way; `None` where one is not set.
+/// reads, read the same way; `None` where one is not set. A value that is
+/// not Unicode is an error naming it (as its lossy text), except the
+/// recording's path, which is taken as the path it is.
 #[derive(Debug, Default, PartialEq)]
 #[cfg_attr(not(tokio_unstable), allow(dead_code))]
 struct Settings {
@@ -246,29 +269,32 @@ struct Settings {
     retention: Option<std::time::Duration>,
     publish_interval: Option<std::time::Duration>,
     buffer_capacity: Option<usize>,
-    record_path: Option<String>,
+    record_path: Option<std::path::PathBuf>,
 }
 
 #[cfg_attr(not(tokio_unstable), allow(dead_code))]
 impl Settings {
-    fn read(env: &impl Fn(&str) -> Option<String>) -> Result<Settings, TelemetryError> {
+    fn read(env: &impl Fn(&str) -> Option<OsString>) -> Result<Settings, TelemetryError> {
         Ok(Settings {
             bind: read_var(env, "TOKIO_CONSOLE_BIND", "HOST:PORT that resolves, e.g. 127.0.0.1:6669", |value| {
                 std::net::ToSocketAddrs::to_socket_addrs(value).ok()?.next()
             })?,
             retention: read_var(env, "TOKIO_CONSOLE_RETENTION", "a duration, e.g. 1h or 30s", duration)?,
-            // Zero would panic in tokio's `interval`, on the console's thread.
             publish_interval: read_var(
                 env,
                 "TOKIO_CONSOLE_PUBLISH_INTERVAL",
-                "a duration above 0, e.g. 1s",
-                |value| duration(value).filter(|interval| !interval.is_zero()),
+                "a duration of at least 10ms, e.g. 1s",
+                |value| duration(value).filter(|&interval| interval >= MIN_PUBLISH_INTERVAL),
             )?,
-            // Zero would panic in tokio's `mpsc::channel`, inside `build()`.
-            buffer_capacity: read_var(env, "TOKIO_CONSOLE_BUFFER_CAPACITY", "a number of events above 0", |value| {
-                value.parse().ok().filter(|&capacity| capacity > 0)
-            })?,
-            record_path: env("TOKIO_CONSOLE_RECORD_PATH"),
+            // Zero, and more than tokio's limit (`usize::MAX >> 3`), would
+            // panic in tokio's `mpsc::channel`, inside `build()`.
+            buffer_capacity: read_var(
+                env,
+                "TOKIO_CONSOLE_BUFFER_CAPACITY",
+                "a number of events from 1 to 1048576",
+                |value| value.parse().ok().filter(|capacity| (1..=MAX_BUFFER_CAPACITY).contains(capacity)),
+            )?,
+            record_path: env("TOKIO_CONSOLE_RECORD_PATH").map(Into::into),
         })
     }
 }
@@ -279,10 +305,10 @@ impl Settings {
 /// Something there that is not a regular file (a FIFO would block both
 /// opens) is refused.
 #[cfg_attr(not(tokio_unstable), allow(dead_code))]
-fn check_record_path(path: &str) -> Result<(), TelemetryError> {
+fn check_record_path(path: &std::path::Path) -> Result<(), TelemetryError> {
     let refused = |why: String| TelemetryError::InvalidEnvironment {
         var: "TOKIO_CONSOLE_RECORD_PATH",
-        value: format!("{path} ({why})"),
+        value: format!("{} ({why})", path.display()),
         expected: "a regular file that can be created and written",
     };
     match std::fs::metadata(path) {
@@ -299,12 +325,14 @@ fn duration(value: &str) -> Option<std::time::Duration> {
 /// `var` read by `parse` (which sees the value as set, as console-subscriber
 /// does); an error naming it if `parse` finds nothing.
 fn read_var<T>(
-    env: &impl Fn(&str) -> Option<String>,
+    env: &impl Fn(&str) -> Option<OsString>,
     var: &'static str,
     expected: &'static str,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Option<T>, TelemetryError> {
     let Some(value) = env(var) else { return Ok(None) };
+    // Not Unicode, its lossy text reads as nothing valid: an error naming it.
+    let value = value.to_string_lossy().into_owned();
     match parse(&value) {
         Some(parsed) => Ok(Some(parsed)),
         None => Err(TelemetryError::InvalidEnvironment { var, value, expected }),
@@ -317,7 +345,7 @@ mod tests {
     use std::time::Duration;
 
     fn read(vars: &[(&str, &str)]) -> Result<Settings, TelemetryError> {
-        Settings::read(&|var: &str| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned()))
+        Settings::read(&|var: &str| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).into()))
     }
 
     #[test]
@@ -335,7 +363,42 @@ mod tests {
         assert_eq!(settings.retention, Some(Duration::from_secs(600)));
         assert_eq!(settings.publish_interval, Some(Duration::from_millis(250)));
         assert_eq!(settings.buffer_capacity, Some(4096));
-        assert_eq!(settings.record_path.as_deref(), Some("console.rec"));
+        assert_eq!(settings.record_path.as_deref(), Some(std::path::Path::new("console.rec")));
+    }
+
+    /// The limits themselves are taken.
+    #[test]
+    fn the_shortest_interval_and_the_largest_buffer_are_taken() {
+        let settings =
+            read(&[("TOKIO_CONSOLE_PUBLISH_INTERVAL", "10ms"), ("TOKIO_CONSOLE_BUFFER_CAPACITY", "1048576")]).unwrap();
+        assert_eq!(settings.publish_interval, Some(MIN_PUBLISH_INTERVAL));
+        assert_eq!(settings.buffer_capacity, Some(MAX_BUFFER_CAPACITY));
+    }
+
+    /// A path need not be Unicode: read lossily, the recording went to a
+    /// file of another name.
+    #[cfg(unix)]
+    #[test]
+    fn a_recording_path_is_taken_as_it_is() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::OsStr::from_bytes(b"console-\xff.rec");
+        let settings = Settings::read(&|var: &str| (var == "TOKIO_CONSOLE_RECORD_PATH").then(|| path.to_owned()));
+        assert_eq!(settings.unwrap().record_path.as_deref(), Some(std::path::Path::new(path)));
+    }
+
+    /// Any other variable that is not Unicode is an error naming it.
+    #[cfg(unix)]
+    #[test]
+    fn another_variable_that_is_not_unicode_is_an_error() {
+        use std::os::unix::ffi::OsStrExt;
+        let value = std::ffi::OsStr::from_bytes(b"1s\xff");
+        let read = Settings::read(&|var: &str| (var == "TOKIO_CONSOLE_RETENTION").then(|| value.to_owned()));
+        match read {
+            Err(TelemetryError::InvalidEnvironment { var, value, .. }) => {
+                assert_eq!((var, value.as_str()), ("TOKIO_CONSOLE_RETENTION", "1s\u{fffd}"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// console-subscriber panics on each of these.
@@ -351,6 +414,13 @@ mod tests {
             // console's thread.
             ("TOKIO_CONSOLE_BUFFER_CAPACITY", "0"),
             ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "0s"),
+            // Above tokio's limit (`usize::MAX >> 3`): its channel panicked
+            // inside `build()`.
+            ("TOKIO_CONSOLE_BUFFER_CAPACITY", "18446744073709551615"),
+            ("TOKIO_CONSOLE_BUFFER_CAPACITY", "1048577"),
+            // The console's thread published without pause.
+            ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "1ns"),
+            ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "9ms"),
         ] {
             match read(&[(var, value)]) {
                 Err(TelemetryError::InvalidEnvironment { var: named, value: got, .. }) => {
@@ -366,15 +436,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("snapview-console-record-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("console.rec");
-        check_record_path(file.to_str().unwrap()).expect("a file in an existing directory");
+        check_record_path(&file).expect("a file in an existing directory");
         assert!(file.is_file(), "created, as console-subscriber would");
         std::fs::write(&file, b"kept").unwrap();
-        check_record_path(file.to_str().unwrap()).expect("an existing file");
+        check_record_path(&file).expect("an existing file");
         assert_eq!(std::fs::read(&file).unwrap(), b"kept", "the check changes no existing file");
 
         let missing = dir.join("no such directory/console.rec");
         for (path, why) in [(missing.as_path(), "No such file"), (dir.as_path(), "not a regular file")] {
-            match check_record_path(path.to_str().unwrap()) {
+            match check_record_path(path) {
                 Err(TelemetryError::InvalidEnvironment { var, value, .. }) => {
                     assert_eq!(var, "TOKIO_CONSOLE_RECORD_PATH");
                     assert!(value.starts_with(path.to_str().unwrap()) && value.contains(why), "{value}");

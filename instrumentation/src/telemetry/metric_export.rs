@@ -16,9 +16,11 @@
 //! collector's partial success (rejected points) is logged as a warning. A
 //! collector that takes no metrics at all (Jaeger takes only traces: gRPC
 //! `Unimplemented`, HTTP 404, the warning then naming the URL) is told once, as a warning, and not as an
-//! export error every interval; exports go on, in case it starts taking them.
+//! export error every interval; exports go on, in case it starts taking them,
+//! and once one has gone through, a refusal is told again.
 //! Its channel and client come from [`transport`](super::transport), TLS included.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
@@ -39,10 +41,10 @@ use tokio::runtime::Handle;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
-use super::TelemetryError;
 use super::bounded::{on_runtime, send_within};
 use super::metrics::Histograms;
 use super::transport::redacted;
+use super::{TelemetryError, process_env};
 use crate::sync::unmodelled::{AtomicBool, Ordering};
 
 /// Sends the metrics of each collection, histograms included.
@@ -51,7 +53,8 @@ pub(super) struct MetricExport {
     transport: Transport,
     histograms: Histograms,
     temporality: Temporality,
-    /// Whether the collector's refusal of all metrics has been told.
+    /// Whether the collector's refusal of all metrics has been told since
+    /// the last export it took.
     told_no_metrics: AtomicBool,
 }
 
@@ -91,7 +94,7 @@ impl MetricExport {
     /// Exports over gRPC through `channel`, on `runtime`, each export
     /// given up after `timeout`.
     pub(super) fn grpc(channel: Channel, runtime: Handle, timeout: Duration, histograms: Histograms) -> Self {
-        let headers = grpc_headers(&configured_headers(env_var));
+        let headers = grpc_headers(&configured_headers(process_env));
         let transport = Transport::Grpc { client: MetricsServiceClient::new(channel), headers, runtime, timeout };
         Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
@@ -104,7 +107,7 @@ impl MetricExport {
         timeout: Duration,
         histograms: Histograms,
     ) -> Self {
-        let headers = http_headers(&configured_headers(env_var));
+        let headers = http_headers(&configured_headers(process_env));
         let transport = Transport::Http { client, url, headers, timeout };
         Self { transport, temporality: histograms.temporality(), histograms, told_no_metrics: AtomicBool::new(false) }
     }
@@ -161,7 +164,13 @@ impl PushMetricExporter for MetricExport {
             Transport::Http { client, url, headers, timeout } => post(client, url, headers, &request, *timeout),
         };
         match sent {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A collector that takes metrics again and later stops for
+                // good (redeployed without them) is worth a new warning.
+                // Relaxed, as the swap in `tell_no_metrics_once`.
+                self.told_no_metrics.store(false, Ordering::Relaxed);
+                Ok(())
+            }
             Err(Failure::NoMetricsService) => {
                 self.tell_no_metrics_once();
                 Ok(())
@@ -244,7 +253,8 @@ fn warn_of_rejections(partial: Option<ExportMetricsPartialSuccess>) {
 /// `delta` or `lowmemory`, any case), cumulative if unset. Any other value
 /// is an error, as for the pipeline's other variables: the SDK would warn
 /// and export cumulative, but `build()` runs before any subscriber could
-/// show that warning, so a misspelt `detla` would go unnoticed.
+/// show that warning, so a misspelt `detla` would go unnoticed. Read with
+/// [`process_env`], a value that is not Unicode is such an error too.
 pub(super) fn temporality_preference(env: impl Fn(&str) -> Option<String>) -> Result<Temporality, TelemetryError> {
     let var = OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE;
     let Some(value) = env(var).filter(|v| !v.trim().is_empty()) else {
@@ -257,14 +267,11 @@ pub(super) fn temporality_preference(env: impl Fn(&str) -> Option<String>) -> Re
     })
 }
 
-pub(super) fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 /// The extra headers: `OTEL_EXPORTER_OTLP_METRICS_HEADERS`, else
 /// `OTEL_EXPORTER_OTLP_HEADERS`, as `key=value` pairs separated by commas,
 /// keys and values trimmed, values percent-decoded (kept as written if an
 /// escape is malformed); pairs without `=`, a key or a value are skipped.
+/// (`check_headers` refused, at `build()`, a variable that is not Unicode.)
 fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
     let Some(value) = env(OTEL_EXPORTER_OTLP_METRICS_HEADERS).or_else(|| env(OTEL_EXPORTER_OTLP_HEADERS)) else {
         return Vec::new();
@@ -290,9 +297,11 @@ fn configured_headers(env: impl Fn(&str) -> Option<String>) -> Vec<(String, Stri
 /// one; an empty pair (a trailing comma) is allowed. A signal not exported
 /// has its variable left unread, as its others are. The error names the
 /// variable, the pair's position and its key if the key is a header name,
-/// never a value.
+/// never a value. A variable that is not Unicode is refused whole: the SDK's
+/// span exporter would take it for unset, and its lossy text is not what
+/// was set.
 pub(super) fn check_headers(
-    env: impl Fn(&str) -> Option<String>,
+    env: impl Fn(&str) -> Option<OsString>,
     traces: bool,
     metrics: bool,
 ) -> Result<(), TelemetryError> {
@@ -303,6 +312,9 @@ pub(super) fn check_headers(
             read.or_else(|| env(OTEL_EXPORTER_OTLP_HEADERS).map(|p| (OTEL_EXPORTER_OTLP_HEADERS, p)))
         else {
             continue;
+        };
+        let Some(pairs) = pairs.to_str() else {
+            return Err(TelemetryError::InvalidHeaders { var, problem: "it is not valid Unicode".to_owned() });
         };
         for (n, pair) in (1..).zip(pairs.split(',')) {
             if let Some(problem) = header_pair_problem(n, pair) {
@@ -389,6 +401,11 @@ mod tests {
         |var| vars.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
     }
 
+    /// `env_of` as the headers check reads the environment.
+    fn os_env_of<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |var| env_of(vars)(var).map(OsString::from)
+    }
+
     #[test]
     fn headers_come_from_the_metrics_variable_first_and_are_decoded() {
         let vars = [
@@ -406,7 +423,7 @@ mod tests {
     /// variable, the pair and its key, and never the value.
     #[test]
     fn headers_the_exporters_would_skip_are_refused_without_their_values() {
-        let problem = |var: &str, value: &str| match check_headers(env_of(&[(var, value)]), true, true) {
+        let problem = |var: &str, value: &str| match check_headers(os_env_of(&[(var, value)]), true, true) {
             Ok(()) => None,
             Err(err) => {
                 assert!(!err.to_string().contains("s3cret"), "the value is not shown: {err}");
@@ -438,13 +455,32 @@ mod tests {
         let general = ("OTEL_EXPORTER_OTLP_HEADERS", bad);
         let traces_own = ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=1");
         let metrics_own = ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "b=2");
-        let checked = |vars: &[(&str, &str)], traces, metrics| check_headers(env_of(vars), traces, metrics).is_ok();
+        let checked = |vars: &[(&str, &str)], traces, metrics| check_headers(os_env_of(vars), traces, metrics).is_ok();
         assert!(checked(&[general, traces_own, metrics_own], true, true), "both signals have their own");
         assert!(!checked(&[general, traces_own], true, true), "metrics read the general one");
         assert!(checked(&[general, traces_own], true, false), "metrics are not exported");
         assert!(checked(&[general], false, false), "nothing is exported");
         assert!(!checked(&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", bad)], false, true));
         assert!(checked(&[("OTEL_EXPORTER_OTLP_METRICS_HEADERS", bad)], true, false));
+    }
+
+    /// The SDK's span exporter reads the headers with `std::env::var`, which
+    /// takes such a variable for unset: every export would go without them.
+    #[cfg(unix)]
+    #[test]
+    fn a_headers_variable_that_is_not_unicode_is_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        for var in [OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS] {
+            let env = |name: &str| (name == var).then(|| OsString::from_vec(b"api-key=s3cret\xff".to_vec()));
+            match check_headers(env, true, true) {
+                Err(err @ TelemetryError::InvalidHeaders { .. }) => {
+                    let message = err.to_string();
+                    assert!(message.starts_with(&format!("{var} is not valid: it is not valid Unicode")), "{message}");
+                    assert!(!message.contains("s3cret"), "{message}");
+                }
+                other => panic!("{var}: {other:?}"),
+            }
+        }
     }
 
     #[test]

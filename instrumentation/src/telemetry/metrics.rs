@@ -19,14 +19,27 @@
 //! ([`super::otlp`]) adds the histogram, built here, to each export's request.
 //!
 //! All three read one report per collection, so that one export's calls and
-//! durations agree. They export the first [`MAX_OTLP_MAPS`] map names of the
-//! process, and each SDK instrument's cardinality limit holds all their
-//! series: past the SDK's default limit (2000 series per instrument) it would
-//! fold the rest into one overflow series.
+//! durations agree. They export the maps of the first [`MAX_OTLP_MAPS`] map
+//! names registered (in the order the first map of each name was built),
+//! counting names that have recorded nothing yet, which have no series until
+//! they do: the set never changes, so a map once exported stays exported.
+//! Each SDK instrument's cardinality limit holds all their series: past the
+//! SDK's default limit (2000 series per instrument) it would fold the rest
+//! into one overflow series.
+//!
+//! With delta temporality every collection takes, for each series, what was
+//! recorded since the previous collection of any pipeline of the process
+//! ([`CARRIED`]), not of its own pipeline: a new pipeline starts from what
+//! earlier ones sent instead of sending the whole history again, and two
+//! pipelines alive at once (the window in which `install` refuses one)
+//! split the calls between their exports, each call in one export of
+//! either. What a collection took is gone from later ones whether or not
+//! its export then went through: a failed export's interval is lost, as
+//! for the SDK's own delta instruments.
 
 use crate::sync::unmodelled::{AtomicBool, Ordering};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use opentelemetry::KeyValue;
@@ -41,8 +54,9 @@ use crate::{BUCKET_BOUNDS_NS, Op, OpStats, Report, report};
 const NANOS_PER_SECOND: f64 = 1e9;
 
 /// How many map names OTLP export covers: the first this many the process
-/// named (Prometheus text and the debug endpoint show every map). Each
-/// instrument's series table is allocated for them up front.
+/// registered, whether or not they have recorded anything yet (Prometheus
+/// text and the debug endpoint show every map). Each instrument's series
+/// table is allocated for them up front.
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub const MAX_OTLP_MAPS: usize = 64;
 
@@ -76,20 +90,20 @@ fn series_limit(per_op: usize) -> usize {
 }
 
 /// Registers the instruments; their callbacks live as long as the meter
-/// provider. `shared` is the one [`Histograms`] reads too.
-pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
+/// provider. `shared` is the one [`Histograms`] reads too; `temporality`
+/// the one the exporter asks of the SDK.
+pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>, temporality: Temporality) {
     let reader = |index: usize| {
         let shared = Arc::clone(shared);
         move || shared.for_reader(index)
     };
     let [calls, quantiles] = [0, 1].map(reader);
+    let counted = CallsObserved::new(temporality);
     meter
         .u64_observable_counter(INSTRUMENTS[0].0)
         .with_description("Operations on snapview maps, timed or not")
         .with_unit("{call}")
-        .with_callback(move |observer| {
-            observe_each(&calls(), observer, |o, stats, labels| o.observe(stats.calls, labels))
-        })
+        .with_callback(move |observer| counted.observe(&calls(), observer))
         .build();
     meter
         .f64_observable_gauge(INSTRUMENTS[1].0)
@@ -99,26 +113,48 @@ pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
         .build();
 }
 
+/// What the delta collections of every pipeline of the process took so
+/// far, which the next one, of whichever pipeline, takes its deltas from.
+/// Only delta collections move it: a cumulative export sends everything
+/// anyway. Before any delta collection it is empty, so the first carries
+/// everything recorded since the process started (a map may have recorded
+/// before the pipeline was built).
+static CARRIED: Mutex<Carried> =
+    Mutex::new(Carried { since: None, histograms: BTreeMap::new(), calls: BTreeMap::new() });
+
+#[derive(Debug)]
+struct Carried {
+    /// When the last delta histogram was taken, where the next one's
+    /// interval starts.
+    since: Option<SystemTime>,
+    /// Each (map, op) series' histogram totals at the last delta collection.
+    histograms: BTreeMap<(String, Op), Totals>,
+    /// Each (map, op) series' calls at the last collection of a delta calls
+    /// counter (with `lowmemory` it is cumulative, and does not move this).
+    calls: BTreeMap<(String, Op), u64>,
+}
+
+fn carried() -> MutexGuard<'static, Carried> {
+    CARRIED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The `snapview.op.duration` histograms, built for each export from the
 /// report its collection read, cumulative or, when the exporter's
-/// temporality asks for it, as deltas since the previous export.
+/// temporality asks for it, as deltas since the previous delta collection
+/// of the process ([`CARRIED`]).
 #[derive(Debug)]
 pub(super) struct Histograms {
     shared: Arc<SharedReport>,
     temporality: Temporality,
-    /// What the previous export reported (its time, and each series' totals
-    /// when exporting deltas); before the first, the pipeline's start, where
-    /// the cumulative counts start as far as the collector knows (a map may
-    /// have recorded before it).
-    previous: Mutex<(SystemTime, SeriesTotals)>,
+    /// The pipeline's start, where the cumulative counts start as far as the
+    /// collector knows, and the delta ones of the process's first delta
+    /// collection.
+    start: SystemTime,
 }
-
-/// Each (map, op) series' totals at the previous export.
-type SeriesTotals = HashMap<(String, Op), Totals>;
 
 /// One series' totals at an export: the timed calls, their sum in
 /// nanoseconds, and the cumulative bucket counts.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Totals {
     count: u64,
     sum: u64,
@@ -129,13 +165,28 @@ impl Totals {
     fn of(stats: &OpStats) -> Self {
         Self { count: stats.samples, sum: stats.sum, buckets: stats.buckets().map(|(_, count)| count).collect() }
     }
+
+    /// The later of two readings of a series, field by field (each only
+    /// grows): a report read by one of two pipelines alive at once may be
+    /// older than what the other's collection already took, and taking it
+    /// as the new totals would make the next collection send that
+    /// difference a second time.
+    fn latest(&self, other: &Totals) -> Totals {
+        let bucket =
+            |i: usize| self.buckets.get(i).copied().unwrap_or(0).max(other.buckets.get(i).copied().unwrap_or(0));
+        Totals {
+            count: self.count.max(other.count),
+            sum: self.sum.max(other.sum),
+            buckets: (0..self.buckets.len().max(other.buckets.len())).map(bucket).collect(),
+        }
+    }
 }
 
 impl Histograms {
     /// Histograms in `temporality`: deltas for `Delta` and `LowMemory` (as the
     /// SDK treats a histogram), cumulative otherwise.
     pub(super) fn new(shared: Arc<SharedReport>, temporality: Temporality) -> Self {
-        Self { shared, temporality, previous: Mutex::new((SystemTime::now(), HashMap::new())) }
+        Self { shared, temporality, start: SystemTime::now() }
     }
 
     fn is_delta(&self) -> bool {
@@ -167,20 +218,25 @@ impl Histograms {
     /// The histogram metric of `report` at `now`, or `None` if it has no
     /// (map, op) yet.
     fn metric(&self, report: &Report, now: SystemTime) -> Option<proto::Metric> {
-        let mut previous = self.previous.lock().unwrap_or_else(PoisonError::into_inner);
-        let (since, totals) = &mut *previous;
-        let (start, time) = (unix_nanos(*since), unix_nanos(now));
+        // Held for the whole collection: another pipeline's, at once, then
+        // takes its deltas after all of this one's.
+        let mut carried = self.is_delta().then(carried);
+        let since = carried.as_ref().and_then(|carried| carried.since).unwrap_or(self.start);
+        let (start, time) = (unix_nanos(since), unix_nanos(now));
         let explicit_bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
         let mut data_points = Vec::new();
         for_each_exported(report, |stats| {
             let now_totals = Totals::of(stats);
-            let point = if self.is_delta() {
-                let before = totals.remove(&(stats.map.clone(), stats.op)).unwrap_or_default();
-                let point = delta_point(stats, &before, &now_totals);
-                totals.insert((stats.map.clone(), stats.op), now_totals);
-                point
-            } else {
-                cumulative_point(stats, &now_totals)
+            let point = match carried.as_mut() {
+                Some(carried) => {
+                    let series = (stats.map.clone(), stats.op);
+                    let before = carried.histograms.remove(&series).unwrap_or_default();
+                    let after = before.latest(&now_totals);
+                    let point = delta_point(stats, &before, &after);
+                    carried.histograms.insert(series, after);
+                    point
+                }
+                None => cumulative_point(stats, &now_totals),
             };
             data_points.push(proto::HistogramDataPoint {
                 attributes: vec![string_attribute("map", &stats.map), string_attribute("op", stats.op.as_str())],
@@ -190,8 +246,8 @@ impl Histograms {
                 ..point
             });
         });
-        if self.is_delta() {
-            *since = now;
+        if let Some(carried) = carried.as_mut() {
+            carried.since = Some(now);
         }
         if data_points.is_empty() {
             return None;
@@ -297,6 +353,41 @@ impl SharedReport {
     }
 }
 
+/// What the calls counter observes of each series.
+///
+/// Cumulative (and `lowmemory`, for which the SDK exports an observable
+/// counter cumulative): the series' calls. Delta: the SDK subtracts this
+/// pipeline's previous observation from each new one, so the counter
+/// observes the running sum of what this pipeline's collections took from
+/// [`CARRIED`], and the SDK's delta is what this collection took: the calls
+/// since the previous delta collection of any pipeline.
+struct CallsObserved {
+    /// `None` unless the counter is a delta one.
+    taken: Option<Mutex<HashMap<(String, Op), u64>>>,
+}
+
+impl CallsObserved {
+    fn new(temporality: Temporality) -> Self {
+        Self { taken: (temporality == Temporality::Delta).then(Mutex::default) }
+    }
+
+    fn observe(&self, report: &Report, observer: &dyn AsyncInstrument<u64>) {
+        let Some(taken) = &self.taken else {
+            return observe_each(report, observer, |o, stats, labels| o.observe(stats.calls, labels));
+        };
+        let mut carried = carried();
+        let mut taken = taken.lock().unwrap_or_else(PoisonError::into_inner);
+        observe_each(report, observer, |o, stats, labels| {
+            let series = (stats.map.clone(), stats.op);
+            let before = carried.calls.get(&series).copied().unwrap_or(0);
+            carried.calls.insert(series.clone(), before.max(stats.calls));
+            let taken = taken.entry(series).or_default();
+            *taken += stats.calls.saturating_sub(before);
+            o.observe(*taken, labels);
+        });
+    }
+}
+
 type Labels = [KeyValue; 2];
 
 /// Observes every (map, op) of `report` that OTLP export covers, labelled
@@ -304,7 +395,7 @@ type Labels = [KeyValue; 2];
 fn observe_each<T>(
     report: &Report,
     observer: &dyn AsyncInstrument<T>,
-    observe: impl Fn(&dyn AsyncInstrument<T>, &OpStats, &Labels),
+    mut observe: impl FnMut(&dyn AsyncInstrument<T>, &OpStats, &Labels),
 ) {
     for_each_exported(report, |stats| {
         let labels = [KeyValue::new("map", stats.map.clone()), KeyValue::new("op", stats.op.as_str())];
@@ -312,18 +403,14 @@ fn observe_each<T>(
     });
 }
 
-/// Calls `f` with every (map, op) of `report` of the first [`MAX_OTLP_MAPS`]
-/// map names.
+/// Calls `f` with every (map, op) of `report` whose map name is among the
+/// first [`MAX_OTLP_MAPS`] registered.
 fn for_each_exported(report: &Report, mut f: impl FnMut(&OpStats)) {
-    let mut maps: Vec<&str> = Vec::new();
     for stats in report.iter() {
-        // The report lists each map's ops together, maps in the order named.
-        if maps.last() != Some(&stats.map.as_str()) {
-            if maps.len() == MAX_OTLP_MAPS {
-                warn_maps_left_out();
-                return;
-            }
-            maps.push(&stats.map);
+        // The report lists maps in registration order: the rest are out too.
+        if stats.registration() >= MAX_OTLP_MAPS {
+            warn_maps_left_out();
+            return;
         }
         f(stats);
     }

@@ -411,9 +411,9 @@ impl Pipeline {
         let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, metrics, .. } =
             *resolved;
         // Read before the export runtime exists: an error would drop it.
-        metric_export::check_headers(metric_export::env_var, resolved.traces, metrics)?;
+        metric_export::check_headers(|var: &str| std::env::var_os(var), resolved.traces, metrics)?;
         let temporality = match metrics {
-            true => metric_export::temporality_preference(metric_export::env_var)?,
+            true => metric_export::temporality_preference(process_env)?,
             false => Temporality::Cumulative,
         };
         let runtime = match protocol {
@@ -450,7 +450,8 @@ impl Pipeline {
             meter_provider = meter_provider.with_reader(reader.build());
         }
         let meter_provider = meter_provider.with_resource(resource).build();
-        super::metrics::register(&opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE), &shared);
+        let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE);
+        super::metrics::register(&meter, &shared, temporality);
 
         let flushing = Arc::new(AtomicBool::new(false));
         Ok(Pipeline { tracer_provider, meter_provider, span_losses, protocol, timeout, runtime, flushing })

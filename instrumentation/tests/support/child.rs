@@ -5,6 +5,7 @@
 //!
 //! Include it with `#[path = "support/child.rs"] mod child;`.
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 /// Set in the child only: the ignored case, run by hand (`--ignored`)
@@ -15,6 +16,13 @@ const CHILD: &str = "SNAPVIEW_TEST_CHILD";
 /// variable, and asserts that it ran and passed (a name that matches no
 /// test runs none, and exits 0).
 pub fn run_child(child: &str, vars: &[(&str, &str)]) {
+    let vars: Vec<(&str, &OsStr)> = vars.iter().map(|&(var, value)| (var, OsStr::new(value))).collect();
+    run_child_os(child, &vars);
+}
+
+/// [`run_child`] with values that need not be Unicode.
+#[allow(dead_code)] // Not every including test file sets such a value.
+pub fn run_child_os(child: &str, vars: &[(&str, &OsStr)]) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args(["--ignored", "--exact", child, "--nocapture"]).env(CHILD, "1");
     for (var, _) in std::env::vars_os() {
