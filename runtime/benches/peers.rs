@@ -32,12 +32,20 @@
 //!   removes it again, each write published on its own (two publishes), so the
 //!   size stays `n`; throughput is 2 elements, i.e. the per-element time is the
 //!   mean cost of one publishing write. No reader holds an old version, so a
-//!   replaced version is freed inside the write being measured. `snapview
+//!   replaced version is recycled (snapview patches the old root into the
+//!   next) or freed inside the write being measured. `snapview
 //!   subscribed` runs it with a [`Subscription`](snapview::Subscription)
 //!   alive (no one waiting in it), as a reload loop keeps one.
 //! - `batch_publish`: 1000 overwrites of present keys (new values, random keys)
 //!   published as one version; throughput 1000 elements (per write). The size
 //!   stays `n`.
+//! - `insert_publish_held`, `batch_publish_held`: the same while a reader
+//!   holds the version each write replaces, letting go of it after the
+//!   write (snapview and imbl): a replaced version then cannot be recycled,
+//!   and its copied path is freed inside the measurement.
+//! - `batch_insert`: 1000 inserts of absent keys in one version (the keys
+//!   removed again before the next batch, outside the measurement);
+//!   snapview, imbl, hashbrown; throughput 1000 elements.
 //! - `batch_upsert`: 1000 counter increments of present keys (random keys)
 //!   in one version, the read-modify-write of a metrics cache: snapview by
 //!   `*tx.entry(k).or_insert(0) += 1` and by `tx.get` then `tx.insert` (the
@@ -56,7 +64,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use criterion::{Bencher, Criterion, SamplingMode, Throughput};
+use criterion::{BatchSize, Bencher, Criterion, SamplingMode, Throughput};
 use snapview::SnapMap;
 
 mod common;
@@ -385,6 +393,7 @@ fn bench_iter_inserted(c: &mut Criterion, fx: &Fixture, expected: u64) {
     assert_eq!(imbl_sum(), expected);
     g.bench_function("imbl", |b| b.iter(|| black_box(imbl_sum())));
     let hashbrown_sum = || fx.hashbrown.iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v));
+    assert_eq!(hashbrown_sum(), expected);
     g.bench_function("hashbrown", |b| b.iter(|| black_box(hashbrown_sum())));
     g.finish();
 }
@@ -484,6 +493,49 @@ fn bench_insert_publish(c: &mut Criterion, fx: &mut Fixture) {
     g.finish();
 }
 
+/// `insert_publish` while a reader holds the version each write replaces,
+/// letting go of it after the write: the replaced version cannot be
+/// recycled (snapview patches an old root only when nothing holds it), and
+/// its copied path is freed when the reader lets go, inside the measurement,
+/// for both peers. The same for imbl, whose replaced map the reader's
+/// `load_full` keeps until then.
+fn bench_insert_publish_held(c: &mut Criterion, fx: &Fixture) {
+    let fresh = &fx.misses;
+    let mut g = group(c, "insert_publish_held", fx.n);
+    g.throughput(Throughput::Elements(2));
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        each_key(b, fresh, |&k| {
+            let held = map.snapshot();
+            black_box(map.insert(k, k));
+            drop(held);
+            let held = map.snapshot();
+            black_box(map.remove(&k));
+            drop(held);
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        each_key(b, fresh, |&k| {
+            let held = cell.load_full();
+            let mut m = ImblMap::clone(&held);
+            m.insert(k, k);
+            cell.store(Arc::new(m));
+            drop(held);
+            let held = cell.load_full();
+            let mut m = ImblMap::clone(&held);
+            m.remove(&k);
+            cell.store(Arc::new(m));
+            drop(held);
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    g.finish();
+}
+
 /// 1000 overwrites of present keys with new values, published as one version.
 fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
     let hits = &fx.hits;
@@ -576,6 +628,165 @@ fn bench_batch_publish(c: &mut Criterion, fx: &mut Fixture) {
     }
     fx.evmap_w.refresh();
     fx.evmap_w.refresh();
+}
+
+/// `batch_publish` while a reader holds the version each batch replaces,
+/// letting go of it after the batch (see [`bench_insert_publish_held`]).
+fn bench_batch_publish_held(c: &mut Criterion, fx: &mut Fixture) {
+    let hits = &fx.hits;
+    let mask = hits.len() - 1;
+    let mut g = group(c, "batch_publish_held", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let window = |base: &mut usize, round: &mut u64| {
+        *base = base.wrapping_add(BATCH);
+        *round += 1;
+        let (base, v) = (*base, *round);
+        (0..BATCH).map(move |t| (hits[(base + t) & mask], v))
+    };
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let held = map.snapshot();
+            map.update(|tx| {
+                for (k, v) in window(&mut base, &mut round) {
+                    tx.insert(k, v);
+                }
+            });
+            drop(held);
+        })
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    g.bench_function("imbl+ArcSwap", |b| {
+        let (mut base, mut round) = (0, 0);
+        b.iter(|| {
+            let held = cell.load_full();
+            let mut m = ImblMap::clone(&held);
+            for (k, v) in window(&mut base, &mut round) {
+                m.insert(k, v);
+            }
+            cell.store(Arc::new(m));
+            drop(held);
+        })
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    g.finish();
+    fx.snapview.update(|tx| tx.extend(fx.keys.iter().map(|&k| (k, value_of(k)))));
+}
+
+/// 1000 inserts of absent keys published as one version: the batch target
+/// as the issue words it (`batch_publish` overwrites present keys, which
+/// never changes a node's shape). Each batch's keys are removed again
+/// before the next, outside the measurement, so the size stays `n` between
+/// batches; throughput 1000 elements.
+fn bench_batch_insert(c: &mut Criterion, fx: &mut Fixture) {
+    let fresh = &fx.misses;
+    let mask = fresh.len() - 1;
+    let mut g = group(c, "batch_insert", fx.n);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let window = move |base: usize| (0..BATCH).map(move |t| fresh[(base + t) & mask]);
+    // The window the next batch inserts, after the last one's keys are gone:
+    // each peer's `remove` runs here, in criterion's untimed set-up.
+    let next = |last: &mut Option<usize>, remove: &mut dyn FnMut(usize)| {
+        let base = last.map_or(0, |base| base + BATCH);
+        if let Some(previous) = last.replace(base) {
+            remove(previous);
+        }
+        base
+    };
+
+    let map = &fx.snapview;
+    g.bench_function("snapview", |b| {
+        let mut last = None;
+        b.iter_batched(
+            || {
+                next(&mut last, &mut |base| {
+                    map.update(|tx| {
+                        window(base).for_each(|k| {
+                            tx.remove(&k);
+                        })
+                    })
+                })
+            },
+            |base| {
+                map.update(|tx| {
+                    window(base).for_each(|k| {
+                        tx.insert(k, k);
+                    })
+                })
+            },
+            BatchSize::PerIteration,
+        );
+        if let Some(base) = last {
+            map.update(|tx| {
+                window(base).for_each(|k| {
+                    tx.remove(&k);
+                })
+            });
+        }
+    });
+    assert_eq!(map.len(), fx.n);
+
+    let cell = ArcSwap::from_pointee(fx.imbl.clone());
+    let imbl_write = |write: &dyn Fn(&mut ImblMap)| {
+        let mut m = ImblMap::clone(&cell.load());
+        write(&mut m);
+        cell.store(Arc::new(m));
+    };
+    g.bench_function("imbl+ArcSwap", |b| {
+        let mut last = None;
+        let remove = |base| {
+            imbl_write(&|m| {
+                window(base).for_each(|k| {
+                    m.remove(&k);
+                })
+            })
+        };
+        b.iter_batched(
+            || next(&mut last, &mut |base| remove(base)),
+            |base| {
+                imbl_write(&|m| {
+                    window(base).for_each(|k| {
+                        m.insert(k, k);
+                    })
+                })
+            },
+            BatchSize::PerIteration,
+        );
+        if let Some(base) = last {
+            remove(base);
+        }
+    });
+    assert_eq!(cell.load().len(), fx.n);
+    drop(cell);
+
+    let hb = std::cell::RefCell::new(&mut fx.hashbrown);
+    g.bench_function("hashbrown", |b| {
+        let mut last = None;
+        let remove = |base| {
+            window(base).for_each(|k| {
+                hb.borrow_mut().remove(&k);
+            })
+        };
+        b.iter_batched(
+            || next(&mut last, &mut |base| remove(base)),
+            |base| {
+                let mut hb = hb.borrow_mut();
+                window(base).for_each(|k| {
+                    hb.insert(k, k);
+                });
+            },
+            BatchSize::PerIteration,
+        );
+        if let Some(base) = last {
+            remove(base);
+        }
+    });
+    assert_eq!(hb.borrow().len(), fx.n);
+    g.finish();
 }
 
 /// 1000 read-modify-writes of present keys (`+= 1`), published as one version.
@@ -767,7 +978,10 @@ fn benches(c: &mut Criterion) {
         bench_get_chain(c, &fx);
         bench_iter(c, &fx);
         bench_insert_publish(c, &mut fx);
+        bench_insert_publish_held(c, &fx);
         bench_batch_publish(c, &mut fx);
+        bench_batch_publish_held(c, &mut fx);
+        bench_batch_insert(c, &mut fx);
         bench_batch_upsert(c, &mut fx);
         bench_load(c, &fx);
         bench_diff(c, &mut fx);

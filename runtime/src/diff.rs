@@ -5,7 +5,8 @@
 //! walk skips a pair of children as soon as they are the same allocation, and
 //! only descends where a write happened: O(changes × depth), whatever the size
 //! of the map. Snapshots of two different maps (different hashers) have
-//! unrelated shapes; their diff falls back to look-ups, O(len).
+//! unrelated shapes; their diff falls back to look-ups, O(len). Collision
+//! nodes (keys whose 64-bit hashes are equal) are compared as sets, O(m²).
 
 use core::hash::{BuildHasher, Hash};
 
@@ -25,9 +26,10 @@ pub enum Change<'a, K, V> {
     Added(&'a K, &'a V),
     /// The key is in the older snapshot only.
     Removed(&'a K, &'a V),
-    /// The key is in both, with values that are not equal.
+    /// The key is in both, with values that are not equal (`!=`).
     Updated {
-        /// The key (as stored in the newer snapshot).
+        /// The key (as stored in the newer snapshot: the argument of
+        /// [`diff`](crate::View::diff)).
         key: &'a K,
         /// Its value in the older snapshot.
         old: &'a V,

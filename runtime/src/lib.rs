@@ -8,8 +8,8 @@
 //! on (the first snapshot a thread ever takes may allocate arc-swap's
 //! per-thread record, once, reused after the thread ends). Two snapshots
 //! of one map diff in O(changes) ([`View::diff`]: the keys written between
-//! them, times the trie's depth); snapshots of two different maps diff by
-//! look-ups, in O(len).
+//! them, times the trie's depth); snapshots of two different maps (a
+//! map's clone aside) diff by look-ups, in O(len).
 //!
 //! ```
 //! use snapview::{Change, SnapMap};

@@ -145,7 +145,31 @@ impl<K, V, S> View<K, V, S> {
     /// walk skips every sub-tree the versions still share (plus, at most, a
     /// scan of 64 × 64 child pointers: the writer keeps private copies of the
     /// root's children, which it compares by their children). For versions of
-    /// two different maps it costs O(len) look-ups.
+    /// two different maps it costs O(len) look-ups; a map's clone
+    /// ([`SnapMap::clone`](crate::SnapMap)) counts as the same map here, and
+    /// diffs with it by structure, while two maps built with one fixed
+    /// hasher seed still count as different.
+    ///
+    /// Either order works: `newer` need not be the later version, and
+    /// `b.diff(&a)` is `a.diff(&b)` with `Added` and `Removed` swapped and
+    /// each `Updated`'s `old` and `new` swapped. "Newer" names the argument.
+    ///
+    /// Keys whose hashes collide in all 64 bits sit in one collision node,
+    /// which the diff compares as a set: O(m²) `Eq` calls for a node of m
+    /// keys that a write copied (a look-up there costs O(m)). Only a `Hash`
+    /// that leaves out part of what `Eq` compares makes such nodes large.
+    ///
+    /// A pair of entries the walk compares (because the write copied the
+    /// node that holds them) is compared with `!=`, so a value that is not
+    /// equal to itself (`f64::NAN`) shows as `Updated` when a write copied
+    /// its node, and not when its sub-tree is shared: as for `View`'s
+    /// `PartialEq`, the answer for such values depends on what the versions
+    /// share.
+    ///
+    /// If `K::eq` or `V::eq` panics in a `next()`, that diff must not be
+    /// resumed: the walk had already moved past the pair, and later items
+    /// may report that key wrongly (as `Added` and `Removed`, or not at all).
+    /// Nothing unsafe follows; start a new diff.
     pub fn diff<'a>(&'a self, newer: &'a View<K, V, S>) -> Diff<'a, K, V, S>
     where
         K: Hash + Eq,

@@ -213,7 +213,12 @@ impl<K, V, S> Drop for Subscription<K, V, S> {
             (if state.subscriptions == 0 { state.latest.take() } else { None }, stale)
         };
         // Outside the lock: this may free that version, and run user `Drop`s;
-        // the waker's drop is the executor's code.
+        // the waker's drop is the executor's code. Not both, so no guard
+        // against a second panic (`poll_changed` needs one): while the map
+        // lives, `latest` is its current version (a publish sets it before
+        // letting go of the one it replaced), so its drop only counts down;
+        // once the map is gone, `close` has taken every waker and no poll
+        // leaves one.
         drop(stale);
         drop(unwatched);
     }
