@@ -42,8 +42,10 @@ fn main() -> ExitCode {
     // Bounded: a blocking read of the routes file that never returns (a
     // stalled network mount) would hold a plain drop, and the exit, forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The guard's drop logs what its final export lost; an `Err` here is
+    // that drop panicking.
     if let Err(err) = flushed {
-        eprintln!("service: the final export failed: {err}");
+        eprintln!("service: dropping the telemetry guard panicked (its final export may be lost): {err}");
     }
     match outcome {
         Ok(report) => {
@@ -115,7 +117,15 @@ async fn run(args: Args) -> Result<ShutdownReport, String> {
     // stop`, systemd, Kubernetes) shuts down as Ctrl-C does.
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|err| format!("cannot wait for Ctrl-C: {err}"))?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|err| format!("cannot wait for SIGTERM: {err}"))?;
-    let service = start(&args).await?;
+    let service = tokio::select! {
+        started = start(&args) => started?,
+        // Once the handlers are installed a signal no longer ends the
+        // process by itself: a start held by a read of the routes file that
+        // hangs (a stalled network mount; the read is on a blocking thread,
+        // which the exit leaves) must still end at a Ctrl-C.
+        _ = interrupt.recv() => return Err("Ctrl-C before the service started".to_owned()),
+        _ = terminate.recv() => return Err("SIGTERM before the service started".to_owned()),
+    };
     println!("{}", cli::banner(service.local_addr(), &args));
     let time_is_up = async {
         match args.run_for {

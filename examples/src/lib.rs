@@ -15,6 +15,10 @@
 //! - `request_context`: one snapshot shared by the tokio tasks of a request,
 //!   without a copy.
 //!
+//! Unix only: `service` waits for SIGTERM (`tokio::signal::unix`), and the
+//! tests make FIFOs (`mkfifo`), read `/dev/zero` and send signals with `kill`.
+//! CI builds and runs it on Linux.
+//!
 //! Features (off by default; each turns on snapview's feature of that name):
 //!
 //! - `console`: tokio-console support in `service`. Requires

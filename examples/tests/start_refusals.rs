@@ -1,5 +1,11 @@
 //! What `Service::start` refuses before it binds anything, with a message
 //! that says why.
+//!
+//! Each config sets its debug token: `DebugConfig::default()` reads
+//! `SNAPVIEW_DEBUG_TOKEN`, and a developer's exported token must not change
+//! what these tests check.
+
+use snapview::debug::DebugConfig;
 
 mod common;
 
@@ -14,6 +20,7 @@ async fn a_load_generator_on_a_remote_address_is_refused_at_start() {
         allow_remote: true,
         routes_path: file.path.clone(),
         load: Some(snapview_examples::gateway::load::LoadConfig::default()),
+        debug: DebugConfig::default().without_token(),
         ..Default::default()
     };
     let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
@@ -37,6 +44,7 @@ async fn a_zero_or_endless_reload_interval_is_refused_at_start() {
             routes_path: file.path.clone(),
             reload_every: every,
             load: None,
+            debug: DebugConfig::default().without_token(),
             ..Default::default()
         };
         let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
@@ -55,13 +63,50 @@ async fn a_token_that_cannot_be_sent_is_refused_at_start() {
         addr: "127.0.0.1:0".parse().unwrap(),
         routes_path: file.path.clone(),
         load: None,
-        debug: snapview::debug::DebugConfig::default().token("s3cret\n"),
+        debug: DebugConfig::default().token("s3cret\n"),
         ..Default::default()
     };
     let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
     let message = err.to_string();
     assert!(message.contains("--token") && message.contains("printable ASCII"), "{message}");
     assert!(!message.contains("s3cret"), "the token is a secret: {message}");
+}
+
+/// `--token ""` (a `--token "$T"` whose variable is unset, say) is refused,
+/// not taken for "no token": that would drop a token `SNAPVIEW_DEBUG_TOKEN`
+/// had set and serve the debug routes to anyone.
+#[tokio::test]
+async fn an_empty_token_is_refused_at_start() {
+    let file = common::TempRoutes::new(common::ROUTES);
+    let routes = file.path.to_str().unwrap();
+    let args = ["--addr", "127.0.0.1:0", "--no-load", "--routes", routes, "--token", ""];
+    let args = snapview_examples::gateway::cli::parse(args.map(String::from)).unwrap().unwrap();
+    let err = snapview_examples::gateway::Service::start(args.config).await.unwrap_err();
+    assert!(matches!(err, snapview_examples::gateway::StartError::Token(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("--token") && message.contains("empty"), "{message}");
+}
+
+/// A routes file with no `[[route]]` (empty, or only comments: what a
+/// failed `./render-routes > routes.toml` leaves) is refused at start, as
+/// any other bad file is, rather than serving nothing but 404s.
+#[tokio::test]
+async fn a_routes_file_without_a_route_is_refused_at_start() {
+    for text in ["", "# the gateway's routes\n"] {
+        let file = common::TempRoutes::new(text);
+        let config = snapview_examples::gateway::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            routes_path: file.path.clone(),
+            load: None,
+            debug: DebugConfig::default().without_token(),
+            ..Default::default()
+        };
+        let err = snapview_examples::gateway::Service::start(config).await.unwrap_err();
+        assert!(matches!(err, snapview_examples::gateway::StartError::Routes(_)), "{text:?}: {err:?}");
+        let message = err.to_string();
+        let want = format!("cannot load the routes: {}: has no [[route]]", file.path.display());
+        assert!(message.starts_with(&want), "{text:?}: {message}");
+    }
 }
 
 /// A routes path that is no regular file (a FIFO, whose open waits for a
@@ -79,6 +124,7 @@ async fn a_routes_path_that_is_no_regular_file_is_refused_at_start() {
             addr: "127.0.0.1:0".parse().unwrap(),
             routes_path: path.clone(),
             load: None,
+            debug: DebugConfig::default().without_token(),
             ..Default::default()
         };
         let started = tokio::time::timeout(

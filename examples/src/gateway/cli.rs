@@ -20,10 +20,11 @@ usage: service [OPTIONS]
   --routes PATH        routes file (default examples/data/routes.toml)
   --seconds N          run N seconds, then shut down cleanly (default: until Ctrl-C)
   --no-load            do not start the built-in load generator
-  --rate N             load generator requests/s, 1..=5000 (default 200)
+  --rate N             load generator route requests/s, 1..=5000 (default 200; plus /metrics once a second)
   --load-seconds N     stop the load generator after N seconds, 1..=3600 (default 300)
   --token TOKEN        bearer token for /debug/pprof/* and /metrics (default: $SNAPVIEW_DEBUG_TOKEN;
-                       an empty TOKEN serves them without one, whatever that says)
+                       an empty TOKEN is refused at start: to serve without a token, leave out
+                       --token with SNAPVIEW_DEBUG_TOKEN unset or empty)
   -h, --help           this message
 
 environment: RUST_LOG (log filter, default info), OTEL_EXPORTER_OTLP_ENDPOINT (export
@@ -208,7 +209,9 @@ mod tests {
             assert!(line.contains("Bearer $SNAPVIEW_DEBUG_TOKEN"), "{line}");
             assert!(!line.trim_start().starts_with("open ") && !line.trim_start().starts_with("go tool"), "{line}");
         }
-        let open = banner(addr, &parse_strs(&["--token", ""]).unwrap().unwrap());
+        let mut untokened = parse_strs(&[]).unwrap().unwrap();
+        untokened.config.debug = DebugConfig::default().without_token();
+        let open = banner(addr, &untokened);
         assert!(!open.contains("Authorization"), "{open}");
         assert!(open.contains("go tool pprof -top 'http://127.0.0.1:8080/debug/pprof/profile"), "{open}");
         // Every command runs as printed on Linux (there, `open` is not a browser).

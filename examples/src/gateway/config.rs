@@ -27,6 +27,8 @@ pub type RouteTable = BTreeMap<String, String>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoutesFile {
+    // Absent is not a TOML error, so that `parse` can say what is missing
+    // in words rather than as serde's "missing field".
     #[serde(default)]
     route: Vec<RouteEntry>,
 }
@@ -158,6 +160,14 @@ fn escaped_if_control(c: char) -> Vec<char> {
 /// that far, so its cost does not grow with the path's length.
 pub const MAX_PREFIX_LEN: usize = 1024;
 
+/// Why a routes file without a single `[[route]]` is rejected. Such a file
+/// is far more often one that a failed write left empty or cut short
+/// (`./render-routes > routes.toml` that fails before it prints, a full
+/// disk) than a wish to drop every route, and publishing it would answer
+/// every request 404: it is refused, and the last good routes stay.
+pub const NO_ROUTE: &str = "has no [[route]] (an empty or comment-only file is taken for a failed write, \
+                            not for \"no routes\")";
+
 /// Parses and validates the text of a routes file.
 ///
 /// Rules: every `prefix` starts with `/` and has no trailing `/` (except `/`
@@ -169,13 +179,17 @@ pub const MAX_PREFIX_LEN: usize = 1024;
 /// requests are matched in ([`path::normalize`]: `/caf%c3%a9` is
 /// `/caf%C3%A9`, `/%61pi` is `/api`), which is the form stored; every
 /// `upstream` is an `http://` or `https://` URL with a host, ASCII without
-/// spaces or control characters, no fragment and no user credentials.
+/// spaces or control characters, no fragment and no user credentials; and
+/// there is at least one route ([`NO_ROUTE`]).
 ///
 /// # Errors
 ///
 /// A message naming the offending route, for the log.
 pub fn parse(text: &str) -> Result<RouteTable, String> {
     let file: RoutesFile = toml::from_str(text).map_err(|err| toml_error(text, &err))?;
+    if file.route.is_empty() {
+        return Err(NO_ROUTE.to_owned());
+    }
     let mut table = RouteTable::new();
     for (i, RouteEntry { prefix, upstream }) in file.route.into_iter().enumerate() {
         let n = i + 1;
@@ -292,6 +306,21 @@ mod tests {
         std::fs::remove_file(&fifo).unwrap();
     }
 
+    /// The size is checked before anything is read, so a huge file costs
+    /// the reloader a `stat`, not a megabyte read at every poll.
+    #[test]
+    fn a_file_over_the_limit_is_refused_by_its_size() {
+        let file = std::env::temp_dir().join(format!("snapview-examples-big-{}.toml", std::process::id()));
+        let limit = usize::try_from(MAX_ROUTES_FILE).unwrap();
+        std::fs::write(&file, format!("#{}", " ".repeat(limit - 1))).unwrap();
+        let at_the_limit = read(&file);
+        std::fs::write(&file, format!("#{}", " ".repeat(limit))).unwrap();
+        let over = read(&file);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(at_the_limit.map(|text| text.len()), Ok(limit), "a file of exactly the limit is read");
+        assert_eq!(over, Err(format!("{} bytes, over the {MAX_ROUTES_FILE} a routes file may have", limit + 1)));
+    }
+
     #[test]
     fn a_toml_error_is_one_line_that_forges_none() {
         let error = parse("\"x\\n2099-01-01T00:00:00Z ERROR FORGED\" = 1").unwrap_err();
@@ -308,9 +337,20 @@ mod tests {
         assert!(table.len() >= 4);
     }
 
+    /// A failed `render > routes.toml` leaves the file empty, or with only
+    /// the comments printed before the failure: either would have removed
+    /// every route.
     #[test]
-    fn an_empty_file_is_an_empty_table() {
-        assert!(parse("").unwrap().is_empty());
+    fn a_file_without_a_route_is_refused() {
+        for text in ["", "\n  \n", "# routes of the gateway\n# (rendered by render-routes)\n", "route = []\n"] {
+            assert_eq!(parse(text), Err(NO_ROUTE.to_owned()), "{text:?}");
+        }
+        let file = std::env::temp_dir().join(format!("snapview-examples-no-route-{}.toml", std::process::id()));
+        std::fs::write(&file, "# nothing yet\n").unwrap();
+        let err = load(&file).unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(err.to_string(), format!("{}: {NO_ROUTE}", file.display()));
+        assert!(NO_ROUTE.starts_with("has no [[route]]"), "{NO_ROUTE}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A small built-in load generator, so that the histograms, `/metrics` and the
 //! flamegraphs show something on the first run without any other tool.
 //!
-//! Bounded on purpose: at most [`MAX_RATE`] requests per second, for a
-//! bounded time, to a loopback address only (it must never be a way to load
-//! someone else's server).
+//! Bounded on purpose: at most [`MAX_RATE`] route requests per second (and
+//! one `/metrics` request a second besides), for a bounded time, to a
+//! loopback address only (it must never be a way to load someone else's
+//! server).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,9 +16,9 @@ use tokio::time::MissedTickBehavior;
 
 use super::RouteMap;
 
-/// Requests per second unless told otherwise.
+/// Route requests per second unless told otherwise.
 pub const DEFAULT_RATE: u32 = 200;
-/// The most requests per second it will send.
+/// The highest [`LoadConfig::rate`] taken.
 pub const MAX_RATE: u32 = 5000;
 /// How long it runs unless told otherwise.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(300);
@@ -31,7 +32,8 @@ const TICKS_PER_SECOND: u32 = 100;
 /// How hard and how long to load the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadConfig {
-    /// Requests per second, in `1..=MAX_RATE`.
+    /// Route requests per second, in `1..=MAX_RATE` (`/metrics`, once a
+    /// second, comes on top).
     pub rate: u32,
     /// How long to run, at most [`MAX_DURATION`].
     pub duration: Duration,
@@ -118,9 +120,10 @@ impl LoadConfig {
     }
 }
 
-/// Sends `GET /route/<prefix>/demo` for each route in turn (plus one path no
-/// route matches, for the 404s) and `GET /metrics` once a second, at most
-/// `config.rate` requests per second, until `config.duration` has passed or
+/// Sends `GET /route/<prefix>/demo` for each route in turn, and for
+/// `/no/such/route` (a 404, unless a route covers it: a `/` catch-all
+/// does), at most `config.rate` of them per second, and besides them
+/// `GET /metrics` once a second, until `config.duration` has passed or
 /// `stop` turns true. Requests go one after another, so a slow server slows
 /// it down instead of piling requests up. `/metrics` is asked with `token`,
 /// if the server has one (it guards `/metrics`).
@@ -209,7 +212,8 @@ async fn send(request: reqwest::RequestBuilder, summary: &mut LoadSummary) {
     }
 }
 
-/// One path per route, and one that no route matches.
+/// One path per route, and `/no/such/route`, meant for the 404s (which it
+/// gets unless a route covers it).
 fn demo_paths(routes: &RouteMap) -> Vec<String> {
     let _span = tracing::info_span!("loadgen.paths").entered();
     let snapshot = routes.snapshot();

@@ -2,7 +2,8 @@
 //!
 //! - `routes` (`SnapMap<String, String>`, prefix → upstream) is loaded from a
 //!   TOML file and hot-reloaded ([`reload`]): each edit is published as one
-//!   version and its diff is logged; a bad file keeps the last good version.
+//!   version and its diff is logged; a bad file (one with no route too)
+//!   keeps the last good version.
 //! - Each request to `/route/<path>`, or to `<path>` itself where nothing
 //!   else is served, takes one snapshot of `routes` and resolves the longest
 //!   matching prefix of its path in normal form ([`app`], [`path`]).
@@ -199,7 +200,18 @@ impl Service {
                  so anyone who reaches this address, or a web page by DNS rebinding, can profile this process (--token)"
             );
         }
-        let (table, loaded_text) = config::load(&config.routes_path).map_err(StartError::Routes)?;
+        // On a blocking thread, as the reloader reads it: a file on a hung
+        // network mount then holds that thread, not the runtime's, whose
+        // other tasks (the demo's wait for Ctrl-C) go on.
+        let routes_path = config.routes_path.clone();
+        let (table, loaded_text) = match tokio::task::spawn_blocking(move || config::load(&routes_path)).await {
+            Ok(loaded) => loaded,
+            Err(err) => Err(ConfigError {
+                path: config.routes_path.clone(),
+                message: format!("cannot read: the read failed: {err}"),
+            }),
+        }
+        .map_err(StartError::Routes)?;
         // Bound before the maps are made: a start that fails to bind (and
         // that the demo retries on a free port) leaves nothing behind, in
         // particular no calls in the maps' latency histograms.
@@ -291,11 +303,13 @@ impl Service {
                 report.forced = true;
             }
         }
-        // It sees `stop` between polls; a read that never returns (a stalled
-        // network mount) is left behind rather than waited for.
+        // It stops at once, also in a read that never returns (a stalled
+        // network mount), which it leaves to its blocking thread; bounded
+        // all the same, since a shutdown that hangs is worse than one that
+        // leaves a task behind.
         let mut reloader = self.reloader;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut reloader).await.is_err() {
-            tracing::warn!("the routes reloader is stuck in a read; leaving it");
+            tracing::warn!("the routes reloader did not stop within {SHUTDOWN_GRACE:?}; leaving it");
             reloader.abort();
         }
         report

@@ -7,7 +7,7 @@
 //! granularity (a second on some file systems) can hide a quick second edit.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,19 +57,29 @@ impl fmt::Display for RouteDiff {
 /// returns what changed, or `None` if nothing did (e.g. only a comment was
 /// edited: no version is published then).
 ///
-/// Only the reloader writes `routes`, so the diff between the snapshots taken
-/// before and after is exactly this batch.
+/// The diff runs from the version this batch started from, read inside
+/// the batch under the writer lock (no other write can come between it and
+/// the publish), to the version current just after: this batch's writes,
+/// and only them unless another writer publishes in the instant between the
+/// batch and that snapshot, whose writes would then show too, within the
+/// versions the diff names. In the service only the reloader writes
+/// `routes`. (A `before` snapshot taken outside the batch could also take in
+/// a write made between it and the batch.)
 pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
-    let before = routes.snapshot();
-    // Writes only the routes that differ, so the version shares everything
-    // else with the last one and an unchanged file publishes nothing.
-    let written =
-        routes.update(|tx| tx.assign(table.iter().map(|(prefix, upstream)| (prefix.clone(), upstream.clone()))));
+    let (before, written) = routes.update(|tx| {
+        // Under the writer lock this batch holds: the version it starts from.
+        let before = routes.snapshot();
+        // Writes only the routes that differ, so the version shares everything
+        // else with the last one and an unchanged file publishes nothing.
+        let written = tx.assign(table.iter().map(|(prefix, upstream)| (prefix.clone(), upstream.clone())));
+        (before, written)
+    });
     if written == 0 {
         return None;
     }
     let after = routes.snapshot();
     let mut diff = RouteDiff { from_version: before.version(), to_version: after.version(), ..RouteDiff::default() };
+    // O(written): the two versions share every node the batch did not copy.
     for change in before.diff(&after) {
         match change {
             Change::Added(k, v) => diff.added.push((k.clone(), v.clone())),
@@ -86,31 +96,43 @@ pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
 
 /// Reads `path` every `every` until `stop` turns true, publishing each valid
 /// new table and logging its diff; an invalid or unreadable file is logged
-/// (once per distinct problem) and the last good table stays in force.
-/// `loaded` is the text the current table came from.
+/// (once per distinct problem) and the last good table stays in force. A
+/// file with no route is invalid ([`config::NO_ROUTE`]). `loaded` is the
+/// text the current table came from.
 ///
 /// New text is acted on once two reads in a row give it, the second started
 /// at least `every` after the first ended: a file rewritten in place (`cp`,
 /// a shell's `>`, an editor saving without a rename) is empty or cut short
-/// for a moment, and a read in that moment must not publish what it read
-/// (an empty file is a valid, empty table). So the reads are spaced from the
-/// end of one to the start of the next, not by a fixed interval, whose next
-/// tick would be due at once after a read slower than `every` (on a slow
-/// mount, say), and two reads could then see the same moment. A rename
-/// replaces the file at once, so the reload then takes one read more,
-/// nothing else. A
-/// rewrite in place that takes longer than a poll (a script printing its
-/// routes slowly into the file) can still be published part-way, since a
-/// part-written file is valid TOML at each complete route: write such files
-/// elsewhere and rename them into place. A path that is no regular file (a
-/// FIFO, a device) or is over [`config::MAX_ROUTES_FILE`] is not read.
-pub async fn run(
+/// for a moment. Empty, it would only be rejected, but logged as an error
+/// for a file that was fine; cut short after a complete route, it is valid
+/// TOML with fewer routes, and would be published. So the reads are spaced
+/// from the end of one to the start of the next, not by a fixed interval,
+/// whose next tick would be due at once after a read slower than `every`
+/// (on a slow mount, say), and two reads could then see the same moment. A
+/// rename replaces the file at once, so the reload then takes one read
+/// more, nothing else. A rewrite in place that takes longer than a poll (a
+/// script printing its routes slowly into the file) can still be published
+/// part-way: write such files elsewhere and rename them into place. A path
+/// that is no regular file (a FIFO, a device) or is over
+/// [`config::MAX_ROUTES_FILE`] is not read.
+///
+/// A read that never returns (a stalled network mount) does not hold the
+/// reloader past `stop`: it is left to its blocking thread.
+pub async fn run(path: PathBuf, every: Duration, routes: Arc<RouteMap>, loaded: String, stop: watch::Receiver<bool>) {
+    run_reading_with(path, every, routes, loaded, stop, config::read).await;
+}
+
+/// [`run`], reading the file with `read` (which a test makes hang).
+async fn run_reading_with<R>(
     path: PathBuf,
     every: Duration,
     routes: Arc<RouteMap>,
     loaded: String,
     mut stop: watch::Receiver<bool>,
-) {
+    read: R,
+) where
+    R: Fn(&Path) -> Result<String, String> + Clone + Send + 'static,
+{
     let mut settled = Settled::new(loaded, every);
     let mut read_error: Option<String> = None;
     loop {
@@ -119,7 +141,10 @@ pub async fn run(
             () = tokio::time::sleep(every) => {}
         }
         let started = Instant::now();
-        let read = read_routes(&path).await;
+        let read = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            read = read_routes(&path, read.clone()) => read,
+        };
         let ended = Instant::now();
         let text = match read {
             Ok(text) => text,
@@ -181,17 +206,20 @@ impl Settled {
     }
 }
 
-/// The routes file's text ([`config::read`]), read on tokio's blocking
-/// threads: a file on a stalled mount holds one of those, not a worker.
-async fn read_routes(path: &std::path::Path) -> Result<String, String> {
+/// The routes file's text (`read`: [`config::read`]), read on tokio's
+/// blocking threads: a file on a stalled mount holds one of those, not a worker.
+async fn read_routes<R>(path: &Path, read: R) -> Result<String, String>
+where
+    R: Fn(&Path) -> Result<String, String> + Send + 'static,
+{
     let path = path.to_owned();
-    match tokio::task::spawn_blocking(move || config::read(&path)).await {
+    match tokio::task::spawn_blocking(move || read(&path)).await {
         Ok(read) => read,
         Err(err) => Err(format!("the read failed: {err}")),
     }
 }
 
-fn reload(path: &std::path::Path, text: &str, routes: &RouteMap) {
+fn reload(path: &Path, text: &str, routes: &RouteMap) {
     match config::parse(text) {
         Ok(table) => match apply(routes, &table) {
             Some(diff) => tracing::info!(
@@ -258,7 +286,84 @@ mod tests {
         assert_eq!(reads(&["a", "", "a", "", "a", "a"]), vec![None; 6], "an empty moment now and then");
         assert_eq!(reads(&["", "b", "b", "b"]), vec![None, None, Some("b".into()), None]);
         assert_eq!(reads(&["c", "", "c", "c"]), vec![None, None, None, Some("c".into())]);
-        assert_eq!(reads(&["", ""]), vec![None, Some(String::new())], "a file left empty is empty");
+        // Acted on, and then rejected (`a_file_without_a_route_keeps_the_routes`).
+        assert_eq!(reads(&["", ""]), vec![None, Some(String::new())], "a file left empty is acted on");
+    }
+
+    /// A failed `./render-routes > routes.toml` leaves the file empty, or
+    /// with the comments printed before the failure: the routes stay.
+    #[test]
+    fn a_file_without_a_route_keeps_the_routes() {
+        let routes = RouteMap::new();
+        let path = Path::new("routes.toml");
+        reload(path, "[[route]]\nprefix = \"/a\"\nupstream = \"http://1\"\n", &routes);
+        assert_eq!(routes.version(), 1);
+        for text in ["", "# rendered by render-routes\n"] {
+            reload(path, text, &routes);
+            assert_eq!(routes.version(), 1, "{text:?} published a version");
+            assert_eq!(routes.snapshot().get("/a").map(String::as_str), Some("http://1"), "{text:?}");
+        }
+    }
+
+    /// Another writer's change published right after the reload's batch is
+    /// not in the reload's diff. (Here a subscription's waker makes it: the
+    /// waker runs as the batch ends, on its thread, before `update` returns.)
+    #[test]
+    fn the_diff_starts_from_the_batch_s_own_base_and_names_what_it_spans() {
+        struct WritesOnWake(Arc<RouteMap>);
+        impl std::task::Wake for WritesOnWake {
+            fn wake(self: Arc<Self>) {
+                self.0.insert("/other".into(), "http://other".into());
+            }
+        }
+        let routes = Arc::new(RouteMap::new());
+        apply(&routes, &table(&[("/a", "http://1")]));
+        // A write published right after the reload's (from the waker its
+        // publish wakes), before `apply` looks at the result.
+        let mut subscription = routes.subscribe();
+        let waker = std::task::Waker::from(Arc::new(WritesOnWake(Arc::clone(&routes))));
+        assert!(subscription.poll_changed(&mut std::task::Context::from_waker(&waker)).is_pending());
+        let diff = apply(&routes, &table(&[("/a", "http://2")])).unwrap();
+        assert_eq!(routes.version(), 3, "the other write came after the reload's");
+        assert_eq!(diff.to_string(), "routes v1 -> v3: +/other (http://other), ~/a (http://1 -> http://2)");
+        // The next reload starts from the other write, and undoes it.
+        let next = apply(&routes, &table(&[("/a", "http://2")])).unwrap();
+        assert_eq!(next.to_string(), "routes v3 -> v4: -/other");
+    }
+
+    /// A read that never returns (a stalled network mount) does not keep the
+    /// reloader from stopping, nor with it the shutdown.
+    #[tokio::test]
+    async fn a_read_that_hangs_does_not_hold_the_stop() {
+        let (reading, read_started) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(released));
+        let hanging_read = move |_: &Path| {
+            let _ = reading.send(());
+            // Until the test lets go of `release`.
+            let _ = released.lock().unwrap().recv();
+            Err("released".to_owned())
+        };
+        let (stop, stopped) = watch::channel(false);
+        let routes = Arc::new(RouteMap::new());
+        let reloader = tokio::spawn(run_reading_with(
+            PathBuf::from("routes.toml"),
+            Duration::from_millis(10),
+            routes,
+            String::new(),
+            stopped,
+            hanging_read,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read_started.try_recv().is_err() {
+            assert!(Instant::now() < deadline, "the reloader never read");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.send(true).unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(2), reloader).await;
+        // Its blocking thread ends now, or the runtime's drop would wait for it.
+        drop(release);
+        stopped.expect("the reloader waited for its read").unwrap();
     }
 
     /// A slow read may see the file at its end, and the next read, started

@@ -41,9 +41,13 @@ impl TempRoutes {
     }
 
     pub fn write(&self, text: &str) {
+        self.write_bytes(text.as_bytes());
+    }
+
+    pub fn write_bytes(&self, bytes: &[u8]) {
         // Write a sibling and rename, as editors do: the reloader never reads half a file.
         let tmp = self.path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).expect("write the routes file");
+        std::fs::write(&tmp, bytes).expect("write the routes file");
         std::fs::rename(&tmp, &self.path).expect("replace the routes file");
     }
 }
@@ -144,13 +148,20 @@ impl Logs {
     /// (The reloader logs after it publishes: a request may see the new
     /// version before its line is written.)
     pub async fn line_with(&self, needle: &str) -> String {
+        self.line_with_all(&[needle]).await
+    }
+
+    /// The first line logged that contains each of `needles`, waited for
+    /// up to 10 s: a message and the fields (a path) that tell it from the
+    /// same message of another test of the binary.
+    pub async fn line_with_all(&self, needles: &[&str]) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = self.text();
-            if let Some(line) = text.lines().find(|line| line.contains(needle)) {
+            if let Some(line) = text.lines().find(|line| needles.iter().all(|needle| line.contains(needle))) {
                 return line.to_owned();
             }
-            assert!(Instant::now() < deadline, "nothing logged with {needle:?} in 10 s:\n{text}");
+            assert!(Instant::now() < deadline, "nothing logged with {needles:?} in 10 s:\n{text}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
