@@ -3,7 +3,7 @@
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// axum middleware: passes the request on if it carries `Authorization:
 /// Bearer <token>` (the scheme's name in any case; the token compared in
@@ -22,7 +22,7 @@ pub async fn require_token(State(token): State<String>, request: Request, next: 
 
 fn unauthorized() -> Response {
     let mut response =
-        (StatusCode::UNAUTHORIZED, "a bearer token is required: Authorization: Bearer <token>\n").into_response();
+        crate::reply::error(StatusCode::UNAUTHORIZED, "a bearer token is required: Authorization: Bearer <token>");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -47,8 +47,14 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send 
 
 /// `status` with a one-line plain-text message.
 pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (GO_PPROF_ERROR.0, GO_PPROF_ERROR.1)];
+    (status, headers, format!("{message}\n")).into_response()
 }
+
+/// Marks a plain-text error as the pprof endpoint's own: `go tool pprof`
+/// prints such an error's body (`unknown parameter "second"; ...`), and of
+/// any other only the status line, as Go's `net/http/pprof` marks its errors.
+pub(crate) const GO_PPROF_ERROR: (HeaderName, &str) = (HeaderName::from_static("x-go-pprof"), "1");
 
 /// A plain-text or other textual body with its content type.
 pub(crate) fn body(content_type: &'static str, body: impl Into<String>) -> Response {

@@ -91,8 +91,8 @@ pub fn router_with(config: &DebugConfig) -> Router {
 /// Every answer of the debug routes is marked for no cache (a flamegraph
 /// opened in a browser would otherwise leave the process's symbols in its
 /// disk cache, and a profile is stale the moment it ends) and for no content
-/// sniffing (an error echoing a query is plain text, and must stay so), as
-/// Go's `net/http/pprof` marks its own.
+/// sniffing (an error echoing a query is plain text, and must stay so; Go's
+/// `net/http/pprof` sets `nosniff` too).
 async fn private_and_unsniffed(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -161,6 +161,9 @@ fn standalone(config: &DebugConfig) -> Router {
         Some(token) => unknown.layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_token)),
         None => unknown,
     };
+    // The same headers as the routes' answers: a 401 without them would
+    // tell an unknown path from a known one.
+    let unknown = unknown.layer(axum::middleware::map_response(private_and_unsniffed));
     router_with(config).merge(unknown)
 }
 

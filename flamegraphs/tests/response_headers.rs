@@ -1,7 +1,8 @@
 //! Every answer of the debug routes, refusals included, says not to cache
 //! it (a profile is stale when it ends, and a flamegraph opened in a browser
 //! would leave the process's symbols in its disk cache) and not to sniff it
-//! (an error that echoes a query stays plain text).
+//! (an error that echoes a query stays plain text); every refusal is marked
+//! as the pprof endpoint's own, for `go tool pprof` to print.
 
 mod common;
 
@@ -41,5 +42,8 @@ async fn every_answer_is_private_and_unsniffed() {
         assert_eq!(headers.get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]), "{method} {path}");
         let sniff = headers.get("x-content-type-options").map(|v| v.as_bytes());
         assert_eq!(sniff, Some(&b"nosniff"[..]), "{method} {path}");
+        // `go tool pprof` prints the message of an error so marked.
+        let marked = headers.get("x-go-pprof").map(|v| v.as_bytes());
+        assert_eq!(marked, (expected >= 400).then_some(&b"1"[..]), "{method} {path}");
     }
 }

@@ -12,11 +12,26 @@ const PATHS: [&str; 5] =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_guards_every_path() {
     let server = Server::start(DebugConfig::default().token("s3cret")).await;
+    // Every refusal alike, headers and body, known path or not: a difference
+    // would tell which paths exist.
+    let mut first_refusal: Option<(Vec<(String, String)>, String)> = None;
     for path in PATHS {
         for authorization in [None, Some("Bearer wrong"), Some("Bearer s3cre"), Some("s3cret"), Some("Basic s3cret")] {
             let response = send(&server.url(path), authorization).await;
             assert_eq!(response.status(), 401, "{path} with {authorization:?}");
             assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            let mut headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != "date")
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+                .collect();
+            headers.sort();
+            let refusal = (headers, response.text().await.unwrap());
+            match &first_refusal {
+                None => first_refusal = Some(refusal),
+                Some(first) => assert_eq!(&refusal, first, "{path} with {authorization:?} is refused differently"),
+            }
         }
     }
     let expected = [200, 200, 200, 404, 400];

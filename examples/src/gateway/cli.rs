@@ -70,7 +70,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
             "--no-load" => load = None,
             "--rate" => rate = number(&flag, &value()?, 1..=u64::from(load::MAX_RATE))? as u32,
             "--load-seconds" => load_seconds = number(&flag, &value()?, 1..=load::MAX_DURATION.as_secs())?,
-            "--token" => config.debug = DebugConfig::default().token(value()?),
+            "--token" => {
+                let token = value()?;
+                // Said here in the flag's terms: `DebugConfig::validate`'s
+                // message would point a command-line user at code.
+                if token.is_empty() {
+                    return Err("--token is empty (an unset variable?): give a token, or leave out --token \
+                                to serve without one (with SNAPVIEW_DEBUG_TOKEN unset or empty)"
+                        .to_owned());
+                }
+                config.debug = DebugConfig::default().token(token);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

@@ -283,6 +283,12 @@ impl Service {
 
     /// Stops the load generator, lets running requests finish (for at most
     /// [`SHUTDOWN_GRACE`]), closes the port and stops the reloader.
+    ///
+    /// A read of the routes file that hangs (a stalled mount) is left to its
+    /// blocking thread: a runtime dropped plainly (`#[tokio::main]`'s) waits
+    /// for that thread at exit; end it with
+    /// [`Runtime::shutdown_timeout`](tokio::runtime::Runtime::shutdown_timeout),
+    /// as the demo's `main` does.
     pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.stop.send(true);
         let mut report = ShutdownReport::default();

@@ -57,14 +57,14 @@ impl fmt::Display for RouteDiff {
 /// returns what changed, or `None` if nothing did (e.g. only a comment was
 /// edited: no version is published then).
 ///
-/// The diff runs from the version this batch started from, read inside
-/// the batch under the writer lock (no other write can come between it and
-/// the publish), to the version current just after: this batch's writes,
-/// and only them unless another writer publishes in the instant between the
-/// batch and that snapshot, whose writes would then show too, within the
-/// versions the diff names. In the service only the reloader writes
-/// `routes`. (A `before` snapshot taken outside the batch could also take in
-/// a write made between it and the batch.)
+/// The diff is exactly this batch's writes. The version it starts from is
+/// read inside the batch, under the writer lock, where no other write can
+/// come between it and the publish (a snapshot taken before the batch could
+/// take in such a write). It is diffed against the version current just
+/// after, O(written) as the two share every node the batch did not copy;
+/// if another writer published in that instant (the service has none: only
+/// the reloader writes `routes`), the batch's writes are read off `table`
+/// instead, which is what [`Tx::assign`](snapview::Tx::assign) wrote.
 pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
     let (before, written) = routes.update(|tx| {
         // Under the writer lock this batch holds: the version it starts from.
@@ -78,20 +78,38 @@ pub fn apply(routes: &RouteMap, table: &RouteTable) -> Option<RouteDiff> {
         return None;
     }
     let after = routes.snapshot();
-    let mut diff = RouteDiff { from_version: before.version(), to_version: after.version(), ..RouteDiff::default() };
-    // O(written): the two versions share every node the batch did not copy.
-    for change in before.diff(&after) {
-        match change {
-            Change::Added(k, v) => diff.added.push((k.clone(), v.clone())),
-            Change::Removed(k, v) => diff.removed.push((k.clone(), v.clone())),
-            Change::Updated { key, old, new } => diff.changed.push((key.clone(), old.clone(), new.clone())),
+    let mut diff =
+        RouteDiff { from_version: before.version(), to_version: before.version() + 1, ..RouteDiff::default() };
+    if after.version() == diff.to_version {
+        for change in before.diff(&after) {
+            match change {
+                Change::Added(k, v) => diff.added.push((k.clone(), v.clone())),
+                Change::Removed(k, v) => diff.removed.push((k.clone(), v.clone())),
+                Change::Updated { key, old, new } => diff.changed.push((key.clone(), old.clone(), new.clone())),
+            }
         }
+    } else {
+        diff_against_table(&before, table, &mut diff);
     }
-    // The diff walks the trie in hash order; sort for a readable log.
+    // Either way in hash order; sorted for a readable log.
     diff.added.sort();
     diff.removed.sort();
     diff.changed.sort();
+    debug_assert_eq!(written, diff.added.len() + diff.removed.len() + diff.changed.len());
     Some(diff)
+}
+
+/// What making `before` equal to `table` writes, looked up key by key.
+fn diff_against_table(before: &snapview::Snapshot<String, String>, table: &RouteTable, diff: &mut RouteDiff) {
+    for (prefix, upstream) in table {
+        match before.get(prefix) {
+            None => diff.added.push((prefix.clone(), upstream.clone())),
+            Some(old) if old != upstream => diff.changed.push((prefix.clone(), old.clone(), upstream.clone())),
+            Some(_) => {}
+        }
+    }
+    let removed = before.iter().filter(|(prefix, _)| !table.contains_key(*prefix));
+    diff.removed.extend(removed.map(|(prefix, upstream)| (prefix.clone(), upstream.clone())));
 }
 
 /// Reads `path` every `every` until `stop` turns true, publishing each valid
@@ -309,7 +327,7 @@ mod tests {
     /// not in the reload's diff. (Here a subscription's waker makes it: the
     /// waker runs as the batch ends, on its thread, before `update` returns.)
     #[test]
-    fn the_diff_starts_from_the_batch_s_own_base_and_names_what_it_spans() {
+    fn the_diff_is_the_reloads_batch_alone() {
         struct WritesOnWake(Arc<RouteMap>);
         impl std::task::Wake for WritesOnWake {
             fn wake(self: Arc<Self>) {
@@ -325,7 +343,7 @@ mod tests {
         assert!(subscription.poll_changed(&mut std::task::Context::from_waker(&waker)).is_pending());
         let diff = apply(&routes, &table(&[("/a", "http://2")])).unwrap();
         assert_eq!(routes.version(), 3, "the other write came after the reload's");
-        assert_eq!(diff.to_string(), "routes v1 -> v3: +/other (http://other), ~/a (http://1 -> http://2)");
+        assert_eq!(diff.to_string(), "routes v1 -> v2: ~/a (http://1 -> http://2)");
         // The next reload starts from the other write, and undoes it.
         let next = apply(&routes, &table(&[("/a", "http://2")])).unwrap();
         assert_eq!(next.to_string(), "routes v3 -> v4: -/other");
