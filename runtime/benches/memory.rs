@@ -2,9 +2,11 @@
 //!
 //! A counting global allocator tracks live heap bytes. Each map is built from
 //! empty (the same random keys, the same foldhash 0.2 hasher), measured, and
-//! dropped before the next one. `live` is what the built map holds; `peak` is
-//! the most that was live at once while building it (growth, garbage not yet
-//! freed). Run: `cargo bench -p snapview --bench memory`; set
+//! dropped before the next one. `live` is what the built map holds (the
+//! bytes asked for); `malloc's` is what glibc spends on those blocks (each
+//! one's usable size plus its 8-byte header; Linux with glibc only); `peak`
+//! is the most that was live at once while building it (growth, garbage not
+//! yet freed). Run: `cargo bench -p snapview --bench memory`; set
 //! `SNAPVIEW_MEMORY_ENTRIES` to measure another size.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -20,6 +22,30 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// What the allocator spends on the live blocks: each one's usable size (the
+/// size asked for, rounded up to glibc's 16-byte steps) plus its 8-byte
+/// chunk header. A map of many small blocks pays more than it asks for; the
+/// `live` column alone would favour it.
+static SPENT: AtomicUsize = AtomicUsize::new(0);
+
+/// The bytes glibc's malloc spends on the block at `p` (0 elsewhere: the
+/// column is then not measured).
+///
+/// # Safety
+///
+/// `p` is a live block from `System`.
+unsafe fn spent_on(p: *mut u8) -> usize {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `p` is live and came from `System`, i.e. glibc's malloc.
+        unsafe { libc::malloc_usable_size(p.cast()) + size_of::<usize>() }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = p;
+        0
+    }
+}
 
 fn grew(by: usize) {
     let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
@@ -38,6 +64,8 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             grew(layout.size());
+            // SAFETY: `p` was just allocated by `System`.
+            SPENT.fetch_add(unsafe { spent_on(p) }, Ordering::Relaxed);
         }
         p
     }
@@ -47,20 +75,30 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             grew(layout.size());
+            // SAFETY: `p` was just allocated by `System`.
+            SPENT.fetch_add(unsafe { spent_on(p) }, Ordering::Relaxed);
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` is live, from `System` (the caller's contract).
+        SPENT.fetch_sub(unsafe { spent_on(ptr) }, Ordering::Relaxed);
         // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) };
         shrank(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` is live, from `System` (the caller's contract).
+        let spent_before = unsafe { spent_on(ptr) };
         // SAFETY: `ptr` came from `System` with `layout`; the caller upholds the rest.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
+            // SAFETY: `p` is the live block `realloc` returned.
+            let spent_after = unsafe { spent_on(p) };
+            SPENT.fetch_add(spent_after, Ordering::Relaxed);
+            SPENT.fetch_sub(spent_before, Ordering::Relaxed);
             if new_size >= layout.size() {
                 grew(new_size - layout.size());
             } else {
@@ -100,20 +138,21 @@ struct Row {
     name: &'static str,
     how: &'static str,
     live: usize,
+    spent: usize,
     peak: usize,
     leaked: isize,
 }
 
 /// Builds with `build`, measures what it holds, drops it.
 fn measure<M>(name: &'static str, how: &'static str, build: impl FnOnce() -> M) -> Row {
-    let before = live();
+    let (before, spent_before) = (live(), SPENT.load(Ordering::Relaxed));
     PEAK.store(before, Ordering::Relaxed);
     let map = black_box(build());
-    let after = live();
+    let (after, spent_after) = (live(), SPENT.load(Ordering::Relaxed));
     let peak = PEAK.load(Ordering::Relaxed);
     drop(map);
     let leaked = live() as isize - before as isize;
-    Row { name, how, live: after - before, peak: peak - before, leaked }
+    Row { name, how, live: after - before, spent: spent_after - spent_before, peak: peak - before, leaked }
 }
 
 fn main() {
@@ -208,14 +247,17 @@ fn main() {
     ];
 
     println!("Heap bytes per entry, {n} `u64 -> u64` entries (16 bytes of payload each), foldhash 0.2.\n");
-    println!("| map | built by | live bytes/entry | peak bytes/entry while building | not freed on drop |");
-    println!("| --- | --- | ---: | ---: | ---: |");
+    println!(
+        "| map | built by | live bytes/entry | malloc's bytes/entry (usable + header) | peak bytes/entry while building | not freed on drop |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
     for r in &rows {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} |",
             r.name,
             r.how,
             r.live as f64 / n as f64,
+            r.spent as f64 / n as f64,
             r.peak as f64 / n as f64,
             r.leaked
         );

@@ -10,7 +10,7 @@ for each after every round, and reports for each target the ratio in every
 round and its median across rounds: the two sides of a ratio are measured
 seconds apart, and one noisy round does not decide the verdict.
 
-Usage: python3 runtime/benches/targets.py [ROUNDS]   (default 5; ~3 minutes a round)
+Usage: python3 runtime/benches/targets.py [ROUNDS]   (default 5; ~6 minutes a round)
 Environment: MEASUREMENT_TIME (criterion seconds per benchmark, default 2).
 """
 
