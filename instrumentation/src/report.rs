@@ -79,6 +79,19 @@ impl Report {
     }
 }
 
+#[cfg(all(test, feature = "otlp"))]
+impl Report {
+    /// A report of one (map, op), the first map name registered, with
+    /// `calls` calls of which the timed ones took `samples` (nanoseconds).
+    pub(crate) fn of_one(map: &str, op: Op, calls: u64, samples: &[u64]) -> Report {
+        let mut timings = Timings::default();
+        for &nanos in samples {
+            timings.record(nanos);
+        }
+        Report { ops: vec![OpStats::new(map, 0, op, calls, &timings)] }
+    }
+}
+
 impl<'a> IntoIterator for &'a Report {
     type Item = &'a OpStats;
     type IntoIter = core::slice::Iter<'a, OpStats>;

@@ -2,8 +2,10 @@
 //! export carry what happened since the one before: the histogram (built by
 //! snapview's exporter) and the calls counter (aggregated by the SDK) both
 //! come as deltas that add up to the calls made, over several exports, and
-//! over several pipelines of one process, one after the other or alive at
-//! once (what an export carried, no later pipeline's export carries again).
+//! over several pipelines of one process to one collector, one after the
+//! other or alive at once (what an export carried, no later pipeline's
+//! export to that collector carries again), while pipelines to two
+//! collectors, or with two service names, each send every call.
 //! `lowmemory` does so for the histogram, the counter staying cumulative.
 //! The environment is process-wide, so the exporting side runs as a child
 //! process (this test binary, running one of the ignored `child_*` tests).
@@ -21,7 +23,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric, number_data_point};
 use otlp_receiver::{ReceiverHandle, string_attribute};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry, TelemetryGuard};
+use snapview_instrument::{Op, Protocol, Telemetry, TelemetryBuilder, TelemetryGuard};
 
 const MAP: &str = "delta.map";
 const BEFORE: u64 = 3;
@@ -37,6 +39,11 @@ const IN_TURN: &str = "delta.in_turn";
 const AT_ONCE: &str = "delta.at_once";
 const FIRST: u64 = 7;
 const SECOND: u64 = 3;
+
+/// The map of the cases with two destinations at once, and the variable
+/// naming the second collector's endpoint.
+const TWO_WAYS: &str = "delta.two_ways";
+const OTHER_ENDPOINT: &str = "SNAPVIEW_TEST_OTHER_ENDPOINT";
 
 #[test]
 fn histogram_and_calls_come_as_deltas_when_the_environment_asks() {
@@ -89,7 +96,7 @@ fn a_second_pipeline_exports_only_the_calls_after_the_first_ones() {
             "child_exports_from_two_pipelines_in_turn",
             &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
         );
-        // Each pipeline's guard waited for its final export as it dropped.
+        wait_for_exports(&receiver, IN_TURN, calls_temporality, 2);
         let metrics = receiver.metrics();
         assert_eq!(timed(&metrics, IN_TURN), [FIRST, SECOND], "{preference}: the histogram of each pipeline");
         let calls = calls(&metrics, IN_TURN, calls_temporality);
@@ -127,6 +134,7 @@ fn two_pipelines_at_once_export_each_call_once() {
             "child_exports_from_two_pipelines_at_once",
             &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
         );
+        wait_for_exports(&receiver, AT_ONCE, calls_temporality, 4);
         let metrics = receiver.metrics();
         assert_eq!(timed(&metrics, AT_ONCE), [FIRST, SECOND, 0, 0], "{preference}: the histogram of each export");
         let calls = calls(&metrics, AT_ONCE, calls_temporality);
@@ -151,18 +159,118 @@ fn child_exports_from_two_pipelines_at_once() {
     drop(other);
 }
 
+/// Two pipelines alive at once that send to two collectors (two backends,
+/// or a test harness's pipeline beside the program's) each send every call
+/// to theirs: each collector gets a complete stream, the first export of
+/// the one whose pipeline flushed later carrying the calls the other
+/// already sent elsewhere. Before, the two pipelines split the calls, as
+/// they do toward one collector, and neither collector got them all.
+#[test]
+fn two_pipelines_at_once_to_two_collectors_each_export_every_call() {
+    let (endpoint, one) = otlp_receiver::start();
+    let (other_endpoint, other) = otlp_receiver::start();
+    run_child(
+        "child_exports_to_two_collectors_at_once",
+        &[(PREFERENCE, "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), (OTHER_ENDPOINT, &other_endpoint)],
+    );
+    for receiver in [&one, &other] {
+        wait_for_exports(receiver, TWO_WAYS, DELTA, 2);
+    }
+    let (one, other) = (one.metrics(), other.metrics());
+    // `one` was flushed after the first calls, `other` after the second.
+    assert_eq!(timed(&one, TWO_WAYS), [FIRST, SECOND], "the first collector's histograms");
+    assert_eq!(calls(&one, TWO_WAYS, DELTA), [FIRST, SECOND], "the first collector's calls");
+    assert_eq!(timed(&other, TWO_WAYS), [FIRST + SECOND, 0], "the second collector's histograms");
+    assert_eq!(calls(&other, TWO_WAYS, DELTA), [FIRST + SECOND, 0], "the second collector's calls");
+}
+
+#[test]
+#[ignore = "run by two_pipelines_at_once_to_two_collectors_each_export_every_call, with its environment"]
+fn child_exports_to_two_collectors_at_once() {
+    if !child::in_child() {
+        return;
+    }
+    let other_endpoint = std::env::var(OTHER_ENDPOINT).unwrap();
+    exports_two_ways(pipeline(), pipeline_with(|builder| builder.otlp_endpoint(other_endpoint)));
+}
+
+/// So do two pipelines to one collector under two service names: the
+/// collector keeps a stream per resource.
+#[test]
+fn two_pipelines_at_once_with_two_service_names_each_export_every_call() {
+    let (endpoint, receiver) = otlp_receiver::start();
+    run_child(
+        "child_exports_as_two_services_at_once",
+        &[(PREFERENCE, "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    let of = |service: &str| receiver.metrics_of_service(service);
+    let exports = |service: &str| timed(&of(service), TWO_WAYS).len().min(calls(&of(service), TWO_WAYS, DELTA).len());
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |_| exports("delta-one") >= 2 && exports("delta-other") >= 2),
+        "two exports of each service: {:?}",
+        receiver.metrics()
+    );
+    assert_eq!(timed(&of("delta-one"), TWO_WAYS), [FIRST, SECOND]);
+    assert_eq!(calls(&of("delta-one"), TWO_WAYS, DELTA), [FIRST, SECOND]);
+    assert_eq!(timed(&of("delta-other"), TWO_WAYS), [FIRST + SECOND, 0]);
+    assert_eq!(calls(&of("delta-other"), TWO_WAYS, DELTA), [FIRST + SECOND, 0]);
+}
+
+#[test]
+#[ignore = "run by two_pipelines_at_once_with_two_service_names_each_export_every_call, with its environment"]
+fn child_exports_as_two_services_at_once() {
+    if !child::in_child() {
+        return;
+    }
+    exports_two_ways(
+        pipeline_with(|builder| builder.service_name("delta-one")),
+        pipeline_with(|builder| builder.service_name("delta-other")),
+    );
+}
+
+/// The first calls, `one` flushed, the second calls, `other` flushed, then
+/// their final exports, with nothing recorded since `other`'s flush.
+fn exports_two_ways(one: TelemetryGuard, other: TelemetryGuard) {
+    let probe = MapProbe::new(TWO_WAYS).sample_every(1);
+    record(&probe, FIRST);
+    one.flush();
+    record(&probe, SECOND);
+    other.flush();
+    drop(one);
+    drop(other);
+}
+
 /// A pipeline to the environment's collector that exports only when flushed
 /// or dropped: a periodic export could come in the middle of `record` and
 /// split its calls over two exports.
 fn pipeline() -> TelemetryGuard {
-    let (_subscriber, guard) = Telemetry::builder()
+    pipeline_with(|builder| builder)
+}
+
+/// [`pipeline`], with what `configure` adds to its builder.
+fn pipeline_with(configure: impl FnOnce(TelemetryBuilder) -> TelemetryBuilder) -> TelemetryGuard {
+    let builder = Telemetry::builder()
         .fmt(false)
         .otlp(Protocol::Grpc)
         .metrics_interval(Duration::from_secs(3600))
-        .otlp_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+        .otlp_timeout(Duration::from_secs(10));
+    let (_subscriber, guard) = configure(builder).build().unwrap();
     guard
+}
+
+/// Waits until `receiver` has `exports` exports of `map`'s histogram and
+/// of its calls counter (a sum of `temporality`): the child's guards waited
+/// for their final exports, but within their timeout only.
+fn wait_for_exports(receiver: &ReceiverHandle, map: &str, temporality: AggregationTemporality, exports: usize) {
+    let arrived = |r: &ReceiverHandle| {
+        let metrics = r.metrics();
+        timed(&metrics, map).len().min(calls(&metrics, map, temporality).len())
+    };
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |r| arrived(r) >= exports),
+        "{exports} exports of {map}: {:?}",
+        receiver.metrics()
+    );
 }
 
 fn record(probe: &MapProbe, calls: u64) {

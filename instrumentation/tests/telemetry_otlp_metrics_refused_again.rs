@@ -3,11 +3,19 @@
 //! service that comes back and goes away for good (a collector redeployed
 //! as a traces-only Jaeger) is not silent for the rest of the pipeline's
 //! life. Before, the first refusal was the only one ever told.
+//!
+//! It sets the global subscriber, and `build()` would read the developer's
+//! `OTEL_*` variables (headers, a temporality preference): the case runs in
+//! a child process of its own (this test binary running only the ignored
+//! `child_*` test, `tests/support/child.rs`), which starts without them.
 #![cfg(feature = "otlp")]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+#[path = "support/child.rs"]
+mod child;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -28,6 +36,8 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 #[derive(Clone, Default)]
 struct Collector {
     taking: Arc<AtomicBool>,
+    /// The metrics exports it has answered.
+    answered: Arc<AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -39,7 +49,12 @@ impl MetricsService for Collector {
         // Relaxed: the test's store comes before the flush that sends this
         // export, which reaches here through the socket and the runtime's
         // own synchronization.
-        match self.taking.load(Ordering::Relaxed) {
+        let taking = self.taking.load(Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `flush_and_wait`, so that
+        // the test's next store to `taking`, made after it saw this count,
+        // comes after the load above, which cannot read it.
+        self.answered.fetch_add(1, Ordering::Release);
+        match taking {
             true => Ok(Response::new(ExportMetricsServiceResponse::default())),
             false => Err(Status::unimplemented("no metrics here")),
         }
@@ -91,6 +106,15 @@ impl Complaints {
 
 #[test]
 fn a_collector_refusing_metrics_again_after_taking_them_is_told_again() {
+    child::run_child("child_tells_a_refusal_again", &[]);
+}
+
+#[test]
+#[ignore = "run by a_collector_refusing_metrics_again_after_taking_them_is_told_again, in a process of its own"]
+fn child_tells_a_refusal_again() {
+    if !child::in_child() {
+        return;
+    }
     // The metrics exporter's thread logs to the global subscriber.
     let complaints = Complaints::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(complaints.clone())).unwrap();
@@ -118,15 +142,36 @@ fn a_collector_refusing_metrics_again_after_taking_them_is_told_again() {
         .build()
         .unwrap();
 
-    guard.flush();
-    guard.flush();
+    let flush = |exports: usize, told: usize| {
+        guard.flush();
+        flush_and_wait(&collector, exports, &complaints, told);
+    };
+    flush(1, 1);
+    flush(2, 1);
     assert_eq!(complaints.told(), 1, "refused twice, told once");
     collector.taking.store(true, Ordering::Relaxed);
-    guard.flush();
+    flush(3, 1);
     assert_eq!(complaints.told(), 1, "taken: nothing to tell");
     collector.taking.store(false, Ordering::Relaxed);
-    guard.flush();
-    guard.flush();
+    flush(4, 2);
+    flush(5, 2);
     assert_eq!(complaints.told(), 2, "refused again after an export went through: told again, once");
     drop(guard);
+}
+
+/// After a flush: waits until `collector` has answered `exports` exports
+/// and the refusal was told `told` times (a flush returns when its export
+/// is done, or after its timeout all the same). Panics if that takes long.
+fn flush_and_wait(collector: &Collector, exports: usize, complaints: &Complaints, told: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Acquire: pairs with the Release increment in `export`.
+        let answered = collector.answered.load(Ordering::Acquire);
+        if answered >= exports && complaints.told() >= told {
+            assert_eq!(answered, exports, "one export per flush");
+            return;
+        }
+        assert!(Instant::now() < deadline, "export {exports} answered and told {told} times");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

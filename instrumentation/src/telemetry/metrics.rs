@@ -28,14 +28,33 @@
 //! into one overflow series.
 //!
 //! With delta temporality every collection takes, for each series, what was
-//! recorded since the previous collection of any pipeline of the process
-//! ([`CARRIED`]), not of its own pipeline: a new pipeline starts from what
-//! earlier ones sent instead of sending the whole history again, and two
-//! pipelines alive at once (the window in which `install` refuses one)
-//! split the calls between their exports, each call in one export of
-//! either. What a collection took is gone from later ones whether or not
-//! its export then went through: a failed export's interval is lost, as
-//! for the SDK's own delta instruments.
+//! recorded since the previous delta collection of any pipeline of the
+//! process that sends to the same [`Destination`]: the same protocol, the
+//! same metrics endpoint (as resolved: the builder's, else the
+//! environment's, else the default; compared as text) and the same
+//! resource attributes (`service.name` among them), which is what a
+//! collector tells streams apart by. The headers do not count. Such
+//! pipelines share one record ([`CARRIED`]): one built after another was
+//! dropped starts from what that one took, instead of sending the whole
+//! history again, and two alive at once (the window in which `install`
+//! refuses one, or `build` called twice) split the calls between their
+//! exports, each call in one export of either. Pipelines to different
+//! destinations have a record each, and each sends every call: a
+//! destination's first delta collection carries everything the process
+//! recorded so far, which that collector never saw.
+//!
+//! A collection reads its report and takes the calls and the histograms'
+//! deltas from it in one hold of its destination's record, when its first
+//! reader asks ([`SharedReport`]): so an export's calls are never fewer than
+//! its histogram's count even with two pipelines racing, and its
+//! histogram's interval starts where the destination's previous collection
+//! ended and never ends before it starts. The calls counter's own start
+//! time is the SDK's: the previous collection of its pipeline (or the
+//! pipeline's start), which differs from the histogram's when another
+//! pipeline to the destination collected in between. What a collection
+//! took is gone from later ones whether or not its export then went
+//! through: a failed export's interval is lost, as for the SDK's own delta
+//! instruments.
 
 use crate::sync::unmodelled::{AtomicBool, Ordering};
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +66,10 @@ use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::metrics::v1 as proto;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{Instrument, MeterProviderBuilder, Stream, Temporality};
 
+use super::otlp::Protocol;
 use crate::{BUCKET_BOUNDS_NS, Op, OpStats, Report, report};
 
 const NANOS_PER_SECOND: f64 = 1e9;
@@ -90,15 +111,14 @@ fn series_limit(per_op: usize) -> usize {
 }
 
 /// Registers the instruments; their callbacks live as long as the meter
-/// provider. `shared` is the one [`Histograms`] reads too; `temporality`
-/// the one the exporter asks of the SDK.
-pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>, temporality: Temporality) {
+/// provider. `shared` is the one [`Histograms`] reads too.
+pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
     let reader = |index: usize| {
         let shared = Arc::clone(shared);
         move || shared.for_reader(index)
     };
     let [calls, quantiles] = [0, 1].map(reader);
-    let counted = CallsObserved::new(temporality);
+    let counted = CallsObserved::default();
     meter
         .u64_observable_counter(INSTRUMENTS[0].0)
         .with_description("Operations on snapview maps, timed or not")
@@ -109,52 +129,98 @@ pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>, temporality: T
         .f64_observable_gauge(INSTRUMENTS[1].0)
         .with_description("Duration quantiles of the timed operations on snapview maps")
         .with_unit("s")
-        .with_callback(move |observer| observe_each(&quantiles(), observer, observe_quantiles))
+        .with_callback(move |observer| observe_each(&quantiles().report, observer, observe_quantiles))
         .build();
 }
 
-/// What the delta collections of every pipeline of the process took so
-/// far, which the next one, of whichever pipeline, takes its deltas from.
-/// Only delta collections move it: a cumulative export sends everything
-/// anyway. Before any delta collection it is empty, so the first carries
-/// everything recorded since the process started (a map may have recorded
-/// before the pipeline was built).
-static CARRIED: Mutex<Carried> =
-    Mutex::new(Carried { since: None, histograms: BTreeMap::new(), calls: BTreeMap::new() });
+/// Where a pipeline's metrics go, as far as a collector tells their streams
+/// apart: the protocol, the metrics endpoint as resolved (the builder's,
+/// else the environment's, else the default; for HTTP the URL posted to)
+/// and the resource's attributes, sorted. The delta collections of the
+/// pipelines to one destination take their deltas from one record
+/// ([`CARRIED`]).
+///
+/// The endpoint is compared as text, not by the collector it reaches:
+/// `http://localhost:4317` and `http://127.0.0.1:4317` are two destinations,
+/// each sent every call. The headers are left out: they carry API keys,
+/// which a process-wide record should not keep, and a key rotated between
+/// two pipelines does not make another stream; so two pipelines alive at
+/// once that differ only by a tenant header split the calls between them.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Destination {
+    protocol: &'static str,
+    endpoint: String,
+    resource: Vec<(String, String)>,
+}
 
-#[derive(Debug)]
+impl Destination {
+    pub(super) fn new(protocol: Protocol, endpoint: String, resource: &Resource) -> Self {
+        let protocol = match protocol {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        };
+        let mut resource: Vec<(String, String)> =
+            resource.iter().map(|(key, value)| (key.as_str().to_owned(), value.to_string())).collect();
+        resource.sort();
+        Self { protocol, endpoint, resource }
+    }
+}
+
+/// Each [`Destination`]'s record of what the delta collections of the
+/// pipelines sending there took so far, which the next one, of whichever
+/// of those pipelines, takes its deltas from. Only delta collections move a
+/// record: a cumulative export sends everything anyway. A new record is
+/// empty, so a destination's first delta collection carries everything
+/// recorded since the process started (a map may have recorded before the
+/// pipeline was built). Records are kept for the life of the process, so
+/// that a pipeline built later to the destination starts from it: one per
+/// destination a delta pipeline was built for, each holding at most the
+/// exported series.
+static CARRIED: Mutex<BTreeMap<Destination, Arc<Mutex<Carried>>>> = Mutex::new(BTreeMap::new());
+
+/// The record of `destination`'s delta collections, shared with every
+/// other pipeline sending there.
+fn carried_for(destination: Destination) -> Arc<Mutex<Carried>> {
+    let mut records = lock(&CARRIED);
+    Arc::clone(records.entry(destination).or_default())
+}
+
+/// What the delta collections to one destination took so far.
+#[derive(Debug, Default)]
 struct Carried {
-    /// When the last delta histogram was taken, where the next one's
-    /// interval starts.
+    /// Where the last delta collection's interval ended, where the next
+    /// one's starts.
     since: Option<SystemTime>,
     /// Each (map, op) series' histogram totals at the last delta collection.
-    histograms: BTreeMap<(String, Op), Totals>,
+    histograms: BTreeMap<Series, Totals>,
     /// Each (map, op) series' calls at the last collection of a delta calls
     /// counter (with `lowmemory` it is cumulative, and does not move this).
-    calls: BTreeMap<(String, Op), u64>,
+    calls: BTreeMap<Series, u64>,
 }
 
-fn carried() -> MutexGuard<'static, Carried> {
-    CARRIED.lock().unwrap_or_else(PoisonError::into_inner)
+/// A (map, op) series.
+type Series = (String, Op);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The `snapview.op.duration` histograms, built for each export from the
-/// report its collection read, cumulative or, when the exporter's
-/// temporality asks for it, as deltas since the previous delta collection
-/// of the process ([`CARRIED`]).
+fn is_delta(temporality: Temporality) -> bool {
+    // As the SDK treats a histogram: `lowmemory` makes it delta too.
+    matches!(temporality, Temporality::Delta | Temporality::LowMemory)
+}
+
+/// The `snapview.op.duration` histograms, which the exporter adds to each
+/// export: those of the collection the SDK's instruments read
+/// ([`Collection::histogram`]).
 #[derive(Debug)]
 pub(super) struct Histograms {
     shared: Arc<SharedReport>,
-    temporality: Temporality,
-    /// The pipeline's start, where the cumulative counts start as far as the
-    /// collector knows, and the delta ones of the process's first delta
-    /// collection.
-    start: SystemTime,
 }
 
-/// One series' totals at an export: the timed calls, their sum in
+/// One series' totals at a collection: the timed calls, their sum in
 /// nanoseconds, and the cumulative bucket counts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Totals {
     count: u64,
     sum: u64,
@@ -167,10 +233,10 @@ impl Totals {
     }
 
     /// The later of two readings of a series, field by field (each only
-    /// grows): a report read by one of two pipelines alive at once may be
-    /// older than what the other's collection already took, and taking it
-    /// as the new totals would make the next collection send that
-    /// difference a second time.
+    /// grows). The collections of one destination read their reports in
+    /// turn, under its record's lock, so a report is never older than what
+    /// the record holds; were one older, taking it as the new totals would
+    /// make the next collection send the difference a second time.
     fn latest(&self, other: &Totals) -> Totals {
         let bucket =
             |i: usize| self.buckets.get(i).copied().unwrap_or(0).max(other.buckets.get(i).copied().unwrap_or(0));
@@ -183,26 +249,20 @@ impl Totals {
 }
 
 impl Histograms {
-    /// Histograms in `temporality`: deltas for `Delta` and `LowMemory` (as the
-    /// SDK treats a histogram), cumulative otherwise.
-    pub(super) fn new(shared: Arc<SharedReport>, temporality: Temporality) -> Self {
-        Self { shared, temporality, start: SystemTime::now() }
-    }
-
-    fn is_delta(&self) -> bool {
-        matches!(self.temporality, Temporality::Delta | Temporality::LowMemory)
+    pub(super) fn new(shared: Arc<SharedReport>) -> Self {
+        Self { shared }
     }
 
     /// The temporality the exporter asks of the SDK's instruments.
     pub(super) fn temporality(&self) -> Temporality {
-        self.temporality
+        self.shared.temporality
     }
 
-    /// Adds the histograms of this collection's report to `request`, in the
+    /// Adds the histograms of this collection to `request`, in the
     /// `snapview` scope beside the SDK's instruments.
     pub(super) fn add_to(&self, request: &mut ExportMetricsServiceRequest) {
-        let report = self.shared.for_reader(INSTRUMENTS.len());
-        let Some(metric) = self.metric(&report, SystemTime::now()) else { return };
+        let collection = self.shared.for_reader(INSTRUMENTS.len());
+        let Some(metric) = collection.histogram.clone() else { return };
         let Some(resource) = request.resource_metrics.first_mut() else { return };
         let is_ours = |scope: &&mut proto::ScopeMetrics| scope.scope.as_ref().is_some_and(|s| s.name == SCOPE);
         match resource.scope_metrics.iter_mut().find(is_ours) {
@@ -214,22 +274,59 @@ impl Histograms {
             }),
         }
     }
+}
 
-    /// The histogram metric of `report` at `now`, or `None` if it has no
-    /// (map, op) yet.
-    fn metric(&self, report: &Report, now: SystemTime) -> Option<proto::Metric> {
-        // Held for the whole collection: another pipeline's, at once, then
-        // takes its deltas after all of this one's.
-        let mut carried = self.is_delta().then(carried);
-        let since = carried.as_ref().and_then(|carried| carried.since).unwrap_or(self.start);
-        let (start, time) = (unix_nanos(since), unix_nanos(now));
+/// One collection of a pipeline: the report each of its readers reads, and
+/// what the delta instruments take of it.
+#[derive(Debug)]
+struct Collection {
+    report: Report,
+    /// With a delta calls counter (`delta`; `lowmemory` keeps it
+    /// cumulative), what this collection took of each exported series'
+    /// calls from its destination's record.
+    calls_taken: Option<HashMap<Series, u64>>,
+    /// The `snapview.op.duration` metric, or `None` if no series is
+    /// exported yet.
+    histogram: Option<proto::Metric>,
+}
+
+impl Collection {
+    /// The collection of `report` at `now`. With `carried`, the record of
+    /// the pipeline's destination (which delta temporality needs), the
+    /// histograms' deltas and, for `Temporality::Delta`, the calls' are
+    /// taken from it, and it then holds this collection's totals and
+    /// `now`; the caller holds it from before `report` was read. Without,
+    /// cumulative histograms since `start`, the pipeline's start (also
+    /// where the delta interval starts at a destination's first
+    /// collection).
+    fn take(
+        report: Report,
+        temporality: Temporality,
+        mut carried: Option<&mut Carried>,
+        start: SystemTime,
+        now: SystemTime,
+    ) -> Self {
+        debug_assert_eq!(carried.is_some(), is_delta(temporality), "a record for delta temporality only");
+        let since = carried.as_deref().and_then(|carried| carried.since).unwrap_or(start);
+        // Never an interval that ends before it starts, nor a record whose
+        // next interval starts before this one ended: the wall clock may
+        // have been set back since the previous collection.
+        let time = now.max(since);
+        let (start_nanos, time_nanos) = (unix_nanos(since), unix_nanos(time));
+        let mut calls_taken = (carried.is_some() && temporality == Temporality::Delta).then(HashMap::new);
         let explicit_bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
         let mut data_points = Vec::new();
-        for_each_exported(report, |stats| {
+        for_each_exported(&report, |stats| {
             let now_totals = Totals::of(stats);
-            let point = match carried.as_mut() {
+            let point = match carried.as_deref_mut() {
                 Some(carried) => {
                     let series = (stats.map.clone(), stats.op);
+                    if let Some(calls_taken) = &mut calls_taken {
+                        let before = carried.calls.get(&series).copied().unwrap_or(0);
+                        let after = before.max(stats.calls);
+                        carried.calls.insert(series.clone(), after);
+                        calls_taken.insert(series.clone(), after - before);
+                    }
                     let before = carried.histograms.remove(&series).unwrap_or_default();
                     let after = before.latest(&now_totals);
                     let point = delta_point(stats, &before, &after);
@@ -240,33 +337,34 @@ impl Histograms {
             };
             data_points.push(proto::HistogramDataPoint {
                 attributes: vec![string_attribute("map", &stats.map), string_attribute("op", stats.op.as_str())],
-                start_time_unix_nano: start,
-                time_unix_nano: time,
+                start_time_unix_nano: start_nanos,
+                time_unix_nano: time_nanos,
                 explicit_bounds: explicit_bounds.clone(),
                 ..point
             });
         });
-        if let Some(carried) = carried.as_mut() {
-            carried.since = Some(now);
+        if let Some(carried) = carried {
+            carried.since = Some(time);
         }
-        if data_points.is_empty() {
-            return None;
-        }
-        let temporality = if self.is_delta() {
-            proto::AggregationTemporality::Delta
-        } else {
-            proto::AggregationTemporality::Cumulative
-        };
-        Some(proto::Metric {
-            name: HISTOGRAM.to_owned(),
-            description: "Duration of the timed operations on snapview maps".to_owned(),
-            unit: "s".to_owned(),
-            data: Some(proto::metric::Data::Histogram(proto::Histogram {
-                data_points,
-                aggregation_temporality: temporality.into(),
-            })),
-            ..Default::default()
-        })
+        let histogram = (!data_points.is_empty()).then(|| histogram_metric(data_points, temporality));
+        Collection { report, calls_taken, histogram }
+    }
+}
+
+fn histogram_metric(data_points: Vec<proto::HistogramDataPoint>, temporality: Temporality) -> proto::Metric {
+    let temporality = match is_delta(temporality) {
+        true => proto::AggregationTemporality::Delta,
+        false => proto::AggregationTemporality::Cumulative,
+    };
+    proto::Metric {
+        name: HISTOGRAM.to_owned(),
+        description: "Duration of the timed operations on snapview maps".to_owned(),
+        unit: "s".to_owned(),
+        data: Some(proto::metric::Data::Histogram(proto::Histogram {
+            data_points,
+            aggregation_temporality: temporality.into(),
+        })),
+        ..Default::default()
     }
 }
 
@@ -330,19 +428,41 @@ fn unix_nanos(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The report of the current collection, shared by its readers.
+/// The current collection of a pipeline, shared by its readers.
 ///
 /// The SDK runs each instrument's callback once per collection, in an order
 /// it does not promise, and the exporter reads it last: a reader that finds
-/// it has already read the current report starts the next collection's,
-/// which the others then read.
-#[derive(Debug, Default)]
-pub(super) struct SharedReport(Mutex<Option<(Arc<Report>, [bool; READERS])>>);
+/// it has already read the current collection starts the next one, which
+/// the others then read.
+#[derive(Debug)]
+pub(super) struct SharedReport {
+    current: Mutex<Option<(Arc<Collection>, [bool; READERS])>>,
+    temporality: Temporality,
+    /// The record of the pipeline's destination with delta temporality;
+    /// `None` with cumulative, which takes nothing from it.
+    carried: Option<Arc<Mutex<Carried>>>,
+    /// The pipeline's start: where its cumulative counts start as far as
+    /// the collector knows, and the delta ones of a destination's first
+    /// collection.
+    start: SystemTime,
+}
 
 impl SharedReport {
-    fn for_reader(&self, index: usize) -> Arc<Report> {
-        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = || (Arc::new(report()), [false; READERS]);
+    /// The collections of a pipeline whose exporter asks for `temporality`;
+    /// with delta temporality they take their deltas from the record of
+    /// `destination`, shared with the other pipelines sending there.
+    pub(super) fn new(temporality: Temporality, destination: impl FnOnce() -> Destination) -> Self {
+        Self {
+            current: Mutex::new(None),
+            temporality,
+            carried: is_delta(temporality).then(|| carried_for(destination())),
+            start: SystemTime::now(),
+        }
+    }
+
+    fn for_reader(&self, index: usize) -> Arc<Collection> {
+        let mut current = lock(&self.current);
+        let fresh = || (Arc::new(self.collect()), [false; READERS]);
         let (shared, read) = match &mut *current {
             Some((_, read)) if read[index] => current.insert(fresh()),
             Some(current) => current,
@@ -350,6 +470,22 @@ impl SharedReport {
         };
         read[index] = true;
         Arc::clone(shared)
+    }
+
+    /// A new collection, from a report read now.
+    fn collect(&self) -> Collection {
+        let Some(carried) = &self.carried else {
+            return Collection::take(report(), self.temporality, None, self.start, SystemTime::now());
+        };
+        // Held from before the report is read until the record holds what
+        // this collection took: the collections of the destination's
+        // pipelines come one after another, each from a report no older
+        // than the one before and at a time no earlier, and each takes the
+        // calls and the histograms at once (so its calls are never fewer
+        // than its histogram's count).
+        let mut carried = lock(carried);
+        let report = report();
+        Collection::take(report, self.temporality, Some(&mut carried), self.start, SystemTime::now())
     }
 }
 
@@ -359,31 +495,28 @@ impl SharedReport {
 /// counter cumulative): the series' calls. Delta: the SDK subtracts this
 /// pipeline's previous observation from each new one, so the counter
 /// observes the running sum of what this pipeline's collections took from
-/// [`CARRIED`], and the SDK's delta is what this collection took: the calls
-/// since the previous delta collection of any pipeline.
+/// their destination's record ([`Collection::calls_taken`]), and the SDK's
+/// delta is what this collection took: the calls since the destination's
+/// previous delta collection, of whichever pipeline. The SDK stamps that
+/// delta with its own interval: since this pipeline's previous collection.
+#[derive(Default)]
 struct CallsObserved {
-    /// `None` unless the counter is a delta one.
-    taken: Option<Mutex<HashMap<(String, Op), u64>>>,
+    /// Per series, what this pipeline's collections took so far.
+    running: Mutex<HashMap<Series, u64>>,
 }
 
 impl CallsObserved {
-    fn new(temporality: Temporality) -> Self {
-        Self { taken: (temporality == Temporality::Delta).then(Mutex::default) }
-    }
-
-    fn observe(&self, report: &Report, observer: &dyn AsyncInstrument<u64>) {
-        let Some(taken) = &self.taken else {
-            return observe_each(report, observer, |o, stats, labels| o.observe(stats.calls, labels));
+    fn observe(&self, collection: &Collection, observer: &dyn AsyncInstrument<u64>) {
+        let Some(taken) = &collection.calls_taken else {
+            return observe_each(&collection.report, observer, |o, stats, labels| o.observe(stats.calls, labels));
         };
-        let mut carried = carried();
-        let mut taken = taken.lock().unwrap_or_else(PoisonError::into_inner);
-        observe_each(report, observer, |o, stats, labels| {
+        let mut running = lock(&self.running);
+        observe_each(&collection.report, observer, |o, stats, labels| {
             let series = (stats.map.clone(), stats.op);
-            let before = carried.calls.get(&series).copied().unwrap_or(0);
-            carried.calls.insert(series.clone(), before.max(stats.calls));
-            let taken = taken.entry(series).or_default();
-            *taken += stats.calls.saturating_sub(before);
-            o.observe(*taken, labels);
+            let took = taken.get(&series).copied().unwrap_or(0);
+            let running = running.entry(series).or_default();
+            *running += took;
+            o.observe(*running, labels);
         });
     }
 }
@@ -422,8 +555,8 @@ fn warn_maps_left_out() {
     if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             max = MAX_OTLP_MAPS,
-            "more snapview map names than OTLP export covers: the maps named after the first {MAX_OTLP_MAPS} \
-             are not exported over OTLP (Prometheus text and /debug/pprof/histograms show them)"
+            "more snapview map names than OTLP export covers: the maps of the names registered after the first \
+             {MAX_OTLP_MAPS} are not exported over OTLP (Prometheus text and /debug/pprof/histograms show them)"
         );
     }
 }
@@ -456,7 +589,178 @@ fn seconds(nanos: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    const MAP: &str = "metrics.test";
+
+    /// `Op::Get` of [`MAP`]: `calls` calls, the timed ones lasting `samples`.
+    fn report_of(calls: u64, samples: &[u64]) -> Report {
+        Report::of_one(MAP, Op::Get, calls, samples)
+    }
+
+    fn series() -> Series {
+        (MAP.to_owned(), Op::Get)
+    }
+
+    /// The pipeline's start, and `secs` seconds after it.
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    /// A delta collection of `report` at `now` from `carried`.
+    fn delta(report: Report, carried: &mut Carried, now: SystemTime) -> Collection {
+        Collection::take(report, Temporality::Delta, Some(carried), at(0), now)
+    }
+
+    /// The collection's one histogram point.
+    fn point(collection: &Collection) -> &proto::HistogramDataPoint {
+        match &collection.histogram.as_ref().expect("a histogram").data {
+            Some(proto::metric::Data::Histogram(h)) => {
+                assert_eq!(h.data_points.len(), 1, "{h:?}");
+                &h.data_points[0]
+            }
+            other => panic!("a histogram: {other:?}"),
+        }
+    }
+
+    /// What the collection took of [`MAP`]'s calls.
+    fn calls_taken(collection: &Collection) -> u64 {
+        collection.calls_taken.as_ref().expect("a delta calls counter")[&series()]
+    }
+
+    /// A report older than what the record holds (one of two racing
+    /// collections read it first) adds nothing, and leaves the record at
+    /// the newer totals: taking it as the new totals would make the next
+    /// collection send the difference a second time.
+    #[test]
+    fn an_older_report_after_a_newer_one_takes_nothing_and_keeps_the_newer_totals() {
+        let mut carried = Carried::default();
+        let newer = report_of(5, &[100, 2_000, 30_000]);
+        let newer_totals = Totals::of(newer.iter().next().unwrap());
+        let first = delta(newer, &mut carried, at(1));
+        assert_eq!((point(&first).count, calls_taken(&first)), (3, 5));
+
+        let older = delta(report_of(3, &[100, 2_000]), &mut carried, at(2));
+        let point = point(&older);
+        assert_eq!((point.count, point.sum, calls_taken(&older)), (0, Some(0.0), 0));
+        assert!(point.bucket_counts.iter().all(|&n| n == 0), "{point:?}");
+        assert_eq!(carried.histograms[&series()], newer_totals, "the record keeps the newer totals");
+        assert_eq!(carried.calls[&series()], 5);
+
+        // Only what came after the newer report.
+        let next = delta(report_of(6, &[100, 2_000, 30_000, 400_000]), &mut carried, at(3));
+        assert_eq!((self::point(&next).count, calls_taken(&next)), (1, 1));
+        assert_eq!(self::point(&next).sum, Some(seconds(400_000)));
+    }
+
+    /// The calls counter of a pipeline fed collections whose reports came
+    /// out of order observes a running sum that never goes back (the SDK
+    /// subtracts its previous observation, in unsigned arithmetic), so the
+    /// deltas the SDK sends are what each collection took, adding up to
+    /// the calls.
+    #[test]
+    fn the_calls_counter_observes_what_each_collection_took_whatever_the_reports_order() {
+        let mut carried = Carried::default();
+        let counted = CallsObserved::default();
+        let observer = Observer::default();
+        for (calls, now) in [(5, 1), (3, 2), (9, 3), (9, 4)] {
+            counted.observe(&delta(report_of(calls, &[]), &mut carried, at(now)), &observer);
+        }
+        assert_eq!(observer.take(), [5, 5, 9, 9], "the SDK sends 5, 0, 4, 0");
+
+        // Cumulative: the calls as the report has them.
+        let cumulative = Collection::take(report_of(7, &[]), Temporality::Cumulative, None, at(0), at(1));
+        assert!(cumulative.calls_taken.is_none());
+        counted.observe(&cumulative, &observer);
+        assert_eq!(observer.take(), [7]);
+    }
+
+    /// A collection whose clock reads earlier than the destination's
+    /// previous collection (the wall clock set back, or a time read before
+    /// another collection took the record) neither ends its interval before
+    /// it starts nor moves the record's start back, where the next interval
+    /// would overlap the last.
+    #[test]
+    fn an_interval_never_ends_before_it_starts_nor_starts_before_the_last_ended() {
+        let mut carried = Carried::default();
+        let nanos = |time| unix_nanos(time);
+        let first = delta(report_of(1, &[100]), &mut carried, at(10));
+        let first = point(&first);
+        assert_eq!((first.start_time_unix_nano, first.time_unix_nano), (nanos(at(0)), nanos(at(10))));
+
+        let behind = delta(report_of(2, &[100, 100]), &mut carried, at(5));
+        let behind = point(&behind);
+        assert_eq!(behind.start_time_unix_nano, nanos(at(10)), "from where the last ended");
+        assert!(behind.start_time_unix_nano <= behind.time_unix_nano, "{behind:?}");
+        assert_eq!(carried.since, Some(at(10)), "the record's start does not go back");
+
+        let next = delta(report_of(3, &[100, 100, 100]), &mut carried, at(20));
+        let next = point(&next);
+        assert_eq!((next.start_time_unix_nano, next.time_unix_nano), (nanos(at(10)), nanos(at(20))));
+
+        // A destination's first collection starts at the pipeline's start,
+        // and does not end before it either.
+        let early = delta(report_of(1, &[100]), &mut Carried::default(), SystemTime::UNIX_EPOCH);
+        let early = point(&early);
+        assert_eq!((early.start_time_unix_nano, early.time_unix_nano), (nanos(at(0)), nanos(at(0))));
+    }
+
+    /// Each collection takes the calls and the histogram from one report at
+    /// once: its calls are never fewer than its histogram's count, in
+    /// whatever order racing collections took their reports.
+    #[test]
+    fn a_collection_never_takes_fewer_calls_than_timed_calls() {
+        let mut carried = Carried::default();
+        // (calls, timed): every timed call is a call.
+        let reports = [(4, 2), (10, 6), (7, 3), (12, 6), (20, 14), (20, 14)];
+        let mut sent = (0, 0);
+        for (now, (calls, timed)) in (1..).zip(reports) {
+            let collection = delta(report_of(calls, &vec![1_000; timed]), &mut carried, at(now));
+            let (calls, timed) = (calls_taken(&collection), point(&collection).count);
+            assert!(calls >= timed, "collection {now}: {calls} calls, {timed} timed");
+            sent = (sent.0 + calls, sent.1 + timed);
+        }
+        assert_eq!(sent, (20, 14), "everything, once");
+    }
+
+    /// Pipelines to one destination share its record; a pipeline to another
+    /// endpoint, by another protocol or with another resource has its own.
+    #[test]
+    fn the_record_is_the_destinations() {
+        let resource = |name: &str| Resource::builder_empty().with_service_name(name.to_owned()).build();
+        let to = |protocol, endpoint: &str, name| {
+            carried_for(Destination::new(protocol, endpoint.to_owned(), &resource(name)))
+        };
+        let one = to(Protocol::Grpc, "http://metrics.test:4317", "svc");
+        assert!(Arc::ptr_eq(&one, &to(Protocol::Grpc, "http://metrics.test:4317", "svc")), "the same destination");
+        for other in [
+            to(Protocol::Grpc, "http://other.test:4317", "svc"),
+            to(Protocol::HttpProtobuf, "http://metrics.test:4317", "svc"),
+            to(Protocol::Grpc, "http://metrics.test:4317", "another"),
+        ] {
+            assert!(!Arc::ptr_eq(&one, &other));
+        }
+    }
+
+    /// The values a calls counter observed.
+    #[derive(Default)]
+    struct Observer(Mutex<Vec<u64>>);
+
+    impl Observer {
+        fn take(&self) -> Vec<u64> {
+            std::mem::take(&mut *lock(&self.0))
+        }
+    }
+
+    impl AsyncInstrument<u64> for Observer {
+        fn observe(&self, measurement: u64, attributes: &[KeyValue]) {
+            let labels = [KeyValue::new("map", MAP), KeyValue::new("op", Op::Get.as_str())];
+            assert_eq!(attributes, labels);
+            lock(&self.0).push(measurement);
+        }
+    }
 
     #[test]
     fn own_counts_undo_the_cumulation_and_keep_the_last_bucket() {

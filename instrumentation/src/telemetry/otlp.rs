@@ -23,7 +23,7 @@ use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 
 use super::bounded::{Bound, BoundedSpanExport, Deadline, DeadlineHttpClient};
 use super::metric_export::{self, MetricExport};
-use super::metrics::{Histograms, SCOPE, SharedReport};
+use super::metrics::{Destination, Histograms, SCOPE, SharedReport};
 use super::otlp_env;
 use super::process_env;
 use super::span_queue::{BoundedSpanProcessor, SpanLosses};
@@ -420,8 +420,10 @@ impl Pipeline {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
         };
-        let shared = Arc::new(SharedReport::default());
-        let histograms = Histograms::new(Arc::clone(&shared), temporality);
+        let resource = config.resource();
+        let destination = || Destination::new(protocol, metrics_endpoint(resolved), &resource);
+        let shared = Arc::new(SharedReport::new(temporality, destination));
+        let histograms = Histograms::new(Arc::clone(&shared));
         let (span_exporter, metric_exporter) = match build_exporters(resolved, runtime.as_ref(), histograms) {
             Ok(exporters) => exporters,
             Err(error) => {
@@ -433,7 +435,6 @@ impl Pipeline {
                 return Err(error);
             }
         };
-        let resource = config.resource();
 
         let tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
         let (tracer_provider, span_losses) = match span_exporter {
@@ -451,7 +452,7 @@ impl Pipeline {
         }
         let meter_provider = meter_provider.with_resource(resource).build();
         let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, SCOPE);
-        super::metrics::register(&meter, &shared, temporality);
+        super::metrics::register(&meter, &shared);
 
         let flushing = Arc::new(AtomicBool::new(false));
         Ok(Pipeline { tracer_provider, meter_provider, span_losses, protocol, timeout, runtime, flushing })
@@ -585,6 +586,16 @@ fn span_exporter(
     Ok(BoundedSpanExport::new(exporter, bound, connect.timeout))
 }
 
+/// Where the metrics exporter sends, as [`metric_exporter`] resolves it: the
+/// gRPC endpoint, or the URL posted to over HTTP.
+fn metrics_endpoint(resolved: &Resolved<'_>) -> String {
+    let connect = resolved.connect();
+    match resolved.protocol {
+        Protocol::Grpc => transport::grpc_endpoint(connect.endpoint, &Signal::METRICS, process_env),
+        Protocol::HttpProtobuf => transport::http_url(connect.endpoint, &Signal::METRICS, process_env),
+    }
+}
+
 /// Our own metrics exporter (`metric_export`): the SDK's cannot carry the
 /// latency histograms.
 fn metric_exporter(
@@ -601,7 +612,7 @@ fn metric_exporter(
             MetricExport::grpc(channel, runtime.handle().clone(), connect.timeout, histograms)
         }
         Protocol::HttpProtobuf => {
-            let url = transport::http_url(connect.endpoint, signal, process_env);
+            let url = metrics_endpoint(resolved);
             MetricExport::http(transport::http_client(&url, connect, signal)?, url, connect.timeout, histograms)
         }
     })

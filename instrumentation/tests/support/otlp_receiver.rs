@@ -111,7 +111,14 @@ impl ReceiverHandle {
     /// Every metric received: one entry per metric per export request, so a
     /// metric exported periodically appears once per export (the latest last).
     pub fn metrics(&self) -> Vec<Metric> {
-        lock(&self.received.metrics).clone()
+        lock(&self.received.metrics).iter().map(|(_, metric)| metric.clone()).collect()
+    }
+
+    /// [`metrics`](Self::metrics) of the resources whose `service.name` is
+    /// `service`.
+    pub fn metrics_of_service(&self, service: &str) -> Vec<Metric> {
+        let metrics = lock(&self.received.metrics);
+        metrics.iter().filter(|(name, _)| name.as_deref() == Some(service)).map(|(_, m)| m.clone()).collect()
     }
 
     /// The `service.name` resource attribute of every span export's resources.
@@ -180,8 +187,11 @@ pub fn counter_points(metric: &Metric) -> &[NumberDataPoint] {
 struct Received {
     spans: Arc<Mutex<Vec<Span>>>,
     service_names: Arc<Mutex<Vec<String>>>,
-    metrics: Arc<Mutex<Vec<Metric>>>,
+    metrics: Arc<Mutex<Vec<ServiceMetric>>>,
 }
+
+/// A metric received, with the `service.name` of its resource.
+type ServiceMetric = (Option<String>, Metric);
 
 /// A lock that outlives a test thread's panic.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,8 +222,12 @@ impl MetricsService for Received {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let metrics = request.into_inner().resource_metrics.into_iter().flat_map(|r| r.scope_metrics);
-        lock(&self.metrics).extend(metrics.flat_map(|scope| scope.metrics));
+        for resource_metrics in request.into_inner().resource_metrics {
+            let resource_attributes = resource_metrics.resource.map(|r| r.attributes).unwrap_or_default();
+            let service = string_attribute(&resource_attributes, "service.name").map(str::to_owned);
+            let metrics = resource_metrics.scope_metrics.into_iter().flat_map(|scope| scope.metrics);
+            lock(&self.metrics).extend(metrics.map(|metric| (service.clone(), metric)));
+        }
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
