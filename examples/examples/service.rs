@@ -92,8 +92,15 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
     // OTLP as the environment says: on when OTEL_EXPORTER_OTLP_ENDPOINT is
     // set, with the protocol of OTEL_EXPORTER_OTLP_PROTOCOL (a value the
     // pipeline does not speak stops the start with a message naming it).
+    // The demo's name, unless OTEL_SERVICE_NAME gives one: the builder's
+    // name would win over the environment's.
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|name| !name.is_empty());
+    let mut builder = Telemetry::builder();
+    if !named {
+        builder = builder.service_name("snapview-demo");
+    }
     #[cfg_attr(not(all(feature = "console", tokio_unstable)), allow(unused_mut))]
-    let mut builder = Telemetry::builder().service_name("snapview-demo").otlp_from_env();
+    let mut builder = builder.otlp_from_env();
     #[cfg(all(feature = "console", tokio_unstable))]
     {
         builder = builder.console(true);

@@ -61,6 +61,22 @@ async fn a_file_without_a_route_keeps_the_last_good_routes() {
     }
 }
 
+/// `route = []` says no route on purpose: it is published, one version
+/// whose diff removes every route, and requests get 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_says_no_route_is_published() {
+    let logs = common::Logs::capture();
+    let client = common::client();
+    let (service, file) = common::start(common::ROUTES).await;
+    file.write("# every route withdrawn\nroute = []\n");
+    let line = logs.line_with(&format!("reloaded {}: routes v1 -> v2:", file.path.display())).await;
+    assert_eq!(line.matches(" -/").count() + line.matches(":-/").count(), 3, "the diff removes every route: {line}");
+    let (status, json) = common::route(&client, &service, "/api/x").await;
+    assert_eq!((status, &json["version"]), (404, &2.into()), "{json}");
+    assert!(service.routes().snapshot().is_empty());
+    service.shutdown().await;
+}
+
 /// A file that cannot be read as a routes file while the service runs:
 /// deleted, made non-UTF-8, grown past 1 MiB, a FIFO swapped in. Each is
 /// logged once with its reason, the current routes are kept, and the

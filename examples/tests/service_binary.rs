@@ -81,6 +81,24 @@ fn an_unsupported_otlp_protocol_is_refused_at_start() {
 /// status code, and under it the `routes` snapshot and the `route` span of
 /// the version it resolved with, all in one trace, from service
 /// `snapview-demo`; and the latency histograms of its maps.
+/// `OTEL_SERVICE_NAME` names the service, as for any OpenTelemetry
+/// program; `snapview-demo` is only the default.
+#[test]
+fn otel_service_name_names_it() {
+    let (endpoint, receiver) = otlp_receiver::start();
+    let output = service()
+        .args(["--seconds", "1", "--addr", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_SERVICE_NAME", "edge-gateway")
+        .output()
+        .expect("the service example runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stderr}", output.status);
+    let named = |r: &otlp_receiver::ReceiverHandle| !r.service_names().is_empty();
+    assert!(receiver.wait_until(std::time::Duration::from_secs(10), named), "nothing arrived\n{stderr}");
+    assert!(receiver.service_names().iter().all(|name| name == "edge-gateway"), "{:?}", receiver.service_names());
+}
+
 #[test]
 fn its_traces_reach_an_otlp_collector() {
     use opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint;

@@ -1,7 +1,7 @@
-//! What the debug server is told: its token, whether it may listen beyond
-//! loopback, and its bounds on each client.
-
-use crate::connections::ConnectionLimits;
+//! What the debug routes and server are told: their token, and whether
+//! they may be reached beyond loopback. (The standalone server's bounds on
+//! each client are [`ConnectionLimits`](crate::ConnectionLimits), given to
+//! [`serve_with_limits`](crate::serve_with_limits).)
 
 /// The environment variable [`DebugConfig::default`] reads the bearer token from.
 pub const TOKEN_ENV: &str = "SNAPVIEW_DEBUG_TOKEN";
@@ -24,9 +24,6 @@ pub struct DebugConfig {
     /// address, and the routes answer any `Host` without a token (see
     /// [`allow_remote`](Self::allow_remote)).
     pub allow_remote: bool,
-    /// The standalone server's bounds on each client (the routes merged
-    /// into an application's server get that server's).
-    pub limits: ConnectionLimits,
 }
 
 impl Default for DebugConfig {
@@ -35,7 +32,7 @@ impl Default for DebugConfig {
         // leave the server open; `validate` refuses its U+FFFD instead.
         let token = std::env::var_os(TOKEN_ENV).map(|token| token.to_string_lossy().into_owned());
         let token = token.filter(|token| !token.is_empty());
-        DebugConfig { token, allow_remote: false, limits: ConnectionLimits::default() }
+        DebugConfig { token, allow_remote: false }
     }
 }
 
@@ -114,12 +111,6 @@ impl DebugConfig {
             )),
         }
     }
-
-    /// Sets the standalone server's bounds on each client.
-    pub fn limits(mut self, limits: ConnectionLimits) -> Self {
-        self.limits = limits;
-        self
-    }
 }
 
 impl std::fmt::Debug for DebugConfig {
@@ -128,7 +119,6 @@ impl std::fmt::Debug for DebugConfig {
         f.debug_struct("DebugConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_remote", &self.allow_remote)
-            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -155,7 +145,9 @@ mod tests {
         let err = DebugConfig::default().token("s3cret").token("").validate().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("the debug token is empty"), "{err}");
-        let set_by_field = DebugConfig { token: Some(String::new()), ..DebugConfig::default() };
+        // Written out whole: the contract names the fields as
+        // `DebugConfig { token, allow_remote }`, and a third would break this.
+        let set_by_field = DebugConfig { token: Some(String::new()), allow_remote: false };
         assert!(set_by_field.validate().is_err());
         assert_eq!(DebugConfig::default().token("s3cret").token.as_deref(), Some("s3cret"));
     }

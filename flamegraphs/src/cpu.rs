@@ -11,7 +11,7 @@ use axum::response::Response;
 use pprof::{ProfilerGuard, ProfilerGuardBuilder, Report};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::query::{FLAMEGRAPH_STATE, Query};
+use crate::query::Query;
 use crate::reply::{self, Failure, blocking};
 
 /// Shared objects whose code must not be unwound from the signal handler:
@@ -34,11 +34,8 @@ async fn take_profiler() -> Option<MutexGuard<'static, ()>> {
     tokio::time::timeout(GRACE, PROFILER.lock()).await.ok()
 }
 
-/// What `/debug/pprof/profile` takes.
-const PROFILE_PARAMETERS: [&str; 2] = ["seconds", "frequency"];
-/// What `/debug/pprof/flamegraph` takes: the profile's, and the page's own state.
-const FLAMEGRAPH_PARAMETERS: [&str; 5] =
-    ["seconds", "frequency", FLAMEGRAPH_STATE[0], FLAMEGRAPH_STATE[1], FLAMEGRAPH_STATE[2]];
+/// What `/debug/pprof/profile` and `/debug/pprof/flamegraph` take.
+const PARAMETERS: [&str; 2] = ["seconds", "frequency"];
 
 /// `GET /debug/pprof/profile`: gzipped `profile.proto`.
 ///
@@ -47,9 +44,9 @@ const FLAMEGRAPH_PARAMETERS: [&str; 5] =
 /// that the runtime's workers go on answering other requests.
 pub(crate) async fn profile(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     if method == Method::HEAD {
-        return checked(raw.as_deref(), &PROFILE_PARAMETERS).map(|()| reply::profile_head("profile"));
+        return checked(raw.as_deref()).map(|()| reply::profile_head("profile"));
     }
-    let report = capture(raw.as_deref(), &PROFILE_PARAMETERS).await?;
+    let report = capture(raw.as_deref()).await?;
     blocking(move || {
         let profile = report.pprof().map_err(|err| internal_error("could not encode the profile", err))?;
         Ok(reply::profile(&profile, "profile"))
@@ -60,9 +57,9 @@ pub(crate) async fn profile(method: Method, RawQuery(raw): RawQuery) -> Result<R
 /// `GET /debug/pprof/flamegraph`: the CPU profile as an SVG.
 pub(crate) async fn flamegraph(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     if method == Method::HEAD {
-        return checked(raw.as_deref(), &FLAMEGRAPH_PARAMETERS).map(|()| reply::head("image/svg+xml"));
+        return checked(raw.as_deref()).map(|()| reply::head("image/svg+xml"));
     }
-    let report = capture(raw.as_deref(), &FLAMEGRAPH_PARAMETERS).await?;
+    let report = capture(raw.as_deref()).await?;
     blocking(move || {
         let svg = reply::flamegraph("CPU profile", "samples", folded(&report).iter().map(String::as_str))
             .map_err(|err| internal_error("could not draw the flamegraph", err))?;
@@ -75,21 +72,21 @@ pub(crate) async fn flamegraph(method: Method, RawQuery(raw): RawQuery) -> Resul
 /// parameters, so that it answers as a `GET` would begin to, but no
 /// profiling. A monitor's or link checker's probe must not hold the
 /// process-wide profiler for a window (a real request meanwhile gets 409).
-fn checked(raw: Option<&str>, known: &[&str]) -> Result<(), Failure> {
-    parameters(raw, known).map(drop)
+fn checked(raw: Option<&str>) -> Result<(), Failure> {
+    parameters(raw).map(drop)
 }
 
 /// The window and the sampling frequency (Hz) a request asks for.
-fn parameters(raw: Option<&str>, known: &[&str]) -> Result<(Duration, i32), Failure> {
+fn parameters(raw: Option<&str>) -> Result<(Duration, i32), Failure> {
     let query = Query::parse(raw);
-    query.only(known).map_err(bad_request)?;
+    query.misspelt(&PARAMETERS).map_err(bad_request)?;
     Ok((query.seconds().map_err(bad_request)?, query.frequency().map_err(bad_request)?))
 }
 
 /// Parses the window, takes the profiler, profiles for the window and
 /// builds the report; the response to send instead when any of it fails.
-async fn capture(raw: Option<&str>, known: &[&str]) -> Result<Report, Failure> {
-    let (window, hz) = parameters(raw, known)?;
+async fn capture(raw: Option<&str>) -> Result<Report, Failure> {
+    let (window, hz) = parameters(raw)?;
     // Taken before the slow part of starting, so that requests get the
     // profiler in the order they came: two that both waited for the one-time
     // load of debug info would race for it, and the later one could win

@@ -94,4 +94,6 @@ pub use auth::require_token;
 pub use browser::{BrowserGuard, refuse_other_sites};
 pub use config::{DebugConfig, TOKEN_ENV};
 pub use connections::{CLOSE_WAITING_AFTER, ConnectionLimits, serve_router};
-pub use server::{DEFAULT_ADDR, ROUTES, only_get, router, router_with, serve, serve_with, serve_with_shutdown};
+pub use server::{
+    DEFAULT_ADDR, ROUTES, only_get, router, router_with, serve, serve_with, serve_with_limits, serve_with_shutdown,
+};

@@ -13,11 +13,6 @@ pub(crate) const DEFAULT_FREQUENCY: u64 = 99;
 /// Accepted frequencies; above 1 kHz the signal handler dominates.
 pub(crate) const FREQUENCY: RangeInclusive<u64> = 1..=1000;
 
-/// The parameters inferno's flamegraph script writes into the page's own
-/// address as it is zoomed (`x`, `y`) and searched (`s`): reloading such a
-/// page sends them back, and must not get a 400.
-pub(crate) const FLAMEGRAPH_STATE: [&str; 3] = ["x", "y", "s"];
-
 /// A raw query string (`a=1&b=2`), decoded.
 pub(crate) struct Query(Vec<(String, String)>);
 
@@ -27,18 +22,26 @@ impl Query {
         Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
-    /// An error naming the first parameter that is not one of `known`.
-    /// Go's `net/http/pprof` ignores such a parameter, but a misspelt one
-    /// (`?second=5`, `?Seconds=5`) would then run a 30 s profile at the
-    /// default and hold the profiler meanwhile: the typo is better told.
-    pub(crate) fn only(&self, known: &[&str]) -> Result<(), String> {
-        match self.0.iter().find(|(name, _)| !known.contains(&name.as_str())) {
+    /// An error naming the first parameter that is not one of `known` but
+    /// looks like a misspelling of one (`second`, `Seconds`, `freq`,
+    /// `fromat`): Go's `net/http/pprof` ignores it, so `?second=5` would run
+    /// a 30 s profile at the default, holding the profiler meanwhile. Other
+    /// names are ignored, as Go's handlers ignore them (a cache-buster, the
+    /// `x`, `y` and `s` the flamegraph's script writes into its address).
+    pub(crate) fn misspelt(&self, known: &[&str]) -> Result<(), String> {
+        let misspelt = self
+            .0
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| !known.contains(name))
+            .find_map(|name| known.iter().find(|known| looks_like(name, known)).map(|meant| (name, meant)));
+        match misspelt {
             None => Ok(()),
-            Some((name, _)) => {
-                let takes = known.iter().filter(|name| !FLAMEGRAPH_STATE.contains(name)).copied().collect::<Vec<_>>();
-                let takes = if takes.is_empty() { "none".to_owned() } else { takes.join(", ") };
-                Err(format!("unknown parameter {}; this endpoint takes {takes}", quoted(name)))
-            }
+            Some((name, meant)) => Err(format!(
+                "unknown parameter {} (did you mean {meant}?); this endpoint takes {}",
+                quoted(name),
+                known.join(", ")
+            )),
         }
     }
 
@@ -99,6 +102,32 @@ impl Query {
     }
 }
 
+/// Whether `name` is close enough to `known` to be a misspelling of it:
+/// the same in another case, a piece of it (three letters at least) or it
+/// with more after it, or at most two letters off.
+fn looks_like(name: &str, known: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    (name.len() >= 3 && known.starts_with(&name)) || name.starts_with(known) || at_most_two_edits(&name, known)
+}
+
+/// Whether at most two insertions, deletions or substitutions of bytes
+/// turn `a` into `b` (Levenshtein), computed only for names of similar length.
+fn at_most_two_edits(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut row = vec![i + 1; b.len() + 1];
+        for (j, &y) in b.iter().enumerate() {
+            row[j + 1] = (previous[j] + usize::from(x != y)).min(previous[j + 1] + 1).min(row[j] + 1);
+        }
+        previous = row;
+    }
+    previous[b.len()] <= 2
+}
+
 /// `raw` quoted and escaped for an error message, cut short: the message
 /// echoes the client's input and need not echo a megabyte of it.
 pub(crate) fn quoted(raw: &str) -> String {
@@ -151,18 +180,21 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_parameter_is_named() {
-        let known = ["seconds", "frequency", "x", "y", "s"];
-        assert_eq!(Query::parse(Some("seconds=1&frequency=5&x=3&s=get")).only(&known), Ok(()));
+    fn a_misspelt_parameter_is_named_and_others_ignored() {
+        let known = ["seconds", "frequency"];
+        let misspelt = |raw: &str| Query::parse(Some(raw)).misspelt(&known);
         assert_eq!(
-            Query::parse(Some("seconds=1&Seconds=5")).only(&known),
-            Err("unknown parameter \"Seconds\"; this endpoint takes seconds, frequency".to_owned())
+            misspelt("seconds=1&Seconds=5"),
+            Err("unknown parameter \"Seconds\" (did you mean seconds?); this endpoint takes seconds, frequency"
+                .to_owned())
         );
-        assert!(Query::parse(Some("second")).only(&known).unwrap_err().starts_with("unknown parameter \"second\";"));
-        assert_eq!(
-            Query::parse(Some("format=json")).only(&[]).unwrap_err(),
-            "unknown parameter \"format\"; this endpoint takes none"
-        );
+        for typo in ["second=5", "sec=5", "secnods=5", "seconds_=5", "freq=5", "frequncy=5", "FREQUENCY=5"] {
+            assert!(misspelt(typo).is_err_and(|e| e.starts_with("unknown parameter")), "{typo}");
+        }
+        for other in ["x=3&y=118&s=get", "_=1733", "debug=1", "format=svg", "gc=1", "s=seconds"] {
+            assert_eq!(misspelt(other), Ok(()), "{other}");
+        }
+        assert_eq!(Query::parse(Some(&format!("{}=1", "s".repeat(50_000)))).misspelt(&known), Ok(()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use snapview_instrument::prometheus;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::config::DebugConfig;
-use crate::connections::serve_router;
+use crate::connections::{ConnectionLimits, serve_router};
 use crate::query::Query;
 use crate::{auth, browser, cpu, reply, views};
 
@@ -176,17 +176,15 @@ pub async fn serve(addr: impl ToSocketAddrs) -> io::Result<()> {
     serve_with(addr, DebugConfig::default()).await
 }
 
-/// Serves the debug routes on `addr` until the process ends, within
-/// `config.limits` (see [`serve_router`]).
+/// Serves the debug routes on `addr` until the process ends, within the
+/// default [`ConnectionLimits`] (see [`serve_router`]).
 ///
 /// # Errors
 ///
 /// `InvalidInput` if the token cannot be sent ([`DebugConfig::validate`]);
 /// `PermissionDenied` if `addr` resolves to a non-loopback address and
 /// `config` does not [`allow_remote`](DebugConfig::allow_remote); the
-/// errors of resolving and binding; then, once bound, `InvalidInput` if
-/// `config.limits` cannot be served ([`ConnectionLimits::validate`](crate::ConnectionLimits::validate)).
-/// Nothing once serving: an error accepting a connection is logged and
+/// errors of resolving and binding. Nothing once serving: an error accepting a connection is logged and
 /// retried (see [`serve_router`](crate::serve_router)).
 pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Result<()> {
     config.validate()?;
@@ -207,13 +205,28 @@ pub async fn serve_with(addr: impl ToSocketAddrs, config: DebugConfig) -> io::Re
 /// `InvalidInput` if the token cannot be sent ([`DebugConfig::validate`]);
 /// `PermissionDenied` if the listener is on a non-loopback address and
 /// `config` does not [`allow_remote`](DebugConfig::allow_remote); the error
-/// of reading the listener's address; `InvalidInput` if `config.limits`
-/// cannot be served ([`ConnectionLimits::validate`](crate::ConnectionLimits::validate)).
-/// All before serving; nothing after: an error accepting a connection is
-/// logged and retried (see [`serve_router`](crate::serve_router)).
+/// of reading the listener's address. All before serving; nothing after:
+/// an error accepting a connection is logged and retried (see
+/// [`serve_router`](crate::serve_router)).
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     config: DebugConfig,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with_limits(listener, config, ConnectionLimits::default(), signal).await
+}
+
+/// [`serve_with_shutdown`] within `limits`, the server's bounds on each
+/// client (how many connections, how long a request head may take).
+///
+/// # Errors
+///
+/// As [`serve_with_shutdown`], and `InvalidInput` if `limits` cannot be
+/// served ([`ConnectionLimits::validate`]); all before serving.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    config: DebugConfig,
+    limits: ConnectionLimits,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     config.validate()?;
@@ -222,7 +235,7 @@ pub async fn serve_with_shutdown(
     if !addr.ip().is_loopback() && config.token.is_none() {
         tracing::warn!(target: "snapview_flame", %addr, "serving /debug/pprof beyond loopback without a token: anyone who reaches {addr} can profile this process");
     }
-    serve_router(listener, standalone(&config), config.limits, signal).await
+    serve_router(listener, standalone(&config), limits, signal).await
 }
 
 fn check_reach(addr: SocketAddr, config: &DebugConfig) -> io::Result<()> {
@@ -260,7 +273,7 @@ async fn index() -> Html<String> {
 
 async fn histograms(RawQuery(raw): RawQuery) -> Response {
     let query = Query::parse(raw.as_deref());
-    match query.only(&["format"]).and_then(|()| query.format(&["text", "json"])) {
+    match query.misspelt(&["format"]).and_then(|()| query.format(&["text", "json"])) {
         Ok("json") => match serde_json::to_string(&snapview_instrument::report()) {
             Ok(json) => reply::body("application/json", json),
             Err(err) => reply::Failure::internal("could not encode the histograms", err).into_response(),

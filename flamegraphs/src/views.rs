@@ -10,14 +10,14 @@ use axum::response::Response;
 use pprof::protos::{Function, Line, Location, Profile, Sample, ValueType};
 use snapview_instrument::views::{self, ViewProfile, ViewsError};
 
-use crate::query::{FLAMEGRAPH_STATE, Query};
+use crate::query::Query;
 use crate::reply::{self, Failure, blocking};
 
 /// The `format` values, the default first.
 const FORMATS: [&str; 3] = ["svg", "folded", "pprof"];
 
-/// What `/debug/pprof/views` takes: the window's, and the SVG page's own state.
-const PARAMETERS: [&str; 5] = ["seconds", "format", FLAMEGRAPH_STATE[0], FLAMEGRAPH_STATE[1], FLAMEGRAPH_STATE[2]];
+/// What `/debug/pprof/views` takes.
+const PARAMETERS: [&str; 2] = ["seconds", "format"];
 
 /// `GET /debug/pprof/views`.
 ///
@@ -26,7 +26,7 @@ const PARAMETERS: [&str; 5] = ["seconds", "format", FLAMEGRAPH_STATE[0], FLAMEGR
 pub(crate) async fn views(method: Method, RawQuery(raw): RawQuery) -> Result<Response, Failure> {
     let query = Query::parse(raw.as_deref());
     let bad_request = |message| Failure::new(StatusCode::BAD_REQUEST, message);
-    query.only(&PARAMETERS).map_err(bad_request)?;
+    query.misspelt(&PARAMETERS).map_err(bad_request)?;
     let window = query.seconds().map_err(bad_request)?;
     let format = query.format(&FORMATS).map_err(bad_request)?;
     if method == Method::HEAD {

@@ -35,7 +35,7 @@ async fn closed_within(stream: &mut (impl AsyncRead + Unpin), within: Duration) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
     let limits = ConnectionLimits { header_timeout: Duration::from_millis(500), ..ConnectionLimits::default() };
-    let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    let server = Server::start_within(DebugConfig::default().without_token(), limits).await;
     let connected = Instant::now();
 
     // Sends part of a head, then nothing more.
@@ -96,7 +96,7 @@ async fn answered_promptly(server: &Server) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_limit_a_newcomer_takes_the_place_of_the_longest_waiting_connection() {
     let limits = ConnectionLimits { max_connections: 3, header_timeout: Duration::from_secs(60) };
-    let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    let server = Server::start_within(DebugConfig::default().without_token(), limits).await;
     let (mut readers, mut writers) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let (reader, writer) = slow_client(&server).await.into_split();
@@ -129,7 +129,7 @@ async fn past_the_limit_a_newcomer_takes_the_place_of_the_longest_waiting_connec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_kept_alive_connections_are_closed_after_those_that_never_asked() {
     let limits = ConnectionLimits { max_connections: 3, header_timeout: Duration::from_secs(60) };
-    let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    let server = Server::start_within(DebugConfig::default().without_token(), limits).await;
     let mut first_idle = idle_client(&server).await;
     let mut slow = slow_client(&server).await;
     let mut second_idle = idle_client(&server).await;
@@ -270,6 +270,6 @@ async fn limits_that_cannot_be_served_are_an_error_before_serving() {
 #[tokio::test]
 async fn the_largest_limits_are_served() {
     let limits = ConnectionLimits { max_connections: usize::MAX, header_timeout: ConnectionLimits::MAX_HEADER_TIMEOUT };
-    let server = Server::start(DebugConfig::default().without_token().limits(limits)).await;
+    let server = Server::start_within(DebugConfig::default().without_token(), limits).await;
     assert_eq!(server.get("/debug/pprof/").await.0, 200);
 }

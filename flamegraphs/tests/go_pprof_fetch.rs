@@ -53,7 +53,7 @@ async fn go_tool_pprof_fetches_and_reads_refusals() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "a misspelt parameter fetched a profile");
     assert!(
-        stderr.contains("400 Bad Request - unknown parameter \"second\"; this endpoint takes seconds, frequency"),
+        stderr.contains("400 Bad Request - unknown parameter \"second\" (did you mean seconds?)"),
         "go tool pprof shows why it was refused:\n{stderr}"
     );
 }

@@ -28,9 +28,10 @@ pub type RouteTable = BTreeMap<String, String>;
 #[serde(deny_unknown_fields)]
 struct RoutesFile {
     // Absent is not a TOML error, so that `parse` can say what is missing
-    // in words rather than as serde's "missing field".
+    // in words rather than as serde's "missing field"; `None` (no route
+    // written at all) is told from `route = []` (none, on purpose).
     #[serde(default)]
-    route: Vec<RouteEntry>,
+    route: Option<Vec<RouteEntry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,9 +165,10 @@ pub const MAX_PREFIX_LEN: usize = 1024;
 /// is far more often one that a failed write left empty or cut short
 /// (`./render-routes > routes.toml` that fails before it prints, a full
 /// disk) than a wish to drop every route, and publishing it would answer
-/// every request 404: it is refused, and the last good routes stay.
+/// every request 404: it is refused, and the last good routes stay. A file
+/// that says `route = []` means it, and is published.
 pub const NO_ROUTE: &str = "has no [[route]] (an empty or comment-only file is taken for a failed write, \
-                            not for \"no routes\")";
+                            not for \"no routes\"; write `route = []` for a table with none)";
 
 /// Parses and validates the text of a routes file.
 ///
@@ -180,18 +182,18 @@ pub const NO_ROUTE: &str = "has no [[route]] (an empty or comment-only file is t
 /// `/caf%C3%A9`, `/%61pi` is `/api`), which is the form stored; every
 /// `upstream` is an `http://` or `https://` URL with a host, ASCII without
 /// spaces or control characters, no fragment and no user credentials; and
-/// there is at least one route ([`NO_ROUTE`]).
+/// a route is written, or `route = []` says there is none ([`NO_ROUTE`]).
 ///
 /// # Errors
 ///
 /// A message naming the offending route, for the log.
 pub fn parse(text: &str) -> Result<RouteTable, String> {
     let file: RoutesFile = toml::from_str(text).map_err(|err| toml_error(text, &err))?;
-    if file.route.is_empty() {
+    let Some(routes) = file.route else {
         return Err(NO_ROUTE.to_owned());
-    }
+    };
     let mut table = RouteTable::new();
-    for (i, RouteEntry { prefix, upstream }) in file.route.into_iter().enumerate() {
+    for (i, RouteEntry { prefix, upstream }) in routes.into_iter().enumerate() {
         let n = i + 1;
         if !prefix.starts_with('/') {
             return Err(format!("route #{n}: prefix {prefix:?} must start with '/'"));
@@ -342,9 +344,11 @@ mod tests {
     /// every route.
     #[test]
     fn a_file_without_a_route_is_refused() {
-        for text in ["", "\n  \n", "# routes of the gateway\n# (rendered by render-routes)\n", "route = []\n"] {
+        for text in ["", "\n  \n", "# routes of the gateway\n# (rendered by render-routes)\n"] {
             assert_eq!(parse(text), Err(NO_ROUTE.to_owned()), "{text:?}");
         }
+        // Written out, none is meant: a table with no routes.
+        assert_eq!(parse("# every route withdrawn\nroute = []\n"), Ok(RouteTable::new()));
         let file = std::env::temp_dir().join(format!("snapview-examples-no-route-{}.toml", std::process::id()));
         std::fs::write(&file, "# nothing yet\n").unwrap();
         let err = load(&file).unwrap_err();

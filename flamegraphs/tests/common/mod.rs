@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pprof::protos::{Message, Profile};
 use snapview::SnapMap;
-use snapview_flame::DebugConfig;
+use snapview_flame::{ConnectionLimits, DebugConfig};
 use snapview_instrument::{Telemetry, TelemetryGuard};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -78,6 +78,11 @@ pub struct Server {
 impl Server {
     /// Serves `config` on an ephemeral loopback port of the current runtime.
     pub async fn start(config: DebugConfig) -> Server {
+        Server::start_within(config, ConnectionLimits::default()).await
+    }
+
+    /// [`start`](Self::start) within `limits`.
+    pub async fn start_within(config: DebugConfig, limits: ConnectionLimits) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
         let base = format!("http://{}", listener.local_addr().expect("has an address"));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -85,7 +90,7 @@ impl Server {
             let signal = async {
                 let _ = stopped.await;
             };
-            snapview_flame::serve_with_shutdown(listener, config, signal).await.expect("serves");
+            snapview_flame::serve_with_limits(listener, config, limits, signal).await.expect("serves");
         });
         Server { base, stop: Some(stop) }
     }
