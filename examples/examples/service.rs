@@ -92,9 +92,12 @@ fn install_telemetry() -> Result<TelemetryGuard, String> {
     // OTLP as the environment says: on when OTEL_EXPORTER_OTLP_ENDPOINT is
     // set, with the protocol of OTEL_EXPORTER_OTLP_PROTOCOL (a value the
     // pipeline does not speak stops the start with a message naming it).
-    // The demo's name, unless OTEL_SERVICE_NAME gives one: the builder's
-    // name would win over the environment's.
-    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|name| !name.is_empty());
+    // The demo's name, unless the environment gives one (OTEL_SERVICE_NAME,
+    // or service.name in OTEL_RESOURCE_ATTRIBUTES): the builder's name would
+    // win over the environment's. Blank is unset, as the library reads it.
+    let var = |name| std::env::var(name).unwrap_or_default();
+    let named = !var("OTEL_SERVICE_NAME").trim().is_empty()
+        || var("OTEL_RESOURCE_ATTRIBUTES").split(',').any(|pair| pair.trim_start().starts_with("service.name="));
     let mut builder = Telemetry::builder();
     if !named {
         builder = builder.service_name("snapview-demo");

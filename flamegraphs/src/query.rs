@@ -103,11 +103,16 @@ impl Query {
 }
 
 /// Whether `name` is close enough to `known` to be a misspelling of it:
-/// the same in another case, a piece of it (three letters at least) or it
-/// with more after it, or at most two letters off.
+/// the same in another case, its first three letters or more (with a
+/// plural `s` or not: `sec`, `secs`, `freqs`), it with more after it, or at
+/// most two letters off.
 fn looks_like(name: &str, known: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    (name.len() >= 3 && known.starts_with(&name)) || name.starts_with(known) || at_most_two_edits(&name, known)
+    let start = |piece: &str| piece.len() >= 3 && known.starts_with(piece);
+    start(&name)
+        || name.strip_suffix('s').is_some_and(start)
+        || name.starts_with(known)
+        || at_most_two_edits(&name, known)
 }
 
 /// Whether at most two insertions, deletions or substitutions of bytes
@@ -188,7 +193,9 @@ mod tests {
             Err("unknown parameter \"Seconds\" (did you mean seconds?); this endpoint takes seconds, frequency"
                 .to_owned())
         );
-        for typo in ["second=5", "sec=5", "secnods=5", "seconds_=5", "freq=5", "frequncy=5", "FREQUENCY=5"] {
+        for typo in
+            ["second=5", "sec=5", "secs=5", "secnods=5", "seconds_=5", "freq=5", "freqs=5", "frequncy=5", "FREQUENCY=5"]
+        {
             assert!(misspelt(typo).is_err_and(|e| e.starts_with("unknown parameter")), "{typo}");
         }
         for other in ["x=3&y=118&s=get", "_=1733", "debug=1", "format=svg", "gc=1", "s=seconds"] {

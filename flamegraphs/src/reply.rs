@@ -52,7 +52,8 @@ pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Resp
 }
 
 /// Marks a plain-text error as the pprof endpoint's own: `go tool pprof`
-/// prints such an error's body (`unknown parameter "second"; ...`), and of
+/// prints such an error's body (`unknown parameter "second" (did you mean
+/// seconds?); ...`), and of
 /// any other only the status line, as Go's `net/http/pprof` marks its errors.
 pub(crate) const GO_PPROF_ERROR: (HeaderName, &str) = (HeaderName::from_static("x-go-pprof"), "1");
 

@@ -230,6 +230,8 @@ pub async fn serve_with_limits(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     config.validate()?;
+    // Before the warning below: a server that will not start warns of nothing.
+    limits.validate()?;
     let addr = listener.local_addr()?;
     check_reach(addr, &config)?;
     if !addr.ip().is_loopback() && config.token.is_none() {

@@ -262,6 +262,12 @@ async fn limits_that_cannot_be_served_are_an_error_before_serving() {
         let err = tokio::time::timeout(Duration::from_secs(5), served).await.expect("refused at once").unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{limits:?}");
         assert!(err.to_string().starts_with("ConnectionLimits::"), "{err}");
+        // The debug server checks them the same way.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = snapview_flame::DebugConfig::default().without_token();
+        let served = snapview_flame::serve_with_limits(listener, config, limits, std::future::pending());
+        let err = tokio::time::timeout(Duration::from_secs(5), served).await.expect("refused at once").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{limits:?}");
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! - `routes` (`SnapMap<String, String>`, prefix → upstream) is loaded from a
 //!   TOML file and hot-reloaded ([`reload`]): each edit is published as one
-//!   version and its diff is logged; a bad file (one with no route too)
-//!   keeps the last good version.
+//!   version and its diff is logged; a bad file (one with no `[[route]]`
+//!   too, unless it says `route = []`) keeps the last good version.
 //! - Each request to `/route/<path>`, or to `<path>` itself where nothing
 //!   else is served, takes one snapshot of `routes` and resolves the longest
 //!   matching prefix of its path in normal form ([`app`], [`path`]).

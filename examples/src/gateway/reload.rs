@@ -115,7 +115,8 @@ fn diff_against_table(before: &snapview::Snapshot<String, String>, table: &Route
 /// Reads `path` every `every` until `stop` turns true, publishing each valid
 /// new table and logging its diff; an invalid or unreadable file is logged
 /// (once per distinct problem) and the last good table stays in force. A
-/// file with no route is invalid ([`config::NO_ROUTE`]). `loaded` is the
+/// file with no `[[route]]` is invalid unless it says `route = []`
+/// ([`config::NO_ROUTE`]). `loaded` is the
 /// text the current table came from.
 ///
 /// New text is acted on once two reads in a row give it, the second started
