@@ -33,12 +33,7 @@ async fn go_pprof(args: Vec<String>) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_tool_pprof_fetches_and_reads_refusals() {
-    if Command::new("go").arg("version").output().is_err() {
-        assert!(
-            std::env::var_os("SNAPVIEW_REQUIRE_TOOLS").is_none(),
-            "SNAPVIEW_REQUIRE_TOOLS is set but `go` is missing"
-        );
-        eprintln!("skipped: `go` not found (Debian: apt-get install golang-go)");
+    if !common::go_is_installed() {
         return;
     }
     common::start_workload();

@@ -68,6 +68,18 @@ fn snapview_workload_spin(seed: u64) -> u64 {
     x
 }
 
+/// Whether `go` runs here; when it does not, a test that needs it is
+/// skipped (saying so), unless `SNAPVIEW_REQUIRE_TOOLS` is set (as in CI,
+/// which installs Debian's `golang-go`), where that is a failure.
+pub fn go_is_installed() -> bool {
+    if std::process::Command::new("go").arg("version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("SNAPVIEW_REQUIRE_TOOLS").is_none(), "SNAPVIEW_REQUIRE_TOOLS is set but `go` is missing");
+    eprintln!("skipped: `go` not found (Debian: apt-get install golang-go)");
+    false
+}
+
 /// A debug server on 127.0.0.1:0; stopped when dropped.
 pub struct Server {
     /// `http://127.0.0.1:PORT`.
