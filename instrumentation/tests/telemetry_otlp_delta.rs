@@ -7,6 +7,8 @@
 //! export to that collector carries again), while pipelines to two
 //! collectors, or with two service names, each send every call.
 //! `lowmemory` does so for the histogram, the counter staying cumulative.
+//! The histogram's intervals follow one another across the pipelines to
+//! one collector, and only a series' first point has its min and max.
 //! The environment is process-wide, so the exporting side runs as a child
 //! process (this test binary, running one of the ignored `child_*` tests).
 #![cfg(feature = "otlp")]
@@ -20,7 +22,9 @@ use std::time::Duration;
 
 use child::run_child;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, HistogramDataPoint, Metric, metric, number_data_point,
+};
 use otlp_receiver::{ReceiverHandle, string_attribute};
 use snapview_instrument::probe::MapProbe;
 use snapview_instrument::{Op, Protocol, Telemetry, TelemetryBuilder, TelemetryGuard};
@@ -99,6 +103,9 @@ fn a_second_pipeline_exports_only_the_calls_after_the_first_ones() {
         wait_for_exports(&receiver, IN_TURN, calls_temporality, 2);
         let metrics = receiver.metrics();
         assert_eq!(timed(&metrics, IN_TURN), [FIRST, SECOND], "{preference}: the histogram of each pipeline");
+        // The second pipeline's first interval starts where the first
+        // pipeline's last one ended.
+        assert_intervals_follow_on(&points(&metrics, IN_TURN), preference);
         let calls = calls(&metrics, IN_TURN, calls_temporality);
         assert_eq!(calls, calls_exported, "{preference}: the calls counter of each pipeline");
     }
@@ -137,6 +144,7 @@ fn two_pipelines_at_once_export_each_call_once() {
         wait_for_exports(&receiver, AT_ONCE, calls_temporality, 4);
         let metrics = receiver.metrics();
         assert_eq!(timed(&metrics, AT_ONCE), [FIRST, SECOND, 0, 0], "{preference}: the histogram of each export");
+        assert_intervals_follow_on(&points(&metrics, AT_ONCE), preference);
         let calls = calls(&metrics, AT_ONCE, calls_temporality);
         assert_eq!(calls, calls_exported, "{preference}: the calls counter of each export");
     }
@@ -287,14 +295,38 @@ fn is_the_maps_snapshots(attributes: &[KeyValue], map: &str) -> bool {
 /// `map`'s timed snapshots in each export's histogram, in order; every
 /// histogram must be a delta one.
 fn timed(metrics: &[Metric], map: &str) -> Vec<u64> {
+    points(metrics, map).iter().map(|p| p.count).collect()
+}
+
+/// `map`'s snapshot point in each export's histogram, in order; every
+/// histogram must be a delta one.
+fn points(metrics: &[Metric], map: &str) -> Vec<HistogramDataPoint> {
     let of_export = |m: &Metric| match &m.data {
         Some(metric::Data::Histogram(h)) => {
             assert_eq!(h.aggregation_temporality, DELTA as i32, "{m:#?}");
-            Some(h.data_points.iter().find(|p| is_the_maps_snapshots(&p.attributes, map))?.count)
+            h.data_points.iter().find(|p| is_the_maps_snapshots(&p.attributes, map)).cloned()
         }
         other => panic!("snapview.op.duration is a histogram: {other:?}"),
     };
     metrics.iter().filter(|m| m.name == "snapview.op.duration").filter_map(of_export).collect()
+}
+
+/// The delta points of one series to one collector, in the order they
+/// were sent, across pipelines: each interval starts where the one before
+/// ended and ends after it starts; the series' first point has its min and
+/// max (those of its first interval are the all-time ones), and no later
+/// point has either (an interval's own are not known).
+fn assert_intervals_follow_on(points: &[HistogramDataPoint], context: &str) {
+    for point in points {
+        assert!(point.start_time_unix_nano < point.time_unix_nano, "{context}: {points:#?}");
+    }
+    for (i, pair) in points.windows(2).enumerate() {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert_eq!(after.start_time_unix_nano, before.time_unix_nano, "{context}: point {} starts late", i + 1);
+    }
+    let (first, later) = points.split_first().expect("a point");
+    assert!(first.min.is_some() && first.max.is_some(), "{context}: the first point's min and max: {first:#?}");
+    assert!(later.iter().all(|p| p.min.is_none() && p.max.is_none()), "{context}: later min or max: {later:#?}");
 }
 
 /// `map`'s snapshot calls in each export's counter, in order; every one

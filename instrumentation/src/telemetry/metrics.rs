@@ -32,34 +32,48 @@
 //! process that sends to the same [`Destination`]: the same protocol, the
 //! same metrics endpoint (as resolved: the builder's, else the
 //! environment's, else the default; compared as text) and the same
-//! resource attributes (`service.name` among them), which is what a
-//! collector tells streams apart by. The headers do not count. Such
-//! pipelines share one record ([`CARRIED`]): one built after another was
-//! dropped starts from what that one took, instead of sending the whole
-//! history again, and two alive at once (the window in which `install`
-//! refuses one, or `build` called twice) split the calls between their
-//! exports, each call in one export of either. Pipelines to different
-//! destinations have a record each, and each sends every call: a
-//! destination's first delta collection carries everything the process
-//! recorded so far, which that collector never saw.
+//! resource attributes (`service.name` among them). The protocol and the
+//! endpoint name a collector as spelled, not a stream: a collector tells
+//! streams apart by their resource (and scope, metric and attributes), so
+//! two pipelines with one resource that reach one collector by two
+//! destinations (gRPC on 4317 and HTTP on 4318, or two spellings of its
+//! host) each send it every call, and it counts each call twice. The
+//! headers do not count. Pipelines to one destination share one record
+//! ([`CARRIED`]): one built after another was dropped starts from what that
+//! one took, instead of sending the whole history again, and two alive at
+//! once (the window in which `install` refuses one, or `build` called
+//! twice) split the calls between their exports, each call in one export
+//! of either. One exception: `lowmemory` keeps the calls counter
+//! cumulative and moves no record of calls, so a `delta` pipeline after a
+//! `lowmemory` one to the destination sends again, in its first export,
+//! the calls the `lowmemory` one counted: every call since the
+//! destination's last `delta` collection, or since the process started
+//! (its histogram does not: both take the histograms' deltas from the
+//! record). Pipelines to different destinations have a record each, and
+//! each sends every call: a destination's first delta collection carries
+//! everything the process recorded so far, which that collector never saw.
 //!
 //! A collection reads its report and takes the calls and the histograms'
 //! deltas from it in one hold of its destination's record, when its first
 //! reader asks ([`SharedReport`]): so an export's calls are never fewer than
 //! its histogram's count even with two pipelines racing, and its
 //! histogram's interval starts where the destination's previous collection
-//! ended and never ends before it starts. The calls counter's own start
-//! time is the SDK's: the previous collection of its pipeline (or the
-//! pipeline's start), which differs from the histogram's when another
-//! pipeline to the destination collected in between. What a collection
-//! took is gone from later ones whether or not its export then went
-//! through: a failed export's interval is lost, as for the SDK's own delta
-//! instruments.
+//! ended and ends after it starts (at least a nanosecond after, should the
+//! wall clock have been set back). A destination's first interval starts
+//! at the start of the pipeline that collects first for it, though it
+//! carries the calls made before that pipeline was built too: the process
+//! keeps no earlier time. The calls counter's own start time is the SDK's:
+//! the previous collection of its pipeline, or the pipeline's start (so
+//! its first interval may carry calls made before it too); it differs from
+//! the histogram's when another pipeline to the destination collected in
+//! between. What a collection took is gone from later ones whether or not
+//! its export then went through: a failed export's interval is lost, as for
+//! the SDK's own delta instruments.
 
 use crate::sync::unmodelled::{AtomicBool, Ordering};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Meter};
@@ -133,24 +147,40 @@ pub(super) fn register(meter: &Meter, shared: &Arc<SharedReport>) {
         .build();
 }
 
-/// Where a pipeline's metrics go, as far as a collector tells their streams
-/// apart: the protocol, the metrics endpoint as resolved (the builder's,
-/// else the environment's, else the default; for HTTP the URL posted to)
-/// and the resource's attributes, sorted. The delta collections of the
-/// pipelines to one destination take their deltas from one record
-/// ([`CARRIED`]).
+/// Where a pipeline's metrics go: the protocol, the metrics endpoint as
+/// resolved (the builder's, else the environment's, else the default; for
+/// HTTP the URL posted to) and the resource's attributes, sorted. The delta
+/// collections of the pipelines to one destination take their deltas from
+/// one record ([`CARRIED`]).
 ///
-/// The endpoint is compared as text, not by the collector it reaches:
-/// `http://localhost:4317` and `http://127.0.0.1:4317` are two destinations,
-/// each sent every call. The headers are left out: they carry API keys,
-/// which a process-wide record should not keep, and a key rotated between
-/// two pipelines does not make another stream; so two pipelines alive at
-/// once that differ only by a tenant header split the calls between them.
+/// The protocol and the endpoint tell collectors apart, as spelled; a
+/// collector tells streams apart by the resource alone (with the scope,
+/// metric and attributes). The endpoint is compared as text, not by the
+/// collector it reaches: `http://localhost:4317` and `http://127.0.0.1:4317`
+/// are two destinations, each sent every call, as are a gRPC and an HTTP
+/// pipeline to the two ports of one collector: with one resource, that
+/// collector takes both for one stream and counts each call twice. The
+/// headers are left out: they carry API keys, which a process-wide record
+/// should not keep, and a key rotated between two pipelines does not make
+/// another stream; so two pipelines alive at once that differ only by a
+/// tenant header split the calls between them.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Destination {
     protocol: &'static str,
     endpoint: String,
     resource: Vec<(String, String)>,
+}
+
+/// The endpoint redacted, as everywhere it is shown: it may carry
+/// credentials.
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("protocol", &self.protocol)
+            .field("endpoint", &super::transport::redacted(&self.endpoint))
+            .field("resource", &self.resource)
+            .finish()
+    }
 }
 
 impl Destination {
@@ -172,10 +202,13 @@ impl Destination {
 /// record: a cumulative export sends everything anyway. A new record is
 /// empty, so a destination's first delta collection carries everything
 /// recorded since the process started (a map may have recorded before the
-/// pipeline was built). Records are kept for the life of the process, so
-/// that a pipeline built later to the destination starts from it: one per
-/// destination a delta pipeline was built for, each holding at most the
-/// exported series.
+/// pipeline was built). A pipeline looks its record up (making it if there
+/// is none) at its first collection, so a pipeline whose `build()` failed
+/// leaves none. Records are kept for the life of the process, so that a
+/// pipeline built later to the destination starts from it: one per
+/// destination a delta pipeline collected for, each holding at most the
+/// exported series, [`MAX_OTLP_MAPS`] maps of 7 ops (448 series), about
+/// half a kilobyte each (mostly the 26 bucket counts): some 200 KB at most.
 static CARRIED: Mutex<BTreeMap<Destination, Arc<Mutex<Carried>>>> = Mutex::new(BTreeMap::new());
 
 /// The record of `destination`'s delta collections, shared with every
@@ -183,6 +216,12 @@ static CARRIED: Mutex<BTreeMap<Destination, Arc<Mutex<Carried>>>> = Mutex::new(B
 fn carried_for(destination: Destination) -> Arc<Mutex<Carried>> {
     let mut records = lock(&CARRIED);
     Arc::clone(records.entry(destination).or_default())
+}
+
+/// Whether the process has a record of `destination`.
+#[cfg(test)]
+pub(super) fn has_record(destination: &Destination) -> bool {
+    lock(&CARRIED).contains_key(destination)
 }
 
 /// What the delta collections to one destination took so far.
@@ -194,7 +233,9 @@ struct Carried {
     /// Each (map, op) series' histogram totals at the last delta collection.
     histograms: BTreeMap<Series, Totals>,
     /// Each (map, op) series' calls at the last collection of a delta calls
-    /// counter (with `lowmemory` it is cumulative, and does not move this).
+    /// counter. With `lowmemory` the counter is cumulative and does not
+    /// move this: a `delta` pipeline's collection after `lowmemory` ones
+    /// takes again the calls they counted.
     calls: BTreeMap<Series, u64>,
 }
 
@@ -262,6 +303,13 @@ impl Histograms {
     /// `snapview` scope beside the SDK's instruments.
     pub(super) fn add_to(&self, request: &mut ExportMetricsServiceRequest) {
         let collection = self.shared.for_reader(INSTRUMENTS.len());
+        // Here, in the export, which the SDK calls with none of its locks
+        // held, and with none of this pipeline's: not while the collection
+        // is taken, under them, where a subscriber's layer that touched
+        // snapview's telemetry could wait on them for good.
+        if collection.left_out {
+            warn_maps_left_out();
+        }
         let Some(metric) = collection.histogram.clone() else { return };
         let Some(resource) = request.resource_metrics.first_mut() else { return };
         let is_ours = |scope: &&mut proto::ScopeMetrics| scope.scope.as_ref().is_some_and(|s| s.name == SCOPE);
@@ -288,6 +336,10 @@ struct Collection {
     /// The `snapview.op.duration` metric, or `None` if no series is
     /// exported yet.
     histogram: Option<proto::Metric>,
+    /// Whether the report has series of maps OTLP export leaves out: the
+    /// exporter warns of it ([`Histograms::add_to`]), outside the locks
+    /// the collection was taken under.
+    left_out: bool,
 }
 
 impl Collection {
@@ -308,15 +360,17 @@ impl Collection {
     ) -> Self {
         debug_assert_eq!(carried.is_some(), is_delta(temporality), "a record for delta temporality only");
         let since = carried.as_deref().and_then(|carried| carried.since).unwrap_or(start);
-        // Never an interval that ends before it starts, nor a record whose
-        // next interval starts before this one ended: the wall clock may
-        // have been set back since the previous collection.
-        let time = now.max(since);
+        // An interval ends after it starts, and the record's next one starts
+        // where this one ended: the wall clock may have been set back since
+        // the previous collection, and some collectors drop a point whose
+        // time does not advance. Until the clock catches up, each interval
+        // is a nanosecond long, its counts all there.
+        let time = now.max(since.checked_add(Duration::from_nanos(1)).unwrap_or(since));
         let (start_nanos, time_nanos) = (unix_nanos(since), unix_nanos(time));
         let mut calls_taken = (carried.is_some() && temporality == Temporality::Delta).then(HashMap::new);
         let explicit_bounds: Vec<f64> = BUCKET_BOUNDS_NS.iter().map(|&ns| seconds(ns)).collect();
         let mut data_points = Vec::new();
-        for_each_exported(&report, |stats| {
+        let left_out = for_each_exported(&report, |stats| {
             let now_totals = Totals::of(stats);
             let point = match carried.as_deref_mut() {
                 Some(carried) => {
@@ -347,7 +401,7 @@ impl Collection {
             carried.since = Some(time);
         }
         let histogram = (!data_points.is_empty()).then(|| histogram_metric(data_points, temporality));
-        Collection { report, calls_taken, histogram }
+        Collection { report, calls_taken, histogram, left_out }
     }
 }
 
@@ -433,14 +487,31 @@ fn unix_nanos(time: SystemTime) -> u64 {
 /// The SDK runs each instrument's callback once per collection, in an order
 /// it does not promise, and the exporter reads it last: a reader that finds
 /// it has already read the current collection starts the next one, which
-/// the others then read.
+/// the others then read. This assumes one `MetricReader` per meter
+/// provider, as the pipeline builds it: a second reader's collections would
+/// run the callbacks again, and start collections (taking deltas from the
+/// record) that the exporter of the first never reads.
+///
+/// The SDK skips the export of a collection in which its instruments
+/// observed nothing, so the exporter does not read that collection. No
+/// delta is lost to it only because the calls counter observes exactly the
+/// series the histogram has (every exported series of the report, called
+/// or only timed, with its delta 0 if it had no calls since): a collection
+/// whose histogram has a point has a counter point too, and is exported.
+/// Were the counter to leave series out (idle ones, say), the histogram
+/// deltas of a collection it left empty would be taken from the record and
+/// never sent.
 #[derive(Debug)]
 pub(super) struct SharedReport {
     current: Mutex<Option<(Arc<Collection>, [bool; READERS])>>,
     temporality: Temporality,
-    /// The record of the pipeline's destination with delta temporality;
-    /// `None` with cumulative, which takes nothing from it.
-    carried: Option<Arc<Mutex<Carried>>>,
+    /// The pipeline's destination with delta temporality; `None` with
+    /// cumulative, which takes nothing from a record.
+    destination: Option<Destination>,
+    /// The destination's record, looked up at the pipeline's first
+    /// collection: a pipeline whose build failed never collects, and
+    /// leaves no record behind.
+    carried: OnceLock<Arc<Mutex<Carried>>>,
     /// The pipeline's start: where its cumulative counts start as far as
     /// the collector knows, and the delta ones of a destination's first
     /// collection.
@@ -455,7 +526,8 @@ impl SharedReport {
         Self {
             current: Mutex::new(None),
             temporality,
-            carried: is_delta(temporality).then(|| carried_for(destination())),
+            destination: is_delta(temporality).then(destination),
+            carried: OnceLock::new(),
             start: SystemTime::now(),
         }
     }
@@ -474,9 +546,10 @@ impl SharedReport {
 
     /// A new collection, from a report read now.
     fn collect(&self) -> Collection {
-        let Some(carried) = &self.carried else {
+        let Some(destination) = &self.destination else {
             return Collection::take(report(), self.temporality, None, self.start, SystemTime::now());
         };
+        let carried = self.carried.get_or_init(|| carried_for(destination.clone()));
         // Held from before the report is read until the record holds what
         // this collection took: the collections of the destination's
         // pipelines come one after another, each from a report no older
@@ -530,25 +603,29 @@ fn observe_each<T>(
     observer: &dyn AsyncInstrument<T>,
     mut observe: impl FnMut(&dyn AsyncInstrument<T>, &OpStats, &Labels),
 ) {
-    for_each_exported(report, |stats| {
+    // What is left out is the collection's to tell ([`Collection::left_out`]).
+    let _left_out = for_each_exported(report, |stats| {
         let labels = [KeyValue::new("map", stats.map.clone()), KeyValue::new("op", stats.op.as_str())];
         observe(observer, stats, &labels);
     });
 }
 
 /// Calls `f` with every (map, op) of `report` whose map name is among the
-/// first [`MAX_OTLP_MAPS`] registered.
-fn for_each_exported(report: &Report, mut f: impl FnMut(&OpStats)) {
+/// first [`MAX_OTLP_MAPS`] registered; returns whether `report` has others,
+/// which it leaves out. It logs nothing: its callers hold locks.
+fn for_each_exported(report: &Report, mut f: impl FnMut(&OpStats)) -> bool {
     for stats in report.iter() {
         // The report lists maps in registration order: the rest are out too.
         if stats.registration() >= MAX_OTLP_MAPS {
-            warn_maps_left_out();
-            return;
+            return true;
         }
         f(stats);
     }
+    false
 }
 
+/// Logs, once per process, that some maps are left out of OTLP export: to
+/// be called with no lock held (a layer of the subscriber may do anything).
 #[cold]
 fn warn_maps_left_out() {
     static WARNED: AtomicBool = AtomicBool::new(false);
@@ -589,8 +666,6 @@ fn seconds(nanos: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     const MAP: &str = "metrics.test";
@@ -679,32 +754,42 @@ mod tests {
 
     /// A collection whose clock reads earlier than the destination's
     /// previous collection (the wall clock set back, or a time read before
-    /// another collection took the record) neither ends its interval before
-    /// it starts nor moves the record's start back, where the next interval
-    /// would overlap the last.
+    /// another collection took the record) neither moves the record's start
+    /// back, where the next interval would overlap the last, nor ends its
+    /// interval where it starts (some collectors drop a point whose time
+    /// does not advance): until the clock catches up, each interval is a
+    /// nanosecond long, with its counts.
     #[test]
-    fn an_interval_never_ends_before_it_starts_nor_starts_before_the_last_ended() {
+    fn an_interval_always_ends_after_it_starts_and_starts_where_the_last_ended() {
         let mut carried = Carried::default();
         let nanos = |time| unix_nanos(time);
         let first = delta(report_of(1, &[100]), &mut carried, at(10));
         let first = point(&first);
         assert_eq!((first.start_time_unix_nano, first.time_unix_nano), (nanos(at(0)), nanos(at(10))));
 
-        let behind = delta(report_of(2, &[100, 100]), &mut carried, at(5));
-        let behind = point(&behind);
-        assert_eq!(behind.start_time_unix_nano, nanos(at(10)), "from where the last ended");
-        assert!(behind.start_time_unix_nano <= behind.time_unix_nano, "{behind:?}");
-        assert_eq!(carried.since, Some(at(10)), "the record's start does not go back");
+        let mut last_end = nanos(at(10));
+        for (timed, now) in [(2, at(5)), (3, at(6)), (4, at(10))] {
+            let behind = delta(report_of(timed, &vec![100; timed as usize]), &mut carried, now);
+            let behind = point(&behind);
+            assert_eq!(behind.start_time_unix_nano, last_end, "from where the last ended");
+            assert_eq!(behind.time_unix_nano, last_end + 1, "a nanosecond later, the clock reading {now:?}");
+            assert_eq!(behind.count, 1, "its counts are there");
+            last_end = behind.time_unix_nano;
+        }
+        assert_eq!(carried.since.map(nanos), Some(last_end), "the record's start does not go back");
 
-        let next = delta(report_of(3, &[100, 100, 100]), &mut carried, at(20));
+        let next = delta(report_of(5, &[100; 5]), &mut carried, at(20));
         let next = point(&next);
-        assert_eq!((next.start_time_unix_nano, next.time_unix_nano), (nanos(at(10)), nanos(at(20))));
+        assert_eq!((next.start_time_unix_nano, next.time_unix_nano), (last_end, nanos(at(20))));
 
         // A destination's first collection starts at the pipeline's start,
-        // and does not end before it either.
+        // and ends after it too; so does a cumulative one.
         let early = delta(report_of(1, &[100]), &mut Carried::default(), SystemTime::UNIX_EPOCH);
         let early = point(&early);
-        assert_eq!((early.start_time_unix_nano, early.time_unix_nano), (nanos(at(0)), nanos(at(0))));
+        assert_eq!((early.start_time_unix_nano, early.time_unix_nano), (nanos(at(0)), nanos(at(0)) + 1));
+        let cumulative = Collection::take(report_of(1, &[100]), Temporality::Cumulative, None, at(0), at(0));
+        let cumulative = point(&cumulative);
+        assert_eq!((cumulative.start_time_unix_nano, cumulative.time_unix_nano), (nanos(at(0)), nanos(at(0)) + 1));
     }
 
     /// Each collection takes the calls and the histogram from one report at
@@ -742,6 +827,86 @@ mod tests {
         ] {
             assert!(!Arc::ptr_eq(&one, &other));
         }
+    }
+
+    /// `lowmemory` moves the record of the histograms but not that of the
+    /// calls (its calls counter is cumulative): a `delta` collection after
+    /// it takes again the calls `lowmemory` counted, though not the timed
+    /// calls its histograms sent.
+    #[test]
+    fn a_delta_collection_after_lowmemory_ones_takes_their_calls_again() {
+        let mut carried = Carried::default();
+        let low = Collection::take(report_of(4, &[100; 4]), Temporality::LowMemory, Some(&mut carried), at(0), at(1));
+        assert!(low.calls_taken.is_none(), "lowmemory's calls counter is cumulative");
+        assert_eq!(point(&low).count, 4);
+        let next = delta(report_of(6, &[100; 6]), &mut carried, at(2));
+        assert_eq!((point(&next).count, calls_taken(&next)), (2, 6), "the histogram's 2 new, all 6 calls");
+    }
+
+    /// A destination's record is made at a pipeline's first collection, not
+    /// when its collections are set up, before its exporters are built: a
+    /// pipeline whose build failed leaves none.
+    #[test]
+    fn a_record_is_made_at_the_first_collection() {
+        let resource = Resource::builder_empty().with_service_name("metrics.first-collection").build();
+        let destination =
+            || Destination::new(Protocol::Grpc, "http://first-collection.test:4317".to_owned(), &resource);
+        let shared = SharedReport::new(Temporality::Delta, destination);
+        assert!(!has_record(&destination()), "no record before a collection");
+        shared.for_reader(0);
+        assert!(has_record(&destination()));
+        // Cumulative pipelines make none.
+        let elsewhere = || Destination::new(Protocol::Grpc, "http://cumulative.test:4317".to_owned(), &resource);
+        SharedReport::new(Temporality::Cumulative, elsewhere).for_reader(0);
+        assert!(!has_record(&elsewhere()));
+    }
+
+    /// The warning that maps are left out is logged by the exporter, after
+    /// the collection is taken, and not while it is taken: then the SDK's
+    /// lock, the pipeline's and the record's are held, and a subscriber's
+    /// layer that touched snapview's telemetry (flushed it, built another
+    /// pipeline) could wait on them for good. Here the layer sees whether
+    /// the pipeline's locks are free when it is told. (The warning is told
+    /// once per process: no other test of this binary has an exporter read
+    /// a collection.)
+    #[test]
+    fn the_maps_left_out_are_told_with_no_lock_held() {
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+
+        // One name more than export covers, the last one called.
+        let probes: Vec<_> = (0..=MAX_OTLP_MAPS)
+            .map(|m| crate::probe::MapProbe::new(&format!("metrics.left_out.{m:03}")).sample_every(1))
+            .collect();
+        probes.last().unwrap().start(Op::Snapshot).finish();
+
+        let resource = Resource::builder_empty().with_service_name("metrics.left-out").build();
+        let destination = || Destination::new(Protocol::Grpc, "http://left-out.test:4317".to_owned(), &resource);
+        let shared = Arc::new(SharedReport::new(Temporality::Delta, destination));
+
+        /// Whether the pipeline's and the record's locks were free at each
+        /// warning.
+        struct LocksAtWarnings(Arc<SharedReport>, Arc<Mutex<Vec<(bool, bool)>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LocksAtWarnings {
+            fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    let current = self.0.current.try_lock().is_ok();
+                    let record = self.0.carried.get().is_none_or(|carried| carried.try_lock().is_ok());
+                    lock(&self.1).push((current, record));
+                }
+            }
+        }
+        let warnings = Arc::default();
+        let subscriber =
+            tracing_subscriber::registry().with(LocksAtWarnings(Arc::clone(&shared), Arc::clone(&warnings)));
+        tracing::subscriber::with_default(subscriber, || {
+            // The SDK's instruments read the collection, taking it.
+            let taken = shared.for_reader(0);
+            assert!(taken.left_out);
+            assert_eq!(*lock(&warnings), [], "nothing told while the collection is taken");
+            // Then the exporter reads it.
+            Histograms::new(Arc::clone(&shared)).add_to(&mut ExportMetricsServiceRequest::default());
+        });
+        assert_eq!(*lock(&warnings), [(true, true)], "told once, by the exporter, with the locks free");
     }
 
     /// The values a calls counter observed.

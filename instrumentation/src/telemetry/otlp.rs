@@ -408,19 +408,26 @@ pub(super) struct Pipeline {
 
 impl Pipeline {
     fn start(resolved: &Resolved<'_>) -> Result<Pipeline, TelemetryError> {
-        let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, metrics, .. } =
-            *resolved;
         // Read before the export runtime exists: an error would drop it.
-        metric_export::check_headers(|var: &str| std::env::var_os(var), resolved.traces, metrics)?;
-        let temporality = match metrics {
+        metric_export::check_headers(|var: &str| std::env::var_os(var), resolved.traces, resolved.metrics)?;
+        let temporality = match resolved.metrics {
             true => metric_export::temporality_preference(process_env)?,
             false => Temporality::Cumulative,
         };
+        Self::start_with(resolved, temporality)
+    }
+
+    /// [`start`](Self::start), the metrics exported with `temporality`.
+    fn start_with(resolved: &Resolved<'_>, temporality: Temporality) -> Result<Pipeline, TelemetryError> {
+        let Resolved { config, protocol, timeout, max_queued_spans, metrics_interval, schedule_delay, .. } = *resolved;
         let runtime = match protocol {
             Protocol::Grpc => Some(export_runtime()?),
             Protocol::HttpProtobuf => None,
         };
         let resource = config.resource();
+        // With delta temporality, the destination's record is looked up at
+        // the first collection, which only a pipeline built whole makes: a
+        // failed build leaves no record in the process.
         let destination = || Destination::new(protocol, metrics_endpoint(resolved), &resource);
         let shared = Arc::new(SharedReport::new(temporality, destination));
         let histograms = Histograms::new(Arc::clone(&shared));
@@ -761,6 +768,24 @@ mod tests {
     fn the_span_queue_takes_the_sdks_variable() {
         let explicit = config(Export::With(Protocol::Grpc), None);
         assert_eq!(resolved_with(&explicit, &[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]).unwrap().2, 64);
+    }
+
+    /// A pipeline whose build fails leaves no record of its destination:
+    /// records are kept for the life of the process. (`metrics`' tests
+    /// show the record made at a pipeline's first collection: a pipeline
+    /// built whole here would export, and could log the once-per-process
+    /// warning one of them waits for.)
+    #[test]
+    fn a_failed_build_leaves_no_delta_record() {
+        let config = OtlpConfig {
+            service_name: Some("otlp.record.test".to_owned()),
+            endpoint: Some("ftp://failed-build.test:4318".to_owned()),
+            ..config(Export::With(Protocol::HttpProtobuf), None)
+        };
+        let resolved = config.resolve(&|_: &str| None).unwrap().unwrap();
+        assert!(Pipeline::start_with(&resolved, Temporality::Delta).is_err(), "no such scheme");
+        let destination = Destination::new(resolved.protocol, metrics_endpoint(&resolved), &config.resource());
+        assert!(!super::super::metrics::has_record(&destination), "a record left behind");
     }
 
     #[test]
