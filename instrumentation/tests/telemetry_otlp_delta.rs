@@ -91,24 +91,8 @@ fn child_exports_deltas() {
 /// collector summing the deltas counted the first calls twice.
 #[test]
 fn a_second_pipeline_exports_only_the_calls_after_the_first_ones() {
-    // The calls counter of `lowmemory` is cumulative, its histogram delta.
-    for (preference, calls_temporality, calls_exported) in
-        [("delta", DELTA, [FIRST, SECOND]), ("lowmemory", CUMULATIVE, [FIRST, FIRST + SECOND])]
-    {
-        let (endpoint, receiver) = otlp_receiver::start();
-        run_child(
-            "child_exports_from_two_pipelines_in_turn",
-            &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
-        );
-        wait_for_exports(&receiver, IN_TURN, calls_temporality, 2);
-        let metrics = receiver.metrics();
-        assert_eq!(timed(&metrics, IN_TURN), [FIRST, SECOND], "{preference}: the histogram of each pipeline");
-        // The second pipeline's first interval starts where the first
-        // pipeline's last one ended.
-        assert_intervals_follow_on(&points(&metrics, IN_TURN), preference);
-        let calls = calls(&metrics, IN_TURN, calls_temporality);
-        assert_eq!(calls, calls_exported, "{preference}: the calls counter of each pipeline");
-    }
+    let deltas = [FIRST, SECOND];
+    check_each_preference("child_exports_from_two_pipelines_in_turn", IN_TURN, deltas, [FIRST, FIRST + SECOND]);
 }
 
 #[test]
@@ -132,22 +116,9 @@ fn child_exports_from_two_pipelines_in_turn() {
 /// it had not sent itself.
 #[test]
 fn two_pipelines_at_once_export_each_call_once() {
-    for (preference, calls_temporality, calls_exported) in [
-        ("delta", DELTA, [FIRST, SECOND, 0, 0]),
-        ("lowmemory", CUMULATIVE, [FIRST, FIRST + SECOND, FIRST + SECOND, FIRST + SECOND]),
-    ] {
-        let (endpoint, receiver) = otlp_receiver::start();
-        run_child(
-            "child_exports_from_two_pipelines_at_once",
-            &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
-        );
-        wait_for_exports(&receiver, AT_ONCE, calls_temporality, 4);
-        let metrics = receiver.metrics();
-        assert_eq!(timed(&metrics, AT_ONCE), [FIRST, SECOND, 0, 0], "{preference}: the histogram of each export");
-        assert_intervals_follow_on(&points(&metrics, AT_ONCE), preference);
-        let calls = calls(&metrics, AT_ONCE, calls_temporality);
-        assert_eq!(calls, calls_exported, "{preference}: the calls counter of each export");
-    }
+    let deltas = [FIRST, SECOND, 0, 0];
+    let cumulative = [FIRST, FIRST + SECOND, FIRST + SECOND, FIRST + SECOND];
+    check_each_preference("child_exports_from_two_pipelines_at_once", AT_ONCE, deltas, cumulative);
 }
 
 #[test]
@@ -156,15 +127,7 @@ fn child_exports_from_two_pipelines_at_once() {
     if !child::in_child() {
         return;
     }
-    let probe = MapProbe::new(AT_ONCE).sample_every(1);
-    let (one, other) = (pipeline(), pipeline());
-    record(&probe, FIRST);
-    one.flush();
-    record(&probe, SECOND);
-    other.flush();
-    // Their final exports: nothing was recorded since `other`'s flush.
-    drop(one);
-    drop(other);
+    exports_two_ways(AT_ONCE, pipeline(), pipeline());
 }
 
 /// Two pipelines alive at once that send to two collectors (two backends,
@@ -182,14 +145,9 @@ fn two_pipelines_at_once_to_two_collectors_each_export_every_call() {
         &[(PREFERENCE, "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), (OTHER_ENDPOINT, &other_endpoint)],
     );
     for receiver in [&one, &other] {
-        wait_for_exports(receiver, TWO_WAYS, DELTA, 2);
+        wait_for_exports(receiver, ReceiverHandle::metrics, TWO_WAYS, DELTA, 2);
     }
-    let (one, other) = (one.metrics(), other.metrics());
-    // `one` was flushed after the first calls, `other` after the second.
-    assert_eq!(timed(&one, TWO_WAYS), [FIRST, SECOND], "the first collector's histograms");
-    assert_eq!(calls(&one, TWO_WAYS, DELTA), [FIRST, SECOND], "the first collector's calls");
-    assert_eq!(timed(&other, TWO_WAYS), [FIRST + SECOND, 0], "the second collector's histograms");
-    assert_eq!(calls(&other, TWO_WAYS, DELTA), [FIRST + SECOND, 0], "the second collector's calls");
+    assert_each_got_every_call(&one.metrics(), &other.metrics());
 }
 
 #[test]
@@ -199,7 +157,7 @@ fn child_exports_to_two_collectors_at_once() {
         return;
     }
     let other_endpoint = std::env::var(OTHER_ENDPOINT).unwrap();
-    exports_two_ways(pipeline(), pipeline_with(|builder| builder.otlp_endpoint(other_endpoint)));
+    exports_two_ways(TWO_WAYS, pipeline(), pipeline_with(|builder| builder.otlp_endpoint(other_endpoint)));
 }
 
 /// So do two pipelines to one collector under two service names: the
@@ -211,17 +169,10 @@ fn two_pipelines_at_once_with_two_service_names_each_export_every_call() {
         "child_exports_as_two_services_at_once",
         &[(PREFERENCE, "delta"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
     );
-    let of = |service: &str| receiver.metrics_of_service(service);
-    let exports = |service: &str| timed(&of(service), TWO_WAYS).len().min(calls(&of(service), TWO_WAYS, DELTA).len());
-    assert!(
-        receiver.wait_until(Duration::from_secs(10), |_| exports("delta-one") >= 2 && exports("delta-other") >= 2),
-        "two exports of each service: {:?}",
-        receiver.metrics()
-    );
-    assert_eq!(timed(&of("delta-one"), TWO_WAYS), [FIRST, SECOND]);
-    assert_eq!(calls(&of("delta-one"), TWO_WAYS, DELTA), [FIRST, SECOND]);
-    assert_eq!(timed(&of("delta-other"), TWO_WAYS), [FIRST + SECOND, 0]);
-    assert_eq!(calls(&of("delta-other"), TWO_WAYS, DELTA), [FIRST + SECOND, 0]);
+    for service in ["delta-one", "delta-other"] {
+        wait_for_exports(&receiver, |r| r.metrics_of_service(service), TWO_WAYS, DELTA, 2);
+    }
+    assert_each_got_every_call(&receiver.metrics_of_service("delta-one"), &receiver.metrics_of_service("delta-other"));
 }
 
 #[test]
@@ -231,21 +182,53 @@ fn child_exports_as_two_services_at_once() {
         return;
     }
     exports_two_ways(
+        TWO_WAYS,
         pipeline_with(|builder| builder.service_name("delta-one")),
         pipeline_with(|builder| builder.service_name("delta-other")),
     );
 }
 
-/// The first calls, `one` flushed, the second calls, `other` flushed, then
-/// their final exports, with nothing recorded since `other`'s flush.
-fn exports_two_ways(one: TelemetryGuard, other: TelemetryGuard) {
-    let probe = MapProbe::new(TWO_WAYS).sample_every(1);
+/// The first calls of `map`, `one` flushed, the second calls, `other`
+/// flushed, then their final exports, with nothing recorded since
+/// `other`'s flush.
+fn exports_two_ways(map: &str, one: TelemetryGuard, other: TelemetryGuard) {
+    let probe = MapProbe::new(map).sample_every(1);
     record(&probe, FIRST);
     one.flush();
     record(&probe, SECOND);
     other.flush();
     drop(one);
     drop(other);
+}
+
+/// Runs `child` under each preference whose histogram is a delta one, to a
+/// collector of its own, and checks `map`'s exports, in order: `deltas` in
+/// the histogram, and in the calls counter under `delta`; under
+/// `lowmemory`, whose calls counter is cumulative, `cumulative` there. The
+/// intervals follow on, across the child's pipelines too.
+fn check_each_preference<const N: usize>(child: &str, map: &str, deltas: [u64; N], cumulative: [u64; N]) {
+    for (preference, calls_temporality, calls_exported) in
+        [("delta", DELTA, deltas), ("lowmemory", CUMULATIVE, cumulative)]
+    {
+        let (endpoint, receiver) = otlp_receiver::start();
+        run_child(child, &[(PREFERENCE, preference), ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+        wait_for_exports(&receiver, ReceiverHandle::metrics, map, calls_temporality, N);
+        let metrics = receiver.metrics();
+        assert_eq!(timed(&metrics, map), deltas, "{preference}: the histogram of each export");
+        assert_intervals_follow_on(&points(&metrics, map), preference);
+        let calls = calls(&metrics, map, calls_temporality);
+        assert_eq!(calls, calls_exported, "{preference}: the calls counter of each export");
+    }
+}
+
+/// What [`exports_two_ways`] sent to two destinations that each get every
+/// call: `one`, flushed after the first calls, each batch in an export of
+/// its own; `other`, flushed after the second only, both in its first.
+fn assert_each_got_every_call(one: &[Metric], other: &[Metric]) {
+    assert_eq!(timed(one, TWO_WAYS), [FIRST, SECOND], "the first destination's histograms");
+    assert_eq!(calls(one, TWO_WAYS, DELTA), [FIRST, SECOND], "the first destination's calls");
+    assert_eq!(timed(other, TWO_WAYS), [FIRST + SECOND, 0], "the second destination's histograms");
+    assert_eq!(calls(other, TWO_WAYS, DELTA), [FIRST + SECOND, 0], "the second destination's calls");
 }
 
 /// A pipeline to the environment's collector that exports only when flushed
@@ -267,11 +250,18 @@ fn pipeline_with(configure: impl FnOnce(TelemetryBuilder) -> TelemetryBuilder) -
 }
 
 /// Waits until `receiver` has `exports` exports of `map`'s histogram and
-/// of its calls counter (a sum of `temporality`): the child's guards waited
-/// for their final exports, but within their timeout only.
-fn wait_for_exports(receiver: &ReceiverHandle, map: &str, temporality: AggregationTemporality, exports: usize) {
+/// of its calls counter (a sum of `temporality`) among the metrics `of`
+/// reads: the child's guards waited for their final exports, but within
+/// their timeout only.
+fn wait_for_exports(
+    receiver: &ReceiverHandle,
+    of: impl Fn(&ReceiverHandle) -> Vec<Metric>,
+    map: &str,
+    temporality: AggregationTemporality,
+    exports: usize,
+) {
     let arrived = |r: &ReceiverHandle| {
-        let metrics = r.metrics();
+        let metrics = of(r);
         timed(&metrics, map).len().min(calls(&metrics, map, temporality).len())
     };
     assert!(
@@ -311,12 +301,16 @@ fn points(metrics: &[Metric], map: &str) -> Vec<HistogramDataPoint> {
     metrics.iter().filter(|m| m.name == "snapview.op.duration").filter_map(of_export).collect()
 }
 
-/// The delta points of one series to one collector, in the order they
-/// were sent, across pipelines: each interval starts where the one before
+/// The delta points of one series to one collector, across pipelines: each interval starts where the one before
 /// ended and ends after it starts; the series' first point has its min and
 /// max (those of its first interval are the all-time ones), and no later
 /// point has either (an interval's own are not known).
 fn assert_intervals_follow_on(points: &[HistogramDataPoint], context: &str) {
+    // In the order of their intervals: a pipeline's final export that outran
+    // its drop's wait can reach the receiver after the next pipeline's.
+    let mut points = points.to_vec();
+    points.sort_by_key(|point| point.start_time_unix_nano);
+    let points = &points[..];
     for point in points {
         assert!(point.start_time_unix_nano < point.time_unix_nano, "{context}: {points:#?}");
     }

@@ -16,6 +16,8 @@
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/otlp_pipeline.rs"]
+mod otlp_pipeline;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use otlp_receiver::{ReceiverHandle, counter_points, string_attribute};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{MAX_OTLP_MAPS, Op, Protocol, Telemetry};
+use snapview_instrument::{MAX_OTLP_MAPS, Op, Protocol};
 
 /// Maps registered; the first `IDLE` record nothing until the second export.
 const NAMED: usize = MAX_OTLP_MAPS + 16;
@@ -47,15 +49,7 @@ fn child_keeps_exporting_the_first_maps_registered() {
         probe.start(Op::Get).finish();
     }
     let (endpoint, receiver) = otlp_receiver::start();
-    let (_subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(Protocol::Grpc)
-        .otlp_endpoint(endpoint)
-        // Exports only when flushed.
-        .metrics_interval(Duration::from_secs(3600))
-        .otlp_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (_subscriber, guard) = otlp_pipeline::pipeline(Protocol::Grpc, &endpoint, otlp_pipeline::ONLY_WHEN_FLUSHED);
 
     guard.flush();
     let first = exported_maps(&receiver, 1);

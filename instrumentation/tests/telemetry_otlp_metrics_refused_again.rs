@@ -12,11 +12,16 @@
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/complaints.rs"]
+mod complaints;
+#[path = "support/otlp_pipeline.rs"]
+mod otlp_pipeline;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use complaints::Complaints;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -24,12 +29,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceReq
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
+use snapview_instrument::{Op, Protocol};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// An OTLP gRPC collector whose metrics service answers `Unimplemented`, as
 /// Jaeger's absent one does, until `taking` is set.
@@ -71,34 +73,11 @@ impl TraceService for Collector {
     }
 }
 
-/// Every WARN or ERROR event, as `LEVEL target: fields`.
-#[derive(Clone, Default)]
-struct Complaints(Arc<Mutex<Vec<String>>>);
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl<S: Subscriber> Layer<S> for Complaints {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let meta = event.metadata();
-        if *meta.level() <= Level::WARN {
-            let mut message = Message(format!("{} {}:", meta.level(), meta.target()));
-            event.record(&mut message);
-            self.0.lock().unwrap().push(message.0);
-        }
-    }
-}
-
 impl Complaints {
     /// How many times the refusal was told so far; nothing else may have
     /// been complained of.
     fn told(&self) -> usize {
-        let complaints = self.0.lock().unwrap();
+        let complaints = self.all();
         assert!(complaints.iter().all(|c| c.starts_with("WARN")), "no export errors: {complaints:#?}");
         complaints.iter().filter(|c| c.contains("takes no metrics")).count()
     }
@@ -115,9 +94,7 @@ fn child_tells_a_refusal_again() {
     if !child::in_child() {
         return;
     }
-    // The metrics exporter's thread logs to the global subscriber.
-    let complaints = Complaints::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(complaints.clone())).unwrap();
+    let complaints = Complaints::collect();
 
     let collector = Collector::default();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -132,15 +109,7 @@ fn child_tells_a_refusal_again() {
 
     // A series, or the SDK's reader would have nothing to export.
     MapProbe::new("refused.again").start(Op::Get).finish();
-    let (_subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(Protocol::Grpc)
-        .otlp_endpoint(endpoint)
-        // Exports only when flushed; each flush waits for its export.
-        .metrics_interval(Duration::from_secs(3600))
-        .otlp_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (_subscriber, guard) = otlp_pipeline::pipeline(Protocol::Grpc, &endpoint, otlp_pipeline::ONLY_WHEN_FLUSHED);
 
     let flush = |exports: usize, told: usize| {
         guard.flush();

@@ -5,6 +5,8 @@
 //! would pass the earlier calls.
 #![cfg(feature = "otlp")]
 
+#[path = "support/otlp_pipeline.rs"]
+mod otlp_pipeline;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
@@ -16,7 +18,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, number_data_point};
 use otlp_receiver::{counter_points, histogram_points, string_attribute};
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
+use snapview_instrument::{Op, Protocol};
 
 const EXPORTS: usize = 20;
 
@@ -33,13 +35,7 @@ fn calls_and_the_histogram_agree_in_every_export_while_recording() {
         })
     };
     let (endpoint, receiver) = otlp_receiver::start();
-    let (_subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(Protocol::Grpc)
-        .otlp_endpoint(endpoint)
-        .metrics_interval(Duration::from_millis(20))
-        .build()
-        .unwrap();
+    let (_subscriber, guard) = otlp_pipeline::pipeline(Protocol::Grpc, &endpoint, Duration::from_millis(20));
     let enough = |metrics: &[Metric]| timed(metrics).len() >= EXPORTS;
     assert!(receiver.wait_until(Duration::from_secs(30), |r| enough(&r.metrics())), "{EXPORTS} exports arrive");
     stop.store(true, Ordering::Relaxed);

@@ -3,49 +3,25 @@
 //! warning, not as an SDK export error at every interval.
 #![cfg(feature = "otlp")]
 
+#[path = "support/complaints.rs"]
+mod complaints;
 #[path = "support/otlp_http_receiver.rs"]
 mod otlp_http_receiver;
+#[path = "support/otlp_pipeline.rs"]
+mod otlp_pipeline;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use complaints::Complaints;
 use otlp_receiver::spans_named;
 use snapview_instrument::probe::MapProbe;
-use snapview_instrument::{Op, Protocol, Telemetry};
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-/// Every WARN or ERROR event, as `LEVEL target: message`.
-#[derive(Clone, Default)]
-struct Complaints(Arc<Mutex<Vec<String>>>);
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl<S: Subscriber> Layer<S> for Complaints {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let meta = event.metadata();
-        if *meta.level() <= Level::WARN {
-            let mut message = Message(format!("{} {}:", meta.level(), meta.target()));
-            event.record(&mut message);
-            self.0.lock().unwrap().push(message.0);
-        }
-    }
-}
+use snapview_instrument::{Op, Protocol};
 
 #[test]
 fn a_collector_without_metrics_is_told_once_and_traces_go_on() {
-    // The export threads log to the global subscriber.
-    let complaints = Complaints::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(complaints.clone())).unwrap();
+    let complaints = Complaints::collect();
 
     let (endpoint, grpc) = otlp_receiver::start_traces_only();
     export_a_span_and_metrics(Protocol::Grpc, &endpoint);
@@ -65,14 +41,7 @@ fn a_collector_without_metrics_is_told_once_and_traces_go_on() {
 /// One span, then several metrics exports, each refused.
 fn export_a_span_and_metrics(protocol: Protocol, endpoint: &str) {
     let probe = MapProbe::new("traces.only").sample_every(1);
-    let (subscriber, guard) = Telemetry::builder()
-        .fmt(false)
-        .otlp(protocol)
-        .otlp_endpoint(endpoint)
-        .metrics_interval(Duration::from_millis(50))
-        .otlp_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let (subscriber, guard) = otlp_pipeline::pipeline(protocol, endpoint, Duration::from_millis(50));
     tracing::subscriber::with_default(subscriber, || {
         let timer = probe.start(Op::Snapshot);
         probe.snapshot_taken(timer, 1);
@@ -84,7 +53,7 @@ fn export_a_span_and_metrics(protocol: Protocol, endpoint: &str) {
 /// The refusal was told once, and nothing else was complained of; clears,
 /// and returns the warning.
 fn told_once(complaints: &Complaints, over: &str) -> String {
-    let complaints = std::mem::take(&mut *complaints.0.lock().unwrap());
+    let complaints = complaints.take();
     let told: Vec<&String> = complaints.iter().filter(|c| c.contains("takes no metrics")).collect();
     assert_eq!(told.len(), 1, "{over}: {complaints:#?}");
     assert!(complaints.iter().all(|c| c.starts_with("WARN")), "{over}: no export errors: {complaints:#?}");

@@ -872,6 +872,11 @@ mod tests {
     #[test]
     fn the_maps_left_out_are_told_with_no_lock_held() {
         use tracing_subscriber::layer::{Context, SubscriberExt};
+        // Process-wide state, which this test alone of the lib's may touch:
+        // the warning is told once per process, so no other lib test may
+        // export; and the 65 names fill the registry's first 64 places, so a
+        // lib test that checks a map's OTLP series must name it before them
+        // (none does: the others build reports with `Report::of_one`).
 
         // One name more than export covers, the last one called.
         let probes: Vec<_> = (0..=MAX_OTLP_MAPS)

@@ -238,17 +238,23 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 }
 
 /// `url` with its user part, if it has one (`user:password@`), shown as
-/// `***@`: endpoints appear in errors and logs, and a user part carries a
-/// secret (reqwest strips it from its own messages, these are ours).
+/// `***@`, and its query and fragment as `?***`: endpoints appear in errors
+/// and logs, and a user part carries a secret, as a query often does
+/// (`?api_key=...`; reqwest strips the user part from its own messages,
+/// these are ours). A password with an unencoded `/` hides the rest of the
+/// authority from this split, so the last `@` before the query counts.
 pub(super) fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
     // Without a scheme (an endpoint given as `host:port`) the authority starts the string.
     let (scheme, rest) = url.split_once("://").map_or(("", url), |(scheme, rest)| (scheme, rest));
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]).into(),
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]).into(),
-        None => url.into(),
-    }
+    let (located, query) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
+    let host_and_path = match located.rfind('@') {
+        Some(at) => format!("***@{}", &located[at + 1..]),
+        None if query.is_empty() => return url.into(),
+        None => located.to_owned(),
+    };
+    let scheme = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+    let query = if query.is_empty() { "" } else { "?***" };
+    format!("{scheme}{host_and_path}{query}").into()
 }
 
 /// The URL's scheme, in lower case; `None` if it has none.
@@ -462,7 +468,9 @@ mod tests {
         for (url, shown) in [
             ("http://user:s3cret@collector:4318/v1/metrics", "http://***@collector:4318/v1/metrics"),
             ("https://s3cret@collector", "https://***@collector"),
-            ("http://collector:4317/a@b?x=y@z", "http://collector:4317/a@b?x=y@z"),
+            ("http://collector:4317/v1?api_key=s3cret", "http://collector:4317/v1?***"),
+            ("http://collector:4317/v1#s3cret", "http://collector:4317/v1?***"),
+            ("http://user:s3/cret@collector:4318/v1", "http://***@collector:4318/v1"),
             ("collector:4317", "collector:4317"),
             ("user:s3cret@collector:4318", "***@collector:4318"),
         ] {
