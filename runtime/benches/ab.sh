@@ -74,6 +74,7 @@ hashbrown = "0.15"
 [profile.release]
 debug = "line-tables-only"
 TOML
-cargo build --release --quiet --manifest-path "$dir/probe/Cargo.toml"
+# Its own target directory, whatever CARGO_TARGET_DIR says: the line below runs it from there.
+cargo build --release --quiet --manifest-path "$dir/probe/Cargo.toml" --target-dir "$dir/probe/target"
 echo "a = $old, b = ${new:-working tree}"
 "$dir/probe/target/release/snapview-ab" "$@"

@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${ROUNDS:-3}
-out=target/overhead-rounds
+target=${CARGO_TARGET_DIR:-target}
+out=$target/overhead-rounds
 rm -rf "$out"
 cargo bench -p snapview --bench instrument --no-run
 cargo bench -p snapview --bench instrument --features instrument --no-run
@@ -17,10 +18,11 @@ for round in $(seq 1 "$rounds"); do
   for build in off on; do
     features=()
     [ "$build" = on ] && features=(--features instrument)
-    rm -rf target/criterion/overhead # only this run's results get copied
-    cargo bench -q -p snapview --bench instrument "${features[@]}" -- "$@" >/dev/null
+    rm -rf "$target/criterion/overhead" # only this run's results get copied
+    # (The `+` form: bash before 4.4 calls an empty array unbound under `set -u`.)
+    cargo bench -q -p snapview --bench instrument ${features[@]+"${features[@]}"} -- "$@" >/dev/null
     mkdir -p "$out/$round-$build"
-    cp -r target/criterion/overhead "$out/$round-$build/"
+    cp -r "$target/criterion/overhead" "$out/$round-$build/"
   done
 done
 python3 runtime/benches/overhead.py "$out"

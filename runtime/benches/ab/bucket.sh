@@ -27,5 +27,6 @@ hashbrown = "0.15"
 [profile.release]
 debug = "line-tables-only"
 TOML
-cargo build --release --quiet --manifest-path "$dir/Cargo.toml"
+# Its own target directory, whatever CARGO_TARGET_DIR says: the line below runs it from there.
+cargo build --release --quiet --manifest-path "$dir/Cargo.toml" --target-dir "$dir/target"
 "$dir/target/release/snapview-bucket-probe" "$@"
