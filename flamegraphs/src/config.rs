@@ -82,8 +82,9 @@ impl DebugConfig {
     /// a header, whose value loses its leading and trailing spaces and must be
     /// ASCII to be read, so a token with a space, a control character (a
     /// newline read from a file) or a non-ASCII character would refuse every
-    /// request. [`serve_with`](crate::serve_with) and
-    /// [`serve_with_shutdown`](crate::serve_with_shutdown) check it first.
+    /// request. [`serve_with`](crate::serve_with),
+    /// [`serve_with_shutdown`](crate::serve_with_shutdown) and
+    /// [`serve_with_limits`](crate::serve_with_limits) check it first.
     ///
     /// # Errors
     ///

@@ -32,9 +32,12 @@
 //! | `GET /debug/pprof/histograms?format=text` | the latency report of `snapview-instrument`; `format` = `text` or `json` |
 //! | `GET /metrics` | Prometheus text exposition |
 //!
-//! `seconds` must be in `1..=300` and `frequency` (Hz) in `1..=1000`; any
-//! other value, or an unknown `format`, is answered `400 Bad Request` with a
-//! message naming the parameter. Unknown paths are `404`.
+//! `seconds` must be in `1..=300` and `frequency` (Hz) in `1..=1000`, in
+//! digits only; any other value, or an unknown `format`, is answered `400
+//! Bad Request` with a message naming the parameter. So is a parameter that
+//! looks like a misspelling of one the endpoint takes (`second`, `freq`),
+//! naming the likely one; other parameters are ignored, as Go ignores them.
+//! Unknown paths are `404`.
 //!
 //! One CPU profile runs at a time, because the profiler (a `SIGPROF` timer)
 //! is process-wide: a second request while one runs waits up to half a

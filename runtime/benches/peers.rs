@@ -27,7 +27,8 @@
 //! - `iter_for`: the same sum by a `for` loop, one `next()` per element
 //!   (`iter` sums by `fold`) (snapview, hashbrown, std, imbl).
 //! - `iter_inserted`: the same for a snapview map filled by one `insert` per
-//!   key instead (the layout of a map grown by writes), hashbrown beside it.
+//!   key instead (the layout of a map grown by writes), with imbl (always
+//!   grown by inserts) and hashbrown beside it.
 //! - `insert_publish`: one iteration inserts a key absent from the map and
 //!   removes it again, each write published on its own (two publishes), so the
 //!   size stays `n`; throughput is 2 elements, i.e. the per-element time is the
