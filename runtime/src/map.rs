@@ -102,8 +102,54 @@ struct Writer<K, V, S> {
     /// root (one count increment per child) and later freeing the old one
     /// (one decrement per child).
     spare: Option<NodeRef<K, V>>,
-    /// The buffer of the last batch's written hashes, kept for the next one.
+    /// The buffer of the last batch's written hashes, kept for the next one;
+    /// while `unsettled`, the paths of `current`'s copies.
     written: WrittenPaths,
+    /// `current`'s copies still lend: its publish left them to the next
+    /// batch, which settles them before it copies anything
+    /// ([`defers_settling`]).
+    unsettled: bool,
+}
+
+impl<K, V, S> Writer<K, V, S> {
+    /// Settles the current version's copies if its publish left them lending
+    /// ([`defers_settling`]): before a batch or a clone copies its nodes, and
+    /// before the map goes. Runs no user code: only entries without
+    /// destructors are left lending.
+    fn settle_current(&mut self) {
+        if !self.unsettled {
+            return;
+        }
+        if let Some(root) = self.current.root() {
+            raw::settle_node(root);
+            trie::settle_written(root, &self.written);
+        }
+        self.mark_settled();
+    }
+
+    /// The current version is settled: its snapshots may be copied by
+    /// another map's writer (a restore), and the written paths go.
+    fn mark_settled(&mut self) {
+        self.unsettled = false;
+        self.current.mark_settled();
+        self.written.clear();
+    }
+}
+
+/// Whether a publish whose replaced version a reader still holds leaves its
+/// copies lending, for the next batch to settle, rather than settling them
+/// now by giving each lent child a count.
+///
+/// By the next batch the reader has usually let go, and the copies then take
+/// the old nodes' counts over without touching a child, as when no one held
+/// them (docs/design.md, "Settling later"); settled now, each copy counts
+/// every child it shares (~190 atomic increments at 1M keys) and the
+/// reader's drop takes them back. The price is memory: until the next write,
+/// the replaced path stays allocated after its last reader goes. Only where
+/// entries have no destructor: otherwise the old version's replaced values
+/// would outlive its last snapshot, which must drop them.
+const fn defers_settling<K, V>() -> bool {
+    !mem::needs_drop::<(K, V)>()
 }
 
 impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
@@ -149,7 +195,12 @@ impl<K, V, S> SnapMap<K, V, S> {
         drop(current.load());
         Self {
             current,
-            writer: Mutex::new(Writer { current: first, spare: None, written: WrittenPaths::default() }),
+            writer: Mutex::new(Writer {
+                current: first,
+                spare: None,
+                written: WrittenPaths::default(),
+                unsettled: false,
+            }),
             batch_thread: AtomicU64::new(0),
             meta,
             hook,
@@ -428,6 +479,7 @@ where
         // copy nodes too.
         let _lend = self.lend.map(|allow| allow());
         let writer = &mut *writer;
+        writer.settle_current();
         let base = Arc::clone(&writer.current);
         // The spare was made equal to the current root when it was kept.
         let root = writer.spare.take().or_else(|| base.root().cloned());
@@ -466,23 +518,32 @@ where
                 // so a value's destructor may panic here, after the publish.
                 // The version stands: it is settled and announced before the
                 // panic goes on (docs/design.md, "Panic safety", rule 7).
+                let mut deferred = false;
                 let freed = panic::catch_unwind(AssertUnwindSafe(|| {
                     // `base` is now the only holder of the old version unless
                     // a reader still has it (arc-swap has turned every
                     // reader's pending load into a counted reference by now).
                     // If one has, dropping `base` may still free the version
                     // here, should that reader let go meanwhile.
-                    let old_root = Arc::try_unwrap(base).ok().and_then(View::into_root);
-                    settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
+                    let old = Arc::try_unwrap(base);
+                    deferred = old.is_err() && lent && defers_settling::<K, V>();
+                    if !deferred {
+                        let old_root = old.ok().and_then(View::into_root);
+                        settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
+                    }
                 }));
                 if freed.is_err()
                     && let Some(root) = next.root().filter(|_| lent)
                 {
                     settle_despite_panics(root, &written);
                 }
-                next.mark_settled();
                 writer.written = written;
-                writer.written.clear();
+                if deferred {
+                    writer.unsettled = true;
+                } else {
+                    next.mark_settled();
+                    writer.written.clear();
+                }
                 let freed = freed.and(panic::catch_unwind(AssertUnwindSafe(|| drop(restored))));
                 // A tracing layer may panic here too: that panic, like a
                 // destructor's, goes on only after the announcing.
@@ -616,6 +677,10 @@ fn spare_for<K: Clone, V: Clone>(
 
 impl<K, V, S> Drop for SnapMap<K, V, S> {
     fn drop(&mut self) {
+        // Snapshots may outlive the map: its last copies take their lenders'
+        // counts over now, as the next batch would have (nothing to drop but
+        // nodes: only entries without destructors are left lending).
+        self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).settle_current();
         // A waker's panic goes on once every subscription is woken; not
         // while another panic unwinds, where a second one would abort.
         if let Err(payload) = self.watchers.close()
@@ -674,7 +739,9 @@ impl<K, V, S: Clone> Clone for SnapMap<K, V, S> {
         // publishes them (docs/design.md, "Lending copies"), and a clone's
         // writer must not copy a node whose lending is half settled. A reader
         // never looks at that state; a writer does.
-        let writer = self.lock_writer();
+        let mut writer = self.lock_writer();
+        // The clone's writer copies these nodes too: none may still lend.
+        writer.settle_current();
         let current = &writer.current;
         let root = current.root().cloned();
         let first =
@@ -1002,6 +1069,78 @@ mod tests {
         drop(its_reference_not_yet_dropped);
         map.insert(1, Arc::new(()));
         assert_eq!(Arc::strong_count(&value), 1, "the version with the first value is still held");
+    }
+
+    /// A publish whose replaced version a reader holds leaves the copies of
+    /// a map of plain data lending, counting none of the children they share
+    /// with that version (`defers_settling`), and the next batch settles
+    /// them: once the reader has gone, by taking the old nodes' counts over.
+    #[test]
+    fn a_write_under_a_held_version_is_settled_by_the_next_batch() {
+        let map: SnapMap<u64, u64> = (0..10_000).map(|k| (k, k)).collect();
+        let held = map.snapshot();
+        map.insert(1, 2);
+        let published = map.snapshot();
+        let (root, old_root) = (published.root().unwrap(), held.root().unwrap());
+        assert!(map.lock_writer().unsettled && !published.is_settled());
+        assert!(root.is_lending(), "the settling is left to the next batch");
+        let shared: Vec<_> =
+            root.children().iter().filter(|c| old_root.children().iter().any(|o| o.ptr_eq(c))).collect();
+        assert!(shared.len() >= 60, "the root's copy shares all but one child: {}", shared.len());
+        assert!(shared.iter().all(|c| c.ref_count() == 1), "counted by the held version alone");
+        drop(held);
+        map.insert(3, 4);
+        assert!(published.is_settled() && !root.is_lending());
+        // The children the newest version shares (the one under key 3 it
+        // copied is held by that copy as its lender, until it settles).
+        let newest = map.snapshot();
+        let still_shared = shared.iter().filter(|c| newest.root().unwrap().children().iter().any(|n| n.ptr_eq(c)));
+        assert!(still_shared.clone().count() >= 60);
+        assert!(
+            still_shared.into_iter().all(|c| c.ref_count() == 1),
+            "its counts taken over: the held version is gone"
+        );
+        assert_eq!((published.get(&1), published.get(&3), newest.get(&3)), (Some(&2), Some(&3), Some(&4)));
+    }
+
+    /// Entries with a destructor are settled at the publish, held or not:
+    /// the replaced value goes with the last snapshot that reads it, not at
+    /// the next write.
+    #[test]
+    fn a_map_whose_values_drop_settles_at_the_publish() {
+        let map: SnapMap<u64, Arc<u64>> = (0..10_000).map(|k| (k, Arc::new(k))).collect();
+        let old = Arc::new(0);
+        map.insert(1, Arc::clone(&old));
+        let held = map.snapshot();
+        map.insert(1, Arc::new(1));
+        assert!(!map.lock_writer().unsettled && map.snapshot().is_settled());
+        drop(held);
+        assert_eq!(Arc::strong_count(&old), 1, "dropped with the last snapshot of its version");
+    }
+
+    /// A clone, and the map's own drop, settle the copies a held publish
+    /// left lending: the clone's writer copies the same nodes, and a snapshot
+    /// may outlive the map.
+    #[test]
+    fn a_clone_and_a_drop_settle_what_a_held_publish_left() {
+        let map: SnapMap<u64, u64> = (0..10_000).map(|k| (k, k)).collect();
+        let held = map.snapshot();
+        map.insert(1, 2);
+        let published = map.snapshot();
+        let clone = map.clone();
+        assert!(published.is_settled() && !published.root().unwrap().is_lending());
+        clone.insert(1, 3);
+        drop(held);
+        let held = map.snapshot();
+        map.insert(5, 6);
+        let last = map.snapshot();
+        assert!(!last.is_settled());
+        drop(map);
+        assert!(last.is_settled() && !last.root().unwrap().is_lending());
+        assert_eq!(
+            (held.get(&1), last.get(&1), last.get(&5), clone.snapshot().get(&1)),
+            (Some(&2), Some(&2), Some(&6), Some(&3))
+        );
     }
 
     /// A subscribed map recycles its old root as an unwatched one does: the

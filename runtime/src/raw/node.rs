@@ -47,9 +47,12 @@
 //!   were copied from, or that node's own lender chain keeps them alive);
 //!   `lent` and `lender` change only through the writer, and lent children are
 //!   never handed out mutably (see [`ChildrenMut`]); a node whose `lent` bits
-//!   are set is the writer's own copy, settled before its lock is released,
-//!   so no other map's writer (a clone's, which shares published nodes)
-//!   ever sees one;
+//!   are set is the writer's own copy, settled before its lock is released
+//!   or, in a map of entries without destructors whose replaced version a
+//!   reader held (`defers_settling` in map.rs), before its next batch or
+//!   clone, and before the map goes: so no other map's writer (a clone's,
+//!   which shares published nodes; a restore copies an unsettled version's
+//!   entries instead) ever sees one, and no reader is its last reference;
 //! - **N4** the non-atomic header fields never change after the node is built,
 //!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
@@ -480,7 +483,8 @@ impl<K, V> NodeRef<K, V> {
     #[inline]
     pub(crate) fn is_lending(&self) -> bool {
         // Relaxed: the flag is set and cleared by the writer alone, on its
-        // own copies, settled (cleared) before its lock is released, and read
+        // own copies, settled (cleared) before another map's writer can
+        // reach them (N6), and read
         // by it, by another map's writer (a clone's, which finds it clear on
         // every node it can reach), or by the node's last reference
         // (`free_node`, `take_lending`) after its Acquire on the count.
@@ -1791,6 +1795,37 @@ mod loom_tests {
             assert!(!copy.is_lending());
             assert!(copy.children().iter().all(|c| c.entries()[0].0 == 1));
             drop(copy);
+            assert_eq!(Arc::strong_count(&token), 1);
+        });
+    }
+
+    /// A settling left to the next batch (a map whose entries have no
+    /// destructor, `defers_settling` in map.rs): the copy is published and
+    /// read while its writer settles it, as a reader lets go of the old
+    /// version. Whichever way the two drops and the settling interleave, the
+    /// copy's readers read every child, and every entry is freed once.
+    #[test]
+    fn loom_a_later_settling_races_readers_of_both_versions() {
+        loom::model(|| {
+            let _lend = LendGuard::allow::<u32, Touched>();
+            let token = Arc::new(());
+            let width = 8; // LEND_MIN: the copy lends
+            let mut source = Builder::trie(0, (1 << width) - 1);
+            for _ in 0..width {
+                source.push_child(node_holding(&token));
+            }
+            let source = source.finish();
+            let mut copy = source.clone();
+            copy.make_mut();
+            assert!(copy.is_lending());
+            let old_reader = loom::thread::spawn(move || read_then_drop(source));
+            let snapshot = copy.clone();
+            let new_reader = loom::thread::spawn(move || read_then_drop(snapshot));
+            crate::raw::settle(&copy);
+            old_reader.join().unwrap();
+            new_reader.join().unwrap();
+            assert!(!copy.is_lending());
+            read_then_drop(copy);
             assert_eq!(Arc::strong_count(&token), 1);
         });
     }

@@ -8,6 +8,7 @@
 //! removes it from its registry when dropped; dropping an id that is not live
 //! (a double drop, or a drop of something never created) panics at once.
 
+pub mod live_bytes;
 pub mod placed;
 
 use std::collections::HashSet;
