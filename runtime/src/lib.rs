@@ -115,7 +115,10 @@
 //! shared with the last version, [`Tx::assign`] writes only what differs
 //! (an unchanged table publishes nothing). An old
 //! version's memory is freed by whoever drops its last snapshot, and costs
-//! only what that version did not share. See `docs/design.md` for invariants
+//! only what that version did not share; in a map of plain data (entries
+//! without destructors) whose small write a reader held up, the write's
+//! replaced path stays until the writer's next write (docs/design.md,
+//! "Settling later"). See `docs/design.md` for invariants
 //! and memory orders.
 //!
 //! # Change notification

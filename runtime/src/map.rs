@@ -145,12 +145,31 @@ impl<K, V, S> Writer<K, V, S> {
 /// them (docs/design.md, "Settling later"); settled now, each copy counts
 /// every child it shares (~190 atomic increments at 1M keys) and the
 /// reader's drop takes them back. The price is memory: until the next write,
-/// the replaced path stays allocated after its last reader goes. Only where
-/// entries have no destructor: otherwise the old version's replaced values
-/// would outlive its last snapshot, which must drop them.
-const fn defers_settling<K, V>() -> bool {
+/// the replaced paths stay allocated after their last reader goes. So only
+/// - where entries have no destructor: otherwise the old version's replaced
+///   values would outlive its last snapshot, which must drop them;
+/// - where entries are small ([`DEFERRED_ENTRY_MAX`]) and the batch wrote
+///   few keys ([`DEFERRED_WRITES_MAX`]): what stays allocated is then a few
+///   hundred KB at most, not a version's worth;
+/// - in a map never cloned: a clone may restore this map's versions, which
+///   it shares only once they are settled, and copies otherwise.
+fn defers_settling<K, V>(meta: &Meta, written: &WrittenPaths) -> bool {
     !mem::needs_drop::<(K, V)>()
+        && mem::size_of::<(K, V)>() <= DEFERRED_ENTRY_MAX
+        && written.len() <= DEFERRED_WRITES_MAX
+        // Relaxed: set by `clone` under this map's writer lock, which the
+        // caller holds.
+        && !meta.cloned.load(Ordering::Relaxed)
 }
+
+/// The largest entry whose map's settling may wait for the next write: a
+/// replaced leaf of 64 such entries is 4 KB.
+const DEFERRED_ENTRY_MAX: usize = 64;
+
+/// The most keys a batch whose settling waits may have written: 1024 paths
+/// of a 1M-key map's copies are ~1.5 MB (a tenth of the replaced version's
+/// memory would be more than the map's own growth over many writes).
+const DEFERRED_WRITES_MAX: usize = 1024;
 
 impl<K, V> SnapMap<K, V, DefaultHashBuilder> {
     /// An empty map with the default hasher (foldhash, randomly seeded per map).
@@ -178,7 +197,7 @@ impl<K, V, S> SnapMap<K, V, S> {
 
     fn from_parts(name: Box<str>, hasher: S, hooks: HookConfig, lend: Option<fn() -> LendGuard>) -> Self {
         let hook = MapHook::new(&name, hooks);
-        let meta = Arc::new(Meta { name, hook });
+        let meta = Arc::new(Meta::new(name, hook));
         Self::starting_at(View::new(None, 0, 0, hasher, meta), lend)
     }
 
@@ -374,7 +393,8 @@ where
     /// [`Tx::assign`] compares values and writes only those that differ.
     ///
     /// After a publish the writer frees what only the replaced version held
-    /// (unless a snapshot still holds it). If a value's `Drop` panics there,
+    /// (unless a snapshot still holds it; then its last drop does, or, in a
+    /// map of plain data, the next write: docs/design.md, "Settling later"). If a value's `Drop` panics there,
     /// the batch stays published and subscribers are told of it; the panic
     /// then propagates out of `update`. So does one from a `tracing` layer
     /// (feature `instrument`) or from a subscription's `Waker`, once every
@@ -526,7 +546,7 @@ where
                     // If one has, dropping `base` may still free the version
                     // here, should that reader let go meanwhile.
                     let old = Arc::try_unwrap(base);
-                    deferred = old.is_err() && lent && defers_settling::<K, V>();
+                    deferred = old.is_err() && lent && defers_settling::<K, V>(next.meta(), &written);
                     if !deferred {
                         let old_root = old.ok().and_then(View::into_root);
                         settle_and_recycle(&mut writer.spare, old_root, next.root(), &written, lent);
@@ -538,7 +558,9 @@ where
                     settle_despite_panics(root, &written);
                 }
                 writer.written = written;
-                if deferred {
+                // A panic (the hasher's drop, with the old version's) had the
+                // copies settled above, deferred or not.
+                if deferred && freed.is_ok() {
                     writer.unsettled = true;
                 } else {
                     next.mark_settled();
@@ -740,8 +762,13 @@ impl<K, V, S: Clone> Clone for SnapMap<K, V, S> {
         // writer must not copy a node whose lending is half settled. A reader
         // never looks at that state; a writer does.
         let mut writer = self.lock_writer();
-        // The clone's writer copies these nodes too: none may still lend.
+        // The clone's writer copies these nodes too: none may still lend;
+        // and from now on the two may restore each other's versions, which
+        // they share only once settled, so both settle at each publish.
         writer.settle_current();
+        // Relaxed: read by the writers of the maps sharing `meta`, under
+        // their locks: this one's, held here, and the clone's, made after.
+        self.meta.cloned.store(true, Ordering::Relaxed);
         let current = &writer.current;
         let root = current.root().cloned();
         let first =
@@ -1118,29 +1145,65 @@ mod tests {
         assert_eq!(Arc::strong_count(&old), 1, "dropped with the last snapshot of its version");
     }
 
-    /// A clone, and the map's own drop, settle the copies a held publish
-    /// left lending: the clone's writer copies the same nodes, and a snapshot
-    /// may outlive the map.
+    /// A clone settles the copies a held publish left lending (the clone's
+    /// writer copies the same nodes), and from then on both maps settle at
+    /// each publish: a version one of them publishes under a held snapshot
+    /// is restored into the other by sharing its nodes, not by copying
+    /// (which `Tx::restore` does for a version still unsettled).
     #[test]
-    fn a_clone_and_a_drop_settle_what_a_held_publish_left() {
-        let map: SnapMap<u64, u64> = (0..10_000).map(|k| (k, k)).collect();
-        let held = map.snapshot();
-        map.insert(1, 2);
-        let published = map.snapshot();
-        let clone = map.clone();
+    fn a_clone_settles_and_cloned_maps_settle_at_each_publish() {
+        let live: SnapMap<u64, u64> = (0..10_000).map(|k| (k, k)).collect();
+        let held = live.snapshot();
+        live.insert(1, 2);
+        let published = live.snapshot();
+        assert!(!published.is_settled());
+        let trial = live.clone();
         assert!(published.is_settled() && !published.root().unwrap().is_lending());
-        clone.insert(1, 3);
-        drop(held);
+        let before = trial.snapshot();
+        trial.insert(1, 3);
+        let theirs = trial.snapshot();
+        assert!(theirs.is_settled() && !trial.lock_writer().unsettled, "a cloned map settles at the publish");
+        live.restore(&theirs);
+        assert!(live.snapshot().root().unwrap().ptr_eq(theirs.root().unwrap()), "restored by sharing");
+        let again = live.snapshot();
+        live.insert(2, 3);
+        assert!(!live.lock_writer().unsettled, "the source too");
+        assert_eq!(
+            (held.get(&1), before.get(&1), again.get(&1), live.snapshot().get(&2)),
+            (Some(&1), Some(&2), Some(&3), Some(&3))
+        );
+    }
+
+    /// The map's drop settles the copies a held publish left lending: a
+    /// snapshot may outlive the map.
+    #[test]
+    fn the_maps_drop_settles_what_a_held_publish_left() {
+        let map: SnapMap<u64, u64> = (0..10_000).map(|k| (k, k)).collect();
         let held = map.snapshot();
         map.insert(5, 6);
         let last = map.snapshot();
         assert!(!last.is_settled());
         drop(map);
         assert!(last.is_settled() && !last.root().unwrap().is_lending());
-        assert_eq!(
-            (held.get(&1), last.get(&1), last.get(&5), clone.snapshot().get(&1)),
-            (Some(&2), Some(&2), Some(&6), Some(&3))
-        );
+        assert_eq!((held.get(&5), last.get(&5)), (Some(&5), Some(&6)));
+    }
+
+    /// Only small batches of small entries leave their settling to the next
+    /// write: what stays allocated meanwhile is bounded.
+    #[test]
+    fn large_batches_and_large_entries_settle_at_the_publish() {
+        let map: SnapMap<u64, u64> = (0..100_000).map(|k| (k, k)).collect();
+        let held = map.snapshot();
+        map.update(|tx| (0..super::DEFERRED_WRITES_MAX as u64 + 1).for_each(|k| _ = tx.insert(k * 7, 0)));
+        assert!(!map.lock_writer().unsettled, "a batch of more than DEFERRED_WRITES_MAX keys");
+        let held_too = map.snapshot();
+        map.update(|tx| (0..super::DEFERRED_WRITES_MAX as u64).for_each(|k| _ = tx.insert(k * 7, 1)));
+        assert!(map.lock_writer().unsettled, "one of DEFERRED_WRITES_MAX keys");
+        let big: SnapMap<u64, [u8; 64]> = (0..10_000).map(|k| (k, [0; 64])).collect();
+        let held_big = big.snapshot();
+        big.insert(1, [1; 64]);
+        assert!(!big.lock_writer().unsettled, "entries larger than DEFERRED_ENTRY_MAX");
+        drop((held, held_too, held_big));
     }
 
     /// A subscribed map recycles its old root as an unwatched one does: the

@@ -30,5 +30,5 @@ pub(crate) fn acquire_after_last_decrement(count: &AtomicU32) {
 /// threads that loom should check (a thread's own mark, a setting): loom's
 /// would only add states to explore, and cannot be built in a `static`.
 pub(crate) mod unmodelled {
-    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 }

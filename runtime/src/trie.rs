@@ -450,15 +450,19 @@ where
                 (node, occupied) = (child, Some(child_occupied));
             }
             Slot::Empty => {
-                let at = index(dm, bit);
-                rebuild(node, |from| {
-                    let mut to = Builder::trie(dm | bit, nm);
-                    to.take_entries(from, at);
-                    to.push_entry((key, value));
-                    to.take_entries(from, from.entries_left());
-                    to.take_children(from, from.children_left());
-                    to.finish()
-                });
+                // In place where the batch owns the node and it has room; a
+                // copy of a shared node, or of a full one, otherwise.
+                if let Err(entry) = node.insert_entry_in_place(bit, (key, value)) {
+                    let at = index(dm, bit);
+                    rebuild(node, |from| {
+                        let mut to = Builder::trie(dm | bit, nm);
+                        to.take_entries(from, at);
+                        to.push_entry(entry);
+                        to.take_entries(from, from.entries_left());
+                        to.take_children(from, from.children_left());
+                        to.finish()
+                    });
+                }
                 // The one write that fills a slot of a node which has a
                 // parent: tell the parent (O1). A rebuild that panicked
                 // changed nothing and does not get here.
@@ -750,6 +754,9 @@ where
 pub(crate) fn take_inline_entry<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) -> (K, V) {
     let (dm, nm) = (node.datamap(), node.nodemap());
     debug_assert!(dm & bit != 0, "slot {bit:#x} holds no entry");
+    if let Some(entry) = node.take_entry_in_place(bit) {
+        return entry;
+    }
     let at = index(dm, bit);
     let mut removed = None;
     rebuild_taking(node, Some(at), |from| {
@@ -872,6 +879,11 @@ impl WrittenPaths {
         }
         self.hashes.clear();
         self.rebuilt = false;
+    }
+
+    /// How many writes were noted.
+    pub(crate) fn len(&self) -> usize {
+        self.hashes.len()
     }
 
     /// The hashes written, if few enough for `recycle` to follow one by one.

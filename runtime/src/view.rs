@@ -21,6 +21,18 @@ use crate::trie::{self, LookupPlan};
 pub(crate) struct Meta {
     pub(crate) name: Box<str>,
     pub(crate) hook: MapHook,
+    /// Set once the map has been cloned: the maps sharing this `Meta` may
+    /// restore each other's versions, which must then be settled at their
+    /// publish to be shared rather than copied (`defers_settling` in
+    /// map.rs). A setting, not a protocol: set and read under the writer
+    /// locks of the maps involved.
+    pub(crate) cloned: crate::sync::unmodelled::AtomicBool,
+}
+
+impl Meta {
+    pub(crate) fn new(name: Box<str>, hook: MapHook) -> Self {
+        Self { name, hook, cloned: crate::sync::unmodelled::AtomicBool::new(false) }
+    }
 }
 
 /// The read-only contents of one published version of a [`SnapMap`](crate::SnapMap).

@@ -36,7 +36,8 @@
 //! Invariants of every live node (established by `Builder::finish`, never
 //! changed afterwards except `refs`):
 //!
-//! - **N1** the allocation has exactly `NodeRef::layout(entries, children)`;
+//! - **N1** the allocation has exactly `NodeRef::layout(entries, children)`,
+//!   which has room for `entry_room(entries)` entries;
 //! - **N2** the first `entries` slots of the entry array and the first
 //!   `children` slots of the child and occupancy arrays are initialised;
 //! - **N3** `refs` counts the `NodeRef`s that point at the node (plus one for a
@@ -53,8 +54,10 @@
 //!   clone, and before the map goes: so no other map's writer (a clone's,
 //!   which shares published nodes; a restore copies an unsettled version's
 //!   entries instead) ever sees one, and no reader is its last reference;
-//! - **N4** the non-atomic header fields never change after the node is built,
-//!   and the arrays change only through a `&mut NodeRef` whose `refs` is 1;
+//! - **N4** the arrays, and the non-atomic header fields, change only through
+//!   a `&mut NodeRef` whose `refs` is 1; the header fields only to add or
+//!   take an entry within the node's room ([`NodeRef::insert_entry_in_place`],
+//!   [`NodeRef::take_entry_in_place`]), which keeps N1, N2 and N5;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
 //!   unless `datamap == 0` (a collision node, or a node of children only);
 //!   `shape` holds these two counts.
@@ -342,6 +345,18 @@ const fn round_up_from(n: usize, n_align: usize, align: usize) -> usize {
     if align <= n_align { n } else { round_up(n, align) }
 }
 
+/// How many entries a node of `entries` entries has room for (N1): up to 4,
+/// exactly that many; past 4, rounded up to a multiple of 4. A batch then
+/// adds an entry to a node it owns in place three times in four
+/// ([`NodeRef::insert_entry_in_place`]) instead of allocating the node anew,
+/// moving it and freeing the old one for each: at 1K keys, a batch of new
+/// keys grows nodes of ~16 entries one by one. Small nodes (most of a large
+/// map's leaves hold 1-4) stay exact. Derived from the count, so that every
+/// node's layout stays known from its header alone.
+const fn entry_room(entries: usize) -> usize {
+    if entries <= 4 { entries } else { (entries + 3) & !3 }
+}
+
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
 }
@@ -370,17 +385,20 @@ impl<K, V> NodeRef<K, V> {
         children > 0 || lends_entries::<K, V>()
     }
 
-    /// Where the `Lending` tail starts (meaningful when `has_tail`).
+    /// Where the `Lending` tail starts (meaningful when `has_tail`): after
+    /// the room for entries, so that an entry added in place leaves it where
+    /// it is.
     fn lending_offset(entries: usize, children: usize) -> usize {
-        round_up(Self::entries_offset(children) + entries * size_of::<(K, V)>(), align_of::<Lending>())
+        round_up(Self::entries_offset(children) + entry_room(entries) * size_of::<(K, V)>(), align_of::<Lending>())
     }
 
     /// The layout of a node with these counts; panics if it would not fit in `isize`.
     pub(super) fn layout(entries: usize, children: usize) -> Layout {
         // children <= 64 (one per nodemap bit), so only the entry array can overflow.
         debug_assert!(children <= 64);
-        let arrays =
-            entries.checked_mul(size_of::<(K, V)>()).and_then(|e| e.checked_add(Self::entries_offset(children)));
+        let arrays = entry_room(entries)
+            .checked_mul(size_of::<(K, V)>())
+            .and_then(|e| e.checked_add(Self::entries_offset(children)));
         let size = match Self::has_tail(children) {
             false => arrays,
             true => arrays
@@ -927,6 +945,71 @@ impl<K, V> NodeRef<K, V> {
                     lending: lending.map(|l| &*l),
                 },
             )
+        }
+    }
+
+    /// Puts `entry` into the empty slot `bit` of this trie node where it
+    /// lies, if the node is the caller's alone, borrows no entries, and has
+    /// room for one more ([`entry_room`]); hands it back otherwise, changing
+    /// nothing. Runs no user code.
+    pub(crate) fn insert_entry_in_place(&mut self, bit: u64, entry: (K, V)) -> Result<(), (K, V)> {
+        let (entries, children) = self.counts();
+        let (datamap, nodemap) = (self.datamap(), self.nodemap());
+        assert!((datamap | nodemap) & bit == 0, "snapview bug: an entry put into a filled slot");
+        let is_collision = datamap == 0 && entries > 0;
+        if is_collision || entry_room(entries + 1) != entry_room(entries) || !self.is_unique() || self.borrowed() != 0 {
+            return Err(entry);
+        }
+        let at = (datamap & (bit - 1)).count_ones() as usize;
+        let base = entries_ptr::<K, V>(self.ptr, children);
+        let header = self.ptr.as_ptr();
+        // SAFETY: 1. the count is 1 and we hold `&mut` to that reference, so
+        //    nothing else reads or writes the node (N3, N4); no entry is
+        //    borrowed, so none lies in a lender's index space (E1);
+        // 2. the allocation has room for `entry_room(entries + 1)` entries
+        //    (N1: it is the same room), so slot `entries` is inside it, and
+        //    the tail, placed after the room, does not move;
+        // 3. the entries `at..entries` are initialised (N2) and move one slot
+        //    up bit for bit: nothing is dropped or cloned, and nothing between
+        //    the move and the header update can panic, so N2 and N5 hold
+        //    again when this returns (a trie slot is one bit: `entries + 1 <=
+        //    64` fits the shape).
+        unsafe {
+            ptr::copy(base.add(at), base.add(at + 1), entries - at);
+            base.add(at).write(entry);
+            (*header).datamap = datamap | bit;
+            (*header).shape = ((entries + 1) as u32) << CHILD_BITS | children as u32;
+        }
+        Ok(())
+    }
+
+    /// Takes the entry in slot `bit` of this trie node out where it lies, if
+    /// the node is the caller's alone, borrows no entries, and keeps the
+    /// same room with one entry less ([`entry_room`]); `None` otherwise,
+    /// changing nothing. Runs no user code.
+    pub(crate) fn take_entry_in_place(&mut self, bit: u64) -> Option<(K, V)> {
+        let (entries, children) = self.counts();
+        let datamap = self.datamap();
+        assert!(datamap & bit != 0, "snapview bug: taking an entry from a slot without one");
+        if entry_room(entries - 1) != entry_room(entries) || !self.is_unique() || self.borrowed() != 0 {
+            return None;
+        }
+        let at = (datamap & (bit - 1)).count_ones() as usize;
+        let base = entries_ptr::<K, V>(self.ptr, children);
+        let header = self.ptr.as_ptr();
+        // SAFETY: 1. as in `insert_entry_in_place`: the node is ours alone
+        //    and borrows no entry;
+        // 2. entry `at` is initialised (N2: its bit is set in `datamap`) and
+        //    is read out once, then the entries after it move one slot down
+        //    bit for bit over it; the room, and so the tail, stays (N1);
+        // 3. nothing can panic before the header says one entry less, so
+        //    N2 and N5 hold again when this returns.
+        unsafe {
+            let taken = base.add(at).read();
+            ptr::copy(base.add(at + 1), base.add(at), entries - at - 1);
+            (*header).datamap = datamap & !bit;
+            (*header).shape = ((entries - 1) as u32) << CHILD_BITS | children as u32;
+            Some(taken)
         }
     }
 
@@ -1857,7 +1940,7 @@ mod loom_tests {
     /// it (as a batch that built lending copies publishes).
     fn published_unsettled(copy: &NodeRef<u32, Touched>) -> crate::view::View<u32, Touched, ()> {
         let hook = crate::hooks::MapHook::new("loom", crate::hooks::HookConfig::default());
-        let meta = Arc::new(crate::view::Meta { name: "loom".into(), hook });
+        let meta = Arc::new(crate::view::Meta::new("loom".into(), hook));
         crate::view::View::new(Some(copy.clone()), copy.entries().len(), 1, (), meta).unsettled()
     }
 
