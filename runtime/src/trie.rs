@@ -640,7 +640,8 @@ fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shi
 /// and whose hashes have the trie orders `orders`, in one pass.
 ///
 /// They must come sorted by [`trie_order`](crate::order::trie_order). Every
-/// node is allocated once, at its exact size, in iteration order (a node
+/// node is allocated once, at its size (with the entries' room every node
+/// has), in iteration order (a node
 /// before its children, siblings left to right), so a map loaded this way is
 /// laid out for its own iteration. Runs no user code: what `items` holds
 /// after the last entry it yields is the caller's to drop.

@@ -1,8 +1,9 @@
-//! The node allocation: one header followed by three exact-size arrays.
+//! The node allocation: one header followed by three arrays, exact-size but
+//! for the entries' room (past 4 entries, a multiple of 4: [`entry_room`]).
 //!
 //! ```text
 //! +---------------------------------+---------------------+---------------------+-------------------+--------------------------------------+
-//! | Header (24 bytes)               | [NodeRef; children] | [Occupancy; ch.]    | [(K, V); entries] | Lending (32 B)                       |
+//! | Header (24 bytes)               | [NodeRef; children] | [Occupancy; ch.]    | [(K, V); room]    | Lending (32 B)                       |
 //! | refs | shape | datamap | nodemap | sub-trees           | each one's occupied | inline entries    | lent | lender | borrowed | lent_out |
 //! +---------------------------------+---------------------+---------------------+-------------------+--------------------------------------+
 //! ```
@@ -33,8 +34,8 @@
 //! dependent operations, and every walk of a node needs it; `entries` must be
 //! stored anyway, because a collision node has more entries than bits.
 //!
-//! Invariants of every live node (established by `Builder::finish`, never
-//! changed afterwards except `refs`):
+//! Invariants of every live node (established by `Builder::finish`; what
+//! may change afterwards, and how, N4 says):
 //!
 //! - **N1** the allocation has exactly `NodeRef::layout(entries, children)`,
 //!   which has room for `entry_room(entries)` entries;
@@ -955,7 +956,10 @@ impl<K, V> NodeRef<K, V> {
     pub(crate) fn insert_entry_in_place(&mut self, bit: u64, entry: (K, V)) -> Result<(), (K, V)> {
         let (entries, children) = self.counts();
         let (datamap, nodemap) = (self.datamap(), self.nodemap());
-        assert!((datamap | nodemap) & bit == 0, "snapview bug: an entry put into a filled slot");
+        assert!(
+            bit.is_power_of_two() && (datamap | nodemap) & bit == 0,
+            "snapview bug: an entry put into a filled slot"
+        );
         let is_collision = datamap == 0 && entries > 0;
         if is_collision || entry_room(entries + 1) != entry_room(entries) || !self.is_unique() || self.borrowed() != 0 {
             return Err(entry);
@@ -964,8 +968,9 @@ impl<K, V> NodeRef<K, V> {
         let base = entries_ptr::<K, V>(self.ptr, children);
         let header = self.ptr.as_ptr();
         // SAFETY: 1. the count is 1 and we hold `&mut` to that reference, so
-        //    nothing else reads or writes the node (N3, N4); no entry is
-        //    borrowed, so none lies in a lender's index space (E1);
+        //    nothing else reads or writes the node (N3, N4); no copy borrows
+        //    its entries (`is_unique` is false while `LENT` is set), and it
+        //    borrows none, so no other node's bits index its entries (E1);
         // 2. the allocation has room for `entry_room(entries + 1)` entries
         //    (N1: it is the same room), so slot `entries` is inside it, and
         //    the tail, placed after the room, does not move;
@@ -990,15 +995,15 @@ impl<K, V> NodeRef<K, V> {
     pub(crate) fn take_entry_in_place(&mut self, bit: u64) -> Option<(K, V)> {
         let (entries, children) = self.counts();
         let datamap = self.datamap();
-        assert!(datamap & bit != 0, "snapview bug: taking an entry from a slot without one");
+        assert!(bit.is_power_of_two() && datamap & bit != 0, "snapview bug: taking an entry from a slot without one");
         if entry_room(entries - 1) != entry_room(entries) || !self.is_unique() || self.borrowed() != 0 {
             return None;
         }
         let at = (datamap & (bit - 1)).count_ones() as usize;
         let base = entries_ptr::<K, V>(self.ptr, children);
         let header = self.ptr.as_ptr();
-        // SAFETY: 1. as in `insert_entry_in_place`: the node is ours alone
-        //    and borrows no entry;
+        // SAFETY: 1. as in `insert_entry_in_place`: the node is ours alone,
+        //    lends no entry (not `LENT`: it is unique) and borrows none;
         // 2. entry `at` is initialised (N2: its bit is set in `datamap`) and
         //    is read out once, then the entries after it move one slot down
         //    bit for bit over it; the room, and so the tail, stays (N1);
@@ -1649,6 +1654,19 @@ mod tests {
         assert_eq!(l.size(), 24 + 2 * 16 + 3 * 16 + 32, "and the lending tail");
         assert_eq!(NodeRef::<u64, u64>::layout(3, 0).size(), 24 + 3 * 16, "no tail without children");
         assert_eq!(l.align(), 8);
+    }
+
+    /// Past 4 entries a node has room for a multiple of 4, and its tail
+    /// sits after the room, where an entry added in place leaves it.
+    #[test]
+    fn layout_leaves_room_for_entries_past_four() {
+        let rooms: Vec<usize> = (0..=13).map(entry_room).collect();
+        assert_eq!(rooms, [0, 1, 2, 3, 4, 8, 8, 8, 8, 12, 12, 12, 12, 16]);
+        assert_eq!(NodeRef::<u64, u64>::layout(5, 0).size(), 24 + 8 * 16);
+        assert_eq!(NodeRef::<u64, u64>::layout(8, 0), NodeRef::<u64, u64>::layout(5, 0));
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(5, 2), 24 + 2 * 16 + 8 * 16);
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(8, 2), NodeRef::<u64, u64>::lending_offset(6, 2));
+        assert_eq!(NodeRef::<u64, u64>::layout(9, 2).size(), 24 + 2 * 16 + 12 * 16 + 32);
     }
 
     #[test]
