@@ -453,15 +453,7 @@ where
                 // In place where the batch owns the node and it has room; a
                 // copy of a shared node, or of a full one, otherwise.
                 if let Err(entry) = node.insert_entry_in_place(bit, (key, value)) {
-                    let at = index(dm, bit);
-                    rebuild(node, |from| {
-                        let mut to = Builder::trie(dm | bit, nm);
-                        to.take_entries(from, at);
-                        to.push_entry(entry);
-                        to.take_entries(from, from.entries_left());
-                        to.take_children(from, from.children_left());
-                        to.finish()
-                    });
+                    rebuild_with_entry(node, bit, entry);
                 }
                 // The one write that fills a slot of a node which has a
                 // parent: tell the parent (O1). A rebuild that panicked
@@ -747,6 +739,21 @@ where
             Some(removed)
         }
     }
+}
+
+/// Puts `entry` into the empty slot `bit` of `node` by building the node
+/// anew: by moves if it is unshared, else as a copy.
+pub(crate) fn rebuild_with_entry<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64, entry: (K, V)) {
+    let (dm, nm) = (node.datamap(), node.nodemap());
+    let at = index(dm, bit);
+    rebuild(node, |from| {
+        let mut to = Builder::trie(dm | bit, nm);
+        to.take_entries(from, at);
+        to.push_entry(entry);
+        to.take_entries(from, from.entries_left());
+        to.take_children(from, from.children_left());
+        to.finish()
+    });
 }
 
 /// Takes the entry in slot `bit` of `node` (which must hold one) out of the

@@ -1293,19 +1293,11 @@ mod tests {
     }
 
     /// What `trie::insert` does with a new key whose slot in `node` is
-    /// empty: `node` rebuilt with `entry` in slot `bit` (by moves if it is
-    /// unshared, as a batch's second write to a node it copied).
+    /// empty where it cannot add it in place: `node` rebuilt with `entry` in
+    /// slot `bit` (by moves if it is unshared, as a batch's second write to
+    /// a node it copied).
     fn add_entry<V: Clone>(node: &mut NodeRef<u32, V>, bit: u64, entry: (u32, V)) {
-        let (dm, nm) = (node.datamap(), node.nodemap());
-        let at = (dm & (bit - 1)).count_ones() as usize;
-        rebuild(node, |from| {
-            let mut to = Builder::trie(dm | bit, nm);
-            to.take_entries(from, at);
-            to.push_entry(entry);
-            to.take_entries(from, from.entries_left());
-            to.take_children(from, from.children_left());
-            to.finish()
-        });
+        crate::trie::rebuild_with_entry(node, bit, entry);
     }
 
     /// `add_entry` to a copy of a shared node.
