@@ -117,7 +117,7 @@
 //! version's memory is freed by whoever drops its last snapshot, and costs
 //! only what that version did not share; in a map of plain data (entries
 //! without destructors) whose small write a reader held up, the write's
-//! replaced path stays until the writer's next write (docs/design.md,
+//! replaced path stays until the writer's next write, `clone` or drop (docs/design.md,
 //! "Settling later"). See `docs/design.md` for invariants
 //! and memory orders.
 //!

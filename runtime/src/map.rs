@@ -144,13 +144,14 @@ impl<K, V, S> Writer<K, V, S> {
 /// the old nodes' counts over without touching a child, as when no one held
 /// them (docs/design.md, "Settling later"); settled now, each copy counts
 /// every child it shares (~190 atomic increments at 1M keys) and the
-/// reader's drop takes them back. The price is memory: until the next write,
-/// the replaced paths stay allocated after their last reader goes. So only
+/// reader's drop takes them back. The price is memory: until the next write
+/// (or `clone`, or the map's drop), the replaced paths stay allocated after
+/// their last reader goes. So only
 /// - where entries have no destructor: otherwise the old version's replaced
 ///   values would outlive its last snapshot, which must drop them;
 /// - where entries are small ([`DEFERRED_ENTRY_MAX`]) and the batch wrote
-///   few keys ([`DEFERRED_WRITES_MAX`]): what stays allocated is then a few
-///   hundred KB at most, not a version's worth;
+///   few keys ([`DEFERRED_WRITES_MAX`]): what stays allocated is then ~1.5 MB
+///   at most at 1M keys, not a version's worth;
 /// - in a map never cloned: a clone may restore this map's versions, which
 ///   it shares only once they are settled, and copies otherwise.
 fn defers_settling<K, V>(meta: &Meta, written: &WrittenPaths) -> bool {
@@ -1125,7 +1126,7 @@ mod tests {
         assert!(still_shared.clone().count() >= 60);
         assert!(
             still_shared.into_iter().all(|c| c.ref_count() == 1),
-            "its counts taken over: the held version is gone"
+            "counted once, by the settled copy: the held version is gone"
         );
         assert_eq!((published.get(&1), published.get(&3), newest.get(&3)), (Some(&2), Some(&3), Some(&4)));
     }

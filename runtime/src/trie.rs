@@ -1133,6 +1133,35 @@ mod tests {
         root.expect("at least one key")
     }
 
+    /// A node the batch owns takes new keys and gives keys up in place while
+    /// its room lasts (`insert_below`'s empty slot, `take_inline_entry`):
+    /// the same entry array throughout; past its room it is built anew.
+    #[test]
+    fn writes_to_an_owned_node_stay_in_place_within_its_room() {
+        let s = Id::default();
+        let entries_at = |root: &NodeRef<u64, u32>| root.entries().as_ptr();
+        // The identity hash puts key `k < 64` in root slot `k`.
+        let mut root = build(0u64..5);
+        let mut at = entries_at(&root);
+        for k in 5..12u64 {
+            assert!(insert(&mut root, k as usize, s.hash_one(k), k, k as u32, &s).is_none());
+            // Room for 8 up to 8 entries, for 12 up to 12.
+            let anew = k == 8;
+            assert_eq!(entries_at(&root) != at, anew, "insert of key {k}");
+            at = entries_at(&root);
+        }
+        for k in (8..12u64).rev() {
+            assert_eq!(remove(&mut root, s.hash_one(k), &k).map(|e| e.1), Some(k as u32));
+            let anew = k == 8;
+            assert_eq!(entries_at(&root) != at, anew, "removal of key {k}");
+            at = entries_at(&root);
+        }
+        let keys: Vec<u64> = root.entries().iter().map(|e| e.0).collect();
+        assert_eq!(keys, (0..8).collect::<Vec<_>>());
+        assert!((0..8u64).all(|k| lookup(&root, &k) == Some(k as u32)));
+        assert!((8..12u64).all(|k| lookup(&root, &k).is_none()));
+    }
+
     /// A lookup by every descent, which must agree: the plain one (a small
     /// trie's), the prefetching one (a large trie's) with its sparse depth
     /// at every depth it can be, and each counting bits both ways (the
