@@ -1262,34 +1262,45 @@ mod tests {
 
     /// A node the caller holds alone takes entries in and gives them out in
     /// place while its room lasts (`entry_room`: 5 to 8 entries share one
-    /// allocation), keeping slot order and every other entry; past its room,
-    /// or shared, it refuses and changes nothing.
+    /// allocation, in a map of plain data), keeping slot order and every
+    /// other entry; past its room, or shared, it refuses and changes
+    /// nothing. A map whose entries drop has no room: it always refuses.
     #[test]
     fn an_unshared_node_adds_and_takes_entries_in_place_within_its_room() {
-        let (tokens, mut node) = leaf_of_tokens(0b1_0101_0101);
-        let (allocation, token) = (node.as_ptr(), Rc::new(()));
+        let values = |node: &NodeRef<u32, u32>| node.entries().iter().map(|e| e.1).collect::<Vec<_>>();
+        let mut b = Builder::trie(0b1_0101_0101, 0);
+        [0, 2, 4, 6, 8].into_iter().for_each(|slot| b.push_entry((slot, slot + 100)));
+        let mut node = b.finish();
+        let allocation = node.as_ptr();
         for slot in [3, 1, 9] {
-            assert!(node.insert_entry_in_place(1 << slot, (slot, token.clone())).is_ok(), "slot {slot}");
+            assert!(node.insert_entry_in_place(1 << slot, (slot, slot + 100)).is_ok(), "slot {slot}");
         }
         assert_eq!(
             (node.as_ptr(), keys(&node), node.datamap()),
             (allocation, vec![0, 1, 2, 3, 4, 6, 8, 9], 0b11_0101_1111)
         );
-        let refused = node.insert_entry_in_place(1 << 10, (10, token.clone()));
-        assert!(matches!(refused, Err((10, _))), "a 9th entry needs room for 12");
-        drop(refused);
+        assert_eq!(values(&node), [100, 101, 102, 103, 104, 106, 108, 109]);
+        assert_eq!(node.insert_entry_in_place(1 << 10, (10, 110)), Err((10, 110)), "a 9th entry needs room for 12");
         let shared = node.clone();
         let mut copy = node.clone();
         assert!(copy.take_entry_in_place(1 << 3).is_none(), "shared");
-        assert!(copy.insert_entry_in_place(1 << 5, (5, token.clone())).is_err(), "shared");
+        assert!(copy.insert_entry_in_place(1 << 5, (5, 105)).is_err(), "shared");
         drop((shared, copy));
-        let taken: Vec<u32> = [3, 0, 9].iter().map(|&slot| node.take_entry_in_place(1 << slot).unwrap().0).collect();
-        assert_eq!((taken, keys(&node), node.as_ptr()), (vec![3, 0, 9], vec![1, 2, 4, 6, 8], allocation));
+        let taken: Vec<(u32, u32)> =
+            [3, 0, 9].iter().map(|&slot| node.take_entry_in_place(1 << slot).unwrap()).collect();
+        assert_eq!(taken, [(3, 103), (0, 100), (9, 109)]);
+        assert_eq!(
+            (keys(&node), values(&node), node.as_ptr()),
+            (vec![1, 2, 4, 6, 8], vec![101, 102, 104, 106, 108], allocation)
+        );
         assert!(node.take_entry_in_place(1 << 4).is_none(), "4 entries have room for 4");
-        assert_eq!(Rc::strong_count(&token), 2, "the one entry in place holds it");
-        drop(node);
-        assert_eq!(counts_of(&tokens), [1; 5]);
-        assert_eq!(Rc::strong_count(&token), 1);
+
+        let (tokens, mut dropping) = leaf_of_tokens(0b1_0101_0101);
+        let token = Rc::new(());
+        assert!(dropping.insert_entry_in_place(1 << 3, (3, token.clone())).is_err(), "no room where entries drop");
+        assert!(dropping.take_entry_in_place(1 << 2).is_none());
+        drop(dropping);
+        assert_eq!((counts_of(&tokens), Rc::strong_count(&token)), (vec![1; 5], 1));
     }
 
     /// What `trie::insert` does with a new key whose slot in `node` is

@@ -354,8 +354,14 @@ const fn round_up_from(n: usize, n_align: usize, align: usize) -> usize {
 /// keys grows nodes of ~16 entries one by one. Small nodes (most of a large
 /// map's leaves hold 1-4) stay exact. Derived from the count, so that every
 /// node's layout stays known from its header alone.
-const fn entry_room(entries: usize) -> usize {
-    if entries <= 4 { entries } else { (entries + 3) & !3 }
+///
+/// Only in maps of plain data: where entries need dropping (`String` keys),
+/// a batch's copies borrow their entries (E1), and a node that borrows is
+/// rebuilt rather than changed in place, so the room only cost: batches
+/// that add and remove `String` keys in a 1K map took 1.05x the time with
+/// it (docs/benchmarks.md, "Session 51's run").
+const fn entry_room<K, V>(entries: usize) -> usize {
+    if lends_entries::<K, V>() || entries <= 4 { entries } else { (entries + 3) & !3 }
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -390,14 +396,17 @@ impl<K, V> NodeRef<K, V> {
     /// the room for entries, so that an entry added in place leaves it where
     /// it is.
     fn lending_offset(entries: usize, children: usize) -> usize {
-        round_up(Self::entries_offset(children) + entry_room(entries) * size_of::<(K, V)>(), align_of::<Lending>())
+        round_up(
+            Self::entries_offset(children) + entry_room::<K, V>(entries) * size_of::<(K, V)>(),
+            align_of::<Lending>(),
+        )
     }
 
     /// The layout of a node with these counts; panics if it would not fit in `isize`.
     pub(super) fn layout(entries: usize, children: usize) -> Layout {
         // children <= 64 (one per nodemap bit), so only the entry array can overflow.
         debug_assert!(children <= 64);
-        let arrays = entry_room(entries)
+        let arrays = entry_room::<K, V>(entries)
             .checked_mul(size_of::<(K, V)>())
             .and_then(|e| e.checked_add(Self::entries_offset(children)));
         let size = match Self::has_tail(children) {
@@ -961,7 +970,11 @@ impl<K, V> NodeRef<K, V> {
             "snapview bug: an entry put into a filled slot"
         );
         let is_collision = datamap == 0 && entries > 0;
-        if is_collision || entry_room(entries + 1) != entry_room(entries) || !self.is_unique() || self.borrowed() != 0 {
+        if is_collision
+            || entry_room::<K, V>(entries + 1) != entry_room::<K, V>(entries)
+            || !self.is_unique()
+            || self.borrowed() != 0
+        {
             return Err(entry);
         }
         let at = (datamap & (bit - 1)).count_ones() as usize;
@@ -996,7 +1009,7 @@ impl<K, V> NodeRef<K, V> {
         let (entries, children) = self.counts();
         let datamap = self.datamap();
         assert!(bit.is_power_of_two() && datamap & bit != 0, "snapview bug: taking an entry from a slot without one");
-        if entry_room(entries - 1) != entry_room(entries) || !self.is_unique() || self.borrowed() != 0 {
+        if entry_room::<K, V>(entries - 1) != entry_room::<K, V>(entries) || !self.is_unique() || self.borrowed() != 0 {
             return None;
         }
         let at = (datamap & (bit - 1)).count_ones() as usize;
@@ -1660,7 +1673,8 @@ mod tests {
     /// sits after the room, where an entry added in place leaves it.
     #[test]
     fn layout_leaves_room_for_entries_past_four() {
-        let rooms: Vec<usize> = (0..=13).map(entry_room).collect();
+        let rooms: Vec<usize> = (0..=13).map(entry_room::<u64, u64>).collect();
+        assert_eq!(entry_room::<String, u64>(5), 5, "no room where entries drop");
         assert_eq!(rooms, [0, 1, 2, 3, 4, 8, 8, 8, 8, 12, 12, 12, 12, 16]);
         assert_eq!(NodeRef::<u64, u64>::layout(5, 0).size(), 24 + 8 * 16);
         assert_eq!(NodeRef::<u64, u64>::layout(8, 0), NodeRef::<u64, u64>::layout(5, 0));
