@@ -429,6 +429,12 @@ where
             Slot::Entry(existing) => {
                 // Hash the key already there before touching anything: it may panic.
                 let existing_hash = hasher.hash_one(&existing.0);
+                let make_child = |existing| merge(existing, existing_hash, (key, value), hash, shift + BITS);
+                // In place where the batch owns the node and its room takes
+                // the child; a copy of a shared node, or of a full one, otherwise.
+                let Err(make_child) = node.entry_to_child_in_place(bit, make_child) else {
+                    return None;
+                };
                 let (at, child_at) = (index(dm, bit), index(nm, bit));
                 // The entry moves down into a new child: it must be the node's own.
                 rebuild_taking(node, Some(at), |from| {
@@ -437,7 +443,7 @@ where
                     let existing = from.next_entry();
                     to.take_entries(from, from.entries_left());
                     to.take_children(from, child_at);
-                    to.push_child(merge(existing, existing_hash, (key, value), hash, shift + BITS));
+                    to.push_child(make_child(existing));
                     to.take_children(from, from.children_left());
                     to.finish()
                 });
@@ -632,8 +638,8 @@ fn merge<K: Clone, V: Clone>(a: (K, V), hash_a: u64, b: (K, V), hash_b: u64, shi
 /// and whose hashes have the trie orders `orders`, in one pass.
 ///
 /// They must come sorted by [`trie_order`](crate::order::trie_order). Every
-/// node is allocated once, at its size (with the entries' room every node
-/// has), in iteration order (a node
+/// node is allocated once, at its size (with the room a node of plain data
+/// has past 64 bytes of arrays), in iteration order (a node
 /// before its children, siblings left to right), so a map loaded this way is
 /// laid out for its own iteration. Runs no user code: what `items` holds
 /// after the last entry it yields is the caller's to drop.
@@ -836,6 +842,9 @@ fn fold_pair_into_shared<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64,
 
 /// Replaces the single-entry child at `bit` by its entry, inline.
 fn fold_child<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) {
+    if node.child_to_entry_in_place(bit) {
+        return;
+    }
     let (dm, nm) = (node.datamap(), node.nodemap());
     let (entry_at, child_at) = (index(dm, bit), index(nm, bit));
     rebuild(node, |from| {
@@ -1134,8 +1143,9 @@ mod tests {
     }
 
     /// A node the batch owns takes new keys and gives keys up in place while
-    /// its room lasts (`insert_below`'s empty slot, `take_inline_entry`):
-    /// the same entry array throughout; past its room it is built anew.
+    /// its room lasts (`insert_below`'s empty slot, `take_inline_entry`),
+    /// and turns an entry into a child there (`insert_below`'s entry slot):
+    /// the same allocation throughout; past its room it is built anew.
     #[test]
     fn writes_to_an_owned_node_stay_in_place_within_its_room() {
         let s = Id::default();
@@ -1145,8 +1155,8 @@ mod tests {
         let mut at = entries_at(&root);
         for k in 5..12u64 {
             assert!(insert(&mut root, k as usize, s.hash_one(k), k, k as u32, &s).is_none());
-            // Room for 8 up to 8 entries, for 12 up to 12.
-            let anew = k == 8;
+            // Entries of 16 bytes: room for 6 up to 6 entries, 8 up to 8, then 12.
+            let anew = k == 6 || k == 8;
             assert_eq!(entries_at(&root) != at, anew, "insert of key {k}");
             at = entries_at(&root);
         }
@@ -1158,8 +1168,19 @@ mod tests {
         }
         let keys: Vec<u64> = root.entries().iter().map(|e| e.0).collect();
         assert_eq!(keys, (0..8).collect::<Vec<_>>());
-        assert!((0..8u64).all(|k| lookup(&root, &k) == Some(k as u32)));
-        assert!((8..12u64).all(|k| lookup(&root, &k).is_none()));
+        // Key `64 + k` meets key `k` in its root slot: the first child
+        // brings the node its tail (built anew), the next take the bytes of
+        // the entries they replace.
+        let node_at_of = |root: &NodeRef<u64, u32>| root.children().as_ptr();
+        let mut node_at = node_at_of(&root);
+        for k in [64u64, 67, 65] {
+            assert!(insert(&mut root, k as usize, s.hash_one(k), k, k as u32, &s).is_none());
+            assert_eq!(node_at_of(&root) != node_at, k == 64, "insert of key {k}");
+            node_at = node_at_of(&root);
+        }
+        assert_eq!((root.entries().len(), root.children().len()), (5, 3));
+        assert!((0..8).chain([64, 65, 67]).all(|k: u64| lookup(&root, &k) == Some(k as u32)));
+        assert!((8..12).chain([66, 128]).all(|k: u64| lookup(&root, &k).is_none()));
     }
 
     /// A lookup by every descent, which must agree: the plain one (a small

@@ -1261,39 +1261,38 @@ mod tests {
     }
 
     /// A node the caller holds alone takes entries in and gives them out in
-    /// place while its room lasts (`entry_room`: 5 to 8 entries share one
-    /// allocation, in a map of plain data), keeping slot order and every
+    /// place while its room lasts (`room`: 9 to 12 entries of 8 bytes share
+    /// one allocation, in a map of plain data), keeping slot order and every
     /// other entry; past its room, or shared, it refuses and changes
     /// nothing. A map whose entries drop has no room: it always refuses.
     #[test]
     fn an_unshared_node_adds_and_takes_entries_in_place_within_its_room() {
         let values = |node: &NodeRef<u32, u32>| node.entries().iter().map(|e| e.1).collect::<Vec<_>>();
-        let mut b = Builder::trie(0b1_0101_0101, 0);
-        [0, 2, 4, 6, 8].into_iter().for_each(|slot| b.push_entry((slot, slot + 100)));
+        let even: Vec<u32> = (0..=16).step_by(2).collect();
+        let mut b = Builder::trie(even.iter().fold(0, |map, slot| map | 1 << slot), 0);
+        even.iter().for_each(|&slot| b.push_entry((slot, slot + 100)));
         let mut node = b.finish();
         let allocation = node.as_ptr();
-        for slot in [3, 1, 9] {
+        for slot in [3, 1, 17] {
             assert!(node.insert_entry_in_place(1 << slot, (slot, slot + 100)).is_ok(), "slot {slot}");
         }
-        assert_eq!(
-            (node.as_ptr(), keys(&node), node.datamap()),
-            (allocation, vec![0, 1, 2, 3, 4, 6, 8, 9], 0b11_0101_1111)
-        );
-        assert_eq!(values(&node), [100, 101, 102, 103, 104, 106, 108, 109]);
-        assert_eq!(node.insert_entry_in_place(1 << 10, (10, 110)), Err((10, 110)), "a 9th entry needs room for 12");
+        let mut grown = [even.as_slice(), &[1, 3, 17]].concat();
+        grown.sort_unstable();
+        assert_eq!((node.as_ptr(), keys(&node)), (allocation, grown.clone()));
+        assert_eq!(values(&node), grown.iter().map(|k| k + 100).collect::<Vec<_>>());
+        assert_eq!(node.insert_entry_in_place(1 << 19, (19, 119)), Err((19, 119)), "a 13th entry needs room for 16");
         let shared = node.clone();
         let mut copy = node.clone();
         assert!(copy.take_entry_in_place(1 << 3).is_none(), "shared");
         assert!(copy.insert_entry_in_place(1 << 5, (5, 105)).is_err(), "shared");
         drop((shared, copy));
         let taken: Vec<(u32, u32)> =
-            [3, 0, 9].iter().map(|&slot| node.take_entry_in_place(1 << slot).unwrap()).collect();
-        assert_eq!(taken, [(3, 103), (0, 100), (9, 109)]);
-        assert_eq!(
-            (keys(&node), values(&node), node.as_ptr()),
-            (vec![1, 2, 4, 6, 8], vec![101, 102, 104, 106, 108], allocation)
-        );
-        assert!(node.take_entry_in_place(1 << 4).is_none(), "4 entries have room for 4");
+            [3, 0, 17].iter().map(|&slot| node.take_entry_in_place(1 << slot).unwrap()).collect();
+        assert_eq!(taken, [(3, 103), (0, 100), (17, 117)]);
+        let rest: Vec<u32> = grown.iter().copied().filter(|k| ![3, 0, 17].contains(k)).collect();
+        assert_eq!((keys(&node), node.as_ptr()), (rest.clone(), allocation));
+        assert_eq!(values(&node), rest.iter().map(|k| k + 100).collect::<Vec<_>>());
+        assert!(node.take_entry_in_place(1 << 4).is_none(), "8 entries of 8 bytes are allocated exactly");
 
         let (tokens, mut dropping) = leaf_of_tokens(0b1_0101_0101);
         let token = Rc::new(());
@@ -1301,6 +1300,181 @@ mod tests {
         assert!(dropping.take_entry_in_place(1 << 2).is_none());
         drop(dropping);
         assert_eq!((counts_of(&tokens), Rc::strong_count(&token)), (vec![1; 5], 1));
+    }
+
+    /// A child for slot `slot` of its parent, holding `entries` (one or
+    /// two) in child slots of its own: `slot % 63`, then 63, so that no two
+    /// children in a test share an occupancy.
+    fn child_for<V>(slot: u32, entries: Vec<(u32, V)>) -> NodeRef<u32, V> {
+        let slots = [slot % 63, 63];
+        let mut b = Builder::trie(slots[..entries.len()].iter().fold(0, |map, s| map | 1 << s), 0);
+        entries.into_iter().for_each(|e| b.push_entry(e));
+        b.finish()
+    }
+
+    /// A trie node with an entry keyed by its slot (valued `value(slot)`)
+    /// in each of `entry_slots`, a child of two entries (keys `1000 + slot`
+    /// and `2000 + slot`) in each of `pair_slots`, and a child of one entry
+    /// (key `slot`) in each of `single_slots`.
+    fn node_of<V: Clone>(
+        entry_slots: &[u32],
+        pair_slots: &[u32],
+        single_slots: &[u32],
+        value: fn(u32) -> V,
+    ) -> NodeRef<u32, V> {
+        let map = |slots: &[u32]| slots.iter().fold(0u64, |map, s| map | 1 << s);
+        let mut b = Builder::trie(map(entry_slots), map(pair_slots) | map(single_slots));
+        let mut entries = entry_slots.to_vec();
+        entries.sort_unstable();
+        entries.iter().for_each(|&slot| b.push_entry((slot, value(slot))));
+        let mut children: Vec<u32> = [pair_slots, single_slots].concat();
+        children.sort_unstable();
+        for slot in children {
+            let entries = match pair_slots.contains(&slot) {
+                true => vec![(1000 + slot, value(1000 + slot)), (2000 + slot, value(2000 + slot))],
+                false => vec![(slot, value(slot))],
+            };
+            b.push_child(child_for(slot, entries));
+        }
+        b.finish()
+    }
+
+    /// Checks every entry, child and occupancy of `node` against its
+    /// bitmaps: an entry is keyed by its slot and valued `value(key)`; a
+    /// child in slot `s` holds keys `1000 + s` and `2000 + s`, or `s` (and
+    /// `3000 + s` if made from an entry), and the occupancy beside it is
+    /// its own (O1), which differs from child to child.
+    fn assert_laid_out<V: PartialEq + core::fmt::Debug>(node: &NodeRef<u32, V>, value: fn(u32) -> V) {
+        let slots = |map: u64| (0..64u32).filter(move |s| map & 1 << s != 0);
+        let entry_slots: Vec<u32> = slots(node.datamap()).collect();
+        assert_eq!(keys(node), entry_slots);
+        assert!(node.entries().iter().all(|(k, v)| *v == value(*k)), "values stay with their keys");
+        assert_eq!(node.children().len(), slots(node.nodemap()).count());
+        for slot in slots(node.nodemap()) {
+            let crate::raw::Slot::Child(child, at) = node.slot(1 << slot) else { panic!("no child in slot {slot}") };
+            let child_keys = keys(child);
+            assert!(
+                [vec![1000 + slot, 2000 + slot], vec![slot, 3000 + slot], vec![slot]].contains(&child_keys),
+                "slot {slot}: {child_keys:?}"
+            );
+            assert!(child.entries().iter().all(|(k, v)| *v == value(*k)));
+            assert_eq!(child.occupancy() & !(1 << 63), 1 << (slot % 63), "the child of slot {slot}");
+            assert_eq!(at.occupancy(), child.occupancy(), "O1 in slot {slot}");
+        }
+    }
+
+    /// Turns the entry in `slot` into a child (of it and key `3000 + slot`)
+    /// in place, and checks the node after.
+    fn to_child_in_place<V>(node: &mut NodeRef<u32, V>, slot: u32, value: fn(u32) -> V)
+    where
+        V: Clone + PartialEq + core::fmt::Debug,
+    {
+        let allocation = node.as_ptr();
+        let made = node.entry_to_child_in_place(1 << slot, |existing| {
+            child_for(slot, vec![existing, (3000 + slot, value(3000 + slot))])
+        });
+        assert!(made.is_ok(), "slot {slot}");
+        assert_eq!(node.as_ptr(), allocation, "in place");
+        assert_laid_out(node, value);
+    }
+
+    /// Folds the one-entry child in `slot` in place, and checks the node after.
+    fn to_entry_in_place<V: PartialEq + core::fmt::Debug>(node: &mut NodeRef<u32, V>, slot: u32, value: fn(u32) -> V) {
+        let allocation = node.as_ptr();
+        assert!(node.child_to_entry_in_place(1 << slot), "slot {slot}");
+        assert_eq!(node.as_ptr(), allocation, "in place");
+        assert_laid_out(node, value);
+    }
+
+    /// An entry of 64 bytes aligned to 32: the entry array's start moves by
+    /// 0 or 32 bytes as a child comes or goes.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    #[repr(align(32))]
+    struct Wide(u32);
+
+    /// An entry whose slot takes a new key turns into a child in place, and
+    /// a child of one entry back into it, where the node is the caller's
+    /// alone, keeps children, and its room takes the change: each at the
+    /// first, a middle and the last child index, with entries of 8 bytes
+    /// (a child takes two entries' bytes: the entries after it move up),
+    /// 24 (they move down) and 64 aligned to 32 (the entry array stays or
+    /// moves by 32).
+    #[test]
+    fn an_unshared_node_turns_entries_into_children_and_back_in_place_within_its_room() {
+        let small = |k: u32| k.wrapping_mul(7);
+        // 9 entries and 2 children fill 104 bytes of 128: three conversions fit.
+        let mut node = node_of(&[0, 2, 4, 6, 8, 10, 12, 14, 50], &[5, 40], &[], small);
+        for slot in [50, 10, 0] {
+            to_child_in_place(&mut node, slot, small);
+        }
+        let refused = node.entry_to_child_in_place(1 << 2, |_| unreachable!("refused before it builds"));
+        assert!(refused.is_err(), "5 entries and 6 children fill 136 bytes");
+        let shared = node.clone();
+        assert!(node.entry_to_child_in_place(1 << 2, |_| unreachable!()).is_err(), "shared");
+        assert!(!node.child_to_entry_in_place(1 << 50), "shared");
+        drop(shared);
+        // 8 entries and 4 children fill 128 bytes of 128.
+        let mut node = node_of(&[0, 2, 4, 6, 8, 10, 12, 14], &[], &[5, 20, 40, 50], small);
+        for slot in [50, 20, 5] {
+            to_entry_in_place(&mut node, slot, small);
+        }
+        assert!(!node.child_to_entry_in_place(1 << 40), "the last child takes the tail with it");
+
+        let large = |k: u32| [k, k + 1, k + 2, k + 3, k + 4];
+        // 6 entries of 24 bytes and a child fill 160 bytes of 192; each
+        // conversion takes 8 bytes less.
+        let mut node = node_of(&[1, 5, 9, 13, 17, 40], &[30], &[], large);
+        for slot in [40, 9, 13] {
+            to_child_in_place(&mut node, slot, large);
+        }
+        let mut node = node_of(&[1, 5, 13, 17], &[], &[3, 9, 30], large);
+        for slot in [9, 30] {
+            to_entry_in_place(&mut node, slot, large);
+        }
+
+        let wide = Wide;
+        // 5 entries of 64 bytes and a child fill 360 bytes of 384.
+        let mut node = node_of(&[1, 5, 9, 13, 17], &[30], &[], wide);
+        for slot in [9, 17] {
+            to_child_in_place(&mut node, slot, wide);
+        }
+        let mut node = node_of(&[1, 5, 9], &[], &[3, 13, 30], wide);
+        for slot in [13, 30] {
+            to_entry_in_place(&mut node, slot, wide);
+        }
+    }
+
+    /// Where the changes in place are refused: a node without children (the
+    /// first brings the tail), a child of two entries, and a map whose
+    /// entries drop, even where the sizes would allow it (16-byte entries
+    /// and exact sizes: an entry and a child take the same bytes).
+    #[test]
+    fn changes_of_arity_in_place_are_refused_where_they_would_not_hold() {
+        let mut childless = Builder::trie(0b1111_1111_1111, 0);
+        (0..12).for_each(|slot| childless.push_entry((slot, slot)));
+        let mut childless = childless.finish();
+        assert!(childless.entry_to_child_in_place(1 << 3, |_| unreachable!()).is_err(), "a first child brings a tail");
+        let mut node = node_of(&[0, 2, 4, 6, 8, 10, 12, 14], &[5], &[20, 40], |k| k);
+        assert!(!node.child_to_entry_in_place(1 << 5), "a child of two entries");
+
+        let mut dropping = node_of(&[0, 2, 4], &[], &[5, 20], |_| Rc::new(()));
+        assert!(dropping.entry_to_child_in_place(1 << 2, |_| unreachable!()).is_err(), "no room where entries drop");
+        assert!(!dropping.child_to_entry_in_place(1 << 5), "no room where entries drop");
+        assert_eq!((keys(&dropping), dropping.children().len()), (vec![0, 2, 4], 2));
+    }
+
+    /// A panicking `make_child` leaves the node as it was, owning its entry.
+    #[test]
+    fn a_child_that_fails_to_build_leaves_the_node_unchanged() {
+        let value = |k: u32| u64::from(k) << 32 | 7;
+        let mut node = node_of(&[0, 2, 4, 6, 8, 10, 12, 14, 16], &[40], &[], value);
+        let before: Vec<(u32, u64)> = node.entries().to_vec();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = node.entry_to_child_in_place(1 << 4, |_| panic!("the child's allocation fails"));
+        }));
+        assert!(caught.is_err());
+        assert_eq!((node.entries(), node.nodemap()), (before.as_slice(), 1 << 40));
+        assert_laid_out(&node, value);
     }
 
     /// What `trie::insert` does with a new key whose slot in `node` is

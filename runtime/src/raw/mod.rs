@@ -1,7 +1,7 @@
 //! Every `unsafe` line of the crate lives in this module.
 //!
 //! It owns the memory of trie nodes: their layout (exact-size arrays, but
-//! room for a few more entries), their reference
+//! some room in maps of plain data), their reference
 //! counts, building a node ([`Builder`]), taking one apart ([`Drain`]), and
 //! copy-on-write access ([`NodeRef::make_mut`], [`rebuild`]). What it hands out
 //! is safe: shared slices for readers, mutable slices only for a node that is

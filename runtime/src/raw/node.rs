@@ -1,11 +1,12 @@
 //! The node allocation: one header followed by three arrays, exact-size but
-//! for the entries' room (past 4 entries, a multiple of 4: [`entry_room`]).
+//! for some room in maps of plain data (past 64 bytes of arrays, the next
+//! of 2^k and 3 * 2^(k-1) bytes: [`room`]).
 //!
 //! ```text
-//! +---------------------------------+---------------------+---------------------+-------------------+--------------------------------------+
-//! | Header (24 bytes)               | [NodeRef; children] | [Occupancy; ch.]    | [(K, V); room]    | Lending (32 B)                       |
-//! | refs | shape | datamap | nodemap | sub-trees           | each one's occupied | inline entries    | lent | lender | borrowed | lent_out |
-//! +---------------------------------+---------------------+---------------------+-------------------+--------------------------------------+
+//! +---------------------------------+---------------------+---------------------+-------------------+------+--------------------------------------+
+//! | Header (24 bytes)               | [NodeRef; children] | [Occupancy; ch.]    | [(K, V); entries] | room | Lending (32 B)                       |
+//! | refs | shape | datamap | nodemap | sub-trees           | each one's occupied | inline entries    |      | lent | lender | borrowed | lent_out |
+//! +---------------------------------+---------------------+---------------------+-------------------+------+--------------------------------------+
 //! ```
 //!
 //! Beside each child pointer the node keeps that child's *occupancy*: the
@@ -38,7 +39,8 @@
 //! may change afterwards, and how, N4 says):
 //!
 //! - **N1** the allocation has exactly `NodeRef::layout(entries, children)`,
-//!   which has room for `entry_room(entries)` entries;
+//!   whose arrays have room for [`room`]`(filled)` bytes, `filled` being
+//!   what they take at these counts;
 //! - **N2** the first `entries` slots of the entry array and the first
 //!   `children` slots of the child and occupancy arrays are initialised;
 //! - **N3** `refs` counts the `NodeRef`s that point at the node (plus one for a
@@ -57,8 +59,10 @@
 //!   entries instead) ever sees one, and no reader is its last reference;
 //! - **N4** the arrays, and the non-atomic header fields, change only through
 //!   a `&mut NodeRef` whose `refs` is 1; the header fields only to add or
-//!   take an entry within the node's room ([`NodeRef::insert_entry_in_place`],
-//!   [`NodeRef::take_entry_in_place`]), which keeps N1, N2 and N5;
+//!   take an entry, or turn one into a child or back, within the node's room
+//!   ([`NodeRef::insert_entry_in_place`], [`NodeRef::take_entry_in_place`],
+//!   [`NodeRef::entry_to_child_in_place`], [`NodeRef::child_to_entry_in_place`]),
+//!   which keep N1, N2, N5 and O1;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
 //!   unless `datamap == 0` (a collision node, or a node of children only);
 //!   `shape` holds these two counts.
@@ -346,22 +350,38 @@ const fn round_up_from(n: usize, n_align: usize, align: usize) -> usize {
     if align <= n_align { n } else { round_up(n, align) }
 }
 
-/// How many entries a node of `entries` entries has room for (N1): up to 4,
-/// exactly that many; past 4, rounded up to a multiple of 4. A batch then
-/// adds an entry to a node it owns in place three times in four
-/// ([`NodeRef::insert_entry_in_place`]) instead of allocating the node anew,
-/// moving it and freeing the old one for each: at 1K keys, a batch of new
-/// keys grows nodes of ~16 entries one by one. Small nodes (most of a large
-/// map's leaves hold 1-4) stay exact. Derived from the count, so that every
-/// node's layout stays known from its header alone.
+/// Arrays of at most this many bytes are allocated at their exact size:
+/// most of a large map's leaves (1-4 `u64` entries).
+const ROOM_FROM: usize = 64;
+
+/// How many bytes a node's arrays (children, occupancies, entries) have
+/// room for when they fill `filled` (N1): up to [`ROOM_FROM`], exactly
+/// that; past it, the next of the sizes 2^k and 3 * 2^(k-1) (64, 96, 128,
+/// 192, 256, 384, ...), so at most a third of the arrays is room. A batch
+/// then adds an entry to a node it owns in place, or turns an entry into a
+/// child there ([`NodeRef::insert_entry_in_place`],
+/// [`NodeRef::entry_to_child_in_place`]), instead of allocating the node
+/// anew, moving it and freeing the old one for each: at 1K keys, a batch
+/// of new keys grows nodes of ~16 entries one by one, and one new key in
+/// three meets an entry in its slot. Counted in bytes, not entries, so
+/// that the room an entry leaves takes a child (16 bytes with its
+/// occupancy, as a `u64 -> u64` entry). Derived from the counts, so that
+/// every node's layout stays known from its header alone.
 ///
 /// Only in maps of plain data: where entries need dropping (`String` keys),
 /// a batch's copies borrow their entries (E1), and a node that borrows is
 /// rebuilt rather than changed in place, so the room only cost: batches
 /// that add and remove `String` keys in a 1K map took 1.05x the time with
 /// it (docs/benchmarks.md, "Session 51's run").
-const fn entry_room<K, V>(entries: usize) -> usize {
-    if lends_entries::<K, V>() || entries <= 4 { entries } else { (entries + 3) & !3 }
+const fn room<K, V>(filled: usize) -> usize {
+    // Past isize::MAX / 2 the layout fails anyway; the check keeps the
+    // doubling from overflowing.
+    if lends_entries::<K, V>() || filled <= ROOM_FROM || filled > isize::MAX as usize / 2 {
+        return filled;
+    }
+    let power = filled.next_power_of_two();
+    let three_halves = power / 2 + power / 4;
+    if filled <= three_halves { three_halves } else { power }
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -392,23 +412,38 @@ impl<K, V> NodeRef<K, V> {
         children > 0 || lends_entries::<K, V>()
     }
 
+    /// The bytes the arrays of a node with these counts fill (without
+    /// room); `None` past `usize`.
+    fn filled(entries: usize, children: usize) -> Option<usize> {
+        entries
+            .checked_mul(size_of::<(K, V)>())
+            .and_then(|e| e.checked_add(Self::entries_offset(children) - Self::CHILDREN_OFFSET))
+    }
+
+    /// Where the arrays' room ends (N1); `None` past `usize`.
+    fn arrays_end(entries: usize, children: usize) -> Option<usize> {
+        Self::filled(entries, children).and_then(|filled| room::<K, V>(filled).checked_add(Self::CHILDREN_OFFSET))
+    }
+
+    /// Whether a node with these counts has the same layout as one with
+    /// `then`'s: what a change in place needs.
+    fn same_room(now: (usize, usize), then: (usize, usize)) -> bool {
+        Self::has_tail(now.1) == Self::has_tail(then.1)
+            && Self::arrays_end(now.0, now.1) == Self::arrays_end(then.0, then.1)
+    }
+
     /// Where the `Lending` tail starts (meaningful when `has_tail`): after
-    /// the room for entries, so that an entry added in place leaves it where
-    /// it is.
+    /// the arrays' room, so that a change in place leaves it where it is.
     fn lending_offset(entries: usize, children: usize) -> usize {
-        round_up(
-            Self::entries_offset(children) + entry_room::<K, V>(entries) * size_of::<(K, V)>(),
-            align_of::<Lending>(),
-        )
+        let end = Self::arrays_end(entries, children).expect("snapview bug: the tail of a node too large to exist");
+        round_up(end, align_of::<Lending>())
     }
 
     /// The layout of a node with these counts; panics if it would not fit in `isize`.
     pub(super) fn layout(entries: usize, children: usize) -> Layout {
         // children <= 64 (one per nodemap bit), so only the entry array can overflow.
         debug_assert!(children <= 64);
-        let arrays = entry_room::<K, V>(entries)
-            .checked_mul(size_of::<(K, V)>())
-            .and_then(|e| e.checked_add(Self::entries_offset(children)));
+        let arrays = Self::arrays_end(entries, children);
         let size = match Self::has_tail(children) {
             false => arrays,
             true => arrays
@@ -960,7 +995,7 @@ impl<K, V> NodeRef<K, V> {
 
     /// Puts `entry` into the empty slot `bit` of this trie node where it
     /// lies, if the node is the caller's alone, borrows no entries, and has
-    /// room for one more ([`entry_room`]); hands it back otherwise, changing
+    /// room for one more ([`room`]); hands it back otherwise, changing
     /// nothing. Runs no user code.
     pub(crate) fn insert_entry_in_place(&mut self, bit: u64, entry: (K, V)) -> Result<(), (K, V)> {
         let (entries, children) = self.counts();
@@ -971,7 +1006,7 @@ impl<K, V> NodeRef<K, V> {
         );
         let is_collision = datamap == 0 && entries > 0;
         if is_collision
-            || entry_room::<K, V>(entries + 1) != entry_room::<K, V>(entries)
+            || !Self::same_room((entries + 1, children), (entries, children))
             || !self.is_unique()
             || self.borrowed() != 0
         {
@@ -984,9 +1019,9 @@ impl<K, V> NodeRef<K, V> {
         //    nothing else reads or writes the node (N3, N4); no copy borrows
         //    its entries (`is_unique` is false while `LENT` is set), and it
         //    borrows none, so no other node's bits index its entries (E1);
-        // 2. the allocation has room for `entry_room(entries + 1)` entries
-        //    (N1: it is the same room), so slot `entries` is inside it, and
-        //    the tail, placed after the room, does not move;
+        // 2. the allocation has room for `entries + 1` entries (N1: a node
+        //    of that many has the same layout), so slot `entries` is inside
+        //    it, and the tail, placed after the room, does not move;
         // 3. the entries `at..entries` are initialised (N2) and move one slot
         //    up bit for bit: nothing is dropped or cloned, and nothing between
         //    the move and the header update can panic, so N2 and N5 hold
@@ -1003,13 +1038,13 @@ impl<K, V> NodeRef<K, V> {
 
     /// Takes the entry in slot `bit` of this trie node out where it lies, if
     /// the node is the caller's alone, borrows no entries, and keeps the
-    /// same room with one entry less ([`entry_room`]); `None` otherwise,
+    /// same room with one entry less ([`room`]); `None` otherwise,
     /// changing nothing. Runs no user code.
     pub(crate) fn take_entry_in_place(&mut self, bit: u64) -> Option<(K, V)> {
         let (entries, children) = self.counts();
         let datamap = self.datamap();
         assert!(bit.is_power_of_two() && datamap & bit != 0, "snapview bug: taking an entry from a slot without one");
-        if entry_room::<K, V>(entries - 1) != entry_room::<K, V>(entries) || !self.is_unique() || self.borrowed() != 0 {
+        if !Self::same_room((entries - 1, children), (entries, children)) || !self.is_unique() || self.borrowed() != 0 {
             return None;
         }
         let at = (datamap & (bit - 1)).count_ones() as usize;
@@ -1028,6 +1063,192 @@ impl<K, V> NodeRef<K, V> {
             (*header).datamap = datamap & !bit;
             (*header).shape = ((entries - 1) as u32) << CHILD_BITS | children as u32;
             Some(taken)
+        }
+    }
+
+    /// Turns the entry in slot `bit` of this trie node into the child that
+    /// `make_child` builds from it, where the node lies, if the node is the
+    /// caller's alone (so no copy borrows from it), borrows no children
+    /// (not lending), already has children, and keeps its room with one
+    /// entry less and one child more ([`room`]); hands `make_child` back
+    /// otherwise, changing nothing. Only in maps of plain data: the room is
+    /// theirs, and so is the reason a panicking `make_child` leaves the node
+    /// unchanged (the entry it was given is a bitwise copy whose drop does
+    /// nothing). Elsewhere exact sizes can match too (an entry of 16 bytes
+    /// with drop glue), which is why the check names the entries' type.
+    pub(crate) fn entry_to_child_in_place<F>(&mut self, bit: u64, make_child: F) -> Result<(), F>
+    where
+        F: FnOnce((K, V)) -> Self,
+    {
+        let (entries, children) = self.counts();
+        let (datamap, nodemap) = (self.datamap(), self.nodemap());
+        assert!(
+            bit.is_power_of_two() && datamap & bit != 0 && nodemap & bit == 0,
+            "snapview bug: no entry to turn into a child"
+        );
+        if lends_entries::<K, V>()
+            || children == 0
+            || !Self::same_room((entries - 1, children + 1), (entries, children))
+            || !self.is_unique()
+            || self.is_lending()
+        {
+            return Err(make_child);
+        }
+        let at = (datamap & (bit - 1)).count_ones() as usize;
+        let child_at = (nodemap & (bit - 1)).count_ones() as usize;
+        // SAFETY: entry `at` is initialised (N2: its bit is set). The bitwise
+        // copy leaves the node unchanged: if `make_child` panics, the copy is
+        // dropped, which for a type without drop glue (`!lends_entries`,
+        // checked above) does nothing, and the node still owns its entry.
+        let child = make_child(unsafe { entries_ptr::<K, V>(self.ptr, children).add(at).read() });
+        let occupancy = child.occupancy();
+        // SAFETY: 1. the count is 1 and we hold `&mut` to that reference, so
+        //    nothing else reads or writes the node (N3, N4); not lending, it
+        //    has no lent children whose bits would index its child array
+        //    (N6: `lent` bits are set only with `LENDING`, and cleared with
+        //    it), and with entries without drop glue it borrows none (E1);
+        // 2. a node of `entries - 1` entries and `children + 1` children has
+        //    this node's layout (`same_room`, N1): every move below stays in
+        //    the allocation, and the tail (it had children, so it has one)
+        //    does not move;
+        // 3. entry `at` was copied into the child, which owns it now: its
+        //    slot is written over. The other entries, the occupancies and
+        //    the children move bit for bit to where the new counts put them
+        //    (`ptr::copy` is a memmove), each block to its place before the
+        //    block below it moves up into where it was; nothing in between
+        //    can panic, so N2, N5 and O1 (the new child's occupancy is
+        //    written beside it) hold again when this returns.
+        unsafe {
+            self.move_arrays_for_a_child(at, child_at, entries, children);
+            children_ptr::<K, V>(self.ptr).add(child_at).write(child);
+            occupancy_ptr(self.ptr, children + 1).add(child_at).write(occupancy);
+            let header = self.ptr.as_ptr();
+            (*header).datamap = datamap & !bit;
+            (*header).nodemap = nodemap | bit;
+            (*header).shape = ((entries - 1) as u32) << CHILD_BITS | (children + 1) as u32;
+        }
+        Ok(())
+    }
+
+    /// Moves the arrays of this node of `entries` entries and `children`
+    /// children to where a node with one entry less (entry `at` gone) and one
+    /// child more (a gap at `child_at`) has them.
+    ///
+    /// # Safety
+    /// `at < entries` and `child_at <= children < 64`; the allocation must
+    /// have both layouts' arrays (N1), the arrays must be initialised for
+    /// the old counts (N2), and nothing else may access the node until the
+    /// caller has filled the gap and written the new counts to the header.
+    /// Entry `at` is written over without being dropped.
+    unsafe fn move_arrays_for_a_child(&mut self, at: usize, child_at: usize, entries: usize, children: usize) {
+        let (old_entries, new_entries) =
+            (entries_ptr::<K, V>(self.ptr, children), entries_ptr::<K, V>(self.ptr, children + 1));
+        let (old_occupancy, new_occupancy) = (occupancy_ptr(self.ptr, children), occupancy_ptr(self.ptr, children + 1));
+        let child_array = children_ptr::<K, V>(self.ptr);
+        let after = entries - at - 1;
+        // SAFETY: all within the allocation (the caller's N1); each copy
+        // moves initialised values to where the new counts put them, and
+        // no block is written over before it has moved. The entries after
+        // `at` go first, by the step to the new entry array less one entry
+        // (up or down): the step is never negative, so their new place
+        // starts at or after the end of the entries before `at`. Those then
+        // move up by the step, ending where the others now begin. Then the
+        // occupancies and the children, which only go up, each upper part
+        // first, into places the blocks above them have left.
+        unsafe {
+            ptr::copy(old_entries.add(at + 1), new_entries.add(at), after);
+            ptr::copy(old_entries, new_entries, at);
+            ptr::copy(old_occupancy.add(child_at), new_occupancy.add(child_at + 1), children - child_at);
+            ptr::copy(old_occupancy, new_occupancy, child_at);
+            ptr::copy(child_array.add(child_at), child_array.add(child_at + 1), children - child_at);
+        }
+    }
+
+    /// Folds the child in slot `bit` of this trie node, which holds one entry
+    /// and no children, back into the node as that entry, where the node
+    /// lies, if both are the caller's alone, this node borrows no children
+    /// (not lending), keeps children, and keeps its room with one child less
+    /// and one entry more ([`room`]); returns whether it did (else nothing
+    /// changed). Only in maps of plain data, as [`entry_to_child_in_place`](
+    /// Self::entry_to_child_in_place) says. Runs no user code.
+    pub(crate) fn child_to_entry_in_place(&mut self, bit: u64) -> bool {
+        let (entries, children) = self.counts();
+        let (datamap, nodemap) = (self.datamap(), self.nodemap());
+        assert!(bit.is_power_of_two() && nodemap & bit != 0, "snapview bug: no child to fold");
+        let child_at = (nodemap & (bit - 1)).count_ones() as usize;
+        // SAFETY: `child_at < children` (its bit is set, N5), and the child
+        // is initialised (N2).
+        let child = unsafe { &*children_ptr::<K, V>(self.ptr).add(child_at) };
+        if lends_entries::<K, V>()
+            || !Self::same_room((entries + 1, children - 1), (entries, children))
+            || !self.is_unique()
+            || self.is_lending()
+            || !child.is_unique()
+            || child.counts() != (1, 0)
+        {
+            return false;
+        }
+        let at = (datamap & (bit - 1)).count_ones() as usize;
+        // SAFETY: 1. as in `entry_to_child_in_place`: the node is ours alone,
+        //    and, not lending, no lent bit indexes its children (N6);
+        // 2. the child is ours alone too (its count is 1, held by this
+        //    node's array, to which we hold `&mut`) and holds one entry: read
+        //    out, then the child is dropped, which for entries without drop
+        //    glue (`!lends_entries`) frees its memory and leaves the entry,
+        //    now this node's, as it was;
+        // 3. a node of `entries + 1` entries and `children - 1` children has
+        //    this node's layout (`same_room`, N1), tail included (it keeps
+        //    children): the moves stay in the allocation, and nothing
+        //    between them and the header update can panic, so N2, N5 and O1
+        //    (the other occupancies move with their children) hold again
+        //    when this returns.
+        unsafe {
+            let child = children_ptr::<K, V>(self.ptr).add(child_at).read();
+            let entry = entries_ptr::<K, V>(child.ptr, 0).read();
+            self.move_arrays_for_an_entry(at, child_at, entries, children);
+            entries_ptr::<K, V>(self.ptr, children - 1).add(at).write(entry);
+            let header = self.ptr.as_ptr();
+            (*header).datamap = datamap | bit;
+            (*header).nodemap = nodemap & !bit;
+            (*header).shape = ((entries + 1) as u32) << CHILD_BITS | (children - 1) as u32;
+            drop(child);
+        }
+        true
+    }
+
+    /// Moves the arrays of this node of `entries` entries and `children`
+    /// children to where a node with one child less (child `child_at` gone)
+    /// and one entry more (a gap at `at`) has them: the reverse of
+    /// [`move_arrays_for_a_child`](Self::move_arrays_for_a_child).
+    ///
+    /// # Safety
+    /// `at <= entries` and `child_at < children`; the allocation must have
+    /// both layouts' arrays (N1), the arrays must be initialised for the old
+    /// counts (N2), and nothing else may access the node until the caller
+    /// has filled the gap and written the new counts to the header. Child
+    /// `child_at` and its occupancy are written over without being dropped.
+    unsafe fn move_arrays_for_an_entry(&mut self, at: usize, child_at: usize, entries: usize, children: usize) {
+        let (old_entries, new_entries) =
+            (entries_ptr::<K, V>(self.ptr, children), entries_ptr::<K, V>(self.ptr, children - 1));
+        let (old_occupancy, new_occupancy) = (occupancy_ptr(self.ptr, children), occupancy_ptr(self.ptr, children - 1));
+        let child_array = children_ptr::<K, V>(self.ptr);
+        let after = children - child_at - 1;
+        // SAFETY: all within the allocation (the caller's N1); each copy
+        // moves initialised values to where the new counts put them, and no
+        // block is written over before it has moved. Everything moves down
+        // but the entries from `at` on (down, up or not at all), so the
+        // lower blocks go first: the children after `child_at`, then the
+        // occupancies before it and after it, then the entries before `at`,
+        // each into places the blocks below have left; last the entries from
+        // `at` on, by the step to the new entry array less one entry, to
+        // just past the gap, whose start is where the entries before `at`
+        // now end.
+        unsafe {
+            ptr::copy(child_array.add(child_at + 1), child_array.add(child_at), after);
+            ptr::copy(old_occupancy, new_occupancy, child_at);
+            ptr::copy(old_occupancy.add(child_at + 1), new_occupancy.add(child_at), after);
+            ptr::copy(old_entries, new_entries, at);
+            ptr::copy(old_entries.add(at), new_entries.add(at + 1), entries - at);
         }
     }
 
@@ -1658,29 +1879,34 @@ mod tests {
 
     #[test]
     fn layout_packs_children_after_header_then_occupancy_then_entries() {
-        let l = NodeRef::<u64, u64>::layout(3, 2);
+        let l = NodeRef::<u64, u64>::layout(2, 1);
         assert_eq!(size_of::<Header>(), 24);
         assert_eq!(NodeRef::<u64, u64>::CHILDREN_OFFSET, 24);
         assert_eq!(NodeRef::<u64, u64>::occupancy_offset(2), 24 + 2 * 8);
         assert_eq!(NodeRef::<u64, u64>::entries_offset(2), 24 + 2 * 8 + 2 * 8);
-        assert_eq!(NodeRef::<u64, u64>::lending_offset(3, 2), 24 + 2 * 16 + 3 * 16);
-        assert_eq!(l.size(), 24 + 2 * 16 + 3 * 16 + 32, "and the lending tail");
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(2, 1), 24 + 16 + 2 * 16);
+        assert_eq!(l.size(), 24 + 16 + 2 * 16 + 32, "and the lending tail");
         assert_eq!(NodeRef::<u64, u64>::layout(3, 0).size(), 24 + 3 * 16, "no tail without children");
         assert_eq!(l.align(), 8);
     }
 
-    /// Past 4 entries a node has room for a multiple of 4, and its tail
-    /// sits after the room, where an entry added in place leaves it.
+    /// Past 64 bytes a node's arrays have room up to the next of 2^k and
+    /// 3 * 2^(k-1) bytes, and its tail sits after the room, where a change
+    /// in place leaves it.
     #[test]
-    fn layout_leaves_room_for_entries_past_four() {
-        let rooms: Vec<usize> = (0..=13).map(entry_room::<u64, u64>).collect();
-        assert_eq!(entry_room::<String, u64>(5), 5, "no room where entries drop");
-        assert_eq!(rooms, [0, 1, 2, 3, 4, 8, 8, 8, 8, 12, 12, 12, 12, 16]);
-        assert_eq!(NodeRef::<u64, u64>::layout(5, 0).size(), 24 + 8 * 16);
-        assert_eq!(NodeRef::<u64, u64>::layout(8, 0), NodeRef::<u64, u64>::layout(5, 0));
-        assert_eq!(NodeRef::<u64, u64>::lending_offset(5, 2), 24 + 2 * 16 + 8 * 16);
-        assert_eq!(NodeRef::<u64, u64>::lending_offset(8, 2), NodeRef::<u64, u64>::lending_offset(6, 2));
-        assert_eq!(NodeRef::<u64, u64>::layout(9, 2).size(), 24 + 2 * 16 + 12 * 16 + 32);
+    fn layout_leaves_room_past_64_bytes() {
+        let rooms: Vec<usize> =
+            [0, 16, 64, 65, 96, 97, 128, 129, 192, 193, 256, 257, 1024].map(room::<u64, u64>).into();
+        assert_eq!(rooms, [0, 16, 64, 96, 96, 128, 128, 192, 192, 256, 256, 384, 1024]);
+        assert_eq!(room::<String, u64>(100), 100, "no room where entries drop");
+        assert_eq!(NodeRef::<u64, u64>::layout(5, 0).size(), 24 + 6 * 16);
+        assert_eq!(NodeRef::<u64, u64>::layout(6, 0), NodeRef::<u64, u64>::layout(5, 0));
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(4, 2), 24 + 96, "2 children and 4 entries fill 96 bytes");
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(5, 2), 24 + 128);
+        assert_eq!(NodeRef::<u64, u64>::lending_offset(3, 3), NodeRef::<u64, u64>::lending_offset(4, 2), "one room");
+        assert_eq!(NodeRef::<u64, u64>::layout(9, 2).size(), 24 + 192 + 32);
+        assert!(NodeRef::<u64, u64>::same_room((8, 4), (9, 3)), "an entry's bytes take a child");
+        assert!(!NodeRef::<u64, u64>::same_room((3, 1), (4, 0)), "a first child brings the tail");
     }
 
     #[test]
