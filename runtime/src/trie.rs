@@ -1145,7 +1145,7 @@ mod tests {
     /// A node the batch owns takes new keys and gives keys up in place while
     /// its room lasts (`insert_below`'s empty slot, `take_inline_entry`),
     /// and turns an entry into a child there (`insert_below`'s entry slot):
-    /// the same allocation throughout; past its room it is built anew.
+    /// the same allocation throughout; past its room it moves to a new one.
     #[test]
     fn writes_to_an_owned_node_stay_in_place_within_its_room() {
         let s = Id::default();

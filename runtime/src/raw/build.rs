@@ -1263,36 +1263,36 @@ mod tests {
     /// A node the caller holds alone takes entries in and gives them out in
     /// place while its room lasts (`room`: 9 to 12 entries of 8 bytes share
     /// one allocation, in a map of plain data), keeping slot order and every
-    /// other entry; past its room, or shared, it refuses and changes
-    /// nothing. A map whose entries drop has no room: it always refuses.
+    /// other entry; past its room it moves to an allocation of the right
+    /// size (`relocate`); shared, it refuses and changes nothing. A map
+    /// whose entries drop has no room: it always refuses.
     #[test]
     fn an_unshared_node_adds_and_takes_entries_in_place_within_its_room() {
-        let values = |node: &NodeRef<u32, u32>| node.entries().iter().map(|e| e.1).collect::<Vec<_>>();
-        let even: Vec<u32> = (0..=16).step_by(2).collect();
-        let mut b = Builder::trie(even.iter().fold(0, |map, slot| map | 1 << slot), 0);
-        even.iter().for_each(|&slot| b.push_entry((slot, slot + 100)));
-        let mut node = b.finish();
-        let allocation = node.as_ptr();
-        for slot in [3, 1, 17] {
-            assert!(node.insert_entry_in_place(1 << slot, (slot, slot + 100)).is_ok(), "slot {slot}");
+        let value = |k: u32| k + 100;
+        let mut node = node_of(&(0..=16).step_by(2).collect::<Vec<_>>(), &[], &[], value);
+        let mut allocation = node.as_ptr();
+        // (slot, whether the node moves): 10 to 12 entries fit the room of 9
+        // (96 bytes); the 13th needs 128.
+        for (slot, moves) in [(3, false), (1, false), (17, false), (5, true), (21, false)] {
+            assert!(node.insert_entry_in_place(1 << slot, (slot, value(slot))).is_ok(), "slot {slot}");
+            assert_eq!(node.as_ptr() != allocation, moves, "insert into slot {slot}");
+            allocation = node.as_ptr();
+            assert_laid_out(&node, value);
         }
-        let mut grown = [even.as_slice(), &[1, 3, 17]].concat();
-        grown.sort_unstable();
-        assert_eq!((node.as_ptr(), keys(&node)), (allocation, grown.clone()));
-        assert_eq!(values(&node), grown.iter().map(|k| k + 100).collect::<Vec<_>>());
-        assert_eq!(node.insert_entry_in_place(1 << 19, (19, 119)), Err((19, 119)), "a 13th entry needs room for 16");
         let shared = node.clone();
         let mut copy = node.clone();
         assert!(copy.take_entry_in_place(1 << 3).is_none(), "shared");
-        assert!(copy.insert_entry_in_place(1 << 5, (5, 105)).is_err(), "shared");
+        assert!(copy.insert_entry_in_place(1 << 7, (7, 107)).is_err(), "shared");
         drop((shared, copy));
-        let taken: Vec<(u32, u32)> =
-            [3, 0, 17].iter().map(|&slot| node.take_entry_in_place(1 << slot).unwrap()).collect();
-        assert_eq!(taken, [(3, 103), (0, 100), (17, 117)]);
-        let rest: Vec<u32> = grown.iter().copied().filter(|k| ![3, 0, 17].contains(k)).collect();
-        assert_eq!((keys(&node), node.as_ptr()), (rest.clone(), allocation));
-        assert_eq!(values(&node), rest.iter().map(|k| k + 100).collect::<Vec<_>>());
-        assert!(node.take_entry_in_place(1 << 4).is_none(), "8 entries of 8 bytes are allocated exactly");
+        // From 14 entries (112 of 128 bytes): 12 fit 96 bytes, 8 fit 64.
+        let takes = [(3, false), (0, true), (17, false), (21, false), (5, false), (4, true)];
+        for (slot, moves) in takes {
+            assert_eq!(node.take_entry_in_place(1 << slot), Some((slot, value(slot))));
+            assert_eq!(node.as_ptr() != allocation, moves, "taking slot {slot}");
+            allocation = node.as_ptr();
+            assert_laid_out(&node, value);
+        }
+        assert_eq!(keys(&node), [1, 2, 6, 8, 10, 12, 14, 16]);
 
         let (tokens, mut dropping) = leaf_of_tokens(0b1_0101_0101);
         let token = Rc::new(());
@@ -1300,6 +1300,53 @@ mod tests {
         assert!(dropping.take_entry_in_place(1 << 2).is_none());
         drop(dropping);
         assert_eq!((counts_of(&tokens), Rc::strong_count(&token)), (vec![1; 5], 1));
+    }
+
+    /// A node with children moves with them and their occupancies (its tail
+    /// is made anew, as cleared as the old one); a lending copy (a batch's
+    /// first write to a shared node of 8 children or more) adds entries
+    /// within its room, but does not move: its tail holds its lender and
+    /// the lent bits that index its child array.
+    #[test]
+    fn a_node_past_its_room_moves_with_its_children_unless_it_is_lending() {
+        let value = |k: u32| k.wrapping_mul(3);
+        let counted_once = |node: &NodeRef<u32, u32>| node.children().iter().all(|c| c.ref_count() == 1);
+        // 4 entries and 2 children fill 64 bytes, exactly.
+        let mut node = node_of(&[0, 2, 4, 6], &[5, 40], &[], value);
+        let allocation = node.as_ptr();
+        assert!(node.insert_entry_in_place(1 << 1, (1, value(1))).is_ok());
+        assert_ne!(node.as_ptr(), allocation);
+        assert_laid_out(&node, value);
+        assert!(counted_once(&node), "the children moved, not cloned");
+        let allocation = node.as_ptr();
+        assert!(node.insert_entry_in_place(1 << 8, (8, value(8))).is_ok(), "96 bytes of 96");
+        assert_eq!(node.as_ptr(), allocation);
+        assert_eq!(node.take_entry_in_place(1 << 0), Some((0, value(0))));
+        assert_eq!(node.take_entry_in_place(1 << 4), Some((4, value(4))));
+        assert_ne!(node.as_ptr(), allocation, "64 bytes are allocated exactly");
+        assert_laid_out(&node, value);
+        assert!(counted_once(&node));
+
+        let odd = [1, 3, 5, 7, 9, 11, 13, 15];
+        // With 8 children, 7 entries fill 184 bytes of 192, 8 all 192, and
+        // 9 fill 200 of 256.
+        for entries in [0..=12, 0..=14, 0..=16] {
+            let source = node_of(&entries.clone().step_by(2).collect::<Vec<_>>(), &odd, &[], value);
+            let mut copy = source.clone();
+            copy.make_mut();
+            assert!(copy.is_lending(), "a copy of 8 children lends them");
+            let allocation = copy.as_ptr();
+            match entries.end() {
+                12 => assert!(copy.insert_entry_in_place(1 << 20, (20, value(20))).is_ok(), "within its room"),
+                14 => assert!(copy.insert_entry_in_place(1 << 20, (20, value(20))).is_err(), "past its room"),
+                _ => assert!(copy.take_entry_in_place(1 << 2).is_none(), "to less room"),
+            }
+            assert_eq!(copy.as_ptr(), allocation);
+            assert_laid_out(&copy, value);
+            drop(copy);
+            assert!(source.is_unique());
+            assert_laid_out(&source, value);
+        }
     }
 
     /// A child for slot `slot` of its parent, holding `entries` (one or
@@ -1438,8 +1485,11 @@ mod tests {
         for slot in [9, 17] {
             to_child_in_place(&mut node, slot, wide);
         }
-        let mut node = node_of(&[1, 5, 9], &[], &[3, 13, 30], wide);
-        for slot in [13, 30] {
+        // 3 entries and 3 children fill 264 bytes of 384: the entry array
+        // moves by 32 bytes on the first fold (its start rounded up to 32),
+        // not at all on the second.
+        let mut node = node_of(&[5, 9, 20], &[], &[3, 13, 30], wide);
+        for slot in [3, 13] {
             to_entry_in_place(&mut node, slot, wide);
         }
     }

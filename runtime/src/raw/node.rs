@@ -62,7 +62,8 @@
 //!   take an entry, or turn one into a child or back, within the node's room
 //!   ([`NodeRef::insert_entry_in_place`], [`NodeRef::take_entry_in_place`],
 //!   [`NodeRef::entry_to_child_in_place`], [`NodeRef::child_to_entry_in_place`]),
-//!   which keep N1, N2, N5 and O1;
+//!   which keep N1, N2, N5 and O1; past its room such a node moves to a new
+//!   allocation instead ([`NodeRef::relocate`]), the old one freed;
 //! - **N5** `children == popcount(nodemap)`, and `entries == popcount(datamap)`
 //!   unless `datamap == 0` (a collision node, or a node of children only);
 //!   `shape` holds these two counts.
@@ -995,8 +996,14 @@ impl<K, V> NodeRef<K, V> {
 
     /// Puts `entry` into the empty slot `bit` of this trie node where it
     /// lies, if the node is the caller's alone, borrows no entries, and has
-    /// room for one more ([`room`]); hands it back otherwise, changing
-    /// nothing. Runs no user code.
+    /// room for one more ([`room`]); past its room, a node of plain data
+    /// that is not lending moves to a larger allocation instead, bit for bit
+    /// ([`relocate`](Self::relocate)). Hands the entry back otherwise,
+    /// changing nothing. Runs no user code.
+    ///
+    /// Inlined into a write's descent, where it counts bits with `popcnt`
+    /// (`raw::cpu`); the move to a larger allocation stays out of line.
+    #[inline]
     pub(crate) fn insert_entry_in_place(&mut self, bit: u64, entry: (K, V)) -> Result<(), (K, V)> {
         let (entries, children) = self.counts();
         let (datamap, nodemap) = (self.datamap(), self.nodemap());
@@ -1005,14 +1012,13 @@ impl<K, V> NodeRef<K, V> {
             "snapview bug: an entry put into a filled slot"
         );
         let is_collision = datamap == 0 && entries > 0;
-        if is_collision
-            || !Self::same_room((entries + 1, children), (entries, children))
-            || !self.is_unique()
-            || self.borrowed() != 0
-        {
+        if is_collision || !self.is_unique() || self.borrowed() != 0 {
             return Err(entry);
         }
         let at = (datamap & (bit - 1)).count_ones() as usize;
+        if !Self::same_room((entries + 1, children), (entries, children)) {
+            return self.insert_entry_relocating(bit, at, entry);
+        }
         let base = entries_ptr::<K, V>(self.ptr, children);
         let header = self.ptr.as_ptr();
         // SAFETY: 1. the count is 1 and we hold `&mut` to that reference, so
@@ -1038,16 +1044,22 @@ impl<K, V> NodeRef<K, V> {
 
     /// Takes the entry in slot `bit` of this trie node out where it lies, if
     /// the node is the caller's alone, borrows no entries, and keeps the
-    /// same room with one entry less ([`room`]); `None` otherwise,
-    /// changing nothing. Runs no user code.
+    /// same room with one entry less ([`room`]); a node of plain data that is
+    /// not lending and would have less room moves to a smaller allocation
+    /// instead ([`relocate`](Self::relocate)). `None` otherwise, changing
+    /// nothing. Runs no user code.
+    #[inline]
     pub(crate) fn take_entry_in_place(&mut self, bit: u64) -> Option<(K, V)> {
         let (entries, children) = self.counts();
         let datamap = self.datamap();
         assert!(bit.is_power_of_two() && datamap & bit != 0, "snapview bug: taking an entry from a slot without one");
-        if !Self::same_room((entries - 1, children), (entries, children)) || !self.is_unique() || self.borrowed() != 0 {
+        if !self.is_unique() || self.borrowed() != 0 {
             return None;
         }
         let at = (datamap & (bit - 1)).count_ones() as usize;
+        if !Self::same_room((entries - 1, children), (entries, children)) {
+            return self.take_entry_relocating(bit, at);
+        }
         let base = entries_ptr::<K, V>(self.ptr, children);
         let header = self.ptr.as_ptr();
         // SAFETY: 1. as in `insert_entry_in_place`: the node is ours alone,
@@ -1064,6 +1076,111 @@ impl<K, V> NodeRef<K, V> {
             (*header).shape = ((entries - 1) as u32) << CHILD_BITS | children as u32;
             Some(taken)
         }
+    }
+
+    /// [`insert_entry_in_place`](Self::insert_entry_in_place) past the
+    /// node's room: `entry` goes into slot `bit` (entry index `at`) of a
+    /// larger allocation the node moves to, if it may move.
+    #[inline(never)]
+    fn insert_entry_relocating(&mut self, bit: u64, at: usize, entry: (K, V)) -> Result<(), (K, V)> {
+        if !self.relocatable() {
+            return Err(entry);
+        }
+        let (entries, children) = self.counts();
+        // SAFETY: the node is ours alone and relocatable (just checked); the
+        // new datamap has `entries + 1` bits (the caller found `bit` clear,
+        // `at` its index), and the gap `relocate` leaves at `at` is filled
+        // at once, by a move that cannot panic.
+        unsafe {
+            self.relocate(self.datamap() | bit, entries + 1, at);
+            entries_ptr::<K, V>(self.ptr, children).add(at).write(entry);
+        }
+        Ok(())
+    }
+
+    /// [`take_entry_in_place`](Self::take_entry_in_place) where the node
+    /// would have less room: entry `at` (in slot `bit`) is taken out as the
+    /// node moves to a smaller allocation, if it may move.
+    #[inline(never)]
+    fn take_entry_relocating(&mut self, bit: u64, at: usize) -> Option<(K, V)> {
+        if !self.relocatable() {
+            return None;
+        }
+        let (entries, children) = self.counts();
+        // SAFETY: entry `at` is initialised (N2: the caller found its bit set)
+        // and is read out once, and `relocate` leaves it out of the copy;
+        // should `relocate`'s allocation panic first, the copy read out is
+        // dropped while the node still owns the entry, which is harmless
+        // for a relocatable node's entries (no drop glue); the node is ours
+        // alone and relocatable (just checked), and the new datamap has
+        // `entries - 1` bits.
+        unsafe {
+            let taken = entries_ptr::<K, V>(self.ptr, children).add(at).read();
+            self.relocate(self.datamap() & !bit, entries - 1, at);
+            Some(taken)
+        }
+    }
+
+    /// Whether this node may move to a new allocation bit for bit
+    /// ([`relocate`](Self::relocate)): a node of plain data (no entry lent
+    /// or borrowed, E1) that the caller holds alone and that is not lending
+    /// (its tail, which the move does not carry over, holds no lender and
+    /// no lent bits, N6). The caller reaches it through a counted slot (a
+    /// lent child is counted before it is handed out mutably), so that
+    /// slot, which the move rewrites, is the only place that holds its
+    /// address: a lender is reached through its borrower's count, never
+    /// unique, and links without a count (E2) exist only for borrowed
+    /// entries, which plain data does not have.
+    fn relocatable(&self) -> bool {
+        !lends_entries::<K, V>() && self.is_unique() && !self.is_lending()
+    }
+
+    /// Moves this trie node to a new allocation laid out for `entries`
+    /// entries, one more or one less than it has, and the same children:
+    /// the children, their occupancies and the entries are copied bit for
+    /// bit, with a gap at entry `gap` for one more, or without entry `gap`
+    /// for one less; the old allocation is freed without dropping anything.
+    /// A batch's node that outgrows its room, or shrinks past it, moves
+    /// this way rather than by a rebuild, which handles lent children and
+    /// borrowed entries one by one: a relocatable node has neither.
+    ///
+    /// # Safety
+    /// The node must be the caller's alone and [`relocatable`](
+    /// Self::relocatable), `datamap` must have `entries` bits set, and
+    /// `gap` must be at most the node's entry count (below it, for one
+    /// less). For one more, the gap is left uninitialised for the caller to
+    /// fill before anything reads the node; for one less, entry `gap` is
+    /// not dropped (the caller has read it out).
+    unsafe fn relocate(&mut self, datamap: u64, entries: usize, gap: usize) {
+        let (before, children) = self.counts();
+        debug_assert!(entries.abs_diff(before) == 1 && gap <= before.min(entries));
+        let old = self.ptr;
+        let new = Self::allocate(datamap, self.nodemap(), entries, children);
+        // SAFETY: 1. `new` is a fresh allocation laid out for `entries` and
+        //    `children` (N1), so its arrays do not overlap the old ones, and
+        //    the old arrays hold `before` entries and `children` children,
+        //    initialised (N2); each copy stays within both;
+        // 2. every value is copied once and the old allocation is freed
+        //    without dropping any (`deallocate` drops only the header's and
+        //    the tail's atomics, which hold nothing: not lending, nothing
+        //    lent or borrowed), so each value has one owner again: `new`;
+        // 3. the caller holds the only reference, which now points at `new`
+        //    (header written by `allocate`: one reference, the new counts,
+        //    a cleared tail, as the old one was); nothing can panic between
+        //    the copies and the pointer's update.
+        unsafe {
+            ptr::copy_nonoverlapping(children_ptr::<K, V>(old), children_ptr::<K, V>(new), children);
+            ptr::copy_nonoverlapping(occupancy_ptr(old, children), occupancy_ptr(new, children), children);
+            let (from, to) = (entries_ptr::<K, V>(old, children), entries_ptr::<K, V>(new, children));
+            ptr::copy_nonoverlapping(from, to, gap);
+            if entries > before {
+                ptr::copy_nonoverlapping(from.add(gap), to.add(gap + 1), before - gap);
+            } else {
+                ptr::copy_nonoverlapping(from.add(gap + 1), to.add(gap), before - gap - 1);
+            }
+            Self::deallocate(old, before, children);
+        }
+        self.ptr = new;
     }
 
     /// Turns the entry in slot `bit` of this trie node into the child that
@@ -1191,8 +1308,10 @@ impl<K, V> NodeRef<K, V> {
         let at = (datamap & (bit - 1)).count_ones() as usize;
         // SAFETY: 1. as in `entry_to_child_in_place`: the node is ours alone,
         //    and, not lending, no lent bit indexes its children (N6);
-        // 2. the child is ours alone too (its count is 1, held by this
-        //    node's array, to which we hold `&mut`) and holds one entry: read
+        // 2. the child is ours alone too: its count is 1, and it is held by
+        //    this node's array, to which we hold `&mut`, as a counted
+        //    reference (not lending, this node has no lent children, whose
+        //    one count would be their lender's); it holds one entry: read
         //    out, then the child is dropped, which for entries without drop
         //    glue (`!lends_entries`) frees its memory and leaves the entry,
         //    now this node's, as it was;
@@ -1240,7 +1359,7 @@ impl<K, V> NodeRef<K, V> {
         // lower blocks go first: the children after `child_at`, then the
         // occupancies before it and after it, then the entries before `at`,
         // each into places the blocks below have left; last the entries from
-        // `at` on, by the step to the new entry array less one entry, to
+        // `at` on, by one entry less the step to the new entry array, to
         // just past the gap, whose start is where the entries before `at`
         // now end.
         unsafe {
