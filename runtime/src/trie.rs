@@ -456,8 +456,10 @@ where
                 (node, occupied) = (child, Some(child_occupied));
             }
             Slot::Empty => {
-                // In place where the batch owns the node and it has room; a
-                // copy of a shared node, or of a full one, otherwise.
+                // In place where the batch owns the node and it has room, or
+                // moved to a larger allocation where it has none; otherwise a
+                // copy of a shared node, or a rebuild (a lending node past its
+                // room, a node that borrows entries).
                 if let Err(entry) = node.insert_entry_in_place(bit, (key, value)) {
                     rebuild_with_entry(node, bit, entry);
                 }
@@ -763,7 +765,9 @@ pub(crate) fn rebuild_with_entry<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, b
 }
 
 /// Takes the entry in slot `bit` of `node` (which must hold one) out of the
-/// trie: `node` is rebuilt without it, copied first if shared.
+/// trie: in place, or moved, where the batch owns `node`
+/// ([`NodeRef::take_entry_in_place`]); else `node` is rebuilt without it,
+/// copied first if shared.
 #[inline]
 pub(crate) fn take_inline_entry<K: Clone, V: Clone>(node: &mut NodeRef<K, V>, bit: u64) -> (K, V) {
     let (dm, nm) = (node.datamap(), node.nodemap());
