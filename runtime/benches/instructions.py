@@ -2,15 +2,17 @@
 """Instructions per lookup and per element of an iteration, counted by valgrind's
 callgrind (see instructions.rs).
 
-Usage (from the workspace root): python3 runtime/benches/instructions.py [--instrument] [--sample-every N] [SIZE ...]
+Usage (from the workspace root): python3 runtime/benches/instructions.py [--instrument] [--sample-every N] [--writes] [SIZE ...]
 Default sizes: 1000 100000 1000000. `--instrument` builds snapview with its
 `instrument` feature (no subscriber: the benches' `on-none`); `--sample-every N`
 builds snapview's map with `sample_every(N)` (1: every call timed, the benches'
 `on-sample1` without its subscriber). Needs valgrind. Prints a markdown table:
 instructions per `get` (hit, miss) and per element of the `iter` benchmark's
-fold (`iter`) and of the same sum by a `for` loop (`next`), for each map, and snapview's ratio to hashbrown and imbl. Each cell is
+fold (`iter`) and of the same sum by a `for` loop (`next`), for each map, and snapview's ratio to hashbrown and imbl. `--writes` counts
+the write cases instead: per key of batches of 1000 new keys (`batch`) and
+per publishing write (`publish`). Each cell is
 one run of the program under callgrind, collecting only inside its
-`lookups_*`, `iterate_*` or `loop_*` function; a count does not depend on the
+`lookups_*`, `iterate_*`, `loop_*` or `writes_*` function; a count does not depend on the
 machine's load, so one run is enough.
 """
 
@@ -23,6 +25,7 @@ import tempfile
 
 PEERS = ["snapview", "hashbrown", "imbl"]
 CASES = ["hit", "miss", "iter", "next"]
+WRITE_CASES = ["batch", "publish"]
 
 
 def build(features):
@@ -45,6 +48,7 @@ def count(binary, peer, size, case):
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", "--toggle-collect=instructions::lookups_*",
              "--toggle-collect=instructions::iterate_*", "--toggle-collect=instructions::loop_*",
+             "--toggle-collect=instructions::writes_*",
              f"--callgrind-out-file={tmp}/out", binary],
             env=env, capture_output=True, text=True,
         )
@@ -64,12 +68,13 @@ def main():
         os.environ["SNAPVIEW_SAMPLE_EVERY"] = args[at + 1]
         del args[at:at + 2]
     features = ["--features", "instrument"] if "--instrument" in args else []
-    sizes = [int(s) for s in args if s != "--instrument"] or [1000, 100_000, 1_000_000]
+    cases = WRITE_CASES if "--writes" in args else CASES
+    sizes = [int(s) for s in args if s not in ("--instrument", "--writes")] or [1000, 100_000, 1_000_000]
     binary = build(features)
     print("| size | case | snapview | hashbrown | imbl | snapview / hashbrown | imbl / snapview |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for size in sizes:
-        for case in CASES:
+        for case in cases:
             c = {peer: count(binary, peer, size, case) for peer in PEERS}
             cell = lambda x: f"{x:.0f}" if x >= 100 else f"{x:.1f}"
             print(f"| {size:,} | {case} | {cell(c['snapview'])} | {cell(c['hashbrown'])} | {cell(c['imbl'])} "

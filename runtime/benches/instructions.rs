@@ -10,11 +10,20 @@
 //! their instructions, so a lookup's instruction count bounds how many of
 //! them are in flight (docs/benchmarks.md, "Instructions per lookup").
 //!
+//! Writes too (session 53), whose times move with the allocator's state as
+//! much as with the host: `batch`, per key of batches of 1000 new keys
+//! inserted in one version (the `batch_insert` benchmark's; each batch's
+//! keys are removed again outside the count), and `publish`, per write of
+//! an insert of a new key and its removal, each its own version (the
+//! `insert_publish` benchmark's); imbl's in an `ArcSwap`, as there, and
+//! hashbrown's without versions, for scale. Counted inside the `writes_*`
+//! functions.
+//!
 //! One process measures one map, size and case, from the environment:
 //! `SNAPVIEW_PEER` (`snapview`, `hashbrown` or `imbl`), `SNAPVIEW_BENCH_SIZES`
 //! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit`, `miss`, `iter`:
-//! the `iter` benchmark's fold that sums the values, or `next`: the same sum
-//! by a `for` loop). Keys and maps
+//! the `iter` benchmark's fold that sums the values, `next`: the same sum
+//! by a `for` loop, `batch` or `publish`). Keys and maps
 //! are those of the `peers` benchmark (random u64 keys from a fixed-seed
 //! splitmix64, each map filled by its bulk path), and one foldhash hasher is
 //! shared by every map, as there; here its seed is fixed too
@@ -71,6 +80,83 @@ fn iterate_imbl(map: &ImblMap, passes: usize) -> u64 {
     (0..passes).map(|_| black_box(map).iter().fold(0u64, |s, (_, v)| s.wrapping_add(*v))).fold(0, u64::wrapping_add)
 }
 
+/// How many batches of new keys the `batch` case writes, of how many keys.
+const BATCHES: usize = 64;
+const BATCH: usize = 1000;
+/// How many keys the `publish` case puts in and takes out (two publishing
+/// writes each).
+const PUBLISHES: usize = 1 << 14;
+
+type SnapMap = snapview::SnapMap<u64, u64, FixedState>;
+type ImblCell = arc_swap::ArcSwap<ImblMap>;
+
+#[inline(never)]
+fn writes_batch_snapview(map: &SnapMap, keys: &[u64]) {
+    map.update(|tx| {
+        for &k in keys {
+            tx.insert(k, k);
+        }
+    });
+}
+
+#[inline(never)]
+fn writes_publish_snapview(map: &SnapMap, k: u64) {
+    black_box(map.insert(k, k));
+    black_box(map.remove(&k));
+}
+
+#[inline(never)]
+fn writes_batch_imbl(cell: &ImblCell, keys: &[u64]) {
+    let mut m = ImblMap::clone(&cell.load());
+    for &k in keys {
+        m.insert(k, k);
+    }
+    cell.store(std::sync::Arc::new(m));
+}
+
+#[inline(never)]
+fn writes_publish_imbl(cell: &ImblCell, k: u64) {
+    let mut m = ImblMap::clone(&cell.load());
+    m.insert(k, k);
+    cell.store(std::sync::Arc::new(m));
+    let mut m = ImblMap::clone(&cell.load());
+    m.remove(&k);
+    cell.store(std::sync::Arc::new(m));
+}
+
+#[inline(never)]
+fn writes_batch_hashbrown(map: &mut hashbrown::HashMap<u64, u64, FixedState>, keys: &[u64]) {
+    for &k in keys {
+        map.insert(k, k);
+    }
+}
+
+#[inline(never)]
+fn writes_publish_hashbrown(map: &mut hashbrown::HashMap<u64, u64, FixedState>, k: u64) {
+    black_box(map.insert(k, k));
+    black_box(map.remove(&k));
+}
+
+/// Runs a write case on a map through `batch` (a batch of new keys, which
+/// `unbatch` then removes, uncounted) or `publish` (one key, put in and
+/// taken out): the map ends as it began.
+fn write(
+    case: &str,
+    fresh: &[u64],
+    mut batch: impl FnMut(&[u64]),
+    mut unbatch: impl FnMut(&[u64]),
+    mut publish: impl FnMut(u64),
+) {
+    if case == "batch" {
+        for keys in fresh.chunks_exact(BATCH).take(BATCHES) {
+            batch(keys);
+            unbatch(keys);
+        }
+    } else {
+        fresh.iter().cycle().take(PUBLISHES).for_each(|&k| publish(k));
+    }
+}
+
 loops!(loop_snapview, snapview::Snapshot<u64, u64, FixedState>);
 loops!(loop_hashbrown, hashbrown::HashMap<u64, u64, FixedState>);
 loops!(loop_imbl, ImblMap);
@@ -88,9 +174,13 @@ fn main() {
     let probe: Vec<u64> = match case.as_str() {
         "hit" => keys.iter().step_by((n / 65_536).max(1)).copied().collect(),
         "miss" => (0..65_536).map(|_| rng.next()).filter(|k| !present.contains(k)).collect(),
+        "batch" | "publish" => {
+            (0..).map(|_| rng.next()).filter(|k| !present.contains(k)).take(BATCH * BATCHES).collect()
+        }
         "iter" | "next" => Vec::new(),
-        other => panic!("SNAPVIEW_CASE: `hit`, `miss`, `iter` or `next`, not `{other}`"),
+        other => panic!("SNAPVIEW_CASE: `hit`, `miss`, `iter`, `next`, `batch` or `publish`, not `{other}`"),
     };
+    let writing = case == "batch" || case == "publish";
     let passes = (ELEMENTS / present.len()).max(1);
     let sum = present.iter().fold(0u64, |s, &k| s.wrapping_add(k)).wrapping_mul(passes as u64);
     // A fixed seed, so that the tries, and the counts, are the same in every run.
@@ -108,16 +198,45 @@ fn main() {
             }
             let map = builder.build();
             map.update(|tx| tx.extend(entries));
-            let snap = map.snapshot();
-            match (iterating, looping) {
-                (true, _) => iterate_snapview(&snap, passes),
-                (_, true) => loop_snapview(&snap, passes),
-                _ => lookups_snapview(&snap, &probe) as u64,
+            if writing {
+                let unbatch = |keys: &[u64]| {
+                    map.update(|tx| {
+                        for k in keys {
+                            tx.remove(k);
+                        }
+                    })
+                };
+                write(
+                    &case,
+                    &probe,
+                    |keys| writes_batch_snapview(&map, keys),
+                    unbatch,
+                    |k| writes_publish_snapview(&map, k),
+                );
+                map.len() as u64
+            } else {
+                let snap = map.snapshot();
+                match (iterating, looping) {
+                    (true, _) => iterate_snapview(&snap, passes),
+                    (_, true) => loop_snapview(&snap, passes),
+                    _ => lookups_snapview(&snap, &probe) as u64,
+                }
             }
         }
         "hashbrown" => {
             let mut map = hashbrown::HashMap::with_capacity_and_hasher(n, hasher);
             map.extend(entries);
+            if writing {
+                let map = std::cell::RefCell::new(map);
+                let unbatch = |keys: &[u64]| {
+                    for k in keys {
+                        map.borrow_mut().remove(k);
+                    }
+                };
+                let batch = |keys: &[u64]| writes_batch_hashbrown(&mut map.borrow_mut(), keys);
+                write(&case, &probe, batch, unbatch, |k| writes_publish_hashbrown(&mut map.borrow_mut(), k));
+                return finish(&peer, n, &case, map.borrow().len() as u64, n as u64, operations(&case));
+            }
             match (iterating, looping) {
                 (true, _) => iterate_hashbrown(&map, passes),
                 (_, true) => loop_hashbrown(&map, passes),
@@ -128,6 +247,18 @@ fn main() {
             let mut map = ImblMap::with_hasher(hasher);
             for (k, v) in entries {
                 map.insert(k, v);
+            }
+            if writing {
+                let cell = ImblCell::from_pointee(map);
+                let unbatch = |keys: &[u64]| {
+                    let mut m = ImblMap::clone(&cell.load());
+                    for k in keys {
+                        m.remove(k);
+                    }
+                    cell.store(std::sync::Arc::new(m));
+                };
+                write(&case, &probe, |keys| writes_batch_imbl(&cell, keys), unbatch, |k| writes_publish_imbl(&cell, k));
+                return finish(&peer, n, &case, cell.load().len() as u64, n as u64, operations(&case));
             }
             match (iterating, looping) {
                 (true, _) => iterate_imbl(&map, passes),
@@ -140,8 +271,23 @@ fn main() {
     let (expected, operations) = match case.as_str() {
         "hit" => (LOOKUPS as u64, LOOKUPS),
         "miss" => (0, LOOKUPS),
+        "batch" | "publish" => (present.len() as u64, operations(&case)),
         _ => (sum, passes * present.len()),
     };
+    finish(&peer, n, &case, result, expected, operations);
+}
+
+/// The writes a write case counts: keys inserted, or publishing writes.
+fn operations(case: &str) -> usize {
+    match case {
+        "batch" => BATCH * BATCHES,
+        _ => 2 * PUBLISHES,
+    }
+}
+
+/// Checks a case's result and prints its count of operations, which
+/// `instructions.py` divides by.
+fn finish(peer: &str, n: usize, case: &str, result: u64, expected: u64, operations: usize) {
     assert_eq!(result, expected, "{peer} {n} {case}: wrong result");
     println!("{peer} {n} {case}: {operations} operations");
 }

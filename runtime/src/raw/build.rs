@@ -160,15 +160,32 @@ impl<K, V> Builder<K, V> {
         }
     }
 
-    /// Moves or clones the next `n` entries of `from` into this node.
+    /// Clones the next `n` entries of `from`, a shared node, into this node.
+    /// The bounds are checked once for the run, not per entry as
+    /// `next_entry` and `push_entry` would: a batch's first copy of a node
+    /// clones every entry it has (callgrind, session 53: 26 → 15
+    /// instructions per key of a batch of new keys into a 1K map).
     #[inline]
     fn own_entries(&mut self, from: &mut Drain<K, V>, n: usize)
     where
         K: Clone,
         V: Clone,
     {
-        for _ in 0..n {
-            self.push_entry(from.next_entry());
+        let (at, next) = (self.entries_done, from.next_entry);
+        assert!(
+            !from.moving && at + n <= self.entries && next + n <= from.entries,
+            "snapview bug: cloned entries out of place"
+        );
+        let to = NodeRef::<K, V>::entries_base(self.ptr, self.children);
+        for (i, (k, v)) in from.node.entries()[next..next + n].iter().enumerate() {
+            let entry = (k.clone(), v.clone());
+            // SAFETY: slot `at + i` is inside the entry array (checked above,
+            // N1) and not yet written. The cursors move one entry at a time,
+            // so if a `Clone` panics this Builder drops exactly the clones it
+            // holds, and the shared source is untouched.
+            unsafe { to.add(at + i).write(entry) };
+            self.entries_done += 1;
+            from.next_entry += 1;
         }
     }
 
