@@ -1596,6 +1596,8 @@ mod spare_block {
             assert_eq!(take(Layout::from_size_align(1088, 8).expect("a layout")), None, "another size");
             assert_eq!(take(layout), Some(first.as_ptr()), "the block freed last");
             assert_eq!(take(layout), None, "taken once");
+            // SAFETY: allocated with `layout`, taken back: this test's to free.
+            unsafe { alloc::dealloc(first.as_ptr(), layout) };
             // A second block freed replaces the first kept (which is freed).
             let (second, other) = block(2048);
             let (third, _) = block(1080);
