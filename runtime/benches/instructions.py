@@ -9,8 +9,10 @@ builds snapview's map with `sample_every(N)` (1: every call timed, the benches'
 `on-sample1` without its subscriber). Needs valgrind. Prints a markdown table:
 instructions per `get` (hit, miss) and per element of the `iter` benchmark's
 fold (`iter`) and of the same sum by a `for` loop (`next`), for each map, and snapview's ratio to hashbrown and imbl. `--writes` counts
-the write cases instead: per key of batches of 1000 new keys (`batch`) and
-per publishing write (`publish`). Each cell is
+the write cases instead: per key of batches of 1000 new keys (`batch`),
+per publishing write (`publish`), the same with a reader holding each
+replaced version (`held`), and per key of batches of 1000 overwrites with a
+reader holding the replaced version (`overwrite_held`). Each cell is
 one run of the program under callgrind, collecting only inside its
 `lookups_*`, `iterate_*`, `loop_*` or `writes_*` function; a count does not depend on the
 machine's load, so one run is enough.
@@ -25,7 +27,7 @@ import tempfile
 
 PEERS = ["snapview", "hashbrown", "imbl"]
 CASES = ["hit", "miss", "iter", "next"]
-WRITE_CASES = ["batch", "publish"]
+WRITE_CASES = ["batch", "publish", "held", "overwrite_held"]
 
 
 def build(features):

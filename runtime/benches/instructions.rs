@@ -15,15 +15,19 @@
 //! inserted in one version (the `batch_insert` benchmark's; each batch's
 //! keys are removed again outside the count), and `publish`, per write of
 //! an insert of a new key and its removal, each its own version (the
-//! `insert_publish` benchmark's); imbl's in an `ArcSwap`, as there, and
-//! hashbrown's without versions, for scale. Counted inside the `writes_*`
+//! `insert_publish` benchmark's); and since session 54 the same with a
+//! reader holding each replaced version (`held`, `insert_publish_held`'s)
+//! and batches of 1000 overwrites of present keys under a held version
+//! (`overwrite_held`, per key, `batch_publish_held`'s). imbl's in an
+//! `ArcSwap`, as there, and hashbrown's without versions (its held cases
+//! are its plain writes), for scale. Counted inside the `writes_*`
 //! functions.
 //!
 //! One process measures one map, size and case, from the environment:
 //! `SNAPVIEW_PEER` (`snapview`, `hashbrown` or `imbl`), `SNAPVIEW_BENCH_SIZES`
 //! (one size, default 1000000) and `SNAPVIEW_CASE` (`hit`, `miss`, `iter`:
 //! the `iter` benchmark's fold that sums the values, `next`: the same sum
-//! by a `for` loop, `batch` or `publish`). Keys and maps
+//! by a `for` loop, `batch`, `publish`, `held` or `overwrite_held`). Keys and maps
 //! are those of the `peers` benchmark (random u64 keys from a fixed-seed
 //! splitmix64, each map filled by its bulk path), and one foldhash hasher is
 //! shared by every map, as there; here its seed is fixed too
@@ -105,6 +109,31 @@ fn writes_publish_snapview(map: &SnapMap, k: u64) {
     black_box(map.remove(&k));
 }
 
+/// `publish` while a reader holds each replaced version, letting go of it
+/// after the write (the `insert_publish_held` benchmark).
+#[inline(never)]
+fn writes_held_snapview(map: &SnapMap, k: u64) {
+    let held = map.snapshot();
+    black_box(map.insert(k, k));
+    drop(held);
+    let held = map.snapshot();
+    black_box(map.remove(&k));
+    drop(held);
+}
+
+/// A batch of overwrites of present keys while a reader holds the replaced
+/// version (the `batch_publish_held` benchmark).
+#[inline(never)]
+fn writes_overwrite_held_snapview(map: &SnapMap, keys: &[u64], v: u64) {
+    let held = map.snapshot();
+    map.update(|tx| {
+        for &k in keys {
+            tx.insert(k, v);
+        }
+    });
+    drop(held);
+}
+
 #[inline(never)]
 fn writes_batch_imbl(cell: &ImblCell, keys: &[u64]) {
     let mut m = ImblMap::clone(&cell.load());
@@ -125,6 +154,31 @@ fn writes_publish_imbl(cell: &ImblCell, k: u64) {
 }
 
 #[inline(never)]
+fn writes_held_imbl(cell: &ImblCell, k: u64) {
+    let held = cell.load_full();
+    let mut m = ImblMap::clone(&held);
+    m.insert(k, k);
+    cell.store(std::sync::Arc::new(m));
+    drop(held);
+    let held = cell.load_full();
+    let mut m = ImblMap::clone(&held);
+    m.remove(&k);
+    cell.store(std::sync::Arc::new(m));
+    drop(held);
+}
+
+#[inline(never)]
+fn writes_overwrite_held_imbl(cell: &ImblCell, keys: &[u64], v: u64) {
+    let held = cell.load_full();
+    let mut m = ImblMap::clone(&held);
+    for &k in keys {
+        m.insert(k, v);
+    }
+    cell.store(std::sync::Arc::new(m));
+    drop(held);
+}
+
+#[inline(never)]
 fn writes_batch_hashbrown(map: &mut hashbrown::HashMap<u64, u64, FixedState>, keys: &[u64]) {
     for &k in keys {
         map.insert(k, k);
@@ -137,23 +191,45 @@ fn writes_publish_hashbrown(map: &mut hashbrown::HashMap<u64, u64, FixedState>, 
     black_box(map.remove(&k));
 }
 
-/// Runs a write case on a map through `batch` (a batch of new keys, which
-/// `unbatch` then removes, uncounted) or `publish` (one key, put in and
-/// taken out): the map ends as it began.
-fn write(
-    case: &str,
-    fresh: &[u64],
-    mut batch: impl FnMut(&[u64]),
-    mut unbatch: impl FnMut(&[u64]),
-    mut publish: impl FnMut(u64),
-) {
-    if case == "batch" {
-        for keys in fresh.chunks_exact(BATCH).take(BATCHES) {
-            batch(keys);
-            unbatch(keys);
+#[inline(never)]
+fn writes_overwrite_hashbrown(map: &mut hashbrown::HashMap<u64, u64, FixedState>, keys: &[u64], v: u64) {
+    for &k in keys {
+        map.insert(k, v);
+    }
+}
+
+/// One step of a write case, for a map to run (`write`).
+enum Write<'a> {
+    /// A batch of new keys: counted.
+    Batch(&'a [u64]),
+    /// Takes a batch's keys out again: not counted.
+    Unbatch(&'a [u64]),
+    /// One key put in and taken out, each its own version.
+    Publish(u64),
+    /// `Publish` with each replaced version held across the write.
+    PublishHeld(u64),
+    /// A batch of overwrites of present keys with this value, the replaced
+    /// version held across it.
+    OverwriteHeld(&'a [u64], u64),
+}
+
+/// Runs a write case (`batch`, `publish`, `held` or `overwrite_held`) on a
+/// map through `step`: the map ends with the keys it began with. `fresh`
+/// are absent keys, `present` the map's own.
+fn write(case: &str, fresh: &[u64], present: &[u64], mut step: impl FnMut(Write)) {
+    match case {
+        "batch" => {
+            for keys in fresh.chunks_exact(BATCH).take(BATCHES) {
+                step(Write::Batch(keys));
+                step(Write::Unbatch(keys));
+            }
         }
-    } else {
-        fresh.iter().cycle().take(PUBLISHES).for_each(|&k| publish(k));
+        "publish" => fresh.iter().cycle().take(PUBLISHES).for_each(|&k| step(Write::Publish(k))),
+        "held" => fresh.iter().cycle().take(PUBLISHES).for_each(|&k| step(Write::PublishHeld(k))),
+        _ => {
+            let windows = present.chunks(BATCH).cycle().take(BATCHES);
+            windows.zip(1..).for_each(|(keys, round)| step(Write::OverwriteHeld(keys, round)))
+        }
     }
 }
 
@@ -174,13 +250,15 @@ fn main() {
     let probe: Vec<u64> = match case.as_str() {
         "hit" => keys.iter().step_by((n / 65_536).max(1)).copied().collect(),
         "miss" => (0..65_536).map(|_| rng.next()).filter(|k| !present.contains(k)).collect(),
-        "batch" | "publish" => {
+        "batch" | "publish" | "held" => {
             (0..).map(|_| rng.next()).filter(|k| !present.contains(k)).take(BATCH * BATCHES).collect()
         }
-        "iter" | "next" => Vec::new(),
-        other => panic!("SNAPVIEW_CASE: `hit`, `miss`, `iter`, `next`, `batch` or `publish`, not `{other}`"),
+        "iter" | "next" | "overwrite_held" => Vec::new(),
+        other => panic!(
+            "SNAPVIEW_CASE: `hit`, `miss`, `iter`, `next`, `batch`, `publish`, `held` or `overwrite_held`, not `{other}`"
+        ),
     };
-    let writing = case == "batch" || case == "publish";
+    let writing = WRITE_CASES.contains(&case.as_str());
     let passes = (ELEMENTS / present.len()).max(1);
     let sum = present.iter().fold(0u64, |s, &k| s.wrapping_add(k)).wrapping_mul(passes as u64);
     // A fixed seed, so that the tries, and the counts, are the same in every run.
@@ -199,20 +277,17 @@ fn main() {
             let map = builder.build();
             map.update(|tx| tx.extend(entries));
             if writing {
-                let unbatch = |keys: &[u64]| {
-                    map.update(|tx| {
+                write(&case, &probe, &keys, |step| match step {
+                    Write::Batch(keys) => writes_batch_snapview(&map, keys),
+                    Write::Unbatch(keys) => map.update(|tx| {
                         for k in keys {
                             tx.remove(k);
                         }
-                    })
-                };
-                write(
-                    &case,
-                    &probe,
-                    |keys| writes_batch_snapview(&map, keys),
-                    unbatch,
-                    |k| writes_publish_snapview(&map, k),
-                );
+                    }),
+                    Write::Publish(k) => writes_publish_snapview(&map, k),
+                    Write::PublishHeld(k) => writes_held_snapview(&map, k),
+                    Write::OverwriteHeld(keys, v) => writes_overwrite_held_snapview(&map, keys, v),
+                });
                 map.len() as u64
             } else {
                 let snap = map.snapshot();
@@ -227,15 +302,14 @@ fn main() {
             let mut map = hashbrown::HashMap::with_capacity_and_hasher(n, hasher);
             map.extend(entries);
             if writing {
-                let map = std::cell::RefCell::new(map);
-                let unbatch = |keys: &[u64]| {
-                    for k in keys {
-                        map.borrow_mut().remove(k);
-                    }
-                };
-                let batch = |keys: &[u64]| writes_batch_hashbrown(&mut map.borrow_mut(), keys);
-                write(&case, &probe, batch, unbatch, |k| writes_publish_hashbrown(&mut map.borrow_mut(), k));
-                return finish(&peer, n, &case, map.borrow().len() as u64, n as u64, operations(&case));
+                // No versions to hold: the held cases are the plain writes, for scale.
+                write(&case, &probe, &keys, |step| match step {
+                    Write::Batch(keys) => writes_batch_hashbrown(&mut map, keys),
+                    Write::Unbatch(keys) => keys.iter().for_each(|k| _ = map.remove(k)),
+                    Write::Publish(k) | Write::PublishHeld(k) => writes_publish_hashbrown(&mut map, k),
+                    Write::OverwriteHeld(keys, v) => writes_overwrite_hashbrown(&mut map, keys, v),
+                });
+                return finish(&peer, n, &case, map.len() as u64, n as u64, operations(&case));
             }
             match (iterating, looping) {
                 (true, _) => iterate_hashbrown(&map, passes),
@@ -250,14 +324,19 @@ fn main() {
             }
             if writing {
                 let cell = ImblCell::from_pointee(map);
-                let unbatch = |keys: &[u64]| {
-                    let mut m = ImblMap::clone(&cell.load());
-                    for k in keys {
-                        m.remove(k);
+                write(&case, &probe, &keys, |step| match step {
+                    Write::Batch(keys) => writes_batch_imbl(&cell, keys),
+                    Write::Unbatch(keys) => {
+                        let mut m = ImblMap::clone(&cell.load());
+                        for k in keys {
+                            m.remove(k);
+                        }
+                        cell.store(std::sync::Arc::new(m));
                     }
-                    cell.store(std::sync::Arc::new(m));
-                };
-                write(&case, &probe, |keys| writes_batch_imbl(&cell, keys), unbatch, |k| writes_publish_imbl(&cell, k));
+                    Write::Publish(k) => writes_publish_imbl(&cell, k),
+                    Write::PublishHeld(k) => writes_held_imbl(&cell, k),
+                    Write::OverwriteHeld(keys, v) => writes_overwrite_held_imbl(&cell, keys, v),
+                });
                 return finish(&peer, n, &case, cell.load().len() as u64, n as u64, operations(&case));
             }
             match (iterating, looping) {
@@ -271,7 +350,7 @@ fn main() {
     let (expected, operations) = match case.as_str() {
         "hit" => (LOOKUPS as u64, LOOKUPS),
         "miss" => (0, LOOKUPS),
-        "batch" | "publish" => (present.len() as u64, operations(&case)),
+        c if WRITE_CASES.contains(&c) => (present.len() as u64, operations(&case)),
         _ => (sum, passes * present.len()),
     };
     finish(&peer, n, &case, result, expected, operations);
@@ -281,9 +360,13 @@ fn main() {
 fn operations(case: &str) -> usize {
     match case {
         "batch" => BATCH * BATCHES,
+        "overwrite_held" => BATCH * BATCHES,
         _ => 2 * PUBLISHES,
     }
 }
+
+/// The cases that write, each counted in the `writes_*` functions.
+const WRITE_CASES: &[&str] = &["batch", "publish", "held", "overwrite_held"];
 
 /// Checks a case's result and prints its count of operations, which
 /// `instructions.py` divides by.

@@ -109,6 +109,10 @@ struct Writer<K, V, S> {
     /// batch, which settles them before it copies anything
     /// ([`defers_settling`]).
     unsettled: bool,
+    /// A node block freed by the last write, for the next one's allocation
+    /// of the same size (1-4 KB: past glibc's per-thread cache); the map's,
+    /// freed with it (`raw::SpareBlock`).
+    block: raw::SpareBlock,
 }
 
 impl<K, V, S> Writer<K, V, S> {
@@ -220,6 +224,7 @@ impl<K, V, S> SnapMap<K, V, S> {
                 spare: None,
                 written: WrittenPaths::default(),
                 unsettled: false,
+                block: raw::SpareBlock::default(),
             }),
             batch_thread: AtomicU64::new(0),
             meta,
@@ -499,7 +504,11 @@ where
         // Until the batch is over, on this thread: settling and recycling
         // copy nodes too.
         let _lend = self.lend.map(|allow| allow());
+        // The nodes the batch frees and allocates, its settling's and
+        // recycling's included, go through the map's kept block; a panic
+        // frees it.
         let writer = &mut *writer;
+        let block = raw::SpareBlockScope::open(&mut writer.block);
         writer.settle_current();
         let base = Arc::clone(&writer.current);
         // The spare was made equal to the current root when it was kept.
@@ -512,6 +521,7 @@ where
             // the root instead of recycling one).
             drop(tx);
             publish.unchanged(base.version());
+            block.close(&mut writer.block);
             return (result, None);
         }
         let lent = tx.built_lending();
@@ -571,6 +581,7 @@ where
                 // A tracing layer may panic here too: that panic, like a
                 // destructor's, goes on only after the announcing.
                 let freed = freed.and(publish.published(next.version(), changes));
+                block.close(&mut writer.block);
                 (result, Some(Announce { waiting, superseded, freed }))
             }
             // Nothing changed: the working root equals the current one in
@@ -588,8 +599,9 @@ where
                 writer.written = written;
                 publish.unchanged(base.version());
                 // Nothing published, nothing to announce: a destructor's
-                // panic goes on from here.
+                // panic goes on from here (and frees the block).
                 drop(restored);
+                block.close(&mut writer.block);
                 (result, None)
             }
         }

@@ -26,4 +26,4 @@ pub(crate) use cursor::HoldsBack;
 pub(crate) use cursor::HoldsNothing;
 pub(crate) use lend::LendGuard;
 pub use lend::Lendable;
-pub(crate) use node::{NodeRef, Occupancy, Slot, prefetch};
+pub(crate) use node::{NodeRef, Occupancy, Slot, SpareBlock, SpareBlockScope, prefetch};

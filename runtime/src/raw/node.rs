@@ -110,6 +110,8 @@ use super::cpu::{BitCount, Compiled, Popcnt};
 use super::lend::may_lend;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering, acquire_after_last_decrement};
 
+pub(crate) use spare_block::{SpareBlock, SpareBlockScope};
+
 /// Past this count a clone aborts, as `Arc` does: a count that wraps would
 /// free a live node. (Counts are per parent node, not per snapshot: reaching
 /// it would take a billion live parents of one node.)
@@ -1478,7 +1480,7 @@ impl<K, V> NodeRef<K, V> {
     }
 }
 
-/// One freed node block per thread, kept for the thread's next node of the
+/// One freed node block per map, kept for its writer's next node of the
 /// same layout: blocks of [`MIN_SIZE`] to [`MAX_SIZE`] bytes.
 ///
 /// glibc's per-thread cache of freed blocks stops at 1032 bytes, and a
@@ -1494,11 +1496,18 @@ impl<K, V> NodeRef<K, V> {
 /// Allocators with per-thread caches of larger blocks (jemalloc, mimalloc)
 /// do the same themselves.
 ///
-/// At most one block per thread is held, the one freed last; a thread's is
-/// freed when the thread ends (by its thread-local's destructor, which std
-/// runs at a thread's exit on the platforms it supports; where it does not
-/// run, the block stays with the process, as any thread-local's would). A
-/// reader thread that drops the last snapshot of a version keeps one too.
+/// The block is the map's: its writer keeps it between writes
+/// ([`SpareBlock`]) and lends it to its thread for the length of a write
+/// ([`SpareBlockScope`]), the only time a block is kept or taken; a node
+/// freed outside a write (a reader dropping the last snapshot of a
+/// version) goes straight back to the allocator. So once a map and its
+/// snapshots are gone, so is every byte they held, as a counting allocator
+/// sees it (`runtime/tests/no_bytes_left.rs`). (Session 53 kept one block
+/// per thread instead, freed only at the thread's exit: 1080 bytes stayed
+/// with a thread after its map went; session 54.) Writes nest (a batch's
+/// closure may write to another map), and so do the scopes: each gives back
+/// the state it found.
+///
 /// The memory of a reused block is not poisoned between its two nodes, so
 /// a checker would not see a use of the first node after its free: CI's
 /// AddressSanitizer run builds with `--cfg snapview_no_spare`, which keeps
@@ -1506,74 +1515,175 @@ impl<K, V> NodeRef<K, V> {
 /// tests).
 mod spare_block {
     use core::cell::Cell;
+    use core::mem::ManuallyDrop;
     use core::ptr::NonNull;
     use std::alloc::{self, Layout};
 
     /// The smallest block kept: those below it are glibc's cache's.
     const MIN_SIZE: usize = 1024;
-    /// The largest block kept, so that a thread never holds much: a node of
+    /// The largest block kept, so that a map never holds much: a node of
     /// 64 children and a few entries, or of 64 entries of up to ~48 bytes.
     const MAX_SIZE: usize = 4096;
 
-    /// Whether blocks of `layout` are kept (never under loom, whose
-    /// threads share one OS thread's thread-locals, nor in a build for a
-    /// memory checker, `snapview_no_spare`).
+    /// Whether blocks are kept at all: never under loom, whose threads
+    /// share one OS thread's thread-locals (so scopes of two of its threads
+    /// would not nest), nor in a build for a memory checker
+    /// (`snapview_no_spare`).
+    const KEEPS: bool = !cfg!(any(snapview_loom, snapview_no_spare));
+
+    /// Whether blocks of `layout` are kept.
     fn kept(layout: Layout) -> bool {
-        !cfg!(any(snapview_loom, snapview_no_spare)) && (MIN_SIZE..=MAX_SIZE).contains(&layout.size())
+        KEEPS && (MIN_SIZE..=MAX_SIZE).contains(&layout.size())
     }
 
-    struct Spare(Cell<Option<(NonNull<u8>, Layout)>>);
+    /// A freed node's allocation: its address and the layout it was
+    /// allocated with. Nothing in it is alive.
+    type Block = (NonNull<u8>, Layout);
 
-    impl Drop for Spare {
+    /// The thread's slot: `None` outside a write; in one, the block kept
+    /// for its next allocation, if any.
+    type Slot = Option<Option<Block>>;
+
+    thread_local! {
+        static SLOT: Cell<Slot> = const { Cell::new(None) };
+    }
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `block` must have been allocated by the global allocator with its
+    /// layout, and nothing may use it afterwards.
+    unsafe fn release((block, layout): Block) {
+        // SAFETY: the caller's.
+        unsafe { alloc::dealloc(block.as_ptr(), layout) };
+    }
+
+    /// A map's kept block between its writes (none at first): owned, freed
+    /// with the map.
+    #[derive(Default)]
+    pub(crate) struct SpareBlock(Option<Block>);
+
+    // SAFETY: an allocation with nothing alive in it, owned by this value
+    // alone: any thread may hand it over or free it.
+    unsafe impl Send for SpareBlock {}
+    // SAFETY: `&SpareBlock` gives no access to anything.
+    unsafe impl Sync for SpareBlock {}
+
+    impl Drop for SpareBlock {
         fn drop(&mut self) {
-            if let Some((block, layout)) = self.0.take() {
-                // SAFETY: the block was allocated with this layout and
-                // given up by its node (`free`); only this cell held it.
-                unsafe { alloc::dealloc(block.as_ptr(), layout) };
+            if let Some(block) = self.0.take() {
+                // SAFETY: a node's allocation with its layout, given up by
+                // the node (`free`) and held by this value alone since.
+                unsafe { release(block) };
             }
         }
     }
 
-    thread_local! {
-        static SPARE: Spare = const { Spare(Cell::new(None)) };
+    /// A write on this thread: from [`open`](Self::open) to
+    /// [`close`](Self::close), nodes freed or allocated with a kept layout
+    /// go through the map's block. Dropped instead of closed (a panic), it
+    /// frees the block and puts the thread's slot back as it found it.
+    #[must_use = "a scope closed at once keeps nothing"]
+    pub(crate) struct SpareBlockScope {
+        /// The slot as the scope found it (an enclosing write's, or none).
+        outer: Slot,
     }
 
-    /// The thread's spare block, if it has this layout.
+    impl SpareBlockScope {
+        /// Lends `home`'s block to this thread until the scope closes.
+        #[inline]
+        pub(crate) fn open(home: &mut SpareBlock) -> Self {
+            let block = home.0.take();
+            if !KEEPS {
+                return Self { outer: None };
+            }
+            match SLOT.try_with(|slot| slot.replace(Some(block))) {
+                Ok(outer) => Self { outer },
+                Err(_) => {
+                    // Thread-locals gone (a write from another
+                    // thread-local's destructor): nothing is kept.
+                    if let Some(block) = block {
+                        // SAFETY: `home` owned it alone, and holds it no more.
+                        unsafe { release(block) };
+                    }
+                    Self { outer: None }
+                }
+            }
+        }
+
+        /// Ends the write: the block kept in it goes back to the map
+        /// (whose `home` is empty since [`open`](Self::open)).
+        #[inline]
+        pub(crate) fn close(self, home: &mut SpareBlock) {
+            let this = ManuallyDrop::new(self);
+            debug_assert!(home.0.is_none(), "a map's block lent to two writes");
+            home.0 = this.restore();
+        }
+
+        /// Puts the slot back as the scope found it; returns the block the
+        /// scope kept.
+        #[inline]
+        fn restore(&self) -> Option<Block> {
+            if !KEEPS {
+                return None;
+            }
+            SLOT.try_with(|slot| slot.replace(self.outer)).ok().flatten().flatten()
+        }
+    }
+
+    impl Drop for SpareBlockScope {
+        fn drop(&mut self) {
+            if let Some(block) = self.restore() {
+                // SAFETY: a node's allocation with its layout, given up by
+                // its node (`free`); the slot held it alone.
+                unsafe { release(block) };
+            }
+        }
+    }
+
+    /// The block kept for this write, if there is one and it has this layout.
     #[inline]
     pub(super) fn take(layout: Layout) -> Option<*mut u8> {
         if !kept(layout) {
             return None;
         }
-        SPARE
-            .try_with(|spare| match spare.0.get() {
-                Some((block, kept)) if kept == layout => {
-                    spare.0.set(None);
-                    Some(block.as_ptr())
-                }
-                _ => None,
-            })
-            .ok()
-            .flatten()
+        SLOT.try_with(|slot| match slot.get() {
+            Some(Some((block, kept))) if kept == layout => {
+                slot.set(Some(None));
+                Some(block.as_ptr())
+            }
+            _ => None,
+        })
+        .ok()
+        .flatten()
     }
 
-    /// Frees `block`, or keeps it as the thread's spare in place of the one
-    /// kept before (which is freed).
+    /// Frees `block`, or, in a write, keeps it for the write's map in place
+    /// of the one kept before (which is freed).
     ///
     /// # Safety
     /// `block` must have been allocated with `layout` (by the global
     /// allocator), and nothing may use it afterwards.
     #[inline]
     pub(super) unsafe fn free(block: NonNull<u8>, layout: Layout) {
+        let freed = (block, layout);
         let out = match kept(layout) {
-            // A thread whose thread-locals are gone (a node freed by another
-            // thread-local's destructor) frees it.
-            true => SPARE.try_with(|spare| spare.0.replace(Some((block, layout)))).unwrap_or(Some((block, layout))),
-            false => Some((block, layout)),
+            true => SLOT
+                .try_with(|slot| match slot.get() {
+                    Some(before) => {
+                        slot.set(Some(Some(freed)));
+                        before
+                    }
+                    // Outside a write: not the map's to keep.
+                    None => Some(freed),
+                })
+                .unwrap_or(Some(freed)),
+            false => Some(freed),
         };
-        if let Some((block, layout)) = out {
-            // SAFETY: the caller's (for `block`), or the cell's (for the
-            // spare it held, allocated with its layout and used by nothing).
-            unsafe { alloc::dealloc(block.as_ptr(), layout) };
+        if let Some(block) = out {
+            // SAFETY: the caller's (for `block`), or the slot's (for the
+            // block it held, allocated with its layout and used by nothing).
+            unsafe { release(block) };
         }
     }
 
@@ -1588,16 +1698,35 @@ mod spare_block {
             (block, layout)
         }
 
+        /// A write for a map whose block is `home`.
+        fn open(mut home: SpareBlock) -> SpareBlockScope {
+            SpareBlockScope::open(&mut home)
+        }
+
+        /// Ends a write; returns what the map keeps.
+        fn close(scope: SpareBlockScope) -> SpareBlock {
+            let mut home = SpareBlock::default();
+            scope.close(&mut home);
+            home
+        }
+
+        /// Frees a block that a test took back.
+        fn dealloc(block: *mut u8, layout: Layout) {
+            // SAFETY: allocated with `layout` by `block`, taken back from the
+            // slot: the test's to free.
+            unsafe { alloc::dealloc(block, layout) };
+        }
+
         #[test]
         fn a_freed_block_is_the_next_allocation_of_its_layout_only() {
+            let scope = open(SpareBlock::default());
             let (first, layout) = block(1080);
             // SAFETY: allocated with `layout`, and not used again but by address.
             unsafe { free(first, layout) };
             assert_eq!(take(Layout::from_size_align(1088, 8).expect("a layout")), None, "another size");
             assert_eq!(take(layout), Some(first.as_ptr()), "the block freed last");
             assert_eq!(take(layout), None, "taken once");
-            // SAFETY: allocated with `layout`, taken back: this test's to free.
-            unsafe { alloc::dealloc(first.as_ptr(), layout) };
+            dealloc(first.as_ptr(), layout);
             // A second block freed replaces the first kept (which is freed).
             let (second, other) = block(2048);
             let (third, _) = block(1080);
@@ -1608,19 +1737,19 @@ mod spare_block {
             }
             assert_eq!(take(other), None, "replaced");
             let reused = take(layout).expect("the block freed last");
-            // SAFETY: allocated with `layout`; this test's to free.
-            unsafe { alloc::dealloc(reused, layout) };
+            dealloc(reused, layout);
+            assert!(close(scope).0.is_none(), "the scope's block was taken");
         }
 
         #[test]
         fn only_blocks_of_the_kept_sizes_replace_the_spare() {
+            let scope = open(SpareBlock::default());
             for size in [MIN_SIZE, MAX_SIZE] {
                 let (b, layout) = block(size);
                 // SAFETY: as above.
                 unsafe { free(b, layout) };
                 assert_eq!(take(layout), Some(b.as_ptr()), "a block of {size} bytes was not kept");
-                // SAFETY: allocated with `layout`; this test's to free.
-                unsafe { alloc::dealloc(b.as_ptr(), layout) };
+                dealloc(b.as_ptr(), layout);
             }
             let (kept, layout) = block(1080);
             // SAFETY: as above, for each block.
@@ -1632,8 +1761,70 @@ mod spare_block {
                 }
             }
             assert_eq!(take(layout), Some(kept.as_ptr()), "a block out of the sizes replaced the spare");
+            dealloc(kept.as_ptr(), layout);
+            drop(scope);
+        }
+
+        #[test]
+        fn outside_a_write_nothing_is_kept_or_taken() {
+            let (b, layout) = block(1080);
             // SAFETY: as above.
-            unsafe { alloc::dealloc(kept.as_ptr(), layout) };
+            unsafe { free(b, layout) };
+            let scope = open(SpareBlock::default());
+            assert_eq!(take(layout), None, "a block freed outside a write was kept");
+            let home = close(scope);
+            assert!(home.0.is_none());
+            // A map's block is not lent outside its writes.
+            let (b, layout) = block(1080);
+            let scope = open(home);
+            // SAFETY: as above.
+            unsafe { free(b, layout) };
+            let home = close(scope);
+            assert_eq!(home.0.map(|(block, _)| block), Some(b), "the write's block went back to its map");
+            assert_eq!(take(layout), None, "the map's block stayed with the thread");
+            drop(home);
+        }
+
+        #[test]
+        fn nested_writes_keep_their_own_blocks() {
+            let (a, layout) = block(1080);
+            let (b, _) = block(1080);
+            let outer = open(SpareBlock::default());
+            // SAFETY: as above.
+            unsafe { free(a, layout) };
+            let inner = open(SpareBlock::default());
+            assert_eq!(take(layout), None, "the inner write took the outer one's block");
+            // SAFETY: as above.
+            unsafe { free(b, layout) };
+            let inner_home = close(inner);
+            assert_eq!(take(layout), Some(a.as_ptr()), "the outer write's block came back");
+            dealloc(a.as_ptr(), layout);
+            drop(close(outer));
+            let again = open(inner_home);
+            assert_eq!(take(layout), Some(b.as_ptr()), "the inner map's block on its next write");
+            dealloc(b.as_ptr(), layout);
+            drop(again);
+        }
+
+        #[test]
+        fn a_scope_dropped_by_a_panic_frees_its_block_and_restores_the_outer_slot() {
+            let (a, layout) = block(1080);
+            let outer = open(SpareBlock::default());
+            // SAFETY: as above.
+            unsafe { free(a, layout) };
+            let unwound = std::panic::catch_unwind(|| {
+                let _inner = open(SpareBlock::default());
+                let (b, layout) = block(1080);
+                // SAFETY: as above.
+                unsafe { free(b, layout) };
+                panic!("a write's user code");
+            });
+            assert!(unwound.is_err());
+            // The inner block was freed with the scope (valgrind's run
+            // would see it lost otherwise); the outer one is back.
+            assert_eq!(take(layout), Some(a.as_ptr()));
+            dealloc(a.as_ptr(), layout);
+            drop(outer);
         }
     }
 }
@@ -2223,9 +2414,9 @@ mod tests {
         assert!(!NodeRef::<u64, u64>::same_room((3, 1), (4, 0)), "a first child brings the tail");
     }
 
-    /// A node of ~1 KB freed is the thread's spare, and the next node of its
-    /// counts: the block a publishing write at 1M frees and then allocates
-    /// (`spare_block`).
+    /// A node of ~1 KB freed in a write is the write's spare block, and the
+    /// next node of its counts: the block a publishing write at 1M frees and
+    /// then allocates (`spare_block`).
     #[cfg(not(snapview_no_spare))]
     #[test]
     fn a_freed_large_node_is_the_next_of_its_counts() {
@@ -2234,6 +2425,8 @@ mod tests {
         let (entries, children) = (5, 58);
         let layout = Node::layout(entries, children);
         assert!(layout.size() >= 1024, "a node past glibc's cache");
+        // A write's: only then is a block kept.
+        let scope = spare_block::SpareBlockScope::open(&mut spare_block::SpareBlock::default());
         let first = Node::allocate(datamap, nodemap, entries, children);
         // SAFETY: from `allocate` with these counts; its arrays were never
         // initialised and nothing reads them.
@@ -2252,6 +2445,7 @@ mod tests {
         assert_ne!(smaller, first, "a block of another layout was handed out");
         // SAFETY: as above.
         unsafe { Node::deallocate(smaller, 0, 40) };
+        drop(scope);
     }
 
     #[test]
