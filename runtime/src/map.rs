@@ -109,9 +109,9 @@ struct Writer<K, V, S> {
     /// batch, which settles them before it copies anything
     /// ([`defers_settling`]).
     unsettled: bool,
-    /// A node block freed by the last write, for the next one's allocation
-    /// of the same size (1-4 KB: past glibc's per-thread cache); the map's,
-    /// freed with it (`raw::SpareBlock`).
+    /// The last node block of 1-4 KB (past glibc's per-thread cache) freed
+    /// in this map's writes and not yet reused, for the next node of the
+    /// same layout they allocate; freed with the map (`raw::SpareBlock`).
     block: raw::SpareBlock,
 }
 

@@ -478,8 +478,10 @@ impl<K, V> NodeRef<K, V> {
             alloc::handle_alloc_error(layout);
         };
         let header = Header { refs: AtomicU32::new(1), shape, datamap, nodemap };
-        // SAFETY: `ptr` is a fresh allocation, aligned for Header (ALIGN >= its
-        // alignment) and large enough for it (the layout starts with it).
+        // SAFETY: `ptr` is an allocation of `layout` that nothing else uses
+        // (fresh, or a freed node's kept block of the same layout, which
+        // `spare_block::take` hands out once), aligned for Header (ALIGN >=
+        // its alignment) and large enough for it (the layout starts with it).
         unsafe { ptr.as_ptr().write(header) };
         if Self::has_tail(children) {
             let lending = Lending {
@@ -1489,24 +1491,28 @@ impl<K, V> NodeRef<K, V> {
 /// free and allocation of one takes the arena's general path (bins,
 /// consolidation). A publishing write into such a map copies one of them
 /// and, once the version it replaced is gone, frees the one it copied, so
-/// the block freed is the next write's allocation. Kept here, a publishing
-/// write at 1M runs 4797 → 4579 instructions
-/// (`python3 runtime/benches/instructions.py --writes 1000000`) and
-/// 8-14% faster (`AB_WRITES=1 runtime/benches/ab.sh`, `publ`; session 53).
+/// the block freed is the next write's allocation. Kept (per thread, as
+/// session 53 did), a publishing write at 1M ran 4797 → 4579 instructions
+/// (`python3 runtime/benches/instructions.py --writes 1000000`) and 8-14%
+/// faster (`AB_WRITES=1 runtime/benches/ab.sh`, `publ`); lending it to the
+/// thread for each write (below) costs ~50 of them back (4631; session 54).
 /// Allocators with per-thread caches of larger blocks (jemalloc, mimalloc)
 /// do the same themselves.
 ///
-/// The block is the map's: its writer keeps it between writes
+/// The block belongs to a map: its writer keeps it between writes
 /// ([`SpareBlock`]) and lends it to its thread for the length of a write
 /// ([`SpareBlockScope`]), the only time a block is kept or taken; a node
 /// freed outside a write (a reader dropping the last snapshot of a
 /// version) goes straight back to the allocator. So once a map and its
 /// snapshots are gone, so is every byte they held, as a counting allocator
-/// sees it (`runtime/tests/no_bytes_left.rs`). (Session 53 kept one block
-/// per thread instead, freed only at the thread's exit: 1080 bytes stayed
-/// with a thread after its map went; session 54.) Writes nest (a batch's
-/// closure may write to another map), and so do the scopes: each gives back
-/// the state it found.
+/// sees it (`runtime/tests/no_bytes_left.rs`), with one exception: a node
+/// of another map freed on the writing thread during a write (a batch's
+/// closure dropping another map's snapshot, a value holding one) is kept
+/// by that write's map, one block at most, until its next write or its
+/// drop. (Session 53 kept one block per thread instead, freed only at the
+/// thread's exit: 1080 bytes stayed with a thread after its map went;
+/// session 54.) Writes nest (a batch's closure may write to another map),
+/// and so do the scopes: each gives back the slot it found.
 ///
 /// The memory of a reused block is not poisoned between its two nodes, so
 /// a checker would not see a use of the first node after its free: CI's
@@ -1537,7 +1543,9 @@ mod spare_block {
     }
 
     /// A freed node's allocation: its address and the layout it was
-    /// allocated with. Nothing in it is alive.
+    /// allocated with, by the global allocator. Nothing in it is alive, and
+    /// one owner holds it: the thread's slot, a scope's `outer`, or a
+    /// [`SpareBlock`]; it moves between them, never copied.
     type Block = (NonNull<u8>, Layout);
 
     /// The thread's slot: `None` outside a write; in one, the block kept
@@ -1583,7 +1591,7 @@ mod spare_block {
     /// [`close`](Self::close), nodes freed or allocated with a kept layout
     /// go through the map's block. Dropped instead of closed (a panic), it
     /// frees the block and puts the thread's slot back as it found it.
-    #[must_use = "a scope closed at once keeps nothing"]
+    #[must_use = "a scope dropped without `close` frees its block"]
     pub(crate) struct SpareBlockScope {
         /// The slot as the scope found it (an enclosing write's, or none).
         outer: Slot,
@@ -1603,7 +1611,9 @@ mod spare_block {
                     // Thread-locals gone (a write from another
                     // thread-local's destructor): nothing is kept.
                     if let Some(block) = block {
-                        // SAFETY: `home` owned it alone, and holds it no more.
+                        // SAFETY: a `Block` (allocated with its layout,
+                        // nothing alive in it) that `home` owned alone and
+                        // holds no more.
                         unsafe { release(block) };
                     }
                     Self { outer: None }
@@ -1615,8 +1625,10 @@ mod spare_block {
         /// (whose `home` is empty since [`open`](Self::open)).
         #[inline]
         pub(crate) fn close(self, home: &mut SpareBlock) {
-            let this = ManuallyDrop::new(self);
+            // Before the scope is forgotten: should it fail, the drop
+            // still puts the slot back.
             debug_assert!(home.0.is_none(), "a map's block lent to two writes");
+            let this = ManuallyDrop::new(self);
             home.0 = this.restore();
         }
 
@@ -1711,9 +1723,12 @@ mod spare_block {
         }
 
         /// Frees a block that a test took back.
-        fn dealloc(block: *mut u8, layout: Layout) {
-            // SAFETY: allocated with `layout` by `block`, taken back from the
-            // slot: the test's to free.
+        ///
+        /// # Safety
+        /// `block` must come from [`block`] with `layout`, taken back from
+        /// the slot (`take`) or never given to it, and not be used again.
+        unsafe fn dealloc(block: *mut u8, layout: Layout) {
+            // SAFETY: the caller's.
             unsafe { alloc::dealloc(block, layout) };
         }
 
@@ -1726,7 +1741,8 @@ mod spare_block {
             assert_eq!(take(Layout::from_size_align(1088, 8).expect("a layout")), None, "another size");
             assert_eq!(take(layout), Some(first.as_ptr()), "the block freed last");
             assert_eq!(take(layout), None, "taken once");
-            dealloc(first.as_ptr(), layout);
+            // SAFETY: from `block`, taken back from the slot: the test's to free.
+            unsafe { dealloc(first.as_ptr(), layout) };
             // A second block freed replaces the first kept (which is freed).
             let (second, other) = block(2048);
             let (third, _) = block(1080);
@@ -1737,7 +1753,8 @@ mod spare_block {
             }
             assert_eq!(take(other), None, "replaced");
             let reused = take(layout).expect("the block freed last");
-            dealloc(reused, layout);
+            // SAFETY: from `block`, taken back from the slot: the test's to free.
+            unsafe { dealloc(reused, layout) };
             assert!(close(scope).0.is_none(), "the scope's block was taken");
         }
 
@@ -1749,7 +1766,8 @@ mod spare_block {
                 // SAFETY: as above.
                 unsafe { free(b, layout) };
                 assert_eq!(take(layout), Some(b.as_ptr()), "a block of {size} bytes was not kept");
-                dealloc(b.as_ptr(), layout);
+                // SAFETY: from `block`, taken back from the slot: the test's to free.
+                unsafe { dealloc(b.as_ptr(), layout) };
             }
             let (kept, layout) = block(1080);
             // SAFETY: as above, for each block.
@@ -1761,7 +1779,8 @@ mod spare_block {
                 }
             }
             assert_eq!(take(layout), Some(kept.as_ptr()), "a block out of the sizes replaced the spare");
-            dealloc(kept.as_ptr(), layout);
+            // SAFETY: from `block`, taken back from the slot: the test's to free.
+            unsafe { dealloc(kept.as_ptr(), layout) };
             drop(scope);
         }
 
@@ -1770,10 +1789,11 @@ mod spare_block {
             let (b, layout) = block(1080);
             // SAFETY: as above.
             unsafe { free(b, layout) };
-            let scope = open(SpareBlock::default());
             assert_eq!(take(layout), None, "a block freed outside a write was kept");
+            let scope = open(SpareBlock::default());
+            assert_eq!(take(layout), None, "a write found a block it was not lent");
             let home = close(scope);
-            assert!(home.0.is_none());
+            assert!(home.0.is_none(), "a block freed outside a write went to the next write's map");
             // A map's block is not lent outside its writes.
             let (b, layout) = block(1080);
             let scope = open(home);
@@ -1798,11 +1818,13 @@ mod spare_block {
             unsafe { free(b, layout) };
             let inner_home = close(inner);
             assert_eq!(take(layout), Some(a.as_ptr()), "the outer write's block came back");
-            dealloc(a.as_ptr(), layout);
+            // SAFETY: from `block`, taken back from the slot: the test's to free.
+            unsafe { dealloc(a.as_ptr(), layout) };
             drop(close(outer));
             let again = open(inner_home);
             assert_eq!(take(layout), Some(b.as_ptr()), "the inner map's block on its next write");
-            dealloc(b.as_ptr(), layout);
+            // SAFETY: from `block`, taken back from the slot: the test's to free.
+            unsafe { dealloc(b.as_ptr(), layout) };
             drop(again);
         }
 
@@ -1823,7 +1845,8 @@ mod spare_block {
             // The inner block was freed with the scope (valgrind's run
             // would see it lost otherwise); the outer one is back.
             assert_eq!(take(layout), Some(a.as_ptr()));
-            dealloc(a.as_ptr(), layout);
+            // SAFETY: from `block`, taken back from the slot: the test's to free.
+            unsafe { dealloc(a.as_ptr(), layout) };
             drop(outer);
         }
     }
