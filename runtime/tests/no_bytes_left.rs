@@ -7,17 +7,61 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use common::Rng;
-use common::live_bytes::{LIVE, LiveBytes};
 use snapview::SnapMap;
 
+/// Counts the live heap bytes this thread allocated less those it freed:
+/// every map here is written, read and dropped on the test's thread, and
+/// what other threads do meanwhile (the test harness's, a telemetry
+/// thread's in the `--all-features` build) moves a process-wide count by a
+/// few hundred bytes either way.
+struct ThreadLiveBytes;
+
+thread_local! {
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+}
+
+fn track(delta: i64) {
+    // try_with: the counter may be gone while a thread is torn down.
+    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; the counter is a
+// const-initialised thread-local without a destructor, which never allocates.
+unsafe impl GlobalAlloc for ThreadLiveBytes {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        track(layout.size() as i64);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        track(layout.size() as i64);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        track(new_size as i64 - layout.size() as i64);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        track(-(layout.size() as i64));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
 #[global_allocator]
-static ALLOCATOR: LiveBytes = LiveBytes;
+static ALLOCATOR: ThreadLiveBytes = ThreadLiveBytes;
 
 fn live() -> i64 {
-    LIVE.load(Ordering::Relaxed)
+    LIVE.with(Cell::get)
 }
 
 /// Named and unsampled: with `instrument`, a name's statistics are made
