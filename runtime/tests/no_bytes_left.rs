@@ -7,62 +7,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::Rng;
+use common::live_bytes::{ThreadLiveBytes, thread_live};
 use snapview::SnapMap;
 
-/// Counts the live heap bytes this thread allocated less those it freed:
-/// every map here is written, read and dropped on the test's thread, and
-/// what other threads do meanwhile (the test harness's, a telemetry
-/// thread's in the `--all-features` build) moves a process-wide count by a
-/// few hundred bytes either way.
-struct ThreadLiveBytes;
-
-thread_local! {
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-fn track(delta: i64) {
-    // try_with: the counter may be gone while a thread is torn down.
-    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; the counter is a
-// const-initialised thread-local without a destructor, which never allocates.
-unsafe impl GlobalAlloc for ThreadLiveBytes {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        track(layout.size() as i64);
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        track(layout.size() as i64);
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        track(new_size as i64 - layout.size() as i64);
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        track(-(layout.size() as i64));
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// Every map here is written, read and dropped on the test's thread, so the
+/// bytes that thread holds are the maps' (and nothing another thread does
+/// meanwhile).
 #[global_allocator]
 static ALLOCATOR: ThreadLiveBytes = ThreadLiveBytes;
-
-fn live() -> i64 {
-    LIVE.with(Cell::get)
-}
 
 /// Named and unsampled: with `instrument`, a name's statistics are made
 /// once and kept for the process, and a sampled write may grow them.
@@ -113,26 +66,26 @@ fn a_map_and_its_snapshots_leave_no_byte_allocated() {
     // 1K: a root of 64 children, a block of ~1 KB; 40K: index nodes of 64
     // children under the root, and private copies of them.
     for keys in [1_000, 40_000] {
-        let before = live();
+        let before = thread_live();
         let (map, kept) = written(keys, &mut rng);
         drop(map);
         assert!(kept.iter().all(|snap| snap.len() as u64 >= keys - 400));
         drop(kept);
-        assert_eq!(live() - before, 0, "bytes still live after a map of {keys} keys and its snapshots went");
+        assert_eq!(thread_live() - before, 0, "bytes still live after a map of {keys} keys and its snapshots went");
 
         // The other order: the map's last snapshot outlives it.
-        let before = live();
+        let before = thread_live();
         let (map, kept) = written(keys, &mut rng);
         let last = map.snapshot();
         drop(map);
         drop(kept);
         assert_eq!(last.get(&keys), Some(&0));
         drop(last);
-        assert_eq!(live() - before, 0, "bytes still live after the last snapshot of a map of {keys} keys went");
+        assert_eq!(thread_live() - before, 0, "bytes still live after the last snapshot of a map of {keys} keys went");
     }
 
     // Entries that drop (`String`), whose copies settle at each publish.
-    let before = live();
+    let before = thread_live();
     let strings = map::<String, String>();
     for i in 0..2_000 {
         strings.insert(format!("/route/{i}"), format!("backend-{}", i % 7));
@@ -145,5 +98,5 @@ fn a_map_and_its_snapshots_leave_no_byte_allocated() {
     let last = strings.snapshot();
     drop(strings);
     drop(last);
-    assert_eq!(live() - before, 0, "bytes still live after a map of strings went");
+    assert_eq!(thread_live() - before, 0, "bytes still live after a map of strings went");
 }
